@@ -1,0 +1,55 @@
+package session
+
+import "time"
+
+// Audit event types (SPEC section 7).
+const (
+	EventLogin         = "login"
+	EventLogout        = "logout"
+	EventRevoke        = "revoke"
+	EventIPChange      = "ip_change"
+	EventCountryChange = "country_change"
+	EventRisk          = "risk"
+	EventRateLimited   = "rate_limited"
+)
+
+// Event is one audit record. Stores write it in the same operation as the
+// change it describes, so a crash between the two cannot lose it.
+type Event struct {
+	Type       string    `json:"type"`
+	At         time.Time `json:"at"`
+	UserID     string    `json:"user_id"`
+	SessionID  string    `json:"session_id,omitempty"`
+	IP         string    `json:"ip_address,omitempty"`
+	Country    string    `json:"country,omitempty"`
+	City       string    `json:"city,omitempty"`
+	DeviceName string    `json:"device_name,omitempty"`
+	Browser    string    `json:"browser,omitempty"`
+	OS         string    `json:"os,omitempty"`
+	DeviceID   string    `json:"device_id,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Actor      string    `json:"actor,omitempty"`
+}
+
+// EndEvent describes the end of s for the given reason and actor. A
+// logout by the user is a "logout" event; every other end is a "revoke".
+func EndEvent(s *Session, at time.Time, reason, actor string) Event {
+	typ := EventRevoke
+	if reason == EndLogout {
+		typ = EventLogout
+	}
+	e := eventFor(s, typ, at)
+	e.Reason, e.Actor = reason, actor
+	return e
+}
+
+// LoginEvent describes the creation of s.
+func LoginEvent(s *Session) Event { return eventFor(s, EventLogin, s.CreatedAt) }
+
+func eventFor(s *Session, typ string, at time.Time) Event {
+	return Event{
+		Type: typ, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
+		IP: s.IP, Country: s.Country, City: s.City,
+		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, DeviceID: s.DeviceID,
+	}
+}

@@ -1,0 +1,323 @@
+package session
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// maxEventsPerUser caps a user's audit trail in both stores.
+const maxEventsPerUser = 1000
+
+// Memory is the embedded store: sessions in this process only, for a
+// single gateway instance. It is safe for concurrent use, and a caddy
+// reload keeps it (it lives in a caddy.UsagePool).
+type Memory struct {
+	now func() time.Time
+
+	mu       sync.RWMutex
+	sessions map[string]*memRecord
+	users    map[string]map[string]struct{} // user id -> session ids
+	events   map[string][]memEvent          // user id -> oldest first
+
+	stop chan struct{}
+	once sync.Once
+}
+
+type memRecord struct {
+	s       Session
+	purgeAt time.Time
+}
+
+type memEvent struct {
+	e       Event
+	purgeAt time.Time
+}
+
+// NewMemory returns an empty memory store. now is its clock (time.Now
+// when nil); sweep is how often expired records are dropped (0: never,
+// for tests that sweep by hand with Sweep).
+func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
+	if now == nil {
+		now = time.Now
+	}
+	m := &Memory{
+		now:      now,
+		sessions: make(map[string]*memRecord),
+		users:    make(map[string]map[string]struct{}),
+		events:   make(map[string][]memEvent),
+		stop:     make(chan struct{}),
+	}
+	if sweep > 0 {
+		go m.sweepEvery(sweep)
+	}
+	return m
+}
+
+func (m *Memory) sweepEvery(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			m.Sweep()
+		case <-m.stop:
+			return
+		}
+	}
+}
+
+// Sweep drops sessions and events past their retention, as Redis TTLs do.
+func (m *Memory) Sweep() {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, r := range m.sessions {
+		if !now.Before(r.purgeAt) {
+			m.forget(id, r.s.UserID)
+		}
+	}
+	for u, evs := range m.events {
+		i := 0
+		for i < len(evs) && !now.Before(evs[i].purgeAt) {
+			i++
+		}
+		if i == len(evs) {
+			delete(m.events, u)
+		} else if i > 0 {
+			m.events[u] = slices.Clone(evs[i:])
+		}
+	}
+}
+
+func (m *Memory) forget(id, user string) {
+	delete(m.sessions, id)
+	if ids := m.users[user]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(m.users, user)
+		}
+	}
+}
+
+// live returns the record unless it is past its purge time.
+func (m *Memory) live(id string, now time.Time) *memRecord {
+	r := m.sessions[id]
+	if r == nil || !now.Before(r.purgeAt) {
+		return nil
+	}
+	return r
+}
+
+func (m *Memory) addEvent(e Event, p Policy) {
+	evs := append(m.events[e.UserID], memEvent{e: e, purgeAt: e.At.Add(p.Retention)})
+	if len(evs) > maxEventsPerUser {
+		evs = slices.Clone(evs[len(evs)-maxEventsPerUser:])
+	}
+	m.events[e.UserID] = evs
+}
+
+func (m *Memory) end(r *memRecord, at time.Time, reason, actor string, p Policy) *Session {
+	r.s.EndedAt, r.s.EndReason = at, reason
+	r.purgeAt = p.PurgeAt(&r.s)
+	m.addEvent(EndEvent(&r.s, at, reason, actor), p)
+	return r.s.Clone()
+}
+
+// Create implements Store.
+func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Session, error) {
+	s = s.Clone()
+	s.CreatedAt, s.LastActiveAt = msTime(s.CreatedAt), msTime(s.LastActiveAt)
+	now := s.CreatedAt
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	var active []*memRecord
+	for id := range m.users[s.UserID] {
+		if r := m.live(id, now); r != nil && r.s.Active() && !p.Expired(&r.s, now) {
+			active = append(active, r)
+		}
+	}
+	var ended []*Session
+	if lim.Max > 0 && len(active) >= lim.Max {
+		if lim.Mode == LimitReject {
+			return nil, ErrLimitReached
+		}
+		sortForLimit(active, lim.Mode, func(r *memRecord) *Session { return &r.s })
+		for _, r := range active[:len(active)-lim.Max+1] {
+			ended = append(ended, m.end(r, now, EndLimit, ActorLimit, p))
+		}
+	}
+
+	r := &memRecord{s: *s}
+	r.purgeAt = p.PurgeAt(&r.s)
+	m.sessions[s.ID] = r
+	if m.users[s.UserID] == nil {
+		m.users[s.UserID] = make(map[string]struct{})
+	}
+	m.users[s.UserID][s.ID] = struct{}{}
+	m.addEvent(LoginEvent(s), p)
+	return ended, nil
+}
+
+// sortForLimit orders sessions so that the ones to end come first.
+func sortForLimit[T any](xs []T, mode LimitMode, get func(T) *Session) {
+	slices.SortFunc(xs, func(a, b T) int {
+		sa, sb := get(a), get(b)
+		if mode == LimitLeastRecent {
+			if c := sa.LastActiveAt.Compare(sb.LastActiveAt); c != 0 {
+				return c
+			}
+		}
+		if c := sa.CreatedAt.Compare(sb.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(sa.ID, sb.ID)
+	})
+}
+
+// Validate implements Store.
+func (m *Memory) Validate(_ context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
+	now = msTime(now)
+	m.mu.RLock()
+	r := m.live(id, now)
+	if r == nil || r.s.TokenHash != hash {
+		m.mu.RUnlock()
+		return Validation{Status: Unknown}, nil
+	}
+	if !r.s.Active() {
+		v := Validation{Status: Ended, Session: r.s.Clone()}
+		m.mu.RUnlock()
+		return v, nil
+	}
+	due := p.Expired(&r.s, now) || p.TouchDue(&r.s, now, ip)
+	if !due {
+		v := Validation{Status: Valid, Session: r.s.Clone()}
+		m.mu.RUnlock()
+		return v, nil
+	}
+	m.mu.RUnlock()
+
+	// A write is due: take the write lock and decide again, since another
+	// request may have written in between.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r = m.live(id, now)
+	if r == nil || r.s.TokenHash != hash {
+		return Validation{Status: Unknown}, nil
+	}
+	if !r.s.Active() {
+		return Validation{Status: Ended, Session: r.s.Clone()}, nil
+	}
+	if p.Expired(&r.s, now) {
+		r.s.EndedAt, r.s.EndReason = p.ExpiresAt(&r.s), EndExpired
+		r.purgeAt = p.PurgeAt(&r.s)
+		return Validation{Status: Expired, Session: r.s.Clone()}, nil
+	}
+	v := Validation{Status: Valid}
+	if p.TouchDue(&r.s, now, ip) {
+		if ip != r.s.IP {
+			v.PrevIP = r.s.IP
+		}
+		r.s.LastActiveAt, r.s.IP = now, ip
+		r.purgeAt = p.PurgeAt(&r.s)
+		v.Touched = true
+	}
+	v.Session = r.s.Clone()
+	return v, nil
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, id string) (*Session, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.live(id, m.now())
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	return r.s.Clone(), nil
+}
+
+// List implements Store.
+func (m *Memory) List(_ context.Context, userID string) ([]*Session, error) {
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*Session
+	for id := range m.users[userID] {
+		if r := m.live(id, now); r != nil {
+			out = append(out, r.s.Clone())
+		}
+	}
+	SortByActivity(out)
+	return out, nil
+}
+
+// msTime keeps the precision Redis keeps, so both stores answer alike.
+func msTime(t time.Time) time.Time { return t.Truncate(time.Millisecond).UTC() }
+
+// SortByActivity orders sessions newest activity first, as lists show them.
+func SortByActivity(xs []*Session) {
+	slices.SortFunc(xs, func(a, b *Session) int {
+		if c := b.LastActiveAt.Compare(a.LastActiveAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+}
+
+// End implements Store.
+func (m *Memory) End(_ context.Context, id string, at time.Time, reason, actor string, p Policy) (*Session, error) {
+	at = msTime(at)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.live(id, at)
+	if r == nil || !r.s.Active() || p.Expired(&r.s, at) {
+		return nil, ErrNotFound
+	}
+	return m.end(r, at, reason, actor, p), nil
+}
+
+// EndUser implements Store.
+func (m *Memory) EndUser(_ context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
+	at = msTime(at)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ended []*Session
+	for id := range m.users[userID] {
+		if id == exceptID {
+			continue
+		}
+		if r := m.live(id, at); r != nil && r.s.Active() && !p.Expired(&r.s, at) {
+			ended = append(ended, m.end(r, at, reason, actor, p))
+		}
+	}
+	SortByActivity(ended)
+	return ended, nil
+}
+
+// Events implements Store.
+func (m *Memory) Events(_ context.Context, userID string, since time.Time, limit int) ([]Event, error) {
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	evs := m.events[userID]
+	var out []Event
+	for i := len(evs) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+		if now.Before(evs[i].purgeAt) && !evs[i].e.At.Before(since) {
+			out = append(out, evs[i].e)
+		}
+	}
+	return out, nil
+}
+
+// Close stops the sweeper. The sessions are kept until the value is
+// dropped, which a caddy.UsagePool does only when no config uses it.
+func (m *Memory) Close() error {
+	m.once.Do(func() { close(m.stop) })
+	return nil
+}
+
+var _ Store = (*Memory)(nil)

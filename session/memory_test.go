@@ -1,0 +1,17 @@
+package session_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+	"github.com/sessionauth/caddy-sessionauth/session/storetest"
+)
+
+func TestMemoryConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
+		m := session.NewMemory(now, 0)
+		t.Cleanup(func() { m.Close() })
+		return m
+	})
+}

@@ -1,0 +1,296 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis keeps sessions in Redis (standalone, Sentinel or Cluster through
+// one redis.UniversalClient). Several gateways sharing it see one truth.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+	now    func() time.Time
+}
+
+// NewRedis returns a store on client with keys under prefix. The client is
+// the caller's: Close does not close it, since stores with other prefixes
+// may share it. now is the clock for reads (time.Now when nil).
+func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time) *Redis {
+	if now == nil {
+		now = time.Now
+	}
+	return &Redis{client: client, prefix: prefix, now: now}
+}
+
+func (r *Redis) tagPrefix(tag string) string { return r.prefix + "{" + tag + "}:" }
+func (r *Redis) sessionKey(id string) string  { return r.tagPrefix(TagOfID(id)) + "s:" + id }
+func (r *Redis) userKey(user string) string   { return r.tagPrefix(UserTag(user)) + "u:" + user }
+func (r *Redis) eventsKey(user string) string { return r.tagPrefix(UserTag(user)) + "e:" + user }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+func policyArgs(p Policy) (lifetime, idle, retention int64) {
+	return p.Lifetime.Milliseconds(), p.IdleTimeout.Milliseconds(), p.Retention.Milliseconds()
+}
+
+// fields lists a session as hash field/value pairs; empty values are left
+// out to keep the hash small.
+func fields(s *Session) []any {
+	out := []any{"u", s.UserID, "th", string(s.TokenHash[:]),
+		"ca", ms(s.CreatedAt), "la", ms(s.LastActiveAt), "ip", s.IP}
+	for _, kv := range [...]struct{ k, v string }{
+		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"lip", s.LoginIP},
+		{"ua", s.UserAgent}, {"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
+		{"os", s.OS}, {"co", s.Country}, {"ci", s.City}, {"di", s.DeviceID}, {"rk", s.Risk},
+	} {
+		if kv.v != "" {
+			out = append(out, kv.k, kv.v)
+		}
+	}
+	return out
+}
+
+// decode builds a session from a flat field/value list as HGETALL gives it.
+func decode(id string, flat []any) (*Session, error) {
+	if len(flat)%2 != 0 {
+		return nil, fmt.Errorf("decoding session %s: odd field list", id)
+	}
+	s := &Session{ID: id}
+	for i := 0; i < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		switch k {
+		case "u":
+			s.UserID = v
+		case "th":
+			copy(s.TokenHash[:], v)
+		case "em":
+			s.Email = v
+		case "nm":
+			s.Name = v
+		case "ro":
+			s.Roles = v
+		case "ip":
+			s.IP = v
+		case "lip":
+			s.LoginIP = v
+		case "ua":
+			s.UserAgent = v
+		case "dn":
+			s.Device = v
+		case "dt":
+			s.DeviceTyp = v
+		case "br":
+			s.Browser = v
+		case "os":
+			s.OS = v
+		case "co":
+			s.Country = v
+		case "ci":
+			s.City = v
+		case "di":
+			s.DeviceID = v
+		case "rk":
+			s.Risk = v
+		case "ca":
+			s.CreatedAt = fromMS(v)
+		case "la":
+			s.LastActiveAt = fromMS(v)
+		case "ea":
+			s.EndedAt = fromMS(v)
+		case "er":
+			s.EndReason = v
+		}
+	}
+	if s.UserID == "" {
+		return nil, fmt.Errorf("decoding session %s: no user", id)
+	}
+	return s, nil
+}
+
+// decodePairs decodes the {id, flat, id, flat…} lists the scripts return.
+func decodePairs(xs []any) ([]*Session, error) {
+	var out []*Session
+	for i := 0; i+1 < len(xs); i += 2 {
+		id, _ := xs[i].(string)
+		flat, _ := xs[i+1].([]any)
+		s, err := decode(id, flat)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Create implements Store.
+func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]*Session, error) {
+	lifetime, idle, retention := policyArgs(p)
+	mode := lim.Mode
+	if mode == "" {
+		mode = LimitOldest
+	}
+	args := append([]any{r.tagPrefix(UserTag(s.UserID)) + "s:", s.ID, ms(s.CreatedAt),
+		lifetime, idle, retention, lim.Max, string(mode)}, fields(s)...)
+	res, err := createScript.Run(ctx, r.client,
+		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID)}, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("creating session: %w", err)
+	}
+	if len(res) == 0 {
+		return nil, errors.New("creating session: empty reply")
+	}
+	if n, _ := res[0].(int64); n == -1 {
+		return nil, ErrLimitReached
+	}
+	return decodePairs(res[1:])
+}
+
+// Validate implements Store.
+func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
+	lifetime, idle, retention := policyArgs(p)
+	res, err := validateScript.Run(ctx, r.client, []string{r.sessionKey(id)},
+		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention, id,
+		r.tagPrefix(TagOfID(id))+"u:").Slice()
+	if err != nil {
+		return Validation{}, fmt.Errorf("validating session: %w", err)
+	}
+	code, _ := res[0].(int64)
+	if code == 0 || len(res) < 2 {
+		return Validation{Status: Unknown}, nil
+	}
+	flat, _ := res[1].([]any)
+	s, err := decode(id, flat)
+	if err != nil {
+		return Validation{}, err
+	}
+	switch code {
+	case 2:
+		s.EndedAt, s.EndReason = p.ExpiresAt(s), EndExpired
+		return Validation{Status: Expired, Session: s}, nil
+	case 3:
+		return Validation{Status: Ended, Session: s}, nil
+	}
+	v := Validation{Status: Valid, Session: s}
+	if len(res) > 2 {
+		if t, _ := res[2].(int64); t == 1 {
+			v.Touched = true
+			if s.IP != ip {
+				v.PrevIP = s.IP
+			}
+			s.LastActiveAt, s.IP = msTime(now), ip
+		}
+	}
+	return v, nil
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	m, err := r.client.HGetAll(ctx, r.sessionKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading session: %w", err)
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	flat := make([]any, 0, 2*len(m))
+	for k, v := range m {
+		flat = append(flat, k, v)
+	}
+	return decode(id, flat)
+}
+
+// List implements Store.
+func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
+	res, err := listScript.Run(ctx, r.client, []string{r.userKey(userID)},
+		r.tagPrefix(UserTag(userID))+"s:").Slice()
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	out, err := decodePairs(res)
+	if err != nil {
+		return nil, err
+	}
+	SortByActivity(out)
+	return out, nil
+}
+
+// End implements Store.
+func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor string, p Policy) (*Session, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	lifetime, idle, retention := policyArgs(p)
+	res, err := endScript.Run(ctx, r.client, []string{r.sessionKey(id)},
+		r.tagPrefix(TagOfID(id))+"e:", id, ms(at), reason, actor, lifetime, idle, retention).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ending session: %w", err)
+	}
+	return decode(id, res)
+}
+
+// EndUser implements Store.
+func (r *Redis) EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
+	lifetime, idle, retention := policyArgs(p)
+	res, err := endUserScript.Run(ctx, r.client, []string{r.userKey(userID), r.eventsKey(userID)},
+		r.tagPrefix(UserTag(userID))+"s:", exceptID, ms(at), reason, actor, lifetime, idle, retention).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("ending sessions: %w", err)
+	}
+	out, err := decodePairs(res)
+	if err != nil {
+		return nil, err
+	}
+	SortByActivity(out)
+	return out, nil
+}
+
+// Events implements Store.
+func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = maxEventsPerUser
+	}
+	start := "-"
+	if m := ms(since); m > 0 {
+		start = strconv.FormatInt(m, 10)
+	}
+	msgs, err := r.client.XRevRangeN(ctx, r.eventsKey(userID), "+", start, int64(limit)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	out := make([]Event, 0, len(msgs))
+	for _, msg := range msgs {
+		str := func(k string) string { v, _ := msg.Values[k].(string); return v }
+		out = append(out, Event{
+			Type: str("t"), At: fromMS(str("at")), UserID: str("u"), SessionID: str("sid"),
+			IP: str("ip"), Country: str("co"), City: str("ci"), DeviceName: str("dn"),
+			Browser: str("br"), OS: str("os"), DeviceID: str("di"), Reason: str("rs"), Actor: str("ac"),
+		})
+	}
+	return out, nil
+}
+
+// Close implements Store; the client belongs to whoever made it.
+func (r *Redis) Close() error { return nil }
+
+var _ Store = (*Redis)(nil)

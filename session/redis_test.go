@@ -1,0 +1,113 @@
+package session_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/session"
+	"github.com/sessionauth/caddy-sessionauth/session/storetest"
+)
+
+func newRedisClient(t *testing.T) (*redisserver.Server, redis.UniversalClient) {
+	srv := redisserver.Start(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
+	t.Cleanup(func() { client.Close() })
+	return srv, client
+}
+
+func TestRedisConformance(t *testing.T) {
+	_, client := newRedisClient(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
+		return session.NewRedis(client, "sa:", now)
+	})
+}
+
+// Every key the store writes has a TTL, and every key a user's operations
+// touch carries that user's hash tag.
+func TestRedisKeysHaveTTLAndTag(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	now := time.Now()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		id, _, hash, _ := session.NewCredential("alice")
+		ids = append(ids, id)
+		s := &session.Session{ID: id, UserID: "alice", TokenHash: hash, CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{Max: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.End(ctx, ids[2], now, session.EndLogout, session.ActorSelf, p); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := client.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 5 { // three sessions, the index, the events
+		t.Fatalf("keys: %v", keys)
+	}
+	tag := "{" + session.UserTag("alice") + "}"
+	for _, k := range keys {
+		ttl, err := client.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 {
+			t.Errorf("key %s has no TTL (%v, %v)", k, ttl, err)
+		}
+		if !strings.HasPrefix(k, "sa:"+tag+":") {
+			t.Errorf("key %s lacks the user's hash tag %s", k, tag)
+		}
+		if strings.Contains(k, "th") && strings.Contains(k, ids[0][12:]) {
+			t.Errorf("key %s looks like it holds a token", k)
+		}
+	}
+	// Only the SHA-256 of the secret is stored: no value equals a cookie.
+	h, _ := client.HGetAll(ctx, "sa:"+tag+":s:"+ids[0]).Result()
+	if len(h["th"]) != 32 {
+		t.Fatalf("token hash field is %d bytes", len(h["th"]))
+	}
+}
+
+// The hot path is one Redis command: the validate script.
+func TestRedisValidateIsOneCommand(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	id, _, hash, _ := session.NewCredential("bob")
+	now := time.Now()
+	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "bob", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Validate(ctx, id, hash, "192.0.2.1", now, p); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	client.AddHook(countHook{&calls})
+	for i := 0; i < 10; i++ {
+		if v, err := st.Validate(ctx, id, hash, "192.0.2.1", now.Add(time.Duration(i)*time.Minute), p); err != nil || v.Status != session.Valid {
+			t.Fatalf("validate: %v %v", v.Status, err)
+		}
+	}
+	if got := calls.Load(); got != 10 {
+		t.Fatalf("10 validations (with touches) cost %d round trips", got)
+	}
+}
+
+// countHook counts the commands (and pipelines) the client sends.
+type countHook struct{ n *atomic.Int64 }
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}

@@ -1,0 +1,67 @@
+// Package session holds the session model, the stores that keep sessions
+// (Redis and an embedded memory store) and the validity policy they share.
+package session
+
+import (
+	"time"
+)
+
+// End reasons, as the SPEC names them in session JSON and audit events.
+const (
+	EndLogout        = "logout"
+	EndRevoked       = "revoked"
+	EndLimit         = "limit"
+	EndIPChange      = "ip_change"
+	EndCountryChange = "country_change"
+	EndExpired       = "expired"
+)
+
+// Actors of a revocation, as audit events name them.
+const (
+	ActorSelf     = "self"
+	ActorAdmin    = "admin"
+	ActorUpstream = "upstream"
+	ActorLimit    = "limit"
+	ActorPolicy   = "policy"
+	ActorLink     = "link"
+)
+
+// Session is one signed-in browser or client of a user. The raw token is
+// never part of it: only its SHA-256 is kept, so a leaked store leaks no
+// usable credential.
+type Session struct {
+	ID        string
+	UserID    string
+	TokenHash [32]byte
+
+	Email string
+	Name  string
+	Roles string
+
+	IP        string // as of the last sighting
+	LoginIP   string // where the session was created
+	UserAgent string
+	Device    string // device name: iPhone, Mac, Windows PC, …
+	DeviceTyp string // mobile, tablet, desktop, bot, unknown
+	Browser   string
+	OS        string
+	Country   string
+	City      string
+	DeviceID  string // the long-lived device cookie's id, when known
+	Risk      string // flags raised at sign-in that stay with the session
+
+	CreatedAt    time.Time
+	LastActiveAt time.Time
+	EndedAt      time.Time // zero while active
+	EndReason    string
+}
+
+// Active reports whether the session has not been ended explicitly.
+// Expiry by time is the Policy's business, see Policy.Check.
+func (s *Session) Active() bool { return s.EndedAt.IsZero() }
+
+// Clone returns a copy that the caller may change freely.
+func (s *Session) Clone() *Session {
+	c := *s
+	return &c
+}

@@ -1,0 +1,91 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every store returns in the same cases.
+var (
+	// ErrNotFound: no session (or user) with that id.
+	ErrNotFound = errors.New("session not found")
+	// ErrLimitReached: max_sessions with mode reject refused a new session.
+	ErrLimitReached = errors.New("session limit reached")
+)
+
+// LimitMode says which session gives way when a user has too many.
+type LimitMode string
+
+// Limit modes of max_sessions.
+const (
+	LimitOldest       LimitMode = "oldest"
+	LimitLeastRecent  LimitMode = "least_recent"
+	LimitReject       LimitMode = "reject"
+	DefaultMaxSession           = 5
+)
+
+// Limit caps the active sessions of one user; Max 0 is unlimited.
+type Limit struct {
+	Max  int
+	Mode LimitMode
+}
+
+// Status is the outcome of validating a credential.
+type Status int
+
+// Validation outcomes. Unknown covers a missing session and a secret that
+// does not match; the caller cannot and need not tell them apart.
+const (
+	Unknown Status = iota
+	Valid
+	Expired
+	Ended
+)
+
+// Validation is what Store.Validate found.
+type Validation struct {
+	Status  Status
+	Session *Session // set for Valid, Expired and Ended
+	Touched bool     // activity (and maybe the IP) was written
+	// PrevIP is the session's IP before this request, when Touched
+	// changed it; empty otherwise.
+	PrevIP string
+}
+
+// Store keeps sessions. Every method is one atomic operation on the
+// backing store (one Redis script or transaction), so concurrent gateways
+// sharing it agree; the hot path, Validate, is one round trip.
+type Store interface {
+	// Create stores s (its ID, TokenHash, times and fields set by the
+	// caller) and enforces lim atomically, ending sessions that give way.
+	// It writes a login event, and a revoke event per ended session.
+	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
+
+	// Validate checks the credential (id, SHA-256 of the secret) at now
+	// from ip, and writes activity when p says a touch is due.
+	Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error)
+
+	// Get returns one session, active or ended within retention.
+	Get(ctx context.Context, id string) (*Session, error)
+
+	// List returns a user's sessions, active and ended within retention,
+	// newest activity first.
+	List(ctx context.Context, userID string) ([]*Session, error)
+
+	// End ends one active session and records why. It returns the
+	// session as ended, or ErrNotFound if there is no active session
+	// with that id.
+	End(ctx context.Context, id string, at time.Time, reason, actor string, p Policy) (*Session, error)
+
+	// EndUser ends every active session of a user except exceptID (which
+	// may be empty) and returns those it ended.
+	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
+
+	// Events returns a user's audit events since a time, newest first, at
+	// most limit (0: all that are kept).
+	Events(ctx context.Context, userID string, since time.Time, limit int) ([]Event, error)
+
+	// Close releases what the store holds.
+	Close() error
+}

@@ -1,0 +1,555 @@
+// Package storetest is the conformance suite every session.Store passes:
+// the memory store and Redis answer alike, case by case.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// Clock is a settable clock for the store under test.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock starts at the current time, so that stores with real TTLs
+// (Redis) keep their keys while the test runs.
+func NewClock() *Clock { return &Clock{t: time.Now().Truncate(time.Millisecond)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// Factory makes a fresh store reading time from now.
+type Factory func(t *testing.T, now func() time.Time) session.Store
+
+var policy = session.Policy{
+	Lifetime:      24 * time.Hour,
+	IdleTimeout:   time.Hour,
+	TouchInterval: 5 * time.Minute,
+	Retention:     48 * time.Hour,
+}
+
+// Run runs the suite against stores made by newStore.
+func Run(t *testing.T, newStore Factory) {
+	cases := []struct {
+		name string
+		fn   func(t *testing.T, st session.Store, c *Clock)
+	}{
+		{"CreateValidate", testCreateValidate},
+		{"UnknownAndWrongSecret", testUnknown},
+		{"TouchInterval", testTouch},
+		{"IPChangeTouchesAtOnce", testIPChange},
+		{"IdleTimeout", testIdle},
+		{"Lifetime", testLifetime},
+		{"NoIdleTimeout", testNoIdle},
+		{"End", testEnd},
+		{"EndUserExcept", testEndUser},
+		{"LimitOldest", testLimitOldest},
+		{"LimitLeastRecent", testLimitLeastRecent},
+		{"LimitReject", testLimitReject},
+		{"LimitUnlimited", testUnlimited},
+		{"LimitConcurrent", testLimitConcurrent},
+		{"ListOrderAndIsolation", testList},
+		{"Events", testEvents},
+		{"FieldsRoundTrip", testFields},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewClock()
+			tc.fn(t, newStore(t, c.Now), c)
+		})
+	}
+	t.Run("Retention", func(t *testing.T) { testRetention(t, newStore(t, time.Now)) })
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// user returns a user id no other test uses, so stores may be shared.
+func user() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "user-" + hex.EncodeToString(b[:])
+}
+
+// cred is a minted session's credential as a client holds it.
+type cred struct {
+	id   string
+	hash [32]byte
+}
+
+func mint(t *testing.T, st session.Store, c *Clock, uid, ip string, lim session.Limit) (cred, []*session.Session, error) {
+	t.Helper()
+	id, cookie, hash, err := session.NewCredential(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, h, err := session.ParseCredential(cookie); err != nil || h != hash {
+		t.Fatalf("minted credential does not parse back: %v", err)
+	}
+	now := c.Now()
+	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: ip, LoginIP: ip,
+		CreatedAt: now, LastActiveAt: now}
+	ended, err := st.Create(ctx(t), s, policy, lim)
+	return cred{id, hash}, ended, err
+}
+
+func mustMint(t *testing.T, st session.Store, c *Clock, uid string) cred {
+	t.Helper()
+	cr, _, err := mint(t, st, c, uid, "192.0.2.1", session.Limit{})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return cr
+}
+
+func validate(t *testing.T, st session.Store, c *Clock, cr cred, ip string) session.Validation {
+	t.Helper()
+	v, err := st.Validate(ctx(t), cr.id, cr.hash, ip, c.Now(), policy)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	return v
+}
+
+func wantStatus(t *testing.T, v session.Validation, want session.Status) {
+	t.Helper()
+	if v.Status != want {
+		t.Fatalf("status = %v, want %v", v.Status, want)
+	}
+	if want != session.Unknown && v.Session == nil {
+		t.Fatalf("status %v without a session", want)
+	}
+}
+
+func testCreateValidate(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	cr := mustMint(t, st, c, uid)
+	v := validate(t, st, c, cr, "192.0.2.1")
+	wantStatus(t, v, session.Valid)
+	if v.Session.UserID != uid || v.Session.ID != cr.id || v.Touched {
+		t.Fatalf("got %+v touched=%v", v.Session, v.Touched)
+	}
+	if !v.Session.CreatedAt.Equal(c.Now()) {
+		t.Fatalf("created_at = %v, want %v", v.Session.CreatedAt, c.Now())
+	}
+}
+
+func testUnknown(t *testing.T, st session.Store, c *Clock) {
+	cr := mustMint(t, st, c, user())
+	bad := cr
+	bad.hash[0] ^= 1
+	wantStatus(t, validate(t, st, c, bad, "192.0.2.1"), session.Unknown)
+	other, _, _, _ := session.NewCredential(user())
+	wantStatus(t, validate(t, st, c, cred{id: other}, "192.0.2.1"), session.Unknown)
+	if _, err := st.Get(ctx(t), other); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("get unknown: %v", err)
+	}
+	if _, err := st.End(ctx(t), other, c.Now(), session.EndRevoked, session.ActorAdmin, policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("end unknown: %v", err)
+	}
+}
+
+func testTouch(t *testing.T, st session.Store, c *Clock) {
+	cr := mustMint(t, st, c, user())
+	created := c.Now()
+	c.Advance(policy.TouchInterval - time.Second)
+	v := validate(t, st, c, cr, "192.0.2.1")
+	if v.Touched || !v.Session.LastActiveAt.Equal(created) {
+		t.Fatalf("touched before the interval: %v %v", v.Touched, v.Session.LastActiveAt)
+	}
+	c.Advance(time.Second)
+	v = validate(t, st, c, cr, "192.0.2.1")
+	if !v.Touched || !v.Session.LastActiveAt.Equal(c.Now()) {
+		t.Fatalf("not touched after the interval: %v %v", v.Touched, v.Session.LastActiveAt)
+	}
+	// The write is visible to the next read, and not repeated.
+	c.Advance(time.Minute)
+	v = validate(t, st, c, cr, "192.0.2.1")
+	if v.Touched || !v.Session.LastActiveAt.Equal(c.Now().Add(-time.Minute)) {
+		t.Fatalf("second touch within the interval: %v %v", v.Touched, v.Session.LastActiveAt)
+	}
+}
+
+func testIPChange(t *testing.T, st session.Store, c *Clock) {
+	cr := mustMint(t, st, c, user())
+	c.Advance(time.Second)
+	v := validate(t, st, c, cr, "198.51.100.7")
+	if !v.Touched || v.Session.IP != "198.51.100.7" || v.PrevIP != "192.0.2.1" || v.Session.LoginIP != "192.0.2.1" {
+		t.Fatalf("ip change: touched=%v ip=%q prev=%q login=%q", v.Touched, v.Session.IP, v.PrevIP, v.Session.LoginIP)
+	}
+	c.Advance(time.Second)
+	v = validate(t, st, c, cr, "198.51.100.7")
+	if v.Touched || v.PrevIP != "" {
+		t.Fatalf("same ip touched again: %+v", v)
+	}
+}
+
+func testIdle(t *testing.T, st session.Store, c *Clock) {
+	cr := mustMint(t, st, c, user())
+	c.Advance(policy.IdleTimeout - time.Millisecond)
+	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Valid) // touches
+	c.Advance(policy.IdleTimeout - time.Millisecond)
+	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Valid)
+	c.Advance(policy.IdleTimeout)
+	v := validate(t, st, c, cr, "192.0.2.1")
+	wantStatus(t, v, session.Expired)
+	if v.Session.EndReason != session.EndExpired {
+		t.Fatalf("end reason %q", v.Session.EndReason)
+	}
+	// Once expired, it stays ended even if time could be wound back.
+	v = validate(t, st, c, cr, "192.0.2.1")
+	wantStatus(t, v, session.Ended)
+	s, err := st.Get(ctx(t), cr.id)
+	if err != nil || s.Active() || s.EndReason != session.EndExpired {
+		t.Fatalf("get after expiry: %+v %v", s, err)
+	}
+}
+
+func testLifetime(t *testing.T, st session.Store, c *Clock) {
+	cr := mustMint(t, st, c, user())
+	for elapsed := time.Duration(0); elapsed < policy.Lifetime-policy.IdleTimeout; elapsed += policy.IdleTimeout / 2 {
+		c.Advance(policy.IdleTimeout / 2)
+		wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Valid)
+	}
+	// 23h have passed with activity every 30 minutes; at 24h it ends.
+	c.Advance(policy.IdleTimeout - time.Millisecond)
+	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Valid)
+	c.Advance(time.Millisecond)
+	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Expired)
+}
+
+func testNoIdle(t *testing.T, st session.Store, c *Clock) {
+	p := policy
+	p.IdleTimeout = 0
+	uid := user()
+	id, _, hash, _ := session.NewCredential(uid)
+	now := c.Now()
+	if _, err := st.Create(ctx(t), &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(p.Lifetime - time.Millisecond)
+	if v, _ := st.Validate(ctx(t), id, hash, "", c.Now(), p); v.Status != session.Valid {
+		t.Fatalf("idle 0 expired early: %v", v.Status)
+	}
+	c.Advance(time.Millisecond)
+	if v, _ := st.Validate(ctx(t), id, hash, "", c.Now(), p); v.Status != session.Expired {
+		t.Fatalf("lifetime not enforced: %v", v.Status)
+	}
+}
+
+func testEnd(t *testing.T, st session.Store, c *Clock) {
+	cr := mustMint(t, st, c, user())
+	c.Advance(time.Second)
+	s, err := st.End(ctx(t), cr.id, c.Now(), session.EndLogout, session.ActorSelf, policy)
+	if err != nil || s.Active() || s.EndReason != session.EndLogout || !s.EndedAt.Equal(c.Now()) {
+		t.Fatalf("end: %+v %v", s, err)
+	}
+	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Ended)
+	if _, err := st.End(ctx(t), cr.id, c.Now(), session.EndRevoked, session.ActorAdmin, policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("second end: %v", err)
+	}
+	got, err := st.Get(ctx(t), cr.id)
+	if err != nil || got.Active() || got.EndReason != session.EndLogout {
+		t.Fatalf("get ended: %+v %v", got, err)
+	}
+}
+
+func testEndUser(t *testing.T, st session.Store, c *Clock) {
+	uid, other := user(), user()
+	var creds []cred
+	for i := 0; i < 3; i++ {
+		creds = append(creds, mustMint(t, st, c, uid))
+		c.Advance(time.Second)
+	}
+	otherCred := mustMint(t, st, c, other)
+	ended, err := st.EndUser(ctx(t), uid, creds[1].id, c.Now(), session.EndRevoked, session.ActorAdmin, policy)
+	if err != nil || len(ended) != 2 {
+		t.Fatalf("end user: %d %v", len(ended), err)
+	}
+	wantStatus(t, validate(t, st, c, creds[0], "192.0.2.1"), session.Ended)
+	wantStatus(t, validate(t, st, c, creds[1], "192.0.2.1"), session.Valid)
+	wantStatus(t, validate(t, st, c, creds[2], "192.0.2.1"), session.Ended)
+	wantStatus(t, validate(t, st, c, otherCred, "192.0.2.1"), session.Valid)
+	ended, err = st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorUpstream, policy)
+	if err != nil || len(ended) != 1 || ended[0].ID != creds[1].id {
+		t.Fatalf("end all: %v %v", ended, err)
+	}
+	if ended, _ := st.EndUser(ctx(t), user(), "", c.Now(), session.EndRevoked, session.ActorAdmin, policy); len(ended) != 0 {
+		t.Fatalf("ended sessions of a user with none: %v", ended)
+	}
+}
+
+func activeIDs(t *testing.T, st session.Store, c *Clock, uid string) map[string]bool {
+	t.Helper()
+	list, err := st.List(ctx(t), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, s := range list {
+		if policy.View(s, c.Now()).Active() {
+			out[s.ID] = true
+		}
+	}
+	return out
+}
+
+func testLimitOldest(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 3, Mode: session.LimitOldest}
+	var creds []cred
+	for i := 0; i < 3; i++ {
+		cr, ended, err := mint(t, st, c, uid, "192.0.2.1", lim)
+		if err != nil || len(ended) != 0 {
+			t.Fatalf("mint %d: %v %v", i, ended, err)
+		}
+		creds = append(creds, cr)
+		c.Advance(time.Minute)
+	}
+	// The oldest is the most recently active: oldest still goes.
+	c.Advance(policy.TouchInterval)
+	validate(t, st, c, creds[0], "192.0.2.1")
+	cr, ended, err := mint(t, st, c, uid, "192.0.2.1", lim)
+	if err != nil || len(ended) != 1 || ended[0].ID != creds[0].id || ended[0].EndReason != session.EndLimit {
+		t.Fatalf("limit oldest: %v %v", ended, err)
+	}
+	wantStatus(t, validate(t, st, c, creds[0], "192.0.2.1"), session.Ended)
+	if got := activeIDs(t, st, c, uid); len(got) != 3 || !got[cr.id] {
+		t.Fatalf("active after limit: %v", got)
+	}
+	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
+	found := false
+	for _, e := range evs {
+		if e.Type == session.EventRevoke && e.SessionID == creds[0].id && e.Actor == session.ActorLimit && e.Reason == session.EndLimit {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no limit revoke event in %+v", evs)
+	}
+}
+
+func testLimitLeastRecent(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 2, Mode: session.LimitLeastRecent}
+	a, _, _ := mint(t, st, c, uid, "192.0.2.1", lim)
+	c.Advance(time.Minute)
+	b, _, _ := mint(t, st, c, uid, "192.0.2.1", lim)
+	c.Advance(policy.TouchInterval)
+	validate(t, st, c, a, "192.0.2.1") // a is now the more recent
+	_, ended, err := mint(t, st, c, uid, "192.0.2.1", lim)
+	if err != nil || len(ended) != 1 || ended[0].ID != b.id {
+		t.Fatalf("least recent: %v %v", ended, err)
+	}
+}
+
+func testLimitReject(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 2, Mode: session.LimitReject}
+	for i := 0; i < 2; i++ {
+		if _, _, err := mint(t, st, c, uid, "192.0.2.1", lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cr, _, err := mint(t, st, c, uid, "192.0.2.1", lim)
+	if !errors.Is(err, session.ErrLimitReached) {
+		t.Fatalf("reject: %v", err)
+	}
+	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Unknown)
+	// Ended and expired sessions do not count.
+	list, _ := st.List(ctx(t), uid)
+	if _, err := st.End(ctx(t), list[0].ID, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mint(t, st, c, uid, "192.0.2.1", lim); err != nil {
+		t.Fatalf("after logout: %v", err)
+	}
+	c.Advance(policy.IdleTimeout)
+	for i := 0; i < 2; i++ {
+		if _, _, err := mint(t, st, c, uid, "192.0.2.1", lim); err != nil {
+			t.Fatalf("after expiry: %v", err)
+		}
+	}
+}
+
+func testUnlimited(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	for i := 0; i < 12; i++ {
+		if _, ended, err := mint(t, st, c, uid, "192.0.2.1", session.Limit{}); err != nil || len(ended) != 0 {
+			t.Fatalf("unlimited: %v %v", ended, err)
+		}
+	}
+	if got := activeIDs(t, st, c, uid); len(got) != 12 {
+		t.Fatalf("active = %d", len(got))
+	}
+}
+
+func testLimitConcurrent(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 5, Mode: session.LimitOldest}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, _, hash, _ := session.NewCredential(uid)
+			now := c.Now()
+			_, err := st.Create(context.Background(), &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, policy, lim)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := activeIDs(t, st, c, uid); len(got) != 5 {
+		t.Fatalf("20 parallel sign-ins with max 5 left %d active", len(got))
+	}
+}
+
+func testList(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	a := mustMint(t, st, c, uid)
+	c.Advance(time.Minute)
+	b := mustMint(t, st, c, uid)
+	c.Advance(time.Minute)
+	d := mustMint(t, st, c, uid)
+	mustMint(t, st, c, user())
+	c.Advance(policy.TouchInterval)
+	validate(t, st, c, a, "192.0.2.1")
+	if _, err := st.End(ctx(t), d.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	list, err := st.List(ctx(t), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range list {
+		ids = append(ids, s.ID)
+	}
+	want := []string{a.id, d.id, b.id}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("list order %v, want %v", ids, want)
+	}
+	if list[1].Active() || list[1].EndReason != session.EndLogout {
+		t.Fatalf("ended session not shown as ended: %+v", list[1])
+	}
+	if l, err := st.List(ctx(t), user()); err != nil || len(l) != 0 {
+		t.Fatalf("list of unknown user: %v %v", l, err)
+	}
+}
+
+func testEvents(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	a := mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	b := mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	if _, err := st.End(ctx(t), a.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Second)
+	if _, err := st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorAdmin, policy); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.Events(ctx(t), uid, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Type+"/"+e.Actor+"/"+e.SessionID[:4])
+		if e.UserID != uid || e.At.IsZero() {
+			t.Fatalf("event without user or time: %+v", e)
+		}
+	}
+	want := []string{"revoke/admin/" + b.id[:4], "logout/self/" + a.id[:4], "login//" + b.id[:4], "login//" + a.id[:4]}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	if evs[0].IP != "192.0.2.1" || !evs[0].At.Equal(c.Now()) {
+		t.Fatalf("event fields: %+v", evs[0])
+	}
+	if two, _ := st.Events(ctx(t), uid, time.Time{}, 2); len(two) != 2 || two[0].Type != "revoke" {
+		t.Fatalf("limit 2: %+v", two)
+	}
+	if recent, _ := st.Events(ctx(t), uid, c.Now().Add(-time.Second), 0); len(recent) != 2 {
+		t.Fatalf("since: %+v", recent)
+	}
+}
+
+func testFields(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	id, _, hash, _ := session.NewCredential(uid)
+	now := c.Now()
+	in := &session.Session{ID: id, UserID: uid, TokenHash: hash, Email: "ä@example.com", Name: "Zoë",
+		Roles: "admin,dev", IP: "2001:db8::1", LoginIP: "2001:db8::1", UserAgent: "Mozilla/5.0",
+		Device: "Mac", DeviceTyp: "desktop", Browser: "Firefox", OS: "macOS", Country: "DE", City: "Berlin",
+		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now}
+	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Get(ctx(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.CreatedAt, in.LastActiveAt = in.CreatedAt.UTC(), in.LastActiveAt.UTC()
+	if fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *in) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", *got, *in)
+	}
+}
+
+// testRetention runs on the real clock: an ended session is listed until
+// retention has passed, then forgotten (by TTL in Redis).
+func testRetention(t *testing.T, st session.Store) {
+	p := policy
+	p.Retention = 300 * time.Millisecond
+	uid := user()
+	id, _, hash, _ := session.NewCredential(uid)
+	now := time.Now()
+	if _, err := st.Create(ctx(t), &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.End(ctx(t), id, time.Now(), session.EndLogout, session.ActorSelf, p); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := st.List(ctx(t), uid); len(l) != 1 {
+		t.Fatalf("ended session not kept: %v", l)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		l, err := st.List(ctx(t), uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) == 0 {
+			if _, err := st.Get(ctx(t), id); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("get after retention: %v", err)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("ended session still listed after retention")
+}
