@@ -1,0 +1,479 @@
+package sessionauth
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("session_auth", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("session_auth", httpcaddyfile.After, "forward_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m Handler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	session_auth [<matcher>] {
+//	    store memory
+//	    store redis [<redis-url>] {
+//	        addresses <host:port>...
+//	        master <name>
+//	        username <u>
+//	        password <p>
+//	        db <n>
+//	        key_prefix <prefix>
+//	        pool_size <n>
+//	        dial_timeout <d>
+//	        read_timeout <d>
+//	    }
+//	    cookie [<name>] {
+//	        domain <d>
+//	        path <p>
+//	        same_site lax|strict|none
+//	        secure auto|always|never
+//	    }
+//	    lifetime <duration>
+//	    idle_timeout <duration>
+//	    touch_interval <duration>
+//	    retention <duration>
+//	    max_sessions <n> [oldest|least_recent|reject]
+//	    login <path>...
+//	    endpoints <prefix>
+//	    optional
+//	    unauthenticated redirect [<url>]
+//	    unauthenticated status <code>
+//	    header_prefix <prefix>
+//	    sign_headers <secret>
+//	    geoip <path>
+//	    ip_change allow|flag|deny
+//	    country_change allow|flag|deny
+//	    login_rate <n> <duration>
+//	    guess_rate <n> <duration>
+//	    cache <duration>
+//	    store_unavailable deny|grace <duration>
+//	    notify <url> {
+//	        secret <s>
+//	        events <event>...
+//	    }
+//	}
+//
+// Unknown and repeated subdirectives, bad values and impossible
+// combinations are errors with the file and line.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "store":
+			err = h.parseStore(d)
+		case "cookie":
+			err = h.parseCookie(d)
+		case "lifetime":
+			err = durationArg(d, &h.Lifetime)
+		case "idle_timeout":
+			var v caddy.Duration
+			err = durationArg(d, &v)
+			h.IdleTimeout = &v
+		case "touch_interval":
+			err = durationArg(d, &h.TouchInterval)
+		case "retention":
+			err = durationArg(d, &h.Retention)
+		case "cache":
+			err = durationArg(d, &h.Cache)
+		case "max_sessions":
+			err = h.parseMaxSessions(d)
+		case "login":
+			h.Login = d.RemainingArgs()
+			if len(h.Login) == 0 {
+				return d.ArgErr()
+			}
+			for _, p := range h.Login {
+				if _, perr := parseLoginPath(p); perr != nil {
+					return d.Errf("%v", perr)
+				}
+			}
+		case "endpoints":
+			err = stringArg(d, &h.Endpoints)
+		case "optional":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Optional = true
+		case "unauthenticated":
+			err = h.parseUnauthenticated(d)
+		case "header_prefix":
+			err = stringArg(d, &h.HeaderPrefix)
+		case "sign_headers":
+			err = stringArg(d, &h.SignHeaders)
+		case "geoip":
+			err = stringArg(d, &h.GeoIP)
+		case "ip_change":
+			err = choiceArg(d, &h.IPChange, "allow", "flag", "deny")
+		case "country_change":
+			err = choiceArg(d, &h.CountryChange, "allow", "flag", "deny")
+		case "login_rate":
+			h.LoginRate, err = rateArgs(d)
+		case "guess_rate":
+			h.GuessRate, err = rateArgs(d)
+		case "store_unavailable":
+			err = h.parseStoreUnavailable(d)
+		case "notify":
+			err = h.parseNotify(d)
+		default:
+			return d.Errf("unknown subdirective %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Check combinations now, so `caddy adapt` and `caddy validate` name
+	// the place; applyDefaults on a copy keeps the JSON free of defaults.
+	probe := *h
+	probe.copyNested()
+	probe.applyDefaults()
+	if err := probe.check(); err != nil {
+		return d.Errf("session_auth: %v", err)
+	}
+	return nil
+}
+
+// copyNested gives a shallow copy its own nested structs, so defaults
+// applied to the copy do not leak into the original.
+func (h *Handler) copyNested() {
+	if h.Store != nil {
+		s := *h.Store
+		h.Store = &s
+	}
+	if h.Cookie != nil {
+		c := *h.Cookie
+		h.Cookie = &c
+	}
+}
+
+func stringArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func choiceArg(d *caddyfile.Dispenser, dst *string, allowed ...string) error {
+	if err := stringArg(d, dst); err != nil {
+		return err
+	}
+	if err := oneOf(d.Val(), *dst, allowed...); err != nil {
+		return d.Errf("%s: must be one of %s, got %q", d.Val(), strings.Join(allowed, ", "), *dst)
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	v, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return d.Errf("%s: bad duration %q: %v", name, d.Val(), err)
+	}
+	if v < 0 {
+		return d.Errf("%s: must not be negative", name)
+	}
+	*dst = caddy.Duration(v)
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, name string, min int) (int, error) {
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < min {
+		return 0, d.Errf("%s: %q must be a whole number of at least %d", name, d.Val(), min)
+	}
+	return n, nil
+}
+
+func (h *Handler) parseMaxSessions(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	n, err := intArg(d, "max_sessions", 0)
+	if err != nil {
+		return err
+	}
+	h.MaxSessions = &n
+	if d.NextArg() {
+		if err := oneOf("max_sessions mode", d.Val(), "oldest", "least_recent", "reject"); err != nil {
+			return d.Errf("%v", err)
+		}
+		h.MaxSessionsMode = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func rateArgs(d *caddyfile.Dispenser) (*Rate, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return nil, d.Errf("%s: count %q must be a positive whole number", name, args[0])
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w <= 0 {
+		return nil, d.Errf("%s: window %q must be a positive duration", name, args[1])
+	}
+	return &Rate{Count: n, Window: caddy.Duration(w)}, nil
+}
+
+func (h *Handler) parseUnauthenticated(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	u := &Unauthenticated{}
+	switch d.Val() {
+	case "redirect":
+		u.Redirect = true
+		if d.NextArg() {
+			u.URL = d.Val()
+		}
+	case "status":
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		code, err := intArg(d, "unauthenticated status", 400)
+		if err != nil || code > 599 {
+			return d.Errf("unauthenticated status %q must be a 4xx or 5xx code", d.Val())
+		}
+		u.Status = code
+	default:
+		return d.Errf("unauthenticated: %q must be redirect or status", d.Val())
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	h.Unauthenticated = u
+	return nil
+}
+
+func (h *Handler) parseStoreUnavailable(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	su := &StoreUnavailable{Mode: d.Val()}
+	switch su.Mode {
+	case "deny":
+	case "grace":
+		if !d.NextArg() {
+			return d.Errf("store_unavailable grace needs a duration")
+		}
+		g, err := caddy.ParseDuration(d.Val())
+		if err != nil || g <= 0 {
+			return d.Errf("store_unavailable grace: %q must be a positive duration", d.Val())
+		}
+		su.Grace = caddy.Duration(g)
+	default:
+		return d.Errf("store_unavailable: %q must be deny or grace", su.Mode)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	h.StoreUnavailable = su
+	return nil
+}
+
+func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	s := &StoreConfig{Type: d.Val()}
+	switch s.Type {
+	case "memory":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		if d.NextBlock(d.Nesting()) {
+			return d.Errf("store memory takes no block")
+		}
+		h.Store = s
+		return nil
+	case "redis":
+	default:
+		return d.Errf("store: %q must be memory or redis", s.Type)
+	}
+	if d.NextArg() {
+		s.URL = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("store redis: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "addresses":
+			s.Addresses = d.RemainingArgs()
+			if len(s.Addresses) == 0 {
+				return d.ArgErr()
+			}
+		case "master":
+			err = stringArg(d, &s.Master)
+		case "username":
+			err = stringArg(d, &s.Username)
+		case "password":
+			err = stringArg(d, &s.Password)
+		case "key_prefix":
+			err = stringArg(d, &s.KeyPrefix)
+		case "db":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			s.DB, err = intArg(d, "db", 0)
+			if err == nil && d.NextArg() {
+				return d.ArgErr()
+			}
+		case "pool_size":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			s.PoolSize, err = intArg(d, "pool_size", 1)
+			if err == nil && d.NextArg() {
+				return d.ArgErr()
+			}
+		case "dial_timeout":
+			err = durationArg(d, &s.DialTimeout)
+		case "read_timeout":
+			err = durationArg(d, &s.ReadTimeout)
+		default:
+			return d.Errf("store redis: unknown subdirective %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	probe := *s
+	probe.applyDefaults()
+	if err := probe.check(); err != nil {
+		return d.Errf("%v", err)
+	}
+	h.Store = s
+	return nil
+}
+
+func (h *Handler) parseCookie(d *caddyfile.Dispenser) error {
+	c := &CookieConfig{}
+	if d.NextArg() {
+		c.Name = d.Val()
+		if !validCookieName(c.Name) {
+			return d.Errf("cookie: %q is not a valid cookie name", c.Name)
+		}
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("cookie: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "domain":
+			err = stringArg(d, &c.Domain)
+		case "path":
+			err = stringArg(d, &c.Path)
+		case "same_site":
+			err = choiceArg(d, &c.SameSite, "lax", "strict", "none")
+		case "secure":
+			err = choiceArg(d, &c.Secure, "auto", "always", "never")
+		default:
+			return d.Errf("cookie: unknown subdirective %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.Cookie = c
+	return nil
+}
+
+func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
+	n := &Notify{}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	n.URL = d.Val()
+	if !strings.HasPrefix(n.URL, "https://") && !strings.HasPrefix(n.URL, "http://") {
+		return d.Errf("notify: %q must be an http:// or https:// URL", n.URL)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("notify: %s given more than once", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "secret":
+			if err := stringArg(d, &n.Secret); err != nil {
+				return err
+			}
+		case "events":
+			n.Events = d.RemainingArgs()
+			if len(n.Events) == 0 {
+				return d.ArgErr()
+			}
+			for _, e := range n.Events {
+				if err := oneOf("notify event", e, notifyEvents...); err != nil {
+					return d.Errf("%v", err)
+				}
+			}
+		default:
+			return d.Errf("notify: unknown subdirective %q", opt)
+		}
+	}
+	h.Notify = n
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

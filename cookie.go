@@ -1,0 +1,90 @@
+package sessionauth
+
+import (
+	"crypto/tls"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// secure reports whether the session cookie is Secure for this request.
+func (h *Handler) secure(r *http.Request) bool {
+	switch h.Cookie.Secure {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	return r.TLS != nil
+}
+
+// cookieName follows the SPEC: an explicit name, else the strongest
+// prefix the cookie qualifies for.
+func (h *Handler) cookieName(r *http.Request) string {
+	if h.Cookie.Name != "" {
+		return h.Cookie.Name
+	}
+	if !h.secure(r) {
+		return "session"
+	}
+	if h.Cookie.Domain == "" && h.Cookie.Path == "/" {
+		return "__Host-session"
+	}
+	return "__Secure-session"
+}
+
+func (h *Handler) sameSite() http.SameSite {
+	switch h.Cookie.SameSite {
+	case "strict":
+		return http.SameSiteStrictMode
+	case "none":
+		return http.SameSiteNoneMode
+	}
+	return http.SameSiteLaxMode
+}
+
+// sessionCookie builds the Set-Cookie for value; maxAge < 0 clears it.
+func (h *Handler) sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie {
+	c := &http.Cookie{
+		Name:     h.cookieName(r),
+		Value:    value,
+		Path:     h.Cookie.Path,
+		Domain:   h.Cookie.Domain,
+		Secure:   h.secure(r),
+		HttpOnly: true,
+		SameSite: h.sameSite(),
+		MaxAge:   int(maxAge / time.Second),
+	}
+	if maxAge < 0 {
+		c.Value, c.MaxAge = "", -1 // Max-Age=0 on the wire
+	}
+	return c
+}
+
+// readCookie returns the raw session cookie value, or "" when there is
+// none, or more than one (a tossed cookie from a sibling domain must not
+// win by order), or one too long to be ours.
+func (h *Handler) readCookie(r *http.Request) (value string, present bool) {
+	name := h.cookieName(r)
+	found := 0
+	for _, line := range r.Header.Values("Cookie") {
+		for part := range strings.SplitSeq(line, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || k != name {
+				continue
+			}
+			found++
+			value = strings.Trim(v, `"`)
+		}
+	}
+	if found != 1 || len(value) > maxCookieLen {
+		return "", found > 0
+	}
+	return value, true
+}
+
+const maxCookieLen = 256
+
+// tlsPlaceholder marks a synthetic request as HTTPS when the admin API
+// builds the cookie a secure site would set.
+var tlsPlaceholder = &tls.ConnectionState{}

@@ -1,0 +1,125 @@
+package sessionauth
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// serveEndpoint answers the gateway's own pages under `endpoints`; they
+// never reach the upstream. sub is the cleaned path below the prefix.
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	switch sub {
+	case "/me":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return methodNotAllowed(w, "GET, HEAD")
+		}
+		return h.serveMe(w, r)
+	case "/logout":
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			return methodNotAllowed(w, "GET, POST")
+		}
+		return h.serveLogout(w, r)
+	}
+	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) error {
+	w.Header().Set("Allow", allow)
+	return writeJSON(w, http.StatusMethodNotAllowed, errorBody{"method_not_allowed"})
+}
+
+type meJSON struct {
+	User    userJSON    `json:"user"`
+	Session sessionJSON `json:"session"`
+}
+
+type userJSON struct {
+	ID    string   `json:"id"`
+	Email string   `json:"email,omitempty"`
+	Name  string   `json:"name,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+}
+
+func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
+	a := h.authenticate(r)
+	if a.err != nil {
+		h.metrics.request(outcomeStoreError)
+		return h.storeUnavailable(w, a.err)
+	}
+	if a.sess == nil {
+		h.metrics.request(a.outcome)
+		if a.dead {
+			http.SetCookie(w, h.sessionCookie(r, "", -1))
+		}
+		return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
+	}
+	h.metrics.request(outcomeAuthenticated)
+	s := a.sess
+	u := userJSON{ID: s.UserID, Email: s.Email, Name: s.Name}
+	for _, role := range strings.Split(s.Roles, ",") {
+		if role = strings.TrimSpace(role); role != "" {
+			u.Roles = append(u.Roles, role)
+		}
+	}
+	return writeJSON(w, http.StatusOK, meJSON{User: u, Session: toJSON(s, h.policy, h.now(), s.ID)})
+}
+
+// crossSite reports a state-changing request another site made the
+// browser send: Sec-Fetch-Site says so, or Origin names another host.
+func crossSite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return true // "null" and garbage: not our own host
+	}
+	return !strings.EqualFold(u.Host, r.Host)
+}
+
+// serveLogout ends the current session, clears the cookie and sends the
+// browser on to a same-origin next, or answers 204 to JSON clients.
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if crossSite(r) {
+		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
+	}
+	a := h.authenticate(r)
+	if a.err != nil {
+		return h.storeUnavailable(w, a.err)
+	}
+	if a.sess != nil {
+		ctx, cancel := h.storeContext(r.Context())
+		defer cancel()
+		now := h.now()
+		s, err := h.store.End(ctx, a.sess.ID, now, session.EndLogout, session.ActorSelf, h.policy)
+		switch {
+		case err == nil:
+			h.metrics.logout()
+			h.logEvent(session.EndEvent(s, now, session.EndLogout, session.ActorSelf))
+		case !errors.Is(err, session.ErrNotFound):
+			// The session is still alive: say so rather than pretend.
+			return h.storeUnavailable(w, err)
+		}
+	}
+	http.SetCookie(w, h.sessionCookie(r, "", -1))
+	if wantsJSON(r) {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	w.Header().Set("Location", safeNext(r.URL.Query().Get("next")))
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}

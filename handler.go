@@ -1,0 +1,251 @@
+package sessionauth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// Request outcomes, the label values of the requests metric.
+const (
+	outcomeAuthenticated   = "authenticated"
+	outcomeAnonymous       = "anonymous"
+	outcomeUnauthenticated = "unauthenticated"
+	outcomeExpired         = "expired"
+	outcomeRevoked         = "revoked"
+	outcomeInvalid         = "invalid"
+	outcomeStoreError      = "store_error"
+)
+
+// auth is what the request's cookie proved.
+type auth struct {
+	sess    *session.Session // a valid session, or nil
+	outcome string           // why there is none, when sess is nil
+	dead    bool             // a cookie was sent that can be cleared
+	err     error            // the store failed
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Before anything else: no identity header from the client survives,
+	// on any path, with a session or without.
+	h.headers.stripIdentity(r.Header)
+
+	clean, _ := requestPath(r)
+	if pathUnder(clean, h.Endpoints) {
+		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
+	}
+	if h.isLoginPath(r) {
+		iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, login: true}
+		return iw.finish(next.ServeHTTP(iw, r))
+	}
+
+	a := h.authenticate(r)
+	if a.err != nil {
+		h.metrics.request(outcomeStoreError)
+		return h.storeUnavailable(w, a.err)
+	}
+	if a.sess == nil {
+		if !h.Optional {
+			h.metrics.request(a.outcome)
+			return h.unauthenticated(w, r, a.dead)
+		}
+		h.metrics.request(outcomeAnonymous)
+	} else {
+		h.metrics.request(outcomeAuthenticated)
+		h.setIdentity(r, a.sess)
+	}
+	iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, sess: a.sess}
+	return iw.finish(next.ServeHTTP(iw, r))
+}
+
+// authenticate checks the session cookie: one store round trip at most.
+func (h *Handler) authenticate(r *http.Request) auth {
+	raw, present := h.readCookie(r)
+	if !present {
+		return auth{outcome: outcomeUnauthenticated}
+	}
+	id, hash, err := session.ParseCredential(raw)
+	if err != nil {
+		return auth{outcome: outcomeInvalid, dead: true}
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	start := time.Now()
+	v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy)
+	h.metrics.storeDuration("validate", start)
+	if err != nil {
+		return auth{err: err}
+	}
+	switch v.Status {
+	case session.Valid:
+		if v.Touched {
+			h.metrics.touch()
+		}
+		return auth{sess: v.Session}
+	case session.Expired:
+		return auth{outcome: outcomeExpired, dead: true}
+	case session.Ended:
+		if v.Session.EndReason == session.EndExpired {
+			return auth{outcome: outcomeExpired, dead: true}
+		}
+		return auth{outcome: outcomeRevoked, dead: true}
+	}
+	return auth{outcome: outcomeInvalid, dead: true}
+}
+
+// storeContext bounds one store operation by the store's read timeout.
+func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, h.opTimeout)
+}
+
+// clientIP is the client address as Caddy sees it (trusted_proxies
+// honoured), IPv4-mapped IPv6 shown as IPv4.
+func clientIP(r *http.Request) string {
+	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if s == "" {
+		s = r.RemoteAddr
+		if host, _, err := net.SplitHostPort(s); err == nil {
+			s = host
+		}
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.Unmap().WithZone("").String()
+	}
+	return sanitise(s, 64)
+}
+
+// setIdentity hands the proven identity to the upstream as headers and to
+// Caddy as placeholders ({http.auth.user.id} puts user_id in access logs).
+func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
+	hn, hdr := &h.headers, r.Header
+	ip := clientIP(r)
+	ipChanged := s.LoginIP != "" && ip != s.LoginIP
+	risk := s.Risk
+	if ipChanged && h.IPChange != "allow" {
+		risk = joinFlags(risk, "ip-changed")
+	}
+	created := s.CreatedAt.UTC().Format(time.RFC3339)
+	changed := "false"
+	if ipChanged {
+		changed = "true"
+	}
+
+	set := func(name, v string) {
+		if v != "" {
+			hdr[name] = []string{v}
+		}
+	}
+	set(hn.user, s.UserID)
+	set(hn.email, s.Email)
+	set(hn.name, s.Name)
+	set(hn.roles, s.Roles)
+	set(hn.session, s.ID)
+	set(hn.created, created)
+	set(hn.ip, ip)
+	set(hn.loginIP, s.LoginIP)
+	set(hn.ipChanged, changed)
+	set(hn.device, s.Device)
+	set(hn.deviceType, s.DeviceTyp)
+	set(hn.browser, s.Browser)
+	set(hn.os, s.OS)
+	set(hn.country, s.Country)
+	set(hn.city, s.City)
+	set(hn.risk, risk)
+
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.auth.user.id", s.UserID)
+	repl.Set("http.auth.user.email", s.Email)
+	repl.Set("http.auth.user.name", s.Name)
+	repl.Set("http.auth.user.roles", s.Roles)
+	repl.Set("http.auth.session.id", s.ID)
+	repl.Set("http.auth.session.device", s.Device)
+	repl.Set("http.auth.session.device_type", s.DeviceTyp)
+	repl.Set("http.auth.session.browser", s.Browser)
+	repl.Set("http.auth.session.os", s.OS)
+	repl.Set("http.auth.session.ip", ip)
+	repl.Set("http.auth.session.login_ip", s.LoginIP)
+	repl.Set("http.auth.session.ip_changed", changed)
+	repl.Set("http.auth.session.country", s.Country)
+	repl.Set("http.auth.session.city", s.City)
+	repl.Set("http.auth.session.risk", risk)
+	repl.Set("http.auth.session.created_at", created)
+	repl.Set("http.auth.session.last_active_at", s.LastActiveAt.UTC().Format(time.RFC3339))
+}
+
+func joinFlags(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "," + b
+}
+
+// unauthenticated answers a request that needs a session and has none.
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, dead bool) error {
+	if dead {
+		http.SetCookie(w, h.sessionCookie(r, "", -1))
+	}
+	u := h.Unauthenticated
+	if u != nil && u.Status != 0 {
+		return writeJSON(w, u.Status, errorBody{"unauthenticated"})
+	}
+	if (u != nil && u.Redirect) || browserNavigation(r) {
+		target := h.loginURL()
+		if u != nil && u.URL != "" {
+			target = u.URL
+		}
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		w.Header().Set("Location", target+sep+"next="+url.QueryEscape(originalURI(r)))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusSeeOther)
+		return nil
+	}
+	return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
+}
+
+// loginURL is the first login path, without a trailing *.
+func (h *Handler) loginURL() string {
+	return h.logins[0].path
+}
+
+// browserNavigation: a GET or HEAD that accepts HTML.
+func browserNavigation(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// originalURI is the request URI before any rewrite, what the user asked for.
+func originalURI(r *http.Request) string {
+	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
+		return or.URL.RequestURI()
+	}
+	return r.URL.RequestURI()
+}
+
+// storeUnavailable answers 503: never anonymous, never an identity.
+func (h *Handler) storeUnavailable(w http.ResponseWriter, err error) error {
+	if c := h.logger.Check(zap.ErrorLevel, "session store unavailable"); c != nil {
+		c.Write(zap.Error(err), zap.Bool("timeout", errors.Is(err, context.DeadlineExceeded)))
+	}
+	w.Header().Set("Retry-After", retryAfter)
+	return writeJSON(w, http.StatusServiceUnavailable, errorBody{"store_unavailable"})
+}
+
+const retryAfter = "5"

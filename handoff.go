@@ -1,0 +1,272 @@
+package sessionauth
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// The hand-off protocol: response headers from the upstream to the gateway.
+const (
+	hdrLogin       = "Session-Login"
+	hdrLoginEmail  = "Session-Login-Email"
+	hdrLoginName   = "Session-Login-Name"
+	hdrLoginRoles  = "Session-Login-Roles"
+	hdrLogout      = "Session-Logout"
+	loginHdrPrefix = "session-login"
+)
+
+// interceptor sits between the upstream and the client: before the
+// upstream's status line goes out it takes the hand-off headers off the
+// response and acts on them (mint a session, revoke sessions).
+type interceptor struct {
+	*caddyhttp.ResponseWriterWrapper
+	h     *Handler
+	r     *http.Request
+	sess  *session.Session // the request's valid session, if any
+	login bool             // the request is on a login path
+
+	wroteHeader bool
+	discard     bool // the upstream's answer was replaced; drop its body
+}
+
+func (w *interceptor) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		stripHandoff(w.Header()) // never leak hand-off headers, even in 103
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.wroteHeader = true
+	if w.h.onResponse(w, code) {
+		w.discard = true
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *interceptor) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.discard {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps io.Copy from writing around WriteHeader.
+func (w *interceptor) ReadFrom(src io.Reader) (int64, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.discard {
+		return io.Copy(io.Discard, src)
+	}
+	return w.ResponseWriterWrapper.ReadFrom(src)
+}
+
+// Flush and FlushError keep a flush from sending unexamined headers.
+func (w *interceptor) Flush() { _ = w.FlushError() }
+
+func (w *interceptor) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.discard {
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// finish runs after the upstream: an upstream that wrote nothing still
+// gets its headers examined, exactly once.
+func (w *interceptor) finish(err error) error {
+	if err == nil && !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return err
+}
+
+// stripHandoff removes every Session-Login* and Session-Logout header.
+func stripHandoff(hdr http.Header) {
+	for k := range hdr {
+		if len(k) >= len(loginHdrPrefix) && strings.EqualFold(k[:len(loginHdrPrefix)], loginHdrPrefix) ||
+			strings.EqualFold(k, hdrLogout) {
+			delete(hdr, k)
+		}
+	}
+}
+
+// onResponse acts on the hand-off headers before the status line is sent.
+// It returns true when it has answered in the upstream's place.
+func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
+	hdr := w.Header()
+	userID := hdr.Get(hdrLogin)
+	_, hasLogin := hdr[hdrLogin]
+	email, name, roles := hdr.Get(hdrLoginEmail), hdr.Get(hdrLoginName), hdr.Get(hdrLoginRoles)
+	logout := strings.ToLower(strings.TrimSpace(hdr.Get(hdrLogout)))
+	stripHandoff(hdr)
+	if !hasLogin && logout == "" {
+		return false
+	}
+
+	cur := w.sess
+	if hasLogin {
+		switch {
+		case !w.login:
+			h.logger.Warn("Session-Login ignored outside the login paths",
+				zap.String("path", w.r.URL.Path), zap.Int("status", code))
+		case code < 200 || code >= 400:
+			h.logger.Warn("Session-Login ignored on a response that is not 2xx or 3xx", zap.Int("status", code))
+		default:
+			minted, err := h.handOff(w, userID, email, name, roles)
+			if err != nil {
+				h.replaceResponse(w, err)
+				return true
+			}
+			cur = minted
+		}
+	}
+	if logout != "" {
+		h.upstreamLogout(w, logout, cur)
+	}
+	return false
+}
+
+// errUpstreamHandOff is an unusable Session-Login from the upstream.
+var errUpstreamHandOff = errors.New("invalid Session-Login from the upstream")
+
+// replaceResponse answers in the upstream's place when a hand-off could
+// not be honoured: no cookie, none of the upstream's headers, and its
+// body dropped.
+func (h *Handler) replaceResponse(w *interceptor, err error) {
+	hdr := w.Header()
+	for k := range hdr {
+		delete(hdr, k)
+	}
+	rw := w.ResponseWriter
+	switch {
+	case errors.Is(err, session.ErrLimitReached):
+		_ = writeJSON(rw, http.StatusTooManyRequests, errorBody{"too_many_sessions"})
+	case errors.Is(err, errUpstreamHandOff):
+		h.logger.Error("sign-in hand-off refused", zap.Error(err))
+		_ = writeJSON(rw, http.StatusBadGateway, errorBody{"bad_handoff"})
+	default:
+		if c := h.logger.Check(zap.ErrorLevel, "cannot mint session: store unavailable"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		h.metrics.request(outcomeStoreError)
+		hdr.Set("Retry-After", retryAfter)
+		_ = writeJSON(rw, http.StatusServiceUnavailable, errorBody{"store_unavailable"})
+	}
+}
+
+// handOff mints a session for the user the upstream named, replacing the
+// one the client came with, and sets the cookie on the response.
+func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*session.Session, error) {
+	r := w.r
+	if userID == "" || len(userID) > maxUserID || sanitise(userID, maxUserID) != userID {
+		return nil, errUpstreamHandOff
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+
+	// No session fixation: a session the client already holds ends here.
+	// Only one it proves it holds: an id alone could end someone else's.
+	if raw, ok := h.readCookie(r); ok {
+		if id, hash, err := session.ParseCredential(raw); err == nil {
+			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
+				if _, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
+					h.metrics.revocation(session.ActorSelf, 1)
+				}
+			}
+		}
+	}
+
+	id, cookie, hash, err := session.NewCredential(userID)
+	if err != nil {
+		return nil, err
+	}
+	now := h.now()
+	ip := clientIP(r)
+	s := &session.Session{
+		ID: id, UserID: userID, TokenHash: hash,
+		Email: sanitise(email, maxValue), Name: sanitise(name, maxValue), Roles: sanitise(roles, maxRoles),
+		IP: ip, LoginIP: ip, UserAgent: sanitise(r.UserAgent(), maxUserAgent),
+		CreatedAt: now, LastActiveAt: now,
+	}
+	start := time.Now()
+	ended, err := h.store.Create(ctx, s, h.policy, h.limit)
+	h.metrics.storeDuration("create", start)
+	if err != nil {
+		return nil, err
+	}
+	h.metrics.login()
+	h.metrics.revocation(session.ActorLimit, len(ended))
+	h.logEvent(session.LoginEvent(s))
+	for _, e := range ended {
+		h.logEvent(session.EndEvent(e, now, session.EndLimit, session.ActorLimit))
+	}
+	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
+	w.Header().Set("Cache-Control", "no-store")
+	return s, nil
+}
+
+// upstreamLogout applies Session-Logout: current, others or all.
+func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Session) {
+	if cur == nil {
+		h.logger.Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
+		return
+	}
+	ctx, cancel := h.storeContext(w.r.Context())
+	defer cancel()
+	now := h.now()
+	var ended []*session.Session
+	var err error
+	switch mode {
+	case "current":
+		var s *session.Session
+		if s, err = h.store.End(ctx, cur.ID, now, session.EndRevoked, session.ActorUpstream, h.policy); err == nil {
+			ended = []*session.Session{s}
+		}
+		if errors.Is(err, session.ErrNotFound) {
+			err = nil
+		}
+	case "others":
+		ended, err = h.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorUpstream, h.policy)
+	case "all":
+		ended, err = h.store.EndUser(ctx, cur.UserID, "", now, session.EndRevoked, session.ActorUpstream, h.policy)
+	default:
+		h.logger.Warn("Session-Logout ignored: must be current, others or all", zap.String("value", sanitise(mode, 64)))
+		return
+	}
+	if err != nil {
+		h.logger.Error("Session-Logout failed", zap.String("mode", mode), zap.Error(err))
+		return
+	}
+	h.metrics.revocation(session.ActorUpstream, len(ended))
+	for _, s := range ended {
+		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorUpstream))
+	}
+	if mode != "others" {
+		http.SetCookie(w, h.sessionCookie(w.r, "", -1))
+	}
+}
+
+// logEvent mirrors an audit event to Caddy's log; the store keeps it.
+func (h *Handler) logEvent(e session.Event) {
+	if c := h.logger.Check(zap.InfoLevel, "session "+e.Type); c != nil {
+		c.Write(zap.String("event", e.Type), zap.String("user_id", e.UserID), zap.String("session_id", e.SessionID),
+			zap.String("ip_address", e.IP), zap.String("reason", e.Reason), zap.String("actor", e.Actor))
+	}
+}

@@ -1,0 +1,154 @@
+package sessionauth
+
+import (
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
+
+// headerNames are the identity headers under the configured prefix,
+// computed once at provision.
+type headerNames struct {
+	prefix     string // normalised: lower case, '_' and '.' as '-'
+	user       string
+	email      string
+	name       string
+	roles      string
+	session    string
+	created    string
+	ip         string
+	loginIP    string
+	ipChanged  string
+	device     string
+	deviceType string
+	browser    string
+	os         string
+	country    string
+	city       string
+	risk       string
+	degraded   string
+	signature  string
+}
+
+func newHeaderNames(prefix string) headerNames {
+	n := func(s string) string { return http.CanonicalHeaderKey(prefix + s) }
+	return headerNames{
+		prefix: normaliseHeader(prefix),
+		user:   n("User"), email: n("Email"), name: n("Name"), roles: n("Roles"),
+		session: n("Session"), created: n("Session-Created"),
+		ip: n("IP"), loginIP: n("Login-IP"), ipChanged: n("IP-Changed"),
+		device: n("Device"), deviceType: n("Device-Type"), browser: n("Browser"), os: n("OS"),
+		country: n("Country"), city: n("City"), risk: n("Risk"),
+		degraded: n("Degraded"), signature: n("Signature"),
+	}
+}
+
+func normaliseHeader(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '_' || r == '.':
+			return '-'
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
+}
+
+// hasPrefixFold reports whether name, read with '_' and '.' as '-' and
+// without case, starts with the normalised prefix; no allocation.
+func hasPrefixFold(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := name[i]
+		switch {
+		case c == '_' || c == '.':
+			c = '-'
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stripIdentity deletes every request header a client could use to pose
+// as an identity: anything under the prefix, in any case, with '_' or '.'
+// for '-' (servers behind us may fold those together).
+func (hn *headerNames) stripIdentity(hdr http.Header) {
+	for k := range hdr {
+		if hasPrefixFold(k, hn.prefix) {
+			delete(hdr, k)
+		}
+	}
+}
+
+func validHeaderPrefix(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validCookieName accepts an RFC 6265 token.
+func validCookieName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Bounds of values taken from upstreams and clients.
+const (
+	maxUserID    = 256
+	maxValue     = 512
+	maxRoles     = 2048
+	maxUserAgent = 1024
+)
+
+// sanitise makes s safe as a header value and bounded: control characters
+// (C0, DEL, C1) and invalid UTF-8 are dropped, surrounding space trimmed,
+// and the result cut at max bytes on a character boundary.
+func sanitise(s string, max int) string {
+	clean := true
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && size == 1) {
+			clean = false
+			break
+		}
+		i += size
+	}
+	if !clean {
+		var b strings.Builder
+		for i := 0; i < len(s); {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if !(r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && size == 1)) {
+				b.WriteString(s[i : i+size])
+			}
+			i += size
+		}
+		s = b.String()
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
+}

@@ -1,0 +1,105 @@
+package sessionauth
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// metrics are the SPEC section 9 collectors. Labels come from small fixed
+// sets: never a user, a session or an IP. Methods are nil-safe.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	logins        prometheus.Counter
+	logouts       prometheus.Counter
+	revocations   *prometheus.CounterVec
+	storeSeconds  *prometheus.HistogramVec
+	touches       prometheus.Counter
+	notifications *prometheus.CounterVec
+}
+
+const metricsNS, metricsSub = "caddy", "session_auth"
+
+func newMetrics(reg *prometheus.Registry, logger *zap.Logger) *metrics {
+	if reg == nil {
+		return nil
+	}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: metricsNS, Subsystem: metricsSub, Name: name, Help: help}
+	}
+	m := &metrics{
+		requests: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
+			opts("requests_total", "Requests seen by session_auth, by outcome.")), []string{"outcome"})),
+		logins: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
+			opts("logins_total", "Sessions minted.")))),
+		logouts: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
+			opts("logouts_total", "Sessions ended by their user signing out.")))),
+		revocations: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
+			opts("revocations_total", "Sessions revoked, by actor.")), []string{"actor"})),
+		storeSeconds: registerOrExisting(reg, logger, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNS, Subsystem: metricsSub, Name: "store_duration_seconds",
+			Help:    "Duration of session store operations.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"op"})),
+		touches: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
+			opts("touches_total", "Activity writes.")))),
+		notifications: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
+			opts("notifications_total", "Notification deliveries, by result.")), []string{"result"})),
+	}
+	return m
+}
+
+// registerOrExisting registers c, or returns the collector already
+// registered under the same name, so a config reload never panics.
+func registerOrExisting[C prometheus.Collector](reg *prometheus.Registry, logger *zap.Logger, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	logger.Error("registering metric", zap.Error(err))
+	return c
+}
+
+func (m *metrics) request(outcome string) {
+	if m != nil {
+		m.requests.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *metrics) login() {
+	if m != nil {
+		m.logins.Inc()
+	}
+}
+
+func (m *metrics) logout() {
+	if m != nil {
+		m.logouts.Inc()
+	}
+}
+
+func (m *metrics) revocation(actor string, n int) {
+	if m != nil && n > 0 {
+		m.revocations.WithLabelValues(actor).Add(float64(n))
+	}
+}
+
+func (m *metrics) touch() {
+	if m != nil {
+		m.touches.Inc()
+	}
+}
+
+func (m *metrics) storeDuration(op string, start time.Time) {
+	if m != nil {
+		m.storeSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	}
+}

@@ -1,0 +1,218 @@
+package sessionauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// StoreConfig selects and configures the session store.
+type StoreConfig struct {
+	// memory (default) or redis.
+	Type string `json:"type,omitempty"`
+	// Redis URL: redis://, rediss:// (TLS) or unix://; may carry user,
+	// password and db.
+	URL string `json:"url,omitempty"`
+	// Redis addresses; several mean Redis Cluster, or the sentinels
+	// when master is set.
+	Addresses []string `json:"addresses,omitempty"`
+	// Redis Sentinel master name.
+	Master   string `json:"master,omitempty"`
+	Username string `json:"username,omitempty"`
+	// Password; {env.*} placeholders are expanded at provision.
+	Password string `json:"password,omitempty"`
+	DB       int    `json:"db,omitempty"`
+	// Prefix of every key. Default "sa:".
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	PoolSize  int    `json:"pool_size,omitempty"`
+	// Default 1s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// Default 500ms; also the budget of one store operation.
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+}
+
+const (
+	defaultKeyPrefix   = "sa:"
+	defaultDialTimeout = time.Second
+	defaultReadTimeout = 500 * time.Millisecond
+)
+
+func (c *StoreConfig) applyDefaults() {
+	if c.Type == "" {
+		c.Type = "memory"
+	}
+	if c.Type != "redis" {
+		if c.ReadTimeout == 0 {
+			c.ReadTimeout = caddy.Duration(defaultReadTimeout)
+		}
+		return
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = defaultKeyPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = caddy.Duration(defaultDialTimeout)
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = caddy.Duration(defaultReadTimeout)
+	}
+}
+
+func (c *StoreConfig) check() error {
+	switch c.Type {
+	case "memory":
+		if c.URL != "" || len(c.Addresses) > 0 || c.Master != "" || c.Password != "" || c.Username != "" {
+			return errors.New("store memory takes no Redis settings")
+		}
+		return nil
+	case "redis":
+	default:
+		return fmt.Errorf("store %q must be memory or redis", c.Type)
+	}
+	if c.URL == "" && len(c.Addresses) == 0 {
+		return errors.New("store redis needs a URL or addresses")
+	}
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
+		if err != nil {
+			return fmt.Errorf("store redis URL: %s", redactURLError(err))
+		}
+		switch u.Scheme {
+		case "redis", "rediss", "unix":
+		default:
+			return fmt.Errorf("store redis URL scheme %q must be redis, rediss or unix", u.Scheme)
+		}
+	}
+	if c.Master != "" && len(c.Addresses) == 0 {
+		return errors.New("store redis master needs the sentinel addresses")
+	}
+	if c.DB < 0 || c.PoolSize < 0 || c.DialTimeout < 0 || c.ReadTimeout < 0 {
+		return errors.New("store redis db, pool_size and timeouts must not be negative")
+	}
+	if c.DB != 0 && len(c.Addresses) > 1 && c.Master == "" {
+		return errors.New("Redis Cluster has only db 0")
+	}
+	return nil
+}
+
+// redactURLError keeps a password in a URL out of error messages.
+func redactURLError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return "invalid URL"
+}
+
+// storePool shares stores between handlers that name the same one, and
+// keeps them across config reloads: the new config loads the store before
+// the old one lets go of it.
+var storePool = caddy.NewUsagePool()
+
+// pooledStore is a store in the pool; Destruct runs when no config uses it.
+type pooledStore struct {
+	session.Store
+	client redis.UniversalClient
+}
+
+func (p *pooledStore) Destruct() error {
+	err := p.Store.Close()
+	if p.client != nil {
+		err = errors.Join(err, p.client.Close())
+	}
+	return err
+}
+
+// poolKey identifies a store: the same Redis addresses, credentials, db
+// and key prefix share one client; every memory store is the same one.
+func (c *StoreConfig) poolKey(password string) string {
+	if c.Type == "memory" {
+		return "memory"
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
+		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
+		time.Duration(c.DialTimeout).String(), time.Duration(c.ReadTimeout).String()}, "\x00")))
+	return "redis:" + hex.EncodeToString(sum[:])
+}
+
+// loadStore returns the shared store for c and its pool key.
+func loadStore(c *StoreConfig, logger *zap.Logger) (session.Store, string, error) {
+	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
+	key := c.poolKey(password)
+	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		if c.Type == "memory" {
+			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
+		}
+		opts, err := c.redisOptions(password)
+		if err != nil {
+			return nil, err
+		}
+		client := redis.NewUniversalClient(opts)
+		return &pooledStore{Store: session.NewRedis(client, c.KeyPrefix, nil), client: client}, nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("loading session store: %w", err)
+	}
+	if !loaded && c.Type == "memory" {
+		logger.Warn("sessions are kept in this process only (store memory): use store redis to run more than one instance or to keep sessions across restarts")
+	}
+	return v.(*pooledStore), key, nil
+}
+
+// redisOptions turns the config into go-redis options. Timeouts are short
+// and bound by the request's context, so a hanging Redis costs a request
+// read_timeout at most, never a pile-up.
+func (c *StoreConfig) redisOptions(password string) (*redis.UniversalOptions, error) {
+	opts := &redis.UniversalOptions{
+		Addrs:                 c.Addresses,
+		MasterName:            c.Master,
+		DB:                    c.DB,
+		PoolSize:              c.PoolSize,
+		DialTimeout:           time.Duration(c.DialTimeout),
+		ReadTimeout:           time.Duration(c.ReadTimeout),
+		WriteTimeout:          time.Duration(c.ReadTimeout),
+		ContextTimeoutEnabled: true,
+		DisableIdentity:       true,
+		MaxRetries:            1,
+	}
+	if c.URL != "" {
+		u, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("store redis URL: %s", redactURLError(err))
+		}
+		if len(opts.Addrs) == 0 {
+			opts.Addrs = []string{u.Addr}
+		}
+		if u.Network == "unix" {
+			// UniversalOptions has no network field: dial the socket ourselves.
+			opts.Addrs = []string{u.Addr}
+			opts.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", addr)
+			}
+		}
+		opts.Username, opts.Password, opts.TLSConfig = u.Username, u.Password, u.TLSConfig
+		if c.DB == 0 {
+			opts.DB = u.DB
+		}
+	}
+	if c.Username != "" {
+		opts.Username = c.Username
+	}
+	if password != "" {
+		opts.Password = password
+	}
+	return opts, nil
+}
