@@ -55,11 +55,3 @@ func toJSON(s *session.Session, p session.Policy, now time.Time, currentID strin
 	}
 	return j
 }
-
-func listJSON(list []*session.Session, p session.Policy, now time.Time, currentID string) []sessionJSON {
-	out := make([]sessionJSON, 0, len(list))
-	for _, s := range list {
-		out = append(out, toJSON(s, p, now, currentID))
-	}
-	return out
-}

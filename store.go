@@ -102,7 +102,7 @@ func (c *StoreConfig) check() error {
 		return errors.New("store redis db, pool_size and timeouts must not be negative")
 	}
 	if c.DB != 0 && len(c.Addresses) > 1 && c.Master == "" {
-		return errors.New("Redis Cluster has only db 0")
+		return errors.New("store redis: a Redis Cluster has only db 0")
 	}
 	return nil
 }

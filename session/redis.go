@@ -28,7 +28,7 @@ func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time)
 	return &Redis{client: client, prefix: prefix, now: now}
 }
 
-func (r *Redis) tagPrefix(tag string) string { return r.prefix + "{" + tag + "}:" }
+func (r *Redis) tagPrefix(tag string) string  { return r.prefix + "{" + tag + "}:" }
 func (r *Redis) sessionKey(id string) string  { return r.tagPrefix(TagOfID(id)) + "s:" + id }
 func (r *Redis) userKey(user string) string   { return r.tagPrefix(UserTag(user)) + "u:" + user }
 func (r *Redis) eventsKey(user string) string { return r.tagPrefix(UserTag(user)) + "e:" + user }
