@@ -181,11 +181,12 @@ func stringArg(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func choiceArg(d *caddyfile.Dispenser, dst *string, allowed ...string) error {
+	name := d.Val()
 	if err := stringArg(d, dst); err != nil {
 		return err
 	}
-	if err := oneOf(d.Val(), *dst, allowed...); err != nil {
-		return d.Errf("%s: must be one of %s, got %q", d.Val(), strings.Join(allowed, ", "), *dst)
+	if oneOf(name, *dst, allowed...) != nil {
+		return d.Errf("%s: must be one of %s, got %q", name, strings.Join(allowed, ", "), *dst)
 	}
 	return nil
 }

@@ -1,0 +1,156 @@
+package sessionauth
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden adapt files")
+
+func TestCaddyfileErrors(t *testing.T) {
+	cases := []struct {
+		name, input, want string
+	}{
+		{"unknown", "session_auth {\n  colour blue\n}", `unknown subdirective "colour"`},
+		{"repeated", "session_auth {\n  lifetime 1h\n  lifetime 2h\n}", "lifetime given more than once"},
+		{"inline arg", "session_auth foo", "Testfile:1"},
+		{"bad duration", "session_auth {\n  lifetime forever\n}", `lifetime: bad duration "forever"`},
+		{"negative", "session_auth {\n  idle_timeout -1h\n}", "idle_timeout: must not be negative"},
+		{"missing arg", "session_auth {\n  lifetime\n}", "wrong argument count"},
+		{"extra arg", "session_auth {\n  lifetime 1h 2h\n}", "wrong argument count"},
+		{"touch >= idle", "session_auth {\n  idle_timeout 5m\n  touch_interval 5m\n}", "touch_interval (5m0s) must be shorter than idle_timeout (5m0s)"},
+		{"idle > lifetime", "session_auth {\n  lifetime 1h\n  idle_timeout 2h\n}", "idle_timeout (2h0m0s) must not exceed lifetime (1h0m0s)"},
+		{"host cookie domain", "session_auth {\n  cookie __Host-sid {\n    domain example.com\n  }\n}", "a __Host- cookie takes no domain and path / only"},
+		{"host cookie path", "session_auth {\n  cookie __Host-sid {\n    path /app\n  }\n}", "a __Host- cookie takes no domain and path / only"},
+		{"secure cookie never", "session_auth {\n  cookie __Secure-sid {\n    secure never\n  }\n}", "needs Secure"},
+		{"samesite none never", "session_auth {\n  cookie {\n    same_site none\n    secure never\n  }\n}", "same_site none needs a Secure cookie"},
+		{"bad samesite", "session_auth {\n  cookie {\n    same_site sometimes\n  }\n}", "same_site: must be one of lax, strict, none"},
+		{"cookie unknown", "session_auth {\n  cookie {\n    expires 1h\n  }\n}", `cookie: unknown subdirective "expires"`},
+		{"bad cookie name", "session_auth {\n  cookie se;ssion\n}", "is not a valid cookie name"},
+		{"store kind", "session_auth {\n  store postgres\n}", `store: "postgres" must be memory or redis`},
+		{"redis nothing", "session_auth {\n  store redis\n}", "store redis needs a URL or addresses"},
+		{"redis scheme", "session_auth {\n  store redis http://x\n}", `scheme "http" must be redis, rediss or unix`},
+		{"redis unknown", "session_auth {\n  store redis redis://x {\n    sentinel y\n  }\n}", `store redis: unknown subdirective "sentinel"`},
+		{"redis repeated", "session_auth {\n  store redis {\n    db 1\n    db 2\n  }\n}", "store redis: db given more than once"},
+		{"redis db", "session_auth {\n  store redis redis://x {\n    db -1\n  }\n}", "Testfile:3"},
+		{"redis master alone", "session_auth {\n  store redis redis://x {\n    master mymaster\n  }\n}", "master needs the sentinel addresses"},
+		{"cluster db", "session_auth {\n  store redis {\n    addresses a:1 b:2\n    db 3\n  }\n}", "has only db 0"},
+		{"memory block", "session_auth {\n  store memory {\n    x y\n  }\n}", "store memory takes no block"},
+		{"max sessions", "session_auth {\n  max_sessions -1\n}", "Testfile:2"},
+		{"max mode", "session_auth {\n  max_sessions 3 newest\n}", `max_sessions mode "newest"`},
+		{"login relative", "session_auth {\n  login login\n}", `login path "login" must be a clean absolute path`},
+		{"login dots", "session_auth {\n  login /a/../login\n}", "must be a clean absolute path"},
+		{"login under endpoints", "session_auth {\n  login /.auth/login\n}", "is under endpoints"},
+		{"endpoints", "session_auth {\n  endpoints auth\n}", "must be a clean path"},
+		{"unauth", "session_auth {\n  unauthenticated maybe\n}", `unauthenticated: "maybe" must be redirect or status`},
+		{"unauth code", "session_auth {\n  unauthenticated status 200\n}", "must be a 4xx or 5xx code"},
+		{"header prefix", "session_auth {\n  header_prefix X_Auth\n}", "must be letters, digits and dashes"},
+		{"ip_change", "session_auth {\n  ip_change block\n}", "ip_change: must be one of allow, flag, deny"},
+		{"country_change", "session_auth {\n  country_change sometimes\n}", "country_change: must be one of"},
+		{"rate", "session_auth {\n  login_rate 10\n}", "wrong argument count"},
+		{"rate count", "session_auth {\n  guess_rate 0 1m\n}", "count \"0\" must be a positive whole number"},
+		{"rate window", "session_auth {\n  guess_rate 5 soon\n}", "window \"soon\" must be a positive duration"},
+		{"grace", "session_auth {\n  store_unavailable grace\n}", "store_unavailable grace needs a duration"},
+		{"unavailable", "session_auth {\n  store_unavailable allow\n}", "must be deny or grace"},
+		{"notify url", "session_auth {\n  notify ftp://x\n}", "must be an http:// or https:// URL"},
+		{"notify event", "session_auth {\n  notify https://x {\n    events new_login logout\n  }\n}", `notify event "logout"`},
+		{"notify unknown", "session_auth {\n  notify https://x {\n    retries 3\n  }\n}", `notify: unknown subdirective "retries"`},
+		{"optional arg", "session_auth {\n  optional yes\n}", "wrong argument count"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.input)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), "Testfile:") {
+				t.Fatalf("error %q has no file:line", err)
+			}
+		})
+	}
+}
+
+// A whole Caddyfile: the adapter reports the file and line of the mistake.
+func TestAdaptErrorNamesFileAndLine(t *testing.T) {
+	input := "localhost {\n\tsession_auth {\n\t\ttouch_interval 2h\n\t\tidle_timeout 1h\n\t}\n\trespond ok\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:5") || !strings.Contains(err.Error(), "touch_interval") {
+		t.Fatalf("adapt error: %v", err)
+	}
+}
+
+// Golden adapt tests: testdata/caddyfile_adapt/*.caddyfiletest hold a
+// Caddyfile, a line of dashes and the JSON it must adapt to. Run with
+// -update to rewrite them after a deliberate change.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, expected, _ := strings.Cut(string(data), "----------")
+			input = strings.TrimSpace(input) + "\n"
+			if *update {
+				out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var indented bytes.Buffer
+				if err := json.Indent(&indented, out, "", "\t"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, []byte(input+"----------\n"+indented.String()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !caddytest.CompareAdapt(t, file, input, "caddyfile", strings.TrimSpace(expected)) {
+				t.Fatal("adapted JSON differs")
+			}
+		})
+	}
+}
+
+// Caddyfile.example is the demo's config: it must adapt, with the memory
+// store by default and Redis when SESSION_STORE says so.
+func TestCaddyfileExampleAdapts(t *testing.T) {
+	data, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []string{"", "redis redis://127.0.0.1:6390/2"} {
+		t.Setenv("SESSION_STORE", store)
+		if store == "" {
+			os.Unsetenv("SESSION_STORE") // restored by t.Setenv's cleanup
+		}
+		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, map[string]any{"filename": "Caddyfile.example"})
+		if err != nil {
+			t.Fatalf("SESSION_STORE=%q: %v", store, err)
+		}
+		want := `"type":"memory"`
+		if store != "" {
+			want = `"type":"redis","url":"redis://127.0.0.1:6390/2"`
+		}
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("SESSION_STORE=%q: %s lacks %s", store, out, want)
+		}
+	}
+}
