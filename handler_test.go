@@ -450,7 +450,7 @@ func TestSanitise(t *testing.T) {
 	}{
 		{"alice", 10, "alice"},
 		{"a\r\nSet-Cookie: x", 100, "aSet-Cookie: x"},
-		{"tab\there", 100, "tabhere"},
+		{"tab\there", 100, "tab here"},
 		{"bad\xffutf8", 100, "badutf8"},
 		{"c1\u0085x", 100, "c1x"},
 		{"zoë", 3, "zo"},

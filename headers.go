@@ -118,8 +118,9 @@ const (
 	maxUserAgent = 1024
 )
 
-// sanitise makes s safe as a header value and bounded: control characters
-// (C0, DEL, C1) and invalid UTF-8 are dropped, surrounding space trimmed,
+// sanitise makes s safe as a header value and bounded: a tab becomes a
+// space, other control characters (C0, DEL, C1) and invalid UTF-8 are
+// dropped, surrounding space trimmed,
 // and the result cut at max bytes on a character boundary.
 func sanitise(s string, max int) string {
 	clean := true
@@ -135,7 +136,10 @@ func sanitise(s string, max int) string {
 		var b strings.Builder
 		for i := 0; i < len(s); {
 			r, size := utf8.DecodeRuneInString(s[i:])
-			if !(r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && size == 1)) {
+			switch {
+			case r == '\t':
+				b.WriteByte(' ')
+			case !(r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && size == 1)):
 				b.WriteString(s[i : i+size])
 			}
 			i += size

@@ -128,18 +128,29 @@ func (m *Memory) end(r *memRecord, at time.Time, reason, actor string, p Policy)
 
 // Create implements Store.
 func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Session, error) {
-	s = s.Clone()
-	s.CreatedAt, s.LastActiveAt = msTime(s.CreatedAt), msTime(s.LastActiveAt)
-	now := s.CreatedAt
+	now := msTime(s.CreatedAt)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
 	var active []*memRecord
+	var newest time.Time
 	for id := range m.users[s.UserID] {
-		if r := m.live(id, now); r != nil && r.s.Active() && !p.Expired(&r.s, now) {
+		r := m.live(id, now)
+		if r == nil {
+			continue
+		}
+		if r.s.CreatedAt.After(newest) {
+			newest = r.s.CreatedAt
+		}
+		if r.s.Active() && !p.Expired(&r.s, now) {
 			active = append(active, r)
 		}
 	}
+	if !now.After(newest) {
+		now = newest.Add(time.Millisecond)
+	}
+	s.CreatedAt, s.LastActiveAt = now, now
+	s = s.Clone()
 	var ended []*Session
 	if lim.Max > 0 && len(active) >= lim.Max {
 		if lim.Mode == LimitReject {

@@ -157,7 +157,14 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	if n, _ := res[0].(int64); n == -1 {
 		return nil, ErrLimitReached
 	}
-	return decodePairs(res[1:])
+	if len(res) < 2 {
+		return nil, errors.New("creating session: short reply")
+	}
+	if at, _ := res[1].(int64); at != ms(s.CreatedAt) {
+		s.CreatedAt = time.UnixMilli(at).UTC()
+		s.LastActiveAt = s.CreatedAt
+	}
+	return decodePairs(res[2:])
 }
 
 // Validate implements Store.

@@ -115,22 +115,27 @@ return {1, flat, 0}
 // createScript: KEYS session, user index, events.
 // ARGV session key prefix, id, now, lifetime, idle, retention, max, mode,
 // then the session's field/value pairs.
-// Returns {-1} when mode reject refuses, else {1, id1, flat1, id2, flat2…}
-// for the sessions the limit ended.
+// Returns {-1} when mode reject refuses, else {1, created_at, id1, flat1,
+// id2, flat2…}: the creation time used (later than any other session of
+// the user) and the sessions the limit ended.
 var createScript = redis.NewScript(luaPrelude + `
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local retention, max, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local active = {}
+local newest = 0
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local m = hmap(redis.call('HGETALL', skp .. sid))
   if m.ca == nil then
     redis.call('ZREM', KEYS[2], sid)
-  elseif is_active(m, now, lifetime, idle) then
-    active[#active + 1] = {id = sid, ca = tonumber(m.ca), la = tonumber(m.la), m = m}
+  else
+    if tonumber(m.ca) > newest then newest = tonumber(m.ca) end
+    if is_active(m, now, lifetime, idle) then
+      active[#active + 1] = {id = sid, ca = tonumber(m.ca), la = tonumber(m.la), m = m}
+    end
   end
 end
-local out = {1}
+local out = {1, now}
 if max > 0 and #active >= max then
   if mode == 'reject' then return {-1} end
   table.sort(active, function(a, b)
@@ -145,8 +150,14 @@ if max > 0 and #active >= max then
     out[#out + 1] = flatten(a.m)
   end
 end
+-- sign-ins of one user are strictly ordered, so "oldest" is never a tie
+if now <= newest then now = newest + 1; out[2] = now end
 local fields = {}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+local nowstr = string.format('%d', now)
+for i = 1, #fields, 2 do
+  if fields[i] == 'ca' or fields[i] == 'la' then fields[i + 1] = nowstr end
+end
 redis.call('HSET', KEYS[1], unpack(fields))
 local m = hmap(fields)
 redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)

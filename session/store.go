@@ -60,6 +60,9 @@ type Store interface {
 	// Create stores s (its ID, TokenHash, times and fields set by the
 	// caller) and enforces lim atomically, ending sessions that give way.
 	// It writes a login event, and a revoke event per ended session.
+	// Sign-ins of one user are strictly ordered: if s.CreatedAt is not
+	// later than every other session of the user, the store moves it (and
+	// LastActiveAt) to one millisecond after the newest, and says so in s.
 	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
 
 	// Validate checks the credential (id, SHA-256 of the secret) at now

@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"LimitReject", testLimitReject},
 		{"LimitUnlimited", testUnlimited},
 		{"LimitConcurrent", testLimitConcurrent},
+		{"SameMillisecondSignIns", testSameMillisecond},
 		{"ListOrderAndIsolation", testList},
 		{"Events", testEvents},
 		{"FieldsRoundTrip", testFields},
@@ -380,7 +381,7 @@ func testLimitReject(t *testing.T, st session.Store, c *Clock) {
 	if _, _, err := mint(t, st, c, uid, "192.0.2.1", lim); err != nil {
 		t.Fatalf("after logout: %v", err)
 	}
-	c.Advance(policy.IdleTimeout)
+	c.Advance(policy.IdleTimeout + time.Second) // sign-ins above may sit a few ms later
 	for i := 0; i < 2; i++ {
 		if _, _, err := mint(t, st, c, uid, "192.0.2.1", lim); err != nil {
 			t.Fatalf("after expiry: %v", err)
@@ -552,4 +553,31 @@ func testRetention(t *testing.T, st session.Store) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("ended session still listed after retention")
+}
+
+// Sign-ins in the same millisecond are still ordered: the limit ends the
+// first one, never a random one.
+func testSameMillisecond(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 2, Mode: session.LimitOldest}
+	var creds []cred
+	for i := 0; i < 3; i++ {
+		cr, _, err := mint(t, st, c, uid, "192.0.2.1", lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds = append(creds, cr)
+	}
+	wantStatus(t, validate(t, st, c, creds[0], "192.0.2.1"), session.Ended)
+	c.Advance(time.Second)
+	wantStatus(t, validate(t, st, c, creds[1], "192.0.2.1"), session.Valid)
+	wantStatus(t, validate(t, st, c, creds[2], "192.0.2.1"), session.Valid)
+	list, _ := st.List(ctx(t), uid)
+	seen := map[time.Time]bool{}
+	for _, s := range list {
+		if seen[s.CreatedAt] {
+			t.Fatalf("two sessions created at %v", s.CreatedAt)
+		}
+		seen[s.CreatedAt] = true
+	}
 }

@@ -1,0 +1,298 @@
+// Package integration drives a real Caddy, with session_auth and the
+// standard modules loaded in this process, in front of a test upstream,
+// with a real redis-server where the store is Redis.
+package integration
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/sessionauth/caddy-sessionauth"
+	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+)
+
+// gateway is a running Caddy config.
+type gateway struct {
+	t     *testing.T
+	base  string // http://127.0.0.1:port
+	admin string // http://127.0.0.1:port
+	port  int
+}
+
+// loadCaddy adapts a Caddyfile and loads it into this process's Caddy.
+// {PORT}, {ADMIN} and {UPSTREAM} in the text are filled in.
+func loadCaddy(t *testing.T, caddyfile string, up *testUpstream) *gateway {
+	t.Helper()
+	g := &gateway{t: t, port: redisserver.FreePort(t)}
+	adminPort := redisserver.FreePort(t)
+	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	g.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	upstream := "127.0.0.1:1"
+	if up != nil {
+		upstream = up.addr
+	}
+	text := strings.NewReplacer("{PORT}", fmt.Sprint(g.port), "{ADMIN}", fmt.Sprint(adminPort),
+		"{UPSTREAM}", upstream).Replace(caddyfile)
+	g.load(text)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return g
+}
+
+func (g *gateway) load(text string) {
+	g.t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		g.t.Fatalf("adapting:\n%s\n%v", text, err)
+	}
+	for _, w := range warnings {
+		g.t.Logf("adapt warning: %s", w)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		g.t.Fatalf("loading config: %v", err)
+	}
+}
+
+// site wraps session_auth options in a whole Caddyfile on free ports.
+func site(options string) string {
+	return `{
+	admin 127.0.0.1:{ADMIN}
+	persist_config off
+	auto_https off
+	servers {
+		trusted_proxies static 127.0.0.0/8
+	}
+}
+http://127.0.0.1:{PORT} {
+	session_auth {
+` + options + `
+	}
+	reverse_proxy {UPSTREAM}
+}
+`
+}
+
+// testUpstream is the app behind the gateway. It counts what reaches it
+// and answers with the identity headers it received.
+type testUpstream struct {
+	addr  string
+	mu    sync.Mutex
+	calls map[string]int
+	last  http.Header
+}
+
+func newUpstream(t *testing.T) *testUpstream {
+	t.Helper()
+	u := &testUpstream{calls: map[string]int{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.addr = l.Addr().String()
+	srv := &http.Server{Handler: u, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return u
+}
+
+func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	u.calls[r.URL.Path]++
+	u.last = r.Header.Clone()
+	u.mu.Unlock()
+	q := r.URL.Query()
+	if user := q.Get("user"); user != "" {
+		w.Header().Set("Session-Login", user)
+		for _, f := range []string{"Email", "Name", "Roles"} {
+			if v := q.Get(strings.ToLower(f)); v != "" {
+				w.Header().Set("Session-Login-"+f, v)
+			}
+		}
+	}
+	if mode := q.Get("logout"); mode != "" {
+		w.Header().Set("Session-Logout", mode)
+	}
+	status := http.StatusOK
+	if s := q.Get("status"); s != "" {
+		fmt.Sscan(s, &status)
+	}
+	if status == http.StatusSeeOther {
+		w.Header().Set("Location", "/")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	seen := map[string]string{}
+	for k, v := range r.Header {
+		if strings.HasPrefix(strings.ToLower(k), "x-auth") || strings.HasPrefix(k, "X-Test-") {
+			seen[k] = strings.Join(v, "|")
+		}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "headers": seen, "body": "upstream-body"})
+}
+
+func (u *testUpstream) count(path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls[path]
+}
+
+func (u *testUpstream) total() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, c := range u.calls {
+		n += c
+	}
+	return n
+}
+
+// client is a browser-like client that does not follow redirects.
+type client struct {
+	t      *testing.T
+	g      *gateway
+	http   *http.Client
+	cookie string // the session cookie value; "" for none
+	name   string // the session cookie name
+}
+
+func newClient(t *testing.T, g *gateway) *client {
+	return &client{t: t, g: g, name: "session", http: &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type response struct {
+	*http.Response
+	body    string
+	headers map[string]string // identity headers the upstream saw
+}
+
+// do sends a request; header pairs are name, value, name, value….
+func (c *client) do(method, target string, header ...string) *response {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.g.base+target, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if strings.Contains(target, "%") || strings.Contains(target, "\\") {
+		// keep the path exactly as written, encoded bytes and all
+		p, q, _ := strings.Cut(target, "?")
+		req.URL.Opaque = "//" + req.URL.Host + p
+		req.URL.RawQuery = q
+	}
+	if c.cookie != "" {
+		req.Header.Set("Cookie", c.name+"="+c.cookie)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := &response{Response: res, body: string(b)}
+	var echo struct {
+		Headers map[string]string `json:"headers"`
+	}
+	if json.Unmarshal(b, &echo) == nil {
+		r.headers = echo.Headers
+	}
+	return r
+}
+
+// signIn hands off a sign-in for user through the login path and keeps
+// the cookie.
+func (c *client) signIn(user string, extra ...string) *response {
+	c.t.Helper()
+	q := url.Values{"user": {user}, "status": {"303"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
+	res := c.do("POST", "/login?"+q.Encode())
+	if res.StatusCode != http.StatusSeeOther {
+		c.t.Fatalf("sign-in answered %d: %s", res.StatusCode, res.body)
+	}
+	got := sessionCookie(res, c.name)
+	if got == nil || got.Value == "" {
+		c.t.Fatalf("sign-in set no %s cookie: %v", c.name, res.Header.Values("Set-Cookie"))
+	}
+	c.cookie = got.Value
+	return res
+}
+
+func sessionCookie(res *response, name string) *http.Cookie {
+	var found *http.Cookie
+	for _, ck := range res.Cookies() {
+		if ck.Name == name {
+			found = ck
+		}
+	}
+	return found
+}
+
+func (c *client) clone() *client {
+	cc := *c
+	return &cc
+}
+
+// stores runs fn once per store: the memory store and a real Redis, each
+// with its own key prefix so that runs do not see each other.
+func stores(t *testing.T, fn func(t *testing.T, storeLine string, srv *redisserver.Server)) {
+	t.Run("memory", func(t *testing.T) { fn(t, "store memory", nil) })
+	t.Run("redis", func(t *testing.T) {
+		srv := redisserver.Start(t)
+		fn(t, fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n read_timeout 300ms\n }", srv.Addr, randomID()), srv)
+	})
+}
+
+func randomID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// adminDo calls the admin API; body may be empty.
+func (g *gateway) adminDo(method, path, body string) (int, string) {
+	g.t.Helper()
+	req, _ := http.NewRequest(method, g.admin+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatalf("admin %s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestMain(m *testing.M) {
+	// Caddy keeps its data under HOME; give the run its own.
+	dir, err := os.MkdirTemp("", "sessionauth-it-")
+	if err == nil {
+		os.Setenv("XDG_DATA_HOME", dir)
+		os.Setenv("XDG_CONFIG_HOME", dir)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
