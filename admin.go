@@ -193,7 +193,9 @@ func (a adminAPI) events(w http.ResponseWriter, r *http.Request, stores []storeR
 		}
 		out = append(out, evs...)
 	}
-	slices.SortStableFunc(out, func(a, b session.Event) int { return b.At.Compare(a.At) })
+	if len(stores) > 1 { // each store's own order is exact; merge by time
+		slices.SortStableFunc(out, func(a, b session.Event) int { return b.At.Compare(a.At) })
+	}
 	if len(out) > limit {
 		out = out[:limit]
 	}

@@ -50,9 +50,11 @@ func loadCaddy(t *testing.T, caddyfile string, up *testUpstream) *gateway {
 	text := strings.NewReplacer("{PORT}", fmt.Sprint(g.port), "{ADMIN}", fmt.Sprint(adminPort),
 		"{UPSTREAM}", upstream).Replace(caddyfile)
 	g.load(text)
-	t.Cleanup(func() { _ = caddy.Stop() })
+	t.Cleanup(stopCaddy)
 	return g
 }
+
+func stopCaddy() { _ = caddy.Stop() }
 
 func (g *gateway) load(text string) {
 	g.t.Helper()

@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+)
+
+func TestAdminAPI(t *testing.T) {
+	stores(t, func(t *testing.T, store string, _ *redisserver.Server) {
+		up := newUpstream(t)
+		g := loadCaddy(t, site(store+"\nmax_sessions 0"), up)
+		user := "user/" + randomID() // a slash survives as %2F
+
+		// Mint for an app that keeps its own sign-in.
+		code, body := g.adminDo("POST", "/session-auth/sessions",
+			`{"user_id":"`+user+`","email":"u@example.com","roles":"ops","ip_address":"198.51.100.4","user_agent":"curl/8"}`)
+		var minted struct {
+			ID        string `json:"id"`
+			Token     string `json:"token"`
+			ExpiresAt string `json:"expires_at"`
+			SetCookie string `json:"set_cookie"`
+		}
+		if code != 201 || json.Unmarshal([]byte(body), &minted) != nil || minted.Token == "" || !strings.HasPrefix(minted.Token, minted.ID+".") || minted.ExpiresAt == "" {
+			t.Fatalf("mint: %d %s", code, body)
+		}
+		if !strings.Contains(minted.SetCookie, "__Host-session="+minted.Token) || !strings.Contains(minted.SetCookie, "HttpOnly") {
+			t.Errorf("set_cookie %q", minted.SetCookie)
+		}
+		c := newClient(t, g)
+		c.cookie = minted.Token
+		if res := c.do("GET", "/"); res.headers["X-Auth-User"] != user || res.headers["X-Auth-Roles"] != "ops" {
+			t.Fatalf("minted token: %d %v", res.StatusCode, res.headers)
+		}
+		b := newClient(t, g)
+		b.signIn(user)
+		d := newClient(t, g)
+		d.signIn(user)
+
+		esc := url.PathEscape(user)
+		code, body = g.adminDo("GET", "/session-auth/users/"+esc+"/sessions", "")
+		var list []map[string]any
+		if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 3 {
+			t.Fatalf("list: %d %s", code, body)
+		}
+		if strings.Contains(body, minted.Token[33:]) || strings.Contains(body, "token") {
+			t.Error("list shows a token")
+		}
+		if _, ok := list[0]["current"]; ok {
+			t.Error("admin list has a current field")
+		}
+
+		code, body = g.adminDo("GET", "/session-auth/sessions/"+minted.ID, "")
+		if code != 200 || !strings.Contains(body, `"ip_address":"127.0.0.1"`) || !strings.Contains(body, `"login_ip_address":"198.51.100.4"`) {
+			t.Errorf("show: %d %s", code, body)
+		}
+		// Revoke one.
+		if code, body = g.adminDo("DELETE", "/session-auth/sessions/"+minted.ID, ""); code != 200 || !strings.Contains(body, `"end_reason":"revoked"`) {
+			t.Errorf("revoke one: %d %s", code, body)
+		}
+		if c.do("GET", "/").StatusCode != 401 {
+			t.Error("revoked session still valid")
+		}
+		if code, _ = g.adminDo("DELETE", "/session-auth/sessions/"+minted.ID, ""); code != 404 {
+			t.Errorf("revoke twice: %d", code)
+		}
+		// Revoke all but one.
+		bid := b.do("GET", "/").headers["X-Auth-Session"]
+		if code, body = g.adminDo("DELETE", "/session-auth/users/"+esc+"/sessions?except="+bid, ""); code != 200 {
+			t.Errorf("revoke except: %d %s", code, body)
+		}
+		if b.do("GET", "/").StatusCode != 200 || d.do("GET", "/").StatusCode != 401 {
+			t.Error("revoke except ended the wrong sessions")
+		}
+		if code, _ = g.adminDo("DELETE", "/session-auth/users/"+esc+"/sessions", ""); code != 200 || b.do("GET", "/").StatusCode != 401 {
+			t.Error("revoke all left a session")
+		}
+		// The audit trail, newest first.
+		code, body = g.adminDo("GET", "/session-auth/users/"+esc+"/events?limit=50", "")
+		var evs []struct{ Type, Actor, Reason, SessionID string }
+		if code != 200 || json.Unmarshal([]byte(body), &evs) != nil {
+			t.Fatalf("events: %d %s", code, body)
+		}
+		var kinds []string
+		for _, e := range evs {
+			kinds = append(kinds, e.Type+"/"+e.Actor)
+		}
+		want := "revoke/admin revoke/admin revoke/admin login/ login/ login/"
+		if strings.Join(kinds, " ") != want {
+			t.Errorf("events %v, want %s", kinds, want)
+		}
+		if code, body = g.adminDo("GET", "/session-auth/users/"+esc+"/events?limit=2", ""); code != 200 || strings.Count(body, `"type"`) != 2 {
+			t.Errorf("events limit: %d %s", code, body)
+		}
+
+		// Bad input: clear 4xx answers.
+		for _, tc := range []struct {
+			method, path, body string
+			code               int
+		}{
+			{"POST", "/session-auth/sessions", `{"user_id":`, 400},
+			{"POST", "/session-auth/sessions", `{"user_id":"x","admin":true}`, 400},
+			{"POST", "/session-auth/sessions", `{"user_id":""}`, 400},
+			{"POST", "/session-auth/sessions", `{"user_id":"a\nb"}`, 400},
+			{"GET", "/session-auth/sessions/0123456789abcdef0123456789abcdef", "", 404},
+			{"GET", "/session-auth/sessions/not-an-id", "", 404},
+			{"DELETE", "/session-auth/sessions/%2E%2E", "", 404},
+			{"DELETE", "/session-auth/users/%2E%2E/sessions?except=x", "", 200},
+			{"GET", "/session-auth/users/x/events?limit=0", "", 400},
+			{"GET", "/session-auth/users/x/events?limit=many", "", 400},
+			{"PUT", "/session-auth/users/x/sessions", "", 405},
+			{"GET", "/session-auth/whatever", "", 404},
+		} {
+			if code, body := g.adminDo(tc.method, tc.path, tc.body); code != tc.code || (code >= 400 && !strings.Contains(body, `"error"`)) {
+				t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, code, body, tc.code)
+			}
+		}
+	})
+}
