@@ -60,6 +60,7 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.metrics.request(outcomeAuthenticated)
 	s := a.sess
+	h.setIdentity(r, s) // for the access log's user_id and other placeholders
 	u := userJSON{ID: s.UserID, Email: s.Email, Name: s.Name}
 	for _, role := range strings.Split(s.Roles, ",") {
 		if role = strings.TrimSpace(role); role != "" {
@@ -97,6 +98,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return h.storeUnavailable(w, a.err)
 	}
 	if a.sess != nil {
+		h.setIdentity(r, a.sess)
 		ctx, cancel := h.storeContext(r.Context())
 		defer cancel()
 		now := h.now()

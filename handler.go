@@ -164,6 +164,11 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	set(hn.city, s.City)
 	set(hn.risk, risk)
 
+	setPlaceholders(r, s, ip, changed, risk, created)
+}
+
+// setPlaceholders sets {http.auth.user.*} and {http.auth.session.*}.
+func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, created string) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return

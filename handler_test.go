@@ -18,7 +18,7 @@ import (
 
 // testHandler provisions a handler on the memory store with a clock the
 // test moves.
-func testHandler(t *testing.T, configure func(*Handler)) (*Handler, *storetest.Clock) {
+func testHandler(t testing.TB, configure func(*Handler)) (*Handler, *storetest.Clock) {
 	t.Helper()
 	clock := storetest.NewClock()
 	h := &Handler{now: clock.Now}
@@ -50,7 +50,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func serve(t *testing.T, h *Handler, r *http.Request, next caddyhttp.Handler) *httptest.ResponseRecorder {
+func serve(t testing.TB, h *Handler, r *http.Request, next caddyhttp.Handler) *httptest.ResponseRecorder {
 	t.Helper()
 	repl := caddy.NewReplacer()
 	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
@@ -67,7 +67,7 @@ func serve(t *testing.T, h *Handler, r *http.Request, next caddyhttp.Handler) *h
 }
 
 // signIn hands off a sign-in for user and returns the session cookie.
-func signIn(t *testing.T, h *Handler, user string) *http.Cookie {
+func signIn(t testing.TB, h *Handler, user string) *http.Cookie {
 	t.Helper()
 	up := &upstream{respond: func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Session-Login", user)
@@ -459,6 +459,56 @@ func TestSanitise(t *testing.T) {
 	for _, tc := range cases {
 		if got := sanitise(tc.in, tc.max); got != tc.want {
 			t.Errorf("sanitise(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+		}
+	}
+}
+
+// Provision opens no connection: a config naming an unreachable Redis
+// validates, and only requests find out (503, never anonymous).
+func TestProvisionDoesNotDial(t *testing.T) {
+	h, _ := testHandler(t, func(h *Handler) {
+		h.Store = &StoreConfig{Type: "redis", URL: "redis://127.0.0.1:1/0", Password: "{env.SA_NOT_SET}"}
+	})
+	c := &http.Cookie{Name: "session", Value: "0123456789abcdef0123456789abcdef." + strings.Repeat("A", 43)}
+	up := &upstream{}
+	w := serve(t, h, get("/", c), up)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || up.calls != 0 {
+		t.Fatalf("unreachable Redis: %d, upstream %d", w.Code, up.calls)
+	}
+}
+
+func TestUserIDPlaceholderOnGatewayAnswers(t *testing.T) {
+	h, _ := testHandler(t, nil)
+	up := &upstream{respond: func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Session-Login", "zed") }}
+	r := httptest.NewRequest("POST", "/login", nil)
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, r.WithContext(ctx), up); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := repl.GetString("http.auth.user.id"); got != "zed" {
+		t.Fatalf("after hand-off, user id placeholder = %q", got)
+	}
+}
+
+func BenchmarkServeHTTPMemory(b *testing.B) {
+	h, _ := testHandler(b, nil)
+	c := signIn(b, h, "bench")
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	r := get("/app", c)
+	r.Header.Set("Accept", "text/html")
+	repl := caddy.NewReplacer()
+	vars := map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.10"}
+	ctx := context.WithValue(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl), caddyhttp.VarsCtxKey, vars)
+	r = r.WithContext(ctx)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -219,6 +219,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	}
 	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
 	w.Header().Set("Cache-Control", "no-store")
+	setPlaceholders(r, s, ip, "false", s.Risk, s.CreatedAt.UTC().Format(time.RFC3339))
 	return s, nil
 }
 

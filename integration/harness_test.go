@@ -140,7 +140,7 @@ func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	seen := map[string]string{}
 	for k, v := range r.Header {
-		if strings.HasPrefix(strings.ToLower(k), "x-auth") || strings.HasPrefix(k, "X-Test-") {
+		if strings.HasPrefix(strings.ToLower(k), "x-auth") || strings.HasPrefix(k, "X-Test-") || strings.HasPrefix(k, "X-User-") {
 			seen[k] = strings.Join(v, "|")
 		}
 	}
