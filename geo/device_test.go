@@ -7,7 +7,7 @@ import (
 
 func TestParseUserAgent(t *testing.T) {
 	cases := []struct {
-		ua                      string
+		ua                     string
 		name, typ, browser, os string
 	}{
 		// Desktop

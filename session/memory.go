@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,6 +22,7 @@ type Memory struct {
 	sessions map[string]*memRecord
 	users    map[string]map[string]struct{} // user id -> session ids
 	events   map[string][]memEvent          // user id -> oldest first
+	hist     map[string]*memHistory         // user id -> risk history
 
 	stop chan struct{}
 	once sync.Once
@@ -29,6 +31,22 @@ type Memory struct {
 type memRecord struct {
 	s       Session
 	purgeAt time.Time
+}
+
+type memHistory struct {
+	history
+	purgeAt time.Time
+}
+
+// historyOf returns the user's risk history, empty when past retention.
+func (m *Memory) historyOf(user string, now time.Time, p Policy) *memHistory {
+	h := m.hist[user]
+	if h == nil || !now.Before(h.purgeAt) {
+		h = &memHistory{history: history{devices: map[string]time.Time{}, countries: map[string]time.Time{}}}
+		m.hist[user] = h
+	}
+	h.purgeAt = now.Add(p.Retention)
+	return h
 }
 
 type memEvent struct {
@@ -48,6 +66,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		sessions: make(map[string]*memRecord),
 		users:    make(map[string]map[string]struct{}),
 		events:   make(map[string][]memEvent),
+		hist:     make(map[string]*memHistory),
 		stop:     make(chan struct{}),
 	}
 	if sweep > 0 {
@@ -77,6 +96,11 @@ func (m *Memory) Sweep() {
 	for id, r := range m.sessions {
 		if !now.Before(r.purgeAt) {
 			m.forget(id, r.s.UserID)
+		}
+	}
+	for u, h := range m.hist {
+		if !now.Before(h.purgeAt) {
+			delete(m.hist, u)
 		}
 	}
 	for u, evs := range m.events {
@@ -149,8 +173,9 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 	if !now.After(newest) {
 		now = newest.Add(time.Millisecond)
 	}
-	s.CreatedAt, s.LastActiveAt = now, now
+	orig := s
 	s = s.Clone()
+	s.CreatedAt, s.LastActiveAt = now, now
 	var ended []*Session
 	if lim.Max > 0 && len(active) >= lim.Max {
 		if lim.Mode == LimitReject {
@@ -162,6 +187,22 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 		}
 	}
 
+	var others []string
+	for _, r := range active {
+		if r.s.Active() {
+			others = append(others, r.s.Country)
+		}
+	}
+	h := m.historyOf(s.UserID, now, p)
+	flags := signInRisk(&h.history, s, others, now, p.Retention)
+	for _, f := range strings.Split(flags, ",") {
+		if f != "" {
+			s.Risk = AddFlag(s.Risk, f)
+		}
+	}
+	h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
+	orig.CreatedAt, orig.LastActiveAt, orig.Risk = s.CreatedAt, s.LastActiveAt, s.Risk
+
 	r := &memRecord{s: *s}
 	r.purgeAt = p.PurgeAt(&r.s)
 	m.sessions[s.ID] = r
@@ -170,6 +211,9 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 	}
 	m.users[s.UserID][s.ID] = struct{}{}
 	m.addEvent(LoginEvent(s), p)
+	for _, e := range RiskEvents(s, flags, now) {
+		m.addEvent(e, p)
+	}
 	return ended, nil
 }
 
@@ -238,6 +282,42 @@ func (m *Memory) Validate(_ context.Context, id string, hash [32]byte, ip string
 	}
 	v.Session = r.s.Clone()
 	return v, nil
+}
+
+// Sight implements Store.
+func (m *Memory) Sight(_ context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
+	at = msTime(at)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.live(id, at)
+	if r == nil || !r.s.Active() || p.Expired(&r.s, at) {
+		return nil, ErrNotFound
+	}
+	prevCountry := r.s.Country
+	h := m.historyOf(r.s.UserID, at, p)
+	raised := false
+	if sg.HasCoord && h.lastLoc != nil && !h.lastLoc.at.Before(at.Add(-p.Retention)) &&
+		!HasFlag(r.s.Risk, FlagImpossibleTravel) &&
+		ImpossibleTravel(h.lastLoc.lat, h.lastLoc.lon, h.lastLoc.at, sg.Lat, sg.Lon, at) {
+		r.s.Risk = AddFlag(r.s.Risk, FlagImpossibleTravel)
+		raised = true
+	}
+	h.remember("", sg, at)
+	r.s.IP, r.s.Country, r.s.City = sg.IP, sg.Country, sg.City
+	r.s.Lat, r.s.Lon, r.s.HasCoord = sg.Lat, sg.Lon, sg.HasCoord
+	if !sg.HasCoord {
+		r.s.Lat, r.s.Lon = 0, 0
+	}
+	m.addEvent(eventFor(&r.s, EventIPChange, at), p)
+	if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
+		m.addEvent(eventFor(&r.s, EventCountryChange, at), p)
+	}
+	if raised {
+		for _, e := range RiskEvents(&r.s, FlagImpossibleTravel, at) {
+			m.addEvent(e, p)
+		}
+	}
+	return r.s.Clone(), nil
 }
 
 // Get implements Store.

@@ -28,10 +28,11 @@ func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time)
 	return &Redis{client: client, prefix: prefix, now: now}
 }
 
-func (r *Redis) tagPrefix(tag string) string  { return r.prefix + "{" + tag + "}:" }
-func (r *Redis) sessionKey(id string) string  { return r.tagPrefix(TagOfID(id)) + "s:" + id }
-func (r *Redis) userKey(user string) string   { return r.tagPrefix(UserTag(user)) + "u:" + user }
-func (r *Redis) eventsKey(user string) string { return r.tagPrefix(UserTag(user)) + "e:" + user }
+func (r *Redis) tagPrefix(tag string) string   { return r.prefix + "{" + tag + "}:" }
+func (r *Redis) sessionKey(id string) string   { return r.tagPrefix(TagOfID(id)) + "s:" + id }
+func (r *Redis) userKey(user string) string    { return r.tagPrefix(UserTag(user)) + "u:" + user }
+func (r *Redis) eventsKey(user string) string  { return r.tagPrefix(UserTag(user)) + "e:" + user }
+func (r *Redis) historyKey(user string) string { return r.tagPrefix(UserTag(user)) + "h:" + user }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -55,11 +56,15 @@ func fields(s *Session) []any {
 	for _, kv := range [...]struct{ k, v string }{
 		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"lip", s.LoginIP},
 		{"ua", s.UserAgent}, {"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
-		{"os", s.OS}, {"co", s.Country}, {"ci", s.City}, {"di", s.DeviceID}, {"rk", s.Risk},
+		{"os", s.OS}, {"co", s.Country}, {"ci", s.City}, {"lco", s.LoginCountry},
+		{"di", s.DeviceID}, {"rk", s.Risk},
 	} {
 		if kv.v != "" {
 			out = append(out, kv.k, kv.v)
 		}
+	}
+	if s.HasCoord {
+		out = append(out, "lt", formatCoord(s.Lat), "ln", formatCoord(s.Lon))
 	}
 	return out
 }
@@ -102,6 +107,12 @@ func decode(id string, flat []any) (*Session, error) {
 			s.Country = v
 		case "ci":
 			s.City = v
+		case "lco":
+			s.LoginCountry = v
+		case "lt":
+			s.Lat, s.HasCoord = parseCoord(v), true
+		case "ln":
+			s.Lon = parseCoord(v)
 		case "di":
 			s.DeviceID = v
 		case "rk":
@@ -120,6 +131,13 @@ func decode(id string, flat []any) (*Session, error) {
 		return nil, fmt.Errorf("decoding session %s: no user", id)
 	}
 	return s, nil
+}
+
+func formatCoord(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func parseCoord(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
 }
 
 // decodePairs decodes the {id, flat, id, flat…} lists the scripts return.
@@ -147,7 +165,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	args := append([]any{r.tagPrefix(UserTag(s.UserID)) + "s:", s.ID, ms(s.CreatedAt),
 		lifetime, idle, retention, lim.Max, string(mode)}, fields(s)...)
 	res, err := createScript.Run(ctx, r.client,
-		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID)}, args...).Slice()
+		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID), r.historyKey(s.UserID)}, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("creating session: %w", err)
 	}
@@ -157,14 +175,15 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	if n, _ := res[0].(int64); n == -1 {
 		return nil, ErrLimitReached
 	}
-	if len(res) < 2 {
+	if len(res) < 3 {
 		return nil, errors.New("creating session: short reply")
 	}
 	if at, _ := res[1].(int64); at != ms(s.CreatedAt) {
 		s.CreatedAt = time.UnixMilli(at).UTC()
 		s.LastActiveAt = s.CreatedAt
 	}
-	return decodePairs(res[2:])
+	s.Risk, _ = res[2].(string)
+	return decodePairs(res[3:])
 }
 
 // Validate implements Store.
@@ -203,6 +222,28 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 		}
 	}
 	return v, nil
+}
+
+// Sight implements Store.
+func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	lifetime, idle, retention := policyArgs(p)
+	lat, lon := "", ""
+	if sg.HasCoord {
+		lat, lon = formatCoord(sg.Lat), formatCoord(sg.Lon)
+	}
+	tp := r.tagPrefix(TagOfID(id))
+	res, err := sightScript.Run(ctx, r.client, []string{r.sessionKey(id)},
+		tp+"h:", tp+"e:", id, ms(at), lifetime, idle, retention, sg.IP, sg.Country, sg.City, lat, lon).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recording sighting: %w", err)
+	}
+	return decode(id, res)
 }
 
 // Get implements Store.

@@ -68,6 +68,40 @@ local function end_one(key, id, m, at, reason, actor, retention, evkey)
   add_event(evkey, at, retention, event_fields(typ, at, id, m, reason, actor))
 end
 
+-- impossible travel, as session.ImpossibleTravel computes it
+local function impossible(lat1, lon1, t1, lat2, lon2, t2)
+  local r = math.pi / 180
+  local dlat, dlon = (lat2 - lat1) * r, (lon2 - lon1) * r
+  local a = math.sin(dlat / 2) ^ 2 + math.cos(lat1 * r) * math.cos(lat2 * r) * math.sin(dlon / 2) ^ 2
+  local d = 2 * ` + earthRadiusLua + ` * math.asin(math.min(1, math.sqrt(a)))
+  if d <= ` + minTravelKmLua + ` then return false end
+  local hours = (t2 - t1) / 3600000
+  if hours < 1 / 60 then hours = 1 / 60 end
+  return d / hours > ` + maxTravelKmhLua + `
+end
+
+local function has_flag(list, flag)
+  if not list then return false end
+  for f in string.gmatch(list, '[^,]+') do
+    if f == flag then return true end
+  end
+  return false
+end
+
+local function add_flag(list, flag)
+  if has_flag(list, flag) then return list end
+  if not list or list == '' then return flag end
+  return list .. ',' .. flag
+end
+
+-- the last located sighting in a history hash: lat, lon, time
+local function last_loc(hist)
+  if not hist.loc then return nil end
+  local lat, lon, t = string.match(hist.loc, '^([^,]+),([^,]+),(%d+)$')
+  if not t then return nil end
+  return tonumber(lat), tonumber(lon), tonumber(t)
+end
+
 local function flatten(m)
   local out = {}
   for k, v in pairs(m) do out[#out + 1] = k; out[#out + 1] = v end
@@ -80,7 +114,13 @@ local function is_active(m, now, lifetime, idle)
 end
 `
 
-const maxEventsPerUserLua = "1000" // = maxEventsPerUser
+// Constants shared with the Go side, spelled for Lua.
+const (
+	maxEventsPerUserLua = "1000" // = maxEventsPerUser
+	earthRadiusLua      = "6371" // = earthRadiusKm
+	minTravelKmLua      = "100"  // = MinTravelKm
+	maxTravelKmhLua     = "1000" // = MaxTravelKmh
+)
 
 // validateScript: KEYS session. ARGV hash, now, lifetime, idle, touch, ip,
 // retention, id, user index key prefix (the user id is in the hash).
@@ -112,12 +152,13 @@ end
 return {1, flat, 0}
 `)
 
-// createScript: KEYS session, user index, events.
+// createScript: KEYS session, user index, events, risk history.
 // ARGV session key prefix, id, now, lifetime, idle, retention, max, mode,
 // then the session's field/value pairs.
-// Returns {-1} when mode reject refuses, else {1, created_at, id1, flat1,
-// id2, flat2…}: the creation time used (later than any other session of
-// the user) and the sessions the limit ended.
+// Returns {-1} when mode reject refuses, else {1, created_at, risk, id1,
+// flat1, id2, flat2…}: the creation time used (later than any other
+// session of the user), the sign-in risk flags, and the sessions the
+// limit ended.
 var createScript = redis.NewScript(luaPrelude + `
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -135,7 +176,7 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     end
   end
 end
-local out = {1, now}
+local out = {1, now, ''}
 if max > 0 and #active >= max then
   if mode == 'reject' then return {-1} end
   table.sort(active, function(a, b)
@@ -160,10 +201,55 @@ for i = 1, #fields, 2 do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 local m = hmap(fields)
+
+-- risk: the first sign-in within retention is the baseline
+local hist = hmap(redis.call('HGETALL', KEYS[4]))
+local since = now - retention
+local baseline, known_device, known_country = true, false, false
+for k, v in pairs(hist) do
+  local kind, name, ts = string.sub(k, 1, 2), string.sub(k, 3), tonumber(v)
+  if kind == 'd:' and ts and ts >= since then
+    baseline = false
+    if name == m.di then known_device = true end
+  elseif kind == 'c:' and ts and ts >= since then
+    baseline = false
+    if name == m.co then known_country = true end
+  end
+end
+local flags = m.rk or ''
+if not baseline and m.di and not known_device then flags = add_flag(flags, 'new-device') end
+if not baseline and m.co and not known_country then flags = add_flag(flags, 'new-country') end
+if m.lt then
+  local lat, lon, t = last_loc(hist)
+  if t and t >= since and impossible(lat, lon, t, tonumber(m.lt), tonumber(m.ln), now) then
+    flags = add_flag(flags, 'impossible-travel')
+  end
+end
+if m.co then
+  for _, a in ipairs(active) do
+    if a.m.ea == nil and a.m.co and a.m.co ~= m.co then
+      flags = add_flag(flags, 'concurrent-countries')
+      break
+    end
+  end
+end
+if flags ~= '' then
+  m.rk = flags
+  redis.call('HSET', KEYS[1], 'rk', flags)
+end
+if m.di then redis.call('HSET', KEYS[4], 'd:' .. m.di, now) end
+if m.co then redis.call('HSET', KEYS[4], 'c:' .. m.co, now) end
+if m.lt then redis.call('HSET', KEYS[4], 'loc', m.lt .. ',' .. m.ln .. ',' .. nowstr) end
+if m.di or m.co or m.lt then extend(KEYS[4], retention) end
+
 redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)
 redis.call('ZADD', KEYS[2], now, id)
 extend(KEYS[2], lifetime + retention)
 add_event(KEYS[3], now, retention, event_fields('login', now, id, m, '', ''))
+for f in string.gmatch(flags, '[^,]+') do
+  add_event(KEYS[3], now, retention, event_fields('risk', now, id, m, f, ''))
+end
+out[3] = flags
 return out
 `)
 
@@ -212,4 +298,52 @@ for _, sid in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
   end
 end
 return out
+`)
+
+// sightScript: KEYS session. ARGV history key prefix, events key prefix,
+// id, at, lifetime, idle, retention, ip, country, city, lat, lon (lat and
+// lon empty when unknown). Returns the session's flat hash as updated, or
+// nothing when it is no longer active.
+var sightScript = redis.NewScript(luaPrelude + `
+local m = hmap(redis.call('HGETALL', KEYS[1]))
+local id, at = ARGV[3], tonumber(ARGV[4])
+local lifetime, idle, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if not is_active(m, at, lifetime, idle) then return false end
+local hkey, evkey = ARGV[1] .. m.u, ARGV[2] .. m.u
+local ip, country, city, lat, lon = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local prev_country = m.co
+local raised = false
+if lat ~= '' then
+  local hist = hmap(redis.call('HGETALL', hkey))
+  local plat, plon, t = last_loc(hist)
+  if t and t >= at - retention and not has_flag(m.rk, 'impossible-travel') and
+     impossible(plat, plon, t, tonumber(lat), tonumber(lon), at) then
+    m.rk = add_flag(m.rk, 'impossible-travel')
+    raised = true
+  end
+  redis.call('HSET', hkey, 'loc', lat .. ',' .. lon .. ',' .. ARGV[4])
+end
+if country ~= '' then redis.call('HSET', hkey, 'c:' .. country, at) end
+if lat ~= '' or country ~= '' then extend(hkey, retention) end
+
+m.ip = ip
+redis.call('HSET', KEYS[1], 'ip', ip)
+for _, kv in ipairs({{'co', country}, {'ci', city}, {'lt', lat}, {'ln', lon}}) do
+  if kv[2] == '' then
+    m[kv[1]] = nil
+    redis.call('HDEL', KEYS[1], kv[1])
+  else
+    m[kv[1]] = kv[2]
+    redis.call('HSET', KEYS[1], kv[1], kv[2])
+  end
+end
+if raised then redis.call('HSET', KEYS[1], 'rk', m.rk) end
+add_event(evkey, at, retention, event_fields('ip_change', at, id, m, '', ''))
+if prev_country and country ~= '' and prev_country ~= country then
+  add_event(evkey, at, retention, event_fields('country_change', at, id, m, '', ''))
+end
+if raised then
+  add_event(evkey, at, retention, event_fields('risk', at, id, m, 'impossible-travel', ''))
+end
+return flatten(m)
 `)

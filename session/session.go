@@ -38,17 +38,20 @@ type Session struct {
 	Name  string
 	Roles string
 
-	IP        string // as of the last sighting
-	LoginIP   string // where the session was created
-	UserAgent string
-	Device    string // device name: iPhone, Mac, Windows PC, …
-	DeviceTyp string // mobile, tablet, desktop, bot, unknown
-	Browser   string
-	OS        string
-	Country   string
-	City      string
-	DeviceID  string // the long-lived device cookie's id, when known
-	Risk      string // flags raised at sign-in that stay with the session
+	IP           string // as of the last sighting
+	LoginIP      string // where the session was created
+	UserAgent    string
+	Device       string // device name: iPhone, Mac, Windows PC, …
+	DeviceTyp    string // mobile, tablet, desktop, bot, unknown
+	Browser      string
+	OS           string
+	Country      string // as of the last sighting
+	City         string
+	Lat, Lon     float64 // as of the last sighting, when HasCoord
+	HasCoord     bool
+	LoginCountry string // where the session was created
+	DeviceID     string // the long-lived device cookie's id, when known
+	Risk         string // flags raised at sign-in (and impossible-travel) that stay with the session
 
 	CreatedAt    time.Time
 	LastActiveAt time.Time

@@ -63,11 +63,23 @@ type Store interface {
 	// Sign-ins of one user are strictly ordered: if s.CreatedAt is not
 	// later than every other session of the user, the store moves it (and
 	// LastActiveAt) to one millisecond after the newest, and says so in s.
+	// It computes the sign-in risk flags (new-device, new-country,
+	// impossible-travel, concurrent-countries) from the user's history,
+	// sets them in s.Risk, records the sighting and writes a risk event
+	// per flag.
 	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
 
 	// Validate checks the credential (id, SHA-256 of the secret) at now
 	// from ip, and writes activity when p says a touch is due.
 	Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error)
+
+	// Sight records that an active session was just seen from a new IP:
+	// its location (cleared when unknown), the user's history, an
+	// ip_change event, a country_change event when the country differs,
+	// and impossible-travel (with a risk event) when the move from the
+	// user's last located sighting was too fast. It returns the session as
+	// updated, or ErrNotFound when it is no longer active.
+	Sight(ctx context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error)
 
 	// Get returns one session, active or ended within retention.
 	Get(ctx context.Context, id string) (*Session, error)

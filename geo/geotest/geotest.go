@@ -46,8 +46,8 @@ func Write(t testing.TB, path string, places ...Place) {
 			t.Fatal(err)
 		}
 		rec := mmdbtype.Map{
-			"country": mmdbtype.Map{"iso_code": mmdbtype.String(p.Country), "names": mmdbtype.Map{"en": mmdbtype.String(p.Country)}},
-			"city":    mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String(p.City)}},
+			"country":  mmdbtype.Map{"iso_code": mmdbtype.String(p.Country), "names": mmdbtype.Map{"en": mmdbtype.String(p.Country)}},
+			"city":     mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String(p.City)}},
 			"location": mmdbtype.Map{"latitude": mmdbtype.Float64(p.Lat), "longitude": mmdbtype.Float64(p.Lon)},
 		}
 		if err := tree.Insert(network, rec); err != nil {

@@ -65,6 +65,10 @@ func Run(t *testing.T, newStore Factory) {
 		{"ListOrderAndIsolation", testList},
 		{"Events", testEvents},
 		{"FieldsRoundTrip", testFields},
+		{"RiskNewDeviceNewCountry", testRiskNew},
+		{"RiskImpossibleTravelAtSignIn", testTravelSignIn},
+		{"RiskBaselineAfterRetention", testRiskRetention},
+		{"SightIPChange", testSight},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -507,6 +511,7 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 	in := &session.Session{ID: id, UserID: uid, TokenHash: hash, Email: "ä@example.com", Name: "Zoë",
 		Roles: "admin,dev", IP: "2001:db8::1", LoginIP: "2001:db8::1", UserAgent: "Mozilla/5.0",
 		Device: "Mac", DeviceTyp: "desktop", Browser: "Firefox", OS: "macOS", Country: "DE", City: "Berlin",
+		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
 		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now}
 	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
@@ -579,5 +584,146 @@ func testSameMillisecond(t *testing.T, st session.Store, c *Clock) {
 			t.Fatalf("two sessions created at %v", s.CreatedAt)
 		}
 		seen[s.CreatedAt] = true
+	}
+}
+
+// place is a sign-in location for the risk tests.
+type place struct {
+	country  string
+	lat, lon float64
+}
+
+var (
+	berlin  = place{"DE", 52.52, 13.405}
+	munich  = place{"DE", 48.137, 11.575}
+	newYork = place{"US", 40.7128, -74.006}
+)
+
+func signInAt(t *testing.T, st session.Store, c *Clock, uid, device string, pl place) (cred, *session.Session) {
+	t.Helper()
+	id, _, hash, _ := session.NewCredential(uid)
+	now := c.Now()
+	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1",
+		DeviceID: device, Country: pl.country, LoginCountry: pl.country, Lat: pl.lat, Lon: pl.lon, HasCoord: pl.country != "",
+		CreatedAt: now, LastActiveAt: now}
+	if _, err := st.Create(ctx(t), s, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Get(ctx(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Risk != s.Risk {
+		t.Fatalf("Create said risk %q, the store kept %q", s.Risk, got.Risk)
+	}
+	return cred{id, hash}, s
+}
+
+func testRiskNew(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	if _, s := signInAt(t, st, c, uid, "d1", berlin); s.Risk != "" {
+		t.Fatalf("first sign-in (baseline) flagged %q", s.Risk)
+	}
+	c.Advance(time.Hour)
+	if _, s := signInAt(t, st, c, uid, "d1", munich); s.Risk != "" {
+		t.Fatalf("known device and country flagged %q", s.Risk)
+	}
+	c.Advance(time.Hour)
+	if _, s := signInAt(t, st, c, uid, "d2", berlin); s.Risk != session.FlagNewDevice {
+		t.Fatalf("new device: %q", s.Risk)
+	}
+	c.Advance(24 * time.Hour) // earlier sessions idle out; a later one stays active
+	_, keep := signInAt(t, st, c, uid, "d2", berlin)
+	if keep.Risk != "" {
+		t.Fatalf("known again: %q", keep.Risk)
+	}
+	c.Advance(20 * time.Hour)
+	cr, s := signInAt(t, st, c, uid, "d3", newYork)
+	if s.Risk != "new-device,new-country" {
+		t.Fatalf("new device and country, no concurrency (Berlin session idled out): %q", s.Risk)
+	}
+	c.Advance(time.Minute)
+	validate(t, st, c, cr, "192.0.2.1")
+	_, s = signInAt(t, st, c, uid, "d1", berlin)
+	if !session.HasFlag(s.Risk, session.FlagConcurrentCountries) || session.HasFlag(s.Risk, session.FlagNewDevice) {
+		t.Fatalf("concurrent countries (US active, now DE): %q", s.Risk)
+	}
+	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
+	var risk []string
+	for _, e := range evs {
+		if e.Type == session.EventRisk {
+			risk = append(risk, e.Reason)
+		}
+	}
+	// The last sign-in came a minute after New York: also impossible travel.
+	if fmt.Sprint(risk) != "[concurrent-countries impossible-travel new-country new-device new-device]" {
+		t.Fatalf("risk events %v", risk)
+	}
+}
+
+func testTravelSignIn(t *testing.T, st session.Store, c *Clock) {
+	fast, slow := user(), user()
+	signInAt(t, st, c, fast, "d1", berlin)
+	signInAt(t, st, c, slow, "d1", berlin)
+	c.Advance(10 * time.Minute)
+	if _, s := signInAt(t, st, c, fast, "d1", newYork); !session.HasFlag(s.Risk, session.FlagImpossibleTravel) {
+		t.Fatalf("Berlin to New York in 10 minutes: %q", s.Risk)
+	}
+	c.Advance(10 * time.Hour) // 6,385 km in 10 h: a flight
+	if _, s := signInAt(t, st, c, slow, "d1", newYork); session.HasFlag(s.Risk, session.FlagImpossibleTravel) {
+		t.Fatalf("Berlin to New York in 10 hours: %q", s.Risk)
+	}
+	// No coordinates: nothing to compare.
+	if _, s := signInAt(t, st, c, slow, "d1", place{}); session.HasFlag(s.Risk, session.FlagImpossibleTravel) {
+		t.Fatalf("unlocated sign-in: %q", s.Risk)
+	}
+}
+
+func testRiskRetention(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	signInAt(t, st, c, uid, "d1", berlin)
+	c.Advance(policy.Retention + time.Hour)
+	if _, s := signInAt(t, st, c, uid, "d2", newYork); s.Risk != "" {
+		t.Fatalf("after retention the next sign-in is a new baseline: %q", s.Risk)
+	}
+}
+
+func testSight(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	cr, _ := signInAt(t, st, c, uid, "d1", berlin)
+	c.Advance(time.Minute)
+	s, err := st.Sight(ctx(t), cr.id, session.Sighting{IP: "192.0.2.77", Country: "DE", City: "Munich", Lat: munich.lat, Lon: munich.lon, HasCoord: true}, c.Now(), policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.City != "Munich" || s.IP != "192.0.2.77" || s.LoginCountry != "DE" || !session.HasFlag(s.Risk, session.FlagImpossibleTravel) {
+		t.Fatalf("504 km in a minute: %+v", s)
+	}
+	c.Advance(50 * time.Minute)
+	s, err = st.Sight(ctx(t), cr.id, session.Sighting{IP: "203.0.113.9", Country: "US", City: "New York", Lat: newYork.lat, Lon: newYork.lon, HasCoord: true}, c.Now(), policy)
+	if err != nil || s.Country != "US" || s.Risk != session.FlagImpossibleTravel {
+		t.Fatalf("to New York (flag already raised, not twice): %+v %v", s, err)
+	}
+	s, err = st.Sight(ctx(t), cr.id, session.Sighting{IP: "10.0.0.1"}, c.Now(), policy)
+	if err != nil || s.Country != "" || s.City != "" || s.HasCoord || s.IP != "10.0.0.1" {
+		t.Fatalf("unlocated sighting keeps an old location: %+v %v", s, err)
+	}
+	if got, _ := st.Get(ctx(t), cr.id); got.Country != "" || got.HasCoord || got.Risk != session.FlagImpossibleTravel {
+		t.Fatalf("stored after sightings: %+v", got)
+	}
+	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Type+":"+e.Country+":"+e.Reason)
+	}
+	want := "[ip_change:: country_change:US: ip_change:US: risk:DE:impossible-travel ip_change:DE: login:DE:]"
+	if fmt.Sprint(kinds) != want {
+		t.Fatalf("events\n got %v\nwant %s", kinds, want)
+	}
+	if _, err := st.End(ctx(t), cr.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Sight(ctx(t), cr.id, session.Sighting{IP: "192.0.2.1"}, c.Now(), policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("sighting of an ended session: %v", err)
 	}
 }
