@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -237,14 +238,16 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	if err != nil {
 		return apiError(http.StatusInternalServerError, "minting: %v", err)
 	}
-	now := h.now()
-	ip := sanitise(req.IPAddress, 64)
-	s := &session.Session{
-		ID: id, UserID: req.UserID, TokenHash: hash,
-		Email: sanitise(req.Email, maxValue), Name: sanitise(req.Name, maxValue), Roles: sanitise(req.Roles, maxRoles),
-		IP: ip, LoginIP: ip, UserAgent: sanitise(req.UserAgent, maxUserAgent),
-		CreatedAt: now, LastActiveAt: now,
+	ip := req.IPAddress
+	if ip != "" {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			return apiError(http.StatusBadRequest, "ip_address %q is not an IP address", sanitise(ip, 64))
+		}
+		ip = addr.Unmap().WithZone("").String()
 	}
+	s := h.newSession(id, req.UserID, hash, ip, req.UserAgent, "")
+	s.Email, s.Name, s.Roles = sanitise(req.Email, maxValue), sanitise(req.Name, maxValue), sanitise(req.Roles, maxRoles)
 	ended, err := ref.store.Create(r.Context(), s, h.policy, h.limit)
 	if errors.Is(err, session.ErrLimitReached) {
 		return apiError(http.StatusTooManyRequests, "user has %d active sessions", h.limit.Max)
@@ -252,9 +255,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	if err != nil {
 		return storeError(err)
 	}
-	h.metrics.login()
-	h.metrics.revocation(session.ActorLimit, len(ended))
-	h.logEvent(session.LoginEvent(s))
+	h.recordLogin(s, ended)
 	// The cookie an HTTPS site would set; the token works under any name.
 	fake := &http.Request{TLS: nil}
 	if h.Cookie.Secure != "never" {

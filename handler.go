@@ -93,6 +93,9 @@ func (h *Handler) authenticate(r *http.Request) auth {
 		if v.Touched {
 			h.metrics.touch()
 		}
+		if v.PrevIP != "" {
+			return h.ipChanged(r, v.Session)
+		}
 		return auth{sess: v.Session}
 	case session.Expired:
 		return auth{outcome: outcomeExpired, dead: true}
@@ -103,6 +106,67 @@ func (h *Handler) authenticate(r *http.Request) auth {
 		return auth{outcome: outcomeRevoked, dead: true}
 	}
 	return auth{outcome: outcomeInvalid, dead: true}
+}
+
+// ipChanged handles the first request of a session from a new IP: the
+// ip_change policy, the new location, the history and events (one more
+// store call, only when the IP changed), then the country_change policy.
+func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	now := h.now()
+	if h.IPChange == "deny" {
+		return h.endByPolicy(ctx, s, session.EndIPChange, now)
+	}
+	loc := h.geo.Lookup(s.IP)
+	sg := session.Sighting{IP: s.IP, Country: loc.Country, City: loc.City, Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord}
+	prevCountry, prevRisk := s.Country, s.Risk
+	start := time.Now()
+	s2, err := h.store.Sight(ctx, s.ID, sg, now, h.policy)
+	h.metrics.storeDuration("sight", start)
+	if errors.Is(err, session.ErrNotFound) {
+		return auth{outcome: outcomeRevoked, dead: true}
+	}
+	if err != nil {
+		return auth{err: err}
+	}
+	h.logEvent(eventOf(s2, session.EventIPChange, now, ""))
+	if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
+		h.logEvent(eventOf(s2, session.EventCountryChange, now, ""))
+	}
+	if s2.Risk != prevRisk && session.HasFlag(s2.Risk, session.FlagImpossibleTravel) {
+		h.logEvent(eventOf(s2, session.EventRisk, now, session.FlagImpossibleTravel))
+	}
+	if h.CountryChange == "deny" && countryChanged(s2) {
+		return h.endByPolicy(ctx, s2, session.EndCountryChange, now)
+	}
+	return auth{sess: s2}
+}
+
+// endByPolicy ends a session that an ip_change or country_change policy
+// refuses; the request goes on as unauthenticated.
+func (h *Handler) endByPolicy(ctx context.Context, s *session.Session, reason string, now time.Time) auth {
+	ended, err := h.store.End(ctx, s.ID, now, reason, session.ActorPolicy, h.policy)
+	switch {
+	case err == nil:
+		h.metrics.revocation(session.ActorPolicy, 1)
+		h.logEvent(session.EndEvent(ended, now, reason, session.ActorPolicy))
+	case !errors.Is(err, session.ErrNotFound):
+		return auth{err: err}
+	}
+	return auth{outcome: outcomeRevoked, dead: true}
+}
+
+func eventOf(s *session.Session, typ string, at time.Time, reason string) session.Event {
+	e := session.LoginEvent(s)
+	e.Type, e.At, e.Reason = typ, at.UTC(), reason
+	return e
+}
+
+// countryChanged: the session is now seen in another country than the
+// one it was created in (both known).
+func countryChanged(s *session.Session) bool {
+	return s.Country != "" && s.LoginCountry != "" && s.Country != s.LoginCountry
 }
 
 // storeContext bounds one store operation by the store's read timeout.
@@ -134,7 +198,10 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	ipChanged := s.LoginIP != "" && ip != s.LoginIP
 	risk := s.Risk
 	if ipChanged && h.IPChange != "allow" {
-		risk = joinFlags(risk, "ip-changed")
+		risk = session.AddFlag(risk, session.FlagIPChanged)
+	}
+	if countryChanged(s) && h.CountryChange != "allow" {
+		risk = session.AddFlag(risk, session.FlagCountryChanged)
 	}
 	created := s.CreatedAt.UTC().Format(time.RFC3339)
 	changed := "false"
@@ -190,13 +257,6 @@ func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, cre
 	repl.Set("http.auth.session.risk", risk)
 	repl.Set("http.auth.session.created_at", created)
 	repl.Set("http.auth.session.last_active_at", s.LastActiveAt.UTC().Format(time.RFC3339))
-}
-
-func joinFlags(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "," + b
 }
 
 // unauthenticated answers a request that needs a session and has none.

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/geo"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -197,30 +198,54 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	if err != nil {
 		return nil, err
 	}
-	now := h.now()
-	ip := clientIP(r)
-	s := &session.Session{
-		ID: id, UserID: userID, TokenHash: hash,
-		Email: sanitise(email, maxValue), Name: sanitise(name, maxValue), Roles: sanitise(roles, maxRoles),
-		IP: ip, LoginIP: ip, UserAgent: sanitise(r.UserAgent(), maxUserAgent),
-		CreatedAt: now, LastActiveAt: now,
-	}
+	deviceID, deviceCookie := h.deviceID(r)
+	s := h.newSession(id, userID, hash, clientIP(r), r.UserAgent(), deviceID)
+	s.Email, s.Name, s.Roles = sanitise(email, maxValue), sanitise(name, maxValue), sanitise(roles, maxRoles)
+	ip := s.IP
 	start := time.Now()
 	ended, err := h.store.Create(ctx, s, h.policy, h.limit)
 	h.metrics.storeDuration("create", start)
 	if err != nil {
 		return nil, err
 	}
-	h.metrics.login()
-	h.metrics.revocation(session.ActorLimit, len(ended))
-	h.logEvent(session.LoginEvent(s))
-	for _, e := range ended {
-		h.logEvent(session.EndEvent(e, now, session.EndLimit, session.ActorLimit))
-	}
+	h.recordLogin(s, ended)
 	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
+	if deviceCookie != nil {
+		http.SetCookie(w, deviceCookie)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	setPlaceholders(r, s, ip, "false", s.Risk, s.CreatedAt.UTC().Format(time.RFC3339))
 	return s, nil
+}
+
+// newSession describes a sign-in from ip with user agent ua on deviceID:
+// the device from the user agent, the place from GeoIP.
+func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID string) *session.Session {
+	now := h.now()
+	ua = sanitise(ua, maxUserAgent)
+	d := geo.ParseUserAgent(ua)
+	loc := h.geo.Lookup(ip)
+	return &session.Session{
+		ID: id, UserID: userID, TokenHash: hash,
+		IP: ip, LoginIP: ip, UserAgent: ua,
+		Device: d.Name, DeviceTyp: d.Type, Browser: d.Browser, OS: d.OS,
+		Country: loc.Country, City: loc.City, LoginCountry: loc.Country,
+		Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord,
+		DeviceID: deviceID, CreatedAt: now, LastActiveAt: now,
+	}
+}
+
+// recordLogin counts and logs a new session and what its creation ended.
+func (h *Handler) recordLogin(s *session.Session, ended []*session.Session) {
+	h.metrics.login()
+	h.metrics.revocation(session.ActorLimit, len(ended))
+	h.logEvent(session.LoginEvent(s))
+	for _, e := range session.RiskEvents(s, s.Risk, s.CreatedAt) {
+		h.logEvent(e)
+	}
+	for _, e := range ended {
+		h.logEvent(session.EndEvent(e, s.CreatedAt, session.EndLimit, session.ActorLimit))
+	}
 }
 
 // upstreamLogout applies Session-Logout: current, others or all.

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/geo"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -119,6 +120,7 @@ type Handler struct {
 	limit     session.Limit
 	logins    []loginPath
 	headers   headerNames
+	geo       *geo.DB
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -408,6 +410,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.opTimeout = time.Duration(h.Store.ReadTimeout)
+	if h.GeoIP != "" {
+		if h.geo, err = loadGeo(h.GeoIP, h.logger); err != nil {
+			_, _ = storePool.Delete(h.storeKey)
+			h.storeKey = ""
+			return err
+		}
+	}
 	registerHandler(h)
 	h.warnUnwired()
 	return nil
@@ -419,9 +428,6 @@ func (h *Handler) warnUnwired() {
 	var off []string
 	if h.SignHeaders != "" {
 		off = append(off, "sign_headers")
-	}
-	if h.GeoIP != "" {
-		off = append(off, "geoip")
 	}
 	if h.Cache != 0 {
 		off = append(off, "cache")
@@ -440,10 +446,14 @@ func (h *Handler) warnUnwired() {
 // Cleanup releases the store; the pool closes it when no config uses it.
 func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
-	if h.storeKey == "" {
-		return nil
+	var err error
+	if h.geo != nil {
+		_, err = geoPool.Delete(h.GeoIP)
 	}
-	_, err := storePool.Delete(h.storeKey)
+	if h.storeKey != "" {
+		_, serr := storePool.Delete(h.storeKey)
+		err = errors.Join(err, serr)
+	}
 	return err
 }
 
