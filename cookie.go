@@ -3,6 +3,7 @@ package sessionauth
 import (
 	"crypto/tls"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -88,3 +89,36 @@ const maxCookieLen = 256
 // tlsPlaceholder marks a synthetic request as HTTPS when the admin API
 // builds the cookie a secure site would set.
 var tlsPlaceholder = &tls.ConnectionState{}
+
+// stripOwnCookies removes the session and device cookies from the request
+// before it goes upstream: the app never needs them, and a token that
+// never reaches it cannot leak from its logs. Other cookies pass as sent.
+func (h *Handler) stripOwnCookies(r *http.Request) {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	name := h.cookieName(r)
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, name) }) {
+		return
+	}
+	device := name + deviceCookieSuffix
+	kept := lines[:0:0]
+	for _, line := range lines {
+		var parts []string
+		for part := range strings.SplitSeq(line, ";") {
+			k, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if k != name && k != device && strings.TrimSpace(part) != "" {
+				parts = append(parts, strings.TrimSpace(part))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		r.Header.Del("Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
+}

@@ -47,7 +47,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
 	}
 	if h.isLoginPath(r) {
-		iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, login: true}
+		// The interceptor reads the cookies (fixation, device) from its
+		// own copy of the request; the upstream gets them stripped.
+		iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r.Clone(r.Context()), login: true}
+		h.stripOwnCookies(r)
 		return iw.finish(next.ServeHTTP(iw, r))
 	}
 
@@ -66,6 +69,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.request(outcomeAuthenticated)
 		h.setIdentity(r, a.sess)
 	}
+	h.stripOwnCookies(r)
 	iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, sess: a.sess}
 	return iw.finish(next.ServeHTTP(iw, r))
 }

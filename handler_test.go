@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -509,6 +510,76 @@ func BenchmarkServeHTTPMemory(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := h.ServeHTTP(w, r, next); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestOwnCookiesDoNotReachTheUpstream(t *testing.T) {
+	h, _ := testHandler(t, nil)
+	c := signIn(t, h, "alice")
+	for _, path := range []string{"/", "/login"} {
+		r := get(path, nil)
+		r.Header.Add("Cookie", "theme=dark; session="+c.Value+"; session_device=0123456789abcdef0123456789abcdef")
+		r.Header.Add("Cookie", "cart=3")
+		up := &upstream{}
+		serve(t, h, r, up)
+		got := strings.Join(up.header.Values("Cookie"), " | ")
+		if got != "theme=dark | cart=3" {
+			t.Errorf("%s: upstream saw Cookie %q", path, got)
+		}
+	}
+	r := get("/", c)
+	up := &upstream{}
+	serve(t, h, r, up)
+	if _, ok := up.header["Cookie"]; ok || up.header.Get("X-Auth-User") != "alice" {
+		t.Errorf("only our cookie: upstream saw %v", up.header)
+	}
+}
+
+// A 100 KB user agent with control characters and invalid UTF-8 (past
+// Caddy's header limit, straight into the handler): stored bounded and
+// clean, the session intact.
+func TestHugeUserAgent(t *testing.T) {
+	h, _ := testHandler(t, nil)
+	ua := "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) \x01\xff" + strings.Repeat("z", 100<<10)
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.Header.Set("User-Agent", ua)
+	up := &upstream{respond: func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Session-Login", "ua") }}
+	w := serve(t, h, r, up)
+	var c *http.Cookie
+	for _, ck := range w.Result().Cookies() {
+		if ck.Name == "session" {
+			c = ck
+		}
+	}
+	if c == nil {
+		t.Fatal("no session")
+	}
+	up = &upstream{}
+	serve(t, h, get("/", c), up)
+	if up.header.Get("X-Auth-Device") != "iPhone" {
+		t.Fatalf("device from a huge UA: %v", up.header)
+	}
+	id, _, _ := strings.Cut(c.Value, ".")
+	s, err := h.store.Get(context.Background(), id)
+	if err != nil || len(s.UserAgent) > maxUserAgent || strings.ContainsAny(s.UserAgent, "\x01\xff") {
+		t.Fatalf("stored user agent: %d bytes, %v", len(s.UserAgent), err)
+	}
+}
+
+func TestGeoIPProvisionErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/garbage.mmdb"
+	if err := os.WriteFile(bad, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dir + "/missing.mmdb", bad} {
+		h := &Handler{GeoIP: path}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := h.Provision(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "geoip database") || !strings.Contains(err.Error(), path) && !strings.Contains(err.Error(), "no such file") {
+			t.Errorf("%s: %v", path, err)
 		}
 	}
 }
