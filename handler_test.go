@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -562,7 +563,7 @@ func TestHugeUserAgent(t *testing.T) {
 	}
 	id, _, _ := strings.Cut(c.Value, ".")
 	s, err := h.store.Get(context.Background(), id)
-	if err != nil || len(s.UserAgent) > maxUserAgent || strings.ContainsAny(s.UserAgent, "\x01\xff") {
+	if err != nil || len(s.UserAgent) > maxUserAgent || !utf8.ValidString(s.UserAgent) || strings.ContainsRune(s.UserAgent, 1) {
 		t.Fatalf("stored user agent: %d bytes, %v", len(s.UserAgent), err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sessionauth/caddy-sessionauth/geo/geotest"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -252,7 +253,7 @@ func TestGeoBadInput(t *testing.T) {
 		if res.StatusCode != 200 || json.Unmarshal([]byte(res.body), &me) != nil {
 			t.Fatalf("%s: %d %s", name, res.StatusCode, res.body)
 		}
-		if len(me.Session.UserAgent) > 1024 || strings.ContainsAny(me.Session.UserAgent, "\t\xff") {
+		if len(me.Session.UserAgent) > 1024 || strings.ContainsRune(me.Session.UserAgent, '\t') || !utf8.ValidString(me.Session.UserAgent) {
 			t.Errorf("%s: stored user agent %q (%d bytes)", name, me.Session.UserAgent[:min(40, len(me.Session.UserAgent))], len(me.Session.UserAgent))
 		}
 	}
