@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
+	"github.com/sessionauth/caddy-sessionauth/signature"
 )
 
 // Request outcomes, the label values of the requests metric.
@@ -234,6 +235,9 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	set(hn.country, s.Country)
 	set(hn.city, s.City)
 	set(hn.risk, risk)
+	if h.SignHeaders != "" {
+		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.URL.EscapedPath(), h.HeaderPrefix, h.now())
+	}
 
 	setPlaceholders(r, s, ip, changed, risk, created)
 }

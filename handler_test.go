@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
+	"github.com/sessionauth/caddy-sessionauth/signature"
 )
 
 // testHandler provisions a handler on the memory store with a clock the
@@ -582,5 +583,33 @@ func TestGeoIPProvisionErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "geoip database") || !strings.Contains(err.Error(), path) && !strings.Contains(err.Error(), "no such file") {
 			t.Errorf("%s: %v", path, err)
 		}
+	}
+}
+
+func TestSignedHeaders(t *testing.T) {
+	t.Setenv("SA_TEST_SIGN_SECRET", "s3cret")
+	h, clock := testHandler(t, func(h *Handler) { h.SignHeaders = "{env.SA_TEST_SIGN_SECRET}" })
+	c := signIn(t, h, "alice")
+	r := get("/docs/a%2Fb?q=1", c)
+	r.Header.Set("X-Auth-Signature", "t=1,v1=forged")
+	up := &upstream{}
+	serve(t, h, r, up)
+	got := httptest.NewRequest("GET", "/docs/a%2Fb?other=query", nil)
+	got.Header = up.header
+	if err := signature.VerifyPrefix(got, []byte("s3cret"), time.Minute, "X-Auth-", clock.Now()); err != nil {
+		t.Fatalf("upstream cannot verify: %v (headers %v)", err, up.header)
+	}
+	got.Header.Set("X-Auth-User", "mallory")
+	if err := signature.VerifyPrefix(got, []byte("s3cret"), time.Minute, "X-Auth-", clock.Now()); err == nil {
+		t.Fatal("a changed identity still verifies")
+	}
+	// Anonymous (optional) requests carry no signature at all.
+	h2, _ := testHandler(t, func(h *Handler) { h.SignHeaders = "k"; h.Optional = true })
+	up = &upstream{}
+	r = get("/", nil)
+	r.Header.Set("X-Auth-Signature", "t=1,v1=forged")
+	serve(t, h2, r, up)
+	if up.header.Get("X-Auth-Signature") != "" {
+		t.Fatal("a client's signature header reached the upstream")
 	}
 }

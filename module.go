@@ -426,9 +426,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // yet, so nobody believes a protection is on when it is not.
 func (h *Handler) warnUnwired() {
 	var off []string
-	if h.SignHeaders != "" {
-		off = append(off, "sign_headers")
-	}
 	if h.Cache != 0 {
 		off = append(off, "cache")
 	}
