@@ -48,8 +48,7 @@ type userJSON struct {
 func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 	a := h.authenticate(r)
 	if a.err != nil {
-		h.metrics.request(outcomeStoreError)
-		return h.storeUnavailable(w, a.err)
+		return h.refuse(w, a.err)
 	}
 	if a.sess == nil {
 		h.metrics.request(a.outcome)
@@ -95,7 +94,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	a := h.authenticate(r)
 	if a.err != nil {
-		return h.storeUnavailable(w, a.err)
+		return h.refuse(w, a.err)
 	}
 	if a.sess != nil {
 		h.setIdentity(r, a.sess)

@@ -34,7 +34,7 @@ type auth struct {
 	sess    *session.Session // a valid session, or nil
 	outcome string           // why there is none, when sess is nil
 	dead    bool             // a cookie was sent that can be cleared
-	err     error            // the store failed
+	err     error            // the store failed, or errRateLimited
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -48,6 +48,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
 	}
 	if h.isLoginPath(r) {
+		if r.Method == http.MethodPost {
+			if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+				return h.refuse(w, err)
+			}
+		}
 		// The interceptor reads the cookies (fixation, device) from its
 		// own copy of the request; the upstream gets them stripped.
 		iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r.Clone(r.Context()), login: true}
@@ -57,8 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	a := h.authenticate(r)
 	if a.err != nil {
-		h.metrics.request(outcomeStoreError)
-		return h.storeUnavailable(w, a.err)
+		return h.refuse(w, a.err)
 	}
 	if a.sess == nil {
 		if !h.Optional {
@@ -75,15 +79,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return iw.finish(next.ServeHTTP(iw, r))
 }
 
+// refuse answers a request the store could not serve, or a client over
+// a rate limit.
+func (h *Handler) refuse(w http.ResponseWriter, err error) error {
+	var rl errRateLimited
+	if errors.As(err, &rl) {
+		return tooMany(w, err)
+	}
+	h.metrics.request(outcomeStoreError)
+	return h.storeUnavailable(w, err)
+}
+
 // authenticate checks the session cookie: one store round trip at most.
+// A cookie that matches no session counts towards guess_rate.
 func (h *Handler) authenticate(r *http.Request) auth {
 	raw, present := h.readCookie(r)
 	if !present {
 		return auth{outcome: outcomeUnauthenticated}
 	}
+	guesser := limitGuess + ":" + clientKey(clientIP(r))
+	if retry, blocked := h.blocked.check(guesser, h.now()); blocked {
+		return auth{err: errRateLimited{retry}}
+	}
 	id, hash, err := session.ParseCredential(raw)
 	if err != nil {
-		return auth{outcome: outcomeInvalid, dead: true}
+		return h.guessed(r)
 	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
@@ -109,6 +129,20 @@ func (h *Handler) authenticate(r *http.Request) auth {
 			return auth{outcome: outcomeExpired, dead: true}
 		}
 		return auth{outcome: outcomeRevoked, dead: true}
+	}
+	return h.guessed(r)
+}
+
+// guessed counts a cookie that matches no session (unknown or malformed;
+// not an expired or ended one) towards guess_rate.
+func (h *Handler) guessed(r *http.Request) auth {
+	err := h.rateLimit(r, limitGuess, clientKey(clientIP(r)), "", h.GuessRate)
+	var rl errRateLimited
+	if errors.As(err, &rl) {
+		return auth{err: err}
+	}
+	if err != nil {
+		h.logger.Debug("counting an unknown session token", zap.Error(err))
 	}
 	return auth{outcome: outcomeInvalid, dead: true}
 }

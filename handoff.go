@@ -159,6 +159,8 @@ func (h *Handler) replaceResponse(w *interceptor, err error) {
 	switch {
 	case errors.Is(err, session.ErrLimitReached):
 		_ = writeJSON(rw, http.StatusTooManyRequests, errorBody{"too_many_sessions"})
+	case errors.As(err, new(errRateLimited)):
+		_ = tooMany(rw, err)
 	case errors.Is(err, errUpstreamHandOff):
 		h.logger.Error("sign-in hand-off refused", zap.Error(err))
 		_ = writeJSON(rw, http.StatusBadGateway, errorBody{"bad_handoff"})
@@ -178,6 +180,10 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	r := w.r
 	if userID == "" || len(userID) > maxUserID || sanitise(userID, maxUserID) != userID {
 		return nil, errUpstreamHandOff
+	}
+	// login_rate also caps session creations per user, whatever the IP.
+	if err := h.rateLimit(r, limitLogin, "user:"+userID, userID, h.LoginRate); err != nil {
+		return nil, err
 	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()

@@ -121,6 +121,7 @@ type Handler struct {
 	logins    []loginPath
 	headers   headerNames
 	geo       *geo.DB
+	blocked   *blocklist
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -402,6 +403,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logins = append(h.logins, lp)
 	}
 	h.headers = newHeaderNames(h.HeaderPrefix)
+	h.blocked = &blocklist{}
 	h.metrics = newMetrics(ctx.GetMetricsRegistry(), h.logger)
 
 	var err error

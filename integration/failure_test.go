@@ -33,14 +33,23 @@ func TestRedisStopped(t *testing.T) {
 			t.Errorf("%s with Redis stopped: %d, Retry-After %q", res.Request.URL.Path, res.StatusCode, res.Header.Get("Retry-After"))
 		}
 	}
-	// A sign-in the store cannot record: 503, no cookie, the upstream's
-	// answer dropped.
+	// A sign-in POST cannot be counted against login_rate: 503 before the
+	// upstream does any work.
 	res := newClient(t, g).do("POST", "/login?user=bob&status=303")
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" || sessionCookie(res, "session") != nil {
+		t.Errorf("sign-in POST with Redis stopped: %d", res.StatusCode)
+	}
+	if got := up.total() - before; got != 0 {
+		t.Errorf("upstream reached %d times while Redis was down", got)
+	}
+	// A hand-off the store cannot record (an OAuth-style GET callback):
+	// 503, no cookie, the upstream's answer dropped.
+	res = newClient(t, g).do("GET", "/login?user=bob&status=303")
 	if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" || sessionCookie(res, "session") != nil ||
 		strings.Contains(res.body, "upstream-body") || res.Header.Get("Location") != "" {
-		t.Errorf("sign-in with Redis stopped: %d %v %s", res.StatusCode, res.Header, res.body)
+		t.Errorf("hand-off with Redis stopped: %d %v %s", res.StatusCode, res.Header, res.body)
 	}
-	if got := up.total() - before; got != 1 { // only the login request reached it
+	if got := up.total() - before; got != 1 { // only the callback reached it
 		t.Errorf("upstream reached %d times while Redis was down", got)
 	}
 

@@ -23,6 +23,8 @@ type Memory struct {
 	users    map[string]map[string]struct{} // user id -> session ids
 	events   map[string][]memEvent          // user id -> oldest first
 	hist     map[string]*memHistory         // user id -> risk history
+	counters map[string]*memCounter         // rate limit windows
+	global   []memEvent                     // events without a user, capped
 
 	stop chan struct{}
 	once sync.Once
@@ -49,6 +51,39 @@ func (m *Memory) historyOf(user string, now time.Time, p Policy) *memHistory {
 	return h
 }
 
+type memCounter struct {
+	n   int64
+	end time.Time
+}
+
+// Hit implements Store.
+func (m *Memory) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.counters[key]
+	if c == nil || !now.Before(c.end) {
+		c = &memCounter{end: now.Add(window)}
+		m.counters[key] = c
+	}
+	c.n++
+	return c.n, c.end.Sub(now), nil
+}
+
+// Record implements Store.
+func (m *Memory) Record(_ context.Context, e Event, p Policy) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.UserID != "" {
+		m.addEvent(e, p)
+		return nil
+	}
+	m.global = append(m.global, memEvent{e: e, purgeAt: e.At.Add(p.Retention)})
+	if len(m.global) > maxEventsPerUser {
+		m.global = slices.Clone(m.global[len(m.global)-maxEventsPerUser:])
+	}
+	return nil
+}
+
 type memEvent struct {
 	e       Event
 	purgeAt time.Time
@@ -67,6 +102,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		users:    make(map[string]map[string]struct{}),
 		events:   make(map[string][]memEvent),
 		hist:     make(map[string]*memHistory),
+		counters: make(map[string]*memCounter),
 		stop:     make(chan struct{}),
 	}
 	if sweep > 0 {
@@ -96,6 +132,11 @@ func (m *Memory) Sweep() {
 	for id, r := range m.sessions {
 		if !now.Before(r.purgeAt) {
 			m.forget(id, r.s.UserID)
+		}
+	}
+	for k, c := range m.counters {
+		if !now.Before(c.end) {
+			delete(m.counters, k)
 		}
 	}
 	for u, h := range m.hist {

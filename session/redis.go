@@ -246,6 +246,36 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 	return decode(id, res)
 }
 
+// Hit implements Store. Counters are keyed by what they count (an IP, a
+// user) under their own hash tag; they expire with their window.
+func (r *Redis) Hit(ctx context.Context, key string, window time.Duration, _ time.Time) (int64, time.Duration, error) {
+	res, err := hitScript.Run(ctx, r.client, []string{r.prefix + "rl:{" + key + "}"}, window.Milliseconds()).Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("counting: %w", err)
+	}
+	if len(res) != 2 {
+		return 0, 0, errors.New("counting: short reply")
+	}
+	n, _ := res[0].(int64)
+	ttl, _ := res[1].(int64)
+	return n, time.Duration(ttl) * time.Millisecond, nil
+}
+
+// Record implements Store.
+func (r *Redis) Record(ctx context.Context, e Event, p Policy) error {
+	key := r.prefix + "events"
+	if e.UserID != "" {
+		key = r.eventsKey(e.UserID)
+	}
+	args := []any{ms(e.At), p.Retention.Milliseconds(),
+		"t", e.Type, "at", ms(e.At), "u", e.UserID, "sid", e.SessionID, "ip", e.IP, "co", e.Country,
+		"ci", e.City, "dn", e.DeviceName, "br", e.Browser, "os", e.OS, "di", e.DeviceID, "rs", e.Reason, "ac", e.Actor}
+	if err := recordScript.Run(ctx, r.client, []string{key}, args...).Err(); err != nil {
+		return fmt.Errorf("recording event: %w", err)
+	}
+	return nil
+}
+
 // Get implements Store.
 func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
 	if !ValidID(id) {

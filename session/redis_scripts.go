@@ -347,3 +347,24 @@ if raised then
 end
 return flatten(m)
 `)
+
+// hitScript: KEYS counter. ARGV window (ms). Returns {count, ms left}.
+var hitScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+`)
+
+// recordScript: KEYS events stream. ARGV at, retention, then the event's
+// field/value pairs.
+var recordScript = redis.NewScript(luaPrelude + `
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+add_event(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), fields)
+return 1
+`)

@@ -97,6 +97,16 @@ type Store interface {
 	// may be empty) and returns those it ended.
 	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
 
+	// Hit counts one attempt under key in a fixed window: it returns the
+	// count so far in the current window and how long the window has left.
+	// Gateways sharing the store share the count.
+	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (count int64, resetIn time.Duration, err error)
+
+	// Record writes an audit event that no state change carries (a rate
+	// limit, say): to the user's trail when it names a user, else to the
+	// store's capped trail of events without a user.
+	Record(ctx context.Context, e Event, p Policy) error
+
 	// Events returns a user's audit events since a time, newest first, at
 	// most limit (0: all that are kept).
 	Events(ctx context.Context, userID string, since time.Time, limit int) ([]Event, error)

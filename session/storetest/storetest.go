@@ -69,6 +69,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"RiskImpossibleTravelAtSignIn", testTravelSignIn},
 		{"RiskBaselineAfterRetention", testRiskRetention},
 		{"SightIPChange", testSight},
+		{"HitCounts", testHit},
+		{"RecordEvent", testRecord},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -725,5 +727,33 @@ func testSight(t *testing.T, st session.Store, c *Clock) {
 	}
 	if _, err := st.Sight(ctx(t), cr.id, session.Sighting{IP: "192.0.2.1"}, c.Now(), policy); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("sighting of an ended session: %v", err)
+	}
+}
+
+func testHit(t *testing.T, st session.Store, c *Clock) {
+	key := "ip:" + user()
+	for want := int64(1); want <= 3; want++ {
+		n, left, err := st.Hit(ctx(t), key, time.Minute, c.Now())
+		if err != nil || n != want || left <= 0 || left > time.Minute {
+			t.Fatalf("hit %d: %d %v %v", want, n, left, err)
+		}
+	}
+	if n, _, _ := st.Hit(ctx(t), "ip:"+user(), time.Minute, c.Now()); n != 1 {
+		t.Fatalf("another key shares the count: %d", n)
+	}
+}
+
+func testRecord(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	e := session.Event{Type: session.EventRateLimited, At: c.Now(), UserID: uid, IP: "192.0.2.9", Reason: "login"}
+	if err := st.Record(ctx(t), e, policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Record(ctx(t), session.Event{Type: session.EventRateLimited, At: c.Now(), IP: "192.0.2.9", Reason: "guess"}, policy); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.Events(ctx(t), uid, time.Time{}, 0)
+	if err != nil || len(evs) != 1 || evs[0].Type != session.EventRateLimited || evs[0].Reason != "login" || evs[0].IP != "192.0.2.9" {
+		t.Fatalf("recorded: %+v %v", evs, err)
 	}
 }

@@ -1,0 +1,120 @@
+package sessionauth
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// Rate limit kinds, as audit events name them in their reason.
+const (
+	limitLogin = "login" // sign-in attempts per client IP, and creations per user
+	limitGuess = "guess" // unknown session tokens per client IP
+)
+
+// errRateLimited carries how long until the client may try again.
+type errRateLimited struct{ retry time.Duration }
+
+func (e errRateLimited) Error() string { return "rate limited" }
+
+// blocklist remembers, in this process, which clients are over a limit
+// until when, so that a flood from one address costs no store calls once
+// it is over. The store keeps the count that all gateways share.
+type blocklist struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+const maxBlocked = 100_000
+
+func (b *blocklist) check(key string, now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	until, ok := b.until[key]
+	if !ok {
+		return 0, false
+	}
+	if !now.Before(until) {
+		delete(b.until, key)
+		return 0, false
+	}
+	return until.Sub(now), true
+}
+
+func (b *blocklist) block(key string, until, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.until == nil {
+		b.until = make(map[string]time.Time)
+	}
+	if len(b.until) >= maxBlocked {
+		for k, u := range b.until {
+			if !now.Before(u) {
+				delete(b.until, k)
+			}
+		}
+		if len(b.until) >= maxBlocked {
+			return // the store still counts; we only lose the shortcut
+		}
+	}
+	b.until[key] = until
+}
+
+// clientKey is what an address is counted as: IPv4 as is, IPv6 by its
+// /64, since one host can use a whole /64.
+func clientKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || addr.Is4() {
+		return ip
+	}
+	p, _ := addr.Prefix(64)
+	return p.String()
+}
+
+// rateLimit counts one attempt of kind for who against rate. It answers
+// errRateLimited when over the limit, and records the crossing once per
+// window as an audit event.
+func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rate) error {
+	now := h.now()
+	key := kind + ":" + who
+	if retry, blocked := h.blocked.check(key, now); blocked {
+		return errRateLimited{retry}
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	n, left, err := h.store.Hit(ctx, key, time.Duration(rate.Window), now)
+	if err != nil {
+		return err
+	}
+	if n <= int64(rate.Count) {
+		return nil
+	}
+	h.blocked.block(key, now.Add(left), now)
+	if n == int64(rate.Count)+1 {
+		e := session.Event{Type: session.EventRateLimited, At: now.UTC(), UserID: userID, IP: clientIP(r), Reason: kind}
+		h.logEvent(e)
+		if err := h.store.Record(ctx, e, h.policy); err != nil {
+			h.logger.Error("recording a rate limit event", zap.Error(err))
+		}
+	}
+	return errRateLimited{left}
+}
+
+// tooMany answers 429 with Retry-After.
+func tooMany(w http.ResponseWriter, err error) error {
+	var rl errRateLimited
+	errors.As(err, &rl)
+	secs := int((rl.retry + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return writeJSON(w, http.StatusTooManyRequests, errorBody{"rate_limited"})
+}
