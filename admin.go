@@ -136,6 +136,7 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 			ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
 			revoked = append(revoked, s.ID)
 		}
+		forgetEverywhere(revoked...)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": revoked})
 }
@@ -172,6 +173,7 @@ func (a adminAPI) revoke(w http.ResponseWriter, r *http.Request, stores []storeR
 		}
 		ref.h.metrics.revocation(session.ActorAdmin, 1)
 		ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
+		forgetEverywhere(id)
 		return writeJSON(w, http.StatusOK, toJSON(s, ref.h.policy, now, ""))
 	}
 	return apiError(http.StatusNotFound, "no active session %s", id)

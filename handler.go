@@ -31,7 +31,8 @@ const (
 
 // auth is what the request's cookie proved.
 type auth struct {
-	sess    *session.Session // a valid session, or nil
+	sess     *session.Session // a valid session, or nil
+	degraded bool             // accepted from the grace cache: the store did not answer
 	outcome string           // why there is none, when sess is nil
 	dead    bool             // a cookie was sent that can be cleared
 	err     error            // the store failed, or errRateLimited
@@ -72,6 +73,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.request(outcomeAnonymous)
 	} else {
 		h.metrics.request(outcomeAuthenticated)
+		if a.degraded {
+			r.Header.Set(h.headers.degraded, "true")
+		}
 		h.setIdentity(r, a.sess)
 	}
 	h.stripOwnCookies(r)
@@ -111,6 +115,12 @@ func (h *Handler) authenticate(r *http.Request) auth {
 	v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy)
 	h.metrics.storeDuration("validate", start)
 	if err != nil {
+		if s := h.grace.accept(id, hash, h.now(), h.policy); s != nil {
+			if c := h.logger.Check(zap.WarnLevel, "session store unavailable; session accepted within grace"); c != nil {
+				c.Write(zap.Error(err), zap.String("session_id", s.ID))
+			}
+			return auth{sess: s, degraded: true}
+		}
 		return auth{err: err}
 	}
 	switch v.Status {
@@ -118,13 +128,16 @@ func (h *Handler) authenticate(r *http.Request) auth {
 		if v.Touched {
 			h.metrics.touch()
 		}
+		h.grace.seen(v.Session, hash, h.now())
 		if v.PrevIP != "" {
 			return h.ipChanged(r, v.Session)
 		}
 		return auth{sess: v.Session}
 	case session.Expired:
+		h.grace.forget(id)
 		return auth{outcome: outcomeExpired, dead: true}
 	case session.Ended:
+		h.grace.forget(id)
 		if v.Session.EndReason == session.EndExpired {
 			return auth{outcome: outcomeExpired, dead: true}
 		}

@@ -195,6 +195,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
 				if _, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
 					h.metrics.revocation(session.ActorSelf, 1)
+					h.grace.forget(id)
 				}
 			}
 		}
@@ -215,6 +216,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 		return nil, err
 	}
 	h.recordLogin(s, ended)
+	h.grace.seen(s, hash, s.CreatedAt)
 	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
 	if deviceCookie != nil {
 		http.SetCookie(w, deviceCookie)
@@ -288,6 +290,7 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 	}
 	h.metrics.revocation(session.ActorUpstream, len(ended))
 	for _, s := range ended {
+		h.grace.forget(s.ID)
 		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorUpstream))
 	}
 	if mode != "others" {

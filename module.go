@@ -122,6 +122,7 @@ type Handler struct {
 	headers   headerNames
 	geo       *geo.DB
 	blocked   *blocklist
+	grace     *graceCache // nil unless store_unavailable grace
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -404,6 +405,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.headers = newHeaderNames(h.HeaderPrefix)
 	h.blocked = &blocklist{}
+	if h.StoreUnavailable.Mode == "grace" {
+		h.grace = newGraceCache(time.Duration(h.StoreUnavailable.Grace))
+	}
 	h.metrics = newMetrics(ctx.GetMetricsRegistry(), h.logger)
 
 	var err error
@@ -430,9 +434,6 @@ func (h *Handler) warnUnwired() {
 	var off []string
 	if h.Cache != 0 {
 		off = append(off, "cache")
-	}
-	if h.StoreUnavailable.Mode == "grace" {
-		off = append(off, "store_unavailable grace")
 	}
 	if h.Notify != nil {
 		off = append(off, "notify")

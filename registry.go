@@ -54,3 +54,15 @@ func distinctStores() []storeRef {
 	}
 	return out
 }
+
+// forgetEverywhere drops ended sessions from every handler's grace cache,
+// so that a revocation made here is never undone by grace.
+func forgetEverywhere(ids ...string) {
+	running.Lock()
+	defer running.Unlock()
+	for _, h := range running.handlers {
+		for _, id := range ids {
+			h.grace.forget(id)
+		}
+	}
+}

@@ -4,7 +4,6 @@ package redisserver
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -134,19 +133,3 @@ func (s *Server) Pause() (resume func()) {
 	return func() { _ = s.cmd.Process.Signal(sigCont) }
 }
 
-// WaitGone waits until nothing listens on the port, for tests that stop
-// the server and need the refusal to be immediate.
-func (s *Server) WaitGone(ctx context.Context) error {
-	for {
-		c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond)
-		if err != nil {
-			return nil
-		}
-		c.Close()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
