@@ -2,11 +2,14 @@
 # make test   every test: lint, unit, conformance and integration (real redis-server)
 # make lint   gofmt, go vet, staticcheck
 # make bench  Go benchmarks of the hot path
+# make fuzz   every fuzz target for FUZZTIME (default 1m) each; the seed corpora run in make test
 
 GO        ?= go
 TESTFLAGS ?= -race -count=1 -timeout 20m
+FUZZTIME  ?= 1m
+FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff ./session:FuzzParseCredential
 
-.PHONY: all build demo test lint unit bench clean
+.PHONY: all build demo test lint unit bench fuzz clean
 
 all: build
 
@@ -30,6 +33,16 @@ test: lint unit
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; out=$$(mktemp); \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > $$out 2>&1; then \
+			cat $$out; rm -f $$out; exit 1; \
+		fi; \
+		grep -E 'fuzz: elapsed' $$out | tail -1; rm -f $$out; \
+	done
 
 clean:
 	rm -rf bin

@@ -33,9 +33,9 @@ const (
 type auth struct {
 	sess     *session.Session // a valid session, or nil
 	degraded bool             // accepted from the grace cache: the store did not answer
-	outcome string           // why there is none, when sess is nil
-	dead    bool             // a cookie was sent that can be cleared
-	err     error            // the store failed, or errRateLimited
+	outcome  string           // why there is none, when sess is nil
+	dead     bool             // a cookie was sent that can be cleared
+	err      error            // the store failed, or errRateLimited
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

@@ -132,4 +132,3 @@ func (s *Server) Pause() (resume func()) {
 	}
 	return func() { _ = s.cmd.Process.Signal(sigCont) }
 }
-
