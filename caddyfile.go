@@ -35,6 +35,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        pool_size <n>
 //	        dial_timeout <d>
 //	        read_timeout <d>
+//	        tls_ca <pem-file>
+//	        tls_cert <pem-file>
+//	        tls_key <pem-file>
+//	        tls_server_name <name>
 //	    }
 //	    cookie [<name>] {
 //	        domain <d>
@@ -375,6 +379,14 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 			if err == nil && d.NextArg() {
 				return d.ArgErr()
 			}
+		case "tls_ca":
+			err = stringArg(d, &s.TLSCA)
+		case "tls_cert":
+			err = stringArg(d, &s.TLSCert)
+		case "tls_key":
+			err = stringArg(d, &s.TLSKey)
+		case "tls_server_name":
+			err = stringArg(d, &s.TLSServerName)
 		case "dial_timeout":
 			err = durationArg(d, &s.DialTimeout)
 		case "read_timeout":

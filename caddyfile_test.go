@@ -44,6 +44,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"redis db", "session_auth {\n  store redis redis://x {\n    db -1\n  }\n}", "Testfile:3"},
 		{"redis master alone", "session_auth {\n  store redis redis://x {\n    master mymaster\n  }\n}", "master needs the sentinel addresses"},
 		{"cluster db", "session_auth {\n  store redis {\n    addresses a:1 b:2\n    db 3\n  }\n}", "has only db 0"},
+		{"tls cert alone", "session_auth {\n  store redis rediss://x {\n    tls_cert c.pem\n  }\n}", "tls_cert and tls_key go together"},
+		{"tls on redis://", "session_auth {\n  store redis redis://x {\n    tls_ca ca.pem\n  }\n}", "need a rediss:// URL"},
 		{"memory block", "session_auth {\n  store memory {\n    x y\n  }\n}", "store memory takes no block"},
 		{"max sessions", "session_auth {\n  max_sessions -1\n}", "Testfile:2"},
 		{"max mode", "session_auth {\n  max_sessions 3 newest\n}", `max_sessions mode "newest"`},

@@ -3,11 +3,14 @@ package sessionauth
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -41,6 +44,51 @@ type StoreConfig struct {
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// Default 500ms; also the budget of one store operation.
 	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+	// TLS to Redis (also turned on by a rediss:// URL): a PEM file of CA
+	// certificates to trust instead of the system's, a client certificate
+	// and key for mutual TLS, and the name to verify the server as.
+	TLSCA         string `json:"tls_ca,omitempty"`
+	TLSCert       string `json:"tls_cert,omitempty"`
+	TLSKey        string `json:"tls_key,omitempty"`
+	TLSServerName string `json:"tls_server_name,omitempty"`
+}
+
+// usesTLS: a rediss:// URL or any tls_* option.
+func (c *StoreConfig) usesTLS() bool {
+	return strings.HasPrefix(c.URL, "rediss://") || c.TLSCA != "" || c.TLSCert != "" || c.TLSServerName != ""
+}
+
+// tlsConfig builds the client TLS config; it reads files but dials nothing.
+func (c *StoreConfig) tlsConfig(base *tls.Config) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		cfg = base.Clone()
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+	}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("store redis tls_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store redis tls_ca %s: no PEM certificate in it", c.TLSCA)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("store redis tls_cert/tls_key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if c.TLSServerName != "" {
+		cfg.ServerName = c.TLSServerName
+	}
+	return cfg, nil
 }
 
 const (
@@ -104,6 +152,12 @@ func (c *StoreConfig) check() error {
 	if c.DB != 0 && len(c.Addresses) > 1 && c.Master == "" {
 		return errors.New("store redis: a Redis Cluster has only db 0")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("store redis: tls_cert and tls_key go together")
+	}
+	if c.usesTLS() && strings.HasPrefix(c.URL, "redis://") {
+		return errors.New("store redis: tls_* options need a rediss:// URL (or addresses), not redis://")
+	}
 	return nil
 }
 
@@ -143,7 +197,8 @@ func (c *StoreConfig) poolKey(password string) string {
 	}
 	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
 		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
-		time.Duration(c.DialTimeout).String(), time.Duration(c.ReadTimeout).String()}, "\x00")))
+		time.Duration(c.DialTimeout).String(), time.Duration(c.ReadTimeout).String(),
+		c.TLSCA, c.TLSCert, c.TLSKey, c.TLSServerName}, "\x00")))
 	return "redis:" + hex.EncodeToString(sum[:])
 }
 
@@ -213,6 +268,13 @@ func (c *StoreConfig) redisOptions(password string) (*redis.UniversalOptions, er
 	}
 	if password != "" {
 		opts.Password = password
+	}
+	if c.usesTLS() {
+		cfg, err := c.tlsConfig(opts.TLSConfig)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = cfg
 	}
 	return opts, nil
 }

@@ -23,6 +23,7 @@ type Server struct {
 	args []string
 	cmd  *exec.Cmd
 	t    testing.TB
+	tls  TLSFiles // set for a TLS-only server
 }
 
 // Binary returns the path of redis-server, or fails (with CI=true) or
@@ -86,6 +87,9 @@ func (s *Server) start(bin string) {
 
 // ping speaks just enough RESP to know the server is up, without a client.
 func (s *Server) ping() error {
+	if s.tls.CA != "" {
+		return s.tlsPing()
+	}
 	c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
 	if err != nil {
 		return err
