@@ -147,8 +147,12 @@ func (h *Handler) authenticate(r *http.Request) auth {
 }
 
 // guessed counts a cookie that matches no session (unknown or malformed;
-// not an expired or ended one) towards guess_rate.
+// not an expired or ended one) towards guess_rate, and logs the failed
+// attempt (never the token).
 func (h *Handler) guessed(r *http.Request) auth {
+	if c := h.logger.Check(zap.InfoLevel, "session token rejected: matches no session"); c != nil {
+		c.Write(zap.String("ip_address", clientIP(r)), zap.String("path", sanitise(r.URL.Path, 256)))
+	}
 	err := h.rateLimit(r, limitGuess, clientKey(clientIP(r)), "", h.GuessRate)
 	var rl errRateLimited
 	if errors.As(err, &rl) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
 	"github.com/sessionauth/caddy-sessionauth/signature"
@@ -611,5 +614,49 @@ func TestSignedHeaders(t *testing.T) {
 	serve(t, h2, r, up)
 	if up.header.Get("X-Auth-Signature") != "" {
 		t.Fatal("a client's signature header reached the upstream")
+	}
+}
+
+// Logs name sessions by their public id; no line ever holds a token or
+// its secret (ASVS 16.2.5), while sign-ins, sign-outs and rejected tokens
+// are all logged (ASVS 16.3.1).
+func TestLogsNeverHoldTokens(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	h, clock := testHandler(t, func(h *Handler) { h.GuessRate = &Rate{Count: 1, Window: caddy.Duration(time.Minute)} })
+	h.logger = zap.New(core)
+	c := signIn(t, h, "alice")
+	serve(t, h, get("/", c), &upstream{})
+	r := get("/", c)
+	r.Header.Set("Test-Client-IP", "198.51.100.1") // an IP change
+	serve(t, h, r, &upstream{})
+	serve(t, h, httptest.NewRequest("POST", "/login", nil), &upstream{respond: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }})
+	for i := 0; i < 3; i++ {
+		g := get("/", &http.Cookie{Name: "session", Value: c.Value[:33] + strings.Repeat("B", 43)})
+		g.Header.Set("Test-Client-IP", "203.0.113.9")
+		serve(t, h, g, &upstream{})
+	}
+	logout := httptest.NewRequest("POST", "/.auth/logout", nil)
+	logout.AddCookie(c)
+	clock.Advance(time.Second)
+	serve(t, h, logout, &upstream{})
+
+	secret := c.Value[33:]
+	var msgs []string
+	for _, e := range logs.All() {
+		msgs = append(msgs, e.Message)
+		line := e.Message
+		for _, f := range e.Context {
+			line += " " + f.String + fmt.Sprint(f.Interface)
+		}
+		if strings.Contains(line, secret) || strings.Contains(line, c.Value) {
+			t.Fatalf("a log line holds the token: %s", line)
+		}
+	}
+	all := strings.Join(msgs, " | ")
+	for _, want := range []string{"session login", "session ip_change", "sign-in attempt not handed off",
+		"session token rejected", "session rate_limited", "session logout"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q in the log: %s", want, all)
+		}
 	}
 }

@@ -117,6 +117,13 @@ func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
 	email, name, roles := hdr.Get(hdrLoginEmail), hdr.Get(hdrLoginName), hdr.Get(hdrLoginRoles)
 	logout := strings.ToLower(strings.TrimSpace(hdr.Get(hdrLogout)))
 	stripHandoff(hdr)
+	if w.login && !hasLogin && w.r.Method == http.MethodPost {
+		// A sign-in attempt the upstream did not hand off: failed, as far
+		// as the gateway can tell.
+		if c := h.logger.Check(zap.InfoLevel, "sign-in attempt not handed off"); c != nil {
+			c.Write(zap.String("ip_address", clientIP(w.r)), zap.Int("status", code), zap.String("path", sanitise(w.r.URL.Path, 256)))
+		}
+	}
 	if !hasLogin && logout == "" {
 		return false
 	}
