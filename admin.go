@@ -72,8 +72,11 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return a.revoke(w, r, stores, segs[1])
 		}
 	case len(segs) == 1 && segs[0] == "sessions":
-		if r.Method == http.MethodPost {
+		switch r.Method {
+		case http.MethodPost:
 			return a.mint(w, r, stores)
+		case http.MethodDelete:
+			return a.revokeEveryone(w, r, stores)
 		}
 	default:
 		return apiError(http.StatusNotFound, "no such route: %s", r.URL.Path)
@@ -139,6 +142,36 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 		forgetEverywhere(revoked...)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": revoked})
+}
+
+// revokeEveryone ends every active session of every user, in every
+// store: the emergency stop. It asks for ?all=true so that no stray
+// DELETE does it.
+func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores []storeRef) error {
+	if r.URL.Query().Get("all") != "true" {
+		return apiError(http.StatusBadRequest, "revoking every session needs ?all=true")
+	}
+	n := 0
+	for _, ref := range stores {
+		users, err := ref.store.Users(r.Context())
+		if err != nil {
+			return storeError(err)
+		}
+		for _, u := range users {
+			now := ref.h.now()
+			ended, err := ref.store.EndUser(r.Context(), u, "", now, session.EndRevoked, session.ActorAdmin, ref.h.policy)
+			if err != nil {
+				return storeError(err)
+			}
+			ref.h.metrics.revocation(session.ActorAdmin, len(ended))
+			for _, s := range ended {
+				ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
+				forgetEverywhere(s.ID)
+			}
+			n += len(ended)
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 func (a adminAPI) show(w http.ResponseWriter, r *http.Request, stores []storeRef, id string) error {

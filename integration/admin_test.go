@@ -98,6 +98,20 @@ func TestAdminAPI(t *testing.T) {
 			t.Errorf("events limit: %d %s", code, body)
 		}
 
+		// The emergency stop: every session of every user.
+		x, y := newClient(t, g), newClient(t, g)
+		x.signIn("everyone-" + randomID())
+		y.signIn("everyone-" + randomID())
+		if code, body := g.adminDo("DELETE", "/session-auth/sessions", ""); code != 400 || x.do("GET", "/").StatusCode != 200 {
+			t.Fatalf("revoke everyone without all=true: %d %s", code, body)
+		}
+		if code, body := g.adminDo("DELETE", "/session-auth/sessions?all=true", ""); code != 200 || !strings.Contains(body, `"revoked"`) {
+			t.Fatalf("revoke everyone: %d %s", code, body)
+		}
+		if x.do("GET", "/").StatusCode != 401 || y.do("GET", "/").StatusCode != 401 {
+			t.Fatal("a session survived revoke everyone")
+		}
+
 		// Bad input: clear 4xx answers.
 		for _, tc := range []struct {
 			method, path, body string

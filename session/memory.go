@@ -56,6 +56,18 @@ type memCounter struct {
 	end time.Time
 }
 
+// Users implements Store.
+func (m *Memory) Users(context.Context) ([]string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.users))
+	for u := range m.users {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // Hit implements Store.
 func (m *Memory) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
 	m.mu.Lock()

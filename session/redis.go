@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -244,6 +247,41 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 		return nil, fmt.Errorf("recording sighting: %w", err)
 	}
 	return decode(id, res)
+}
+
+// Users implements Store: a SCAN of the user indexes, on every master of
+// a cluster.
+func (r *Redis) Users(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, r.prefix+"{*}:u:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			key := iter.Val()
+			// <prefix>{<tag>}:u:<user>
+			if i := strings.Index(key[len(r.prefix):], "}:u:"); i >= 0 {
+				mu.Lock()
+				seen[key[len(r.prefix)+i+len("}:u:"):]] = true
+				mu.Unlock()
+			}
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, r.client)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	out := make([]string, 0, len(seen))
+	for u := range seen {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // Hit implements Store. Counters are keyed by what they count (an IP, a

@@ -97,6 +97,11 @@ type Store interface {
 	// may be empty) and returns those it ended.
 	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
 
+	// Users lists the users that have sessions in the store (active or
+	// within retention), for operations on everyone; it walks the whole
+	// store, so it is for rare admin actions, never the request path.
+	Users(ctx context.Context) ([]string, error)
+
 	// Hit counts one attempt under key in a fixed window: it returns the
 	// count so far in the current window and how long the window has left.
 	// Gateways sharing the store share the count.

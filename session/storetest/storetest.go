@@ -70,6 +70,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"RiskBaselineAfterRetention", testRiskRetention},
 		{"SightIPChange", testSight},
 		{"HitCounts", testHit},
+		{"UsersListsEveryone", testUsers},
 		{"RecordEvent", testRecord},
 	}
 	for _, tc := range cases {
@@ -755,5 +756,22 @@ func testRecord(t *testing.T, st session.Store, c *Clock) {
 	evs, err := st.Events(ctx(t), uid, time.Time{}, 0)
 	if err != nil || len(evs) != 1 || evs[0].Type != session.EventRateLimited || evs[0].Reason != "login" || evs[0].IP != "192.0.2.9" {
 		t.Fatalf("recorded: %+v %v", evs, err)
+	}
+}
+
+func testUsers(t *testing.T, st session.Store, c *Clock) {
+	a, b := "list/"+user(), user()+"{odd}:u:name"
+	mustMint(t, st, c, a)
+	mustMint(t, st, c, b)
+	users, err := st.Users(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, u := range users {
+		found[u] = true
+	}
+	if !found[a] || !found[b] {
+		t.Fatalf("users %v lack %q or %q", users, a, b)
 	}
 }
