@@ -318,6 +318,9 @@ func TestCookieAttributes(t *testing.T) {
 			up := &upstream{respond: func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Session-Login", "alice") }}
 			w := serve(t, h, r, up)
 			sc := w.Header().Get("Set-Cookie")
+			if len(sc) >= 4096 {
+				t.Errorf("Set-Cookie is %d bytes", len(sc))
+			}
 			for _, s := range tc.want {
 				if !strings.Contains(sc, s) {
 					t.Errorf("Set-Cookie %q lacks %q", sc, s)
