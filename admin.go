@@ -137,6 +137,7 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 		ref.h.metrics.revocation(session.ActorAdmin, len(ended))
 		for _, s := range ended {
 			ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
+			ref.h.notifyEnded(nil, s, now, session.ActorAdmin)
 			revoked = append(revoked, s.ID)
 		}
 		forgetEverywhere(revoked...)
@@ -166,6 +167,7 @@ func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores 
 			ref.h.metrics.revocation(session.ActorAdmin, len(ended))
 			for _, s := range ended {
 				ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
+				ref.h.notifyEnded(nil, s, now, session.ActorAdmin)
 				forgetEverywhere(s.ID)
 			}
 			n += len(ended)
@@ -206,6 +208,7 @@ func (a adminAPI) revoke(w http.ResponseWriter, r *http.Request, stores []storeR
 		}
 		ref.h.metrics.revocation(session.ActorAdmin, 1)
 		ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
+		ref.h.notifyEnded(nil, s, now, session.ActorAdmin)
 		forgetEverywhere(id)
 		return writeJSON(w, http.StatusOK, toJSON(s, ref.h.policy, now, ""))
 	}
@@ -290,7 +293,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	if err != nil {
 		return storeError(err)
 	}
-	h.recordLogin(s, ended)
+	h.recordLogin(nil, s, ended)
 	// The cookie an HTTPS site would set; the token works under any name.
 	fake := &http.Request{TLS: nil}
 	if h.Cookie.Secure != "never" {

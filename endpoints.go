@@ -19,11 +19,18 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 			return methodNotAllowed(w, "GET, HEAD")
 		}
 		return h.serveMe(w, r)
+	case "/sessions":
+		return h.serveSessions(w, r, "")
+	case "/revoke":
+		return h.serveRevokeLink(w, r)
 	case "/logout":
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			return methodNotAllowed(w, "GET, POST")
 		}
 		return h.serveLogout(w, r)
+	}
+	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
+		return h.serveSessions(w, r, "/"+rest)
 	}
 	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 }

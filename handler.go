@@ -172,7 +172,7 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 	defer cancel()
 	now := h.now()
 	if h.IPChange == "deny" {
-		return h.endByPolicy(ctx, s, session.EndIPChange, now)
+		return h.endByPolicy(ctx, r, s, session.EndIPChange, now)
 	}
 	loc := h.geo.Lookup(s.IP)
 	sg := session.Sighting{IP: s.IP, Country: loc.Country, City: loc.City, Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord}
@@ -187,26 +187,30 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 		return auth{err: err}
 	}
 	h.logEvent(eventOf(s2, session.EventIPChange, now, ""))
+	h.notify(r, noticeIPChange, s2, now)
 	if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
 		h.logEvent(eventOf(s2, session.EventCountryChange, now, ""))
 	}
 	if s2.Risk != prevRisk && session.HasFlag(s2.Risk, session.FlagImpossibleTravel) {
 		h.logEvent(eventOf(s2, session.EventRisk, now, session.FlagImpossibleTravel))
+		h.notify(r, noticeImpossibleTravel, s2, now)
 	}
 	if h.CountryChange == "deny" && countryChanged(s2) {
-		return h.endByPolicy(ctx, s2, session.EndCountryChange, now)
+		return h.endByPolicy(ctx, r, s2, session.EndCountryChange, now)
 	}
 	return auth{sess: s2}
 }
 
 // endByPolicy ends a session that an ip_change or country_change policy
 // refuses; the request goes on as unauthenticated.
-func (h *Handler) endByPolicy(ctx context.Context, s *session.Session, reason string, now time.Time) auth {
+func (h *Handler) endByPolicy(ctx context.Context, r *http.Request, s *session.Session, reason string, now time.Time) auth {
 	ended, err := h.store.End(ctx, s.ID, now, reason, session.ActorPolicy, h.policy)
 	switch {
 	case err == nil:
 		h.metrics.revocation(session.ActorPolicy, 1)
+		h.grace.forget(s.ID)
 		h.logEvent(session.EndEvent(ended, now, reason, session.ActorPolicy))
+		h.notifyEnded(r, ended, now, session.ActorPolicy)
 	case !errors.Is(err, session.ErrNotFound):
 		return auth{err: err}
 	}

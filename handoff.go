@@ -200,9 +200,10 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	if raw, ok := h.readCookie(r); ok {
 		if id, hash, err := session.ParseCredential(raw); err == nil {
 			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
-				if _, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
+				if e, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
 					h.metrics.revocation(session.ActorSelf, 1)
 					h.grace.forget(id)
+					h.logEvent(session.EndEvent(e, h.now(), session.EndRevoked, session.ActorSelf))
 				}
 			}
 		}
@@ -222,7 +223,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	if err != nil {
 		return nil, err
 	}
-	h.recordLogin(s, ended)
+	h.recordLogin(r, s, ended)
 	h.grace.seen(s, hash, s.CreatedAt)
 	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
 	if deviceCookie != nil {
@@ -250,8 +251,9 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID 
 	}
 }
 
-// recordLogin counts and logs a new session and what its creation ended.
-func (h *Handler) recordLogin(s *session.Session, ended []*session.Session) {
+// recordLogin counts, logs and notifies a new session and what its
+// creation ended. r is nil for sessions the admin API mints.
+func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*session.Session) {
 	h.metrics.login()
 	h.metrics.revocation(session.ActorLimit, len(ended))
 	h.logEvent(session.LoginEvent(s))
@@ -259,8 +261,11 @@ func (h *Handler) recordLogin(s *session.Session, ended []*session.Session) {
 		h.logEvent(e)
 	}
 	for _, e := range ended {
+		h.grace.forget(e.ID)
 		h.logEvent(session.EndEvent(e, s.CreatedAt, session.EndLimit, session.ActorLimit))
+		h.notifyEnded(r, e, s.CreatedAt, session.ActorLimit)
 	}
+	h.notifyLogin(r, s)
 }
 
 // upstreamLogout applies Session-Logout: current, others or all.
@@ -299,6 +304,7 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 	for _, s := range ended {
 		h.grace.forget(s.ID)
 		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorUpstream))
+		h.notifyEnded(w.r, s, now, session.ActorUpstream)
 	}
 	if mode != "others" {
 		http.SetCookie(w, h.sessionCookie(w.r, "", -1))

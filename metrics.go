@@ -98,6 +98,12 @@ func (m *metrics) touch() {
 	}
 }
 
+func (m *metrics) notification(result string) {
+	if m != nil {
+		m.notifications.WithLabelValues(result).Inc()
+	}
+}
+
 func (m *metrics) storeDuration(op string, start time.Time) {
 	if m != nil {
 		m.storeSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())

@@ -424,6 +424,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	registerHandler(h)
+	startDispatcher(h)
 	h.warnUnwired()
 	return nil
 }
@@ -435,9 +436,6 @@ func (h *Handler) warnUnwired() {
 	if h.Cache != 0 {
 		off = append(off, "cache")
 	}
-	if h.Notify != nil {
-		off = append(off, "notify")
-	}
 	if len(off) > 0 {
 		h.logger.Warn("options parsed but not active in this version", zap.Strings("options", off))
 	}
@@ -446,6 +444,7 @@ func (h *Handler) warnUnwired() {
 // Cleanup releases the store; the pool closes it when no config uses it.
 func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
+	stopDispatcher(h)
 	var err error
 	if h.geo != nil {
 		_, err = geoPool.Delete(h.GeoIP)

@@ -3,6 +3,8 @@ package session
 import (
 	"cmp"
 	"context"
+	"errors"
+	"strconv"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,9 @@ type Memory struct {
 	hist     map[string]*memHistory         // user id -> risk history
 	counters map[string]*memCounter         // rate limit windows
 	global   []memEvent                     // events without a user, capped
+	outbox   []memDelivery                  // notices waiting, bounded
+	inflight map[string]memDelivery         // claimed, not yet acked
+	nextID   int64
 
 	stop chan struct{}
 	once sync.Once
@@ -96,6 +101,76 @@ func (m *Memory) Record(_ context.Context, e Event, p Policy) error {
 	return nil
 }
 
+type memDelivery struct {
+	Delivery
+	due time.Time
+}
+
+// Enqueue implements Store. The queue is bounded: when full, the oldest
+// notice gives way (and the caller is told, to log it).
+func (m *Memory) Enqueue(_ context.Context, target string, n Notice) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nextID++
+	d := memDelivery{Delivery: Delivery{ID: strconv.FormatInt(m.nextID, 10), Target: target, Notice: n}, due: m.now()}
+	m.outbox = append(m.outbox, d)
+	if len(m.outbox) > maxOutbox {
+		m.outbox = slices.Clone(m.outbox[len(m.outbox)-maxOutbox:])
+		return ErrOutboxFull
+	}
+	return nil
+}
+
+// ErrOutboxFull: the memory outbox dropped its oldest notice.
+var ErrOutboxFull = errors.New("notification queue full: oldest notice dropped")
+
+// Claim implements Store.
+func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
+	deadline := time.Now().Add(block)
+	for {
+		m.mu.Lock()
+		now := m.now()
+		var out []Delivery
+		kept := m.outbox[:0]
+		for _, d := range m.outbox {
+			if len(out) < max && !d.due.After(now) {
+				out = append(out, d.Delivery)
+				m.inflight[d.ID] = d
+			} else {
+				kept = append(kept, d)
+			}
+		}
+		m.outbox = kept
+		m.mu.Unlock()
+		if len(out) > 0 || !time.Now().Before(deadline) {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Ack implements Store.
+func (m *Memory) Ack(_ context.Context, d Delivery) error {
+	m.mu.Lock()
+	delete(m.inflight, d.ID)
+	m.mu.Unlock()
+	return nil
+}
+
+// Retry implements Store.
+func (m *Memory) Retry(_ context.Context, d Delivery, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.inflight, d.ID)
+	d.Attempt++
+	m.outbox = append(m.outbox, memDelivery{Delivery: d, due: at})
+	return nil
+}
+
 type memEvent struct {
 	e       Event
 	purgeAt time.Time
@@ -115,6 +190,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		events:   make(map[string][]memEvent),
 		hist:     make(map[string]*memHistory),
 		counters: make(map[string]*memCounter),
+		inflight: make(map[string]memDelivery),
 		stop:     make(chan struct{}),
 	}
 	if sweep > 0 {
@@ -254,7 +330,8 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 		}
 	}
 	h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
-	orig.CreatedAt, orig.LastActiveAt, orig.Risk = s.CreatedAt, s.LastActiveAt, s.Risk
+	orig.CreatedAt, orig.LastActiveAt, orig.Risk, orig.OthersActive = s.CreatedAt, s.LastActiveAt, s.Risk, len(others)
+	s.OthersActive = 0
 
 	r := &memRecord{s: *s}
 	r.purgeAt = p.PurgeAt(&r.s)

@@ -178,7 +178,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	if n, _ := res[0].(int64); n == -1 {
 		return nil, ErrLimitReached
 	}
-	if len(res) < 3 {
+	if len(res) < 4 {
 		return nil, errors.New("creating session: short reply")
 	}
 	if at, _ := res[1].(int64); at != ms(s.CreatedAt) {
@@ -186,7 +186,9 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 		s.LastActiveAt = s.CreatedAt
 	}
 	s.Risk, _ = res[2].(string)
-	return decodePairs(res[3:])
+	others, _ := res[3].(int64)
+	s.OthersActive = int(others)
+	return decodePairs(res[4:])
 }
 
 // Validate implements Store.
@@ -247,6 +249,99 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 		return nil, fmt.Errorf("recording sighting: %w", err)
 	}
 	return decode(id, res)
+}
+
+const (
+	outboxGroup = "sessionauth"
+	outboxTTL   = 7 * 24 * time.Hour // an outbox nobody reads for a week goes
+	staleClaim  = time.Minute        // a delivery claimed this long ago by a silent gateway is taken over
+)
+
+func (r *Redis) outboxKeys() []string {
+	return []string{r.prefix + "{notify}:q", r.prefix + "{notify}:r"}
+}
+
+// Enqueue implements Store.
+func (r *Redis) Enqueue(ctx context.Context, target string, n Notice) error {
+	err := enqueueScript.Run(ctx, r.client, r.outboxKeys()[:1], encodeEntry(target, n, 0), maxOutbox, outboxTTL.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("queueing notification: %w", err)
+	}
+	return nil
+}
+
+// Claim implements Store.
+func (r *Redis) Claim(ctx context.Context, consumer string, max int, block time.Duration) ([]Delivery, error) {
+	keys := r.outboxKeys()
+	if err := promoteScript.Run(ctx, r.client, keys, ms(r.now()), max, outboxTTL.Milliseconds()).Err(); err != nil {
+		return nil, fmt.Errorf("claiming notifications: %w", err)
+	}
+	// Deliveries a dead gateway claimed and never acknowledged.
+	stale, _, err := r.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: keys[0], Group: outboxGroup, Consumer: consumer, MinIdle: staleClaim, Start: "0-0", Count: int64(max),
+	}).Result()
+	if err != nil && !isNoGroup(err) {
+		return nil, fmt.Errorf("claiming notifications: %w", err)
+	}
+	if len(stale) > 0 {
+		return decodeMessages(stale), nil
+	}
+	for try := 0; try < 2; try++ {
+		streams, err := r.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: outboxGroup, Consumer: consumer, Streams: []string{keys[0], ">"}, Count: int64(max), Block: block,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil
+		case isNoGroup(err):
+			// From the start of the stream: what was queued before any
+			// gateway read it is delivered too.
+			if err := r.client.XGroupCreateMkStream(ctx, keys[0], outboxGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+				return nil, fmt.Errorf("creating the notification group: %w", err)
+			}
+			_ = r.client.PExpire(ctx, keys[0], outboxTTL).Err()
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("claiming notifications: %w", err)
+		}
+		var out []Delivery
+		for _, s := range streams {
+			out = append(out, decodeMessages(s.Messages)...)
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
+
+func decodeMessages(msgs []redis.XMessage) []Delivery {
+	var out []Delivery
+	for _, m := range msgs {
+		e, _ := m.Values["e"].(string)
+		if d, ok := decodeEntry(m.ID, e); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Ack implements Store.
+func (r *Redis) Ack(ctx context.Context, d Delivery) error {
+	if err := ackScript.Run(ctx, r.client, r.outboxKeys()[:1], outboxGroup, d.ID).Err(); err != nil {
+		return fmt.Errorf("acknowledging notification: %w", err)
+	}
+	return nil
+}
+
+// Retry implements Store.
+func (r *Redis) Retry(ctx context.Context, d Delivery, at time.Time) error {
+	err := retryScript.Run(ctx, r.client, r.outboxKeys(), outboxGroup, d.ID,
+		encodeEntry(d.Target, d.Notice, d.Attempt+1), ms(at), outboxTTL.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("scheduling a notification retry: %w", err)
+	}
+	return nil
 }
 
 // Users implements Store: a SCAN of the user indexes, on every master of

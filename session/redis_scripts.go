@@ -155,10 +155,10 @@ return {1, flat, 0}
 // createScript: KEYS session, user index, events, risk history.
 // ARGV session key prefix, id, now, lifetime, idle, retention, max, mode,
 // then the session's field/value pairs.
-// Returns {-1} when mode reject refuses, else {1, created_at, risk, id1,
-// flat1, id2, flat2…}: the creation time used (later than any other
-// session of the user), the sign-in risk flags, and the sessions the
-// limit ended.
+// Returns {-1} when mode reject refuses, else {1, created_at, risk,
+// others, id1, flat1, id2, flat2…}: the creation time used (later than any
+// other session of the user), the sign-in risk flags, how many other
+// sessions stay active, and the sessions the limit ended.
 var createScript = redis.NewScript(luaPrelude + `
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -176,7 +176,7 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     end
   end
 end
-local out = {1, now, ''}
+local out = {1, now, '', 0}
 if max > 0 and #active >= max then
   if mode == 'reject' then return {-1} end
   table.sort(active, function(a, b)
@@ -250,6 +250,11 @@ for f in string.gmatch(flags, '[^,]+') do
   add_event(KEYS[3], now, retention, event_fields('risk', now, id, m, f, ''))
 end
 out[3] = flags
+local others = 0
+for _, a in ipairs(active) do
+  if a.m.ea == nil then others = others + 1 end
+end
+out[4] = others
 return out
 `)
 
@@ -366,5 +371,44 @@ var recordScript = redis.NewScript(luaPrelude + `
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 add_event(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), fields)
+return 1
+`)
+
+// The notification outbox: a stream read by a consumer group (each entry
+// goes to one gateway; entries survive restarts) and a sorted set of
+// retries by due time, both under one hash tag.
+
+// enqueueScript: KEYS stream. ARGV entry, max length, ttl (ms).
+var enqueueScript = redis.NewScript(`
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`)
+
+// promoteScript: KEYS stream, retries. ARGV now (ms), max, ttl (ms).
+// Moves due retries into the stream.
+var promoteScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, e in ipairs(due) do
+  redis.call('XADD', KEYS[1], '*', 'e', e)
+  redis.call('ZREM', KEYS[2], e)
+end
+if #due > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return #due
+`)
+
+// ackScript: KEYS stream. ARGV group, id.
+var ackScript = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+`)
+
+// retryScript: KEYS stream, retries. ARGV group, id, entry, due (ms), ttl (ms).
+var retryScript = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)

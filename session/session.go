@@ -53,6 +53,10 @@ type Session struct {
 	DeviceID     string // the long-lived device cookie's id, when known
 	Risk         string // flags raised at sign-in (and impossible-travel) that stay with the session
 
+	// OthersActive is, after Create, how many other active sessions the
+	// user had (for the new-login notice); it is not stored.
+	OthersActive int
+
 	CreatedAt    time.Time
 	LastActiveAt time.Time
 	EndedAt      time.Time // zero while active

@@ -112,6 +112,21 @@ type Store interface {
 	// store's capped trail of events without a user.
 	Record(ctx context.Context, e Event, p Policy) error
 
+	// Enqueue puts a notice for target in the outbox.
+	Enqueue(ctx context.Context, target string, n Notice) error
+
+	// Claim takes up to max deliveries that are due, waiting up to block
+	// for one. With Redis, several gateways share the outbox and each
+	// delivery goes to one of them; a delivery claimed by a gateway that
+	// died is claimed again after a while.
+	Claim(ctx context.Context, consumer string, max int, block time.Duration) ([]Delivery, error)
+
+	// Ack removes a delivered (or abandoned) delivery.
+	Ack(ctx context.Context, d Delivery) error
+
+	// Retry puts a delivery back, due at at, with one more attempt counted.
+	Retry(ctx context.Context, d Delivery, at time.Time) error
+
 	// Events returns a user's audit events since a time, newest first, at
 	// most limit (0: all that are kept).
 	Events(ctx context.Context, userID string, since time.Time, limit int) ([]Event, error)

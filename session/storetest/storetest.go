@@ -71,6 +71,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"SightIPChange", testSight},
 		{"HitCounts", testHit},
 		{"UsersListsEveryone", testUsers},
+		{"OutboxDeliversOnce", testOutbox},
+		{"OthersActiveAtCreate", testOthersActive},
 		{"RecordEvent", testRecord},
 	}
 	for _, tc := range cases {
@@ -773,5 +775,62 @@ func testUsers(t *testing.T, st session.Store, c *Clock) {
 	}
 	if !found[a] || !found[b] {
 		t.Fatalf("users %v lack %q or %q", users, a, b)
+	}
+}
+
+func testOutbox(t *testing.T, st session.Store, c *Clock) {
+	n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: "s1"}
+	if err := st.Enqueue(ctx(t), "https://hooks.example/a", n); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Claim(ctx(t), "g1", 10, time.Second)
+	if err != nil || len(got) != 1 || got[0].Target != "https://hooks.example/a" || got[0].Notice.UserID != n.UserID || got[0].Attempt != 0 {
+		t.Fatalf("claim: %+v %v", got, err)
+	}
+	// Claimed by g1: nobody else gets it.
+	if other, _ := st.Claim(ctx(t), "g2", 10, 50*time.Millisecond); len(other) != 0 {
+		t.Fatalf("claimed twice: %+v", other)
+	}
+	// A retry due now comes back with its attempt counted; one due later does not.
+	if err := st.Retry(ctx(t), got[0], c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	again, err := st.Claim(ctx(t), "g2", 10, time.Second)
+	if err != nil || len(again) != 1 || again[0].Attempt != 1 {
+		t.Fatalf("retry: %+v %v", again, err)
+	}
+	if err := st.Retry(ctx(t), again[0], c.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if later, _ := st.Claim(ctx(t), "g1", 10, 50*time.Millisecond); len(later) != 0 {
+		t.Fatalf("a retry due in an hour came back: %+v", later)
+	}
+	c.Advance(time.Hour)
+	last, err := st.Claim(ctx(t), "g1", 10, time.Second)
+	if err != nil || len(last) != 1 || last[0].Attempt != 2 {
+		t.Fatalf("due retry: %+v %v", last, err)
+	}
+	if err := st.Ack(ctx(t), last[0]); err != nil {
+		t.Fatal(err)
+	}
+	if none, _ := st.Claim(ctx(t), "g1", 10, 50*time.Millisecond); len(none) != 0 {
+		t.Fatalf("acked notice came back: %+v", none)
+	}
+}
+
+func testOthersActive(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	counts := []int{}
+	for i := 0; i < 3; i++ {
+		id, _, hash, _ := session.NewCredential(uid)
+		now := c.Now()
+		s := &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx(t), s, policy, session.Limit{Max: 2, Mode: session.LimitOldest}); err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, s.OthersActive)
+	}
+	if fmt.Sprint(counts) != "[0 1 1]" { // the third sign-in ended the first
+		t.Fatalf("others active at each sign-in: %v", counts)
 	}
 }

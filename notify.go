@@ -1,0 +1,282 @@
+package sessionauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// Notification events (SPEC section 7).
+const (
+	noticeNewLogin         = "new_login"
+	noticeNewDevice        = "new_device"
+	noticeNewCountry       = "new_country"
+	noticeImpossibleTravel = "impossible_travel"
+	noticeIPChange         = "ip_change"
+	noticeRevoke           = "revoke"
+)
+
+// Delivery: a receiver gets deliveryTimeout per attempt; a failed attempt
+// is retried after retryBase·2^attempt (at most retryMax), maxAttempts in all.
+var (
+	deliveryTimeout = 10 * time.Second
+	retryBase       = time.Second
+	retryMax        = 5 * time.Minute
+	maxAttempts     = 8
+)
+
+// notify queues a notice of event about s, when the config asks for it.
+// Delivery happens later, in the dispatcher: a slow or dead receiver never
+// touches the request. r is nil for sessions minted by the admin API.
+func (h *Handler) notify(r *http.Request, event string, s *session.Session, at time.Time) {
+	if h.Notify == nil || !h.notifyWants(event) {
+		return
+	}
+	n := session.Notice{
+		Event: event, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
+		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
+	}
+	if event != noticeRevoke && r != nil {
+		n.RevokeURL = h.revokeURL(r, s)
+	}
+	ctx, cancel := h.storeContext(context.Background())
+	defer cancel()
+	if err := h.store.Enqueue(ctx, h.Notify.URL, n); err != nil {
+		h.metrics.notification("dropped")
+		h.logger.Error("queueing a notification", zap.String("event", event), zap.Error(err))
+	}
+}
+
+func (h *Handler) notifyWants(event string) bool {
+	if len(h.Notify.Events) == 0 {
+		return true
+	}
+	for _, e := range h.Notify.Events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
+
+// notifyLogin sends what a new session calls for.
+func (h *Handler) notifyLogin(r *http.Request, s *session.Session) {
+	if s.OthersActive > 0 {
+		h.notify(r, noticeNewLogin, s, s.CreatedAt)
+	}
+	for flag, event := range map[string]string{
+		session.FlagNewDevice: noticeNewDevice, session.FlagNewCountry: noticeNewCountry,
+		session.FlagImpossibleTravel: noticeImpossibleTravel,
+	} {
+		if session.HasFlag(s.Risk, flag) {
+			h.notify(r, event, s, s.CreatedAt)
+		}
+	}
+}
+
+// notifyEnded tells the user a session was ended by someone (not a sign-out).
+func (h *Handler) notifyEnded(r *http.Request, s *session.Session, at time.Time, _ string) {
+	h.notify(r, noticeRevoke, s, at)
+}
+
+// revokeToken authorises the "Not you?" link of one session: an HMAC keyed
+// by the hash of the session's secret, which every gateway can check in
+// the store and nobody can forge without it. It dies with the session.
+func revokeToken(s *session.Session) string {
+	mac := hmac.New(sha256.New, s.TokenHash[:])
+	mac.Write([]byte("revoke:" + s.ID))
+	return s.ID + "." + hex.EncodeToString(mac.Sum(nil))[:32]
+}
+
+// validHost is a host[:port] fit to put in a link: the request's Host is
+// the client's word, so anything odd gets no link rather than a bad one.
+var validHost = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
+
+func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
+	if !validHost.MatchString(r.Host) {
+		return ""
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + h.Endpoints + "/revoke?token=" + revokeToken(s)
+}
+
+// dispatchers deliver the outbox of each store that has a notify config;
+// one per store in this process, running while a handler needs it.
+var dispatchers struct {
+	sync.Mutex
+	byStore map[string]*dispatcher
+}
+
+type dispatcher struct {
+	users  int
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startDispatcher(h *Handler) {
+	if h.Notify == nil {
+		return
+	}
+	dispatchers.Lock()
+	defer dispatchers.Unlock()
+	if dispatchers.byStore == nil {
+		dispatchers.byStore = map[string]*dispatcher{}
+	}
+	if d := dispatchers.byStore[h.storeKey]; d != nil {
+		d.users++
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &dispatcher{users: 1, cancel: cancel, done: make(chan struct{})}
+	dispatchers.byStore[h.storeKey] = d
+	go d.run(ctx, h.store, h.logger, h.metrics, h.now)
+}
+
+func stopDispatcher(h *Handler) {
+	if h.Notify == nil {
+		return
+	}
+	dispatchers.Lock()
+	d := dispatchers.byStore[h.storeKey]
+	if d == nil {
+		dispatchers.Unlock()
+		return
+	}
+	d.users--
+	if d.users > 0 {
+		dispatchers.Unlock()
+		return
+	}
+	delete(dispatchers.byStore, h.storeKey)
+	dispatchers.Unlock()
+	d.cancel()
+	<-d.done
+}
+
+func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logger, m *metrics, now func() time.Time) {
+	defer close(d.done)
+	consumer := consumerName()
+	client := &http.Client{Timeout: deliveryTimeout}
+	pause := 0 * time.Second
+	for ctx.Err() == nil {
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+		}
+		batch, err := st.Claim(ctx, consumer, 16, time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn("reading the notification queue", zap.Error(err))
+			}
+			pause = min(2*pause+100*time.Millisecond, 5*time.Second)
+			continue
+		}
+		pause = 0
+		for _, del := range batch {
+			d.deliver(ctx, st, client, del, logger, m, now)
+		}
+	}
+}
+
+func (d *dispatcher) deliver(ctx context.Context, st session.Store, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
+	secret, known := notifySecret(del.Target)
+	if !known {
+		// No config sends there any more: nobody to sign for.
+		m.notification("dropped")
+		logger.Warn("notification dropped: no notify config for its receiver any more", zap.String("event", del.Notice.Event))
+		_ = st.Ack(ctx, del)
+		return
+	}
+	err := post(ctx, client, del.Target, secret, del.Notice)
+	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch {
+	case err == nil:
+		m.notification("delivered")
+		_ = st.Ack(bctx, del)
+	case del.Attempt+1 >= maxAttempts:
+		m.notification("failed")
+		logger.Error("notification given up", zap.String("event", del.Notice.Event), zap.Int("attempts", del.Attempt+1), zap.Error(err))
+		_ = st.Ack(bctx, del)
+	default:
+		m.notification("retried")
+		wait := min(retryBase<<del.Attempt, retryMax)
+		if c := logger.Check(zap.InfoLevel, "notification failed, will retry"); c != nil {
+			c.Write(zap.String("event", del.Notice.Event), zap.Duration("in", wait), zap.Error(err))
+		}
+		if rerr := st.Retry(bctx, del, now().Add(wait)); rerr != nil {
+			logger.Error("scheduling a notification retry", zap.Error(rerr))
+		}
+	}
+}
+
+// post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
+func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
+	body, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "caddy-sessionauth")
+	if secret != "" {
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return &deliveryError{res.StatusCode}
+	}
+	return nil
+}
+
+type deliveryError struct{ status int }
+
+func (e *deliveryError) Error() string { return "receiver answered " + http.StatusText(e.status) }
+
+// notifySecret finds the secret of a running config that sends to target.
+func notifySecret(target string) (string, bool) {
+	running.Lock()
+	defer running.Unlock()
+	for i := len(running.handlers) - 1; i >= 0; i-- {
+		if n := running.handlers[i].Notify; n != nil && n.URL == target {
+			return n.Secret, true
+		}
+	}
+	return "", false
+}
+
+func consumerName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return strings.ReplaceAll(host, " ", "_") + "-" + itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,201 @@
+package sessionauth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// csrfToken is the per-session token the self-service forms carry. It is
+// derived from the hash of the session's secret, which only the store and
+// the gateways know: every gateway computes the same token, and nobody
+// without the cookie can.
+func csrfToken(s *session.Session) string {
+	mac := hmac.New(sha256.New, s.TokenHash[:])
+	mac.Write([]byte("csrf:" + s.ID))
+	return hex.EncodeToString(mac.Sum(nil))[:32]
+}
+
+func validCSRF(r *http.Request, s *session.Session) bool {
+	got := r.Header.Get("X-CSRF-Token")
+	if got == "" {
+		got = r.PostFormValue("csrf")
+	}
+	return hmac.Equal([]byte(got), []byte(csrfToken(s)))
+}
+
+// serveSessions routes /sessions, /sessions/revoke-others and
+// /sessions/<id>/revoke under the endpoints prefix.
+func (h *Handler) serveSessions(w http.ResponseWriter, r *http.Request, rest string) error {
+	switch {
+	case rest == "":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return methodNotAllowed(w, "GET, HEAD")
+		}
+		return h.sessionsPage(w, r)
+	case rest == "/revoke-others":
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(w, "POST")
+		}
+		return h.selfRevoke(w, r, "")
+	case strings.HasSuffix(rest, "/revoke") && strings.Count(rest, "/") == 2:
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(w, "POST")
+		}
+		return h.selfRevoke(w, r, strings.TrimSuffix(strings.TrimPrefix(rest, "/"), "/revoke"))
+	}
+	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+}
+
+// requireSession authenticates a self-service request; without a session
+// it answers as the gateway answers any unauthenticated request, with a
+// way back to the page.
+func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error, bool) {
+	a := h.authenticate(r)
+	if a.err != nil {
+		return nil, h.refuse(w, a.err), false
+	}
+	if a.sess == nil {
+		h.metrics.request(a.outcome)
+		if a.dead {
+			http.SetCookie(w, h.sessionCookie(r, "", -1))
+		}
+		if r.Method == http.MethodGet && browserNavigation(r) {
+			w.Header().Set("Location", h.loginURL()+"?next="+url.QueryEscape(originalURI(r)))
+			w.WriteHeader(http.StatusSeeOther)
+			return nil, nil, false
+		}
+		return nil, writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"}), false
+	}
+	h.metrics.request(outcomeAuthenticated)
+	h.setIdentity(r, a.sess)
+	return a.sess, nil, true
+}
+
+func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
+	cur, err, ok := h.requireSession(w, r)
+	if !ok {
+		return err
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	list, err := h.store.List(ctx, cur.UserID)
+	if err != nil {
+		return h.storeUnavailable(w, err)
+	}
+	now := h.now()
+	if wantsJSON(r) {
+		out := make([]sessionJSON, 0, len(list))
+		for _, s := range list {
+			out = append(out, toJSON(s, h.policy, now, cur.ID))
+		}
+		return writeJSON(w, http.StatusOK, out)
+	}
+	return h.renderSessions(w, r, cur, list, now)
+}
+
+// selfRevoke ends one of the caller's sessions (id), or all the others
+// (id empty).
+func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) error {
+	if crossSite(r) {
+		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	cur, err, ok := h.requireSession(w, r)
+	if !ok {
+		return err
+	}
+	if !validCSRF(r, cur) {
+		return writeJSON(w, http.StatusForbidden, errorBody{"csrf"})
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	now := h.now()
+	var ended []*session.Session
+	if id == "" {
+		ended, err = h.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorSelf, h.policy)
+		if err != nil {
+			return h.storeUnavailable(w, err)
+		}
+	} else {
+		// Another user's session is "not found", exactly like an unknown id.
+		s, err := h.store.Get(ctx, id)
+		if errors.Is(err, session.ErrNotFound) || (err == nil && s.UserID != cur.UserID) || !session.ValidID(id) {
+			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+		}
+		if err != nil {
+			return h.storeUnavailable(w, err)
+		}
+		e, err := h.store.End(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
+		if errors.Is(err, session.ErrNotFound) {
+			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+		}
+		if err != nil {
+			return h.storeUnavailable(w, err)
+		}
+		ended = []*session.Session{e}
+	}
+	h.metrics.revocation(session.ActorSelf, len(ended))
+	for _, s := range ended {
+		h.grace.forget(s.ID)
+		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorSelf))
+		h.notifyEnded(r, s, now, session.ActorSelf)
+	}
+	if id == cur.ID {
+		http.SetCookie(w, h.sessionCookie(r, "", -1))
+	}
+	if wantsJSON(r) || r.Header.Get("X-CSRF-Token") != "" {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	target := h.Endpoints + "/sessions"
+	if id == cur.ID {
+		target = "/"
+	}
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+// relTime says how long ago t was, the way people say it.
+func relTime(t, now time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute") + " ago"
+	case d < 24*time.Hour:
+		return plural(int(d/time.Hour), "hour") + " ago"
+	case d < 60*24*time.Hour:
+		return plural(int(d/(24*time.Hour)), "day") + " ago"
+	}
+	return "on " + t.UTC().Format("2 Jan 2006")
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return itoa(n) + " " + unit + "s"
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for ; n > 0; n /= 10 {
+		i--
+		b[i] = byte('0' + n%10)
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,52 @@
+package session
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Notice is one security notification waiting for delivery (SPEC section 7).
+type Notice struct {
+	Event      string    `json:"event"`
+	At         time.Time `json:"at"`
+	UserID     string    `json:"user_id"`
+	SessionID  string    `json:"session_id"`
+	DeviceName string    `json:"device_name"`
+	Browser    string    `json:"browser"`
+	OS         string    `json:"os"`
+	IP         string    `json:"ip_address"`
+	Country    string    `json:"country"`
+	City       string    `json:"city"`
+	RevokeURL  string    `json:"revoke_url"`
+}
+
+// Delivery is a notice taken from the outbox for one attempt.
+type Delivery struct {
+	ID      string // the outbox's id, for Ack and Retry
+	Target  string // the receiver's URL
+	Notice  Notice
+	Attempt int // attempts made before this one
+}
+
+// outboxEntry is a delivery as the stores keep it.
+type outboxEntry struct {
+	Target  string `json:"target"`
+	Notice  Notice `json:"notice"`
+	Attempt int    `json:"attempt"`
+}
+
+func encodeEntry(target string, n Notice, attempt int) string {
+	b, _ := json.Marshal(outboxEntry{Target: target, Notice: n, Attempt: attempt})
+	return string(b)
+}
+
+func decodeEntry(id, s string) (Delivery, bool) {
+	var e outboxEntry
+	if json.Unmarshal([]byte(s), &e) != nil || e.Target == "" {
+		return Delivery{}, false
+	}
+	return Delivery{ID: id, Target: e.Target, Notice: e.Notice, Attempt: e.Attempt}, true
+}
+
+// maxOutbox bounds the memory outbox (and trims the Redis stream).
+const maxOutbox = 10_000
