@@ -73,6 +73,8 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	case len(segs) == 1 && segs[0] == "sessions":
 		switch r.Method {
+		case http.MethodGet:
+			return a.byIP(w, r, stores)
 		case http.MethodPost:
 			return a.mint(w, r, stores)
 		case http.MethodDelete:
@@ -174,6 +176,33 @@ func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores 
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+}
+
+// byIP lists the active sessions last seen from ?ip=.
+func (a adminAPI) byIP(w http.ResponseWriter, r *http.Request, stores []storeRef) error {
+	addr, err := netip.ParseAddr(r.URL.Query().Get("ip"))
+	if err != nil {
+		return apiError(http.StatusBadRequest, "?ip= must be an IP address")
+	}
+	ip := addr.Unmap().WithZone("").String()
+	out := []sessionJSON{}
+	var all []*session.Session
+	policies := map[string]session.Policy{}
+	for _, ref := range stores {
+		list, err := ref.store.ByIP(r.Context(), ip, ref.h.now(), ref.h.policy)
+		if err != nil {
+			return storeError(err)
+		}
+		for _, s := range list {
+			policies[s.ID] = ref.h.policy
+		}
+		all = append(all, list...)
+	}
+	session.SortByActivity(all)
+	for _, s := range all {
+		out = append(out, toJSON(s, policies[s.ID], stores[0].h.now(), ""))
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a adminAPI) show(w http.ResponseWriter, r *http.Request, stores []storeRef, id string) error {

@@ -98,6 +98,17 @@ func TestAdminAPI(t *testing.T) {
 			t.Errorf("events limit: %d %s", code, body)
 		}
 
+		// Active sessions last seen from an address.
+		v := newClient(t, g)
+		v.signIn("byip-"+randomID(), "x", "y")
+		v.do("GET", "/", "X-Forwarded-For", "198.51.100.77")
+		if code, body := g.adminDo("GET", "/session-auth/sessions?ip=198.51.100.77", ""); code != 200 || strings.Count(body, `"id"`) != 1 {
+			t.Errorf("?ip=: %d %s", code, body)
+		}
+		if code, _ := g.adminDo("GET", "/session-auth/sessions?ip=nonsense", ""); code != 400 {
+			t.Errorf("?ip=nonsense: %d", code)
+		}
+
 		// The emergency stop: every session of every user.
 		x, y := newClient(t, g), newClient(t, g)
 		x.signIn("everyone-" + randomID())

@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +59,20 @@ func (m *Memory) historyOf(user string, now time.Time, p Policy) *memHistory {
 type memCounter struct {
 	n   int64
 	end time.Time
+}
+
+// ByIP implements Store: one instance's sessions are few enough to scan.
+func (m *Memory) ByIP(_ context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*Session
+	for id := range m.sessions {
+		if r := m.live(id, now); r != nil && r.s.IP == ip && r.s.Active() && !p.Expired(&r.s, now) {
+			out = append(out, r.s.Clone())
+		}
+	}
+	SortByActivity(out)
+	return out, nil
 }
 
 // Users implements Store.

@@ -36,6 +36,51 @@ func (r *Redis) sessionKey(id string) string   { return r.tagPrefix(TagOfID(id))
 func (r *Redis) userKey(user string) string    { return r.tagPrefix(UserTag(user)) + "u:" + user }
 func (r *Redis) eventsKey(user string) string  { return r.tagPrefix(UserTag(user)) + "e:" + user }
 func (r *Redis) historyKey(user string) string { return r.tagPrefix(UserTag(user)) + "h:" + user }
+func (r *Redis) ipKey(ip string) string        { return r.prefix + "ip:{" + ip + "}" }
+
+// indexIP records that session id was seen from ip at at. The index lives
+// in the IP's own slot, so it is a second command after the script that
+// changed the session; a stale entry is dropped when read.
+func (r *Redis) indexIP(ctx context.Context, ip, id string, at time.Time, p Policy) error {
+	if ip == "" {
+		return nil
+	}
+	key := r.ipKey(ip)
+	pipe := r.client.Pipeline()
+	pipe.ZAdd(ctx, key, redis.Z{Score: float64(ms(at)), Member: id})
+	pipe.PExpire(ctx, key, p.Lifetime+p.Retention)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// ByIP implements Store.
+func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
+	key := r.ipKey(ip)
+	ids, err := r.client.ZRevRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions by IP: %w", err)
+	}
+	var out []*Session
+	var stale []any
+	for _, id := range ids {
+		s, err := r.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) || (err == nil && s.IP != ip) {
+			stale = append(stale, id)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if s.Active() && !p.Expired(s, now) {
+			out = append(out, s)
+		}
+	}
+	if len(stale) > 0 {
+		_ = r.client.ZRem(ctx, key, stale...).Err()
+	}
+	SortByActivity(out)
+	return out, nil
+}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -188,6 +233,9 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	s.Risk, _ = res[2].(string)
 	others, _ := res[3].(int64)
 	s.OthersActive = int(others)
+	if err := r.indexIP(ctx, s.IP, s.ID, s.CreatedAt, p); err != nil {
+		return nil, fmt.Errorf("indexing the session's IP: %w", err)
+	}
 	return decodePairs(res[4:])
 }
 
@@ -247,6 +295,9 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 	}
 	if err != nil {
 		return nil, fmt.Errorf("recording sighting: %w", err)
+	}
+	if err := r.indexIP(ctx, sg.IP, id, at, p); err != nil {
+		return nil, fmt.Errorf("indexing the session's IP: %w", err)
 	}
 	return decode(id, res)
 }

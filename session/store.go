@@ -97,6 +97,9 @@ type Store interface {
 	// may be empty) and returns those it ended.
 	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
 
+	// ByIP returns the active sessions last seen from ip.
+	ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error)
+
 	// Users lists the users that have sessions in the store (active or
 	// within retention), for operations on everyone; it walks the whole
 	// store, so it is for rare admin actions, never the request path.

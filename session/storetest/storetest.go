@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"UsersListsEveryone", testUsers},
 		{"OutboxDeliversOnce", testOutbox},
 		{"OthersActiveAtCreate", testOthersActive},
+		{"ByIP", testByIP},
 		{"RecordEvent", testRecord},
 	}
 	for _, tc := range cases {
@@ -832,5 +833,33 @@ func testOthersActive(t *testing.T, st session.Store, c *Clock) {
 	}
 	if fmt.Sprint(counts) != "[0 1 1]" { // the third sign-in ended the first
 		t.Fatalf("others active at each sign-in: %v", counts)
+	}
+}
+
+func testByIP(t *testing.T, st session.Store, c *Clock) {
+	ip := "203.0.113." + fmt.Sprint(time.Now().UnixNano()%200+1)
+	a, _, err := mint(t, st, c, user(), ip, session.Limit{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := mint(t, st, c, user(), ip, session.Limit{})
+	mustMint(t, st, c, user()) // elsewhere
+	c.Advance(time.Minute)
+	// b moves away; a signs out.
+	if _, err := st.Sight(ctx(t), b.id, session.Sighting{IP: "198.51.100.250"}, c.Now(), policy); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.ByIP(ctx(t), ip, c.Now(), policy)
+	if err != nil || len(got) != 1 || got[0].ID != a.id {
+		t.Fatalf("by IP: %v %v", got, err)
+	}
+	if moved, _ := st.ByIP(ctx(t), "198.51.100.250", c.Now(), policy); len(moved) != 1 || moved[0].ID != b.id {
+		t.Fatalf("by the new IP: %v", moved)
+	}
+	if _, err := st.End(ctx(t), a.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.ByIP(ctx(t), ip, c.Now(), policy); len(got) != 0 {
+		t.Fatalf("ended session listed by IP: %v", got)
 	}
 }
