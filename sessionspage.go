@@ -73,7 +73,10 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	hdr.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer browsers send
+	// "Origin: null" on the page's own forms, which the cross-site rule
+	// must refuse.
+	hdr.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return nil
@@ -101,7 +104,7 @@ h1{font-size:1.6rem;margin:.2rem 0 .3rem}h2{font-size:1.1rem;margin:2rem 0 .6rem
 p.lead{color:var(--muted);margin:0 0 1.2rem}
 .card{background:#fff;border:1px solid var(--line);border-radius:.8rem;padding:1rem 1.1rem;margin:.7rem 0;display:flex;gap:1rem;align-items:flex-start;flex-wrap:wrap}
 .card.ended{opacity:.75}
-.icon{font-size:1.7rem;line-height:1;width:2.2rem;text-align:center}
+.icon{width:2.2rem;color:var(--muted)}.icon svg{width:2rem;height:2rem;display:block}
 .info{flex:1 1 16rem;min-width:0}
 .title{font-weight:600;display:flex;gap:.5rem;align-items:center;flex-wrap:wrap}
 .badge{font-size:.75rem;font-weight:600;color:#0b6b3a;background:#dcf5e7;border-radius:1rem;padding:.1rem .6rem}
@@ -118,7 +121,7 @@ button:hover{border-color:var(--bad)}
 <p class="lead">Signed in as {{.Name}}. If you don't recognise a session, sign it out.</p>
 {{range .Active}}
 <section class="card" aria-label="{{.Device}} session">
-  <div class="icon" aria-hidden="true">{{if eq .Kind "mobile"}}&#128241;{{else if eq .Kind "tablet"}}&#128195;{{else}}&#128187;{{end}}</div>
+  <div class="icon" aria-hidden="true">{{template "icon" .Kind}}</div>
   <div class="info">
     <div class="title">{{.Device}}{{if .Current}} <span class="badge">This device</span>{{end}}</div>
     <div class="meta">{{.Browser}} on {{.OS}} · {{.Location}} · {{.IP}}</div>
@@ -142,7 +145,7 @@ button:hover{border-color:var(--bad)}
 <h2>Recently signed out</h2>
 {{range .Ended}}
 <section class="card ended" aria-label="{{.Device}} session, ended">
-  <div class="icon" aria-hidden="true">{{if eq .Kind "mobile"}}&#128241;{{else if eq .Kind "tablet"}}&#128195;{{else}}&#128187;{{end}}</div>
+  <div class="icon" aria-hidden="true">{{template "icon" .Kind}}</div>
   <div class="info">
     <div class="title">{{.Device}}</div>
     <div class="meta">{{.Browser}} on {{.OS}} · {{.Location}} · {{.IP}}</div>
@@ -152,4 +155,9 @@ button:hover{border-color:var(--bad)}
 {{end}}
 {{end}}
 </main></body></html>
+{{define "icon"}}<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" stroke-linejoin="round">
+{{- if eq . "mobile"}}<rect x="7" y="2.5" width="10" height="19" rx="2"/><path d="M11 18.5h2"/>
+{{- else if eq . "tablet"}}<rect x="4.5" y="2.5" width="15" height="19" rx="2"/><path d="M11 18.5h2"/>
+{{- else}}<rect x="3.5" y="4.5" width="17" height="11" rx="1.5"/><path d="M2 19.5h20"/>{{end -}}
+</svg>{{end}}
 `))
