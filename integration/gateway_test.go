@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -406,4 +407,42 @@ http://127.0.0.1:{PORT} {
 	if res.headers["X-Test-User"] != "heidi" || res.headers["X-Test-Session"] != want {
 		t.Fatalf("placeholders: %v", res.headers)
 	}
+}
+
+// Twenty sign-ins of one user at once, through Caddy, with max_sessions 5:
+// exactly five stay active, on both stores.
+func TestConcurrentSignInsHonourTheLimit(t *testing.T) {
+	stores(t, func(t *testing.T, store string, _ *redisserver.Server) {
+		g := loadCaddy(t, site(store+"\nmax_sessions 5"), newUpstream(t))
+		user := "par-" + randomID()
+		var wg sync.WaitGroup
+		codes := make(chan int, 20)
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := http.Post(g.base+"/login?user="+user+"&status=200", "text/plain", nil)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				res.Body.Close()
+				codes <- res.StatusCode
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		for c := range codes {
+			if c != 200 {
+				t.Fatalf("a parallel sign-in answered %d", c)
+			}
+		}
+		_, body := g.adminDo("GET", "/session-auth/users/"+user+"/sessions", "")
+		if active := strings.Count(body, `"active":true`); active != 5 {
+			t.Fatalf("20 parallel sign-ins with max_sessions 5 left %d active", active)
+		}
+		if ended := strings.Count(body, `"end_reason":"limit"`); ended != 15 {
+			t.Fatalf("%d ended by the limit, want 15", ended)
+		}
+	})
 }
