@@ -108,11 +108,18 @@ func storeError(err error) error {
 }
 
 func (a adminAPI) listUser(w http.ResponseWriter, r *http.Request, stores []storeRef, user string) error {
-	out := []sessionJSON{}
+	return mergedList(w, stores, func(ref storeRef) ([]*session.Session, error) {
+		return ref.store.List(r.Context(), user)
+	})
+}
+
+// mergedList answers one JSON list of sessions from every store, newest
+// activity first, each shown under its own store's policy.
+func mergedList(w http.ResponseWriter, stores []storeRef, fetch func(storeRef) ([]*session.Session, error)) error {
 	var all []*session.Session
 	policies := map[string]session.Policy{}
 	for _, ref := range stores {
-		list, err := ref.store.List(r.Context(), user)
+		list, err := fetch(ref)
 		if err != nil {
 			return storeError(err)
 		}
@@ -122,6 +129,7 @@ func (a adminAPI) listUser(w http.ResponseWriter, r *http.Request, stores []stor
 		all = append(all, list...)
 	}
 	session.SortByActivity(all)
+	out := make([]sessionJSON, 0, len(all))
 	for _, s := range all {
 		out = append(out, toJSON(s, policies[s.ID], stores[0].h.now(), ""))
 	}
@@ -185,24 +193,9 @@ func (a adminAPI) byIP(w http.ResponseWriter, r *http.Request, stores []storeRef
 		return apiError(http.StatusBadRequest, "?ip= must be an IP address")
 	}
 	ip := addr.Unmap().WithZone("").String()
-	out := []sessionJSON{}
-	var all []*session.Session
-	policies := map[string]session.Policy{}
-	for _, ref := range stores {
-		list, err := ref.store.ByIP(r.Context(), ip, ref.h.now(), ref.h.policy)
-		if err != nil {
-			return storeError(err)
-		}
-		for _, s := range list {
-			policies[s.ID] = ref.h.policy
-		}
-		all = append(all, list...)
-	}
-	session.SortByActivity(all)
-	for _, s := range all {
-		out = append(out, toJSON(s, policies[s.ID], stores[0].h.now(), ""))
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return mergedList(w, stores, func(ref storeRef) ([]*session.Session, error) {
+		return ref.store.ByIP(r.Context(), ip, ref.h.now(), ref.h.policy)
+	})
 }
 
 func (a adminAPI) show(w http.ResponseWriter, r *http.Request, stores []storeRef, id string) error {

@@ -23,3 +23,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	_, _ = w.Write(append(body, '\n')) // a client gone away is not our error
 	return nil
 }
+
+// htmlHeaders are the headers of the gateway's own HTML pages: never
+// cached, never framed, no script, forms to this origin only.
+func htmlHeaders(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+}

@@ -73,12 +73,7 @@ type linkData struct {
 }
 
 func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, d linkData) error {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	htmlHeaders(w)
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil

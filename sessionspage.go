@@ -67,16 +67,11 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 			break
 		}
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	htmlHeaders(w)
 	// same-origin, not no-referrer: with no-referrer browsers send
 	// "Origin: null" on the page's own forms, which the cross-site rule
 	// must refuse.
-	hdr.Set("Referrer-Policy", "same-origin")
+	w.Header().Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return nil

@@ -201,3 +201,27 @@ func TestNotificationsSurviveRestart(t *testing.T) {
 	}
 	_ = g
 }
+
+// A receiver that never answers: requests go on as if it were not there.
+func TestHangingReceiverDelaysNothing(t *testing.T) {
+	hang := make(chan struct{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang })}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { close(hang); _ = srv.Close() })
+	g := loadCaddy(t, notifySite("store memory", "http://"+l.Addr().String()+"/hook"), newUpstream(t))
+	user := "hang-" + randomID()
+	for i := 0; i < 5; i++ { // each sign-in after the first queues new_login and new_device
+		c := newClient(t, g)
+		c.signIn(user)
+		if res := c.do("GET", "/"); res.StatusCode != 200 {
+			t.Fatalf("request %d with a hanging receiver: %d", i, res.StatusCode)
+		}
+	}
+	if code, _ := g.adminDo("DELETE", "/session-auth/users/"+user+"/sessions", ""); code != 200 {
+		t.Fatalf("revoking (which notifies) with a hanging receiver: %d", code)
+	}
+}
