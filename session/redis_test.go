@@ -150,3 +150,40 @@ func BenchmarkMemoryValidate(b *testing.B) {
 		}
 	}
 }
+
+// The conformance suite on a real 3-master Redis Cluster: every script
+// touches one slot, so every operation works across the cluster.
+func TestRedisClusterConformance(t *testing.T) {
+	c := redisserver.StartCluster(t, 3)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	if _, ok := client.(*redis.ClusterClient); !ok {
+		t.Fatalf("several addresses made a %T, not a cluster client", client)
+	}
+	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
+		return session.NewRedis(client, "sa:", now)
+	})
+	// The users' keys are spread over the masters.
+	st := session.NewRedis(client, "spread:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	for i := 0; i < 30; i++ {
+		user := "u" + strings.Repeat("x", i)
+		id, _, hash, _ := session.NewCredential(user)
+		now := time.Now()
+		if _, err := st.Create(context.Background(), &session.Session{ID: id, UserID: user, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, p, session.Limit{Max: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.Nodes {
+		nc := redis.NewClient(&redis.Options{Addr: n.Addr})
+		keys, err := nc.DBSize(context.Background()).Result()
+		nc.Close()
+		if err != nil || keys == 0 {
+			t.Errorf("node %s holds %d keys (%v): the users are not spread", n.Addr, keys, err)
+		}
+	}
+	users, err := st.Users(context.Background())
+	if err != nil || len(users) != 30 {
+		t.Fatalf("users across the masters: %d %v", len(users), err)
+	}
+}

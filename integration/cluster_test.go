@@ -1,0 +1,56 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+)
+
+// Through Caddy on a real 3-master Redis Cluster: sign-in, validation,
+// limits, listing, revoke-all, audit, rate limits and notifications' queue
+// all work across slots.
+func TestRedisClusterThroughCaddy(t *testing.T) {
+	c := redisserver.StartCluster(t, 3)
+	store := "store redis {\n addresses " + strings.Join(c.Addrs(), " ") + "\n }\nmax_sessions 3\nguess_rate 3 1m"
+	g := loadCaddy(t, site(store), newUpstream(t))
+	var users []string
+	for i := 0; i < 6; i++ {
+		users = append(users, "cl-"+randomID())
+	}
+	for _, u := range users {
+		var cs []*client
+		for i := 0; i < 4; i++ { // one more than the limit
+			cl := newClient(t, g)
+			cl.signIn(u)
+			cs = append(cs, cl)
+		}
+		if cs[0].do("GET", "/").StatusCode != 401 || cs[3].do("GET", "/", "X-Forwarded-For", "203.0.113.50").StatusCode != 200 {
+			t.Fatalf("%s: limit or validation across the cluster", u)
+		}
+		if code, body := g.adminDo("GET", "/session-auth/users/"+u+"/sessions", ""); code != 200 || strings.Count(body, `"active":true`) != 3 {
+			t.Fatalf("%s: list: %d %s", u, code, body)
+		}
+		if code, _ := g.adminDo("DELETE", "/session-auth/users/"+u+"/sessions", ""); code != 200 || cs[3].do("GET", "/").StatusCode != 401 {
+			t.Fatalf("%s: revoke all", u)
+		}
+		if _, body := g.adminDo("GET", "/session-auth/users/"+u+"/events", ""); strings.Count(body, `"type":"login"`) != 4 || !strings.Contains(body, `"type":"ip_change"`) {
+			t.Fatalf("%s: events: %s", u, body)
+		}
+	}
+	if code, body := g.adminDo("GET", "/session-auth/sessions?ip=203.0.113.50", ""); code != 200 || body == "" {
+		t.Fatalf("by IP: %d", code)
+	}
+	guesser := newClient(t, g)
+	var last int
+	for i := 0; i < 4; i++ {
+		guesser.cookie = randomToken()
+		last = guesser.do("GET", "/").StatusCode
+	}
+	if last != 429 {
+		t.Fatalf("guess_rate on the cluster: %d", last)
+	}
+	if code, body := g.adminDo("DELETE", "/session-auth/sessions?all=true", ""); code != 200 {
+		t.Fatalf("revoke everyone on the cluster: %d %s", code, body)
+	}
+}
