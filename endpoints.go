@@ -111,7 +111,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		s, err := h.store.End(ctx, a.sess.ID, now, session.EndLogout, session.ActorSelf, h.policy)
 		switch {
 		case err == nil:
-			h.grace.forget(s.ID)
+			h.forget(s.ID)
 			h.metrics.logout()
 			h.logEvent(session.EndEvent(s, now, session.EndLogout, session.ActorSelf))
 		case !errors.Is(err, session.ErrNotFound):

@@ -109,10 +109,14 @@ func (h *Handler) authenticate(r *http.Request) auth {
 	if err != nil {
 		return h.guessed(r)
 	}
+	ip, now := clientIP(r), h.now()
+	if s, ok := h.cache.get(id, hash, ip, now, h.policy); ok {
+		return auth{sess: s} // valid, and nothing to write: no round trip
+	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
 	start := time.Now()
-	v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy)
+	v, err := h.store.Validate(ctx, id, hash, ip, now, h.policy)
 	h.metrics.storeDuration("validate", start)
 	if err != nil {
 		if s := h.grace.accept(id, hash, h.now(), h.policy); s != nil {
@@ -128,16 +132,17 @@ func (h *Handler) authenticate(r *http.Request) auth {
 		if v.Touched {
 			h.metrics.touch()
 		}
-		h.grace.seen(v.Session, hash, h.now())
+		h.grace.seen(v.Session, hash, now)
+		h.cache.put(v.Session, hash, now)
 		if v.PrevIP != "" {
 			return h.ipChanged(r, v.Session)
 		}
 		return auth{sess: v.Session}
 	case session.Expired:
-		h.grace.forget(id)
+		h.forget(id)
 		return auth{outcome: outcomeExpired, dead: true}
 	case session.Ended:
-		h.grace.forget(id)
+		h.forget(id)
 		if v.Session.EndReason == session.EndExpired {
 			return auth{outcome: outcomeExpired, dead: true}
 		}
@@ -208,7 +213,7 @@ func (h *Handler) endByPolicy(ctx context.Context, r *http.Request, s *session.S
 	switch {
 	case err == nil:
 		h.metrics.revocation(session.ActorPolicy, 1)
-		h.grace.forget(s.ID)
+		h.forget(s.ID)
 		h.logEvent(session.EndEvent(ended, now, reason, session.ActorPolicy))
 		h.notifyEnded(r, ended, now, session.ActorPolicy)
 	case !errors.Is(err, session.ErrNotFound):
@@ -227,6 +232,15 @@ func eventOf(s *session.Session, typ string, at time.Time, reason string) sessio
 // one it was created in (both known).
 func countryChanged(s *session.Session) bool {
 	return s.Country != "" && s.LoginCountry != "" && s.Country != s.LoginCountry
+}
+
+// forget drops ended sessions from what this handler remembers (grace and
+// cache); other gateways hear of it over the store's revocation channel.
+func (h *Handler) forget(ids ...string) {
+	for _, id := range ids {
+		h.grace.forget(id)
+	}
+	h.cache.drop(ids...)
 }
 
 // storeContext bounds one store operation by the store's read timeout.

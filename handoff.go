@@ -202,7 +202,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
 				if e, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
 					h.metrics.revocation(session.ActorSelf, 1)
-					h.grace.forget(id)
+					h.forget(id)
 					h.logEvent(session.EndEvent(e, h.now(), session.EndRevoked, session.ActorSelf))
 				}
 			}
@@ -261,7 +261,7 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 		h.logEvent(e)
 	}
 	for _, e := range ended {
-		h.grace.forget(e.ID)
+		h.forget(e.ID)
 		h.logEvent(session.EndEvent(e, s.CreatedAt, session.EndLimit, session.ActorLimit))
 		h.notifyEnded(r, e, s.CreatedAt, session.ActorLimit)
 	}
@@ -302,7 +302,7 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 	}
 	h.metrics.revocation(session.ActorUpstream, len(ended))
 	for _, s := range ended {
-		h.grace.forget(s.ID)
+		h.forget(s.ID)
 		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorUpstream))
 		h.notifyEnded(w.r, s, now, session.ActorUpstream)
 	}

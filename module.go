@@ -122,7 +122,8 @@ type Handler struct {
 	headers   headerNames
 	geo       *geo.DB
 	blocked   *blocklist
-	grace     *graceCache // nil unless store_unavailable grace
+	grace     *graceCache   // nil unless store_unavailable grace
+	cache     *sessionCache // nil unless cache, with Redis
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -410,11 +411,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = newMetrics(ctx.GetMetricsRegistry(), h.logger)
 
-	var err error
-	h.store, h.storeKey, err = loadStore(h.Store, h.logger)
+	ps, key, err := loadStore(h.Store, h.logger)
 	if err != nil {
 		return err
 	}
+	h.store, h.storeKey = ps, key
 	h.opTimeout = time.Duration(h.Store.ReadTimeout)
 	if h.GeoIP != "" {
 		if h.geo, err = loadGeo(h.GeoIP, h.logger); err != nil {
@@ -425,6 +426,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	registerHandler(h)
 	startDispatcher(h)
+	attachCache(h, ps.client)
 	h.warnUnwired()
 	return nil
 }
@@ -433,8 +435,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // yet, so nobody believes a protection is on when it is not.
 func (h *Handler) warnUnwired() {
 	var off []string
-	if h.Cache != 0 {
-		off = append(off, "cache")
+	if h.Cache != 0 && h.Store.Type == "memory" {
+		h.logger.Info("cache has nothing to save with the memory store: every check is in process already")
 	}
 	if len(off) > 0 {
 		h.logger.Warn("options parsed but not active in this version", zap.Strings("options", off))
@@ -445,6 +447,7 @@ func (h *Handler) warnUnwired() {
 func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
 	stopDispatcher(h)
+	detachCache(h)
 	var err error
 	if h.geo != nil {
 		_, err = geoPool.Delete(h.GeoIP)

@@ -55,14 +55,12 @@ func distinctStores() []storeRef {
 	return out
 }
 
-// forgetEverywhere drops ended sessions from every handler's grace cache,
+// forgetEverywhere drops ended sessions from every handler's grace and session caches,
 // so that a revocation made here is never undone by grace.
 func forgetEverywhere(ids ...string) {
 	running.Lock()
 	defer running.Unlock()
 	for _, h := range running.handlers {
-		for _, id := range ids {
-			h.grace.forget(id)
-		}
+		h.forget(ids...)
 	}
 }

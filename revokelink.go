@@ -58,7 +58,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		return h.storeUnavailable(w, err)
 	}
 	h.metrics.revocation(session.ActorLink, 1)
-	h.grace.forget(id)
+	h.forget(id)
 	h.logEvent(session.EndEvent(ended, now, session.EndRevoked, session.ActorLink))
 	h.notifyEnded(r, ended, now, session.ActorLink)
 	data.Title = "Signed out"

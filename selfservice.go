@@ -144,7 +144,7 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	h.metrics.revocation(session.ActorSelf, len(ended))
 	for _, s := range ended {
-		h.grace.forget(s.ID)
+		h.forget(s.ID)
 		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorSelf))
 		h.notifyEnded(r, s, now, session.ActorSelf)
 	}

@@ -203,7 +203,7 @@ func (c *StoreConfig) poolKey(password string) string {
 }
 
 // loadStore returns the shared store for c and its pool key.
-func loadStore(c *StoreConfig, logger *zap.Logger) (session.Store, string, error) {
+func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error) {
 	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
 	key := c.poolKey(password)
 	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {

@@ -31,6 +31,26 @@ func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time)
 	return &Redis{client: client, prefix: prefix, now: now}
 }
 
+// RevocationChannel is the pub/sub channel on which the Redis store
+// announces ended sessions (comma-separated ids), for in-process caches.
+func RevocationChannel(prefix string) string { return prefix + "revoked" }
+
+// announce tells the gateways' caches that sessions ended. It is best
+// effort: a cache that misses it forgets the session within its TTL.
+func (r *Redis) announce(ctx context.Context, ids ...string) {
+	if len(ids) > 0 {
+		_ = r.client.Publish(ctx, RevocationChannel(r.prefix), strings.Join(ids, ",")).Err()
+	}
+}
+
+func idsOf(ss []*Session) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.ID
+	}
+	return out
+}
+
 func (r *Redis) tagPrefix(tag string) string   { return r.prefix + "{" + tag + "}:" }
 func (r *Redis) sessionKey(id string) string   { return r.tagPrefix(TagOfID(id)) + "s:" + id }
 func (r *Redis) userKey(user string) string    { return r.tagPrefix(UserTag(user)) + "u:" + user }
@@ -236,7 +256,9 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	if err := r.indexIP(ctx, s.IP, s.ID, s.CreatedAt, p); err != nil {
 		return nil, fmt.Errorf("indexing the session's IP: %w", err)
 	}
-	return decodePairs(res[4:])
+	ended, err := decodePairs(res[4:])
+	r.announce(ctx, idsOf(ended)...)
+	return ended, err
 }
 
 // Validate implements Store.
@@ -508,6 +530,7 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 	if err != nil {
 		return nil, fmt.Errorf("ending session: %w", err)
 	}
+	r.announce(ctx, id)
 	return decode(id, res)
 }
 
@@ -523,6 +546,7 @@ func (r *Redis) EndUser(ctx context.Context, userID, exceptID string, at time.Ti
 	if err != nil {
 		return nil, err
 	}
+	r.announce(ctx, idsOf(out)...)
 	SortByActivity(out)
 	return out, nil
 }

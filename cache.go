@@ -1,0 +1,204 @@
+package sessionauth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// sessionCache keeps sessions this process validated for `cache`, so that
+// requests between two touches cost no store round trip. It answers only
+// "valid, nothing to write": anything else (a touch due, an IP change, an
+// expiry in its view, a different secret) goes to the store, so idle and
+// lifetime checks stay exact. Revocations reach it over Redis pub/sub;
+// while that link is down it is flushed and bypassed.
+type sessionCache struct {
+	ttl time.Duration
+	lru *lru.Cache[string, cacheEntry]
+	hub *revocationHub
+}
+
+type cacheEntry struct {
+	s    *session.Session
+	hash [32]byte
+	at   time.Time
+}
+
+const cacheSize = 100_000
+
+func newSessionCache(ttl time.Duration, hub *revocationHub) *sessionCache {
+	c, _ := lru.New[string, cacheEntry](cacheSize) // errors only for a size < 1
+	return &sessionCache{ttl: ttl, lru: c, hub: hub}
+}
+
+func (c *sessionCache) get(id string, hash [32]byte, ip string, now time.Time, p session.Policy) (*session.Session, bool) {
+	if c == nil || !c.hub.healthy() {
+		return nil, false
+	}
+	e, ok := c.lru.Get(id)
+	if !ok || e.hash != hash || now.Sub(e.at) >= c.ttl || !e.s.Active() || p.Expired(e.s, now) || p.TouchDue(e.s, now, ip) {
+		return nil, false
+	}
+	return e.s, true
+}
+
+func (c *sessionCache) put(s *session.Session, hash [32]byte, now time.Time) {
+	if c != nil && c.hub.healthy() {
+		c.lru.Add(s.ID, cacheEntry{s: s, hash: hash, at: now})
+	}
+}
+
+func (c *sessionCache) drop(ids ...string) {
+	if c == nil {
+		return
+	}
+	for _, id := range ids {
+		c.lru.Remove(id)
+	}
+}
+
+// revocationHub listens on the store's revocation channel for the caches
+// of this process that use the store.
+type revocationHub struct {
+	client  redis.UniversalClient
+	channel string
+	logger  *zap.Logger
+
+	mu     sync.Mutex
+	caches map[*sessionCache]struct{}
+	users  int
+	ok     atomic.Bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (hub *revocationHub) healthy() bool { return hub != nil && hub.ok.Load() }
+
+// setHealthy flips the link state; every change flushes the caches, since
+// revocations may have been missed while the link was down.
+func (hub *revocationHub) setHealthy(ok bool) {
+	if hub.ok.Load() == ok {
+		return
+	}
+	hub.mu.Lock()
+	for c := range hub.caches {
+		c.lru.Purge()
+	}
+	hub.mu.Unlock()
+	hub.ok.Store(ok)
+	if ok {
+		hub.logger.Info("session cache on: revocation channel subscribed")
+	} else {
+		hub.logger.Warn("session cache off until the revocation channel is back: every request goes to the store")
+	}
+}
+
+func (hub *revocationHub) dropEverywhere(ids []string) {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	for c := range hub.caches {
+		c.drop(ids...)
+	}
+}
+
+func (hub *revocationHub) run(ctx context.Context) {
+	defer close(hub.done)
+	for ctx.Err() == nil {
+		ps := hub.client.Subscribe(ctx, hub.channel)
+		hub.listen(ctx, ps)
+		_ = ps.Close()
+		hub.setHealthy(false)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// listen reads the channel until the link fails; a quiet link is pinged.
+func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, 2*time.Second)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				if perr := ps.Ping(ctx); perr == nil {
+					continue
+				}
+			}
+			return
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				hub.setHealthy(true)
+			}
+		case *redis.Message:
+			hub.dropEverywhere(strings.Split(m.Payload, ","))
+		}
+	}
+}
+
+// revocationHubs: one per Redis store in this process, while a handler
+// with `cache` uses it.
+var revocationHubs struct {
+	sync.Mutex
+	byStore map[string]*revocationHub
+}
+
+// attachCache gives h its cache, on the store's hub (started if needed).
+// With the memory store there is nothing to save: no cache.
+func attachCache(h *Handler, client redis.UniversalClient) {
+	if h.Cache <= 0 || client == nil {
+		return
+	}
+	revocationHubs.Lock()
+	defer revocationHubs.Unlock()
+	if revocationHubs.byStore == nil {
+		revocationHubs.byStore = map[string]*revocationHub{}
+	}
+	hub := revocationHubs.byStore[h.storeKey]
+	if hub == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		hub = &revocationHub{client: client, channel: session.RevocationChannel(h.Store.KeyPrefix), logger: h.logger,
+			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
+		revocationHubs.byStore[h.storeKey] = hub
+		go hub.run(ctx)
+	}
+	hub.users++
+	h.cache = newSessionCache(time.Duration(h.Cache), hub)
+	hub.mu.Lock()
+	hub.caches[h.cache] = struct{}{}
+	hub.mu.Unlock()
+}
+
+func detachCache(h *Handler) {
+	if h.cache == nil {
+		return
+	}
+	revocationHubs.Lock()
+	hub := h.cache.hub
+	hub.mu.Lock()
+	delete(hub.caches, h.cache)
+	hub.mu.Unlock()
+	hub.users--
+	last := hub.users == 0
+	if last {
+		delete(revocationHubs.byStore, h.storeKey)
+	}
+	revocationHubs.Unlock()
+	if last {
+		hub.cancel()
+		<-hub.done
+	}
+}
