@@ -1,7 +1,7 @@
 # make demo   build and run Caddy with session_auth in front of the demo app
 # make test   every test: lint, unit, conformance and integration (real redis-server)
 # make lint   gofmt, go vet, staticcheck
-# make bench  Go benchmarks of the hot path
+# make bench  load against plain reverse_proxy and the store benchmarks (a few minutes)
 # make fuzz   every fuzz target for FUZZTIME (default 1m) each; the seed corpora run in make test
 
 GO        ?= go
@@ -31,8 +31,9 @@ unit:
 
 test: lint unit
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem . ./session ./geo
+	$(GO) run ./bench -caddy bin/caddy
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

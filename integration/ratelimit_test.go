@@ -100,7 +100,7 @@ func TestGuessRate(t *testing.T) {
 			t.Errorf("upstream reached %d times", up.count("/"))
 		}
 		prefix := regexp.MustCompile(`key_prefix (\S+)`).FindStringSubmatch(store)[1]
-		if n, _ := rc.XLen(context.Background(), prefix+"events").Result(); n != 2 {
+		if n, _ := rc.LLen(context.Background(), prefix+"events").Result(); n != 2 {
 			t.Errorf("rate_limited events without a user: %d, want 2 (one per address)", n)
 		}
 	})

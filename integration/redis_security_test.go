@@ -18,9 +18,9 @@ import (
 // it sends or its scripts run.
 const LeastPrivilegeACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
 	"+hello +auth +select +ping +publish +subscribe " +
-	"+evalsha +eval +hgetall +xrevrange " +
-	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +pexpire +pexpireat +pttl +xadd +xtrim +incr " +
-	"+xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore"
+	"+evalsha +eval +hgetall +lrange " +
+	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
+	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore"
 
 func TestRedisTLS(t *testing.T) {
 	f := redisserver.MakeCerts(t)

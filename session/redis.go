@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -116,14 +117,35 @@ func policyArgs(p Policy) (lifetime, idle, retention int64) {
 	return p.Lifetime.Milliseconds(), p.IdleTimeout.Milliseconds(), p.Retention.Milliseconds()
 }
 
+// chunkLen keeps every value of a session hash under Redis's
+// hash-max-listpack-value (64 bytes by default): one longer value turns
+// the whole hash into a hashtable, several times its size.
+const chunkLen = 60
+
 // fields lists a session as hash field/value pairs; empty values are left
-// out to keep the hash small.
+// out to keep the hash small. Long text the scripts never read (user
+// agent, email, name, roles) is stored in chunks: "ua", "ua~1", "ua~2"…
 func fields(s *Session) []any {
 	out := []any{"u", s.UserID, "th", string(s.TokenHash[:]),
 		"ca", ms(s.CreatedAt), "la", ms(s.LastActiveAt), "ip", s.IP}
 	for _, kv := range [...]struct{ k, v string }{
-		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"lip", s.LoginIP},
-		{"ua", s.UserAgent}, {"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
+		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"ua", s.UserAgent},
+	} {
+		for i, v := 0, kv.v; v != ""; i++ {
+			n := min(chunkLen, len(v))
+			for n < len(v) && n > 0 && !utf8.RuneStart(v[n]) {
+				n-- // whole characters in each chunk
+			}
+			k := kv.k
+			if i > 0 {
+				k += "~" + strconv.Itoa(i)
+			}
+			out = append(out, k, v[:n])
+			v = v[n:]
+		}
+	}
+	for _, kv := range [...]struct{ k, v string }{
+		{"lip", s.LoginIP}, {"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
 		{"os", s.OS}, {"co", s.Country}, {"ci", s.City}, {"lco", s.LoginCountry},
 		{"di", s.DeviceID}, {"rk", s.Risk},
 	} {
@@ -143,9 +165,17 @@ func decode(id string, flat []any) (*Session, error) {
 		return nil, fmt.Errorf("decoding session %s: odd field list", id)
 	}
 	s := &Session{ID: id}
+	var chunks map[string]string // "ua~1" → value, joined after the loop
 	for i := 0; i < len(flat); i += 2 {
 		k, _ := flat[i].(string)
 		v, _ := flat[i+1].(string)
+		if strings.Contains(k, "~") {
+			if chunks == nil {
+				chunks = map[string]string{}
+			}
+			chunks[k] = v
+			continue
+		}
 		switch k {
 		case "u":
 			s.UserID = v
@@ -193,6 +223,18 @@ func decode(id string, flat []any) (*Session, error) {
 			s.EndedAt = fromMS(v)
 		case "er":
 			s.EndReason = v
+		}
+	}
+	for _, f := range [...]struct {
+		k   string
+		dst *string
+	}{{"em", &s.Email}, {"nm", &s.Name}, {"ro", &s.Roles}, {"ua", &s.UserAgent}} {
+		for i := 1; ; i++ {
+			part, ok := chunks[f.k+"~"+strconv.Itoa(i)]
+			if !ok {
+				break
+			}
+			*f.dst += part
 		}
 	}
 	if s.UserID == "" {
@@ -473,9 +515,7 @@ func (r *Redis) Record(ctx context.Context, e Event, p Policy) error {
 	if e.UserID != "" {
 		key = r.eventsKey(e.UserID)
 	}
-	args := []any{ms(e.At), p.Retention.Milliseconds(),
-		"t", e.Type, "at", ms(e.At), "u", e.UserID, "sid", e.SessionID, "ip", e.IP, "co", e.Country,
-		"ci", e.City, "dn", e.DeviceName, "br", e.Browser, "os", e.OS, "di", e.DeviceID, "rs", e.Reason, "ac", e.Actor}
+	args := append([]any{ms(e.At), p.Retention.Milliseconds()}, eventValues(e)...)
 	if err := recordScript.Run(ctx, r.client, []string{key}, args...).Err(); err != nil {
 		return fmt.Errorf("recording event: %w", err)
 	}
@@ -556,24 +596,34 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 	if limit <= 0 {
 		limit = maxEventsPerUser
 	}
-	start := "-"
-	if m := ms(since); m > 0 {
-		start = strconv.FormatInt(m, 10)
-	}
-	msgs, err := r.client.XRevRangeN(ctx, r.eventsKey(userID), "+", start, int64(limit)).Result()
+	items, err := r.client.LRange(ctx, r.eventsKey(userID), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
-	out := make([]Event, 0, len(msgs))
-	for _, msg := range msgs {
-		str := func(k string) string { v, _ := msg.Values[k].(string); return v }
-		out = append(out, Event{
-			Type: str("t"), At: fromMS(str("at")), UserID: str("u"), SessionID: str("sid"),
-			IP: str("ip"), Country: str("co"), City: str("ci"), DeviceName: str("dn"),
-			Browser: str("br"), OS: str("os"), DeviceID: str("di"), Reason: str("rs"), Actor: str("ac"),
-		})
+	out := make([]Event, 0, len(items))
+	for _, it := range items {
+		e, ok := decodeEvent(it)
+		if ok && !e.At.Before(since) {
+			out = append(out, e)
+		}
 	}
 	return out, nil
+}
+
+// An event is kept as its values joined by a unit separator, in this
+// order; the scripts write the same (event_fields).
+func eventValues(e Event) []any {
+	return []any{e.Type, ms(e.At), e.UserID, e.SessionID, e.IP, e.Country, e.City,
+		e.DeviceName, e.Browser, e.OS, e.DeviceID, e.Reason, e.Actor}
+}
+
+func decodeEvent(s string) (Event, bool) {
+	v := strings.Split(s, "\x1f")
+	if len(v) != 13 {
+		return Event{}, false
+	}
+	return Event{Type: v[0], At: fromMS(v[1]), UserID: v[2], SessionID: v[3], IP: v[4], Country: v[5], City: v[6],
+		DeviceName: v[7], Browser: v[8], OS: v[9], DeviceID: v[10], Reason: v[11], Actor: v[12]}, true
 }
 
 // Close implements Store; the client belongs to whoever made it.

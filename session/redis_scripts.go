@@ -7,7 +7,7 @@ import "github.com/redis/go-redis/v9"
 //
 //	<prefix>{<tag>}:s:<id>    hash: one session
 //	<prefix>{<tag>}:u:<user>  sorted set: the user's session ids by last activity
-//	<prefix>{<tag>}:e:<user>  stream: the user's audit events
+//	<prefix>{<tag>}:e:<user>  list: the user's audit events, newest first, capped
 //
 // Every key gets a TTL: a session expires retention after it ends or would
 // expire, the index and the stream live as long as their longest member.
@@ -38,24 +38,17 @@ local function extend(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
 
--- add_event appends to a user's stream with an id from our clock, kept
--- monotonic, trims what is older than retention and refreshes the TTL.
-local function add_event(key, at, retention, fields)
-  local ms = at
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  if #last > 0 then
-    local lms = tonumber(string.match(last[1][1], '^(%d+)'))
-    if lms > ms then ms = lms end
-  end
-  redis.call('XADD', key, 'MAXLEN', '~', ` + maxEventsPerUserLua + `, ms .. '-*', unpack(fields))
-  redis.call('XTRIM', key, 'MINID', '~', at - retention)
+-- add_event puts an event at the head of a capped list (newest first) and
+-- refreshes the list's TTL; values in the order of eventValues (Go).
+local function add_event(key, at, retention, values)
+  redis.call('LPUSH', key, table.concat(values, '\31'))
+  redis.call('LTRIM', key, 0, ` + maxEventsPerUserLua + ` - 1)
   extend(key, retention)
 end
 
 local function event_fields(typ, at, id, m, reason, actor)
-  return {'t', typ, 'at', at, 'u', m.u, 'sid', id, 'ip', m.ip or '', 'co', m.co or '',
-    'ci', m.ci or '', 'dn', m.dn or '', 'br', m.br or '', 'os', m.os or '',
-    'di', m.di or '', 'rs', reason, 'ac', actor}
+  return {typ, string.format('%d', at), m.u or '', id, m.ip or '', m.co or '', m.ci or '', m.dn or '',
+    m.br or '', m.os or '', m.di or '', reason, actor}
 end
 
 -- end_one ends the session in key (hash m) and records the event.
@@ -365,12 +358,12 @@ end
 return {n, ttl}
 `)
 
-// recordScript: KEYS events stream. ARGV at, retention, then the event's
-// field/value pairs.
+// recordScript: KEYS events list. ARGV at, retention, then the event's
+// values in eventValues order.
 var recordScript = redis.NewScript(luaPrelude + `
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-add_event(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), fields)
+local values = {}
+for i = 3, #ARGV do values[#values + 1] = ARGV[i] end
+add_event(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), values)
 return 1
 `)
 

@@ -187,3 +187,32 @@ func TestRedisClusterConformance(t *testing.T) {
 		t.Fatalf("users across the masters: %d %v", len(users), err)
 	}
 }
+
+// Long user agents, emails, names and roles round-trip exactly, and the
+// session hash stays a compact listpack (one value over 64 bytes would
+// make it a hashtable several times the size).
+func TestRedisSessionHashStaysCompact(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	id, _, hash, _ := session.NewCredential("zoë")
+	now := time.Now().Truncate(time.Millisecond).UTC()
+	in := &session.Session{ID: id, UserID: "zoë", TokenHash: hash, CreatedAt: now, LastActiveAt: now,
+		UserAgent: strings.Repeat("Mozilla/5.0 (é; ü) ", 50)[:1000], Email: strings.Repeat("ä", 70) + "@example.com",
+		Name: strings.Repeat("Zoë ", 40), Roles: strings.Repeat("role,", 60)}
+	if _, err := st.Create(ctx, in, p, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.UserAgent != in.UserAgent || got.Email != in.Email || got.Name != in.Name || got.Roles != in.Roles {
+		t.Fatalf("long values changed:\n%q\n%q", got.UserAgent, in.UserAgent)
+	}
+	enc, err := client.ObjectEncoding(ctx, "sa:{"+session.UserTag("zoë")+"}:s:"+id).Result()
+	if err != nil || enc != "listpack" {
+		t.Fatalf("session hash encoding %q (%v)", enc, err)
+	}
+}

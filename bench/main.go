@@ -1,0 +1,448 @@
+// Command bench measures session_auth against plain reverse_proxy in one
+// interleaved run on this machine: requests per second and latency per
+// configuration, each as a ratio to plain reverse_proxy, Redis commands
+// per request, Redis memory per session, and validation cost as the store
+// grows. `make bench` runs it; it takes a few minutes.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+var (
+	caddyBin    = flag.String("caddy", "bin/caddy", "the Caddy binary with session_auth")
+	conns       = flag.Int("c", 64, "concurrent connections")
+	roundTime   = flag.Duration("d", 5*time.Second, "length of one measured round")
+	rounds      = flag.Int("rounds", 3, "rounds per configuration, interleaved")
+	perSession  = flag.Int("sessions", 100_000, "sessions for the memory-per-session measure")
+	bigStore    = flag.Int("big", 1_000_000, "sessions in the store for the flat-cost measure")
+	redisServer = flag.String("redis-server", "redis-server", "redis-server binary")
+)
+
+type target struct {
+	name, addr, cookie string
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func freePort() int {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func run() error {
+	dir, err := os.MkdirTemp("", "sessionauth-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// Redis, on a free port, nothing on disk.
+	rport := freePort()
+	raddr := "127.0.0.1:" + strconv.Itoa(rport)
+	rcmd := exec.Command(*redisServer, "--bind", "127.0.0.1", "--port", strconv.Itoa(rport), "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := rcmd.Start(); err != nil {
+		return fmt.Errorf("starting redis-server (apt-get install redis-server): %w", err)
+	}
+	defer func() { _ = rcmd.Process.Kill(); _ = rcmd.Wait() }()
+	rc := redis.NewClient(&redis.Options{Addr: raddr})
+	defer rc.Close()
+	for i := 0; rc.Ping(context.Background()).Err() != nil; i++ {
+		if i > 100 {
+			return fmt.Errorf("redis-server did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The tiny upstream: 200 "ok"; /login hands off a sign-in.
+	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/login" {
+			w.Header().Set("Session-Login", "bench-"+r.URL.Query().Get("u"))
+		}
+		_, _ = io.WriteString(w, "ok")
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = up.Serve(ul) }()
+	defer up.Close()
+
+	// Caddy with four sites: plain, memory, Redis, Redis with the cache.
+	ports := []int{freePort(), freePort(), freePort(), freePort()}
+	opts := "login_rate 100000000 1m\n\t\tguess_rate 100000000 1m\n\t\tmax_sessions 0"
+	cf := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	log default {
+		level ERROR
+	}
+}
+http://127.0.0.1:%d {
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	session_auth {
+		store memory
+		%s
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	session_auth {
+		store redis redis://%s {
+			key_prefix b:
+		}
+		%s
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	session_auth {
+		store redis redis://%s {
+			key_prefix c:
+		}
+		cache 1m
+		%s
+	}
+	reverse_proxy %s
+}
+`, freePort(), ports[0], ul.Addr(), ports[1], opts, ul.Addr(), ports[2], raddr, opts, ul.Addr(), ports[3], raddr, opts, ul.Addr())
+	cfPath := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
+		return err
+	}
+	caddy := exec.Command(*caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile")
+	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	caddy.Stderr = io.Discard
+	if err := caddy.Start(); err != nil {
+		return fmt.Errorf("starting %s (make build): %w", *caddyBin, err)
+	}
+	defer func() { _ = caddy.Process.Kill(); _ = caddy.Wait() }()
+
+	targets := []*target{{name: "reverse_proxy"}, {name: "session_auth memory"}, {name: "session_auth redis"}, {name: "session_auth redis + cache"}}
+	for i, t := range targets {
+		t.addr = "http://127.0.0.1:" + strconv.Itoa(ports[i])
+		if err := waitUp(t.addr); err != nil {
+			return err
+		}
+		if i > 0 {
+			if t.cookie, err = signIn(t.addr, strconv.Itoa(i)); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
+
+	fmt.Printf("session_auth benchmark: %d connections, %d rounds of %s per configuration, interleaved; %d cores\n\n",
+		*conns, *rounds, *roundTime, numCPU())
+	results := map[string][]result{}
+	trips, reqs := map[string]int64{}, map[string]int64{}
+	for r := 0; r < *rounds; r++ {
+		for _, t := range targets {
+			before := roundTrips(rc)
+			res := load(t, *conns, *roundTime)
+			if strings.HasPrefix(t.name, "session_auth redis") {
+				trips[t.name] += roundTrips(rc) - before
+				reqs[t.name] += res.n
+			}
+			results[t.name] = append(results[t.name], res)
+		}
+	}
+	base := median(results["reverse_proxy"])
+	fmt.Printf("%-28s %12s %10s %10s %9s\n", "configuration", "requests/s", "p50", "p99", "ratio")
+	for _, t := range targets {
+		m := median(results[t.name])
+		fmt.Printf("%-28s %12.0f %10s %10s %8.2f×\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base.rps)
+	}
+	fmt.Println()
+	for _, name := range []string{"session_auth redis", "session_auth redis + cache"} {
+		if reqs[name] > 0 {
+			fmt.Printf("Redis commands per authenticated request, %s: %.3f\n", strings.TrimPrefix(name, "session_auth "), float64(trips[name])/float64(reqs[name]))
+		}
+	}
+
+	// Memory per session, with its indexes and events.
+	if err := memoryPerSession(rc, *perSession); err != nil {
+		return err
+	}
+	// Validation cost as the store grows.
+	return flatCost(rc, *bigStore)
+}
+
+func numCPU() int {
+	n := 0
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), "processor") {
+			n++
+		}
+	}
+	return n
+}
+
+func waitUp(addr string) error {
+	for i := 0; i < 200; i++ {
+		if res, err := http.Get(addr + "/login"); err == nil {
+			res.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not come up", addr)
+}
+
+func signIn(addr, u string) (string, error) {
+	res, err := http.Post(addr+"/login?u="+u, "text/plain", nil)
+	if err != nil {
+		return "", err
+	}
+	res.Body.Close()
+	for _, c := range res.Cookies() {
+		if c.Name == "session" {
+			return "session=" + c.Value, nil
+		}
+	}
+	return "", fmt.Errorf("no session cookie (status %d)", res.StatusCode)
+}
+
+type result struct {
+	n        int64
+	rps      float64
+	p50, p99 time.Duration
+}
+
+// load keeps conns connections busy against t for d.
+func load(t *target, conns int, d time.Duration) result {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var n, errs atomic.Int64
+	lat := make([][]time.Duration, conns)
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", t.addr+"/app", nil)
+			if t.cookie != "" {
+				req.Header.Set("Cookie", t.cookie)
+			}
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					errs.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+				n.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	r := result{n: n.Load(), rps: float64(n.Load()) / elapsed.Seconds()}
+	if len(all) > 0 {
+		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	if e := errs.Load(); e > 0 {
+		fmt.Fprintf(os.Stderr, "  %s: %d failed requests\n", t.name, e)
+	}
+	return r
+}
+
+func median(rs []result) result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int {
+		switch {
+		case a.rps < b.rps:
+			return -1
+		case a.rps > b.rps:
+			return 1
+		}
+		return 0
+	})
+	return s[len(s)/2]
+}
+
+// roundTrips counts the commands clients sent (script runs, not the
+// commands inside scripts, which Redis's own total also counts).
+func roundTrips(rc *redis.Client) int64 {
+	info, _ := rc.Info(context.Background(), "commandstats").Result()
+	var n int64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, cmd := range []string{"evalsha", "eval", "publish"} {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+				v, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+func usedMemory(rc *redis.Client) int64 {
+	info, _ := rc.Info(context.Background(), "memory").Result()
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+var policy = session.Policy{Lifetime: 720 * time.Hour, IdleTimeout: 720 * time.Hour, TouchInterval: 5 * time.Minute, Retention: 720 * time.Hour}
+
+// fill creates n sessions of n users through the store's own sign-in
+// script, 64 at a time, so that each has its index and audit event.
+func fill(st session.Store, n int, ua string) ([]string, [][32]byte, error) {
+	ids := make([]string, n)
+	hashes := make([][32]byte, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				user := "user-" + strconv.Itoa(i) + "@example.com"
+				id, _, hash, _ := session.NewCredential(user)
+				now := time.Now()
+				s := &session.Session{ID: id, UserID: user, TokenHash: hash, Email: user, IP: "198.51.100.7", LoginIP: "198.51.100.7",
+					UserAgent: ua, Device: "Mac", DeviceTyp: "desktop", Browser: "Safari", OS: "macOS", Country: "DE", City: "Berlin",
+					LoginCountry: "DE", DeviceID: "0123456789abcdef0123456789abcdef", CreatedAt: now, LastActiveAt: now}
+				if _, err := st.Create(context.Background(), s, policy, session.Limit{Max: 5}); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				ids[i], hashes[i] = id, hash
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return nil, nil, err
+	}
+	return ids, hashes, nil
+}
+
+const safariUA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
+
+func memoryPerSession(rc *redis.Client, n int) error {
+	client := redis.NewClient(&redis.Options{Addr: rc.Options().Addr, PoolSize: 64})
+	defer client.Close()
+	st := session.NewRedis(client, "m:", nil)
+	before := usedMemory(rc)
+	ids, _, err := fill(st, n, safariUA)
+	if err != nil {
+		return err
+	}
+	after := usedMemory(rc)
+	fmt.Printf("\nRedis memory per session, %d sessions of %d users (the worst case: no user's keys shared):\n", n, n)
+	fmt.Printf("  all keys, by used_memory:                 %5d bytes\n", (after-before)/int64(n))
+	// What each kind of key costs, from a sample.
+	kinds := []struct{ name, part string }{{"session hash", ":s:"}, {"user index", ":u:"}, {"risk history", ":h:"}, {"audit trail", ":e:"}}
+	ctx := context.Background()
+	sum := map[string]int64{}
+	sample := min(200, len(ids))
+	for i := 0; i < sample; i++ {
+		user := "user-" + strconv.Itoa(i) + "@example.com"
+		tag := "m:{" + session.UserTag(user) + "}"
+		for _, k := range []string{tag + ":s:" + ids[i], tag + ":u:" + user, tag + ":h:" + user, tag + ":e:" + user} {
+			b, _ := client.MemoryUsage(ctx, k).Result()
+			for _, kd := range kinds {
+				if strings.Contains(k, kd.part) {
+					sum[kd.name] += b
+				}
+			}
+		}
+	}
+	for _, kd := range kinds {
+		fmt.Printf("  %-42s %5d bytes\n", kd.name+", by MEMORY USAGE:", sum[kd.name]/int64(sample))
+	}
+	return nil
+}
+
+// flatCost times validation with few and with many sessions in the store.
+func flatCost(rc *redis.Client, big int) error {
+	client := redis.NewClient(&redis.Options{Addr: rc.Options().Addr, PoolSize: 64})
+	defer client.Close()
+	measure := func(st session.Store, ids []string, hashes [][32]byte) time.Duration {
+		const calls = 20000
+		var lat []time.Duration
+		for i := 0; i < calls; i++ {
+			j := i % len(ids)
+			t0 := time.Now()
+			_, _ = st.Validate(context.Background(), ids[j], hashes[j], "198.51.100.7", time.Now(), policy)
+			lat = append(lat, time.Since(t0))
+		}
+		slices.Sort(lat)
+		return lat[len(lat)/2]
+	}
+	small := session.NewRedis(client, "s:", nil)
+	ids, hashes, err := fill(small, 1000, safariUA)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nvalidation, one Redis round trip, median of 20000 calls:\n")
+	fmt.Printf("  %9d sessions in the store: %s\n", 1000, measure(small, ids, hashes).Round(time.Microsecond))
+	start := time.Now()
+	large := session.NewRedis(client, "l:", nil)
+	ids, hashes, err = fill(large, big, safariUA)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  %9d sessions in the store: %s   (filled in %s)\n", big+1000+*perSession, measure(large, ids, hashes).Round(time.Microsecond), time.Since(start).Round(time.Second))
+	return nil
+}
