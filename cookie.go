@@ -102,6 +102,10 @@ func (h *Handler) stripOwnCookies(r *http.Request) {
 	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, name) }) {
 		return
 	}
+	if len(lines) == 1 && !strings.Contains(lines[0], ";") && strings.HasPrefix(lines[0], name+"=") {
+		r.Header.Del("Cookie") // only ours: the common case, no allocation
+		return
+	}
 	device := name + deviceCookieSuffix
 	kept := lines[:0:0]
 	for _, line := range lines {

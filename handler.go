@@ -56,7 +56,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		// The interceptor reads the cookies (fixation, device) from its
 		// own copy of the request; the upstream gets them stripped.
-		iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r.Clone(r.Context()), login: true}
+		iw := &interceptor{h: h, r: r.Clone(r.Context()), login: true}
+		iw.ResponseWriter = w
 		h.stripOwnCookies(r)
 		return iw.finish(next.ServeHTTP(iw, r))
 	}
@@ -79,7 +80,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.setIdentity(r, a.sess)
 	}
 	h.stripOwnCookies(r)
-	iw := &interceptor{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, sess: a.sess}
+	iw := &interceptor{h: h, r: r, sess: a.sess}
+	iw.ResponseWriter = w
 	return iw.finish(next.ServeHTTP(iw, r))
 }
 
@@ -245,6 +247,9 @@ func (h *Handler) forget(ids ...string) {
 
 // storeContext bounds one store operation by the store's read timeout.
 func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if h.Store.Type == "memory" {
+		return parent, func() {} // in process: nothing to wait for
+	}
 	return context.WithTimeout(parent, h.opTimeout)
 }
 
@@ -259,6 +264,9 @@ func clientIP(r *http.Request) string {
 		}
 	}
 	if ip, err := netip.ParseAddr(s); err == nil {
+		if ip.Is4() {
+			return s // ParseAddr takes only the canonical dotted form
+		}
 		return ip.Unmap().WithZone("").String()
 	}
 	return sanitise(s, 64)
@@ -283,9 +291,11 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 		changed = "true"
 	}
 
+	vals := make([]string, 0, 16) // one allocation for all the headers' values
 	set := func(name, v string) {
 		if v != "" {
-			hdr[name] = []string{v}
+			vals = append(vals, v)
+			hdr[name] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
 	set(hn.user, s.UserID)
@@ -311,29 +321,62 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	setPlaceholders(r, s, ip, changed, risk, created)
 }
 
-// setPlaceholders sets {http.auth.user.*} and {http.auth.session.*}.
+// setPlaceholders provides {http.auth.user.*} and {http.auth.session.*}:
+// one lazy provider rather than a value per key, since most requests read
+// none of them but the access log's user id.
 func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, created string) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
 	}
-	repl.Set("http.auth.user.id", s.UserID)
-	repl.Set("http.auth.user.email", s.Email)
-	repl.Set("http.auth.user.name", s.Name)
-	repl.Set("http.auth.user.roles", s.Roles)
-	repl.Set("http.auth.session.id", s.ID)
-	repl.Set("http.auth.session.device", s.Device)
-	repl.Set("http.auth.session.device_type", s.DeviceTyp)
-	repl.Set("http.auth.session.browser", s.Browser)
-	repl.Set("http.auth.session.os", s.OS)
-	repl.Set("http.auth.session.ip", ip)
-	repl.Set("http.auth.session.login_ip", s.LoginIP)
-	repl.Set("http.auth.session.ip_changed", changed)
-	repl.Set("http.auth.session.country", s.Country)
-	repl.Set("http.auth.session.city", s.City)
-	repl.Set("http.auth.session.risk", risk)
-	repl.Set("http.auth.session.created_at", created)
-	repl.Set("http.auth.session.last_active_at", s.LastActiveAt.UTC().Format(time.RFC3339))
+	repl.Map(func(key string) (any, bool) {
+		if k, ok := strings.CutPrefix(key, "http.auth.user."); ok {
+			switch k {
+			case "id":
+				return s.UserID, true
+			case "email":
+				return s.Email, true
+			case "name":
+				return s.Name, true
+			case "roles":
+				return s.Roles, true
+			}
+			return nil, false
+		}
+		k, ok := strings.CutPrefix(key, "http.auth.session.")
+		if !ok {
+			return nil, false
+		}
+		switch k {
+		case "id":
+			return s.ID, true
+		case "device":
+			return s.Device, true
+		case "device_type":
+			return s.DeviceTyp, true
+		case "browser":
+			return s.Browser, true
+		case "os":
+			return s.OS, true
+		case "ip":
+			return ip, true
+		case "login_ip":
+			return s.LoginIP, true
+		case "ip_changed":
+			return changed, true
+		case "country":
+			return s.Country, true
+		case "city":
+			return s.City, true
+		case "risk":
+			return risk, true
+		case "created_at":
+			return created, true
+		case "last_active_at":
+			return s.LastActiveAt.UTC().Format(time.RFC3339), true
+		}
+		return nil, false
+	})
 }
 
 // unauthenticated answers a request that needs a session and has none.

@@ -28,11 +28,11 @@ const (
 // upstream's status line goes out it takes the hand-off headers off the
 // response and acts on them (mint a session, revoke sessions).
 type interceptor struct {
-	*caddyhttp.ResponseWriterWrapper
-	h     *Handler
-	r     *http.Request
-	sess  *session.Session // the request's valid session, if any
-	login bool             // the request is on a login path
+	caddyhttp.ResponseWriterWrapper // by value: one allocation per request, not two
+	h                               *Handler
+	r                               *http.Request
+	sess                            *session.Session // the request's valid session, if any
+	login                           bool             // the request is on a login path
 
 	wroteHeader bool
 	discard     bool // the upstream's answer was replaced; drop its body

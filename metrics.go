@@ -12,12 +12,14 @@ import (
 // sets: never a user, a session or an IP. Methods are nil-safe.
 type metrics struct {
 	requests      *prometheus.CounterVec
+	byOutcome     map[string]prometheus.Counter // resolved once: no label hashing per request
 	logins        prometheus.Counter
 	logouts       prometheus.Counter
 	revocations   *prometheus.CounterVec
 	storeSeconds  *prometheus.HistogramVec
 	touches       prometheus.Counter
 	notifications *prometheus.CounterVec
+	rateLimited   *prometheus.CounterVec
 }
 
 const metricsNS, metricsSub = "caddy", "session_auth"
@@ -47,6 +49,13 @@ func newMetrics(reg *prometheus.Registry, logger *zap.Logger) *metrics {
 			opts("touches_total", "Activity writes.")))),
 		notifications: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
 			opts("notifications_total", "Notification deliveries, by result.")), []string{"result"})),
+		rateLimited: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
+			opts("rate_limited_total", "Requests refused with 429, by limit (login or guess).")), []string{"limit"})),
+	}
+	m.byOutcome = map[string]prometheus.Counter{}
+	for _, o := range []string{outcomeAuthenticated, outcomeAnonymous, outcomeUnauthenticated,
+		outcomeExpired, outcomeRevoked, outcomeInvalid, outcomeStoreError} {
+		m.byOutcome[o] = m.requests.WithLabelValues(o)
 	}
 	return m
 }
@@ -70,7 +79,7 @@ func registerOrExisting[C prometheus.Collector](reg *prometheus.Registry, logger
 
 func (m *metrics) request(outcome string) {
 	if m != nil {
-		m.requests.WithLabelValues(outcome).Inc()
+		m.byOutcome[outcome].Inc()
 	}
 }
 
@@ -95,6 +104,12 @@ func (m *metrics) revocation(actor string, n int) {
 func (m *metrics) touch() {
 	if m != nil {
 		m.touches.Inc()
+	}
+}
+
+func (m *metrics) limited(kind string) {
+	if m != nil {
+		m.rateLimited.WithLabelValues(kind).Inc()
 	}
 }
 

@@ -57,7 +57,7 @@ func requestPath(r *http.Request) (clean string, plain bool) {
 		}
 	}
 	if plain {
-		for _, seg := range strings.Split(r.URL.Path, "/") {
+		for seg := range strings.SplitSeq(r.URL.Path, "/") {
 			if seg == "." || seg == ".." {
 				plain = false
 				break

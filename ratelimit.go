@@ -85,6 +85,7 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 	now := h.now()
 	key := kind + ":" + who
 	if retry, blocked := h.blocked.check(key, now); blocked {
+		h.metrics.limited(kind)
 		return errRateLimited{retry}
 	}
 	ctx, cancel := h.storeContext(r.Context())
@@ -97,6 +98,7 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 		return nil
 	}
 	h.blocked.block(key, now.Add(left), now)
+	h.metrics.limited(kind)
 	if n == int64(rate.Count)+1 {
 		e := session.Event{Type: session.EventRateLimited, At: now.UTC(), UserID: userID, IP: clientIP(r), Reason: kind}
 		h.logEvent(e)
