@@ -67,4 +67,3 @@ func (s *Sentinels) WaitReplicated(t testing.TB, offset func(addr string) (int64
 	}
 	t.Fatal("the replica did not catch up")
 }
-
