@@ -80,8 +80,10 @@ func TestCacheKeepsIdleTimeoutExact(t *testing.T) {
 	g, _, _, _ := proxiedSite(t, "cache 1m\nlifetime 1h\nidle_timeout 1s\ntouch_interval 500ms")
 	c := newClient(t, g)
 	c.signIn("ezra")
-	if c.do("GET", "/").StatusCode != 200 || c.do("GET", "/").StatusCode != 200 {
-		t.Fatal("fresh session")
+	for i := 0; i < 2; i++ { // once at the store, once from the cache
+		if c.do("GET", "/").StatusCode != 200 {
+			t.Fatal("fresh session")
+		}
 	}
 	time.Sleep(1200 * time.Millisecond)
 	if res := c.do("GET", "/"); res.StatusCode != 401 {

@@ -41,13 +41,7 @@ func TestRedisClusterThroughCaddy(t *testing.T) {
 	if code, body := g.adminDo("GET", "/session-auth/sessions?ip=203.0.113.50", ""); code != 200 || body == "" {
 		t.Fatalf("by IP: %d", code)
 	}
-	guesser := newClient(t, g)
-	var last int
-	for i := 0; i < 4; i++ {
-		guesser.cookie = randomToken()
-		last = guesser.do("GET", "/").StatusCode
-	}
-	if last != 429 {
+	if last := guess(newClient(t, g), 4); last != 429 {
 		t.Fatalf("guess_rate on the cluster: %d", last)
 	}
 	if code, body := g.adminDo("DELETE", "/session-auth/sessions?all=true", ""); code != 200 {

@@ -303,3 +303,14 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// guess sends n session cookies that match no session and returns the
+// status of the last answer.
+func guess(c *client, n int, header ...string) int {
+	last := 0
+	for i := 0; i < n; i++ {
+		c.cookie = randomToken()
+		last = c.do("GET", "/", header...).StatusCode
+	}
+	return last
+}
