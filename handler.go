@@ -44,11 +44,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// on any path, with a session or without.
 	h.headers.stripIdentity(r.Header)
 
-	clean, _ := requestPath(r)
+	clean, plain := requestPath(r)
 	if pathUnder(clean, h.Endpoints) {
 		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
 	}
-	if h.isLoginPath(r) {
+	if h.isLogin(clean, plain) {
 		if r.Method == http.MethodPost {
 			if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
 				return h.refuse(w, err)

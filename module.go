@@ -427,19 +427,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	registerHandler(h)
 	startDispatcher(h)
 	attachCache(h, ps.client)
-	h.warnUnwired()
+	h.explainOptions()
 	return nil
 }
 
-// warnUnwired says which configured options this build does not act on
-// yet, so nobody believes a protection is on when it is not.
-func (h *Handler) warnUnwired() {
-	var off []string
+// explainOptions logs, once per config, what an option will not do here.
+func (h *Handler) explainOptions() {
 	if h.Cache != 0 && h.Store.Type == "memory" {
 		h.logger.Info("cache has nothing to save with the memory store: every check is in process already")
-	}
-	if len(off) > 0 {
-		h.logger.Warn("options parsed but not active in this version", zap.Strings("options", off))
 	}
 }
 

@@ -70,7 +70,11 @@ func requestPath(r *http.Request) (clean string, plain bool) {
 // isLoginPath reports whether the request may pass without a session as
 // a sign-in hand-off. The query string plays no part.
 func (h *Handler) isLoginPath(r *http.Request) bool {
-	clean, plain := requestPath(r)
+	return h.isLogin(requestPath(r))
+}
+
+// isLogin is isLoginPath for a path requestPath has already read.
+func (h *Handler) isLogin(clean string, plain bool) bool {
 	if !plain {
 		return false
 	}
