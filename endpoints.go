@@ -67,6 +67,7 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 	h.metrics.request(outcomeAuthenticated)
 	s := a.sess
 	h.setIdentity(r, s) // for the access log's user_id and other placeholders
+	w.Header().Set("X-CSRF-Token", csrfToken(s))
 	u := userJSON{ID: s.UserID, Email: s.Email, Name: s.Name}
 	for _, role := range strings.Split(s.Roles, ",") {
 		if role = strings.TrimSpace(role); role != "" {

@@ -84,6 +84,7 @@ func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
+	w.Header().Set("X-CSRF-Token", csrfToken(cur)) // for JSON clients' POSTs
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
 	list, err := h.store.List(ctx, cur.UserID)
@@ -112,11 +113,22 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 	if !ok {
 		return err
 	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	// Another user's session is "not found", exactly like an unknown id,
+	// whatever else is wrong with the request.
+	if id != "" {
+		s, err := h.store.Get(ctx, id)
+		if !session.ValidID(id) || errors.Is(err, session.ErrNotFound) || (err == nil && s.UserID != cur.UserID) {
+			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+		}
+		if err != nil {
+			return h.storeUnavailable(w, err)
+		}
+	}
 	if !validCSRF(r, cur) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"csrf"})
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
 	now := h.now()
 	var ended []*session.Session
 	if id == "" {
@@ -125,14 +137,6 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 			return h.storeUnavailable(w, err)
 		}
 	} else {
-		// Another user's session is "not found", exactly like an unknown id.
-		s, err := h.store.Get(ctx, id)
-		if errors.Is(err, session.ErrNotFound) || (err == nil && s.UserID != cur.UserID) || !session.ValidID(id) {
-			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
-		}
-		if err != nil {
-			return h.storeUnavailable(w, err)
-		}
 		e, err := h.store.End(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
 		if errors.Is(err, session.ErrNotFound) {
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})

@@ -98,8 +98,10 @@ func TestSelfServiceSessions(t *testing.T) {
 			t.Errorf("another session's CSRF token: %d", r.StatusCode)
 		}
 		for _, id := range []string{strangerID, "0123456789abcdef0123456789abcdef", "not-an-id"} {
-			if r := form(tablet, "/.auth/sessions/"+id+"/revoke", url.Values{"csrf": {csrf}}); r.StatusCode != 404 {
-				t.Errorf("revoke %s: %d", id, r.StatusCode)
+			for _, token := range []string{csrf, ""} { // 404 whether or not the token is there
+				if r := form(tablet, "/.auth/sessions/"+id+"/revoke", url.Values{"csrf": {token}}); r.StatusCode != 404 {
+					t.Errorf("revoke %s (token %q): %d", id, token, r.StatusCode)
+				}
 			}
 		}
 		if stranger.do("GET", "/").StatusCode != 200 {
@@ -120,8 +122,13 @@ func TestSelfServiceSessions(t *testing.T) {
 		if !strings.Contains(page, "Recently signed out") || !strings.Contains(page, "Signed out remotely") {
 			t.Error("no recently signed out section")
 		}
-		// Sign out all the others, from a JSON client with the header token.
-		if r := tablet.do("POST", "/.auth/sessions/revoke-others", "X-CSRF-Token", csrf, "Accept", "application/json"); r.StatusCode != 204 {
+		// Sign out all the others, from a JSON client: the token comes in a
+		// response header of the JSON list.
+		jsonList := tablet.do("GET", "/.auth/sessions", "Accept", "application/json")
+		if jsonList.Header.Get("X-CSRF-Token") != csrf || tablet.do("GET", "/.auth/me").Header.Get("X-CSRF-Token") != csrf {
+			t.Fatalf("X-CSRF-Token header %q, want the forms' %q", jsonList.Header.Get("X-CSRF-Token"), csrf)
+		}
+		if r := tablet.do("POST", "/.auth/sessions/revoke-others", "X-CSRF-Token", jsonList.Header.Get("X-CSRF-Token"), "Accept", "application/json"); r.StatusCode != 204 {
 			t.Fatalf("revoke others: %d", r.StatusCode)
 		}
 		if phone.from("198.51.100.9", "GET", "/").StatusCode != 401 || tablet.do("GET", "/").StatusCode != 200 {
