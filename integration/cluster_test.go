@@ -3,6 +3,7 @@ package integration
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 )
@@ -46,5 +47,57 @@ func TestRedisClusterThroughCaddy(t *testing.T) {
 	}
 	if code, body := g.adminDo("DELETE", "/session-auth/sessions?all=true", ""); code != 200 {
 		t.Fatalf("revoke everyone on the cluster: %d %s", code, body)
+	}
+}
+
+// A cluster node stops under load: the users whose keys it held get 503,
+// never anonymous access; everybody else goes on; when the node is back
+// (empty: these test nodes keep nothing on disk), service resumes.
+func TestRedisClusterNodeStops(t *testing.T) {
+	c := redisserver.StartCluster(t, 3)
+	store := "store redis {\n addresses " + strings.Join(c.Addrs(), " ") + "\n read_timeout 300ms\n dial_timeout 300ms\n }"
+	g := loadCaddy(t, site(store), newUpstream(t))
+	var clients []*client
+	for i := 0; i < 24; i++ { // spread over the slots of all three nodes
+		cl := newClient(t, g)
+		cl.signIn("node-" + randomID())
+		clients = append(clients, cl)
+	}
+	c.Nodes[1].Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, unavailable := 0, 0
+		for _, cl := range clients {
+			res := cl.do("GET", "/")
+			switch {
+			case res.StatusCode == 200 && res.headers["X-Auth-User"] != "":
+				ok++
+			case res.StatusCode == 503:
+				unavailable++
+			default:
+				t.Fatalf("with a node down: %d %v (never anonymous)", res.StatusCode, res.headers)
+			}
+		}
+		if ok > 0 && unavailable > 0 {
+			break // both kinds seen: the dead node's users wait, the others go on
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with a node down: %d ok, %d unavailable", ok, unavailable)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.Nodes[1].Restart()
+	waitUntil(t, 30*time.Second, func() bool {
+		for _, cl := range clients {
+			if code := cl.do("GET", "/").StatusCode; code != 200 && code != 401 {
+				return false
+			}
+		}
+		return true
+	})
+	fresh := newClient(t, g)
+	fresh.signIn("after-" + randomID())
+	if res := fresh.do("GET", "/"); res.StatusCode != 200 {
+		t.Fatalf("a sign-in after the node came back: %d", res.StatusCode)
 	}
 }
