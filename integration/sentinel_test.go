@@ -2,8 +2,11 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,9 +30,9 @@ func replOffset(addr string) (int64, error) {
 	return 0, nil
 }
 
-// Through Sentinel: the master stops; during the failover requests get
-// 503, never anonymous access; after it the same session works again,
-// without a restart.
+// Through Sentinel, under load: the master stops; during the failover
+// requests get 503, never anonymous access; after it the same session
+// works again, without a restart.
 func TestSentinelFailover(t *testing.T) {
 	s := redisserver.StartSentinels(t, 3)
 	store := "store redis {\n addresses " + strings.Join(s.SentinelAddrs(), " ") + "\n master mymaster\n read_timeout 300ms\n dial_timeout 300ms\n }"
@@ -41,6 +44,36 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("before the failover: %d", res.StatusCode)
 	}
 	s.WaitReplicated(t, replOffset)
+
+	// Load throughout the failover: every answer is the identity or 503.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc := c.clone()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res := lc.do("GET", "/")
+				if !(res.StatusCode == 503 || (res.StatusCode == 200 && res.headers["X-Auth-User"] == "sam")) {
+					bad.CompareAndSwap(nil, fmt.Sprintf("%d %v", res.StatusCode, res.headers))
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+		if b := bad.Load(); b != nil {
+			t.Fatalf("under load during the failover: %v (never anonymous, never a lost session)", b)
+		}
+	}()
 
 	s.Master.Stop()
 	deadline := time.Now().Add(45 * time.Second)
