@@ -1,11 +1,18 @@
 package integration
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // Through Caddy on a real 3-master Redis Cluster: sign-in, validation,
@@ -99,5 +106,72 @@ func TestRedisClusterNodeStops(t *testing.T) {
 	fresh.signIn("after-" + randomID())
 	if res := fresh.do("GET", "/"); res.StatusCode != 200 {
 		t.Fatalf("a sign-in after the node came back: %d", res.StatusCode)
+	}
+}
+
+// A live resharding of the slot that holds a user's keys, under load:
+// every answer is the identity or 503 (a script that meets its keys half
+// moved), never anonymous; afterwards everything works from the new node.
+func TestRedisClusterResharding(t *testing.T) {
+	c := redisserver.StartCluster(t, 3)
+	store := "store redis {\n addresses " + strings.Join(c.Addrs(), " ") + "\n read_timeout 300ms\n dial_timeout 300ms\n }"
+	g := loadCaddy(t, site(store), newUpstream(t))
+	user := "reshard-" + randomID()
+	cl := newClient(t, g)
+	cl.signIn(user)
+	cl.do("GET", "/", "X-Forwarded-For", "203.0.113.60") // a sighting: history and events too
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	defer rc.Close()
+	slot, err := rc.ClusterKeySlot(context.Background(), "sa:{"+session.UserTag(user)+"}:u:"+user).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := int(slot) / (16384 / 3)
+	if owner > 2 {
+		owner = 2
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	var answered, unavailable atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc := cl.clone()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res := lc.do("GET", "/", "X-Forwarded-For", "203.0.113.60")
+				answered.Add(1)
+				switch {
+				case res.StatusCode == 503:
+					unavailable.Add(1)
+				case res.StatusCode == 200 && res.headers["X-Auth-User"] == user:
+				default:
+					bad.CompareAndSwap(nil, fmt.Sprintf("%d %v", res.StatusCode, res.headers))
+				}
+			}
+		}()
+	}
+	c.MigrateSlot(t, int(slot), (owner+1)%3, 150*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if b := bad.Load(); b != nil {
+		t.Fatalf("during the resharding: %v (never anonymous)", b)
+	}
+	t.Logf("%d requests during the resharding, %d answered 503", answered.Load(), unavailable.Load())
+	if res := cl.do("GET", "/", "X-Forwarded-For", "203.0.113.60"); res.StatusCode != 200 {
+		t.Fatalf("after the resharding: %d", res.StatusCode)
+	}
+	again := newClient(t, g)
+	again.signIn(user)
+	if code, body := g.adminDo("GET", "/session-auth/users/"+user+"/sessions", ""); code != 200 || strings.Count(body, `"active":true`) != 2 {
+		t.Fatalf("after the resharding, the user's list: %d %s", code, body)
 	}
 }

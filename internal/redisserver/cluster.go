@@ -68,3 +68,49 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	return c
 }
+
+// MigrateSlot moves one slot to node `to`, one key at a time with a pause
+// between keys, so that clients meet the slot half-moved (ASK) and then
+// moved (MOVED), as during a live resharding.
+func (c *Cluster) MigrateSlot(t testing.TB, slot, to int, pause time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	clients := make([]*redis.Client, len(c.Nodes))
+	ids := make([]string, len(c.Nodes))
+	from := -1
+	for i, n := range c.Nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: n.Addr})
+		defer clients[i].Close()
+		id, err := clients[i].Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+		if n, err := clients[i].Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot).Int(); err == nil && n > 0 {
+			from = i
+		}
+	}
+	if from < 0 || from == to {
+		t.Fatalf("slot %d: no keys, or already on node %d", slot, to)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(clients[to].Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from]).Err())
+	must(clients[from].Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to]).Err())
+	for {
+		keys, err := clients[from].Do(ctx, "CLUSTER", "GETKEYSINSLOT", slot, 1).StringSlice()
+		must(err)
+		if len(keys) == 0 {
+			break
+		}
+		must(clients[from].Do(ctx, "MIGRATE", "127.0.0.1", c.Nodes[to].Port, keys[0], 0, 5000).Err())
+		time.Sleep(pause)
+	}
+	for i := range c.Nodes {
+		must(clients[i].Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", ids[to]).Err())
+	}
+}
