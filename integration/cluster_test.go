@@ -2,10 +2,7 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,41 +128,14 @@ func TestRedisClusterResharding(t *testing.T) {
 		owner = 2
 	}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var bad atomic.Value
-	var answered, unavailable atomic.Int64
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lc := cl.clone()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				res := lc.do("GET", "/", "X-Forwarded-For", "203.0.113.60")
-				answered.Add(1)
-				switch {
-				case res.StatusCode == 503:
-					unavailable.Add(1)
-				case res.StatusCode == 200 && res.headers["X-Auth-User"] == user:
-				default:
-					bad.CompareAndSwap(nil, fmt.Sprintf("%d %v", res.StatusCode, res.headers))
-				}
-			}
-		}()
-	}
+	stopLoad := underLoad(cl, user, "X-Forwarded-For", "203.0.113.60")
 	c.MigrateSlot(t, int(slot), (owner+1)%3, 150*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if b := bad.Load(); b != nil {
-		t.Fatalf("during the resharding: %v (never anonymous)", b)
+	answered, unavailable, bad := stopLoad()
+	if bad != nil {
+		t.Fatalf("during the resharding: %v (never anonymous)", bad)
 	}
-	t.Logf("%d requests during the resharding, %d answered 503", answered.Load(), unavailable.Load())
+	t.Logf("%d requests during the resharding, %d answered 503", answered, unavailable)
 	if res := cl.do("GET", "/", "X-Forwarded-For", "203.0.113.60"); res.StatusCode != 200 {
 		t.Fatalf("after the resharding: %d", res.StatusCode)
 	}

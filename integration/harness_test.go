@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,4 +314,43 @@ func guess(c *client, n int, header ...string) int {
 		last = c.do("GET", "/", header...).StatusCode
 	}
 	return last
+}
+
+// underLoad keeps 8 copies of c sending requests until the returned stop
+// is called. Every answer must be 200 with user's identity, or 503 (the
+// store unavailable): never anonymous, never a lost session. stop reports
+// how many answers there were, how many were 503, and the first bad one.
+func underLoad(c *client, user string, header ...string) (stop func() (answered, unavailable int64, bad any)) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var first atomic.Value
+	var n, u atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc := c.clone()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				res := lc.do("GET", "/", header...)
+				n.Add(1)
+				switch {
+				case res.StatusCode == 503:
+					u.Add(1)
+				case res.StatusCode == 200 && res.headers["X-Auth-User"] == user:
+				default:
+					first.CompareAndSwap(nil, fmt.Sprintf("%d %v", res.StatusCode, res.headers))
+				}
+			}
+		}()
+	}
+	return func() (int64, int64, any) {
+		close(done)
+		wg.Wait()
+		return n.Load(), u.Load(), first.Load()
+	}
 }

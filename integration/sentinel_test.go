@@ -2,11 +2,8 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,32 +43,10 @@ func TestSentinelFailover(t *testing.T) {
 	s.WaitReplicated(t, replOffset)
 
 	// Load throughout the failover: every answer is the identity or 503.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var bad atomic.Value
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lc := c.clone()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				res := lc.do("GET", "/")
-				if !(res.StatusCode == 503 || (res.StatusCode == 200 && res.headers["X-Auth-User"] == "sam")) {
-					bad.CompareAndSwap(nil, fmt.Sprintf("%d %v", res.StatusCode, res.headers))
-				}
-			}
-		}()
-	}
+	stopLoad := underLoad(c, "sam")
 	defer func() {
-		close(stop)
-		wg.Wait()
-		if b := bad.Load(); b != nil {
-			t.Fatalf("under load during the failover: %v (never anonymous, never a lost session)", b)
+		if _, _, bad := stopLoad(); bad != nil {
+			t.Fatalf("under load during the failover: %v (never anonymous, never a lost session)", bad)
 		}
 	}()
 
