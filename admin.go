@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -144,15 +145,21 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 		if err != nil {
 			return storeError(err)
 		}
-		ref.h.metrics.revocation(session.ActorAdmin, len(ended))
-		for _, s := range ended {
-			ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
-			ref.h.notifyEnded(nil, s, now, session.ActorAdmin)
-			revoked = append(revoked, s.ID)
-		}
-		forgetEverywhere(revoked...)
+		revoked = append(revoked, adminEnded(ref, ended, now)...)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": revoked})
+}
+
+// adminEnded records sessions the admin ended, and drops them from every
+// handler of this process, not only the store's own; it returns their ids.
+func adminEnded(ref storeRef, ended []*session.Session, now time.Time) []string {
+	ref.h.recordEnded(nil, ended, now, session.EndRevoked, session.ActorAdmin)
+	ids := make([]string, len(ended))
+	for i, s := range ended {
+		ids[i] = s.ID
+	}
+	forgetEverywhere(ids...)
+	return ids
 }
 
 // revokeEveryone ends every active session of every user, in every
@@ -174,13 +181,7 @@ func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores 
 			if err != nil {
 				return storeError(err)
 			}
-			ref.h.metrics.revocation(session.ActorAdmin, len(ended))
-			for _, s := range ended {
-				ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
-				ref.h.notifyEnded(nil, s, now, session.ActorAdmin)
-				forgetEverywhere(s.ID)
-			}
-			n += len(ended)
+			n += len(adminEnded(ref, ended, now))
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
@@ -228,10 +229,7 @@ func (a adminAPI) revoke(w http.ResponseWriter, r *http.Request, stores []storeR
 		if err != nil {
 			return storeError(err)
 		}
-		ref.h.metrics.revocation(session.ActorAdmin, 1)
-		ref.h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorAdmin))
-		ref.h.notifyEnded(nil, s, now, session.ActorAdmin)
-		forgetEverywhere(id)
+		adminEnded(ref, []*session.Session{s}, now)
 		return writeJSON(w, http.StatusOK, toJSON(s, ref.h.policy, now, ""))
 	}
 	return apiError(http.StatusNotFound, "no active session %s", id)

@@ -255,16 +255,11 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID 
 // creation ended. r is nil for sessions the admin API mints.
 func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*session.Session) {
 	h.metrics.login()
-	h.metrics.revocation(session.ActorLimit, len(ended))
 	h.logEvent(session.LoginEvent(s))
 	for _, e := range session.RiskEvents(s, s.Risk, s.CreatedAt) {
 		h.logEvent(e)
 	}
-	for _, e := range ended {
-		h.forget(e.ID)
-		h.logEvent(session.EndEvent(e, s.CreatedAt, session.EndLimit, session.ActorLimit))
-		h.notifyEnded(r, e, s.CreatedAt, session.ActorLimit)
-	}
+	h.recordEnded(r, ended, s.CreatedAt, session.EndLimit, session.ActorLimit)
 	h.notifyLogin(r, s)
 }
 
@@ -300,12 +295,7 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 		h.logger.Error("Session-Logout failed", zap.String("mode", mode), zap.Error(err))
 		return
 	}
-	h.metrics.revocation(session.ActorUpstream, len(ended))
-	for _, s := range ended {
-		h.forget(s.ID)
-		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorUpstream))
-		h.notifyEnded(w.r, s, now, session.ActorUpstream)
-	}
+	h.recordEnded(w.r, ended, now, session.EndRevoked, session.ActorUpstream)
 	if mode != "others" {
 		http.SetCookie(w, h.sessionCookie(w.r, "", -1))
 	}

@@ -57,10 +57,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return h.storeUnavailable(w, err)
 	}
-	h.metrics.revocation(session.ActorLink, 1)
-	h.forget(id)
-	h.logEvent(session.EndEvent(ended, now, session.EndRevoked, session.ActorLink))
-	h.notifyEnded(r, ended, now, session.ActorLink)
+	h.recordEnded(r, []*session.Session{ended}, now, session.EndRevoked, session.ActorLink)
 	data.Title = "Signed out"
 	data.Text = "That session is signed out. If it wasn't you, change your password now."
 	return h.linkPage(w, r, http.StatusOK, data)

@@ -146,12 +146,7 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 		}
 		ended = []*session.Session{e}
 	}
-	h.metrics.revocation(session.ActorSelf, len(ended))
-	for _, s := range ended {
-		h.forget(s.ID)
-		h.logEvent(session.EndEvent(s, now, session.EndRevoked, session.ActorSelf))
-		h.notifyEnded(r, s, now, session.ActorSelf)
-	}
+	h.recordEnded(r, ended, now, session.EndRevoked, session.ActorSelf)
 	if id == cur.ID {
 		http.SetCookie(w, h.sessionCookie(r, "", -1))
 	}
