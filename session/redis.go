@@ -18,6 +18,13 @@ import (
 // one redis.UniversalClient). Several gateways sharing it see one truth.
 type Redis struct {
 	client redis.UniversalClient
+	// hot runs the per-request validation. It is go-redis's automatic
+	// pipeliner: the validations of concurrent requests go out as one
+	// write and come back as one read, which saves both this process and
+	// Redis a pair of system calls per request (make bench shows the
+	// difference). Everything else uses the client directly. The client
+	// owns the pipeliner and releases it when it is closed.
+	hot    redis.Scripter
 	prefix string
 	now    func() time.Time
 }
@@ -29,7 +36,16 @@ func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	return &Redis{client: client, prefix: prefix, now: now}
+	r := &Redis{client: client, hot: client, prefix: prefix, now: now}
+	// Only on one master (standalone or Sentinel): on a cluster the
+	// pipeliner's single ordered stream would make every node's users wait
+	// on, and fail with, a node that is down.
+	if c, ok := client.(*redis.Client); ok {
+		if ap, err := c.AutoPipeline(); err == nil {
+			r.hot = ap
+		}
+	}
+	return r
 }
 
 // RevocationChannel is the pub/sub channel on which the Redis store
@@ -306,7 +322,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 // Validate implements Store.
 func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
 	lifetime, idle, retention := policyArgs(p)
-	res, err := validateScript.Run(ctx, r.client, []string{r.sessionKey(id)},
+	res, err := validateScript.Run(ctx, r.hot, []string{r.sessionKey(id)},
 		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention, id,
 		r.tagPrefix(TagOfID(id))+"u:").Slice()
 	if err != nil {
