@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -129,19 +131,92 @@ func TestRedisClusterResharding(t *testing.T) {
 	}
 
 	stopLoad := underLoad(cl, user, "X-Forwarded-For", "203.0.113.60")
+	stopWrites := writesUnderLoad(g, user)
 	c.MigrateSlot(t, int(slot), (owner+1)%3, 150*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	answered, unavailable, bad := stopLoad()
-	if bad != nil {
-		t.Fatalf("during the resharding: %v (never anonymous)", bad)
+	w := stopWrites()
+	if bad != nil || w.bad != "" {
+		t.Fatalf("during the resharding: %v %s (never anonymous)", bad, w.bad)
 	}
-	t.Logf("%d requests during the resharding, %d answered 503", answered, unavailable)
+	t.Logf("%d requests during the resharding, %d answered 503; writes: %d sign-ins (%d answered 503), %d IP changes (%d), %d sign-outs (%d)",
+		answered, unavailable, w.signIns, w.signIns503, w.moves, w.moves503, w.signOuts, w.signOuts503)
+	if w.signIns == w.signIns503 || w.signOuts == w.signOuts503 {
+		t.Fatalf("no write got through during the resharding: %+v", w)
+	}
 	if res := cl.do("GET", "/", "X-Forwarded-For", "203.0.113.60"); res.StatusCode != 200 {
 		t.Fatalf("after the resharding: %d", res.StatusCode)
 	}
 	again := newClient(t, g)
 	again.signIn(user)
-	if code, body := g.adminDo("GET", "/session-auth/users/"+user+"/sessions", ""); code != 200 || strings.Count(body, `"active":true`) != 2 {
-		t.Fatalf("after the resharding, the user's list: %d %s", code, body)
+	// Every write either happened or answered 503: the list holds the
+	// first session, the one just made and those whose sign-out failed.
+	want := 2 + w.signedInStill
+	if code, body := g.adminDo("GET", "/session-auth/users/"+user+"/sessions", ""); code != 200 || strings.Count(body, `"active":true`) != want {
+		t.Fatalf("after the resharding, the user's list (want %d active): %d %s", want, code, body)
+	}
+}
+
+type writeCounts struct {
+	signIns, signIns503, moves, moves503, signOuts, signOuts503 int
+	signedInStill                                               int // signed in, and the sign-out did not get through
+	bad                                                         string
+}
+
+// writesUnderLoad keeps writing into user's keys until stopped: a sign-in
+// (a new session key beside the user's index and trail), a request from a
+// new IP (a touch and a sighting) and a sign-out, over and over. Each
+// answer must be what the write asked for or a 503.
+func writesUnderLoad(g *gateway, user string) (stop func() writeCounts) {
+	done := make(chan struct{})
+	result := make(chan writeCounts)
+	go func() {
+		var w writeCounts
+		defer func() { result <- w }()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			c := newClient(g.t, g)
+			res := c.do("POST", "/login?"+url.Values{"user": {user}, "status": {"303"}}.Encode())
+			w.signIns++
+			ck := sessionCookie(res, c.name)
+			switch {
+			case res.StatusCode == 503:
+				w.signIns503++
+				continue
+			case res.StatusCode != 303 || ck == nil:
+				w.bad = fmt.Sprintf("sign-in answered %d", res.StatusCode)
+				return
+			}
+			c.cookie = ck.Value
+			w.signedInStill++
+			res = c.do("GET", "/", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i%250+1))
+			w.moves++
+			switch {
+			case res.StatusCode == 503:
+				w.moves503++
+			case res.StatusCode != 200 || res.headers["X-Auth-User"] != user:
+				w.bad = fmt.Sprintf("request from a new IP: %d %v", res.StatusCode, res.headers)
+				return
+			}
+			res = c.do("POST", "/.auth/logout", "Accept", "application/json")
+			w.signOuts++
+			switch {
+			case res.StatusCode == 503:
+				w.signOuts503++
+			case res.StatusCode == 204:
+				w.signedInStill--
+			default:
+				w.bad = fmt.Sprintf("sign-out answered %d", res.StatusCode)
+				return
+			}
+		}
+	}()
+	return func() writeCounts {
+		close(done)
+		return <-result
 	}
 }

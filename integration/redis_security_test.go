@@ -20,7 +20,7 @@ const LeastPrivilegeACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
 	"+hello +auth +select +ping +publish +subscribe " +
 	"+evalsha +eval +hgetall +lrange " +
 	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
-	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore"
+	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore"
 
 func TestRedisTLS(t *testing.T) {
 	f := redisserver.MakeCerts(t)

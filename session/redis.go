@@ -2,8 +2,11 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,41 +71,64 @@ func idsOf(ss []*Session) []string {
 	return out
 }
 
-func (r *Redis) tagPrefix(tag string) string   { return r.prefix + "{" + tag + "}:" }
-func (r *Redis) sessionKey(id string) string   { return r.tagPrefix(TagOfID(id)) + "s:" + id }
-func (r *Redis) userKey(user string) string    { return r.tagPrefix(UserTag(user)) + "u:" + user }
-func (r *Redis) eventsKey(user string) string  { return r.tagPrefix(UserTag(user)) + "e:" + user }
-func (r *Redis) historyKey(user string) string { return r.tagPrefix(UserTag(user)) + "h:" + user }
-func (r *Redis) ipKey(ip string) string        { return r.prefix + "ip:{" + ip + "}" }
+func (r *Redis) tagPrefix(tag string) string  { return r.prefix + "{" + tag + "}:" }
+func (r *Redis) sessionKey(id string) string  { return r.tagPrefix(TagOfID(id)) + "s:" + id }
+func (r *Redis) userKey(user string) string   { return r.tagPrefix(UserTag(user)) + "u:" + user }
+func (r *Redis) eventsKey(user string) string { return r.tagPrefix(UserTag(user)) + "e:" + user }
 
-// indexIP records that session id was seen from ip at at. The index lives
-// in the IP's own slot, so it is a second command after the script that
-// changed the session; a stale entry is dropped when read.
+// The per-IP index is sharded into ipBuckets sorted sets rather than a
+// key per address: a key costs Redis about a hundred bytes before its
+// contents, and most addresses have one session. A member is the
+// address's digest (ipDigestLen hex) followed by the session id, so it
+// stays under zset-max-listpack-value even for IPv6; its score is when the
+// session was last seen there.
+const (
+	ipBuckets   = 4096 // three hex digits of the digest
+	ipDigestLen = 8
+)
+
+// ipEntry returns the bucket key for ip and the prefix of its members.
+func (r *Redis) ipEntry(ip string) (key, member string) {
+	sum := sha256.Sum256([]byte(ip))
+	h := hex.EncodeToString(sum[:])
+	return r.prefix + "ip:{" + h[:3] + "}", h[3 : 3+ipDigestLen]
+}
+
+// indexIP records that session id was seen from ip at at, and drops the
+// bucket's entries too old to matter. The index lives in the bucket's own
+// slot, so it is a second command after the script that changed the
+// session; an entry whose session has moved on is dropped when read.
 func (r *Redis) indexIP(ctx context.Context, ip, id string, at time.Time, p Policy) error {
 	if ip == "" {
 		return nil
 	}
-	key := r.ipKey(ip)
+	key, digest := r.ipEntry(ip)
+	keep := p.Lifetime + p.Retention
 	pipe := r.client.Pipeline()
-	pipe.ZAdd(ctx, key, redis.Z{Score: float64(ms(at)), Member: id})
-	pipe.PExpire(ctx, key, p.Lifetime+p.Retention)
+	pipe.ZAdd(ctx, key, redis.Z{Score: float64(ms(at)), Member: digest + id})
+	pipe.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(ms(at.Add(-keep)), 10))
+	pipe.PExpire(ctx, key, keep)
 	_, err := pipe.Exec(ctx)
 	return err
 }
 
 // ByIP implements Store.
 func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
-	key := r.ipKey(ip)
-	ids, err := r.client.ZRevRange(ctx, key, 0, -1).Result()
+	key, digest := r.ipEntry(ip)
+	members, err := r.client.ZRevRange(ctx, key, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions by IP: %w", err)
 	}
 	var out []*Session
 	var stale []any
-	for _, id := range ids {
+	for _, m := range members {
+		id, ok := strings.CutPrefix(m, digest)
+		if !ok {
+			continue // another address in the bucket
+		}
 		s, err := r.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) || (err == nil && s.IP != ip) {
-			stale = append(stale, id)
+			stale = append(stale, m)
 			continue
 		}
 		if err != nil {
@@ -161,13 +187,22 @@ func fields(s *Session) []any {
 		}
 	}
 	for _, kv := range [...]struct{ k, v string }{
-		{"lip", s.LoginIP}, {"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
-		{"os", s.OS}, {"co", s.Country}, {"ci", s.City}, {"lco", s.LoginCountry},
+		{"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
+		{"os", s.OS}, {"co", s.Country}, {"ci", s.City},
 		{"di", s.DeviceID}, {"rk", s.Risk},
 	} {
 		if kv.v != "" {
 			out = append(out, kv.k, kv.v)
 		}
+	}
+	// The login IP and country are kept only once they differ from the
+	// current ones (the scripts write them before the first change): most
+	// sessions never move, and the two fields would cost a size class.
+	if s.LoginIP != s.IP {
+		out = append(out, "lip", s.LoginIP)
+	}
+	if s.LoginCountry != s.Country {
+		out = append(out, "lco", s.LoginCountry)
 	}
 	if s.HasCoord {
 		out = append(out, "lt", formatCoord(s.Lat), "ln", formatCoord(s.Lon))
@@ -181,6 +216,7 @@ func decode(id string, flat []any) (*Session, error) {
 		return nil, fmt.Errorf("decoding session %s: odd field list", id)
 	}
 	s := &Session{ID: id}
+	var hasLoginIP, hasLoginCountry bool
 	var chunks map[string]string // "ua~1" → value, joined after the loop
 	for i := 0; i < len(flat); i += 2 {
 		k, _ := flat[i].(string)
@@ -206,7 +242,7 @@ func decode(id string, flat []any) (*Session, error) {
 		case "ip":
 			s.IP = v
 		case "lip":
-			s.LoginIP = v
+			s.LoginIP, hasLoginIP = v, true
 		case "ua":
 			s.UserAgent = v
 		case "dn":
@@ -222,7 +258,7 @@ func decode(id string, flat []any) (*Session, error) {
 		case "ci":
 			s.City = v
 		case "lco":
-			s.LoginCountry = v
+			s.LoginCountry, hasLoginCountry = v, true
 		case "lt":
 			s.Lat, s.HasCoord = parseCoord(v), true
 		case "ln":
@@ -240,6 +276,12 @@ func decode(id string, flat []any) (*Session, error) {
 		case "er":
 			s.EndReason = v
 		}
+	}
+	if !hasLoginIP {
+		s.LoginIP = s.IP
+	}
+	if !hasLoginCountry {
+		s.LoginCountry = s.Country
 	}
 	for _, f := range [...]struct {
 		k   string
@@ -290,8 +332,8 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	}
 	args := append([]any{r.tagPrefix(UserTag(s.UserID)) + "s:", s.ID, ms(s.CreatedAt),
 		lifetime, idle, retention, lim.Max, string(mode)}, fields(s)...)
-	res, err := createScript.Run(ctx, r.client,
-		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID), r.historyKey(s.UserID)}, args...).Slice()
+	res, err := r.runOverUser(ctx, createScript, s.UserID,
+		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID)}, args...)
 	if err != nil {
 		return nil, fmt.Errorf("creating session: %w", err)
 	}
@@ -323,8 +365,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
 	lifetime, idle, retention := policyArgs(p)
 	res, err := validateScript.Run(ctx, r.hot, []string{r.sessionKey(id)},
-		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention, id,
-		r.tagPrefix(TagOfID(id))+"u:").Slice()
+		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention).Slice()
 	if err != nil {
 		return Validation{}, fmt.Errorf("validating session: %w", err)
 	}
@@ -367,9 +408,13 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 	if sg.HasCoord {
 		lat, lon = formatCoord(sg.Lat), formatCoord(sg.Lon)
 	}
+	user, err := r.ownerOf(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("recording sighting: %w", err)
+	}
 	tp := r.tagPrefix(TagOfID(id))
-	res, err := sightScript.Run(ctx, r.client, []string{r.sessionKey(id)},
-		tp+"h:", tp+"e:", id, ms(at), lifetime, idle, retention, sg.IP, sg.Country, sg.City, lat, lon).Slice()
+	res, err := sightScript.Run(ctx, r.client, []string{r.sessionKey(id), r.userKey(user), r.eventsKey(user)},
+		tp+"u:", tp+"e:", id, ms(at), lifetime, idle, retention, sg.IP, sg.Country, sg.City, lat, lon).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
@@ -557,10 +602,57 @@ func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
 	return decode(id, flat)
 }
 
+// ownerOf reads which user session id belongs to, so that a script can
+// declare that user's keys (see the key layout). A session that is gone
+// gives redis.Nil, which the callers' scripts report as not found.
+func (r *Redis) ownerOf(ctx context.Context, id string) (string, error) {
+	user, err := r.client.HGet(ctx, r.sessionKey(id), "u").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	return user, err
+}
+
+// maxStaleRetries bounds the reads of a user's index that one change of
+// the user's sessions may take when others change them at the same time.
+const maxStaleRetries = 50
+
+// runOverUser runs a script that walks the user's sessions, with every
+// session key declared after keys; when a sign-in came between the read
+// of the index and the script (STALEKEYS), it reads the index again.
+func (r *Redis) runOverUser(ctx context.Context, script *redis.Script, userID string, keys []string, args ...any) ([]any, error) {
+	skp := r.tagPrefix(UserTag(userID)) + "s:"
+	for attempt := 1; ; attempt++ {
+		members, err := r.client.ZRange(ctx, r.userKey(userID), 0, -1).Result()
+		if err != nil {
+			return nil, err
+		}
+		all := slices.Clip(keys)
+		for _, m := range members {
+			if len(m) < 2 || m[1] != ':' { // not a history member
+				all = append(all, skp+m)
+			}
+		}
+		res, err := script.Run(ctx, r.client, all, args...).Slice()
+		if err == nil || !strings.HasPrefix(err.Error(), "STALEKEYS") || attempt == maxStaleRetries {
+			return res, err
+		}
+		// Several sign-ins of one user at once: step aside a little, at
+		// random, so that one of them gets through each round.
+		if attempt > 2 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
+			}
+		}
+	}
+}
+
 // List implements Store.
 func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
-	res, err := listScript.Run(ctx, r.client, []string{r.userKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:").Slice()
+	res, err := r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID)},
+		r.tagPrefix(UserTag(userID))+"s:")
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions: %w", err)
 	}
@@ -578,7 +670,11 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 		return nil, ErrNotFound
 	}
 	lifetime, idle, retention := policyArgs(p)
-	res, err := endScript.Run(ctx, r.client, []string{r.sessionKey(id)},
+	user, err := r.ownerOf(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("ending session: %w", err)
+	}
+	res, err := endScript.Run(ctx, r.client, []string{r.sessionKey(id), r.eventsKey(user)},
 		r.tagPrefix(TagOfID(id))+"e:", id, ms(at), reason, actor, lifetime, idle, retention).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
@@ -593,8 +689,8 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 // EndUser implements Store.
 func (r *Redis) EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	lifetime, idle, retention := policyArgs(p)
-	res, err := endUserScript.Run(ctx, r.client, []string{r.userKey(userID), r.eventsKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:", exceptID, ms(at), reason, actor, lifetime, idle, retention).Slice()
+	res, err := r.runOverUser(ctx, endUserScript, userID, []string{r.userKey(userID), r.eventsKey(userID)},
+		r.tagPrefix(UserTag(userID))+"s:", exceptID, ms(at), reason, actor, lifetime, idle, retention)
 	if err != nil {
 		return nil, fmt.Errorf("ending sessions: %w", err)
 	}
@@ -619,6 +715,7 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 	out := make([]Event, 0, len(items))
 	for _, it := range items {
 		e, ok := decodeEvent(it)
+		e.UserID = userID
 		if ok && !e.At.Before(since) {
 			out = append(out, e)
 		}
@@ -627,9 +724,10 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 }
 
 // An event is kept as its values joined by a unit separator, in this
-// order; the scripts write the same (event_fields).
+// order; the scripts write the same (event_fields). The user is left
+// empty: the list is the user's own, and every byte is kept per event.
 func eventValues(e Event) []any {
-	return []any{e.Type, ms(e.At), e.UserID, e.SessionID, e.IP, e.Country, e.City,
+	return []any{e.Type, ms(e.At), "", e.SessionID, e.IP, e.Country, e.City,
 		e.DeviceName, e.Browser, e.OS, e.DeviceID, e.Reason, e.Actor}
 }
 

@@ -6,8 +6,22 @@ import "github.com/redis/go-redis/v9"
 // touches one cluster slot:
 //
 //	<prefix>{<tag>}:s:<id>    hash: one session
-//	<prefix>{<tag>}:u:<user>  sorted set: the user's session ids by last activity
+//	<prefix>{<tag>}:u:<user>  sorted set: the user's session ids by last activity,
+//	                          and the sign-in history the risk flags read, as
+//	                          members d:<device id>, c:<country> and l:<lat>,<lon>
+//	                          scored by when each was last seen
 //	<prefix>{<tag>}:e:<user>  list: the user's audit events, newest first, capped
+//
+// The history shares the index's key because a key costs Redis about a
+// hundred bytes before its contents, and most users have one session.
+//
+// Every key a script touches is passed in KEYS, never built inside it:
+// during a live resharding Redis Cluster checks only KEYS, answering ASK
+// or TRYAGAIN while they are split between nodes, and a key built inside
+// the script would be written on the wrong node. The scripts that walk a
+// user's sessions get the session keys from a read of the index just
+// before; if a sign-in came between, they refuse (STALEKEYS) and the
+// caller reads again.
 //
 // Every key gets a TTL: a session expires retention after it ends or would
 // expire, the index and the stream live as long as their longest member.
@@ -47,7 +61,7 @@ local function add_event(key, at, retention, values)
 end
 
 local function event_fields(typ, at, id, m, reason, actor)
-  return {typ, string.format('%d', at), m.u or '', id, m.ip or '', m.co or '', m.ci or '', m.dn or '',
+  return {typ, string.format('%d', at), '', id, m.ip or '', m.co or '', m.ci or '', m.dn or '',
     m.br or '', m.os or '', m.di or '', reason, actor}
 end
 
@@ -87,7 +101,55 @@ local function add_flag(list, flag)
   return list .. ',' .. flag
 end
 
--- the last located sighting in a history hash: lat, lon, time
+-- read_index splits a user index into its session ids and the history
+-- (d:/c: member -> time; loc = "lat,lon,time" and locm its member).
+-- Session ids are hex, so a ':' second marks a history member.
+local function read_index(ukey)
+  local ids, hist = {}, {}
+  local flat = redis.call('ZRANGE', ukey, 0, -1, 'WITHSCORES')
+  for i = 1, #flat, 2 do
+    local mbr, at = flat[i], tonumber(flat[i + 1])
+    local kind = string.sub(mbr, 1, 2)
+    if kind == 'l:' then
+      hist.loc, hist.locm = string.sub(mbr, 3) .. ',' .. string.format('%d', at), mbr
+    elseif string.sub(mbr, 2, 2) == ':' then
+      hist[mbr] = at
+    else
+      ids[#ids + 1] = mbr
+    end
+  end
+  return ids, hist
+end
+
+-- record_location keeps only the latest location in the index
+local function record_location(ukey, hist, lat, lon, at)
+  if hist.locm then redis.call('ZREM', ukey, hist.locm) end
+  redis.call('ZADD', ukey, at, 'l:' .. lat .. ',' .. lon)
+end
+
+-- keep_login_ip writes the login IP before the session's IP first
+-- changes: until then it is the current one (see fields in Go)
+local function keep_login_ip(key, m, ip)
+  if m.lip == nil and m.ip ~= ip then
+    m.lip = m.ip or ''
+    redis.call('HSET', key, 'lip', m.lip)
+  end
+end
+
+-- all_declared tells whether every session in ids was passed in KEYS,
+-- from position first on (see STALEKEYS above)
+local function all_declared(ids, skp, first)
+  local declared = {}
+  for i = first, #KEYS do declared[KEYS[i]] = true end
+  for _, sid in ipairs(ids) do
+    if not declared[skp .. sid] then return false end
+  end
+  return true
+end
+
+local stale_keys = 'STALEKEYS the user index changed'
+
+-- the last located sighting in a history: lat, lon, time
 local function last_loc(hist)
   if not hist.loc then return nil end
   local lat, lon, t = string.match(hist.loc, '^([^,]+),([^,]+),(%d+)$')
@@ -116,7 +178,8 @@ const (
 )
 
 // validateScript: KEYS session. ARGV hash, now, lifetime, idle, touch, ip,
-// retention, id, user index key prefix (the user id is in the hash).
+// retention. It writes the session only: lists sort by the sessions' own
+// last activity, and the index lives as long as any session in it.
 // Returns {0} unknown, {1, flat, touched} valid, {2, flat} expired (now
 // ended), {3, flat} ended.
 var validateScript = redis.NewScript(luaPrelude + `
@@ -134,18 +197,17 @@ if now >= exp then
   return {2, flat}
 end
 if m.ip ~= ip or now - tonumber(m.la) >= touch then
+  keep_login_ip(KEYS[1], m, ip)
   redis.call('HSET', KEYS[1], 'la', now, 'ip', ip)
   m.la = tostring(now)
   redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)
-  local ukey = ARGV[9] .. m.u
-  redis.call('ZADD', ukey, now, ARGV[8])
-  extend(ukey, lifetime + retention)
   return {1, flat, 1}
 end
 return {1, flat, 0}
 `)
 
-// createScript: KEYS session, user index, events, risk history.
+// createScript: KEYS session, user index (with the history), events, then
+// the key of every session in the index.
 // ARGV session key prefix, id, now, lifetime, idle, retention, max, mode,
 // then the session's field/value pairs.
 // Returns {-1} when mode reject refuses, else {1, created_at, risk,
@@ -158,7 +220,9 @@ local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[
 local retention, max, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local active = {}
 local newest = 0
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+local ids, hist = read_index(KEYS[2])
+if not all_declared(ids, skp, 4) then return redis.error_reply(stale_keys) end
+for _, sid in ipairs(ids) do
   local m = hmap(redis.call('HGETALL', skp .. sid))
   if m.ca == nil then
     redis.call('ZREM', KEYS[2], sid)
@@ -196,15 +260,16 @@ redis.call('HSET', KEYS[1], unpack(fields))
 local m = hmap(fields)
 
 -- risk: the first sign-in within retention is the baseline
-local hist = hmap(redis.call('HGETALL', KEYS[4]))
 local since = now - retention
 local baseline, known_device, known_country = true, false, false
-for k, v in pairs(hist) do
-  local kind, name, ts = string.sub(k, 1, 2), string.sub(k, 3), tonumber(v)
-  if kind == 'd:' and ts and ts >= since then
+for k, ts in pairs(hist) do
+  local kind, name = string.sub(k, 1, 2), string.sub(k, 3)
+  if (kind == 'd:' or kind == 'c:') and ts < since then
+    redis.call('ZREM', KEYS[2], k) -- forgotten after retention
+  elseif kind == 'd:' then
     baseline = false
     if name == m.di then known_device = true end
-  elseif kind == 'c:' and ts and ts >= since then
+  elseif kind == 'c:' then
     baseline = false
     if name == m.co then known_country = true end
   end
@@ -230,10 +295,9 @@ if flags ~= '' then
   m.rk = flags
   redis.call('HSET', KEYS[1], 'rk', flags)
 end
-if m.di then redis.call('HSET', KEYS[4], 'd:' .. m.di, now) end
-if m.co then redis.call('HSET', KEYS[4], 'c:' .. m.co, now) end
-if m.lt then redis.call('HSET', KEYS[4], 'loc', m.lt .. ',' .. m.ln .. ',' .. nowstr) end
-if m.di or m.co or m.lt then extend(KEYS[4], retention) end
+if m.di then redis.call('ZADD', KEYS[2], now, 'd:' .. m.di) end
+if m.co then redis.call('ZADD', KEYS[2], now, 'c:' .. m.co) end
+if m.lt then record_location(KEYS[2], hist, m.lt, m.ln, now) end
 
 redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)
 redis.call('ZADD', KEYS[2], now, id)
@@ -251,24 +315,27 @@ out[4] = others
 return out
 `)
 
-// endScript: KEYS session. ARGV events key prefix, id, at, reason, actor,
-// lifetime, idle, retention. Returns the ended session's flat hash, or
-// nothing when there is no active session.
+// endScript: KEYS session, the owner's events. ARGV events key prefix, id,
+// at, reason, actor, lifetime, idle, retention. Returns the ended
+// session's flat hash, or nothing when there is no active session.
 var endScript = redis.NewScript(luaPrelude + `
 local m = hmap(redis.call('HGETALL', KEYS[1]))
 local at, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7])
-if not is_active(m, at, lifetime, idle) then return false end
-end_one(KEYS[1], ARGV[2], m, at, ARGV[4], ARGV[5], tonumber(ARGV[8]), ARGV[1] .. m.u)
+if not is_active(m, at, lifetime, idle) or KEYS[2] ~= ARGV[1] .. m.u then return false end
+end_one(KEYS[1], ARGV[2], m, at, ARGV[4], ARGV[5], tonumber(ARGV[8]), KEYS[2])
 return flatten(m)
 `)
 
-// endUserScript: KEYS user index, events. ARGV session key prefix, except,
-// at, reason, actor, lifetime, idle, retention. Returns {id, flat…}.
+// endUserScript: KEYS user index, events, then the key of every session
+// in the index. ARGV session key prefix, except, at, reason, actor,
+// lifetime, idle, retention. Returns {id, flat…}.
 var endUserScript = redis.NewScript(luaPrelude + `
 local skp, except = ARGV[1], ARGV[2]
 local at, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+local ids = read_index(KEYS[1])
+if not all_declared(ids, skp, 3) then return redis.error_reply(stale_keys) end
+for _, sid in ipairs(ids) do
   local m = hmap(redis.call('HGETALL', skp .. sid))
   if m.ca == nil then
     redis.call('ZREM', KEYS[1], sid)
@@ -281,12 +348,14 @@ end
 return out
 `)
 
-// listScript: KEYS user index. ARGV session key prefix.
-// Returns {id, flat…}, newest activity first, and prunes ids whose
+// listScript: KEYS user index, then the key of every session in it.
+// ARGV session key prefix. Returns {id, flat…} and prunes ids whose
 // session has expired from the store.
-var listScript = redis.NewScript(`
+var listScript = redis.NewScript(luaPrelude + `
 local out = {}
-for _, sid in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+local ids = read_index(KEYS[1])
+if not all_declared(ids, ARGV[1], 2) then return redis.error_reply(stale_keys) end
+for _, sid in ipairs(ids) do
   local flat = redis.call('HGETALL', ARGV[1] .. sid)
   if #flat == 0 then
     redis.call('ZREM', KEYS[1], sid)
@@ -298,7 +367,8 @@ end
 return out
 `)
 
-// sightScript: KEYS session. ARGV history key prefix, events key prefix,
+// sightScript: KEYS session, the owner's user index and events. ARGV user
+// index key prefix, events key prefix,
 // id, at, lifetime, idle, retention, ip, country, city, lat, lon (lat and
 // lon empty when unknown). Returns the session's flat hash as updated, or
 // nothing when it is no longer active.
@@ -307,23 +377,29 @@ local m = hmap(redis.call('HGETALL', KEYS[1]))
 local id, at = ARGV[3], tonumber(ARGV[4])
 local lifetime, idle, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if not is_active(m, at, lifetime, idle) then return false end
-local hkey, evkey = ARGV[1] .. m.u, ARGV[2] .. m.u
+local ukey, evkey = KEYS[2], KEYS[3]
+if ukey ~= ARGV[1] .. m.u or evkey ~= ARGV[2] .. m.u then return false end
 local ip, country, city, lat, lon = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local prev_country = m.co
 local raised = false
 if lat ~= '' then
-  local hist = hmap(redis.call('HGETALL', hkey))
+  local _, hist = read_index(ukey)
   local plat, plon, t = last_loc(hist)
   if t and t >= at - retention and not has_flag(m.rk, 'impossible-travel') and
      impossible(plat, plon, t, tonumber(lat), tonumber(lon), at) then
     m.rk = add_flag(m.rk, 'impossible-travel')
     raised = true
   end
-  redis.call('HSET', hkey, 'loc', lat .. ',' .. lon .. ',' .. ARGV[4])
+  record_location(ukey, hist, lat, lon, at)
 end
-if country ~= '' then redis.call('HSET', hkey, 'c:' .. country, at) end
-if lat ~= '' or country ~= '' then extend(hkey, retention) end
+if country ~= '' then redis.call('ZADD', ukey, at, 'c:' .. country) end
+if lat ~= '' or country ~= '' then extend(ukey, retention) end
 
+keep_login_ip(KEYS[1], m, ip)
+if m.lco == nil and (m.co or '') ~= country then
+  m.lco = m.co or ''
+  redis.call('HSET', KEYS[1], 'lco', m.lco)
+end
 m.ip = ip
 redis.call('HSET', KEYS[1], 'ip', ip)
 for _, kv in ipairs({{'co', country}, {'ci', city}, {'lt', lat}, {'ln', lon}}) do

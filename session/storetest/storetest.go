@@ -206,8 +206,17 @@ func testIPChange(t *testing.T, st session.Store, c *Clock) {
 	}
 	c.Advance(time.Second)
 	v = validate(t, st, c, cr, "198.51.100.7")
-	if v.Touched || v.PrevIP != "" {
+	if v.Touched || v.PrevIP != "" || v.Session.LoginIP != "192.0.2.1" {
 		t.Fatalf("same ip touched again: %+v", v)
+	}
+	// And again: the login IP is the first one, not the previous one.
+	c.Advance(time.Second)
+	v = validate(t, st, c, cr, "203.0.113.5")
+	if !v.Touched || v.PrevIP != "198.51.100.7" || v.Session.LoginIP != "192.0.2.1" {
+		t.Fatalf("second ip change: %+v", v)
+	}
+	if got, err := st.Get(ctx(t), cr.id); err != nil || got.IP != "203.0.113.5" || got.LoginIP != "192.0.2.1" {
+		t.Fatalf("stored after two changes: %+v %v", got, err)
 	}
 }
 
@@ -714,7 +723,8 @@ func testSight(t *testing.T, st session.Store, c *Clock) {
 	if err != nil || s.Country != "" || s.City != "" || s.HasCoord || s.IP != "10.0.0.1" {
 		t.Fatalf("unlocated sighting keeps an old location: %+v %v", s, err)
 	}
-	if got, _ := st.Get(ctx(t), cr.id); got.Country != "" || got.HasCoord || got.Risk != session.FlagImpossibleTravel {
+	if got, _ := st.Get(ctx(t), cr.id); got.Country != "" || got.HasCoord || got.Risk != session.FlagImpossibleTravel ||
+		got.LoginCountry != "DE" || got.LoginIP != "192.0.2.1" {
 		t.Fatalf("stored after sightings: %+v", got)
 	}
 	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
@@ -731,6 +741,13 @@ func testSight(t *testing.T, st session.Store, c *Clock) {
 	}
 	if _, err := st.Sight(ctx(t), cr.id, session.Sighting{IP: "192.0.2.1"}, c.Now(), policy); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("sighting of an ended session: %v", err)
+	}
+	// A session signed in from nowhere known keeps that as its login
+	// country when it is later located.
+	cr2, _ := signInAt(t, st, c, uid, "d1", place{})
+	if s, err := st.Sight(ctx(t), cr2.id, session.Sighting{IP: "192.0.2.78", Country: "DE", City: "Berlin"}, c.Now(), policy); err != nil ||
+		s.LoginCountry != "" || s.Country != "DE" || s.LoginIP != "192.0.2.1" {
+		t.Fatalf("located later: %+v %v", s, err)
 	}
 }
 
