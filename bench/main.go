@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -33,8 +34,8 @@ import (
 var (
 	caddyBin    = flag.String("caddy", "bin/caddy", "the Caddy binary with session_auth")
 	conns       = flag.Int("c", 64, "concurrent connections")
-	roundTime   = flag.Duration("d", 5*time.Second, "length of one measured round")
-	rounds      = flag.Int("rounds", 3, "rounds per configuration, interleaved")
+	roundTime   = flag.Duration("d", 4*time.Second, "length of one measured round")
+	rounds      = flag.Int("rounds", 7, "rounds per configuration, interleaved in a new random order each round")
 	perSession  = flag.Int("sessions", 100_000, "sessions for the memory-per-session measure")
 	bigStore    = flag.Int("big", 1_000_000, "sessions in the store for the flat-cost measure")
 	redisServer = flag.String("redis-server", "redis-server", "redis-server binary")
@@ -186,21 +187,26 @@ func run() error {
 			return err
 		}
 	}
-	fmt.Printf("session_auth benchmark: %s, %d connections, %d rounds of %s per configuration, interleaved; %d cores\n\n",
+	fmt.Printf("session_auth benchmark: %s, %d connections, %d rounds of %s per configuration, interleaved in random order; medians; %d cores\n\n",
 		gen, *conns, *rounds, *roundTime, numCPU())
 	results := map[string][]result{}
 	trips, reqs := map[string]int64{}, map[string]int64{}
 	for r := 0; r < *rounds; r++ {
-		for _, t := range targets {
+		// A new order each round, so that a slow spell of this shared
+		// machine does not always land on the same configuration.
+		order := slices.Clone(targets)
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, t := range order {
 			before := roundTrips(rc)
 			var profiled <-chan struct{}
 			if *profileDir != "" && r == 0 {
 				profiled = profileCaddy("127.0.0.1:"+strconv.Itoa(adminPort), *profileDir, t.name, *roundTime)
 			}
-			cpu0 := cpuTime(caddy.Process.Pid)
+			cpu0, rcpu0 := cpuTime(caddy.Process.Pid), cpuTime(rcmd.Process.Pid)
 			res := loadFn(t, *conns, *roundTime)
 			if res.n > 0 {
 				res.cpu = (cpuTime(caddy.Process.Pid) - cpu0) / time.Duration(res.n)
+				res.redisCPU = (cpuTime(rcmd.Process.Pid) - rcpu0) / time.Duration(res.n)
 			}
 			if profiled != nil {
 				<-profiled
@@ -213,11 +219,11 @@ func run() error {
 		}
 	}
 	base := median(results["reverse_proxy"])
-	fmt.Printf("%-28s %12s %10s %10s %9s %14s\n", "configuration", "requests/s", "p50", "p99", "ratio", "Caddy CPU/req")
+	fmt.Printf("%-28s %12s %10s %10s %9s %14s %14s\n", "configuration", "requests/s", "p50", "p99", "ratio", "Caddy CPU/req", "Redis CPU/req")
 	for _, t := range targets {
 		m := median(results[t.name])
-		fmt.Printf("%-28s %12.0f %10s %10s %8.2f× %11.1f µs\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base.rps,
-			float64(medianCPU(results[t.name]))/float64(time.Microsecond))
+		fmt.Printf("%-28s %12.0f %10s %10s %8.2f× %11.1f µs %11.1f µs\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base.rps,
+			float64(medianCPU(results[t.name], false))/float64(time.Microsecond), float64(medianCPU(results[t.name], true))/float64(time.Microsecond))
 	}
 	fmt.Println()
 	for _, name := range []string{"session_auth redis", "session_auth redis + cache"} {
@@ -278,6 +284,7 @@ func signIn(addr, u string) (string, error) {
 type result struct {
 	n        int64
 	cpu      time.Duration // Caddy's CPU time per request
+	redisCPU time.Duration // Redis's
 	rps      float64
 	p50, p99 time.Duration
 }
@@ -335,11 +342,14 @@ func load(t *target, conns int, d time.Duration) result {
 	return r
 }
 
-// medianCPU is the median of the rounds' CPU time per request.
-func medianCPU(rs []result) time.Duration {
+// medianCPU is the median of the rounds' CPU time per request, Caddy's or Redis's.
+func medianCPU(rs []result, ofRedis bool) time.Duration {
 	c := make([]time.Duration, len(rs))
 	for i, r := range rs {
 		c[i] = r.cpu
+		if ofRedis {
+			c[i] = r.redisCPU
+		}
 	}
 	slices.Sort(c)
 	return c[len(c)/2]
@@ -405,9 +415,10 @@ func usedMemory(rc *redis.Client) int64 {
 
 var policy = session.Policy{Lifetime: 720 * time.Hour, IdleTimeout: 720 * time.Hour, TouchInterval: 5 * time.Minute, Retention: 720 * time.Hour}
 
-// fill creates n sessions of n users through the store's own sign-in
-// script, 64 at a time, so that each has its index and audit event.
-func fill(st session.Store, n int, ua string) ([]string, [][32]byte, error) {
+// fill creates n sessions, perUser to a user, each from its own IP,
+// through the store's own sign-in script, 64 at a time, so that each has
+// its index entries and audit event.
+func fill(st session.Store, n, perUser int, ua string) ([]string, [][32]byte, error) {
 	ids := make([]string, n)
 	hashes := make([][32]byte, n)
 	var next atomic.Int64
@@ -422,10 +433,11 @@ func fill(st session.Store, n int, ua string) ([]string, [][32]byte, error) {
 				if i >= n {
 					return
 				}
-				user := "user-" + strconv.Itoa(i) + "@example.com"
+				user := benchUser(i / perUser)
 				id, _, hash, _ := session.NewCredential(user)
 				now := time.Now()
-				s := &session.Session{ID: id, UserID: user, TokenHash: hash, Email: user, IP: "198.51.100.7", LoginIP: "198.51.100.7",
+				ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+				s := &session.Session{ID: id, UserID: user, TokenHash: hash, Email: user, IP: ip, LoginIP: ip,
 					UserAgent: ua, Device: "Mac", DeviceTyp: "desktop", Browser: "Safari", OS: "macOS", Country: "DE", City: "Berlin",
 					LoginCountry: "DE", DeviceID: "0123456789abcdef0123456789abcdef", CreatedAt: now, LastActiveAt: now}
 				if _, err := st.Create(context.Background(), s, policy, session.Limit{Max: 5}); err != nil {
@@ -445,39 +457,62 @@ func fill(st session.Store, n int, ua string) ([]string, [][32]byte, error) {
 
 const safariUA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
 
+func benchUser(i int) string { return "user-" + strconv.Itoa(i) + "@example.com" }
+
+// memoryPerSession creates n sessions twice: one per user (the worst
+// case, since every user's own keys count against one session) and three
+// per user (a phone, a laptop, a tablet), and prints Redis's used memory
+// per session, with what each kind of key costs.
 func memoryPerSession(rc *redis.Client, n int) error {
 	client := redis.NewClient(&redis.Options{Addr: rc.Options().Addr, PoolSize: 64})
 	defer client.Close()
-	st := session.NewRedis(client, "m:", nil)
-	before := usedMemory(rc)
-	ids, _, err := fill(st, n, safariUA)
-	if err != nil {
-		return err
-	}
-	after := usedMemory(rc)
-	fmt.Printf("\nRedis memory per session, %d sessions of %d users (the worst case: no user's keys shared):\n", n, n)
-	fmt.Printf("  all keys, by used_memory:                 %5d bytes\n", (after-before)/int64(n))
-	// What each kind of key costs, from a sample.
-	kinds := []struct{ name, part string }{{"session hash", ":s:"}, {"user index", ":u:"}, {"risk history", ":h:"}, {"audit trail", ":e:"}}
 	ctx := context.Background()
-	sum := map[string]int64{}
-	sample := min(200, len(ids))
-	for i := 0; i < sample; i++ {
-		user := "user-" + strconv.Itoa(i) + "@example.com"
-		tag := "m:{" + session.UserTag(user) + "}"
-		for _, k := range []string{tag + ":s:" + ids[i], tag + ":u:" + user, tag + ":h:" + user, tag + ":e:" + user} {
-			b, _ := client.MemoryUsage(ctx, k).Result()
-			for _, kd := range kinds {
-				if strings.Contains(k, kd.part) {
-					sum[kd.name] += b
+	fmt.Printf("\nRedis memory per session, %d sessions, each from its own IP, with every index and audit event:\n", n)
+	for _, perUser := range []int{1, 3} {
+		if err := client.FlushAll(ctx).Err(); err != nil {
+			return err
+		}
+		prefix := "m" + strconv.Itoa(perUser) + ":"
+		st := session.NewRedis(client, prefix, nil)
+		before := usedMemory(rc)
+		ids, _, err := fill(st, n, perUser, safariUA)
+		if err != nil {
+			return err
+		}
+		after := usedMemory(rc)
+		fmt.Printf("  %d session(s) per user: %5d bytes per session (used_memory)", perUser, (after-before)/int64(n))
+		// What each kind of key costs, per session, from a sample of users.
+		kinds := []struct{ name, part string }{{"session", ":s:"}, {"user index", ":u:"}, {"audit trail", ":e:"}}
+		sum := map[string]int64{}
+		sample := min(300, len(ids)) / perUser * perUser
+		for i := 0; i < sample; i++ {
+			tag := prefix + "{" + session.UserTag(benchUser(i/perUser)) + "}"
+			keys := []string{tag + ":s:" + ids[i]}
+			if i%perUser == 0 {
+				keys = append(keys, tag+":u:"+benchUser(i/perUser), tag+":e:"+benchUser(i/perUser))
+			}
+			for _, k := range keys {
+				b, _ := client.MemoryUsage(ctx, k).Result()
+				for _, kd := range kinds {
+					if strings.Contains(k, kd.part) {
+						sum[kd.name] += b
+					}
 				}
 			}
 		}
+		var ipIndex int64
+		buckets, _ := client.Keys(ctx, prefix+"ip:*").Result()
+		for _, k := range buckets {
+			b, _ := client.MemoryUsage(ctx, k).Result()
+			ipIndex += b
+		}
+		fmt.Printf("; by MEMORY USAGE:")
+		for _, kd := range kinds {
+			fmt.Printf(" %s %d,", kd.name, sum[kd.name]/int64(max(sample, 1)))
+		}
+		fmt.Printf(" IP index %d\n", ipIndex/int64(n))
 	}
-	for _, kd := range kinds {
-		fmt.Printf("  %-42s %5d bytes\n", kd.name+", by MEMORY USAGE:", sum[kd.name]/int64(sample))
-	}
-	return nil
+	return client.FlushAll(ctx).Err()
 }
 
 // flatCost times validation with few and with many sessions in the store.
@@ -497,7 +532,7 @@ func flatCost(rc *redis.Client, big int) error {
 		return lat[len(lat)/2]
 	}
 	small := session.NewRedis(client, "s:", nil)
-	ids, hashes, err := fill(small, 1000, safariUA)
+	ids, hashes, err := fill(small, 1000, 1, safariUA)
 	if err != nil {
 		return err
 	}
@@ -505,10 +540,10 @@ func flatCost(rc *redis.Client, big int) error {
 	fmt.Printf("  %9d sessions in the store: %s\n", 1000, measure(small, ids, hashes).Round(time.Microsecond))
 	start := time.Now()
 	large := session.NewRedis(client, "l:", nil)
-	ids, hashes, err = fill(large, big, safariUA)
+	ids, hashes, err = fill(large, big, 1, safariUA)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  %9d sessions in the store: %s   (filled in %s)\n", big+1000+*perSession, measure(large, ids, hashes).Round(time.Microsecond), time.Since(start).Round(time.Second))
+	fmt.Printf("  %9d sessions in the store: %s   (filled in %s)\n", big+1000, measure(large, ids, hashes).Round(time.Microsecond), time.Since(start).Round(time.Second))
 	return nil
 }
