@@ -241,6 +241,10 @@ func (c *StoreConfig) redisOptions(password string) (*redis.UniversalOptions, er
 		ContextTimeoutEnabled: true,
 		DisableIdentity:       true,
 		MaxRetries:            1,
+		// Cluster: a resharding answers TRYAGAIN while a user's keys are
+		// split between two nodes; go-redis backs off and retries, and the
+		// request's deadline (read_timeout) still bounds the whole.
+		MaxRedirects: 8,
 	}
 	if c.URL != "" {
 		u, err := redis.ParseURL(c.URL)

@@ -165,8 +165,9 @@ type writeCounts struct {
 
 // writesUnderLoad keeps writing into user's keys until stopped: a sign-in
 // (a new session key beside the user's index and trail), a request from a
-// new IP (a touch and a sighting) and a sign-out, over and over. Each
-// answer must be what the write asked for or a 503.
+// new IP (a touch and a sighting), the admin's list of the user's sessions
+// (which prunes the index) and a sign-out, over and over. Each answer must
+// be what was asked for or a 503.
 func writesUnderLoad(g *gateway, user string) (stop func() writeCounts) {
 	done := make(chan struct{})
 	result := make(chan writeCounts)
@@ -200,6 +201,10 @@ func writesUnderLoad(g *gateway, user string) (stop func() writeCounts) {
 				w.moves503++
 			case res.StatusCode != 200 || res.headers["X-Auth-User"] != user:
 				w.bad = fmt.Sprintf("request from a new IP: %d %v", res.StatusCode, res.headers)
+				return
+			}
+			if code, _ := g.adminDo("GET", "/session-auth/users/"+user+"/sessions", ""); code != 200 && code != 503 {
+				w.bad = fmt.Sprintf("the admin list answered %d", code)
 				return
 			}
 			res = c.do("POST", "/.auth/logout", "Accept", "application/json")
