@@ -10,7 +10,9 @@ import "github.com/redis/go-redis/v9"
 //	                          and the sign-in history the risk flags read, as
 //	                          members d:<device id>, c:<country> and l:<lat>,<lon>
 //	                          scored by when each was last seen
-//	<prefix>{<tag>}:e:<user>  list: the user's audit events, newest first, capped
+//	<prefix>{<tag>}:e:<user>  list: the user's audit events but sign-ins, newest
+//	                          first, capped (each session is its own record
+//	                          of its sign-in: see Events)
 //
 // The history shares the index's key because a key costs Redis about a
 // hundred bytes before its contents, and most users have one session.
@@ -302,7 +304,7 @@ if m.lt then record_location(KEYS[2], hist, m.lt, m.ln, now) end
 redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)
 redis.call('ZADD', KEYS[2], now, id)
 extend(KEYS[2], lifetime + retention)
-add_event(KEYS[3], now, retention, event_fields('login', now, id, m, '', ''))
+-- no login event: the session is its own record of its sign-in (Events)
 for f in string.gmatch(flags, '[^,]+') do
   add_event(KEYS[3], now, retention, event_fields('risk', now, id, m, f, ''))
 end
@@ -399,6 +401,10 @@ keep_login_ip(KEYS[1], m, ip)
 if m.lco == nil and (m.co or '') ~= country then
   m.lco = m.co or ''
   redis.call('HSET', KEYS[1], 'lco', m.lco)
+end
+if m.lci == nil and (m.ci or '') ~= city then
+  m.lci = m.ci or ''
+  redis.call('HSET', KEYS[1], 'lci', m.lci)
 end
 m.ip = ip
 redis.call('HSET', KEYS[1], 'ip', ip)

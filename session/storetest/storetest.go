@@ -736,11 +736,32 @@ func testSight(t *testing.T, st session.Store, c *Clock) {
 	if fmt.Sprint(kinds) != want {
 		t.Fatalf("events\n got %v\nwant %s", kinds, want)
 	}
+	// The sign-in is told as it was, whatever the session saw later.
+	if login := evs[len(evs)-1]; login.IP != "192.0.2.1" || login.City != "" || login.SessionID != cr.id ||
+		login.DeviceID != "d1" || login.UserID != uid {
+		t.Fatalf("the login event after sightings: %+v", login)
+	}
 	if _, err := st.End(ctx(t), cr.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Sight(ctx(t), cr.id, session.Sighting{IP: "192.0.2.1"}, c.Now(), policy); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("sighting of an ended session: %v", err)
+	}
+	// A city known at sign-in stays the login event's city.
+	id3, _, h3, _ := session.NewCredential(uid)
+	s3 := &session.Session{ID: id3, UserID: uid, TokenHash: h3, IP: "192.0.2.5", LoginIP: "192.0.2.5", Country: "DE",
+		LoginCountry: "DE", City: "Hamburg", CreatedAt: c.Now(), LastActiveAt: c.Now()}
+	if _, err := st.Create(ctx(t), s3, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Sight(ctx(t), id3, session.Sighting{IP: "192.0.2.6", Country: "DE", City: "Munich"}, c.Now(), policy); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ = st.Events(ctx(t), uid, time.Time{}, 0)
+	for _, e := range evs {
+		if e.Type == session.EventLogin && e.SessionID == id3 && (e.City != "Hamburg" || e.IP != "192.0.2.5") {
+			t.Fatalf("login event of a session that moved within its country: %+v", e)
+		}
 	}
 	// A session signed in from nowhere known keeps that as its login
 	// country when it is later located.
