@@ -73,11 +73,24 @@ func main() {
 	}
 }
 
+// freePort returns a port nothing listens on, never the same twice: the
+// kernel may offer a closed port again at once.
 func freePort() int {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !givenPorts[port] {
+			givenPorts[port] = true
+			return port
+		}
+	}
 }
+
+var givenPorts = map[int]bool{}
 
 func run() error {
 	dir, err := os.MkdirTemp("", "sessionauth-bench-")
