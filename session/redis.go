@@ -76,22 +76,22 @@ func (r *Redis) sessionKey(id string) string  { return r.tagPrefix(TagOfID(id)) 
 func (r *Redis) userKey(user string) string   { return r.tagPrefix(UserTag(user)) + "u:" + user }
 func (r *Redis) eventsKey(user string) string { return r.tagPrefix(UserTag(user)) + "e:" + user }
 
-// The per-IP index is sharded into ipBuckets sorted sets rather than a
-// key per address: a key costs Redis about a hundred bytes before its
-// contents, and most addresses have one session. A member is the
-// address's digest (ipDigestLen hex) followed by the session id, so it
-// stays under zset-max-listpack-value even for IPv6; its score is when the
-// session was last seen there.
+// The per-IP index is sharded into 16^ipBucketHex (4,096) sorted sets
+// rather than a key per address: a key costs Redis about a hundred bytes
+// before its contents, and most addresses have one session. A member is
+// the address's digest (ipDigestHex hex digits) followed by the session
+// id, so it stays under zset-max-listpack-value even for IPv6; its score is
+// when the session was last seen there.
 const (
-	ipBuckets   = 4096 // three hex digits of the digest
-	ipDigestLen = 8
+	ipBucketHex = 3
+	ipDigestHex = 8
 )
 
 // ipEntry returns the bucket key for ip and the prefix of its members.
 func (r *Redis) ipEntry(ip string) (key, member string) {
 	sum := sha256.Sum256([]byte(ip))
 	h := hex.EncodeToString(sum[:])
-	return r.prefix + "ip:{" + h[:3] + "}", h[3 : 3+ipDigestLen]
+	return r.prefix + "ip:{" + h[:ipBucketHex] + "}", h[ipBucketHex : ipBucketHex+ipDigestHex]
 }
 
 // indexIP records that session id was seen from ip at at, and drops the
@@ -605,7 +605,7 @@ func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
 
 // ownerOf reads which user session id belongs to, so that a script can
 // declare that user's keys (see the key layout). A session that is gone
-// gives redis.Nil, which the callers' scripts report as not found.
+// gives ErrNotFound.
 func (r *Redis) ownerOf(ctx context.Context, id string) (string, error) {
 	user, err := r.client.HGet(ctx, r.sessionKey(id), "u").Result()
 	if errors.Is(err, redis.Nil) {
