@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,6 +74,13 @@ func main() {
 	}
 }
 
+// diesWithUs makes a child process end with the benchmark, even when the
+// benchmark is killed or its output pipe closes (make bench | head) before
+// its deferred clean-up runs: a Caddy left behind would load the next run.
+func diesWithUs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 // freePort returns a port nothing listens on, never the same twice: the
 // kernel may offer a closed port again at once.
 func freePort() int {
@@ -103,6 +111,7 @@ func run() error {
 	rport := freePort()
 	raddr := "127.0.0.1:" + strconv.Itoa(rport)
 	rcmd := exec.Command(*redisServer, "--bind", "127.0.0.1", "--port", strconv.Itoa(rport), "--save", "", "--appendonly", "no", "--dir", dir)
+	rcmd.SysProcAttr = diesWithUs()
 	if err := rcmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server (apt-get install redis-server): %w", err)
 	}
@@ -164,6 +173,7 @@ func run() error {
 		return err
 	}
 	caddy := exec.Command(*caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile")
+	caddy.SysProcAttr = diesWithUs()
 	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	caddy.Stderr = io.Discard
 	if err := caddy.Start(); err != nil {
