@@ -312,16 +312,23 @@ func parseCoord(s string) float64 {
 // decodePairs decodes the {id, flat, id, flat…} lists the scripts return.
 func decodePairs(xs []any) ([]*Session, error) {
 	var out []*Session
+	err := eachPair(xs, func(s *Session, _ []any) { out = append(out, s) })
+	return out, err
+}
+
+// eachPair decodes the sessions of an {id, flat…} list and hands each to
+// f with its raw fields.
+func eachPair(xs []any, f func(s *Session, flat []any)) error {
 	for i := 0; i+1 < len(xs); i += 2 {
 		id, _ := xs[i].(string)
 		flat, _ := xs[i+1].([]any)
 		s, err := decode(id, flat)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, s)
+		f(s, flat)
 	}
-	return out, nil
+	return nil
 }
 
 // Create implements Store.
@@ -652,8 +659,7 @@ func (r *Redis) runOverUser(ctx context.Context, script *redis.Script, userID st
 
 // List implements Store.
 func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
-	res, err := r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:")
+	res, err := r.listRaw(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions: %w", err)
 	}
@@ -663,6 +669,12 @@ func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
 	}
 	SortByActivity(out)
 	return out, nil
+}
+
+// listRaw runs the list script over the user's sessions: {id, flat…}.
+func (r *Redis) listRaw(ctx context.Context, userID string) ([]any, error) {
+	return r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID)},
+		r.tagPrefix(UserTag(userID))+"s:")
 }
 
 // End implements Store.
@@ -725,21 +737,14 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 			logged = append(logged, e)
 		}
 	}
-	res, err := r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:")
+	res, err := r.listRaw(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
 	var logins []Event
-	for i := 0; i+1 < len(res); i += 2 {
-		id, _ := res[i].(string)
-		flat, _ := res[i+1].([]any)
-		s, err := decode(id, flat)
-		if err != nil {
-			return nil, err
-		}
+	err = eachPair(res, func(s *Session, flat []any) {
 		if s.CreatedAt.Before(since) {
-			continue
+			return
 		}
 		e := LoginEvent(s)
 		e.IP, e.Country, e.City = s.LoginIP, s.LoginCountry, s.City
@@ -747,6 +752,9 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 			e.City = city
 		}
 		logins = append(logins, e)
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(logins, func(a, b Event) int { return b.At.Compare(a.At) })
 	// Merge, newest first; at the same instant the sign-in came first, so
