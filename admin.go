@@ -287,8 +287,8 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	if err := dec.Decode(&req); err != nil {
 		return apiError(http.StatusBadRequest, "bad JSON body: %v", err)
 	}
-	if req.UserID == "" || len(req.UserID) > maxUserID || sanitise(req.UserID, maxUserID) != req.UserID {
-		return apiError(http.StatusBadRequest, "user_id must be 1 to %d printable bytes", maxUserID)
+	if err := checkIdentity(req.UserID, req.Email, req.Name, req.Roles); err != nil {
+		return apiError(http.StatusBadRequest, "%v", err)
 	}
 	ref := stores[0]
 	h := ref.h

@@ -68,8 +68,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if a.sess == nil {
 		if !h.Optional {
-			h.metrics.request(a.outcome)
-			return h.unauthenticated(w, r, a.dead)
+			return h.noSession(w, r, a)
 		}
 		h.metrics.request(outcomeAnonymous)
 	} else {
@@ -387,7 +386,17 @@ func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, cre
 	})
 }
 
+// noSession is the one answer to a request that needs a session and has
+// none, on every path (the upstream's, the sessions page, the self-service
+// forms): counted, the dead cookie cleared, then the configured answer.
+func (h *Handler) noSession(w http.ResponseWriter, r *http.Request, a auth) error {
+	h.metrics.request(a.outcome)
+	return h.unauthenticated(w, r, a.dead)
+}
+
 // unauthenticated answers a request that needs a session and has none.
+// The ?next= it sends the browser with passes the logout's safe-next rule:
+// a path the login page can redirect to without leaving the site.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, dead bool) error {
 	if dead {
 		http.SetCookie(w, h.sessionCookie(r, "", -1))
@@ -405,7 +414,7 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, dead b
 		if strings.Contains(target, "?") {
 			sep = "&"
 		}
-		w.Header().Set("Location", target+sep+"next="+url.QueryEscape(originalURI(r)))
+		w.Header().Set("Location", target+sep+"next="+url.QueryEscape(safeNext(originalURI(r))))
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusSeeOther)
 		return nil

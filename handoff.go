@@ -2,6 +2,7 @@ package sessionauth
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -185,8 +186,8 @@ func (h *Handler) replaceResponse(w *interceptor, err error) {
 // one the client came with, and sets the cookie on the response.
 func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*session.Session, error) {
 	r := w.r
-	if userID == "" || len(userID) > maxUserID || sanitise(userID, maxUserID) != userID {
-		return nil, errUpstreamHandOff
+	if err := checkIdentity(userID, email, name, roles); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUpstreamHandOff, err)
 	}
 	// login_rate also caps session creations per user, whatever the IP.
 	if err := h.rateLimit(r, limitLogin, "user:"+userID, userID, h.LoginRate); err != nil {

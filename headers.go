@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -117,6 +118,28 @@ const (
 	maxRoles     = 2048
 	maxUserAgent = 1024
 )
+
+// checkIdentity refuses a sign-in whose values the gateway would have to
+// change in meaning to forward. The user id must already be in its
+// sanitised form (HTTP trims a header value's outer whitespace, so a
+// hand-off of "alice " arrives as alice; anything else that sanitising
+// would change is refused). Over-long values are refused, never cut: a
+// role list cut in the middle can end in another role ("…,admin-readonly"
+// as "…,admin"), an address in another domain.
+func checkIdentity(userID, email, name, roles string) error {
+	if userID == "" || len(userID) > maxUserID || sanitise(userID, maxUserID) != userID {
+		return fmt.Errorf("user id must be 1 to %d printable bytes", maxUserID)
+	}
+	for _, v := range [...]struct {
+		what, value string
+		max         int
+	}{{"email", email, maxValue}, {"name", name, maxValue}, {"roles", roles, maxRoles}} {
+		if len(sanitise(v.value, len(v.value))) > v.max {
+			return fmt.Errorf("%s is longer than %d bytes", v.what, v.max)
+		}
+	}
+	return nil
+}
 
 // sanitise makes s safe as a header value and bounded: a tab becomes a
 // space, other control characters (C0, DEL, C1) and invalid UTF-8 are

@@ -41,10 +41,11 @@ func pathUnder(p, base string) bool {
 
 // requestPath is the path session_auth matches on: the decoded path,
 // cleaned, and whether the raw path was plain enough to be trusted for
-// exemptions. A raw path with dot segments, encoded slashes, dots,
-// backslashes, '#' or ';', or a backslash, is never a login path: those
-// are how a request names one path to the gateway and another to the
-// upstream.
+// exemptions. A raw path with dot segments, empty segments ("//"),
+// encoded slashes, dots, backslashes, '#' or ';', or a backslash, is never
+// a login path: those are how a request names one path to the gateway and
+// another to the upstream (an app that reads "//auth/x" with
+// `new URL(path, base)` sees host "auth", path "/x").
 func requestPath(r *http.Request) (clean string, plain bool) {
 	clean = cleanPath(r.URL.Path)
 	raw := r.URL.EscapedPath()
@@ -55,6 +56,9 @@ func requestPath(r *http.Request) (clean string, plain bool) {
 			plain = false
 			break
 		}
+	}
+	if plain && strings.Contains(r.URL.Path, "//") {
+		plain = false
 	}
 	if plain {
 		for seg := range strings.SplitSeq(r.URL.Path, "/") {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -55,24 +54,15 @@ func (h *Handler) serveSessions(w http.ResponseWriter, r *http.Request, rest str
 }
 
 // requireSession authenticates a self-service request; without a session
-// it answers as the gateway answers any unauthenticated request, with a
-// way back to the page.
+// it answers as the gateway answers any unauthenticated request (with a
+// way back to the page for a browser).
 func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error, bool) {
 	a := h.authenticate(r)
 	if a.err != nil {
 		return nil, h.refuse(w, a.err), false
 	}
 	if a.sess == nil {
-		h.metrics.request(a.outcome)
-		if a.dead {
-			http.SetCookie(w, h.sessionCookie(r, "", -1))
-		}
-		if r.Method == http.MethodGet && browserNavigation(r) {
-			w.Header().Set("Location", h.loginURL()+"?next="+url.QueryEscape(originalURI(r)))
-			w.WriteHeader(http.StatusSeeOther)
-			return nil, nil, false
-		}
-		return nil, writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"}), false
+		return nil, h.noSession(w, r, a), false
 	}
 	h.metrics.request(outcomeAuthenticated)
 	h.setIdentity(r, a.sess)
