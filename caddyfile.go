@@ -69,6 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        secret <s>
 //	        events <event>...
 //	    }
+//	    base_url <url>
 //	}
 //
 // Unknown and repeated subdirectives, bad values and impossible
@@ -142,6 +143,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseStoreUnavailable(d)
 		case "notify":
 			err = h.parseNotify(d)
+		case "base_url":
+			err = stringArg(d, &h.BaseURL)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}

@@ -62,26 +62,41 @@ func (h *Handler) sessionCookie(r *http.Request, value string, maxAge time.Durat
 	return c
 }
 
-// readCookie returns the raw session cookie value, or "" when there is
-// none, or more than one (a tossed cookie from a sibling domain must not
-// win by order), or one too long to be ours.
-func (h *Handler) readCookie(r *http.Request) (value string, present bool) {
+// cookieTries bounds how many same-named session cookies one request makes
+// the gateway check. Browsers send every cookie whose domain and path fit,
+// so a sibling subdomain can toss its own "session" cookie beside the real
+// one; each is tried, and the one that validates wins.
+const cookieTries = 3
+
+// sessionCookies holds the session cookie values of a request, in the
+// order the browser sent them; a fixed array so the common case of one
+// cookie costs no allocation.
+type sessionCookies struct {
+	vals [cookieTries]string
+	n    int
+}
+
+func (c *sessionCookies) values() []string { return c.vals[:c.n] }
+
+// readCookies returns the request's session cookie values (at most
+// cookieTries of them; values too long to be ours are passed over) and
+// whether any session cookie was sent at all.
+func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present bool) {
 	name := h.cookieName(r)
-	found := 0
 	for _, line := range r.Header.Values("Cookie") {
 		for part := range strings.SplitSeq(line, ";") {
 			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 			if !ok || k != name {
 				continue
 			}
-			found++
-			value = strings.Trim(v, `"`)
+			present = true
+			if v = strings.Trim(v, `"`); len(v) <= maxCookieLen && cookies.n < cookieTries {
+				cookies.vals[cookies.n] = v
+				cookies.n++
+			}
 		}
 	}
-	if found != 1 || len(value) > maxCookieLen {
-		return "", found > 0
-	}
-	return value, true
+	return cookies, present
 }
 
 const maxCookieLen = 256

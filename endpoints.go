@@ -2,9 +2,12 @@ package sessionauth
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -78,7 +81,9 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 }
 
 // crossSite reports a state-changing request another site made the
-// browser send: Sec-Fetch-Site says so, or Origin names another host.
+// browser send: Sec-Fetch-Site says so, or Origin is not this request's
+// own origin (scheme, host and port: https://host is another origin than
+// an http://host site, and so is another port).
 func crossSite(r *http.Request) bool {
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
 		return true
@@ -88,10 +93,37 @@ func crossSite(r *http.Request) bool {
 		return false
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return true // "null" and garbage: not our own host
+	if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return true // "null" and garbage: not our own origin
 	}
-	return !strings.EqualFold(u.Host, r.Host)
+	scheme := requestScheme(r)
+	return !strings.EqualFold(u.Scheme, scheme) ||
+		!strings.EqualFold(hostWithPort(u.Host, u.Scheme), hostWithPort(r.Host, scheme))
+}
+
+// requestScheme is the scheme the client used: https when the connection
+// is TLS, or when a trusted proxy in front says it terminated TLS.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted &&
+		strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return "https"
+	}
+	return "http"
+}
+
+// hostWithPort spells host[:port] with the scheme's default port made
+// explicit, so that host and host:443 compare equal under https.
+func hostWithPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	if scheme == "https" {
+		return net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), "80")
 }
 
 // serveLogout ends the current session, clears the cookie and sends the

@@ -95,24 +95,56 @@ func (h *Handler) refuse(w http.ResponseWriter, err error) error {
 	return h.storeUnavailable(w, err)
 }
 
-// authenticate checks the session cookie: one store round trip at most.
-// A cookie that matches no session counts towards guess_rate.
+// authenticate checks the session cookie: one store round trip at most
+// (one per cookie when a sibling domain tossed more of the same name).
+// Only a request none of whose cookies matches a session counts towards
+// guess_rate, and a block for guessing never refuses a valid session:
+// the block is checked when the cookie proved nothing.
 func (h *Handler) authenticate(r *http.Request) auth {
-	raw, present := h.readCookie(r)
+	cookies, present := h.readCookies(r)
 	if !present {
 		return auth{outcome: outcomeUnauthenticated}
 	}
-	guesser := limitGuess + ":" + clientKey(clientIP(r))
-	if retry, blocked := h.blocked.check(guesser, h.now()); blocked {
-		return auth{err: errRateLimited{retry}}
+	var valid, known auth // the first valid session; an expired or ended one
+	for _, raw := range cookies.values() {
+		a, matched := h.checkCookie(r, raw)
+		switch {
+		case a.err != nil:
+			return a
+		case a.sess != nil && valid.sess == nil:
+			valid = a
+		case a.sess != nil && a.sess.UserID != valid.sess.UserID:
+			// Two users' valid sessions: one was planted to swap the
+			// victim into the planter's account. Neither is trusted, and
+			// neither cookie is cleared or counted as a guess.
+			if c := h.logger.Check(zap.WarnLevel, "session cookies of two users on one request: none used"); c != nil {
+				c.Write(zap.String("ip_address", clientIP(r)))
+			}
+			return auth{outcome: outcomeInvalid}
+		case matched && known.outcome == "":
+			known = a
+		}
 	}
+	switch {
+	case valid.sess != nil:
+		return valid
+	case known.outcome != "":
+		return known
+	}
+	return h.guessed(r)
+}
+
+// checkCookie validates one session cookie value. matched reports a cookie that
+// named a session the store knows (valid, expired or ended), as opposed to
+// an unknown or malformed one.
+func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool) {
 	id, hash, err := session.ParseCredential(raw)
 	if err != nil {
-		return h.guessed(r)
+		return auth{}, false
 	}
 	ip, now := clientIP(r), h.now()
 	if s, ok := h.cache.get(id, hash, ip, now, h.policy); ok {
-		return auth{sess: s} // valid, and nothing to write: no round trip
+		return auth{sess: s}, true // valid, and nothing to write: no round trip
 	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
@@ -124,9 +156,9 @@ func (h *Handler) authenticate(r *http.Request) auth {
 			if c := h.logger.Check(zap.WarnLevel, "session store unavailable; session accepted within grace"); c != nil {
 				c.Write(zap.Error(err), zap.String("session_id", s.ID))
 			}
-			return auth{sess: s, degraded: true}
+			return auth{sess: s, degraded: true}, true
 		}
-		return auth{err: err}
+		return auth{err: err}, false
 	}
 	switch v.Status {
 	case session.Valid:
@@ -136,20 +168,20 @@ func (h *Handler) authenticate(r *http.Request) auth {
 		h.grace.seen(v.Session, hash, now)
 		h.cache.put(v.Session, hash, now)
 		if v.PrevIP != "" {
-			return h.ipChanged(r, v.Session)
+			return h.ipChanged(r, v.Session), true
 		}
-		return auth{sess: v.Session}
+		return auth{sess: v.Session}, true
 	case session.Expired:
 		h.forget(id)
-		return auth{outcome: outcomeExpired, dead: true}
+		return auth{outcome: outcomeExpired, dead: true}, true
 	case session.Ended:
 		h.forget(id)
 		if v.Session.EndReason == session.EndExpired {
-			return auth{outcome: outcomeExpired, dead: true}
+			return auth{outcome: outcomeExpired, dead: true}, true
 		}
-		return auth{outcome: outcomeRevoked, dead: true}
+		return auth{outcome: outcomeRevoked, dead: true}, true
 	}
-	return h.guessed(r)
+	return auth{}, false
 }
 
 // guessed counts a cookie that matches no session (unknown or malformed;

@@ -198,7 +198,8 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 
 	// No session fixation: a session the client already holds ends here.
 	// Only one it proves it holds: an id alone could end someone else's.
-	if raw, ok := h.readCookie(r); ok {
+	cookies, _ := h.readCookies(r)
+	for _, raw := range cookies.values() {
 		if id, hash, err := session.ParseCredential(raw); err == nil {
 			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
 				if e, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {

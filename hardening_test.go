@@ -5,6 +5,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // handOffAs answers a POST to /login with the given hand-off headers.
@@ -125,5 +129,105 @@ func TestNoSessionAnswerIsTheSameOnEveryPath(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The "Not you?" link answers an unknown session id exactly as it answers
+// a wrong MAC: otherwise it tells anyone which ids exist.
+func TestRevokeLinkIsNoOracle(t *testing.T) {
+	h, _ := testHandler(t, nil)
+	c := signIn(t, h, "alice")
+	id, _, _ := strings.Cut(c.Value, ".")
+	ghost, _, _, _ := session.NewCredential("alice")
+	mac := strings.Repeat("0", 32)
+	known := serve(t, h, get("/.auth/revoke?token="+id+"."+mac, nil), &upstream{})
+	unknown := serve(t, h, get("/.auth/revoke?token="+ghost+"."+mac, nil), &upstream{})
+	if known.Code != http.StatusNotFound || unknown.Code != known.Code || unknown.Body.String() != known.Body.String() {
+		t.Fatalf("wrong MAC: %d, unknown id: %d; bodies equal: %v", known.Code, unknown.Code, unknown.Body.String() == known.Body.String())
+	}
+}
+
+// Origin is compared as an origin: scheme, host and port.
+func TestCrossSiteComparesWholeOrigin(t *testing.T) {
+	cases := []struct {
+		origin string
+		tls    bool
+		cross  bool
+	}{
+		{"http://example.com", false, false},
+		{"http://example.com:80", false, false},
+		{"https://example.com", false, true},
+		{"http://example.com:8080", false, true},
+		{"http://evil.example", false, true},
+		{"null", false, true},
+		{"https://example.com", true, false},
+		{"https://example.com:443", true, false},
+		{"http://example.com", true, true},
+	}
+	for _, tc := range cases {
+		h, _ := testHandler(t, nil)
+		c := signIn(t, h, "alice")
+		r := httptest.NewRequest("POST", "/.auth/logout", nil)
+		if tc.tls {
+			r.TLS = tlsPlaceholder
+			c.Name = "__Host-session"
+		}
+		r.AddCookie(c)
+		r.Header.Set("Origin", tc.origin)
+		w := serve(t, h, r, &upstream{})
+		if got := w.Code == http.StatusForbidden; got != tc.cross {
+			t.Errorf("Origin %s on a %s site: %d, want cross-site %v", tc.origin, map[bool]string{true: "https", false: "http"}[tc.tls], w.Code, tc.cross)
+		}
+	}
+}
+
+// A session cookie tossed from a sibling subdomain beside the real one
+// neither signs the victim out nor counts as a guess against the victim's
+// IP; the cookie that validates is used (at most three are tried).
+func TestCookieTossing(t *testing.T) {
+	h, _ := testHandler(t, func(h *Handler) { h.GuessRate = &Rate{Count: 2, Window: caddy.Duration(time.Minute)} })
+	victim := signIn(t, h, "victim")
+	send := func(cookie string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", cookie)
+		return serve(t, h, r, &upstream{})
+	}
+	for i := range 5 {
+		for _, cookie := range []string{
+			"session=tossed; session=" + victim.Value,
+			"session=" + victim.Value + "; session=tossed",
+			"session=x1; session=x2; session=" + victim.Value,
+		} {
+			w := send(cookie)
+			if w.Code != http.StatusOK || strings.Contains(w.Header().Get("Set-Cookie"), "Max-Age=0") {
+				t.Fatalf("round %d, %q: %d %q", i, cookie, w.Code, w.Header().Get("Set-Cookie"))
+			}
+		}
+	}
+	// None of those counted: two real guesses pass as 401, the third is over.
+	for i, want := range []int{401, 401, 429} {
+		if w := send("session=guess"); w.Code != want {
+			t.Fatalf("guess %d: %d, want %d", i+1, w.Code, want)
+		}
+	}
+	// Blocked for guessing, the IP still gets its real sessions through.
+	if w := send("session=" + victim.Value); w.Code != http.StatusOK {
+		t.Fatalf("a valid session from a blocked IP: %d", w.Code)
+	}
+	if w := send("session=tossed; session=" + victim.Value); w.Code != http.StatusOK {
+		t.Fatalf("a valid session beside a tossed one from a blocked IP: %d", w.Code)
+	}
+	// Two users' valid sessions: the planted one must not swap the victim
+	// into the planter's account, so neither is used.
+	planted := signIn(t, h, "planter")
+	for _, cookie := range []string{"session=" + planted.Value + "; session=" + victim.Value, "session=" + victim.Value + "; session=" + planted.Value} {
+		up := &upstream{}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", cookie)
+		r.Header.Set("Accept", "application/json")
+		w := serve(t, h, r, up)
+		if w.Code != http.StatusUnauthorized || up.calls != 0 || strings.Contains(w.Header().Get("Set-Cookie"), "Max-Age=0") {
+			t.Fatalf("two users' cookies: %d, upstream %d, %q", w.Code, up.calls, w.Header().Get("Set-Cookie"))
+		}
 	}
 }

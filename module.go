@@ -113,6 +113,13 @@ type Handler struct {
 	// Webhook for security notifications.
 	Notify *Notify `json:"notify,omitempty"`
 
+	// Where links in notifications point, e.g. https://app.example.com.
+	// Default: the request's scheme and Host, and only a Host that one
+	// of the server's host matchers accepted (the Host is the client's
+	// word; a site without a host matcher gets no links unless this is
+	// set).
+	BaseURL string `json:"base_url,omitempty"`
+
 	store     session.Store
 	storeKey  string
 	opTimeout time.Duration
@@ -124,6 +131,7 @@ type Handler struct {
 	blocked   *blocklist
 	grace     *graceCache   // nil unless store_unavailable grace
 	cache     *sessionCache // nil unless cache, with Redis
+	hosts     []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -321,6 +329,9 @@ func (h *Handler) check() error {
 			return fmt.Errorf("unauthenticated status %d must be a 4xx or 5xx code", u.Status)
 		}
 	}
+	if err := checkBaseURL(h.BaseURL); err != nil {
+		return err
+	}
 	if n := h.Notify; n != nil {
 		if n.URL == "" {
 			return errors.New("notify needs a URL")
@@ -384,6 +395,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.applyDefaults()
 	if err := h.check(); err != nil {
+		return err
+	}
+	if err := h.learnSite(ctx); err != nil {
 		return err
 	}
 	repl := caddy.NewReplacer()

@@ -107,14 +107,11 @@ func revokeToken(s *session.Session) string {
 var validHost = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
 
 func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
-	if !validHost.MatchString(r.Host) {
+	base := h.linkBase(r)
+	if base == "" {
 		return ""
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + h.Endpoints + "/revoke?token=" + revokeToken(s)
+	return base + h.Endpoints + "/revoke?token=" + revokeToken(s)
 }
 
 // dispatchers deliver the outbox of each store that has a notify config;

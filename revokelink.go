@@ -21,20 +21,23 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	w.Header().Set("Referrer-Policy", "no-referrer") // the link's token is in the URL
 	token := r.URL.Query().Get("token")
 	id, mac, _ := strings.Cut(token, ".")
+	// An unknown id and a wrong MAC get the same answer: telling them apart
+	// would let anyone learn which session ids exist.
+	invalid := linkData{Title: "This link is not valid", Text: "It may be incomplete, or the session it was for is long gone. Check that you opened the whole link from the message."}
 	if !session.ValidID(id) || len(mac) != 32 {
-		return h.linkPage(w, r, http.StatusNotFound, linkData{Title: "This link is not valid", Text: "Check that you opened the whole link from the message."})
+		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
 	s, err := h.store.Get(ctx, id)
 	if errors.Is(err, session.ErrNotFound) {
-		return h.linkPage(w, r, http.StatusGone, linkData{Title: "This session has already ended", Text: "Nothing more to do."})
+		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	if err != nil {
 		return h.storeUnavailable(w, err)
 	}
 	if !hmac.Equal([]byte(token), []byte(revokeToken(s))) {
-		return h.linkPage(w, r, http.StatusNotFound, linkData{Title: "This link is not valid", Text: "Check that you opened the whole link from the message."})
+		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	now := h.now()
 	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: s.City, When: relTime(s.CreatedAt, now)}

@@ -1,0 +1,97 @@
+package sessionauth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// checkBaseURL accepts an absolute http(s) URL with a host and no query
+// or fragment: links are built by appending the endpoints' paths to it.
+func checkBaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Opaque != "" {
+		return fmt.Errorf("base_url %q must be an http:// or https:// URL with a host and no query", s)
+	}
+	return nil
+}
+
+// learnSite reads, from the server this handler is provisioned in, what
+// the handler cannot learn from its own config: whether the site serves
+// HTTPS at all (a SameSite=None cookie without Secure is dropped by
+// browsers) and which Hosts its matchers accept (a link is never built on
+// a Host that none of them accepted). Outside a server (unit tests,
+// another app embedding the handler) there is nothing to learn.
+func (h *Handler) learnSite(ctx caddy.Context) error {
+	h.BaseURL = strings.TrimSuffix(h.BaseURL, "/")
+	h.hosts = nil
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || srv == nil {
+		return nil
+	}
+	if h.Cookie.SameSite == "none" && h.Cookie.Secure == "auto" && len(srv.TLSConnPolicies) == 0 {
+		return errors.New("cookie same_site none needs a Secure cookie, and this site is plain HTTP " +
+			"(browsers drop SameSite=None without Secure): use same_site lax or strict, or " +
+			"secure always when TLS ends at a proxy in front of Caddy")
+	}
+	catchAll := len(srv.Routes) == 0
+	for _, route := range srv.Routes {
+		hasHost := false
+		for _, set := range route.MatcherSets {
+			for _, m := range set {
+				if mh, ok := m.(*caddyhttp.MatchHost); ok {
+					h.hosts = append(h.hosts, *mh)
+					hasHost = true
+				}
+			}
+		}
+		catchAll = catchAll || !hasHost
+	}
+	if catchAll && h.BaseURL == "" && h.Notify != nil {
+		h.logger.Warn("this server has a site without a host matcher and base_url is not set: " +
+			"notification links are left out for requests whose Host no host matcher accepted; " +
+			"set base_url to the site's public URL")
+	}
+	return nil
+}
+
+// linkBase is the scheme and host (and path prefix) links to this site
+// start with: base_url, or the request's own when a host matcher of the
+// server accepted its Host; "" when there is none to trust.
+func (h *Handler) linkBase(r *http.Request) string {
+	if h.BaseURL != "" {
+		return h.BaseURL
+	}
+	if !validHost.MatchString(r.Host) || !h.hostMatched(r) {
+		if c := h.logger.Check(zap.WarnLevel, "link left out: the request's Host was not accepted by a host matcher; set base_url"); c != nil {
+			c.Write(zap.String("host", sanitise(r.Host, 256)))
+		}
+		return ""
+	}
+	return requestScheme(r) + "://" + r.Host
+}
+
+// hostMatched reports whether one of the server's host matchers accepts
+// r's Host: then the Host is one the operator named, not the client's
+// invention.
+func (h *Handler) hostMatched(r *http.Request) bool {
+	if _, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); !ok {
+		return false // the matchers need one; a request outside Caddy has none
+	}
+	for _, mh := range h.hosts {
+		if ok, err := mh.MatchWithError(r); ok && err == nil {
+			return true
+		}
+	}
+	return false
+}
