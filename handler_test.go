@@ -340,16 +340,16 @@ func TestBadCookiesAreNoSession(t *testing.T) {
 	good := signIn(t, h, "alice")
 	id, secret, _ := strings.Cut(good.Value, ".")
 	cases := map[string]string{
-		"garbage":        "session=garbage",
-		"empty":          "session=",
-		"oversized":      "session=" + strings.Repeat("a", 5000),
-		"non-ascii":      "session=" + id + ".ÿÿÿ" + secret[3:],
-		"wrong secret":   "session=" + id + "." + strings.Repeat("A", 43),
-		"id only":        "session=" + id,
-		"secret only":    "session=" + secret,
-		"upper-case id":  "session=" + strings.ToUpper(id) + "." + secret,
-		"trailing junk":  "session=" + good.Value + "x",
-		"nul":            "session=" + good.Value[:40] + "\x00" + good.Value[41:],
+		"garbage":       "session=garbage",
+		"empty":         "session=",
+		"oversized":     "session=" + strings.Repeat("a", 5000),
+		"non-ascii":     "session=" + id + ".ÿÿÿ" + secret[3:],
+		"wrong secret":  "session=" + id + "." + strings.Repeat("A", 43),
+		"id only":       "session=" + id,
+		"secret only":   "session=" + secret,
+		"upper-case id": "session=" + strings.ToUpper(id) + "." + secret,
+		"trailing junk": "session=" + good.Value + "x",
+		"nul":           "session=" + good.Value[:40] + "\x00" + good.Value[41:],
 	}
 	for name, cookie := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -129,8 +129,8 @@ type Handler struct {
 	headers   headerNames
 	geo       *geo.DB
 	blocked   *blocklist
-	grace     *graceCache   // nil unless store_unavailable grace
-	cache     *sessionCache // nil unless cache, with Redis
+	grace     *graceCache           // nil unless store_unavailable grace
+	cache     *sessionCache         // nil unless cache, with Redis
 	hosts     []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
 	logger    *zap.Logger
 	metrics   *metrics
