@@ -36,6 +36,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad samesite", "session_auth {\n  cookie {\n    same_site sometimes\n  }\n}", "same_site: must be one of lax, strict, none"},
 		{"cookie unknown", "session_auth {\n  cookie {\n    expires 1h\n  }\n}", `cookie: unknown subdirective "expires"`},
 		{"bad cookie name", "session_auth {\n  cookie se;ssion\n}", "is not a valid cookie name"},
+		{"base_url not absolute", "session_auth {\n  base_url app.example.com\n}", "base_url \"app.example.com\" must be an http:// or https:// URL"},
+		{"base_url with query", "session_auth {\n  base_url https://app.example.com/?x=1\n}", "with a host and no query"},
 		{"store kind", "session_auth {\n  store postgres\n}", `store: "postgres" must be memory or redis`},
 		{"redis nothing", "session_auth {\n  store redis\n}", "store redis needs a URL or addresses"},
 		{"redis scheme", "session_auth {\n  store redis http://x\n}", `scheme "http" must be redis, rediss or unix`},
