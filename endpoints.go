@@ -58,7 +58,7 @@ type userJSON struct {
 func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 	a := h.authenticate(r)
 	if a.err != nil {
-		return h.refuse(w, a.err)
+		return h.refuse(w, r, a.err)
 	}
 	if a.sess == nil {
 		h.metrics.request(a.outcome)
@@ -134,7 +134,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	a := h.authenticate(r)
 	if a.err != nil {
-		return h.refuse(w, a.err)
+		return h.refuse(w, r, a.err)
 	}
 	if a.sess != nil {
 		h.setIdentity(r, a.sess)
@@ -149,7 +149,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			h.logEvent(session.EndEvent(s, now, session.EndLogout, session.ActorSelf))
 		case !errors.Is(err, session.ErrNotFound):
 			// The session is still alive: say so rather than pretend.
-			return h.storeUnavailable(w, err)
+			return h.storeUnavailable(w, r, err)
 		}
 	}
 	http.SetCookie(w, h.sessionCookie(r, "", -1))

@@ -51,7 +51,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.isLogin(clean, plain) {
 		if r.Method == http.MethodPost {
 			if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
-				return h.refuse(w, err)
+				return h.refuse(w, r, err)
 			}
 		}
 		// The interceptor reads the cookies (fixation, device) from its
@@ -64,7 +64,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	a := h.authenticate(r)
 	if a.err != nil {
-		return h.refuse(w, a.err)
+		return h.refuse(w, r, a.err)
 	}
 	if a.sess == nil {
 		if !h.Optional {
@@ -86,13 +86,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // refuse answers a request the store could not serve, or a client over
 // a rate limit.
-func (h *Handler) refuse(w http.ResponseWriter, err error) error {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) error {
 	var rl errRateLimited
 	if errors.As(err, &rl) {
-		return tooMany(w, err)
+		return tooMany(w, r, err)
 	}
 	h.metrics.request(outcomeStoreError)
-	return h.storeUnavailable(w, err)
+	return h.storeUnavailable(w, r, err)
 }
 
 // authenticate checks the session cookie: one store round trip at most
@@ -474,12 +474,12 @@ func originalURI(r *http.Request) string {
 }
 
 // storeUnavailable answers 503: never anonymous, never an identity.
-func (h *Handler) storeUnavailable(w http.ResponseWriter, err error) error {
+func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
 	if c := h.logger.Check(zap.ErrorLevel, "session store unavailable"); c != nil {
-		c.Write(zap.Error(err), zap.Bool("timeout", errors.Is(err, context.DeadlineExceeded)))
+		c.Write(zap.String("store", h.Store.describe()), zap.Error(err), zap.Bool("timeout", errors.Is(err, context.DeadlineExceeded)))
 	}
 	w.Header().Set("Retry-After", retryAfter)
-	return writeJSON(w, http.StatusServiceUnavailable, errorBody{"store_unavailable"})
+	return answer(w, r, problemStoreUnavailable)
 }
 
 const retryAfter = "5"

@@ -147,7 +147,12 @@ func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
 		}
 	}
 	if logout != "" {
-		h.upstreamLogout(w, logout, cur)
+		if err := h.upstreamLogout(w, logout, cur); err != nil {
+			// The app believes the sessions are gone (a password change,
+			// say): its answer must not reach the client as if they were.
+			h.replaceResponse(w, err)
+			return true
+		}
 	}
 	return false
 }
@@ -163,22 +168,18 @@ func (h *Handler) replaceResponse(w *interceptor, err error) {
 	for k := range hdr {
 		delete(hdr, k)
 	}
-	rw := w.ResponseWriter
+	rw, r := w.ResponseWriter, w.r
 	switch {
 	case errors.Is(err, session.ErrLimitReached):
-		_ = writeJSON(rw, http.StatusTooManyRequests, errorBody{"too_many_sessions"})
+		_ = answer(rw, r, problemTooManySessions)
 	case errors.As(err, new(errRateLimited)):
-		_ = tooMany(rw, err)
+		_ = tooMany(rw, r, err)
 	case errors.Is(err, errUpstreamHandOff):
 		h.logger.Error("sign-in hand-off refused", zap.Error(err))
-		_ = writeJSON(rw, http.StatusBadGateway, errorBody{"bad_handoff"})
+		_ = answer(rw, r, problemBadHandOff)
 	default:
-		if c := h.logger.Check(zap.ErrorLevel, "cannot mint session: store unavailable"); c != nil {
-			c.Write(zap.Error(err))
-		}
 		h.metrics.request(outcomeStoreError)
-		hdr.Set("Retry-After", retryAfter)
-		_ = writeJSON(rw, http.StatusServiceUnavailable, errorBody{"store_unavailable"})
+		_ = h.storeUnavailable(rw, r, err)
 	}
 }
 
@@ -265,11 +266,13 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 	h.notifyLogin(r, s)
 }
 
-// upstreamLogout applies Session-Logout: current, others or all.
-func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Session) {
+// upstreamLogout applies Session-Logout: current, others or all. It
+// answers an error only when the store failed: the client then gets 503,
+// never a silent 200 while the sessions live on.
+func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Session) error {
 	if cur == nil {
 		h.logger.Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
-		return
+		return nil
 	}
 	ctx, cancel := h.storeContext(w.r.Context())
 	defer cancel()
@@ -291,16 +294,17 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 		ended, err = h.store.EndUser(ctx, cur.UserID, "", now, session.EndRevoked, session.ActorUpstream, h.policy)
 	default:
 		h.logger.Warn("Session-Logout ignored: must be current, others or all", zap.String("value", sanitise(mode, 64)))
-		return
+		return nil
 	}
 	if err != nil {
-		h.logger.Error("Session-Logout failed", zap.String("mode", mode), zap.Error(err))
-		return
+		h.logger.Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
+		return err
 	}
 	h.recordEnded(w.r, ended, now, session.EndRevoked, session.ActorUpstream)
 	if mode != "others" {
 		http.SetCookie(w, h.sessionCookie(w.r, "", -1))
 	}
+	return nil
 }
 
 // logEvent mirrors an audit event to Caddy's log; the store keeps it.

@@ -110,7 +110,7 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 }
 
 // tooMany answers 429 with Retry-After.
-func tooMany(w http.ResponseWriter, err error) error {
+func tooMany(w http.ResponseWriter, r *http.Request, err error) error {
 	var rl errRateLimited
 	errors.As(err, &rl)
 	secs := int((rl.retry + time.Second - 1) / time.Second)
@@ -118,5 +118,5 @@ func tooMany(w http.ResponseWriter, err error) error {
 		secs = 1
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	return writeJSON(w, http.StatusTooManyRequests, errorBody{"rate_limited"})
+	return answer(w, r, problemRateLimited)
 }

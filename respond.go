@@ -3,6 +3,7 @@ package sessionauth
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 type errorBody struct {
@@ -34,3 +35,48 @@ func htmlHeaders(w http.ResponseWriter) {
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 }
+
+// problem is an answer the gateway gives in the app's place: a JSON error
+// code for API clients, and for a person in a browser a page in words
+// saying what happened and what to do.
+type problem struct {
+	status      int
+	code        string // the JSON body's "error"
+	title, text string // the page's
+}
+
+// answer writes p as a page to a browser (a request that accepts HTML and
+// does not ask for JSON) and as JSON to anything else.
+func answer(w http.ResponseWriter, r *http.Request, p problem) error {
+	if r == nil || !wantsPage(r) {
+		return writeJSON(w, p.status, errorBody{p.code})
+	}
+	htmlHeaders(w)
+	w.WriteHeader(p.status)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	return linkTemplate.Execute(w, linkData{Title: p.title, Text: p.text})
+}
+
+// wantsPage: a browser navigation or form submission, which accepts HTML;
+// an API client asking for JSON gets JSON whatever else it accepts.
+func wantsPage(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html") && !wantsJSON(r)
+}
+
+// The problems people meet, in their words.
+var (
+	problemStoreUnavailable = problem{http.StatusServiceUnavailable, "store_unavailable",
+		"Signing in is unavailable for a moment",
+		"The service that keeps track of sign-ins is not answering. Nothing is lost: try again in a few seconds."}
+	problemRateLimited = problem{http.StatusTooManyRequests, "rate_limited",
+		"Too many attempts",
+		"There were too many attempts from your network. Wait a minute, then try again."}
+	problemTooManySessions = problem{http.StatusTooManyRequests, "too_many_sessions",
+		"You are signed in on too many devices",
+		"Sign out on another device (from its “Where you're signed in” page), then sign in here again."}
+	problemBadHandOff = problem{http.StatusBadGateway, "bad_handoff",
+		"The sign-in could not be completed",
+		"The application answered with an account the gateway cannot accept. Nothing was signed in; the site's operator has been told in the log."}
+)

@@ -34,7 +34,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	if err != nil {
-		return h.storeUnavailable(w, err)
+		return h.storeUnavailable(w, r, err)
 	}
 	if !hmac.Equal([]byte(token), []byte(revokeToken(s))) {
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
@@ -58,7 +58,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		return h.linkPage(w, r, http.StatusGone, data)
 	}
 	if err != nil {
-		return h.storeUnavailable(w, err)
+		return h.storeUnavailable(w, r, err)
 	}
 	h.recordEnded(r, []*session.Session{ended}, now, session.EndRevoked, session.ActorLink)
 	data.Title = "Signed out"

@@ -59,7 +59,7 @@ func (h *Handler) serveSessions(w http.ResponseWriter, r *http.Request, rest str
 func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error, bool) {
 	a := h.authenticate(r)
 	if a.err != nil {
-		return nil, h.refuse(w, a.err), false
+		return nil, h.refuse(w, r, a.err), false
 	}
 	if a.sess == nil {
 		return nil, h.noSession(w, r, a), false
@@ -79,7 +79,7 @@ func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	list, err := h.store.List(ctx, cur.UserID)
 	if err != nil {
-		return h.storeUnavailable(w, err)
+		return h.storeUnavailable(w, r, err)
 	}
 	now := h.now()
 	if wantsJSON(r) {
@@ -113,7 +113,7 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
-			return h.storeUnavailable(w, err)
+			return h.storeUnavailable(w, r, err)
 		}
 	}
 	if !validCSRF(r, cur) {
@@ -124,7 +124,7 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 	if id == "" {
 		ended, err = h.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorSelf, h.policy)
 		if err != nil {
-			return h.storeUnavailable(w, err)
+			return h.storeUnavailable(w, r, err)
 		}
 	} else {
 		e, err := h.store.End(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
@@ -132,7 +132,7 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
-			return h.storeUnavailable(w, err)
+			return h.storeUnavailable(w, r, err)
 		}
 		ended = []*session.Session{e}
 	}

@@ -58,6 +58,27 @@ func (c *StoreConfig) usesTLS() bool {
 	return strings.HasPrefix(c.URL, "rediss://") || c.TLSCA != "" || c.TLSCert != "" || c.TLSServerName != ""
 }
 
+// describe names the store for log lines, where an operator needs the
+// address: "memory", or the Redis URL without its credentials, or the
+// addresses (with the Sentinel master).
+func (c *StoreConfig) describe() string {
+	if c.Type != "redis" {
+		return c.Type
+	}
+	if c.URL != "" {
+		if u, err := url.Parse(c.URL); err == nil {
+			u.User = nil
+			return u.Redacted()
+		}
+		return "redis (unparsable URL)"
+	}
+	d := "redis " + strings.Join(c.Addresses, ",")
+	if c.Master != "" {
+		d += " master " + c.Master
+	}
+	return d
+}
+
 // tlsConfig builds the client TLS config; it reads files but dials nothing.
 func (c *StoreConfig) tlsConfig(base *tls.Config) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
