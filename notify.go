@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -125,6 +126,9 @@ type dispatcher struct {
 	users  int
 	cancel context.CancelFunc
 	done   chan struct{}
+	// The newest config's metrics: each config load has its own metrics
+	// registry, and a reload drops the old one from /metrics.
+	metrics atomic.Pointer[metrics]
 }
 
 func startDispatcher(h *Handler) {
@@ -138,12 +142,14 @@ func startDispatcher(h *Handler) {
 	}
 	if d := dispatchers.byStore[h.storeKey]; d != nil {
 		d.users++
+		d.metrics.Store(h.metrics)
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &dispatcher{users: 1, cancel: cancel, done: make(chan struct{})}
+	d.metrics.Store(h.metrics)
 	dispatchers.byStore[h.storeKey] = d
-	go d.run(ctx, h.store, h.logger, h.metrics, h.now)
+	go d.run(ctx, h.store, h.logger, h.now)
 }
 
 func stopDispatcher(h *Handler) {
@@ -167,7 +173,7 @@ func stopDispatcher(h *Handler) {
 	<-d.done
 }
 
-func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logger, m *metrics, now func() time.Time) {
+func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logger, now func() time.Time) {
 	defer close(d.done)
 	consumer := consumerName()
 	client := &http.Client{Timeout: deliveryTimeout}
@@ -190,7 +196,7 @@ func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logg
 		}
 		pause = 0
 		for _, del := range batch {
-			d.deliver(ctx, st, client, del, logger, m, now)
+			d.deliver(ctx, st, client, del, logger, d.metrics.Load(), now)
 		}
 	}
 }
