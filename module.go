@@ -430,6 +430,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.store, h.storeKey = ps, key
+	if _, inServer := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); inServer {
+		if err := h.checkStoreAtStart(ctx, ps); err != nil {
+			_, _ = storePool.Delete(h.storeKey)
+			h.storeKey = ""
+			return err
+		}
+	}
 	h.opTimeout = time.Duration(h.Store.ReadTimeout)
 	if h.GeoIP != "" {
 		if h.geo, err = loadGeo(h.GeoIP, h.logger); err != nil {

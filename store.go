@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -199,7 +200,8 @@ var storePool = caddy.NewUsagePool()
 // pooledStore is a store in the pool; Destruct runs when no config uses it.
 type pooledStore struct {
 	session.Store
-	client redis.UniversalClient
+	client  redis.UniversalClient
+	checked sync.Once // the connection check at start, once per store
 }
 
 func (p *pooledStore) Destruct() error {

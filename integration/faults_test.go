@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -52,5 +53,29 @@ func TestFailedSessionLogoutIsNotSilent(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { return here.do("POST", "/password?logout=others").StatusCode == 200 })
 	if res := there.do("GET", "/"); res.StatusCode != 401 {
 		t.Fatalf("the other session after the retry: %d", res.StatusCode)
+	}
+}
+
+// At start, without waiting for a request, the log says that the store is
+// out of reach, where it is and why.
+func TestStartWarnsOfAnUnreachableStore(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", redisserver.FreePort(t)) // nothing listens there
+	logFile := t.TempDir() + "/caddy.log"
+	text := strings.Replace(site("store redis redis://"+dead+" {\n read_timeout 200ms\n dial_timeout 200ms\n }"),
+		"\tauto_https off\n", "\tauto_https off\n\tlog {\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}\n", 1)
+	loadCaddy(t, text, newUpstream(t))
+	var line string
+	waitUntil(t, 10*time.Second, func() bool {
+		b, _ := os.ReadFile(logFile)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "cannot reach the session store") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(line, dead) || !strings.Contains(line, `"cause":"connection refused"`) {
+		t.Fatalf("the warning does not name the address and the cause: %s", line)
 	}
 }
