@@ -26,8 +26,9 @@ type Redis struct {
 	// write and come back as one read, which saves both this process and
 	// Redis a pair of system calls per request (make bench shows the
 	// difference). Everything else uses the client directly. The client
-	// owns the pipeliner and releases it when it is closed.
-	hot    redis.Scripter
+	// owns the pipeliner and releases it when it is closed. Nil on a
+	// cluster: see NewRedis.
+	hot    *redis.AutoPipeliner
 	prefix string
 	now    func() time.Time
 }
@@ -39,16 +40,52 @@ func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	r := &Redis{client: client, hot: client, prefix: prefix, now: now}
+	r := &Redis{client: client, prefix: prefix, now: now}
 	// Only on one master (standalone or Sentinel): on a cluster the
 	// pipeliner's single ordered stream would make every node's users wait
-	// on, and fail with, a node that is down.
+	// on, and fail with, a node that is down. The deferred face, because
+	// the blocking one waits for its batch whatever the caller's deadline
+	// (see runHot).
 	if c, ok := client.(*redis.Client); ok {
-		if ap, err := c.AutoPipeline(); err == nil {
+		if ap, err := c.AsyncAutoPipelineWithOptions(&redis.AutoPipelineOptions{
+			MaxBatchSize: 300, MaxBatchBytes: 128 << 10, MaxConcurrentBatches: 1,
+			MaxQueuedCommands: maxQueuedValidations,
+		}); err == nil {
 			r.hot = ap
 		}
 	}
 	return r
+}
+
+// maxQueuedValidations bounds the validations waiting for a Redis that
+// does not answer: past it, a check fails at once (503) rather than
+// queueing behind the others.
+const maxQueuedValidations = 10000
+
+// runHot runs script on the pipeliner, waiting no longer than ctx allows.
+// The pipeliner sends one batch at a time and waits for each without any
+// caller's deadline, for up to read_timeout per try, so with a frozen
+// Redis a check would otherwise wait for every batch queued before its
+// own. A validation given up on still runs if Redis answers, in order
+// with the ones after it; it writes nothing they would not.
+func (r *Redis) runHot(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+	if r.hot == nil {
+		return script.Run(ctx, r.client, keys, args...).Slice()
+	}
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, "evalsha", script.Hash(), len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmd := redis.NewCmd(ctx, append(cmdArgs, args...)...)
+	err := r.hot.Submit(ctx, cmd).WaitContext(ctx)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return script.Eval(ctx, r.client, keys, args...).Slice()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cmd.Slice()
 }
 
 // RevocationChannel is the pub/sub channel on which the Redis store
@@ -372,8 +409,8 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 // Validate implements Store.
 func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
 	lifetime, idle, retention := policyArgs(p)
-	res, err := validateScript.Run(ctx, r.hot, []string{r.sessionKey(id)},
-		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention).Slice()
+	res, err := r.runHot(ctx, validateScript, []string{r.sessionKey(id)},
+		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention)
 	if err != nil {
 		return Validation{}, fmt.Errorf("validating session: %w", err)
 	}

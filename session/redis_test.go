@@ -119,6 +119,34 @@ func BenchmarkRedisValidate(b *testing.B) {
 	benchValidate(b, session.NewRedis(client, "sa:", nil))
 }
 
+// BenchmarkRedisValidateParallel is the hot path under concurrent
+// requests, where the validations of many requests can share a write and
+// a read (go-redis's automatic pipelining).
+func BenchmarkRedisValidateParallel(b *testing.B) {
+	srv := redisserver.Start(b)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
+	defer client.Close()
+	st := session.NewRedis(client, "sa:", nil)
+	ctx := context.Background()
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	id, _, hash, _ := session.NewCredential("bench")
+	now := time.Now()
+	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "bench", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(32) // goroutines per CPU: requests in flight at once
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if v, err := st.Validate(ctx, id, hash, "192.0.2.1", now, p); err != nil || v.Status != session.Valid {
+				b.Error(v.Status, err)
+				return
+			}
+		}
+	})
+}
+
 func BenchmarkMemoryValidate(b *testing.B) {
 	benchValidate(b, session.NewMemory(nil, 0))
 }
