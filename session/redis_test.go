@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,17 @@ func TestRedisConformance(t *testing.T) {
 	_, client := newRedisClient(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
 		return session.NewRedis(client, "sa:", now)
-	})
+	}, evictIndex(client, "sa:"))
+}
+
+// evictIndex deletes a user's index as Redis evicts it under memory
+// pressure (allkeys-* and volatile-* alike: every key has a TTL).
+func evictIndex(client redis.UniversalClient, prefix string) storetest.Hooks {
+	return storetest.Hooks{DropIndex: func(t *testing.T, _ session.Store, user string) {
+		if err := client.Del(context.Background(), prefix+"{"+session.UserTag(user)+"}:u:"+user).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}}
 }
 
 // Every key the store writes has a TTL, and every key a user's operations
@@ -180,7 +191,7 @@ func TestRedisClusterConformance(t *testing.T) {
 	}
 	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
 		return session.NewRedis(client, "sa:", now)
-	})
+	}, evictIndex(client, "sa:"))
 	// The users' keys are spread over the masters.
 	st := session.NewRedis(client, "spread:", nil)
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
@@ -232,5 +243,55 @@ func TestRedisSessionHashStaysCompact(t *testing.T) {
 	enc, err := client.ObjectEncoding(ctx, "sa:{"+session.UserTag("zoë")+"}:s:"+id).Result()
 	if err != nil || enc != "listpack" {
 		t.Fatalf("session hash encoding %q (%v)", enc, err)
+	}
+}
+
+// A Redis full to maxmemory (noeviction) refuses writes: a due touch is
+// skipped and said so, a new IP (which must be recorded) is ErrStoreFull,
+// an expired session is expired all the same, and a sign-in fails. Room
+// again, and touches are written again.
+func TestRedisFullRefusesOnlyWrites(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	now := time.Now().Truncate(time.Millisecond)
+	var ids []string
+	var hashes [][32]byte
+	for i := 0; i < 2; i++ {
+		id, _, hash, _ := session.NewCredential("carol")
+		s := &session.Session{ID: id, UserID: "carol", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+		ids, hashes = append(ids, id), append(hashes, hash)
+		now = s.CreatedAt
+	}
+	if err := client.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil { // full
+		t.Fatal(err)
+	}
+	later := now.Add(2 * time.Minute)
+	v, err := st.Validate(ctx, ids[0], hashes[0], "192.0.2.1", later, p)
+	if err != nil || v.Status != session.Valid || v.Touched || !v.TouchRefused || !v.Session.LastActiveAt.Before(later) {
+		t.Fatalf("a due touch with Redis full: %+v %v", v, err)
+	}
+	if _, err := st.Validate(ctx, ids[0], hashes[0], "198.51.100.7", later, p); !errors.Is(err, session.ErrStoreFull) {
+		t.Fatalf("a new IP with Redis full: %v", err)
+	}
+	if v, err := st.Validate(ctx, ids[1], hashes[1], "192.0.2.1", now.Add(p.IdleTimeout), p); err != nil || v.Status != session.Expired {
+		t.Fatalf("an expired session with Redis full: %+v %v", v, err)
+	}
+	id, _, hash, _ := session.NewCredential("carol")
+	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "carol", TokenHash: hash, CreatedAt: later, LastActiveAt: later}, p, session.Limit{}); err == nil {
+		t.Fatal("a sign-in succeeded with Redis full")
+	}
+	if err := client.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.Validate(ctx, ids[0], hashes[0], "192.0.2.1", later, p); err != nil || !v.Touched || v.TouchRefused {
+		t.Fatalf("a due touch with room again: %+v %v", v, err)
 	}
 }
