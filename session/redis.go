@@ -410,10 +410,9 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 // Validate implements Store. The script checks that the user's index
 // still lists the session, so it names the index in KEYS (see the key
 // layout), and the index is named after the user, which the session id
-// does not tell: the owner of each user tag is remembered from sign-ins
-// and validations, and a check that does not know it yet learns it from
-// the script's first answer (a second round trip, once per user and
-// process).
+// does not tell: the owner of each user tag is remembered, and a check
+// that does not know it yet learns it from the script's first answer (a
+// second round trip, once per user and process).
 func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
 	lifetime, idle, retention := policyArgs(p)
 	tag := TagOfID(id)
