@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -165,6 +166,9 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		if v.Touched {
 			h.metrics.touch()
 		}
+		if v.TouchRefused {
+			h.touchRefused(id)
+		}
 		h.grace.seen(v.Session, hash, now)
 		h.cache.put(v.Session, hash, now)
 		if v.PrevIP != "" {
@@ -180,8 +184,52 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 			return auth{outcome: outcomeExpired, dead: true}, true
 		}
 		return auth{outcome: outcomeRevoked, dead: true}, true
+	case session.Unlisted:
+		// Fail closed: signing out everywhere, an admin's revocation and
+		// max_sessions could not have reached this session.
+		h.forget(id)
+		h.metrics.unlistedSession()
+		if c := h.logger.Check(zap.ErrorLevel, "session refused: its user's index no longer lists it (Redis evicted the key: set maxmemory-policy noeviction)"); c != nil {
+			c.Write(zap.String("session_id", id), zap.String("user_id", v.Session.UserID))
+		}
+		return auth{outcome: outcomeRevoked, dead: true}, true
 	}
 	return auth{}, false
+}
+
+// touchRefused counts a touch the store refused for lack of memory; the
+// session is served without it (its idle time runs from the last write).
+// One warning a minute at most: when Redis is full, every due touch fails.
+func (h *Handler) touchRefused(id string) {
+	h.metrics.touchRefused()
+	if n, ok := h.fullStore.due(); ok {
+		if c := h.logger.Check(zap.WarnLevel, "session store full: activity not written, sessions served without it"); c != nil {
+			c.Write(zap.String("session_id", id), zap.Int64("refused_since_last_warning", n))
+		}
+	}
+}
+
+// sometimes lets a repeated log line through once per period and counts
+// the times in between.
+type sometimes struct {
+	every time.Duration
+	n     atomic.Int64 // occurrences since the last line
+	last  atomic.Int64 // when that was, Unix ns
+}
+
+// due counts one occurrence and tells whether to log it, with how many
+// there were since the last line (this one included).
+func (s *sometimes) due() (int64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	n := s.n.Add(1)
+	now, last := time.Now().UnixNano(), s.last.Load()
+	if (last != 0 && now-last < int64(s.every)) || !s.last.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	s.n.Add(-n)
+	return n, true
 }
 
 // guessed counts a cookie that matches no session (unknown or malformed;

@@ -20,6 +20,9 @@ type metrics struct {
 	touches       prometheus.Counter
 	notifications *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
+	// Beyond the SPEC's list: what a full or evicting Redis did.
+	touchesRefused prometheus.Counter
+	unlisted       prometheus.Counter
 }
 
 const metricsNS, metricsSub = "caddy", "session_auth"
@@ -51,6 +54,10 @@ func newMetrics(reg *prometheus.Registry, logger *zap.Logger) *metrics {
 			opts("notifications_total", "Notification deliveries, by result.")), []string{"result"})),
 		rateLimited: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
 			opts("rate_limited_total", "Requests refused with 429, by limit (login or guess).")), []string{"limit"})),
+		touchesRefused: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
+			opts("touches_refused_total", "Activity writes the store refused for lack of memory; the requests were served without them.")))),
+		unlisted: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
+			opts("unlisted_sessions_total", "Requests refused because their user's index no longer lists the session (evicted by Redis).")))),
 	}
 	m.byOutcome = map[string]prometheus.Counter{}
 	for _, o := range []string{outcomeAuthenticated, outcomeAnonymous, outcomeUnauthenticated,
@@ -104,6 +111,18 @@ func (m *metrics) revocation(actor string, n int) {
 func (m *metrics) touch() {
 	if m != nil {
 		m.touches.Inc()
+	}
+}
+
+func (m *metrics) touchRefused() {
+	if m != nil {
+		m.touchesRefused.Inc()
+	}
+}
+
+func (m *metrics) unlistedSession() {
+	if m != nil {
+		m.unlisted.Inc()
 	}
 }
 

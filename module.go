@@ -135,6 +135,7 @@ type Handler struct {
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
+	fullStore *sometimes // warnings of refused touches (touchRefused)
 }
 
 // CookieConfig sets the session cookie.
@@ -420,6 +421,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.headers = newHeaderNames(h.HeaderPrefix)
 	h.blocked = &blocklist{}
+	h.fullStore = &sometimes{every: time.Minute}
 	if h.StoreUnavailable.Mode == "grace" {
 		h.grace = newGraceCache(time.Duration(h.StoreUnavailable.Grace))
 	}

@@ -2,7 +2,11 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,31 +67,45 @@ func TestRedisStopped(t *testing.T) {
 	}
 }
 
-// A hanging Redis (accepts, never answers): requests get 503 within the
-// read timeout instead of piling up, and the same session works again
-// when Redis answers.
+// A hanging Redis (SIGSTOP: accepts, never answers): every check gets 503
+// within read_timeout and a small margin, alone or 64 at once, instead of
+// piling up; the same session works again when Redis answers.
 func TestRedisHangs(t *testing.T) {
+	const readTimeout = 500 * time.Millisecond
+	const bound = readTimeout + time.Second // the margin is for a busy machine
 	srv := redisserver.Start(t)
 	up := newUpstream(t)
-	g := loadCaddy(t, redisSite(srv, ""), up)
+	g := loadCaddy(t, site(fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n read_timeout %s\n dial_timeout 200ms\n }",
+		srv.Addr, randomID(), readTimeout)), up)
 	c := newClient(t, g)
 	c.signIn("alice")
 	before := up.total()
 
 	resume := srv.Pause()
 	defer resume()
-	done := make(chan *response, 3)
-	for i := 0; i < 3; i++ {
-		go func() { done <- c.do("GET", "/app") }()
-	}
-	for i := 0; i < 3; i++ {
-		select {
-		case res := <-done:
-			if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" {
-				t.Errorf("hanging Redis: %d", res.StatusCode)
+	for _, n := range []int{1, 64} {
+		took := make([]time.Duration, n)
+		codes := make([]int, n)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i], took[i] = timedGet(g, c.cookie)
+			}()
+		}
+		wg.Wait()
+		slices.Sort(took)
+		t.Logf("%d concurrent checks with Redis frozen, read_timeout %v: fastest %v, median %v, slowest %v",
+			n, readTimeout, took[0].Round(time.Millisecond), took[n/2].Round(time.Millisecond), took[n-1].Round(time.Millisecond))
+		for _, code := range codes {
+			if code != 503 {
+				t.Errorf("%d concurrent, hanging Redis: %d", n, code)
+				break
 			}
-		case <-time.After(8 * time.Second): // a bound, not a measurement
-			t.Fatal("request hung with Redis")
+		}
+		if took[n-1] > bound {
+			t.Errorf("%d concurrent: the slowest 503 took %v, more than read_timeout %v and a margin", n, took[n-1], readTimeout)
 		}
 	}
 	if up.total() != before {
@@ -105,6 +123,27 @@ func TestRedisHangs(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// timedGet sends GET /app with the session cookie on a connection of its
+// own and says how it was answered (0: not at all, within 10 s) and how
+// long that took.
+func timedGet(g *gateway, cookie string) (int, time.Duration) {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	req, _ := http.NewRequest("GET", g.base+"/app", nil)
+	req.Header.Set("Cookie", "session="+cookie)
+	start := time.Now()
+	res, err := hc.Do(req)
+	took := time.Since(start)
+	if err != nil {
+		return 0, took
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.Header.Get("Retry-After") == "" && res.StatusCode == 503 {
+		return -503, took // a 503 without Retry-After is not the store's answer
+	}
+	return res.StatusCode, took
 }
 
 // Real time, kept short: activity keeps a session past its idle timeout,

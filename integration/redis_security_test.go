@@ -19,8 +19,8 @@ import (
 const LeastPrivilegeACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
 	"+hello +auth +select +ping +publish +subscribe " +
 	"+evalsha +eval +hgetall +lrange " +
-	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
-	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore"
+	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +zscore +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
+	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore +info"
 
 func TestRedisTLS(t *testing.T) {
 	f := redisserver.MakeCerts(t)

@@ -391,6 +391,11 @@ func (m *Memory) Validate(_ context.Context, id string, hash [32]byte, ip string
 		m.mu.RUnlock()
 		return v, nil
 	}
+	if !m.listed(r) {
+		v := Validation{Status: Unlisted, Session: r.s.Clone()}
+		m.mu.RUnlock()
+		return v, nil
+	}
 	due := p.Expired(&r.s, now) || p.TouchDue(&r.s, now, ip)
 	if !due {
 		v := Validation{Status: Valid, Session: r.s.Clone()}
@@ -410,6 +415,9 @@ func (m *Memory) Validate(_ context.Context, id string, hash [32]byte, ip string
 	if !r.s.Active() {
 		return Validation{Status: Ended, Session: r.s.Clone()}, nil
 	}
+	if !m.listed(r) {
+		return Validation{Status: Unlisted, Session: r.s.Clone()}, nil
+	}
 	if p.Expired(&r.s, now) {
 		r.s.EndedAt, r.s.EndReason = p.ExpiresAt(&r.s), EndExpired
 		r.purgeAt = p.PurgeAt(&r.s)
@@ -426,6 +434,13 @@ func (m *Memory) Validate(_ context.Context, id string, hash [32]byte, ip string
 	}
 	v.Session = r.s.Clone()
 	return v, nil
+}
+
+// listed tells whether the user's index holds the session, as Redis
+// checks it: in this store they go together, but the rule is the same.
+func (m *Memory) listed(r *memRecord) bool {
+	_, ok := m.users[r.s.UserID][r.s.ID]
+	return ok
 }
 
 // Sight implements Store.

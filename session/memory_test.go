@@ -13,5 +13,7 @@ func TestMemoryConformance(t *testing.T) {
 		m := session.NewMemory(now, 0)
 		t.Cleanup(func() { m.Close() })
 		return m
-	})
+	}, storetest.Hooks{DropIndex: func(_ *testing.T, st session.Store, user string) {
+		session.DropUserIndex(st.(*session.Memory), user)
+	}})
 }

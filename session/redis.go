@@ -26,10 +26,12 @@ type Redis struct {
 	// write and come back as one read, which saves both this process and
 	// Redis a pair of system calls per request (make bench shows the
 	// difference). Everything else uses the client directly. The client
-	// owns the pipeliner and releases it when it is closed.
-	hot    redis.Scripter
+	// owns the pipeliner and releases it when it is closed. Nil on a
+	// cluster: see NewRedis.
+	hot    *redis.AutoPipeliner
 	prefix string
 	now    func() time.Time
+	owners owners
 }
 
 // NewRedis returns a store on client with keys under prefix. The client is
@@ -39,16 +41,52 @@ func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	r := &Redis{client: client, hot: client, prefix: prefix, now: now}
+	r := &Redis{client: client, prefix: prefix, now: now}
 	// Only on one master (standalone or Sentinel): on a cluster the
 	// pipeliner's single ordered stream would make every node's users wait
-	// on, and fail with, a node that is down.
+	// on, and fail with, a node that is down. The deferred face, because
+	// the blocking one waits for its batch whatever the caller's deadline
+	// (see runHot).
 	if c, ok := client.(*redis.Client); ok {
-		if ap, err := c.AutoPipeline(); err == nil {
+		if ap, err := c.AsyncAutoPipelineWithOptions(&redis.AutoPipelineOptions{
+			MaxBatchSize: 300, MaxBatchBytes: 128 << 10, MaxConcurrentBatches: 1,
+			MaxQueuedCommands: maxQueuedValidations,
+		}); err == nil {
 			r.hot = ap
 		}
 	}
 	return r
+}
+
+// maxQueuedValidations bounds the validations waiting for a Redis that
+// does not answer: past it, a check fails at once (503) rather than
+// queueing behind the others.
+const maxQueuedValidations = 10000
+
+// runHot runs script on the pipeliner, waiting no longer than ctx allows.
+// The pipeliner sends one batch at a time and waits for each without any
+// caller's deadline, for up to read_timeout per try, so with a frozen
+// Redis a check would otherwise wait for every batch queued before its
+// own. A validation given up on still runs if Redis answers, in order
+// with the ones after it; it writes nothing they would not.
+func (r *Redis) runHot(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+	if r.hot == nil {
+		return script.Run(ctx, r.client, keys, args...).Slice()
+	}
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, "evalsha", script.Hash(), len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmd := redis.NewCmd(ctx, append(cmdArgs, args...)...)
+	err := r.hot.Submit(ctx, cmd).WaitContext(ctx)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return script.Eval(ctx, r.client, keys, args...).Slice()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cmd.Slice()
 }
 
 // RevocationChannel is the pub/sub channel on which the Redis store
@@ -369,16 +407,37 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	return ended, err
 }
 
-// Validate implements Store.
+// Validate implements Store. The script checks that the user's index
+// still lists the session, so it names the index in KEYS (see the key
+// layout), and the index is named after the user, which the session id
+// does not tell: the owner of each user tag is remembered, and a check
+// that does not know it yet learns it from the script's first answer (a
+// second round trip, once per user and process).
 func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
 	lifetime, idle, retention := policyArgs(p)
-	res, err := validateScript.Run(ctx, r.hot, []string{r.sessionKey(id)},
-		string(hash[:]), ms(now), lifetime, idle, p.TouchInterval.Milliseconds(), ip, retention).Slice()
-	if err != nil {
-		return Validation{}, fmt.Errorf("validating session: %w", err)
+	tag := TagOfID(id)
+	owner, known := r.owners.get(tag)
+	var res []any
+	for try := 0; ; try++ {
+		keys := []string{r.sessionKey(id)}
+		if known {
+			keys = append(keys, r.userKey(owner))
+		}
+		var err error
+		res, err = r.runHot(ctx, validateScript, keys, string(hash[:]), ms(now), lifetime, idle,
+			p.TouchInterval.Milliseconds(), ip, retention, r.tagPrefix(tag)+"u:", id)
+		if err != nil {
+			return Validation{}, fmt.Errorf("validating session: %w", err)
+		}
+		if code, _ := res[0].(int64); code != 4 || len(res) < 2 || try > 0 {
+			break
+		}
+		owner, _ = res[1].(string)
+		known = true
+		r.owners.put(tag, owner)
 	}
 	code, _ := res[0].(int64)
-	if code == 0 || len(res) < 2 {
+	if code == 0 || code == 4 || len(res) < 2 {
 		return Validation{Status: Unknown}, nil
 	}
 	flat, _ := res[1].([]any)
@@ -392,6 +451,8 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 		return Validation{Status: Expired, Session: s}, nil
 	case 3:
 		return Validation{Status: Ended, Session: s}, nil
+	case 5:
+		return Validation{Status: Unlisted, Session: s}, nil
 	}
 	v := Validation{Status: Valid, Session: s}
 	if len(res) > 2 {
@@ -403,7 +464,45 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 			s.LastActiveAt, s.IP = msTime(now), ip
 		}
 	}
+	if len(res) > 3 {
+		// Redis is full (maxmemory, noeviction) and refused the touch. A
+		// new IP must be recorded before the session is served from it
+		// (policies, events, notices): that request fails like any the
+		// store cannot serve.
+		if s.IP != ip {
+			return Validation{}, fmt.Errorf("validating session: recording a new IP: %w", ErrStoreFull)
+		}
+		v.TouchRefused = true
+	}
 	return v, nil
+}
+
+// owners maps user tags to the user whose sessions carry them. A tag is
+// 48 bits of a digest, so two users may share one: the script then names
+// the right owner and the entry is replaced.
+type owners struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+// maxOwners bounds the map (about 100 bytes an entry); when full it is
+// emptied, and each user costs one more round trip to be learnt again.
+const maxOwners = 1 << 17
+
+func (o *owners) get(tag string) (string, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	u, ok := o.m[tag]
+	return u, ok
+}
+
+func (o *owners) put(tag, user string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil || len(o.m) >= maxOwners {
+		o.m = make(map[string]string)
+	}
+	o.m[tag] = user
 }
 
 // Sight implements Store.

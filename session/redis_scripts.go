@@ -179,30 +179,55 @@ const (
 	maxTravelKmhLua     = "1000" // = MaxTravelKmh
 )
 
-// validateScript: KEYS session. ARGV hash, now, lifetime, idle, touch, ip,
-// retention. It writes the session only: lists sort by the sessions' own
-// last activity, and the index lives as long as any session in it.
-// Returns {0} unknown, {1, flat, touched} valid, {2, flat} expired (now
-// ended), {3, flat} ended.
+// validateScript: KEYS session, then the owner's user index when the
+// caller knows the owner. ARGV hash, now, lifetime, idle, touch, ip,
+// retention, user index key prefix, id. It writes the session only (and
+// the index's TTL, which must outlast it): lists sort by the sessions' own
+// last activity. Returns {0} unknown, {1, flat, touched} valid (with a
+// fourth element when a touch was due and Redis, full, refused it), {2,
+// flat} expired (now ended), {3, flat} ended, {4, user} when KEYS lacks
+// the owner's index (call again with it), {5, flat} when the index does not
+// list the session (evicted: not valid, since nothing that ends the user's
+// sessions can reach it).
 var validateScript = redis.NewScript(luaPrelude + `
+-- written runs a write that Redis, full (maxmemory with noeviction), may
+-- refuse: false when it did; any other error is raised
+local function written(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 4) == 'OOM ' then return false end
+    error(r)
+  end
+  return true
+end
+
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {0} end
 local m = hmap(flat)
 if m.th ~= ARGV[1] then return {0} end
 if m.ea then return {3, flat} end
+if KEYS[2] ~= ARGV[8] .. m.u then return {4, m.u} end
+if not redis.call('ZSCORE', KEYS[2], ARGV[9]) then return {5, flat} end
 local now, lifetime, idle = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local touch, ip, retention = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local exp = expires_at(m, lifetime, idle)
 if now >= exp then
-  redis.call('HSET', KEYS[1], 'ea', exp, 'er', 'expired')
-  redis.call('PEXPIREAT', KEYS[1], exp + retention)
+  -- expired whether or not a full Redis lets it be written
+  if written('HSET', KEYS[1], 'ea', exp, 'er', 'expired') then
+    redis.call('PEXPIREAT', KEYS[1], exp + retention)
+  end
   return {2, flat}
 end
 if m.ip ~= ip or now - tonumber(m.la) >= touch then
-  keep_login_ip(KEYS[1], m, ip)
-  redis.call('HSET', KEYS[1], 'la', now, 'ip', ip)
+  local f = {'la', now, 'ip', ip}
+  if m.lip == nil and m.ip ~= ip then
+    f[5], f[6] = 'lip', m.ip or '' -- the login IP, before the IP first changes
+  end
+  if not written('HSET', KEYS[1], unpack(f)) then return {1, flat, 0, 1} end
   m.la = tostring(now)
-  redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)
+  local keep = expires_at(m, lifetime, idle) + retention
+  redis.call('PEXPIREAT', KEYS[1], keep)
+  extend(KEYS[2], keep - now)
   return {1, flat, 1}
 end
 return {1, flat, 0}

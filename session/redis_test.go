@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,17 @@ func TestRedisConformance(t *testing.T) {
 	_, client := newRedisClient(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
 		return session.NewRedis(client, "sa:", now)
-	})
+	}, evictIndex(client, "sa:"))
+}
+
+// evictIndex deletes a user's index as Redis evicts it under memory
+// pressure (allkeys-* and volatile-* alike: every key has a TTL).
+func evictIndex(client redis.UniversalClient, prefix string) storetest.Hooks {
+	return storetest.Hooks{DropIndex: func(t *testing.T, _ session.Store, user string) {
+		if err := client.Del(context.Background(), prefix+"{"+session.UserTag(user)+"}:u:"+user).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}}
 }
 
 // Every key the store writes has a TTL, and every key a user's operations
@@ -119,6 +130,34 @@ func BenchmarkRedisValidate(b *testing.B) {
 	benchValidate(b, session.NewRedis(client, "sa:", nil))
 }
 
+// BenchmarkRedisValidateParallel is the hot path under concurrent
+// requests, where the validations of many requests can share a write and
+// a read (go-redis's automatic pipelining).
+func BenchmarkRedisValidateParallel(b *testing.B) {
+	srv := redisserver.Start(b)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
+	defer client.Close()
+	st := session.NewRedis(client, "sa:", nil)
+	ctx := context.Background()
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	id, _, hash, _ := session.NewCredential("bench")
+	now := time.Now()
+	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "bench", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(32) // goroutines per CPU: requests in flight at once
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if v, err := st.Validate(ctx, id, hash, "192.0.2.1", now, p); err != nil || v.Status != session.Valid {
+				b.Error(v.Status, err)
+				return
+			}
+		}
+	})
+}
+
 func BenchmarkMemoryValidate(b *testing.B) {
 	benchValidate(b, session.NewMemory(nil, 0))
 }
@@ -152,7 +191,7 @@ func TestRedisClusterConformance(t *testing.T) {
 	}
 	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
 		return session.NewRedis(client, "sa:", now)
-	})
+	}, evictIndex(client, "sa:"))
 	// The users' keys are spread over the masters.
 	st := session.NewRedis(client, "spread:", nil)
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
@@ -204,5 +243,55 @@ func TestRedisSessionHashStaysCompact(t *testing.T) {
 	enc, err := client.ObjectEncoding(ctx, "sa:{"+session.UserTag("zoë")+"}:s:"+id).Result()
 	if err != nil || enc != "listpack" {
 		t.Fatalf("session hash encoding %q (%v)", enc, err)
+	}
+}
+
+// A Redis full to maxmemory (noeviction) refuses writes: a due touch is
+// skipped and said so, a new IP (which must be recorded) is ErrStoreFull,
+// an expired session is expired all the same, and a sign-in fails. Room
+// again, and touches are written again.
+func TestRedisFullRefusesOnlyWrites(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	now := time.Now().Truncate(time.Millisecond)
+	var ids []string
+	var hashes [][32]byte
+	for i := 0; i < 2; i++ {
+		id, _, hash, _ := session.NewCredential("carol")
+		s := &session.Session{ID: id, UserID: "carol", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+		ids, hashes = append(ids, id), append(hashes, hash)
+		now = s.CreatedAt
+	}
+	if err := client.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil { // full
+		t.Fatal(err)
+	}
+	later := now.Add(2 * time.Minute)
+	v, err := st.Validate(ctx, ids[0], hashes[0], "192.0.2.1", later, p)
+	if err != nil || v.Status != session.Valid || v.Touched || !v.TouchRefused || !v.Session.LastActiveAt.Before(later) {
+		t.Fatalf("a due touch with Redis full: %+v %v", v, err)
+	}
+	if _, err := st.Validate(ctx, ids[0], hashes[0], "198.51.100.7", later, p); !errors.Is(err, session.ErrStoreFull) {
+		t.Fatalf("a new IP with Redis full: %v", err)
+	}
+	if v, err := st.Validate(ctx, ids[1], hashes[1], "192.0.2.1", now.Add(p.IdleTimeout), p); err != nil || v.Status != session.Expired {
+		t.Fatalf("an expired session with Redis full: %+v %v", v, err)
+	}
+	id, _, hash, _ := session.NewCredential("carol")
+	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "carol", TokenHash: hash, CreatedAt: later, LastActiveAt: later}, p, session.Limit{}); err == nil {
+		t.Fatal("a sign-in succeeded with Redis full")
+	}
+	if err := client.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.Validate(ctx, ids[0], hashes[0], "192.0.2.1", later, p); err != nil || !v.Touched || v.TouchRefused {
+		t.Fatalf("a due touch with room again: %+v %v", v, err)
 	}
 }

@@ -12,6 +12,9 @@ var (
 	ErrNotFound = errors.New("session not found")
 	// ErrLimitReached: max_sessions with mode reject refused a new session.
 	ErrLimitReached = errors.New("session limit reached")
+	// ErrStoreFull: the store refused a write for lack of memory (Redis
+	// at maxmemory with noeviction).
+	ErrStoreFull = errors.New("session store out of memory")
 )
 
 // LimitMode says which session gives way when a user has too many.
@@ -36,18 +39,27 @@ type Status int
 
 // Validation outcomes. Unknown covers a missing session and a secret that
 // does not match; the caller cannot and need not tell them apart.
+// Unlisted is a session that is active by its own record but that its
+// user's index no longer lists (Redis evicted the index): it is not valid,
+// since nothing that ends a user's sessions (sign-out everywhere, an
+// admin's revocation, max_sessions) could reach it.
 const (
 	Unknown Status = iota
 	Valid
 	Expired
 	Ended
+	Unlisted
 )
 
 // Validation is what Store.Validate found.
 type Validation struct {
 	Status  Status
-	Session *Session // set for Valid, Expired and Ended
+	Session *Session // set for Valid, Expired, Ended and Unlisted
 	Touched bool     // activity (and maybe the IP) was written
+	// TouchRefused: activity was due but the store refused the write for
+	// lack of memory; the session is valid all the same. (A new IP that
+	// cannot be written is ErrStoreFull instead.)
+	TouchRefused bool
 	// PrevIP is the session's IP before this request, when Touched
 	// changed it; empty otherwise.
 	PrevIP string
@@ -70,7 +82,8 @@ type Store interface {
 	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
 
 	// Validate checks the credential (id, SHA-256 of the secret) at now
-	// from ip, and writes activity when p says a touch is due.
+	// from ip, and writes activity when p says a touch is due. A session
+	// that its user's index does not list is Unlisted, never Valid.
 	Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error)
 
 	// Sight records that an active session was just seen from a new IP:

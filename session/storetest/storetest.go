@@ -41,8 +41,16 @@ var policy = session.Policy{
 	Retention:     48 * time.Hour,
 }
 
+// Hooks reach into a store where the suite needs more than the Store
+// interface gives.
+type Hooks struct {
+	// DropIndex loses the index of a user's sessions, as Redis does when
+	// it evicts the key under memory pressure.
+	DropIndex func(t *testing.T, st session.Store, user string)
+}
+
 // Run runs the suite against stores made by newStore.
-func Run(t *testing.T, newStore Factory) {
+func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 	cases := []struct {
 		name string
 		fn   func(t *testing.T, st session.Store, c *Clock)
@@ -75,6 +83,14 @@ func Run(t *testing.T, newStore Factory) {
 		{"OthersActiveAtCreate", testOthersActive},
 		{"ByIP", testByIP},
 		{"RecordEvent", testRecord},
+	}
+	for _, h := range hooks {
+		if drop := h.DropIndex; drop != nil {
+			cases = append(cases, struct {
+				name string
+				fn   func(t *testing.T, st session.Store, c *Clock)
+			}{"UnlistedIsNotValid", func(t *testing.T, st session.Store, c *Clock) { testUnlisted(t, st, c, drop) }})
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -900,4 +916,42 @@ func testByIP(t *testing.T, st session.Store, c *Clock) {
 	if got, _ := st.ByIP(ctx(t), ip, c.Now(), policy); len(got) != 0 {
 		t.Fatalf("ended session listed by IP: %v", got)
 	}
+}
+
+// testUnlisted: a session that its user's index no longer lists is not
+// valid (revoking the user's sessions could not reach it), and stays so
+// when a new sign-in makes a new index; the new session is valid and
+// revocable as any.
+func testUnlisted(t *testing.T, st session.Store, c *Clock, drop func(t *testing.T, st session.Store, user string)) {
+	uid := user()
+	a, b := mustMint(t, st, c, uid), mustMint(t, st, c, uid)
+	other := mustMint(t, st, c, user())
+	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Valid)
+	drop(t, st, uid)
+	for _, cr := range []cred{a, b} {
+		v := validate(t, st, c, cr, "192.0.2.1")
+		wantStatus(t, v, session.Unlisted)
+		if v.Session.ID != cr.id || v.Session.UserID != uid || v.Touched {
+			t.Fatalf("unlisted: %+v touched=%v", v.Session, v.Touched)
+		}
+	}
+	bad := a
+	bad.hash[0] ^= 1
+	wantStatus(t, validate(t, st, c, bad, "192.0.2.1"), session.Unknown)
+	wantStatus(t, validate(t, st, c, other, "192.0.2.1"), session.Valid)
+
+	c.Advance(policy.TouchInterval) // a touch is due: still refused, nothing written
+	n := mustMint(t, st, c, uid)
+	wantStatus(t, validate(t, st, c, n, "192.0.2.1"), session.Valid)
+	wantStatus(t, validate(t, st, c, a, "198.51.100.1"), session.Unlisted)
+	if got, err := st.Get(ctx(t), a.id); err != nil || got.IP != "192.0.2.1" || got.LastActiveAt.Equal(c.Now()) {
+		t.Fatalf("an unlisted session was written: %+v %v", got, err)
+	}
+	ended, err := st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorAdmin, policy)
+	if err != nil || len(ended) != 1 || ended[0].ID != n.id {
+		t.Fatalf("end all after the index was lost: %v %v", ended, err)
+	}
+	wantStatus(t, validate(t, st, c, n, "192.0.2.1"), session.Ended)
+	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Unlisted)
+	wantStatus(t, validate(t, st, c, b, "192.0.2.1"), session.Unlisted)
 }
