@@ -323,7 +323,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	set(hn.city, s.City)
 	set(hn.risk, risk)
 	if h.SignHeaders != "" {
-		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.URL.EscapedPath(), h.HeaderPrefix, h.now())
+		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, h.HeaderPrefix, h.now())
 	}
 
 	setPlaceholders(r, s, ip, changed, risk, created)

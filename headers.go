@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sessionauth/caddy-sessionauth/signature"
 )
 
 // headerNames are the identity headers under the configured prefix,
@@ -55,33 +57,12 @@ func normaliseHeader(s string) string {
 	}, s)
 }
 
-// hasPrefixFold reports whether name, read with '_' and '.' as '-' and
-// without case, starts with the normalised prefix; no allocation.
-func hasPrefixFold(name, prefix string) bool {
-	if len(name) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := name[i]
-		switch {
-		case c == '_' || c == '.':
-			c = '-'
-		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // stripIdentity deletes every request header a client could use to pose
 // as an identity: anything under the prefix, in any case, with '_' or '.'
 // for '-' (servers behind us may fold those together).
 func (hn *headerNames) stripIdentity(hdr http.Header) {
 	for k := range hdr {
-		if hasPrefixFold(k, hn.prefix) {
+		if signature.HasPrefix(k, hn.prefix) {
 			delete(hdr, k)
 		}
 	}
