@@ -41,8 +41,9 @@ type auth struct {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Before anything else: no identity header from the client survives,
-	// on any path, with a session or without.
-	h.headers.stripIdentity(r.Header)
+	// on any path, with a session or without, and none the handler sets
+	// can be removed by the client (Connection) or added to (trailers).
+	h.headers.stripIdentity(r)
 
 	clean, plain := requestPath(r)
 	if pathUnder(clean, h.Endpoints) {

@@ -102,11 +102,7 @@ func TestSignatureRecipes(t *testing.T) {
 		if got := verifyFromTheWords(in.Method, in.Host, in.Path, in.Query, in.Headers, []byte(secret), time.Now()); got != tc.ok {
 			t.Errorf("%s: the verifier from the SPEC's words says %v", tc.name, got)
 		}
-		u, err := url.ParseRequestURI(tc.req.RequestURI)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &http.Request{Method: tc.req.Method, Host: tc.req.Host, URL: u, Header: tc.req.Header}
+		r := &http.Request{Method: tc.req.Method, Host: tc.req.Host, URL: mustURI(t, tc.req.RequestURI), Header: tc.req.Header}
 		if err := signature.Verify(r, []byte(secret), 2*time.Minute); (err == nil) != tc.ok {
 			t.Errorf("%s: signature.Verify says %v", tc.name, err)
 		}
@@ -185,6 +181,15 @@ func verifyFromTheWords(method, host, path, query string, headers [][2]string, s
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(strings.Join(lines, "\n")))
 	return hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), []byte(mac))
+}
+
+func mustURI(t *testing.T, uri string) *url.URL {
+	t.Helper()
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // lookPython finds python3; with CI=true a missing one fails the test.
