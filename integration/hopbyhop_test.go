@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/sessionauth/caddy-sessionauth/signature"
 )
@@ -196,7 +200,81 @@ func TestRequestTrailersCannotCarryIdentity(t *testing.T) {
 		} else {
 			t.Logf("over HTTP/2, Go's client refuses Connection: %v", err)
 		}
+		// Sent anyway, in raw frames: the request is refused as malformed
+		// (4xx or a reset) before it reaches any handler, or reaches the
+		// app with the identity whole.
+		calls = up.total()
+		status, rst := rawH2(t, g.base[len("http://"):], [][2]string{
+			{":method", "GET"}, {":scheme", "http"}, {":authority", g.base[len("http://"):]}, {":path", "/app"},
+			{"cookie", "session=" + c.cookie}, {"x-forwarded-for", "203.0.113.5"}, {"connection", "X-Auth-Risk, X-Auth-Ip-Changed"},
+		})
+		switch {
+		case up.total() > calls:
+			got := map[string]string{}
+			for k, v := range up.lastRequest().Header {
+				got[k] = strings.Join(v, "|")
+			}
+			sameIdentity(t, "raw h2 Connection", got, want)
+		case strings.HasPrefix(status, "4") || status == "" && rst == http2.ErrCodeProtocol:
+			t.Logf("over HTTP/2, a request with Connection is refused: status %q, reset %v", status, rst)
+		default:
+			t.Errorf("raw h2 request with Connection: status %q, reset %v, and the app saw nothing", status, rst)
+		}
 	})
+}
+
+// rawH2 sends one GET as HTTP/2 with prior knowledge, whatever its fields,
+// and returns the stream's status or its reset code.
+func rawH2(t *testing.T, addr string, fields [][2]string) (string, http2.ErrCode) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range fields {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	dec := hpack.NewDecoder(4096, nil)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading frames: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			hf, err := dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range hf {
+				if h.Name == ":status" {
+					return h.Value, 0
+				}
+			}
+		case *http2.RSTStreamFrame:
+			return "", f.ErrCode
+		case *http2.GoAwayFrame:
+			return "", f.ErrCode
+		}
+	}
 }
 
 func checkTrailers(t *testing.T, r *http.Request, want map[string]string) {
