@@ -42,8 +42,9 @@ type auth struct {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Before anything else: no identity header from the client survives,
-	// on any path, with a session or without.
-	h.headers.stripIdentity(r.Header)
+	// on any path, with a session or without, and none the handler sets
+	// can be removed by the client (Connection) or added to (trailers).
+	h.headers.stripIdentity(r)
 
 	clean, plain := requestPath(r)
 	if pathUnder(clean, h.Endpoints) {
@@ -402,7 +403,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	set(hn.city, s.City)
 	set(hn.risk, risk)
 	if h.SignHeaders != "" {
-		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.URL.EscapedPath(), h.HeaderPrefix, h.now())
+		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, h.HeaderPrefix, h.now())
 	}
 
 	setPlaceholders(r, s, ip, changed, risk, created)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -209,13 +210,59 @@ func TestClientIdentityHeadersAreStripped(t *testing.T) {
 			up := &upstream{}
 			serve(t, h, r, up)
 			for k, v := range up.header {
-				if hasPrefixFold(k, "x-auth-") && strings.Contains(strings.Join(v, ""), "mallory") {
+				if signature.HasPrefix(k, "x-auth-") && strings.Contains(strings.Join(v, ""), "mallory") {
 					t.Errorf("session=%v path=%s: %s: %v reached the upstream", withSession, path, k, v)
 				}
 			}
 			if withSession && path == "/" && up.header.Get("X-Auth-User") != "alice" {
 				t.Errorf("real identity missing: %v", up.header)
 			}
+		}
+	}
+}
+
+// Connection and Trailer keep every token but those under the prefix, and
+// the request without them costs no allocation.
+func TestStripIdentityHopByHopTokens(t *testing.T) {
+	hn := newHeaderNames("X-Auth-")
+	for in, want := range map[string]string{
+		"keep-alive":                          "keep-alive",
+		"Upgrade, X-Auth-Risk":                "Upgrade",
+		"x_auth_ip ,X.Auth.Roles,X-AUTH-USER": "",
+		"close, x-auth-ip-changed, X-Other":   "close, X-Other",
+		"X-Authority, X-Auth":                 "X-Authority, X-Auth",
+	} {
+		for _, name := range []string{"Connection", "Trailer"} {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set(name, in)
+			hn.stripIdentity(r)
+			if got, ok := r.Header[name]; strings.Join(got, "|") != want || ok != (want != "") {
+				t.Errorf("%s: %q became %q (present %v), want %q", name, in, got, ok, want)
+			}
+		}
+	}
+	r := httptest.NewRequest("POST", "/", strings.NewReader("body"))
+	r.Trailer = http.Header{"X-Auth-User": nil, "X-Other": nil}
+	hn.stripIdentity(r)
+	if _, ok := r.Trailer["X-Auth-User"]; ok || len(r.Trailer) != 1 {
+		t.Errorf("declared trailers %v", r.Trailer)
+	}
+	r.Trailer.Set("X_Auth_Roles", "admin") // as the server merges an undeclared one at EOF
+	if _, err := io.ReadAll(r.Body); err != nil {
+		t.Fatal(err)
+	}
+	if r.Trailer.Get("X_Auth_Roles") != "" || len(r.Trailer) != 1 {
+		t.Errorf("trailers after EOF %v", r.Trailer)
+	}
+
+	for _, conn := range []string{"", "keep-alive"} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Accept", "*/*")
+		if conn != "" {
+			r.Header.Set("Connection", conn)
+		}
+		if n := testing.AllocsPerRun(100, func() { hn.stripIdentity(r) }); n != 0 {
+			t.Errorf("Connection %q: %v allocations", conn, n)
 		}
 	}
 }
@@ -606,11 +653,16 @@ func TestSignedHeaders(t *testing.T) {
 	r.Header.Set("X-Auth-Signature", "t=1,v1=forged")
 	up := &upstream{}
 	serve(t, h, r, up)
-	got := httptest.NewRequest("GET", "/docs/a%2Fb?other=query", nil)
+	got := httptest.NewRequest("GET", "/docs/a%2Fb?q=1", nil)
 	got.Header = up.header
 	if err := signature.VerifyPrefix(got, []byte("s3cret"), time.Minute, "X-Auth-", clock.Now()); err != nil {
 		t.Fatalf("upstream cannot verify: %v (headers %v)", err, up.header)
 	}
+	got.URL.RawQuery = "q=2&to=mallory"
+	if err := signature.VerifyPrefix(got, []byte("s3cret"), time.Minute, "X-Auth-", clock.Now()); err == nil {
+		t.Fatal("a replayed query still verifies")
+	}
+	got.URL.RawQuery = "q=1"
 	got.Header.Set("X-Auth-User", "mallory")
 	if err := signature.VerifyPrefix(got, []byte("s3cret"), time.Minute, "X-Auth-", clock.Now()); err == nil {
 		t.Fatal("a changed identity still verifies")

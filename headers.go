@@ -2,9 +2,12 @@ package sessionauth
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sessionauth/caddy-sessionauth/signature"
 )
 
 // headerNames are the identity headers under the configured prefix,
@@ -56,36 +59,88 @@ func normaliseHeader(s string) string {
 	}, s)
 }
 
-// hasPrefixFold reports whether name, read with '_' and '.' as '-' and
-// without case, starts with the normalised prefix; no allocation.
-func hasPrefixFold(name, prefix string) bool {
-	if len(name) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := name[i]
-		switch {
-		case c == '_' || c == '.':
-			c = '-'
-		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // stripIdentity deletes every request header a client could use to pose
 // as an identity: anything under the prefix, in any case, with '_' or '.'
-// for '-' (servers behind us may fold those together).
-func (hn *headerNames) stripIdentity(hdr http.Header) {
-	for k := range hdr {
-		if hasPrefixFold(k, hn.prefix) {
-			delete(hdr, k)
+// for '-' (servers behind us may fold those together). It also keeps a
+// client from removing the identity the handler sets: a Connection token
+// under the prefix would have a proxy after us delete that header, and a
+// request trailer under the prefix would reach the upstream after it.
+// Without Connection, Trailer or trailers it does not allocate.
+func (hn *headerNames) stripIdentity(r *http.Request) {
+	for k := range r.Header {
+		if signature.HasPrefix(k, hn.prefix) {
+			delete(r.Header, k)
 		}
 	}
+	hn.dropTokens(r.Header, "Connection")
+	hn.dropTokens(r.Header, "Trailer")
+	if len(r.Trailer) == 0 {
+		return
+	}
+	for k := range r.Trailer {
+		if signature.HasPrefix(k, hn.prefix) {
+			delete(r.Trailer, k)
+		}
+	}
+	// The server fills r.Trailer when the body reaches EOF, with whatever
+	// trailers arrived, declared or not: drop them there too, before a
+	// proxy copies them on.
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerFilter{ReadCloser: r.Body, trailer: r.Trailer, prefix: hn.prefix}
+	}
+}
+
+// dropTokens removes the comma-separated tokens under the prefix from the
+// header field name, keeping the others; a field left empty is deleted.
+func (hn *headerNames) dropTokens(hdr http.Header, name string) {
+	values, ok := hdr[name]
+	if !ok {
+		return
+	}
+	dirty := false
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			if signature.HasPrefix(strings.TrimSpace(tok), hn.prefix) {
+				dirty = true
+			}
+		}
+	}
+	if !dirty {
+		return
+	}
+	var kept []string
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !signature.HasPrefix(tok, hn.prefix) {
+				kept = append(kept, tok)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(hdr, name)
+		return
+	}
+	hdr[name] = []string{strings.Join(kept, ", ")}
+}
+
+// trailerFilter deletes the trailers under the prefix once the body has
+// been read to the end, when the server has filled them in.
+type trailerFilter struct {
+	io.ReadCloser
+	trailer http.Header
+	prefix  string
+}
+
+func (f *trailerFilter) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if err == io.EOF {
+		for k := range f.trailer {
+			if signature.HasPrefix(k, f.prefix) {
+				delete(f.trailer, k)
+			}
+		}
+	}
+	return n, err
 }
 
 func validHeaderPrefix(p string) bool {

@@ -84,8 +84,9 @@ type Handler struct {
 	// Prefix of the identity headers. Default X-Auth-.
 	HeaderPrefix string `json:"header_prefix,omitempty"`
 
-	// Secret for X-Auth-Signature over the identity headers.
-	// {env.*} placeholders are expanded.
+	// Secret for X-Auth-Signature over the method, Host, escaped path, raw
+	// query and identity headers (the canonical form is in package
+	// signature). {env.*} placeholders are expanded.
 	SignHeaders string `json:"sign_headers,omitempty"`
 
 	// Path of a GeoIP2 or GeoLite2 City database.

@@ -102,6 +102,7 @@ type testUpstream struct {
 	mu    sync.Mutex
 	calls map[string]int
 	last  http.Header
+	req   *http.Request // the last request: method, Host, RequestURI, headers and trailers as received
 }
 
 func newUpstream(t *testing.T) *testUpstream {
@@ -119,9 +120,11 @@ func newUpstream(t *testing.T) *testUpstream {
 }
 
 func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20)) // to EOF: the trailers arrive there
 	u.mu.Lock()
 	u.calls[r.URL.Path]++
 	u.last = r.Header.Clone()
+	u.req = &http.Request{Method: r.Method, Host: r.Host, RequestURI: r.RequestURI, Proto: r.Proto, Header: u.last, Trailer: r.Trailer.Clone()}
 	u.mu.Unlock()
 	q := r.URL.Query()
 	if user := q.Get("user"); user != "" {
@@ -151,6 +154,13 @@ func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "headers": seen, "body": "upstream-body"})
+}
+
+// lastRequest is the last request the upstream received.
+func (u *testUpstream) lastRequest() *http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.req
 }
 
 func (u *testUpstream) count(path string) int {
