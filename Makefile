@@ -7,7 +7,7 @@
 GO        ?= go
 TESTFLAGS ?= -race -count=1 -timeout 20m
 FUZZTIME  ?= 1m
-FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff ./session:FuzzParseCredential
+FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff .:FuzzConnectionTokens ./session:FuzzParseCredential
 
 .PHONY: all build demo test lint unit bench fuzz clean
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -130,6 +132,47 @@ func FuzzCaddyfile(f *testing.F) {
 
 // FuzzCookieAndHandOff drives the handler with arbitrary cookies and
 // arbitrary hand-off headers from the upstream.
+// Whatever a client puts in Connection, a proxy that then deletes the
+// headers it names (as Caddy's reverse_proxy does: split at commas, trim,
+// Del) removes no identity header, and every other token is kept.
+func FuzzConnectionTokens(f *testing.F) {
+	for _, s := range []string{
+		"X-Auth-Risk, X-Auth-Ip-Changed", "keep-alive", "Upgrade, x_auth_user", " X.Auth.Roles ,,close",
+		"\tx-auth-ip\t", "X-Auth-\u00a0", "X-Authority", "x-auth-user\r\n", ",",
+	} {
+		f.Add(s)
+	}
+	hn := newHeaderNames("X-Auth-")
+	identity := []string{hn.user, hn.roles, hn.ip, hn.ipChanged, hn.risk, hn.signature}
+	f.Fuzz(func(t *testing.T, conn string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header["Connection"] = []string{conn}
+		hn.stripIdentity(r)
+		for _, name := range identity {
+			r.Header[name] = []string{"v"}
+		}
+		var kept []string
+		for _, v := range r.Header["Connection"] {
+			for tok := range strings.SplitSeq(v, ",") {
+				if tok = textproto.TrimString(tok); tok != "" {
+					kept = append(kept, strings.TrimSpace(tok))
+					r.Header.Del(tok)
+				}
+			}
+		}
+		for _, name := range identity {
+			if r.Header.Get(name) != "v" {
+				t.Fatalf("Connection %q still removes %s (left %q)", conn, name, r.Header["Connection"])
+			}
+		}
+		for tok := range strings.SplitSeq(conn, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !strings.HasPrefix(strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(tok)), "x-auth-") && !slices.Contains(kept, tok) {
+				t.Fatalf("Connection %q lost the token %q (left %q)", conn, tok, r.Header["Connection"])
+			}
+		}
+	})
+}
+
 func FuzzCookieAndHandOff(f *testing.F) {
 	h := &Handler{LoginRate: &Rate{Count: 1 << 30, Window: caddy.Duration(1e9)}, GuessRate: &Rate{Count: 1 << 30, Window: caddy.Duration(1e9)}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})

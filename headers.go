@@ -67,21 +67,13 @@ func normaliseHeader(s string) string {
 // request trailer under the prefix would reach the upstream after it.
 // Without Connection, Trailer or trailers it does not allocate.
 func (hn *headerNames) stripIdentity(r *http.Request) {
-	for k := range r.Header {
-		if signature.HasPrefix(k, hn.prefix) {
-			delete(r.Header, k)
-		}
-	}
+	deleteUnder(r.Header, hn.prefix)
 	hn.dropTokens(r.Header, "Connection")
 	hn.dropTokens(r.Header, "Trailer")
 	if len(r.Trailer) == 0 {
 		return
 	}
-	for k := range r.Trailer {
-		if signature.HasPrefix(k, hn.prefix) {
-			delete(r.Trailer, k)
-		}
-	}
+	deleteUnder(r.Trailer, hn.prefix)
 	// The server fills r.Trailer when the body reaches EOF, with whatever
 	// trailers arrived, declared or not: drop them there too, before a
 	// proxy copies them on.
@@ -134,13 +126,18 @@ type trailerFilter struct {
 func (f *trailerFilter) Read(p []byte) (int, error) {
 	n, err := f.ReadCloser.Read(p)
 	if err == io.EOF {
-		for k := range f.trailer {
-			if signature.HasPrefix(k, f.prefix) {
-				delete(f.trailer, k)
-			}
-		}
+		deleteUnder(f.trailer, f.prefix)
 	}
 	return n, err
+}
+
+// deleteUnder deletes the fields of hdr under the prefix.
+func deleteUnder(hdr http.Header, prefix string) {
+	for k := range hdr {
+		if signature.HasPrefix(k, prefix) {
+			delete(hdr, k)
+		}
+	}
 }
 
 func validHeaderPrefix(p string) bool {

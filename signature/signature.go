@@ -13,7 +13,8 @@
 //  5. t;
 //  6. then "lower(name):value" for every other header under the prefix,
 //     sorted by the lower-cased name alone (so "x-auth-ip" comes before
-//     "x-auth-ip-changed"; names that lower-case alike keep their order).
+//     "x-auth-ip-changed"; two fields whose names lower-case alike are
+//     never signed, so a request that has them fails whatever their order).
 //
 // A name is under the prefix when it starts with it compared without case
 // and with '_' and '.' read as '-', so an added "X_Auth_Roles" is part of
