@@ -154,10 +154,7 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 // handler of this process, not only the store's own; it returns their ids.
 func adminEnded(ref storeRef, ended []*session.Session, now time.Time) []string {
 	ref.h.recordEnded(nil, ended, now, session.EndRevoked, session.ActorAdmin)
-	ids := make([]string, len(ended))
-	for i, s := range ended {
-		ids[i] = s.ID
-	}
+	ids := idsOf(ended)
 	forgetEverywhere(ids...)
 	return ids
 }
@@ -311,6 +308,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 		return apiError(http.StatusTooManyRequests, "user has %d active sessions", h.limit.Max)
 	}
 	if err != nil {
+		h.abandon(s, err)
 		return storeError(err)
 	}
 	h.recordLogin(nil, s, ended)

@@ -38,6 +38,7 @@ type Memory struct {
 type memRecord struct {
 	s       Session
 	purgeAt time.Time
+	endedBy string // the sign-in whose limit ended it
 }
 
 type memHistory struct {
@@ -327,6 +328,7 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 		sortForLimit(active, lim.Mode, func(r *memRecord) *Session { return &r.s })
 		for _, r := range active[:len(active)-lim.Max+1] {
 			ended = append(ended, m.end(r, now, EndLimit, ActorLimit, p))
+			r.endedBy = s.ID
 		}
 	}
 
@@ -358,6 +360,23 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 	for _, e := range RiskEvents(s, flags, now) {
 		m.addEvent(e, p)
 	}
+	return ended, nil
+}
+
+// Discard implements Store.
+func (m *Memory) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.sessions[s.ID]; r != nil && r.s.UserID == s.UserID {
+		m.forget(s.ID, s.UserID)
+	}
+	var ended []*Session
+	for id := range m.users[s.UserID] {
+		if r := m.sessions[id]; r != nil && r.endedBy == s.ID {
+			ended = append(ended, r.s.Clone())
+		}
+	}
+	SortByActivity(ended)
 	return ended, nil
 }
 

@@ -369,6 +369,21 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	return ended, err
 }
 
+// Discard implements Store. The tombstone it leaves lives as long as the
+// session could have: a Create still queued behind a stalled Redis finds
+// it whenever it runs.
+func (r *Redis) Discard(ctx context.Context, s *Session, p Policy) ([]*Session, error) {
+	res, err := r.runOverUser(ctx, discardScript, s.UserID,
+		[]string{r.sessionKey(s.ID), r.userKey(s.UserID)},
+		r.tagPrefix(UserTag(s.UserID))+"s:", s.ID, max(p.Lifetime, time.Minute).Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("discarding session: %w", err)
+	}
+	ended, err := decodePairs(res)
+	r.announce(ctx, idsOf(ended)...)
+	return ended, err
+}
+
 // Validate implements Store.
 func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
 	lifetime, idle, retention := policyArgs(p)
@@ -600,7 +615,7 @@ func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading session: %w", err)
 	}
-	if len(m) == 0 {
+	if m["u"] == "" { // none, or a discarded sign-in's tombstone
 		return nil, ErrNotFound
 	}
 	flat := make([]any, 0, 2*len(m))

@@ -150,6 +150,7 @@ local function all_declared(ids, skp, first)
 end
 
 local stale_keys = 'STALEKEYS the user index changed'
+local session_exists = 'SESSIONEXISTS the session was written or discarded before'
 
 -- the last located sighting in a history: lat, lon, time
 local function last_loc(hist)
@@ -220,6 +221,8 @@ var createScript = redis.NewScript(luaPrelude + `
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local retention, max, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+-- a replay (a retry after a lost reply) or a sign-in already discarded
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply(session_exists) end
 local active = {}
 local newest = 0
 local ids, hist = read_index(KEYS[2])
@@ -246,6 +249,7 @@ if max > 0 and #active >= max then
   for i = 1, #active - max + 1 do
     local a = active[i]
     end_one(skp .. a.id, a.id, a.m, now, 'limit', 'limit', retention, KEYS[3])
+    redis.call('HSET', skp .. a.id, 'eb', id) -- for discardScript
     out[#out + 1] = a.id
     out[#out + 1] = flatten(a.m)
   end
@@ -314,6 +318,33 @@ for _, a in ipairs(active) do
   if a.m.ea == nil then others = others + 1 end
 end
 out[4] = others
+return out
+`)
+
+// discardScript: KEYS session, user index, then the key of every session
+// in the index. ARGV session key prefix, id, tombstone TTL (ms).
+// It undoes a sign-in whose outcome is unknown: the session goes, and a
+// tombstone in its place makes a createScript still on its way refuse
+// (SESSIONEXISTS). Returns {id, flat…} of the sessions that sign-in ended
+// for the limit (they stay ended: the caller records them).
+var discardScript = redis.NewScript(luaPrelude + `
+local skp, id = ARGV[1], ARGV[2]
+local ids = read_index(KEYS[2])
+if not all_declared(ids, skp, 3) then return redis.error_reply(stale_keys) end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'dx', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], id)
+local out = {}
+for _, sid in ipairs(ids) do
+  if sid ~= id then
+    local flat = redis.call('HGETALL', skp .. sid)
+    if hmap(flat).eb == id then
+      out[#out + 1] = sid
+      out[#out + 1] = flat
+    end
+  end
+end
 return out
 `)
 

@@ -206,3 +206,30 @@ func TestRedisSessionHashStaysCompact(t *testing.T) {
 		t.Fatalf("session hash encoding %q (%v)", enc, err)
 	}
 }
+
+// A sign-in script that reaches Redis after its sign-in was discarded (it
+// waited behind a stalled Redis) writes nothing.
+func TestRedisLateCreateAfterDiscard(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	id, _, hash, _ := session.NewCredential("late")
+	now := time.Now()
+	s := &session.Session{ID: id, UserID: "late", TokenHash: hash, CreatedAt: now, LastActiveAt: now}
+	if _, err := st.Discard(ctx, s, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(ctx, s, p, session.Limit{Max: 1, Mode: session.LimitReject}); err == nil {
+		t.Fatal("a discarded sign-in was created")
+	}
+	if l, err := st.List(ctx, "late"); err != nil || len(l) != 0 {
+		t.Fatalf("listed: %v %v", l, err)
+	}
+	if v, err := st.Validate(ctx, id, hash, "", now, p); err != nil || v.Status != session.Unknown {
+		t.Fatalf("validate: %v %v", v.Status, err)
+	}
+	if ttl, err := client.PTTL(ctx, "sa:{"+session.TagOfID(id)+"}:s:"+id).Result(); err != nil || ttl <= 0 {
+		t.Fatalf("tombstone TTL %v %v", ttl, err)
+	}
+}

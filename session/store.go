@@ -69,6 +69,15 @@ type Store interface {
 	// per flag.
 	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
 
+	// Discard undoes a Create that failed or went unanswered, whose
+	// outcome the caller cannot know (a reply lost on its way back): the
+	// session goes if it was written, and a Create of it still on its way
+	// to the store is refused. Nothing of the sign-in stays listed or
+	// counts towards the limit. The sessions that Create ended for the
+	// limit stay ended; Discard returns them, so that the caller records
+	// them as a successful sign-in would have.
+	Discard(ctx context.Context, s *Session, p Policy) (ended []*Session, err error)
+
 	// Validate checks the credential (id, SHA-256 of the secret) at now
 	// from ip, and writes activity when p says a touch is due.
 	Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error)

@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"LimitReject", testLimitReject},
 		{"LimitUnlimited", testUnlimited},
 		{"LimitConcurrent", testLimitConcurrent},
+		{"DiscardUndoesCreate", testDiscard},
 		{"SameMillisecondSignIns", testSameMillisecond},
 		{"ListOrderAndIsolation", testList},
 		{"Events", testEvents},
@@ -444,6 +445,38 @@ func testLimitConcurrent(t *testing.T, st session.Store, c *Clock) {
 	}
 	if got := activeIDs(t, st, c, uid); len(got) != 5 {
 		t.Fatalf("20 parallel sign-ins with max 5 left %d active", len(got))
+	}
+}
+
+// A sign-in whose Create failed is discarded: nothing of it stays listed
+// or counted, and what it ended for the limit is handed back to record.
+func testDiscard(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 1, Mode: session.LimitOldest}
+	a, _, _ := mint(t, st, c, uid, "192.0.2.1", lim)
+	c.Advance(time.Second)
+	b, ended, err := mint(t, st, c, uid, "192.0.2.1", lim)
+	if err != nil || len(ended) != 1 || ended[0].ID != a.id {
+		t.Fatalf("second sign-in: %v %v", ended, err)
+	}
+	got, err := st.Discard(ctx(t), &session.Session{ID: b.id, UserID: uid}, policy)
+	if err != nil || len(got) != 1 || got[0].ID != a.id || got[0].Active() || got[0].EndReason != session.EndLimit {
+		t.Fatalf("discard: %v %v", got, err)
+	}
+	wantStatus(t, validate(t, st, c, b, "192.0.2.1"), session.Unknown)
+	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Ended)
+	if l, err := st.List(ctx(t), uid); err != nil || len(l) != 1 || l[0].ID != a.id {
+		t.Fatalf("list after discard: %v %v", l, err)
+	}
+	if _, err := st.Get(ctx(t), b.id); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("get of a discarded session: %v", err)
+	}
+	// Nothing counts towards the limit; a second discard changes nothing.
+	if _, _, err := mint(t, st, c, uid, "192.0.2.1", session.Limit{Max: 1, Mode: session.LimitReject}); err != nil {
+		t.Fatalf("sign-in after discard: %v", err)
+	}
+	if again, err := st.Discard(ctx(t), &session.Session{ID: b.id, UserID: uid}, policy); err != nil || len(again) != 1 {
+		t.Fatalf("second discard: %v %v", again, err)
 	}
 }
 
