@@ -110,7 +110,7 @@ func storeError(err error) error {
 
 func (a adminAPI) listUser(w http.ResponseWriter, r *http.Request, stores []storeRef, user string) error {
 	return mergedList(w, stores, func(ref storeRef) ([]*session.Session, error) {
-		return ref.store.List(r.Context(), user)
+		return ref.store.List(r.Context(), user, ref.h.now(), ref.h.policy)
 	})
 }
 

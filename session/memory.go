@@ -279,12 +279,29 @@ func (m *Memory) live(id string, now time.Time) *memRecord {
 	return r
 }
 
+// addEvent appends to the user's trail. The trail is trimmed to its
+// newest maxEventsPerUser once it holds twice that (Events reads no
+// further), so that each event costs the copy of one, not of the trail.
 func (m *Memory) addEvent(e Event, p Policy) {
 	evs := append(m.events[e.UserID], memEvent{e: e, purgeAt: e.At.Add(p.Retention)})
-	if len(evs) > maxEventsPerUser {
+	if len(evs) > 2*maxEventsPerUser {
 		evs = slices.Clone(evs[len(evs)-maxEventsPerUser:])
 	}
 	m.events[e.UserID] = evs
+}
+
+// capEnded drops the user's ended sessions past the cap (see pastCap);
+// their events stay.
+func (m *Memory) capEnded(user string, now time.Time, p Policy) {
+	var ss []*Session
+	for id := range m.users[user] {
+		if r := m.live(id, now); r != nil {
+			ss = append(ss, &r.s)
+		}
+	}
+	for _, s := range pastCap(ss, now, p) {
+		m.forget(s.ID, user)
+	}
 }
 
 func (m *Memory) end(r *memRecord, at time.Time, reason, actor string, p Policy) *Session {
@@ -331,6 +348,7 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 			r.endedBy = s.ID
 		}
 	}
+	m.capEnded(s.UserID, now, p)
 
 	var others []string
 	for _, r := range active {
@@ -494,17 +512,19 @@ func (m *Memory) Get(_ context.Context, id string) (*Session, error) {
 	return r.s.Clone(), nil
 }
 
-// List implements Store.
-func (m *Memory) List(_ context.Context, userID string) ([]*Session, error) {
-	now := m.now()
+// List implements Store. What the cap drops at the next change is left
+// out already.
+func (m *Memory) List(_ context.Context, userID string, now time.Time, p Policy) ([]*Session, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []*Session
+	var all []*Session
 	for id := range m.users[userID] {
 		if r := m.live(id, now); r != nil {
-			out = append(out, r.s.Clone())
+			all = append(all, r.s.Clone())
 		}
 	}
+	drop := pastCap(all, now, p)
+	out := slices.DeleteFunc(all, func(s *Session) bool { return slices.Contains(drop, s) })
 	SortByActivity(out)
 	return out, nil
 }
@@ -531,7 +551,9 @@ func (m *Memory) End(_ context.Context, id string, at time.Time, reason, actor s
 	if r == nil || !r.s.Active() || p.Expired(&r.s, at) {
 		return nil, ErrNotFound
 	}
-	return m.end(r, at, reason, actor, p), nil
+	e := m.end(r, at, reason, actor, p)
+	m.capEnded(e.UserID, at, p)
+	return e, nil
 }
 
 // EndUser implements Store.
@@ -548,6 +570,7 @@ func (m *Memory) EndUser(_ context.Context, userID, exceptID string, at time.Tim
 			ended = append(ended, m.end(r, at, reason, actor, p))
 		}
 	}
+	m.capEnded(userID, at, p)
 	SortByActivity(ended)
 	return ended, nil
 }
@@ -558,6 +581,7 @@ func (m *Memory) Events(_ context.Context, userID string, since time.Time, limit
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	evs := m.events[userID]
+	evs = evs[max(0, len(evs)-maxEventsPerUser):]
 	var out []Event
 	for i := len(evs) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
 		if now.Before(evs[i].purgeAt) && !evs[i].e.At.Before(since) {

@@ -673,8 +673,8 @@ func (r *Redis) runOverUser(ctx context.Context, script *redis.Script, userID st
 }
 
 // List implements Store.
-func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
-	res, err := r.listRaw(ctx, userID)
+func (r *Redis) List(ctx context.Context, userID string, now time.Time, p Policy) ([]*Session, error) {
+	res, err := r.listRaw(ctx, userID, now, &p)
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions: %w", err)
 	}
@@ -687,9 +687,14 @@ func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
 }
 
 // listRaw runs the list script over the user's sessions: {id, flat…}.
-func (r *Redis) listRaw(ctx context.Context, userID string) ([]any, error) {
-	return r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:")
+// With a policy, it drops the ended sessions past the cap.
+func (r *Redis) listRaw(ctx context.Context, userID string, now time.Time, p *Policy) ([]any, error) {
+	args := []any{r.tagPrefix(UserTag(userID)) + "s:"}
+	if p != nil {
+		lifetime, idle, retention := policyArgs(*p)
+		args = append(args, ms(now), lifetime, idle, retention)
+	}
+	return r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID), r.eventsKey(userID)}, args...)
 }
 
 // End implements Store.
@@ -740,7 +745,9 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 	if limit <= 0 {
 		limit = maxEventsPerUser
 	}
-	items, err := r.client.LRange(ctx, r.eventsKey(userID), 0, int64(limit)-1).Result()
+	// The whole list (it is capped): the sign-ins of sessions dropped by
+	// the cap on ended ones were pushed when dropped, out of time order.
+	items, err := r.client.LRange(ctx, r.eventsKey(userID), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
@@ -752,7 +759,8 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 			logged = append(logged, e)
 		}
 	}
-	res, err := r.listRaw(ctx, userID)
+	slices.SortStableFunc(logged, newestFirst)
+	res, err := r.listRaw(ctx, userID, time.Time{}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
@@ -771,7 +779,7 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 	if err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(logins, func(a, b Event) int { return b.At.Compare(a.At) })
+	slices.SortStableFunc(logins, newestFirst)
 	// Merge, newest first; at the same instant the sign-in came first, so
 	// it is listed after what it caused (its risk events).
 	out := make([]Event, 0, min(limit, len(logged)+len(logins)))
@@ -783,6 +791,21 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 		}
 	}
 	return out, nil
+}
+
+// newestFirst orders events newest first; at the same instant a sign-in
+// comes after what it caused (its risk events).
+func newestFirst(a, b Event) int {
+	if c := b.At.Compare(a.At); c != 0 {
+		return c
+	}
+	switch {
+	case a.Type == EventLogin && b.Type != EventLogin:
+		return 1
+	case b.Type == EventLogin && a.Type != EventLogin:
+		return -1
+	}
+	return 0
 }
 
 // fieldOf finds a field in a flat field/value list.

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -223,7 +224,7 @@ func TestRedisLateCreateAfterDiscard(t *testing.T) {
 	if _, err := st.Create(ctx, s, p, session.Limit{Max: 1, Mode: session.LimitReject}); err == nil {
 		t.Fatal("a discarded sign-in was created")
 	}
-	if l, err := st.List(ctx, "late"); err != nil || len(l) != 0 {
+	if l, err := st.List(ctx, "late", now, p); err != nil || len(l) != 0 {
 		t.Fatalf("listed: %v %v", l, err)
 	}
 	if v, err := st.Validate(ctx, id, hash, "", now, p); err != nil || v.Status != session.Unknown {
@@ -231,5 +232,88 @@ func TestRedisLateCreateAfterDiscard(t *testing.T) {
 	}
 	if ttl, err := client.PTTL(ctx, "sa:{"+session.TagOfID(id)+"}:s:"+id).Result(); err != nil || ttl <= 0 {
 		t.Fatalf("tombstone TTL %v %v", ttl, err)
+	}
+}
+
+// scriptKeys records how many keys the last script the client ran was
+// given: the sessions it may read.
+type scriptKeys struct{ n *atomic.Int64 }
+
+func (h scriptKeys) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h scriptKeys) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			if n, ok := cmd.Args()[2].(int); ok {
+				h.n.Store(int64(n))
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h scriptKeys) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// signInLoop signs user in n times under max_sessions 5 (oldest), each
+// sign-in ending the oldest once there are five.
+func signInLoop(tb testing.TB, st session.Store, user string, n int) {
+	ctx := context.Background()
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	for i := 0; i < n; i++ {
+		id, _, hash, _ := session.NewCredential(user)
+		now := time.Now()
+		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{Max: 5, Mode: session.LimitOldest}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// A sign-in reads the same number of sessions after 10 past sign-ins as
+// after 300: the ended ones past the newest 50 are gone (SPEC 10).
+func TestRedisSignInCostIsFlat(t *testing.T) {
+	_, client := newRedisClient(t)
+	var keys atomic.Int64
+	client.AddHook(scriptKeys{&keys})
+	st := session.NewRedis(client, "sa:", nil)
+	signInLoop(t, st, "flat", 11)
+	early := keys.Load()
+	signInLoop(t, st, "flat", 289)
+	signInLoop(t, st, "flat", 1)
+	late := keys.Load()
+	if early != 3+10 || late != 3+5+50 { // session, index, events; then the sessions in the index
+		t.Fatalf("the sign-in script was given %d keys after 10 sign-ins, %d after 300", early, late)
+	}
+	if n, err := client.ZCard(context.Background(), "sa:{"+session.UserTag("flat")+"}:u:flat").Result(); err != nil || n > 5+50+2 {
+		t.Fatalf("the user index holds %d members (%v)", n, err)
+	}
+}
+
+// BenchmarkSignIn shows that a sign-in costs the same after 10 and after
+// 10,000 past sign-ins of the user, in both stores.
+func BenchmarkSignIn(b *testing.B) {
+	srv := redisserver.Start(b)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
+	defer client.Close()
+	var keys atomic.Int64
+	client.AddHook(scriptKeys{&keys})
+	for _, past := range []int{10, 10_000} {
+		for _, kind := range []string{"memory", "redis"} {
+			b.Run(fmt.Sprintf("%s/past=%d", kind, past), func(b *testing.B) {
+				var st session.Store = session.NewMemory(nil, 0)
+				if kind == "redis" {
+					st = session.NewRedis(client, fmt.Sprintf("b%d:", past), nil)
+				}
+				signInLoop(b, st, "bench", past)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					signInLoop(b, st, "bench", 1)
+				}
+				if kind == "redis" {
+					b.ReportMetric(float64(keys.Load()), "keys/sign-in")
+				}
+			})
+		}
 	}
 }

@@ -93,9 +93,10 @@ type Store interface {
 	// Get returns one session, active or ended within retention.
 	Get(ctx context.Context, id string) (*Session, error)
 
-	// List returns a user's sessions, active and ended within retention,
-	// newest activity first.
-	List(ctx context.Context, userID string) ([]*Session, error)
+	// List returns a user's sessions, active and ended within retention
+	// (the newest maxEndedPerUser of those no longer active at now, under
+	// p), newest activity first.
+	List(ctx context.Context, userID string, now time.Time, p Policy) ([]*Session, error)
 
 	// End ends one active session and records why. It returns the
 	// session as ended, or ErrNotFound if there is no active session

@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"LimitUnlimited", testUnlimited},
 		{"LimitConcurrent", testLimitConcurrent},
 		{"DiscardUndoesCreate", testDiscard},
+		{"EndedSessionsCapped", testEndedCap},
 		{"SameMillisecondSignIns", testSameMillisecond},
 		{"ListOrderAndIsolation", testList},
 		{"Events", testEvents},
@@ -318,7 +319,7 @@ func testEndUser(t *testing.T, st session.Store, c *Clock) {
 
 func activeIDs(t *testing.T, st session.Store, c *Clock, uid string) map[string]bool {
 	t.Helper()
-	list, err := st.List(ctx(t), uid)
+	list, err := st.List(ctx(t), uid, c.Now(), policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func testLimitReject(t *testing.T, st session.Store, c *Clock) {
 	}
 	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Unknown)
 	// Ended and expired sessions do not count.
-	list, _ := st.List(ctx(t), uid)
+	list, _ := st.List(ctx(t), uid, c.Now(), policy)
 	if _, err := st.End(ctx(t), list[0].ID, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +466,7 @@ func testDiscard(t *testing.T, st session.Store, c *Clock) {
 	}
 	wantStatus(t, validate(t, st, c, b, "192.0.2.1"), session.Unknown)
 	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Ended)
-	if l, err := st.List(ctx(t), uid); err != nil || len(l) != 1 || l[0].ID != a.id {
+	if l, err := st.List(ctx(t), uid, c.Now(), policy); err != nil || len(l) != 1 || l[0].ID != a.id {
 		t.Fatalf("list after discard: %v %v", l, err)
 	}
 	if _, err := st.Get(ctx(t), b.id); !errors.Is(err, session.ErrNotFound) {
@@ -477,6 +478,84 @@ func testDiscard(t *testing.T, st session.Store, c *Clock) {
 	}
 	if again, err := st.Discard(ctx(t), &session.Session{ID: b.id, UserID: uid}, policy); err != nil || len(again) != 1 {
 		t.Fatalf("second discard: %v %v", again, err)
+	}
+}
+
+// A user keeps the newest 50 ended sessions; older ones are dropped, and
+// their audit events stay.
+func testEndedCap(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 1, Mode: session.LimitOldest}
+	var creds []cred
+	for i := 0; i < 60; i++ { // each sign-in ends the one before
+		cr, _, err := mint(t, st, c, uid, "192.0.2.1", lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds = append(creds, cr)
+		c.Advance(time.Second)
+	}
+	listed := func() map[string]bool {
+		t.Helper()
+		l, err := st.List(ctx(t), uid, c.Now(), policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, s := range l {
+			out[s.ID] = s.Active()
+		}
+		return out
+	}
+	wantListed := func(ended []cred, active ...cred) {
+		t.Helper()
+		got := listed()
+		if len(got) != len(ended)+len(active) {
+			t.Fatalf("%d sessions listed, want %d ended and %d active", len(got), len(ended), len(active))
+		}
+		for _, cr := range ended {
+			if a, ok := got[cr.id]; !ok || a {
+				t.Fatalf("session %s: listed %v, active %v; want it ended", cr.id, ok, a)
+			}
+		}
+		for _, cr := range active {
+			if !got[cr.id] {
+				t.Fatalf("active session %s not listed", cr.id)
+			}
+		}
+	}
+	wantListed(creds[9:59], creds[59])
+	for _, cr := range creds[:9] {
+		if _, err := st.Get(ctx(t), cr.id); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("a session past the cap is kept: %v", err)
+		}
+	}
+	// Ending more keeps the newest 50 ended, whichever way they end.
+	if _, err := st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorAdmin, policy); err != nil {
+		t.Fatal(err)
+	}
+	wantListed(creds[10:60])
+	c.Advance(time.Second)
+	last := mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	if _, err := st.End(ctx(t), last.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	wantListed(append(creds[11:60:60], last))
+	// The audit trail keeps every sign-in and every end.
+	evs, err := st.Events(ctx(t), uid, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for i, e := range evs {
+		count[e.Type]++
+		if i > 0 && e.At.After(evs[i-1].At) {
+			t.Fatalf("events out of order at %d: %v after %v", i, e.At, evs[i-1].At)
+		}
+	}
+	if count["login"] != 61 || count["revoke"] != 60 || count["logout"] != 1 {
+		t.Fatalf("events by type: %v", count)
 	}
 }
 
@@ -493,7 +572,7 @@ func testList(t *testing.T, st session.Store, c *Clock) {
 	if _, err := st.End(ctx(t), d.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
-	list, err := st.List(ctx(t), uid)
+	list, err := st.List(ctx(t), uid, c.Now(), policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +587,7 @@ func testList(t *testing.T, st session.Store, c *Clock) {
 	if list[1].Active() || list[1].EndReason != session.EndLogout {
 		t.Fatalf("ended session not shown as ended: %+v", list[1])
 	}
-	if l, err := st.List(ctx(t), user()); err != nil || len(l) != 0 {
+	if l, err := st.List(ctx(t), user(), c.Now(), policy); err != nil || len(l) != 0 {
 		t.Fatalf("list of unknown user: %v %v", l, err)
 	}
 }
@@ -588,12 +667,12 @@ func testRetention(t *testing.T, st session.Store) {
 	if _, err := st.End(ctx(t), id, time.Now(), session.EndLogout, session.ActorSelf, p); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := st.List(ctx(t), uid); len(l) != 1 {
+	if l, _ := st.List(ctx(t), uid, time.Now(), p); len(l) != 1 {
 		t.Fatalf("ended session not kept: %v", l)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		l, err := st.List(ctx(t), uid)
+		l, err := st.List(ctx(t), uid, time.Now(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -625,7 +704,7 @@ func testSameMillisecond(t *testing.T, st session.Store, c *Clock) {
 	c.Advance(time.Second)
 	wantStatus(t, validate(t, st, c, creds[1], "192.0.2.1"), session.Valid)
 	wantStatus(t, validate(t, st, c, creds[2], "192.0.2.1"), session.Valid)
-	list, _ := st.List(ctx(t), uid)
+	list, _ := st.List(ctx(t), uid, c.Now(), policy)
 	seen := map[time.Time]bool{}
 	for _, s := range list {
 		if seen[s.CreatedAt] {
