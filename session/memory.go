@@ -3,7 +3,6 @@ package session
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,23 +120,19 @@ type memDelivery struct {
 	due time.Time
 }
 
-// Enqueue implements Store. The queue is bounded: when full, the oldest
-// notice gives way (and the caller is told, to log it).
+// Enqueue implements Store. The queue is bounded (OutboxCap): when full,
+// the new notice is refused and the caller told, to count and log it.
 func (m *Memory) Enqueue(_ context.Context, target string, n Notice) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.outbox)+len(m.inflight) >= OutboxCap {
+		return ErrOutboxFull
+	}
 	m.nextID++
 	d := memDelivery{Delivery: Delivery{ID: strconv.FormatInt(m.nextID, 10), Target: target, Notice: n}, due: m.now()}
 	m.outbox = append(m.outbox, d)
-	if len(m.outbox) > maxOutbox {
-		m.outbox = slices.Clone(m.outbox[len(m.outbox)-maxOutbox:])
-		return ErrOutboxFull
-	}
 	return nil
 }
-
-// ErrOutboxFull: the memory outbox dropped its oldest notice.
-var ErrOutboxFull = errors.New("notification queue full: oldest notice dropped")
 
 // Claim implements Store.
 func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {

@@ -462,7 +462,10 @@ func (r *Redis) outboxKeys() []string {
 
 // Enqueue implements Store.
 func (r *Redis) Enqueue(ctx context.Context, target string, n Notice) error {
-	err := enqueueScript.Run(ctx, r.client, r.outboxKeys()[:1], encodeEntry(target, n, 0), maxOutbox, outboxTTL.Milliseconds()).Err()
+	err := enqueueScript.Run(ctx, r.client, r.outboxKeys(), encodeEntry(target, n, 0), OutboxCap, outboxTTL.Milliseconds()).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "OUTBOXFULL") {
+		return ErrOutboxFull
+	}
 	if err != nil {
 		return fmt.Errorf("queueing notification: %w", err)
 	}

@@ -541,9 +541,15 @@ return 1
 // goes to one gateway; entries survive restarts) and a sorted set of
 // retries by due time, both under one hash tag.
 
-// enqueueScript: KEYS stream. ARGV entry, max length, ttl (ms).
+// enqueueScript: KEYS stream, retries. ARGV entry, cap, ttl (ms). The
+// stream holds only undelivered notices (a delivered one is deleted), so
+// with the retries it is what the cap bounds; a full outbox refuses the
+// new notice (OUTBOXFULL) and never trims one that waits.
 var enqueueScript = redis.NewScript(`
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+if redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  return redis.error_reply('OUTBOXFULL the notification queue is full')
+end
+redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)

@@ -74,6 +74,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"HitCounts", testHit},
 		{"UsersListsEveryone", testUsers},
 		{"OutboxDeliversOnce", testOutbox},
+		{"OutboxFullRefusesNew", testOutboxFull},
 		{"OthersActiveAtCreate", testOthersActive},
 		{"ByIP", testByIP},
 		{"RecordEvent", testRecord},
@@ -966,6 +967,46 @@ func testOutbox(t *testing.T, st session.Store, c *Clock) {
 	}
 	if none, _ := st.Claim(ctx(t), "g1", 10, 50*time.Millisecond); len(none) != 0 {
 		t.Fatalf("acked notice came back: %+v", none)
+	}
+}
+
+// A full outbox refuses the new notice and keeps every queued one.
+func testOutboxFull(t *testing.T, st session.Store, c *Clock) {
+	prev := session.OutboxCap
+	session.OutboxCap = 5
+	defer func() { session.OutboxCap = prev }()
+	// The outbox may be shared with other cases: empty it first.
+	for {
+		ds, err := st.Claim(ctx(t), "drain", 100, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		for _, d := range ds {
+			_ = st.Ack(ctx(t), d)
+		}
+	}
+	full := 0
+	for i := 0; i < 8; i++ {
+		n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: fmt.Sprint(i)}
+		switch err := st.Enqueue(ctx(t), "https://hooks.example/full", n); {
+		case errors.Is(err, session.ErrOutboxFull):
+			full++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	got, err := st.Claim(ctx(t), "g1", 100, time.Second)
+	if err != nil || full != 3 || len(got) != 5 {
+		t.Fatalf("8 notices into an outbox of 5: %d refused, %d queued (%v)", full, len(got), err)
+	}
+	for i, d := range got {
+		if d.Notice.SessionID != fmt.Sprint(i) {
+			t.Fatalf("queued %s at %d: a queued notice gave way", d.Notice.SessionID, i)
+		}
+		_ = st.Ack(ctx(t), d)
 	}
 }
 
