@@ -62,17 +62,18 @@ type memCounter struct {
 }
 
 // ByIP implements Store: one instance's sessions are few enough to scan.
-func (m *Memory) ByIP(_ context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
+// Newest activity first (see PageByActivity).
+func (m *Memory) ByIP(_ context.Context, ip string, now time.Time, p Policy, after string, limit int) ([]*Session, string, error) {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	var out []*Session
 	for id := range m.sessions {
 		if r := m.live(id, now); r != nil && r.s.IP == ip && r.s.Active() && !p.Expired(&r.s, now) {
 			out = append(out, r.s.Clone())
 		}
 	}
+	m.mu.RUnlock()
 	SortByActivity(out)
-	return out, nil
+	return PageByActivity(out, after, limit)
 }
 
 // Users implements Store.

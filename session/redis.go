@@ -112,38 +112,119 @@ func (r *Redis) indexIP(ctx context.Context, ip, id string, at time.Time, p Poli
 	return err
 }
 
-// ByIP implements Store.
-func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
+// ByIP implements Store: the bucket newest sighting first, a chunk at a
+// time, its sessions read in one pipeline per chunk. A position is an
+// entry of the bucket (its score and member). An entry whose session has
+// gone or moved on is dropped; one whose session is not there yet is left
+// to a sign-in in flight (the index is written after the session).
+func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy, after string, limit int) ([]*Session, string, error) {
 	key, digest := r.ipEntry(ip)
-	members, err := r.client.ZRevRange(ctx, key, 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("listing sessions by IP: %w", err)
+	type entry struct {
+		member string
+		score  float64
 	}
-	var out []*Session
-	var stale []any
-	for _, m := range members {
-		id, ok := strings.CutPrefix(m, digest)
-		if !ok {
-			continue // another address in the bucket
+	var pos *entry
+	if after != "" {
+		sc, mbr, ok := strings.Cut(after, ":")
+		f, err := strconv.ParseFloat(sc, 64)
+		if !ok || err != nil || !strings.HasPrefix(mbr, digest) || !ValidID(mbr[len(digest):]) {
+			return nil, "", ErrBadCursor
 		}
-		s, err := r.Get(ctx, id)
-		if errors.Is(err, ErrNotFound) || (err == nil && s.IP != ip) {
-			stale = append(stale, m)
-			continue
+		pos = &entry{mbr, f}
+	}
+	chunk := int64(min(max(limit+1, 16), ipChunk))
+	var out []*Session
+	var outPos []entry
+	var stale []any
+	for {
+		// Entries after pos: first the rest of its score (ties come in
+		// reverse member order), then the lower scores.
+		var zs []redis.Z
+		var err error
+		switch {
+		case pos == nil:
+			zs, err = r.client.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: "+inf", Min: "-inf", Count: chunk}).Result()
+		default:
+			sc := strconv.FormatFloat(pos.score, 'f', -1, 64)
+			var ties []redis.Z
+			ties, err = r.client.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: sc, Min: sc}).Result()
+			for _, z := range ties {
+				if m, _ := z.Member.(string); m < pos.member {
+					zs = append(zs, z)
+				}
+			}
+			if err == nil && len(zs) == 0 {
+				zs, err = r.client.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: "(" + sc, Min: "-inf", Count: chunk}).Result()
+			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", fmt.Errorf("listing sessions by IP: %w", err)
 		}
-		if s.Active() && !p.Expired(s, now) {
-			out = append(out, s)
+		if len(zs) == 0 {
+			break
+		}
+		var mine []entry
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			if strings.HasPrefix(m, digest) { // else another address in the bucket
+				mine = append(mine, entry{m, z.Score})
+			}
+		}
+		last := zs[len(zs)-1]
+		lastMember, _ := last.Member.(string)
+		pos = &entry{lastMember, last.Score}
+		if len(mine) == 0 {
+			continue
+		}
+		pipe := r.client.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(mine))
+		for i, e := range mine {
+			cmds[i] = pipe.HGetAll(ctx, r.sessionKey(e.member[len(digest):]))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, "", fmt.Errorf("listing sessions by IP: %w", err)
+		}
+		for i, e := range mine {
+			id := e.member[len(digest):]
+			s, err := decodeMap(id, cmds[i].Val())
+			if errors.Is(err, ErrNotFound) {
+				if e.score < float64(ms(now.Add(-time.Minute))) {
+					stale = append(stale, e.member)
+				}
+				continue
+			}
+			if err != nil {
+				return nil, "", err
+			}
+			if s.IP != ip {
+				stale = append(stale, e.member)
+				continue
+			}
+			if s.Active() && !p.Expired(s, now) {
+				out = append(out, s)
+				outPos = append(outPos, e)
+				if len(out) > limit {
+					break
+				}
+			}
+		}
+		if len(out) > limit {
+			break
 		}
 	}
 	if len(stale) > 0 {
 		_ = r.client.ZRem(ctx, key, stale...).Err()
 	}
-	SortByActivity(out)
-	return out, nil
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	e := outPos[limit-1]
+	return out[:limit], strconv.FormatFloat(e.score, 'f', -1, 64) + ":" + e.member, nil
 }
+
+// ipChunk is the most entries of an IP bucket ByIP reads at a time (a
+// page and one more, when fewer).
+const ipChunk = 256
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -618,6 +699,11 @@ func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading session: %w", err)
 	}
+	return decodeMap(id, m)
+}
+
+// decodeMap decodes a session hash as HGETALL gives it to Go.
+func decodeMap(id string, m map[string]string) (*Session, error) {
 	if m["u"] == "" { // none, or a discarded sign-in's tombstone
 		return nil, ErrNotFound
 	}

@@ -317,3 +317,58 @@ func BenchmarkSignIn(b *testing.B) {
 		}
 	}
 }
+
+// sessionReads counts the session hashes the client reads, one by one or
+// in pipelines.
+type sessionReads struct{ n *atomic.Int64 }
+
+func (h sessionReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h sessionReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "hgetall" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h sessionReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "hgetall" {
+				h.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A page of the sessions from one address reads about a page of
+// sessions, however many share the address.
+func TestRedisByIPReadsAPage(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	for i := 0; i < 600; i++ {
+		user := fmt.Sprintf("nat-%d", i)
+		id, _, hash, _ := session.NewCredential(user)
+		now := time.Now()
+		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.99", LoginIP: "192.0.2.99", CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reads atomic.Int64
+	client.AddHook(sessionReads{&reads})
+	page, next, err := st.ByIP(ctx, "192.0.2.99", time.Now(), p, "", 20)
+	if err != nil || len(page) != 20 || next == "" {
+		t.Fatalf("first page: %d sessions, next %q, %v", len(page), next, err)
+	}
+	if n := reads.Load(); n > 21 {
+		t.Fatalf("a page of 20 read %d sessions", n)
+	}
+	reads.Store(0)
+	if page, _, err := st.ByIP(ctx, "192.0.2.99", time.Now(), p, next, 20); err != nil || len(page) != 20 || reads.Load() > 21 {
+		t.Fatalf("second page: %d sessions, %d read, %v", len(page), reads.Load(), err)
+	}
+}

@@ -12,6 +12,8 @@ var (
 	ErrNotFound = errors.New("session not found")
 	// ErrLimitReached: max_sessions with mode reject refused a new session.
 	ErrLimitReached = errors.New("session limit reached")
+	// ErrBadCursor: a list position the store did not give.
+	ErrBadCursor = errors.New("invalid cursor")
 )
 
 // LimitMode says which session gives way when a user has too many.
@@ -107,8 +109,12 @@ type Store interface {
 	// may be empty) and returns those it ended.
 	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
 
-	// ByIP returns the active sessions last seen from ip.
-	ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error)
+	// ByIP returns the active sessions last seen from ip, newest first,
+	// a page at a time: at most limit of them after the position after
+	// (empty: from the start), and the position of the next page (empty
+	// when there is none). A position is opaque; one the store did not
+	// give is ErrBadCursor.
+	ByIP(ctx context.Context, ip string, now time.Time, p Policy, after string, limit int) (page []*Session, next string, err error)
 
 	// Users lists the users that have sessions in the store (active or
 	// within retention), for operations on everyone; it walks the whole

@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"OutboxFullRefusesNew", testOutboxFull},
 		{"OthersActiveAtCreate", testOthersActive},
 		{"ByIP", testByIP},
+		{"ByIPPages", testByIPPages},
 		{"RecordEvent", testRecord},
 	}
 	for _, tc := range cases {
@@ -1040,17 +1041,68 @@ func testByIP(t *testing.T, st session.Store, c *Clock) {
 	if _, err := st.Sight(ctx(t), b.id, session.Sighting{IP: "198.51.100.250"}, c.Now(), policy); err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.ByIP(ctx(t), ip, c.Now(), policy)
-	if err != nil || len(got) != 1 || got[0].ID != a.id {
+	got, next, err := st.ByIP(ctx(t), ip, c.Now(), policy, "", 100)
+	if err != nil || len(got) != 1 || got[0].ID != a.id || next != "" {
 		t.Fatalf("by IP: %v %v", got, err)
 	}
-	if moved, _ := st.ByIP(ctx(t), "198.51.100.250", c.Now(), policy); len(moved) != 1 || moved[0].ID != b.id {
+	if moved, _, _ := st.ByIP(ctx(t), "198.51.100.250", c.Now(), policy, "", 100); len(moved) != 1 || moved[0].ID != b.id {
 		t.Fatalf("by the new IP: %v", moved)
 	}
 	if _, err := st.End(ctx(t), a.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := st.ByIP(ctx(t), ip, c.Now(), policy); len(got) != 0 {
+	if got, _, _ := st.ByIP(ctx(t), ip, c.Now(), policy, "", 100); len(got) != 0 {
 		t.Fatalf("ended session listed by IP: %v", got)
+	}
+}
+
+// ByIP answers a page at a time; following the positions lists every
+// active session from the address once, and a made-up position is refused.
+func testByIPPages(t *testing.T, st session.Store, c *Clock) {
+	ip := "2001:db8::" + fmt.Sprint(time.Now().UnixNano()%9000+1000)
+	want := map[string]bool{}
+	for i := 0; i < 23; i++ {
+		cr, _, err := mint(t, st, c, user(), ip, session.Limit{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[cr.id] = true
+		if i%3 == 0 { // some in the same millisecond
+			c.Advance(time.Millisecond)
+		}
+	}
+	ended, _, _ := mint(t, st, c, user(), ip, session.Limit{})
+	if _, err := st.End(ctx(t), ended.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	after, pages := "", 0
+	for {
+		page, next, err := st.ByIP(ctx(t), ip, c.Now(), policy, after, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(page) > 5 || (next != "" && len(page) != 5) {
+			t.Fatalf("page %d: %d sessions, next %q", pages, len(page), next)
+		}
+		for _, s := range page {
+			if seen[s.ID] || !want[s.ID] {
+				t.Fatalf("page %d: session %s listed twice or not from %s", pages, s.ID, ip)
+			}
+			seen[s.ID] = true
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if len(seen) != len(want) || pages != 5 {
+		t.Fatalf("%d sessions in %d pages, want %d in 5", len(seen), pages, len(want))
+	}
+	for _, bad := range []string{"x", "1:zz", "nonsense:" + ended.id} {
+		if _, _, err := st.ByIP(ctx(t), ip, c.Now(), policy, bad, 5); !errors.Is(err, session.ErrBadCursor) {
+			t.Fatalf("position %q: %v", bad, err)
+		}
 	}
 }
