@@ -70,11 +70,18 @@ func TestFailedSignInLeavesNothing(t *testing.T) {
 	// Redis stalls in the middle of a burst of sign-ins: whatever it ran
 	// late, every user holds exactly the sessions it was given a cookie
 	// for, and can sign in.
-	users := make([]string, 40)
+	users := make([]string, 80)
 	got := make([]bool, len(users))
 	var wg sync.WaitGroup
 	side := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer side.Close()
+	signedIn := make(chan struct{}, len(users))
+	go func() { // once sign-ins are under way, Redis stops answering for a second
+		for i := 0; i < 5; i++ {
+			<-signedIn
+		}
+		_ = side.Do(context.Background(), "CLIENT", "PAUSE", "1000", "ALL").Err()
+	}()
 	for i := range users {
 		users[i] = fmt.Sprintf("burst-%d-%s", i, randomID())
 		wg.Add(1)
@@ -82,12 +89,15 @@ func TestFailedSignInLeavesNothing(t *testing.T) {
 			defer wg.Done()
 			res := newClient(t, g).do("POST", "/login?user="+users[i]+"&status=303")
 			got[i] = res.StatusCode == 303 && sessionCookie(res, "session") != nil
+			if got[i] {
+				signedIn <- struct{}{}
+			}
 		}()
-		if i == 10 {
-			go side.Do(context.Background(), "DEBUG", "SLEEP", "1")
-		}
 	}
 	wg.Wait()
+	if err := side.Ping(context.Background()).Err(); err != nil { // answered once the pause is over
+		t.Fatal(err)
+	}
 	failed := 0
 	for i, u := range users {
 		want := 0

@@ -126,11 +126,12 @@ func (p *Proxy) handle(client net.Conn) {
 		for {
 			n, err := client.Read(buf)
 			if n > 0 {
-				if _, werr := server.Write(buf[:n]); werr != nil {
+				if p.loses(buf[:n]) {
+					client.Close() // first: no reply gets through
+					_, _ = server.Write(buf[:n])
 					return
 				}
-				if p.loses(buf[:n]) {
-					client.Close()
+				if _, werr := server.Write(buf[:n]); werr != nil {
 					return
 				}
 			}
