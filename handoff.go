@@ -256,7 +256,7 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID 
 
 // Undoing a sign-in the store failed: tries, the first wait between
 // them, and the longest.
-var (
+const (
 	abandonTries   = 12
 	abandonWait    = 100 * time.Millisecond
 	abandonMaxWait = 30 * time.Second
