@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,18 +110,14 @@ func storeError(err error) error {
 }
 
 func (a adminAPI) listUser(w http.ResponseWriter, r *http.Request, stores []storeRef, user string) error {
-	return mergedList(w, stores, func(ref storeRef) ([]*session.Session, error) {
-		return ref.store.List(r.Context(), user)
-	})
-}
-
-// mergedList answers one JSON list of sessions from every store, newest
-// activity first, each shown under its own store's policy.
-func mergedList(w http.ResponseWriter, stores []storeRef, fetch func(storeRef) ([]*session.Session, error)) error {
+	limit, after, err := pageParams(r)
+	if err != nil {
+		return err
+	}
 	var all []*session.Session
 	policies := map[string]session.Policy{}
 	for _, ref := range stores {
-		list, err := fetch(ref)
+		list, err := ref.store.List(r.Context(), user, ref.h.now(), ref.h.policy)
 		if err != nil {
 			return storeError(err)
 		}
@@ -130,11 +127,66 @@ func mergedList(w http.ResponseWriter, stores []storeRef, fetch func(storeRef) (
 		all = append(all, list...)
 	}
 	session.SortByActivity(all)
-	out := make([]sessionJSON, 0, len(all))
-	for _, s := range all {
-		out = append(out, toJSON(s, policies[s.ID], stores[0].h.now(), ""))
+	page, next, err := session.PageByActivity(all, after, limit)
+	if err != nil {
+		return errBadCursor
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, sessionsJSON(page, policies, stores[0].h.now()), next)
+}
+
+// sessionsJSON shows sessions as the admin lists do, each under its own
+// store's policy.
+func sessionsJSON(ss []*session.Session, policies map[string]session.Policy, now time.Time) []sessionJSON {
+	out := make([]sessionJSON, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, toJSON(s, policies[s.ID], now, ""))
+	}
+	return out
+}
+
+// Lists answer a page at a time (SPEC section 6): ?limit= entries
+// (default 100, at most 1000) after the opaque ?cursor= that the Link
+// header of the page before gave.
+const (
+	defaultPageLen = 100
+	maxPageLen     = 1000
+)
+
+var errBadCursor = apiError(http.StatusBadRequest, "cursor must be one a Link header of this API gave")
+
+// pageParams reads ?limit= and ?cursor= (decoded).
+func pageParams(r *http.Request) (limit int, after string, err error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, "", apiError(http.StatusBadRequest, "bad query string")
+	}
+	limit = defaultPageLen
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageLen {
+			return 0, "", apiError(http.StatusBadRequest, "limit must be a number from 1 to %d", maxPageLen)
+		}
+		limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(b) == 0 {
+			return 0, "", errBadCursor
+		}
+		after = string(b)
+	}
+	return limit, after, nil
+}
+
+// writePage answers one page of a list, with a Link to the next page
+// (the same path and query, and the cursor) when there is one.
+func writePage(w http.ResponseWriter, r *http.Request, page any, next string) error {
+	if next != "" {
+		q := r.URL.Query()
+		q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(next)))
+		w.Header().Set("Link", "<"+r.URL.EscapedPath()+"?"+q.Encode()+`>; rel="next"`)
+	}
+	return writeJSON(w, http.StatusOK, page)
 }
 
 func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []storeRef, user, except string) error {
@@ -154,10 +206,7 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 // handler of this process, not only the store's own; it returns their ids.
 func adminEnded(ref storeRef, ended []*session.Session, now time.Time) []string {
 	ref.h.recordEnded(nil, ended, now, session.EndRevoked, session.ActorAdmin)
-	ids := make([]string, len(ended))
-	for i, s := range ended {
-		ids[i] = s.ID
-	}
+	ids := idsOf(ended)
 	forgetEverywhere(ids...)
 	return ids
 }
@@ -187,16 +236,49 @@ func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores 
 	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
-// byIP lists the active sessions last seen from ?ip=.
+// byIP lists the active sessions last seen from ?ip=, store after store;
+// its cursor is the store's index in the config and the store's own.
 func (a adminAPI) byIP(w http.ResponseWriter, r *http.Request, stores []storeRef) error {
 	addr, err := netip.ParseAddr(r.URL.Query().Get("ip"))
 	if err != nil {
 		return apiError(http.StatusBadRequest, "?ip= must be an IP address")
 	}
 	ip := addr.Unmap().WithZone("").String()
-	return mergedList(w, stores, func(ref storeRef) ([]*session.Session, error) {
-		return ref.store.ByIP(r.Context(), ip, ref.h.now(), ref.h.policy)
-	})
+	limit, after, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	first, cur := 0, ""
+	if after != "" {
+		i, rest, ok := strings.Cut(after, "/")
+		if first, err = strconv.Atoi(i); !ok || err != nil || first < 0 || first >= len(stores) {
+			return errBadCursor
+		}
+		cur = rest
+	}
+	var out []*session.Session
+	policies := map[string]session.Policy{}
+	next := ""
+	for i := first; i < len(stores) && len(out) < limit; i++ {
+		ref := stores[i]
+		page, more, err := ref.store.ByIP(r.Context(), ip, ref.h.now(), ref.h.policy, cur, limit-len(out))
+		if errors.Is(err, session.ErrBadCursor) {
+			return errBadCursor
+		}
+		if err != nil {
+			return storeError(err)
+		}
+		cur = ""
+		for _, s := range page {
+			policies[s.ID] = ref.h.policy
+		}
+		out = append(out, page...)
+		if more != "" {
+			next = strconv.Itoa(i) + "/" + more
+			break
+		}
+	}
+	return writePage(w, r, sessionsJSON(out, policies, stores[0].h.now()), next)
 }
 
 func (a adminAPI) show(w http.ResponseWriter, r *http.Request, stores []storeRef, id string) error {
@@ -236,29 +318,60 @@ func (a adminAPI) revoke(w http.ResponseWriter, r *http.Request, stores []storeR
 }
 
 func (a adminAPI) events(w http.ResponseWriter, r *http.Request, stores []storeRef, user string) error {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return apiError(http.StatusBadRequest, "limit must be a number from 1 to 1000")
-		}
-		limit = n
+	limit, after, err := pageParams(r)
+	if err != nil {
+		return err
 	}
-	out := []session.Event{}
+	all := []session.Event{}
 	for _, ref := range stores {
-		evs, err := ref.store.Events(r.Context(), user, ref.h.now().Add(-ref.h.policy.Retention), limit)
+		evs, err := ref.store.Events(r.Context(), user, ref.h.now().Add(-ref.h.policy.Retention), 0)
 		if err != nil {
 			return storeError(err)
 		}
-		out = append(out, evs...)
+		all = append(all, evs...)
 	}
 	if len(stores) > 1 { // each store's own order is exact; merge by time
-		slices.SortStableFunc(out, func(a, b session.Event) int { return b.At.Compare(a.At) })
+		slices.SortStableFunc(all, func(a, b session.Event) int { return b.At.Compare(a.At) })
 	}
-	if len(out) > limit {
-		out = out[:limit]
+	page, next, err := pageEvents(all, after, limit)
+	if err != nil {
+		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, page, next)
+}
+
+// pageEvents returns the page of evs (newest first) after the position
+// after, at most limit long, and the next page's position. A position is
+// the time (ms) of the last event shown and how many events of that
+// millisecond were shown: events that come meanwhile are newer and shift
+// nothing.
+func pageEvents(evs []session.Event, after string, limit int) ([]session.Event, string, error) {
+	start := 0
+	if after != "" {
+		at, n, ok := strings.Cut(after, ":")
+		ms, err1 := strconv.ParseInt(at, 10, 64)
+		shown, err2 := strconv.Atoi(n)
+		if !ok || err1 != nil || err2 != nil || shown < 1 {
+			return nil, "", errBadCursor
+		}
+		for start < len(evs) && evs[start].At.UnixMilli() > ms {
+			start++
+		}
+		for ; shown > 0 && start < len(evs) && evs[start].At.UnixMilli() == ms; shown-- {
+			start++
+		}
+	}
+	end := min(start+limit, len(evs))
+	page := evs[start:end]
+	if end == len(evs) {
+		return page, "", nil
+	}
+	ms := evs[end-1].At.UnixMilli()
+	shown := 0
+	for i := end - 1; i >= 0 && evs[i].At.UnixMilli() == ms; i-- {
+		shown++
+	}
+	return page, strconv.FormatInt(ms, 10) + ":" + strconv.Itoa(shown), nil
 }
 
 // mintRequest is the body of POST /session-auth/sessions.
@@ -311,6 +424,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 		return apiError(http.StatusTooManyRequests, "user has %d active sessions", h.limit.Max)
 	}
 	if err != nil {
+		h.abandon(s, err)
 		return storeError(err)
 	}
 	h.recordLogin(nil, s, ended)

@@ -32,7 +32,9 @@ default localhost:2019.
   caddy sessions revoke --id 2bd806c97f0e406e30184bf965e48518
   caddy sessions events --user alice --limit 20
 
---json prints the admin API's JSON instead of a table.`,
+Lists come a page at a time; the command follows the pages and prints
+everything (or, for events, the newest --limit). --json prints the admin
+API's JSON instead of a table.`,
 		CobraFunc: configureSessionsCommand,
 	})
 }
@@ -44,6 +46,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	pf.StringP("config", "c", "", "Configuration file whose admin address to use")
 	pf.StringP("adapter", "a", "", "Name of the config adapter")
 	pf.Bool("json", false, "Print JSON instead of a table")
+	pf.Int("page-size", 1000, "Entries per admin API request when listing (1 to 1000)")
 
 	list := &cobra.Command{
 		Use: "list --user <id>", Short: "List a user's sessions, active and recently ended",
@@ -53,7 +56,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 			if user == "" {
 				return errors.New("--user is required")
 			}
-			body, err := adminCall(c, http.MethodGet, "/session-auth/users/"+url.PathEscape(user)+"/sessions")
+			body, err := adminList(c, "/session-auth/users/"+url.PathEscape(user)+"/sessions", 0)
 			if err != nil {
 				return err
 			}
@@ -81,7 +84,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 			default:
 				return errors.New("give --user (with --except, if you like) or --id")
 			}
-			body, err := adminCall(c, http.MethodDelete, path)
+			body, _, err := adminCall(c, http.MethodDelete, path)
 			if err != nil {
 				return err
 			}
@@ -118,7 +121,10 @@ func configureSessionsCommand(cmd *cobra.Command) {
 			if user == "" {
 				return errors.New("--user is required")
 			}
-			body, err := adminCall(c, http.MethodGet, "/session-auth/users/"+url.PathEscape(user)+"/events?limit="+strconv.Itoa(limit))
+			if c.Flags().Changed("limit") && limit < 1 {
+				return errors.New("--limit must be at least 1")
+			}
+			body, err := adminList(c, "/session-auth/users/"+url.PathEscape(user)+"/events", limit)
 			if err != nil {
 				return err
 			}
@@ -126,7 +132,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 		},
 	}
 	events.Flags().String("user", "", "User id")
-	events.Flags().Int("limit", 50, "Most events to show (1 to 1000)")
+	events.Flags().Int("limit", 0, "Most events to show (default all)")
 
 	cmd.AddCommand(list, revoke, events)
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
@@ -138,34 +144,81 @@ func asJSON(c *cobra.Command) bool {
 }
 
 // adminCall makes one admin API request and returns the body of a 2xx
-// answer, or the API's error message.
-func adminCall(c *cobra.Command, method, path string) ([]byte, error) {
+// answer and the path of the next page when the answer is a page of a
+// list, or the API's error message.
+func adminCall(c *cobra.Command, method, path string) (body []byte, next string, err error) {
 	address, _ := c.Flags().GetString("address")
 	config, _ := c.Flags().GetString("config")
 	adapter, _ := c.Flags().GetString("adapter")
 	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	res, err := caddycmd.AdminAPIRequest(addr, method, path, nil, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	body, err = io.ReadAll(io.LimitReader(res.Body, 16<<20))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if res.StatusCode/100 != 2 {
 		var apiErr struct {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
-			return nil, errors.New(apiErr.Error)
+			return nil, "", errors.New(apiErr.Error)
 		}
-		return nil, fmt.Errorf("admin API answered %s", res.Status)
+		return nil, "", fmt.Errorf("admin API answered %s", res.Status)
 	}
-	return body, nil
+	return body, nextPage(res.Header), nil
+}
+
+// nextPage finds the Link rel="next" of a page; only a path of these
+// routes is followed.
+func nextPage(h http.Header) string {
+	for _, v := range h.Values("Link") {
+		for _, link := range strings.Split(v, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(link), ";")
+			if ok && strings.Contains(params, `rel="next"`) && strings.HasPrefix(target, "<") && strings.HasSuffix(target, ">") {
+				if p := target[1 : len(target)-1]; strings.HasPrefix(p, "/session-auth/") {
+					return p
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// adminList reads a list page after page, following the Link headers,
+// and returns it as one JSON array: all of it, or the first max entries.
+func adminList(c *cobra.Command, path string, max int) ([]byte, error) {
+	pageLen, _ := c.Flags().GetInt("page-size")
+	if pageLen < 1 || pageLen > 1000 {
+		return nil, errors.New("--page-size must be from 1 to 1000")
+	}
+	if max > 0 {
+		pageLen = min(max, pageLen)
+	}
+	all := []json.RawMessage{}
+	for next := path + "?limit=" + strconv.Itoa(pageLen); next != ""; {
+		body, more, err := adminCall(c, http.MethodGet, next)
+		if err != nil {
+			return nil, err
+		}
+		var page []json.RawMessage
+		if err := json.Unmarshal(body, &page); err != nil {
+			return nil, fmt.Errorf("reading the answer: %w", err)
+		}
+		all = append(all, page...)
+		if max > 0 && len(all) >= max {
+			all = all[:max]
+			break
+		}
+		next = more
+	}
+	return json.Marshal(all)
 }
 
 func printJSON(c *cobra.Command, body []byte) error {

@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/geo"
@@ -224,6 +226,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	ended, err := h.store.Create(ctx, s, h.policy, h.limit)
 	h.metrics.storeDuration("create", start)
 	if err != nil {
+		h.abandon(s, err)
 		return nil, err
 	}
 	h.recordLogin(r, s, ended)
@@ -252,6 +255,57 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID 
 		Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord,
 		DeviceID: deviceID, CreatedAt: now, LastActiveAt: now,
 	}
+}
+
+// Undoing a sign-in the store failed: tries, the first wait between
+// them, and the longest.
+const (
+	abandonTries   = 12
+	abandonWait    = 100 * time.Millisecond
+	abandonMaxWait = 30 * time.Second
+)
+
+// abandon undoes a sign-in whose Create failed (err): the store may have
+// written the session and lost the reply, and a session nobody holds
+// must not stay listed and counted towards max_sessions (with reject, it
+// would lock the user out for its lifetime). It runs in the background,
+// retrying while the store does not answer; the sessions the sign-in
+// ended for the limit are logged, notified and announced as they would
+// have been. A refusal (the limit with reject) wrote nothing.
+func (h *Handler) abandon(s *session.Session, err error) {
+	if errors.Is(err, session.ErrLimitReached) {
+		return
+	}
+	go func() {
+		wait := abandonWait
+		for try := 1; ; try++ {
+			ctx, cancel := h.storeContext(context.Background())
+			ended, err := h.store.Discard(ctx, s, h.policy)
+			cancel()
+			if err == nil {
+				if len(ended) > 0 {
+					h.recordEnded(nil, ended, ended[0].EndedAt, session.EndLimit, session.ActorLimit)
+					forgetEverywhere(idsOf(ended)...)
+				}
+				return
+			}
+			if try == abandonTries || errors.Is(err, redis.ErrClosed) {
+				h.logger.Error("cannot undo a failed sign-in: its session may stay until it expires or is revoked",
+					zap.String("user_id", s.UserID), zap.String("session_id", s.ID), zap.Error(err))
+				return
+			}
+			time.Sleep(wait)
+			wait = min(2*wait, abandonMaxWait)
+		}
+	}()
+}
+
+func idsOf(ss []*session.Session) []string {
+	ids := make([]string, len(ss))
+	for i, s := range ss {
+		ids[i] = s.ID
+	}
+	return ids
 }
 
 // recordLogin counts, logs and notifies a new session and what its

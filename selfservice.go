@@ -77,7 +77,7 @@ func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-CSRF-Token", csrfToken(cur)) // for JSON clients' POSTs
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
-	list, err := h.store.List(ctx, cur.UserID)
+	list, err := h.store.List(ctx, cur.UserID, h.now(), h.policy)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}

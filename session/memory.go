@@ -3,7 +3,6 @@ package session
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +37,7 @@ type Memory struct {
 type memRecord struct {
 	s       Session
 	purgeAt time.Time
+	endedBy string // the sign-in whose limit ended it
 }
 
 type memHistory struct {
@@ -62,17 +62,18 @@ type memCounter struct {
 }
 
 // ByIP implements Store: one instance's sessions are few enough to scan.
-func (m *Memory) ByIP(_ context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
+// Newest activity first (see PageByActivity).
+func (m *Memory) ByIP(_ context.Context, ip string, now time.Time, p Policy, after string, limit int) ([]*Session, string, error) {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	var out []*Session
 	for id := range m.sessions {
 		if r := m.live(id, now); r != nil && r.s.IP == ip && r.s.Active() && !p.Expired(&r.s, now) {
 			out = append(out, r.s.Clone())
 		}
 	}
+	m.mu.RUnlock()
 	SortByActivity(out)
-	return out, nil
+	return PageByActivity(out, after, limit)
 }
 
 // Users implements Store.
@@ -120,23 +121,19 @@ type memDelivery struct {
 	due time.Time
 }
 
-// Enqueue implements Store. The queue is bounded: when full, the oldest
-// notice gives way (and the caller is told, to log it).
+// Enqueue implements Store. The queue is bounded (OutboxCap): when full,
+// the new notice is refused and the caller told, to count and log it.
 func (m *Memory) Enqueue(_ context.Context, target string, n Notice) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.outbox)+len(m.inflight) >= OutboxCap {
+		return ErrOutboxFull
+	}
 	m.nextID++
 	d := memDelivery{Delivery: Delivery{ID: strconv.FormatInt(m.nextID, 10), Target: target, Notice: n}, due: m.now()}
 	m.outbox = append(m.outbox, d)
-	if len(m.outbox) > maxOutbox {
-		m.outbox = slices.Clone(m.outbox[len(m.outbox)-maxOutbox:])
-		return ErrOutboxFull
-	}
 	return nil
 }
-
-// ErrOutboxFull: the memory outbox dropped its oldest notice.
-var ErrOutboxFull = errors.New("notification queue full: oldest notice dropped")
 
 // Claim implements Store.
 func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
@@ -278,12 +275,29 @@ func (m *Memory) live(id string, now time.Time) *memRecord {
 	return r
 }
 
+// addEvent appends to the user's trail. The trail is trimmed to its
+// newest maxEventsPerUser once it holds twice that (Events reads no
+// further), so that each event costs the copy of one, not of the trail.
 func (m *Memory) addEvent(e Event, p Policy) {
 	evs := append(m.events[e.UserID], memEvent{e: e, purgeAt: e.At.Add(p.Retention)})
-	if len(evs) > maxEventsPerUser {
+	if len(evs) > 2*maxEventsPerUser {
 		evs = slices.Clone(evs[len(evs)-maxEventsPerUser:])
 	}
 	m.events[e.UserID] = evs
+}
+
+// capEnded drops the user's ended sessions past the cap (see pastCap);
+// their events stay.
+func (m *Memory) capEnded(user string, now time.Time, p Policy) {
+	var ss []*Session
+	for id := range m.users[user] {
+		if r := m.live(id, now); r != nil {
+			ss = append(ss, &r.s)
+		}
+	}
+	for _, s := range pastCap(ss, now, p) {
+		m.forget(s.ID, user)
+	}
 }
 
 func (m *Memory) end(r *memRecord, at time.Time, reason, actor string, p Policy) *Session {
@@ -327,8 +341,10 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 		sortForLimit(active, lim.Mode, func(r *memRecord) *Session { return &r.s })
 		for _, r := range active[:len(active)-lim.Max+1] {
 			ended = append(ended, m.end(r, now, EndLimit, ActorLimit, p))
+			r.endedBy = s.ID
 		}
 	}
+	m.capEnded(s.UserID, now, p)
 
 	var others []string
 	for _, r := range active {
@@ -358,6 +374,23 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 	for _, e := range RiskEvents(s, flags, now) {
 		m.addEvent(e, p)
 	}
+	return ended, nil
+}
+
+// Discard implements Store.
+func (m *Memory) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.sessions[s.ID]; r != nil && r.s.UserID == s.UserID {
+		m.forget(s.ID, s.UserID)
+	}
+	var ended []*Session
+	for id := range m.users[s.UserID] {
+		if r := m.sessions[id]; r != nil && r.endedBy == s.ID {
+			ended = append(ended, r.s.Clone())
+		}
+	}
+	SortByActivity(ended)
 	return ended, nil
 }
 
@@ -490,17 +523,19 @@ func (m *Memory) Get(_ context.Context, id string) (*Session, error) {
 	return r.s.Clone(), nil
 }
 
-// List implements Store.
-func (m *Memory) List(_ context.Context, userID string) ([]*Session, error) {
-	now := m.now()
+// List implements Store. What the cap drops at the next change is left
+// out already.
+func (m *Memory) List(_ context.Context, userID string, now time.Time, p Policy) ([]*Session, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []*Session
+	var all []*Session
 	for id := range m.users[userID] {
 		if r := m.live(id, now); r != nil {
-			out = append(out, r.s.Clone())
+			all = append(all, r.s.Clone())
 		}
 	}
+	drop := pastCap(all, now, p)
+	out := slices.DeleteFunc(all, func(s *Session) bool { return slices.Contains(drop, s) })
 	SortByActivity(out)
 	return out, nil
 }
@@ -527,7 +562,9 @@ func (m *Memory) End(_ context.Context, id string, at time.Time, reason, actor s
 	if r == nil || !r.s.Active() || p.Expired(&r.s, at) {
 		return nil, ErrNotFound
 	}
-	return m.end(r, at, reason, actor, p), nil
+	e := m.end(r, at, reason, actor, p)
+	m.capEnded(e.UserID, at, p)
+	return e, nil
 }
 
 // EndUser implements Store.
@@ -544,6 +581,7 @@ func (m *Memory) EndUser(_ context.Context, userID, exceptID string, at time.Tim
 			ended = append(ended, m.end(r, at, reason, actor, p))
 		}
 	}
+	m.capEnded(userID, at, p)
 	SortByActivity(ended)
 	return ended, nil
 }
@@ -554,6 +592,7 @@ func (m *Memory) Events(_ context.Context, userID string, since time.Time, limit
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	evs := m.events[userID]
+	evs = evs[max(0, len(evs)-maxEventsPerUser):]
 	var out []Event
 	for i := len(evs) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
 		if now.Before(evs[i].purgeAt) && !evs[i].e.At.Before(since) {

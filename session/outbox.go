@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -48,5 +49,13 @@ func decodeEntry(id, s string) (Delivery, bool) {
 	return Delivery{ID: id, Target: e.Target, Notice: e.Notice, Attempt: e.Attempt}, true
 }
 
-// maxOutbox bounds the memory outbox (and trims the Redis stream).
-const maxOutbox = 10_000
+// OutboxCap is how many undelivered notices an outbox holds (waiting,
+// being delivered, or due for a retry). A notice past it is refused with
+// ErrOutboxFull, for the caller to count and log: no notice already
+// queued is ever dropped to make room. A variable so that tests can lower
+// it; set it before any store is in use.
+var OutboxCap = 10_000
+
+// ErrOutboxFull: the outbox holds OutboxCap notices; the new one was not
+// queued.
+var ErrOutboxFull = errors.New("notification queue full: notice dropped")

@@ -150,38 +150,119 @@ func (r *Redis) indexIP(ctx context.Context, ip, id string, at time.Time, p Poli
 	return err
 }
 
-// ByIP implements Store.
-func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error) {
+// ByIP implements Store: the bucket newest sighting first, a chunk at a
+// time, its sessions read in one pipeline per chunk. A position is an
+// entry of the bucket (its score and member). An entry whose session has
+// gone or moved on is dropped; one whose session is not there yet is left
+// to a sign-in in flight (the index is written after the session).
+func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy, after string, limit int) ([]*Session, string, error) {
 	key, digest := r.ipEntry(ip)
-	members, err := r.client.ZRevRange(ctx, key, 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("listing sessions by IP: %w", err)
+	type entry struct {
+		member string
+		score  float64
 	}
-	var out []*Session
-	var stale []any
-	for _, m := range members {
-		id, ok := strings.CutPrefix(m, digest)
-		if !ok {
-			continue // another address in the bucket
+	var pos *entry
+	if after != "" {
+		sc, mbr, ok := strings.Cut(after, ":")
+		f, err := strconv.ParseFloat(sc, 64)
+		if !ok || err != nil || !strings.HasPrefix(mbr, digest) || !ValidID(mbr[len(digest):]) {
+			return nil, "", ErrBadCursor
 		}
-		s, err := r.Get(ctx, id)
-		if errors.Is(err, ErrNotFound) || (err == nil && s.IP != ip) {
-			stale = append(stale, m)
-			continue
+		pos = &entry{mbr, f}
+	}
+	chunk := int64(min(max(limit+1, 16), ipChunk))
+	var out []*Session
+	var outPos []entry
+	var stale []any
+	for {
+		// Entries after pos: first the rest of its score (ties come in
+		// reverse member order), then the lower scores.
+		var zs []redis.Z
+		var err error
+		switch {
+		case pos == nil:
+			zs, err = r.client.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: "+inf", Min: "-inf", Count: chunk}).Result()
+		default:
+			sc := strconv.FormatFloat(pos.score, 'f', -1, 64)
+			var ties []redis.Z
+			ties, err = r.client.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: sc, Min: sc}).Result()
+			for _, z := range ties {
+				if m, _ := z.Member.(string); m < pos.member {
+					zs = append(zs, z)
+				}
+			}
+			if err == nil && len(zs) == 0 {
+				zs, err = r.client.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: "(" + sc, Min: "-inf", Count: chunk}).Result()
+			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", fmt.Errorf("listing sessions by IP: %w", err)
 		}
-		if s.Active() && !p.Expired(s, now) {
-			out = append(out, s)
+		if len(zs) == 0 {
+			break
+		}
+		var mine []entry
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			if strings.HasPrefix(m, digest) { // else another address in the bucket
+				mine = append(mine, entry{m, z.Score})
+			}
+		}
+		last := zs[len(zs)-1]
+		lastMember, _ := last.Member.(string)
+		pos = &entry{lastMember, last.Score}
+		if len(mine) == 0 {
+			continue
+		}
+		pipe := r.client.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(mine))
+		for i, e := range mine {
+			cmds[i] = pipe.HGetAll(ctx, r.sessionKey(e.member[len(digest):]))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, "", fmt.Errorf("listing sessions by IP: %w", err)
+		}
+		for i, e := range mine {
+			id := e.member[len(digest):]
+			s, err := decodeMap(id, cmds[i].Val())
+			if errors.Is(err, ErrNotFound) {
+				if e.score < float64(ms(now.Add(-time.Minute))) {
+					stale = append(stale, e.member)
+				}
+				continue
+			}
+			if err != nil {
+				return nil, "", err
+			}
+			if s.IP != ip {
+				stale = append(stale, e.member)
+				continue
+			}
+			if s.Active() && !p.Expired(s, now) {
+				out = append(out, s)
+				outPos = append(outPos, e)
+				if len(out) > limit {
+					break
+				}
+			}
+		}
+		if len(out) > limit {
+			break
 		}
 	}
 	if len(stale) > 0 {
 		_ = r.client.ZRem(ctx, key, stale...).Err()
 	}
-	SortByActivity(out)
-	return out, nil
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	e := outPos[limit-1]
+	return out[:limit], strconv.FormatFloat(e.score, 'f', -1, 64) + ":" + e.member, nil
 }
+
+// ipChunk is the most entries of an IP bucket ByIP reads at a time (a
+// page and one more, when fewer).
+const ipChunk = 256
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -407,6 +488,21 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	return ended, err
 }
 
+// Discard implements Store. The tombstone it leaves lives as long as the
+// session could have: a Create still queued behind a stalled Redis finds
+// it whenever it runs.
+func (r *Redis) Discard(ctx context.Context, s *Session, p Policy) ([]*Session, error) {
+	res, err := r.runOverUser(ctx, discardScript, s.UserID,
+		[]string{r.sessionKey(s.ID), r.userKey(s.UserID)},
+		r.tagPrefix(UserTag(s.UserID))+"s:", s.ID, max(p.Lifetime, time.Minute).Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("discarding session: %w", err)
+	}
+	ended, err := decodePairs(res)
+	r.announce(ctx, idsOf(ended)...)
+	return ended, err
+}
+
 // Validate implements Store. The script checks that the user's index
 // still lists the session, so it names the index in KEYS (see the key
 // layout), and the index is named after the user, which the session id
@@ -546,7 +642,10 @@ func (r *Redis) outboxKeys() []string {
 
 // Enqueue implements Store.
 func (r *Redis) Enqueue(ctx context.Context, target string, n Notice) error {
-	err := enqueueScript.Run(ctx, r.client, r.outboxKeys()[:1], encodeEntry(target, n, 0), maxOutbox, outboxTTL.Milliseconds()).Err()
+	err := enqueueScript.Run(ctx, r.client, r.outboxKeys(), encodeEntry(target, n, 0), OutboxCap, outboxTTL.Milliseconds()).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "OUTBOXFULL") {
+		return ErrOutboxFull
+	}
 	if err != nil {
 		return fmt.Errorf("queueing notification: %w", err)
 	}
@@ -699,7 +798,12 @@ func (r *Redis) Get(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading session: %w", err)
 	}
-	if len(m) == 0 {
+	return decodeMap(id, m)
+}
+
+// decodeMap decodes a session hash as HGETALL gives it to Go.
+func decodeMap(id string, m map[string]string) (*Session, error) {
+	if m["u"] == "" { // none, or a discarded sign-in's tombstone
 		return nil, ErrNotFound
 	}
 	flat := make([]any, 0, 2*len(m))
@@ -757,8 +861,8 @@ func (r *Redis) runOverUser(ctx context.Context, script *redis.Script, userID st
 }
 
 // List implements Store.
-func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
-	res, err := r.listRaw(ctx, userID)
+func (r *Redis) List(ctx context.Context, userID string, now time.Time, p Policy) ([]*Session, error) {
+	res, err := r.listRaw(ctx, userID, now, &p)
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions: %w", err)
 	}
@@ -771,9 +875,14 @@ func (r *Redis) List(ctx context.Context, userID string) ([]*Session, error) {
 }
 
 // listRaw runs the list script over the user's sessions: {id, flat…}.
-func (r *Redis) listRaw(ctx context.Context, userID string) ([]any, error) {
-	return r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:")
+// With a policy, it drops the ended sessions past the cap.
+func (r *Redis) listRaw(ctx context.Context, userID string, now time.Time, p *Policy) ([]any, error) {
+	args := []any{r.tagPrefix(UserTag(userID)) + "s:"}
+	if p != nil {
+		lifetime, idle, retention := policyArgs(*p)
+		args = append(args, ms(now), lifetime, idle, retention)
+	}
+	return r.runOverUser(ctx, listScript, userID, []string{r.userKey(userID), r.eventsKey(userID)}, args...)
 }
 
 // End implements Store.
@@ -824,7 +933,9 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 	if limit <= 0 {
 		limit = maxEventsPerUser
 	}
-	items, err := r.client.LRange(ctx, r.eventsKey(userID), 0, int64(limit)-1).Result()
+	// The whole list (it is capped): the sign-ins of sessions dropped by
+	// the cap on ended ones were pushed when dropped, out of time order.
+	items, err := r.client.LRange(ctx, r.eventsKey(userID), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
@@ -836,7 +947,8 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 			logged = append(logged, e)
 		}
 	}
-	res, err := r.listRaw(ctx, userID)
+	slices.SortStableFunc(logged, newestFirst)
+	res, err := r.listRaw(ctx, userID, time.Time{}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
@@ -855,7 +967,7 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 	if err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(logins, func(a, b Event) int { return b.At.Compare(a.At) })
+	slices.SortStableFunc(logins, newestFirst)
 	// Merge, newest first; at the same instant the sign-in came first, so
 	// it is listed after what it caused (its risk events).
 	out := make([]Event, 0, min(limit, len(logged)+len(logins)))
@@ -867,6 +979,21 @@ func (r *Redis) Events(ctx context.Context, userID string, since time.Time, limi
 		}
 	}
 	return out, nil
+}
+
+// newestFirst orders events newest first; at the same instant a sign-in
+// comes after what it caused (its risk events).
+func newestFirst(a, b Event) int {
+	if c := b.At.Compare(a.At); c != 0 {
+		return c
+	}
+	switch {
+	case a.Type == EventLogin && b.Type != EventLogin:
+		return 1
+	case b.Type == EventLogin && a.Type != EventLogin:
+		return -1
+	}
+	return 0
 }
 
 // fieldOf finds a field in a flat field/value list.

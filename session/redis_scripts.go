@@ -150,6 +150,7 @@ local function all_declared(ids, skp, first)
 end
 
 local stale_keys = 'STALEKEYS the user index changed'
+local session_exists = 'SESSIONEXISTS the session was written or discarded before'
 
 -- the last located sighting in a history: lat, lon, time
 local function last_loc(hist)
@@ -169,11 +170,43 @@ end
 local function is_active(m, now, lifetime, idle)
   return m.ca ~= nil and m.ea == nil and now < expires_at(m, lifetime, idle)
 end
+
+-- ended_entry describes a session that is no longer active (ended, or out
+-- of time) for cap_ended: when it ended, as Policy.View shows it
+local function ended_entry(sid, m, lifetime, idle)
+  return {id = sid, m = m, at = tonumber(m.ea) or expires_at(m, lifetime, idle)}
+end
+
+-- cap_ended keeps a user's newest ` + maxEndedPerUserLua + ` ended sessions (SPEC
+-- 10) and drops the older ones from the index and the store, so that no
+-- operation's cost grows with how often the user signed in. A dropped
+-- session's sign-in goes to the event list, since the session was its
+-- record (see Events). It returns the dropped ids as a set.
+local function cap_ended(ukey, evkey, skp, ended, retention)
+  local dropped = {}
+  if #ended <= ` + maxEndedPerUserLua + ` then return dropped end
+  table.sort(ended, function(a, b)
+    if a.at ~= b.at then return a.at > b.at end
+    return a.id > b.id
+  end)
+  for i = ` + maxEndedPerUserLua + ` + 1, #ended do
+    local e, m = ended[i], ended[i].m
+    redis.call('DEL', skp .. e.id)
+    redis.call('ZREM', ukey, e.id)
+    dropped[e.id] = true
+    local at = tonumber(m.ca)
+    local login = {ip = m.lip or m.ip, co = m.lco or m.co, ci = m.lci or m.ci,
+      dn = m.dn, br = m.br, os = m.os, di = m.di}
+    add_event(evkey, at, retention, event_fields('login', at, e.id, login, '', ''))
+  end
+  return dropped
+end
 `
 
 // Constants shared with the Go side, spelled for Lua.
 const (
 	maxEventsPerUserLua = "1000" // = maxEventsPerUser
+	maxEndedPerUserLua  = "50"   // = maxEndedPerUser
 	earthRadiusLua      = "6371" // = earthRadiusKm
 	minTravelKmLua      = "100"  // = MinTravelKm
 	maxTravelKmhLua     = "1000" // = MaxTravelKmh
@@ -245,7 +278,9 @@ var createScript = redis.NewScript(luaPrelude + `
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local retention, max, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
-local active = {}
+-- a replay (a retry after a lost reply) or a sign-in already discarded
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply(session_exists) end
+local active, ended = {}, {}
 local newest = 0
 local ids, hist = read_index(KEYS[2])
 if not all_declared(ids, skp, 4) then return redis.error_reply(stale_keys) end
@@ -257,6 +292,8 @@ for _, sid in ipairs(ids) do
     if tonumber(m.ca) > newest then newest = tonumber(m.ca) end
     if is_active(m, now, lifetime, idle) then
       active[#active + 1] = {id = sid, ca = tonumber(m.ca), la = tonumber(m.la), m = m}
+    else
+      ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
     end
   end
 end
@@ -271,10 +308,13 @@ if max > 0 and #active >= max then
   for i = 1, #active - max + 1 do
     local a = active[i]
     end_one(skp .. a.id, a.id, a.m, now, 'limit', 'limit', retention, KEYS[3])
+    redis.call('HSET', skp .. a.id, 'eb', id) -- for discardScript
+    ended[#ended + 1] = ended_entry(a.id, a.m, lifetime, idle)
     out[#out + 1] = a.id
     out[#out + 1] = flatten(a.m)
   end
 end
+cap_ended(KEYS[2], KEYS[3], skp, ended, retention)
 -- sign-ins of one user are strictly ordered, so "oldest" is never a tie
 if now <= newest then now = newest + 1; out[2] = now end
 local fields = {}
@@ -342,6 +382,33 @@ out[4] = others
 return out
 `)
 
+// discardScript: KEYS session, user index, then the key of every session
+// in the index. ARGV session key prefix, id, tombstone TTL (ms).
+// It undoes a sign-in whose outcome is unknown: the session goes, and a
+// tombstone in its place makes a createScript still on its way refuse
+// (SESSIONEXISTS). Returns {id, flat…} of the sessions that sign-in ended
+// for the limit (they stay ended: the caller records them).
+var discardScript = redis.NewScript(luaPrelude + `
+local skp, id = ARGV[1], ARGV[2]
+local ids = read_index(KEYS[2])
+if not all_declared(ids, skp, 3) then return redis.error_reply(stale_keys) end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'dx', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], id)
+local out = {}
+for _, sid in ipairs(ids) do
+  if sid ~= id then
+    local flat = redis.call('HGETALL', skp .. sid)
+    if hmap(flat).eb == id then
+      out[#out + 1] = sid
+      out[#out + 1] = flat
+    end
+  end
+end
+return out
+`)
+
 // endScript: KEYS session, the owner's events. ARGV events key prefix, id,
 // at, reason, actor, lifetime, idle, retention. Returns the ended
 // session's flat hash, or nothing when there is no active session.
@@ -360,35 +427,56 @@ var endUserScript = redis.NewScript(luaPrelude + `
 local skp, except = ARGV[1], ARGV[2]
 local at, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
+local ended = {}
 local ids = read_index(KEYS[1])
 if not all_declared(ids, skp, 3) then return redis.error_reply(stale_keys) end
 for _, sid in ipairs(ids) do
   local m = hmap(redis.call('HGETALL', skp .. sid))
   if m.ca == nil then
     redis.call('ZREM', KEYS[1], sid)
-  elseif sid ~= except and is_active(m, at, lifetime, idle) then
-    end_one(skp .. sid, sid, m, at, ARGV[4], ARGV[5], tonumber(ARGV[8]), KEYS[2])
-    out[#out + 1] = sid
-    out[#out + 1] = flatten(m)
+  elseif is_active(m, at, lifetime, idle) then
+    if sid ~= except then
+      end_one(skp .. sid, sid, m, at, ARGV[4], ARGV[5], tonumber(ARGV[8]), KEYS[2])
+      ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
+      out[#out + 1] = sid
+      out[#out + 1] = flatten(m)
+    end
+  else
+    ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
   end
 end
+cap_ended(KEYS[1], KEYS[2], skp, ended, tonumber(ARGV[8]))
 return out
 `)
 
-// listScript: KEYS user index, then the key of every session in it.
-// ARGV session key prefix. Returns {id, flat…} and prunes ids whose
-// session has expired from the store.
+// listScript: KEYS user index, events, then the key of every session in
+// it. ARGV session key prefix, then optionally now, lifetime, idle,
+// retention. Returns {id, flat…}; prunes ids whose session has expired
+// from the store, and, given the policy, the ended sessions past the cap
+// (an End since the last sign-in may have added one).
 var listScript = redis.NewScript(luaPrelude + `
-local out = {}
+local skp, now, lifetime, idle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local found, ended = {}, {}
 local ids = read_index(KEYS[1])
-if not all_declared(ids, ARGV[1], 2) then return redis.error_reply(stale_keys) end
+if not all_declared(ids, skp, 3) then return redis.error_reply(stale_keys) end
 for _, sid in ipairs(ids) do
-  local flat = redis.call('HGETALL', ARGV[1] .. sid)
+  local flat = redis.call('HGETALL', skp .. sid)
   if #flat == 0 then
     redis.call('ZREM', KEYS[1], sid)
   else
-    out[#out + 1] = sid
-    out[#out + 1] = flat
+    found[#found + 1] = {sid, flat}
+    local m = hmap(flat)
+    if now and not is_active(m, now, lifetime, idle) then
+      ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
+    end
+  end
+end
+local dropped = cap_ended(KEYS[1], KEYS[2], skp, ended, tonumber(ARGV[5]))
+local out = {}
+for _, f in ipairs(found) do
+  if not dropped[f[1]] then
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[2]
   end
 end
 return out
@@ -478,9 +566,15 @@ return 1
 // goes to one gateway; entries survive restarts) and a sorted set of
 // retries by due time, both under one hash tag.
 
-// enqueueScript: KEYS stream. ARGV entry, max length, ttl (ms).
+// enqueueScript: KEYS stream, retries. ARGV entry, cap, ttl (ms). The
+// stream holds only undelivered notices (a delivered one is deleted), so
+// with the retries it is what the cap bounds; a full outbox refuses the
+// new notice (OUTBOXFULL) and never trims one that waits.
 var enqueueScript = redis.NewScript(`
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+if redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  return redis.error_reply('OUTBOXFULL the notification queue is full')
+end
+redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)

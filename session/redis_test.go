@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -243,6 +244,171 @@ func TestRedisSessionHashStaysCompact(t *testing.T) {
 	enc, err := client.ObjectEncoding(ctx, "sa:{"+session.UserTag("zoë")+"}:s:"+id).Result()
 	if err != nil || enc != "listpack" {
 		t.Fatalf("session hash encoding %q (%v)", enc, err)
+	}
+}
+
+// A sign-in script that reaches Redis after its sign-in was discarded (it
+// waited behind a stalled Redis) writes nothing.
+func TestRedisLateCreateAfterDiscard(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	id, _, hash, _ := session.NewCredential("late")
+	now := time.Now()
+	s := &session.Session{ID: id, UserID: "late", TokenHash: hash, CreatedAt: now, LastActiveAt: now}
+	if _, err := st.Discard(ctx, s, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(ctx, s, p, session.Limit{Max: 1, Mode: session.LimitReject}); err == nil {
+		t.Fatal("a discarded sign-in was created")
+	}
+	if l, err := st.List(ctx, "late", now, p); err != nil || len(l) != 0 {
+		t.Fatalf("listed: %v %v", l, err)
+	}
+	if v, err := st.Validate(ctx, id, hash, "", now, p); err != nil || v.Status != session.Unknown {
+		t.Fatalf("validate: %v %v", v.Status, err)
+	}
+	if ttl, err := client.PTTL(ctx, "sa:{"+session.TagOfID(id)+"}:s:"+id).Result(); err != nil || ttl <= 0 {
+		t.Fatalf("tombstone TTL %v %v", ttl, err)
+	}
+}
+
+// scriptKeys records how many keys the last script the client ran was
+// given: the sessions it may read.
+type scriptKeys struct{ n *atomic.Int64 }
+
+func (h scriptKeys) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h scriptKeys) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			if n, ok := cmd.Args()[2].(int); ok {
+				h.n.Store(int64(n))
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h scriptKeys) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// signInLoop signs user in n times under max_sessions 5 (oldest), each
+// sign-in ending the oldest once there are five.
+func signInLoop(tb testing.TB, st session.Store, user string, n int) {
+	ctx := context.Background()
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	for i := 0; i < n; i++ {
+		id, _, hash, _ := session.NewCredential(user)
+		now := time.Now()
+		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{Max: 5, Mode: session.LimitOldest}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// A sign-in reads the same number of sessions after 10 past sign-ins as
+// after 300: the ended ones past the newest 50 are gone (SPEC 10).
+func TestRedisSignInCostIsFlat(t *testing.T) {
+	_, client := newRedisClient(t)
+	var keys atomic.Int64
+	client.AddHook(scriptKeys{&keys})
+	st := session.NewRedis(client, "sa:", nil)
+	signInLoop(t, st, "flat", 11)
+	early := keys.Load()
+	signInLoop(t, st, "flat", 289)
+	signInLoop(t, st, "flat", 1)
+	late := keys.Load()
+	if early != 3+10 || late != 3+5+50 { // session, index, events; then the sessions in the index
+		t.Fatalf("the sign-in script was given %d keys after 10 sign-ins, %d after 300", early, late)
+	}
+	if n, err := client.ZCard(context.Background(), "sa:{"+session.UserTag("flat")+"}:u:flat").Result(); err != nil || n > 5+50+2 {
+		t.Fatalf("the user index holds %d members (%v)", n, err)
+	}
+}
+
+// BenchmarkSignIn shows that a sign-in costs the same after 10 and after
+// 10,000 past sign-ins of the user, in both stores.
+func BenchmarkSignIn(b *testing.B) {
+	srv := redisserver.Start(b)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
+	defer client.Close()
+	var keys atomic.Int64
+	client.AddHook(scriptKeys{&keys})
+	for _, past := range []int{10, 10_000} {
+		for _, kind := range []string{"memory", "redis"} {
+			b.Run(fmt.Sprintf("%s/past=%d", kind, past), func(b *testing.B) {
+				var st session.Store = session.NewMemory(nil, 0)
+				if kind == "redis" {
+					st = session.NewRedis(client, fmt.Sprintf("b%d:", past), nil)
+				}
+				signInLoop(b, st, "bench", past)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					signInLoop(b, st, "bench", 1)
+				}
+				if kind == "redis" {
+					b.ReportMetric(float64(keys.Load()), "keys/sign-in")
+				}
+			})
+		}
+	}
+}
+
+// sessionReads counts the session hashes the client reads, one by one or
+// in pipelines.
+type sessionReads struct{ n *atomic.Int64 }
+
+func (h sessionReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h sessionReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "hgetall" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h sessionReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "hgetall" {
+				h.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A page of the sessions from one address reads about a page of
+// sessions, however many share the address.
+func TestRedisByIPReadsAPage(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	for i := 0; i < 600; i++ {
+		user := fmt.Sprintf("nat-%d", i)
+		id, _, hash, _ := session.NewCredential(user)
+		now := time.Now()
+		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.99", LoginIP: "192.0.2.99", CreatedAt: now, LastActiveAt: now}
+		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reads atomic.Int64
+	client.AddHook(sessionReads{&reads})
+	page, next, err := st.ByIP(ctx, "192.0.2.99", time.Now(), p, "", 20)
+	if err != nil || len(page) != 20 || next == "" {
+		t.Fatalf("first page: %d sessions, next %q, %v", len(page), next, err)
+	}
+	if n := reads.Load(); n > 21 {
+		t.Fatalf("a page of 20 read %d sessions", n)
+	}
+	reads.Store(0)
+	if page, _, err := st.ByIP(ctx, "192.0.2.99", time.Now(), p, next, 20); err != nil || len(page) != 20 || reads.Load() > 21 {
+		t.Fatalf("second page: %d sessions, %d read, %v", len(page), reads.Load(), err)
 	}
 }
 

@@ -12,6 +12,8 @@ var (
 	ErrNotFound = errors.New("session not found")
 	// ErrLimitReached: max_sessions with mode reject refused a new session.
 	ErrLimitReached = errors.New("session limit reached")
+	// ErrBadCursor: a list position the store did not give.
+	ErrBadCursor = errors.New("invalid cursor")
 	// ErrStoreFull: the store refused a write for lack of memory (Redis
 	// at maxmemory with noeviction).
 	ErrStoreFull = errors.New("session store out of memory")
@@ -81,6 +83,15 @@ type Store interface {
 	// per flag.
 	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
 
+	// Discard undoes a Create that failed or went unanswered, whose
+	// outcome the caller cannot know (a reply lost on its way back): the
+	// session goes if it was written, and a Create of it still on its way
+	// to the store is refused. Nothing of the sign-in stays listed or
+	// counts towards the limit. The sessions that Create ended for the
+	// limit stay ended; Discard returns them, so that the caller records
+	// them as a successful sign-in would have.
+	Discard(ctx context.Context, s *Session, p Policy) (ended []*Session, err error)
+
 	// Validate checks the credential (id, SHA-256 of the secret) at now
 	// from ip, and writes activity when p says a touch is due. A session
 	// that its user's index does not list is Unlisted, never Valid.
@@ -97,9 +108,10 @@ type Store interface {
 	// Get returns one session, active or ended within retention.
 	Get(ctx context.Context, id string) (*Session, error)
 
-	// List returns a user's sessions, active and ended within retention,
-	// newest activity first.
-	List(ctx context.Context, userID string) ([]*Session, error)
+	// List returns a user's sessions, active and ended within retention
+	// (the newest maxEndedPerUser of those no longer active at now, under
+	// p), newest activity first.
+	List(ctx context.Context, userID string, now time.Time, p Policy) ([]*Session, error)
 
 	// End ends one active session and records why. It returns the
 	// session as ended, or ErrNotFound if there is no active session
@@ -110,8 +122,12 @@ type Store interface {
 	// may be empty) and returns those it ended.
 	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
 
-	// ByIP returns the active sessions last seen from ip.
-	ByIP(ctx context.Context, ip string, now time.Time, p Policy) ([]*Session, error)
+	// ByIP returns the active sessions last seen from ip, newest first,
+	// a page at a time: at most limit of them after the position after
+	// (empty: from the start), and the position of the next page (empty
+	// when there is none). A position is opaque; one the store did not
+	// give is ErrBadCursor.
+	ByIP(ctx context.Context, ip string, now time.Time, p Policy, after string, limit int) (page []*Session, next string, err error)
 
 	// Users lists the users that have sessions in the store (active or
 	// within retention), for operations on everyone; it walks the whole

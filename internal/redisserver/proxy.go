@@ -1,6 +1,7 @@
 package redisserver
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -17,10 +18,11 @@ type Proxy struct {
 	target string
 	l      net.Listener
 
-	mu    sync.Mutex
-	mode  string // "", "cut", "drop"
-	delay time.Duration
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	mode   string // "", "cut", "drop"
+	delay  time.Duration
+	loseOn []byte // see LoseRepliesTo
+	conns  map[net.Conn]struct{}
 }
 
 // NewProxy listens on a free loopback port and forwards to target.
@@ -44,6 +46,15 @@ func (p *Proxy) Cut() { p.set("cut", 0); p.closeAll() }
 // reply never arrives, until Heal.
 func (p *Proxy) Drop() { p.set("drop", 0); p.closeAll() }
 
+// LoseRepliesTo forwards every request, but closes the connection right
+// after one that contains pattern, so that Redis runs the command and its
+// reply never arrives; other commands go through. Until Heal.
+func (p *Proxy) LoseRepliesTo(pattern string) {
+	p.mu.Lock()
+	p.loseOn = []byte(pattern)
+	p.mu.Unlock()
+}
+
 // Slow delays every reply by d, until Heal.
 func (p *Proxy) Slow(d time.Duration) { p.set("", d) }
 
@@ -52,8 +63,15 @@ func (p *Proxy) Heal() { p.set("", 0) }
 
 func (p *Proxy) set(mode string, d time.Duration) {
 	p.mu.Lock()
-	p.mode, p.delay = mode, d
+	p.mode, p.delay, p.loseOn = mode, d, nil
 	p.mu.Unlock()
+}
+
+// loses tells whether the reply to request b is to be lost.
+func (p *Proxy) loses(b []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode == "drop" || (p.loseOn != nil && bytes.Contains(b, p.loseOn))
 }
 
 func (p *Proxy) state() (string, time.Duration) {
@@ -108,11 +126,12 @@ func (p *Proxy) handle(client net.Conn) {
 		for {
 			n, err := client.Read(buf)
 			if n > 0 {
-				if _, werr := server.Write(buf[:n]); werr != nil {
+				if p.loses(buf[:n]) {
+					client.Close() // first: no reply gets through
+					_, _ = server.Write(buf[:n])
 					return
 				}
-				if mode, _ := p.state(); mode == "drop" {
-					client.Close()
+				if _, werr := server.Write(buf[:n]); werr != nil {
 					return
 				}
 			}

@@ -69,6 +69,8 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"LimitReject", testLimitReject},
 		{"LimitUnlimited", testUnlimited},
 		{"LimitConcurrent", testLimitConcurrent},
+		{"DiscardUndoesCreate", testDiscard},
+		{"EndedSessionsCapped", testEndedCap},
 		{"SameMillisecondSignIns", testSameMillisecond},
 		{"ListOrderAndIsolation", testList},
 		{"Events", testEvents},
@@ -80,8 +82,10 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"HitCounts", testHit},
 		{"UsersListsEveryone", testUsers},
 		{"OutboxDeliversOnce", testOutbox},
+		{"OutboxFullRefusesNew", testOutboxFull},
 		{"OthersActiveAtCreate", testOthersActive},
 		{"ByIP", testByIP},
+		{"ByIPPages", testByIPPages},
 		{"RecordEvent", testRecord},
 	}
 	for _, h := range hooks {
@@ -333,7 +337,7 @@ func testEndUser(t *testing.T, st session.Store, c *Clock) {
 
 func activeIDs(t *testing.T, st session.Store, c *Clock, uid string) map[string]bool {
 	t.Helper()
-	list, err := st.List(ctx(t), uid)
+	list, err := st.List(ctx(t), uid, c.Now(), policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +413,7 @@ func testLimitReject(t *testing.T, st session.Store, c *Clock) {
 	}
 	wantStatus(t, validate(t, st, c, cr, "192.0.2.1"), session.Unknown)
 	// Ended and expired sessions do not count.
-	list, _ := st.List(ctx(t), uid)
+	list, _ := st.List(ctx(t), uid, c.Now(), policy)
 	if _, err := st.End(ctx(t), list[0].ID, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +467,116 @@ func testLimitConcurrent(t *testing.T, st session.Store, c *Clock) {
 	}
 }
 
+// A sign-in whose Create failed is discarded: nothing of it stays listed
+// or counted, and what it ended for the limit is handed back to record.
+func testDiscard(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 1, Mode: session.LimitOldest}
+	a, _, _ := mint(t, st, c, uid, "192.0.2.1", lim)
+	c.Advance(time.Second)
+	b, ended, err := mint(t, st, c, uid, "192.0.2.1", lim)
+	if err != nil || len(ended) != 1 || ended[0].ID != a.id {
+		t.Fatalf("second sign-in: %v %v", ended, err)
+	}
+	got, err := st.Discard(ctx(t), &session.Session{ID: b.id, UserID: uid}, policy)
+	if err != nil || len(got) != 1 || got[0].ID != a.id || got[0].Active() || got[0].EndReason != session.EndLimit {
+		t.Fatalf("discard: %v %v", got, err)
+	}
+	wantStatus(t, validate(t, st, c, b, "192.0.2.1"), session.Unknown)
+	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Ended)
+	if l, err := st.List(ctx(t), uid, c.Now(), policy); err != nil || len(l) != 1 || l[0].ID != a.id {
+		t.Fatalf("list after discard: %v %v", l, err)
+	}
+	if _, err := st.Get(ctx(t), b.id); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("get of a discarded session: %v", err)
+	}
+	// Nothing counts towards the limit; a second discard changes nothing.
+	if _, _, err := mint(t, st, c, uid, "192.0.2.1", session.Limit{Max: 1, Mode: session.LimitReject}); err != nil {
+		t.Fatalf("sign-in after discard: %v", err)
+	}
+	if again, err := st.Discard(ctx(t), &session.Session{ID: b.id, UserID: uid}, policy); err != nil || len(again) != 1 {
+		t.Fatalf("second discard: %v %v", again, err)
+	}
+}
+
+// A user keeps the newest 50 ended sessions; older ones are dropped, and
+// their audit events stay.
+func testEndedCap(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 1, Mode: session.LimitOldest}
+	var creds []cred
+	for i := 0; i < 60; i++ { // each sign-in ends the one before
+		cr, _, err := mint(t, st, c, uid, "192.0.2.1", lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds = append(creds, cr)
+		c.Advance(time.Second)
+	}
+	listed := func() map[string]bool {
+		t.Helper()
+		l, err := st.List(ctx(t), uid, c.Now(), policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, s := range l {
+			out[s.ID] = s.Active()
+		}
+		return out
+	}
+	wantListed := func(ended []cred, active ...cred) {
+		t.Helper()
+		got := listed()
+		if len(got) != len(ended)+len(active) {
+			t.Fatalf("%d sessions listed, want %d ended and %d active", len(got), len(ended), len(active))
+		}
+		for _, cr := range ended {
+			if a, ok := got[cr.id]; !ok || a {
+				t.Fatalf("session %s: listed %v, active %v; want it ended", cr.id, ok, a)
+			}
+		}
+		for _, cr := range active {
+			if !got[cr.id] {
+				t.Fatalf("active session %s not listed", cr.id)
+			}
+		}
+	}
+	wantListed(creds[9:59], creds[59])
+	for _, cr := range creds[:9] {
+		if _, err := st.Get(ctx(t), cr.id); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("a session past the cap is kept: %v", err)
+		}
+	}
+	// Ending more keeps the newest 50 ended, whichever way they end.
+	if _, err := st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorAdmin, policy); err != nil {
+		t.Fatal(err)
+	}
+	wantListed(creds[10:60])
+	c.Advance(time.Second)
+	last := mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	if _, err := st.End(ctx(t), last.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	wantListed(append(creds[11:60:60], last))
+	// The audit trail keeps every sign-in and every end.
+	evs, err := st.Events(ctx(t), uid, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for i, e := range evs {
+		count[e.Type]++
+		if i > 0 && e.At.After(evs[i-1].At) {
+			t.Fatalf("events out of order at %d: %v after %v", i, e.At, evs[i-1].At)
+		}
+	}
+	if count["login"] != 61 || count["revoke"] != 60 || count["logout"] != 1 {
+		t.Fatalf("events by type: %v", count)
+	}
+}
+
 func testList(t *testing.T, st session.Store, c *Clock) {
 	uid := user()
 	a := mustMint(t, st, c, uid)
@@ -476,7 +590,7 @@ func testList(t *testing.T, st session.Store, c *Clock) {
 	if _, err := st.End(ctx(t), d.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
-	list, err := st.List(ctx(t), uid)
+	list, err := st.List(ctx(t), uid, c.Now(), policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +605,7 @@ func testList(t *testing.T, st session.Store, c *Clock) {
 	if list[1].Active() || list[1].EndReason != session.EndLogout {
 		t.Fatalf("ended session not shown as ended: %+v", list[1])
 	}
-	if l, err := st.List(ctx(t), user()); err != nil || len(l) != 0 {
+	if l, err := st.List(ctx(t), user(), c.Now(), policy); err != nil || len(l) != 0 {
 		t.Fatalf("list of unknown user: %v %v", l, err)
 	}
 }
@@ -571,12 +685,12 @@ func testRetention(t *testing.T, st session.Store) {
 	if _, err := st.End(ctx(t), id, time.Now(), session.EndLogout, session.ActorSelf, p); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := st.List(ctx(t), uid); len(l) != 1 {
+	if l, _ := st.List(ctx(t), uid, time.Now(), p); len(l) != 1 {
 		t.Fatalf("ended session not kept: %v", l)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		l, err := st.List(ctx(t), uid)
+		l, err := st.List(ctx(t), uid, time.Now(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -608,7 +722,7 @@ func testSameMillisecond(t *testing.T, st session.Store, c *Clock) {
 	c.Advance(time.Second)
 	wantStatus(t, validate(t, st, c, creds[1], "192.0.2.1"), session.Valid)
 	wantStatus(t, validate(t, st, c, creds[2], "192.0.2.1"), session.Valid)
-	list, _ := st.List(ctx(t), uid)
+	list, _ := st.List(ctx(t), uid, c.Now(), policy)
 	seen := map[time.Time]bool{}
 	for _, s := range list {
 		if seen[s.CreatedAt] {
@@ -873,6 +987,46 @@ func testOutbox(t *testing.T, st session.Store, c *Clock) {
 	}
 }
 
+// A full outbox refuses the new notice and keeps every queued one.
+func testOutboxFull(t *testing.T, st session.Store, c *Clock) {
+	prev := session.OutboxCap
+	session.OutboxCap = 5
+	defer func() { session.OutboxCap = prev }()
+	// The outbox may be shared with other cases: empty it first.
+	for {
+		ds, err := st.Claim(ctx(t), "drain", 100, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		for _, d := range ds {
+			_ = st.Ack(ctx(t), d)
+		}
+	}
+	full := 0
+	for i := 0; i < 8; i++ {
+		n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: fmt.Sprint(i)}
+		switch err := st.Enqueue(ctx(t), "https://hooks.example/full", n); {
+		case errors.Is(err, session.ErrOutboxFull):
+			full++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	got, err := st.Claim(ctx(t), "g1", 100, time.Second)
+	if err != nil || full != 3 || len(got) != 5 {
+		t.Fatalf("8 notices into an outbox of 5: %d refused, %d queued (%v)", full, len(got), err)
+	}
+	for i, d := range got {
+		if d.Notice.SessionID != fmt.Sprint(i) {
+			t.Fatalf("queued %s at %d: a queued notice gave way", d.Notice.SessionID, i)
+		}
+		_ = st.Ack(ctx(t), d)
+	}
+}
+
 func testOthersActive(t *testing.T, st session.Store, c *Clock) {
 	uid := user()
 	counts := []int{}
@@ -903,18 +1057,69 @@ func testByIP(t *testing.T, st session.Store, c *Clock) {
 	if _, err := st.Sight(ctx(t), b.id, session.Sighting{IP: "198.51.100.250"}, c.Now(), policy); err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.ByIP(ctx(t), ip, c.Now(), policy)
-	if err != nil || len(got) != 1 || got[0].ID != a.id {
+	got, next, err := st.ByIP(ctx(t), ip, c.Now(), policy, "", 100)
+	if err != nil || len(got) != 1 || got[0].ID != a.id || next != "" {
 		t.Fatalf("by IP: %v %v", got, err)
 	}
-	if moved, _ := st.ByIP(ctx(t), "198.51.100.250", c.Now(), policy); len(moved) != 1 || moved[0].ID != b.id {
+	if moved, _, _ := st.ByIP(ctx(t), "198.51.100.250", c.Now(), policy, "", 100); len(moved) != 1 || moved[0].ID != b.id {
 		t.Fatalf("by the new IP: %v", moved)
 	}
 	if _, err := st.End(ctx(t), a.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := st.ByIP(ctx(t), ip, c.Now(), policy); len(got) != 0 {
+	if got, _, _ := st.ByIP(ctx(t), ip, c.Now(), policy, "", 100); len(got) != 0 {
 		t.Fatalf("ended session listed by IP: %v", got)
+	}
+}
+
+// ByIP answers a page at a time; following the positions lists every
+// active session from the address once, and a made-up position is refused.
+func testByIPPages(t *testing.T, st session.Store, c *Clock) {
+	ip := "2001:db8::" + fmt.Sprint(time.Now().UnixNano()%9000+1000)
+	want := map[string]bool{}
+	for i := 0; i < 23; i++ {
+		cr, _, err := mint(t, st, c, user(), ip, session.Limit{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[cr.id] = true
+		if i%3 == 0 { // some in the same millisecond
+			c.Advance(time.Millisecond)
+		}
+	}
+	ended, _, _ := mint(t, st, c, user(), ip, session.Limit{})
+	if _, err := st.End(ctx(t), ended.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	after, pages := "", 0
+	for {
+		page, next, err := st.ByIP(ctx(t), ip, c.Now(), policy, after, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(page) > 5 || (next != "" && len(page) != 5) {
+			t.Fatalf("page %d: %d sessions, next %q", pages, len(page), next)
+		}
+		for _, s := range page {
+			if seen[s.ID] || !want[s.ID] {
+				t.Fatalf("page %d: session %s listed twice or not from %s", pages, s.ID, ip)
+			}
+			seen[s.ID] = true
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if len(seen) != len(want) || pages != 5 {
+		t.Fatalf("%d sessions in %d pages, want %d in 5", len(seen), pages, len(want))
+	}
+	for _, bad := range []string{"x", "1:zz", "nonsense:" + ended.id} {
+		if _, _, err := st.ByIP(ctx(t), ip, c.Now(), policy, bad, 5); !errors.Is(err, session.ErrBadCursor) {
+			t.Fatalf("position %q: %v", bad, err)
+		}
 	}
 }
 
