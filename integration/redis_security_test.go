@@ -20,7 +20,7 @@ const LeastPrivilegeACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
 	"+hello +auth +select +ping +publish +subscribe " +
 	"+evalsha +eval +hgetall +lrange " +
 	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +zscore +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
-	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore +info"
+	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore +info +del +exists +xlen +zcard +zrevrangebyscore"
 
 func TestRedisTLS(t *testing.T) {
 	f := redisserver.MakeCerts(t)
@@ -71,7 +71,8 @@ func TestRedisLeastPrivilegeACL(t *testing.T) {
 	if res := b.do("POST", "/.auth/logout"); res.StatusCode != 303 {
 		t.Fatalf("logout: %d", res.StatusCode)
 	}
-	for _, path := range []string{"/session-auth/users/lee/sessions", "/session-auth/users/lee/events"} {
+	for _, path := range []string{"/session-auth/users/lee/sessions", "/session-auth/users/lee/events",
+		"/session-auth/users/lee/sessions?limit=1", "/session-auth/users/lee/events?limit=1", "/session-auth/sessions?ip=127.0.0.1&limit=1"} {
 		if code, body := g.adminDo("GET", path, ""); code != 200 {
 			t.Fatalf("%s: %d %s", path, code, body)
 		}
