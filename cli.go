@@ -202,7 +202,12 @@ func adminList(c *cobra.Command, path string, max int) ([]byte, error) {
 		pageLen = min(max, pageLen)
 	}
 	all := []json.RawMessage{}
+	seen := map[string]bool{}
 	for next := path + "?limit=" + strconv.Itoa(pageLen); next != ""; {
+		if seen[next] {
+			return nil, errors.New("the admin API's pages lead back to one already read")
+		}
+		seen[next] = true
 		body, more, err := adminCall(c, http.MethodGet, next)
 		if err != nil {
 			return nil, err

@@ -594,10 +594,16 @@ func (m *Memory) Events(_ context.Context, userID string, since time.Time, limit
 	evs := m.events[userID]
 	evs = evs[max(0, len(evs)-maxEventsPerUser):]
 	var out []Event
-	for i := len(evs) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+	for i := len(evs) - 1; i >= 0; i-- {
 		if now.Before(evs[i].purgeAt) && !evs[i].e.At.Before(since) {
 			out = append(out, evs[i].e)
 		}
+	}
+	// The trail is in the order things happened; a sign-in's time may be
+	// a little ahead (sign-ins of a user are strictly ordered, see Create).
+	slices.SortStableFunc(out, newestFirst)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }

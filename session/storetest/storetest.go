@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"LimitConcurrent", testLimitConcurrent},
 		{"DiscardUndoesCreate", testDiscard},
 		{"EndedSessionsCapped", testEndedCap},
+		{"EventsNewestFirst", testEventsOrder},
 		{"SameMillisecondSignIns", testSameMillisecond},
 		{"ListOrderAndIsolation", testList},
 		{"Events", testEvents},
@@ -574,6 +575,27 @@ func testEndedCap(t *testing.T, st session.Store, c *Clock) {
 	}
 	if count["login"] != 61 || count["revoke"] != 60 || count["logout"] != 1 {
 		t.Fatalf("events by type: %v", count)
+	}
+}
+
+// Sign-ins in one millisecond are moved apart (a little ahead of the
+// clock); events still come newest first, as the admin API pages them.
+func testEventsOrder(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	for i := 0; i < 4; i++ {
+		mustMint(t, st, c, uid)
+	}
+	if _, err := st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorAdmin, policy); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.Events(ctx(t), uid, time.Time{}, 0)
+	if err != nil || len(evs) != 8 {
+		t.Fatalf("events: %d %v", len(evs), err)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].At.After(evs[i-1].At) {
+			t.Fatalf("event %d (%s at %v) after one at %v", i, evs[i].Type, evs[i].At, evs[i-1].At)
+		}
 	}
 }
 
