@@ -211,6 +211,13 @@ func (r *Redis) ByIP(ctx context.Context, ip string, now time.Time, p Policy, af
 		last := zs[len(zs)-1]
 		lastMember, _ := last.Member.(string)
 		pos = &entry{lastMember, last.Score}
+		// Read no more sessions than the page still needs (a tie of many
+		// entries at one millisecond comes back whole); the next round
+		// starts after the last one read.
+		if need := limit + 1 - len(out); len(mine) > need {
+			mine = mine[:need]
+			pos = &mine[need-1]
+		}
 		if len(mine) == 0 {
 			continue
 		}

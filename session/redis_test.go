@@ -388,10 +388,10 @@ func TestRedisByIPReadsAPage(t *testing.T) {
 	ctx := context.Background()
 	st := session.NewRedis(client, "sa:", nil)
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
+	now := time.Now() // all at one millisecond: ties in the index must not widen a page
 	for i := 0; i < 600; i++ {
 		user := fmt.Sprintf("nat-%d", i)
 		id, _, hash, _ := session.NewCredential(user)
-		now := time.Now()
 		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.99", LoginIP: "192.0.2.99", CreatedAt: now, LastActiveAt: now}
 		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
 			t.Fatal(err)
