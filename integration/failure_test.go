@@ -186,7 +186,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 			"{UPSTREAM}", up.addr).Replace(site(store + "\nheader_prefix X-Auth-"))
 		for i := 0; i < 3; i++ {
 			g.load(text + fmt.Sprintf("# reload %d\n", i))
-			if res := c.do("GET", "/"); res.StatusCode != 200 || res.headers["X-Auth-User"] != "kim" {
+			if res := c.doThroughHandOver("GET", "/"); res.StatusCode != 200 || res.headers["X-Auth-User"] != "kim" {
 				t.Fatalf("after reload %d: %d", i, res.StatusCode)
 			}
 		}

@@ -83,6 +83,7 @@ func TestMetricsSurviveReloads(t *testing.T) {
 	for i := range 5 {
 		g.load(text + fmt.Sprintf("# reload %d\n", i))
 	}
+	newClient(t, g).doThroughHandOver("GET", "/") // past the listener hand-over
 	before := values()
 	exercise("reload-user")
 	waitUntil(t, 10*time.Second, func() bool { return values()["notifications_total"] >= before["notifications_total"]+2 })
