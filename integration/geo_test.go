@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/sessionauth/caddy-sessionauth/geo/geotest"
+	"github.com/sessionauth/caddy-sessionauth/integration/geotest"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/geo"
-	"github.com/sessionauth/caddy-sessionauth/geo/geotest"
+	"github.com/sessionauth/caddy-sessionauth/integration/geotest"
 )
 
 func TestLookup(t *testing.T) {
