@@ -421,10 +421,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logins = append(h.logins, lp)
 	}
 	h.headers = newHeaderNames(h.HeaderPrefix)
-	h.blocked = &blocklist{}
+	h.blocked = newBlocklist(maxBlocked)
 	h.fullStore = &sometimes{every: time.Minute}
 	if h.StoreUnavailable.Mode == "grace" {
-		h.grace = newGraceCache(time.Duration(h.StoreUnavailable.Grace))
+		h.grace = newGraceCache(time.Duration(h.StoreUnavailable.Grace), maxGraceEntries)
 	}
 	h.metrics = newMetrics(ctx.GetMetricsRegistry(), h.logger)
 
