@@ -250,7 +250,7 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, method, ip, ua, d
 	return &session.Session{
 		ID: id, UserID: userID, TokenHash: hash,
 		IP: ip, LoginIP: ip, UserAgent: ua,
-		Device: d.Name, DeviceTyp: d.Type, Browser: d.Browser, OS: d.OS,
+		Device: d.Name, DeviceType: d.Type, Browser: d.Browser, OS: d.OS,
 		Country: loc.Country, City: loc.City, LoginCountry: loc.Country,
 		Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord,
 		DeviceID: deviceID, CreatedAt: now, LastActiveAt: now,

@@ -43,7 +43,7 @@ func toJSON(s *session.Session, p session.Policy, now time.Time, currentID strin
 	j := sessionJSON{
 		ID: v.ID, UserID: v.UserID, Email: v.Email, Active: v.Active(),
 		IPAddress: v.IP, LoginIPAddress: v.LoginIP, UserAgent: v.UserAgent,
-		DeviceName: v.Device, DeviceType: v.DeviceTyp, Browser: v.Browser, OS: v.OS,
+		DeviceName: v.Device, DeviceType: v.DeviceType, Browser: v.Browser, OS: v.OS,
 		Country: v.Country, City: v.City,
 		CreatedAt: rfc3339(v.CreatedAt), LastActiveAt: rfc3339(v.LastActiveAt),
 		ExpiresAt:  rfc3339(p.ExpiresAt(v)),

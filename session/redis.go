@@ -313,7 +313,7 @@ func fields(s *Session) []any {
 		}
 	}
 	for _, kv := range [...]struct{ k, v string }{
-		{"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
+		{"dn", s.Device}, {"dt", s.DeviceType}, {"br", s.Browser},
 		{"os", s.OS}, {"co", s.Country}, {"ci", s.City},
 		{"di", s.DeviceID}, {"rk", s.Risk},
 		{"kd", s.Kind}, {"tl", s.Label}, {"am", s.AuthMethod},
@@ -380,7 +380,7 @@ func decode(id string, flat []any) (*Session, error) {
 		case "dn":
 			s.Device = v
 		case "dt":
-			s.DeviceTyp = v
+			s.DeviceType = v
 		case "br":
 			s.Browser = v
 		case "os":

@@ -62,7 +62,7 @@ type Session struct {
 	LoginIP      string // where the session was created
 	UserAgent    string
 	Device       string // device name: iPhone, Mac, Windows PC, …
-	DeviceTyp    string // mobile, tablet, desktop, bot, unknown
+	DeviceType   string // mobile, tablet, desktop, bot, unknown
 	Browser      string
 	OS           string
 	Country      string // as of the last sighting
