@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +25,11 @@ import (
 
 // StoreConfig selects and configures the session store.
 type StoreConfig struct {
-	// memory (default) or redis.
+	// file (default), memory or redis.
 	Type string `json:"type,omitempty"`
+	// The file store's file; default
+	// <caddy.AppDataDir()>/session_auth/sessions.db.
+	Path string `json:"path,omitempty"`
 	// Redis URL: redis://, rediss:// (TLS) or unix://; may carry user,
 	// password and db.
 	URL string `json:"url,omitempty"`
@@ -63,7 +67,11 @@ func (c *StoreConfig) usesTLS() bool {
 // address: "memory", or the Redis URL without its credentials, or the
 // addresses (with the Sentinel master).
 func (c *StoreConfig) describe() string {
-	if c.Type != "redis" {
+	switch c.Type {
+	case "file":
+		return "file " + c.filePath()
+	case "redis":
+	default:
 		return c.Type
 	}
 	if c.URL != "" {
@@ -121,7 +129,7 @@ const (
 
 func (c *StoreConfig) applyDefaults() {
 	if c.Type == "" {
-		c.Type = "memory"
+		c.Type = "file"
 	}
 	if c.Type != "redis" {
 		if c.ReadTimeout == 0 {
@@ -142,14 +150,20 @@ func (c *StoreConfig) applyDefaults() {
 
 func (c *StoreConfig) check() error {
 	switch c.Type {
-	case "memory":
+	case "memory", "file":
 		if c.URL != "" || len(c.Addresses) > 0 || c.Master != "" || c.Password != "" || c.Username != "" {
-			return errors.New("store memory takes no Redis settings")
+			return fmt.Errorf("store %s takes no Redis settings", c.Type)
+		}
+		if c.Type == "memory" && c.Path != "" {
+			return errors.New("store memory takes no path")
 		}
 		return nil
 	case "redis":
+		if c.Path != "" {
+			return errors.New("store redis takes no path")
+		}
 	default:
-		return fmt.Errorf("store %q must be memory or redis", c.Type)
+		return fmt.Errorf("store %q must be file, memory or redis", c.Type)
 	}
 	if c.URL == "" && len(c.Addresses) == 0 {
 		return errors.New("store redis needs a URL or addresses")
@@ -212,11 +226,32 @@ func (p *pooledStore) Destruct() error {
 	return err
 }
 
+// embedded: the store lives in this process (file or memory), so an
+// operation has no network to wait for.
+func (c *StoreConfig) embedded() bool { return c.Type == "memory" || c.Type == "file" }
+
+// filePath is the file store's file, absolute: the configured path or
+// the default under Caddy's data directory.
+func (c *StoreConfig) filePath() string {
+	p := c.Path
+	if p == "" {
+		p = filepath.Join(caddy.AppDataDir(), "session_auth", "sessions.db")
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p
+}
+
 // poolKey identifies a store: the same Redis addresses, credentials, db
-// and key prefix share one client; every memory store is the same one.
+// and key prefix share one client; the same file is one store; every
+// memory store is the same one.
 func (c *StoreConfig) poolKey(password string) string {
-	if c.Type == "memory" {
+	switch c.Type {
+	case "memory":
 		return "memory"
+	case "file":
+		return "file:" + c.filePath()
 	}
 	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
 		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
@@ -230,8 +265,15 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
 	key := c.poolKey(password)
 	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		if c.Type == "memory" {
+		switch c.Type {
+		case "memory":
 			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
+		case "file":
+			f, err := session.OpenFile(c.filePath(), nil, session.FileOptions{Sweep: time.Minute})
+			if err != nil {
+				return nil, err
+			}
+			return &pooledStore{Store: f}, nil
 		}
 		opts, err := c.redisOptions(password)
 		if err != nil {
@@ -247,8 +289,12 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("loading session store: %w", err)
 	}
-	if !loaded && c.Type == "memory" {
-		logger.Warn("sessions are kept in this process only (store memory): use store redis to run more than one instance or to keep sessions across restarts")
+	switch {
+	case loaded:
+	case c.Type == "memory":
+		logger.Warn("sessions are kept in this process only (store memory): they are lost on restart; use store file to keep them, store redis to run more than one instance")
+	case c.Type == "file":
+		logger.Info("sessions are kept in a file for this instance only: use store redis to run more than one instance", zap.String("path", c.filePath()))
 	}
 	return v.(*pooledStore), key, nil
 }
