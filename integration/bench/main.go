@@ -483,7 +483,7 @@ func fill(st session.Store, n, perUser int, ua string) ([]string, [][32]byte, er
 				now := time.Now()
 				ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 				s := &session.Session{ID: id, UserID: user, TokenHash: hash, Email: user, IP: ip, LoginIP: ip,
-					UserAgent: ua, Device: "Mac", DeviceTyp: "desktop", Browser: "Safari", OS: "macOS", Country: "DE", City: "Berlin",
+					UserAgent: ua, Device: "Mac", DeviceType: "desktop", Browser: "Safari", OS: "macOS", Country: "DE", City: "Berlin",
 					LoginCountry: "DE", DeviceID: "0123456789abcdef0123456789abcdef", CreatedAt: now, LastActiveAt: now}
 				if _, err := st.Create(context.Background(), s, policy, session.Limit{Max: 5}); err != nil {
 					firstErr.CompareAndSwap(nil, err)
