@@ -156,7 +156,7 @@ func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
 }
 
 // attachCache gives h its cache, on the store's hub (started if needed).
-// With the memory store there is nothing to save: no cache.
+// With an embedded store (file, memory) there is nothing to save: no cache.
 func attachCache(h *Handler, client redis.UniversalClient) error {
 	if h.Cache <= 0 || client == nil {
 		return nil

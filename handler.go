@@ -335,7 +335,7 @@ func (h *Handler) forget(ids ...string) {
 
 // storeContext bounds one store operation by the store's read timeout.
 func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if h.Store.Type == "memory" {
+	if h.Store.embedded() {
 		return parent, func() {} // in process: nothing to wait for
 	}
 	return context.WithTimeout(parent, h.opTimeout)
@@ -379,7 +379,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 		changed = "true"
 	}
 
-	vals := make([]string, 0, 16) // one allocation for all the headers' values
+	vals := make([]string, 0, 20) // one allocation for all the headers' values
 	set := func(name, v string) {
 		if v != "" {
 			vals = append(vals, v)
@@ -402,6 +402,12 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	set(hn.country, s.Country)
 	set(hn.city, s.City)
 	set(hn.risk, risk)
+	set(hn.method, s.AuthMethod)
+	authAt := created
+	if !s.AuthenticatedAt.IsZero() && !s.AuthenticatedAt.Equal(s.CreatedAt) {
+		authAt = s.AuthenticatedAt.UTC().Format(time.RFC3339)
+	}
+	set(hn.authAt, authAt)
 	if h.SignHeaders != "" {
 		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, h.HeaderPrefix, h.now())
 	}

@@ -201,7 +201,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Caddyfile parser can run it to check combinations at adapt time.
 func (h *Handler) applyDefaults() {
 	if h.Store == nil {
-		h.Store = &StoreConfig{Type: "memory"}
+		h.Store = &StoreConfig{Type: "file"}
 	}
 	if h.Cookie == nil {
 		h.Cookie = &CookieConfig{}
@@ -464,8 +464,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // explainOptions logs, once per config, what an option will not do here.
 func (h *Handler) explainOptions() {
-	if h.Cache != 0 && h.Store.Type == "memory" {
-		h.logger.Info("cache has nothing to save with the memory store: every check is in process already")
+	if h.Cache != 0 && h.Store.embedded() {
+		h.logger.Info("cache has nothing to save with an embedded store (file or memory): every check is in process already")
 	}
 }
 

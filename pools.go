@@ -42,10 +42,14 @@ func (p *pooledStore) Destruct() error {
 }
 
 // poolKey identifies a store: the same Redis addresses, credentials, db
-// and key prefix share one client; every memory store is the same one.
+// and key prefix share one client; the same file is one store; every
+// memory store is the same one.
 func (c *StoreConfig) poolKey(password string) string {
-	if c.Type == "memory" {
+	switch c.Type {
+	case "memory":
 		return "memory"
+	case "file":
+		return "file:" + c.filePath()
 	}
 	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
 		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
@@ -59,8 +63,15 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
 	key := c.poolKey(password)
 	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		if c.Type == "memory" {
+		switch c.Type {
+		case "memory":
 			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
+		case "file":
+			f, err := session.OpenFile(c.filePath(), nil, session.FileOptions{Sweep: time.Minute})
+			if err != nil {
+				return nil, err
+			}
+			return &pooledStore{Store: f}, nil
 		}
 		opts, err := c.redisOptions(password)
 		if err != nil {
@@ -76,8 +87,12 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("loading session store: %w", err)
 	}
-	if !loaded && c.Type == "memory" {
-		logger.Warn("sessions are kept in this process only (store memory): use store redis to run more than one instance or to keep sessions across restarts")
+	switch {
+	case loaded:
+	case c.Type == "memory":
+		logger.Warn("sessions are kept in this process only (store memory): they are lost on restart; use store file to keep them, store redis to run more than one instance")
+	case c.Type == "file":
+		logger.Info("sessions are kept in a file for this instance only: use store redis to run more than one instance", zap.String("path", c.filePath()))
 	}
 	return v.(*pooledStore), key, nil
 }
