@@ -420,7 +420,8 @@ func (m *Memory) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, e
 	return ended, nil
 }
 
-// sortForLimit orders sessions so that the ones to end come first.
+// sortForLimit orders sessions so that the ones to end come first. Lua
+// twin: the sort in createScript (redis_scripts.go).
 func sortForLimit[T any](xs []T, mode LimitMode, get func(T) *Session) {
 	slices.SortFunc(xs, func(a, b T) int {
 		sa, sb := get(a), get(b)
@@ -503,6 +504,8 @@ func (m *Memory) listed(r *memRecord) bool {
 }
 
 // Sight implements Store.
+//
+// Lua twin: sightScript (redis_scripts.go).
 func (m *Memory) Sight(_ context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
 	at = msTime(at)
 	m.mu.Lock()
