@@ -5,8 +5,14 @@ import "testing"
 // Handlers on one store share one dispatcher, and hand it their receivers
 // and secrets; the last one to go stops it.
 func TestDispatcherSharedPerStoreWithReceiversHandedIn(t *testing.T) {
-	a, _ := testHandler(t, func(h *Handler) { h.Notify = &Notify{URL: "http://a.example/hook", Secret: "secret-a"} })
-	b, _ := testHandler(t, func(h *Handler) { h.Notify = &Notify{URL: "http://b.example/hook", Secret: "secret-b"} })
+	a, _ := testHandler(t, func(h *Handler) {
+		h.Store = &StoreConfig{Type: "memory"}
+		h.Notify = &Notify{URL: "http://a.example/hook", Secret: "secret-a"}
+	})
+	b, _ := testHandler(t, func(h *Handler) {
+		h.Store = &StoreConfig{Type: "memory"}
+		h.Notify = &Notify{URL: "http://b.example/hook", Secret: "secret-b"}
+	})
 	d := a.dispatcher
 	if d == nil || b.dispatcher != d {
 		t.Fatalf("dispatchers %p and %p for one store", d, b.dispatcher)
@@ -36,9 +42,15 @@ func TestDispatcherSharedPerStoreWithReceiversHandedIn(t *testing.T) {
 // A reload provisions the new config before the old one lets go: the
 // dispatcher carries on, and the new config's secret is the one used.
 func TestDispatcherKeepsRunningAcrossAReload(t *testing.T) {
-	old, _ := testHandler(t, func(h *Handler) { h.Notify = &Notify{URL: "http://a.example/hook", Secret: "old"} })
+	old, _ := testHandler(t, func(h *Handler) {
+		h.Store = &StoreConfig{Type: "memory"}
+		h.Notify = &Notify{URL: "http://a.example/hook", Secret: "old"}
+	})
 	d := old.dispatcher
-	next, _ := testHandler(t, func(h *Handler) { h.Notify = &Notify{URL: "http://a.example/hook", Secret: "new"} })
+	next, _ := testHandler(t, func(h *Handler) {
+		h.Store = &StoreConfig{Type: "memory"}
+		h.Notify = &Notify{URL: "http://a.example/hook", Secret: "new"}
+	})
 	if next.dispatcher != d {
 		t.Fatal("a reload started a second dispatcher")
 	}
