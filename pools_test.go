@@ -1,20 +1,16 @@
 package sessionauth
 
-import (
-	"path/filepath"
-	"testing"
-)
+import "testing"
 
 // Handlers on one store share one dispatcher, and hand it their receivers
 // and secrets; the last one to go stops it.
 func TestDispatcherSharedPerStoreWithReceiversHandedIn(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "sessions.db")
 	a, _ := testHandler(t, func(h *Handler) {
-		h.Store = &StoreConfig{Type: "file", Path: file}
+		h.Store = &StoreConfig{Type: "memory"}
 		h.Notify = &Notify{URL: "http://a.example/hook", Secret: "secret-a"}
 	})
 	b, _ := testHandler(t, func(h *Handler) {
-		h.Store = &StoreConfig{Type: "file", Path: file}
+		h.Store = &StoreConfig{Type: "memory"}
 		h.Notify = &Notify{URL: "http://b.example/hook", Secret: "secret-b"}
 	})
 	d := a.dispatcher
@@ -46,14 +42,13 @@ func TestDispatcherSharedPerStoreWithReceiversHandedIn(t *testing.T) {
 // A reload provisions the new config before the old one lets go: the
 // dispatcher carries on, and the new config's secret is the one used.
 func TestDispatcherKeepsRunningAcrossAReload(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "sessions.db")
 	old, _ := testHandler(t, func(h *Handler) {
-		h.Store = &StoreConfig{Type: "file", Path: file}
+		h.Store = &StoreConfig{Type: "memory"}
 		h.Notify = &Notify{URL: "http://a.example/hook", Secret: "old"}
 	})
 	d := old.dispatcher
 	next, _ := testHandler(t, func(h *Handler) {
-		h.Store = &StoreConfig{Type: "file", Path: file}
+		h.Store = &StoreConfig{Type: "memory"}
 		h.Notify = &Notify{URL: "http://a.example/hook", Secret: "new"}
 	})
 	if next.dispatcher != d {
