@@ -314,8 +314,14 @@ func stores(t *testing.T, fn func(t *testing.T, storeLine string, srv *redisserv
 	t.Run("memory", func(t *testing.T) { fn(t, "store memory", nil) })
 	t.Run("redis", func(t *testing.T) {
 		srv := redisserver.Start(t)
-		fn(t, fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n read_timeout 300ms\n }", srv.Addr, randomID()), srv)
+		fn(t, redisStoreLine(srv), srv)
 	})
+}
+
+// redisStoreLine is the store directive for srv, under a key prefix of
+// its own.
+func redisStoreLine(srv *redisserver.Server) string {
+	return fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n read_timeout 300ms\n }", srv.Addr, randomID())
 }
 
 func randomID() string {
