@@ -133,6 +133,8 @@ type Handler struct {
 	grace     *graceCache           // nil unless store_unavailable grace
 	cache     *sessionCache         // nil unless cache, with Redis
 	hosts     []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
+	siteTLS   bool                  // the server serves HTTPS: the cookie's Secure under secure auto
+	site      string                // scheme://host:port of the server, for the admin API's set_cookie
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
