@@ -376,12 +376,12 @@ func pageEvents(evs []session.Event, after string, limit int) ([]session.Event, 
 
 // mintRequest is the body of POST /session-auth/sessions.
 type mintRequest struct {
-	UserID    string `json:"user_id"`
-	Email     string `json:"email"`
-	Name      string `json:"name"`
+	UserID    string   `json:"user_id"`
+	Email     string   `json:"email"`
+	Name      string   `json:"name"`
 	Roles     roleList `json:"roles"`
-	IPAddress string `json:"ip_address"`
-	UserAgent string `json:"user_agent"`
+	IPAddress string   `json:"ip_address"`
+	UserAgent string   `json:"user_agent"`
 }
 
 type mintResponse struct {

@@ -197,7 +197,7 @@ http://localhost:%d {
 		t.Fatalf("mint: %d %s", code, body)
 	}
 	want := map[string]string{
-		fmt.Sprintf("http://127.0.0.1:%d", port):   "session=" + minted.Token + "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax",
+		fmt.Sprintf("http://127.0.0.1:%d", port):  "session=" + minted.Token + "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax",
 		fmt.Sprintf("http://localhost:%d", port2): "app_sid=" + minted.Token + "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Strict",
 	}
 	for _, s := range minted.Sites {
