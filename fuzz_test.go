@@ -65,7 +65,7 @@ func FuzzLoginPath(f *testing.F) {
 			return
 		}
 		r := &http.Request{Method: "GET", URL: u, Header: http.Header{}}
-		if !h.isLoginPath(r) {
+		if !h.isLogin(requestPath(r)) {
 			return
 		}
 		// Matched: then every reading of the raw path (decoded once,

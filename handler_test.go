@@ -464,8 +464,8 @@ func TestLoginPathMatching(t *testing.T) {
 			r.URL.Path = strings.Split(target, "?")[0]
 			r.URL.RawPath = ""
 		}
-		if got := h.isLoginPath(r); got != want {
-			t.Errorf("isLoginPath(%q) = %v, want %v", target, got, want)
+		if got := h.isLogin(requestPath(r)); got != want {
+			t.Errorf("isLogin(%q) = %v, want %v", target, got, want)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	for _, s := range list {
 		v := h.policy.View(s, now)
 		c := sessionCard{
-			ID: v.ID, Device: orDefault(v.Device, "Unknown Device"), Kind: v.DeviceTyp,
+			ID: v.ID, Device: orDefault(v.Device, "Unknown Device"), Kind: v.DeviceType,
 			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "unknown OS"),
 			Location: "Unknown location", IP: orDefault(v.IP, "unknown"),
 			SignedIn: relTime(v.CreatedAt, now), SignedInAt: v.CreatedAt.UTC().Format(time.RFC1123),

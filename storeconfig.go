@@ -2,10 +2,8 @@ package sessionauth
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -18,8 +16,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-
-	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // StoreConfig selects and configures the session store.
@@ -190,67 +186,6 @@ func redactURLError(err error) string {
 		return ue.Err.Error()
 	}
 	return "invalid URL"
-}
-
-// storePool shares stores between handlers that name the same one, and
-// keeps them across config reloads: the new config loads the store before
-// the old one lets go of it.
-var storePool = caddy.NewUsagePool()
-
-// pooledStore is a store in the pool; Destruct runs when no config uses it.
-type pooledStore struct {
-	session.Store
-	client  redis.UniversalClient
-	checked sync.Once // the connection check at start, once per store
-}
-
-func (p *pooledStore) Destruct() error {
-	err := p.Store.Close()
-	if p.client != nil {
-		err = errors.Join(err, p.client.Close())
-	}
-	return err
-}
-
-// poolKey identifies a store: the same Redis addresses, credentials, db
-// and key prefix share one client; every memory store is the same one.
-func (c *StoreConfig) poolKey(password string) string {
-	if c.Type == "memory" {
-		return "memory"
-	}
-	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
-		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
-		time.Duration(c.DialTimeout).String(), time.Duration(c.ReadTimeout).String(),
-		c.TLSCA, c.TLSCert, c.TLSKey, c.TLSServerName}, "\x00")))
-	return "redis:" + hex.EncodeToString(sum[:])
-}
-
-// loadStore returns the shared store for c and its pool key.
-func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error) {
-	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
-	key := c.poolKey(password)
-	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		if c.Type == "memory" {
-			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
-		}
-		opts, err := c.redisOptions(password)
-		if err != nil {
-			return nil, err
-		}
-		ev := &evictionCheck{logger: logger, ready: make(chan struct{})}
-		opts.OnConnect = ev.onConnect
-		client := redis.NewUniversalClient(opts)
-		ev.client = client
-		close(ev.ready)
-		return &pooledStore{Store: session.NewRedis(client, c.KeyPrefix, nil), client: client}, nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("loading session store: %w", err)
-	}
-	if !loaded && c.Type == "memory" {
-		logger.Warn("sessions are kept in this process only (store memory): use store redis to run more than one instance or to keep sessions across restarts")
-	}
-	return v.(*pooledStore), key, nil
 }
 
 // redisOptions turns the config into go-redis options. Timeouts are short
