@@ -79,7 +79,7 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if res.Header.Get("Session-Login") != "" {
 			t.Fatal("hand-off header reached the browser")
 		}
-		if res := browser.do("GET", "/", "Accept", "text/html"); res.StatusCode != 200 || !strings.Contains(res.body, "Hello, Alice Liddell") || !strings.Contains(res.body, "X-Auth-Session") {
+		if res := browser.do("GET", "/", "Accept", "text/html"); res.StatusCode != 200 || !strings.Contains(res.body, "Hello, Alice Liddell") || !strings.Contains(res.body, "X-Auth-Session") || !strings.Contains(res.body, `<a href="/.auth/sessions">Where you're signed in</a>`) {
 			t.Fatalf("home: %d %s", res.StatusCode, res.body)
 		}
 		if res := browser.do("GET", "/headers"); !strings.Contains(res.body, `"X-Auth-User":"alice"`) {
@@ -91,8 +91,13 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if res := browser.do("POST", "/change-password", "Origin", g.base); res.StatusCode != 303 {
 			t.Fatalf("change password: %d", res.StatusCode)
 		}
-		if res := phone.do("GET", "/", "Accept", "text/html"); res.StatusCode != 303 {
-			t.Fatalf("other session survived the password change: %d", res.StatusCode)
+		// The phone lands on the sign-in page, which says why.
+		res = phone.do("GET", "/", "Accept", "text/html")
+		if res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2F&session_ended=revoked" {
+			t.Fatalf("other session after the password change: %d %q", res.StatusCode, res.Header.Get("Location"))
+		}
+		if res := phone.do("GET", res.Header.Get("Location"), "Accept", "text/html"); !strings.Contains(res.body, "You were signed out from another device.") {
+			t.Fatalf("the sign-in page does not say why: %s", res.body)
 		}
 		if res := browser.do("POST", "/.auth/logout?next=/login", "Origin", g.base); res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
 			t.Fatalf("sign out: %d %q", res.StatusCode, res.Header.Get("Location"))
