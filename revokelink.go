@@ -40,10 +40,8 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	now := h.now()
-	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: s.City, When: relTime(s.CreatedAt, now)}
-	if s.Country != "" {
-		data.Location = strings.TrimPrefix(data.Location+", "+s.Country, ", ")
-	}
+	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: placeOf(s.IP, s.City, s.Country),
+		When: relTime(s.CreatedAt, now), Site: siteLabel(h, r), Account: orDefault(s.Email, orDefault(s.Name, s.UserID)), Home: orDefault(h.BaseURL, "") + "/"}
 	if !h.policy.View(s, now).Active() {
 		data.Title, data.Text = "This session has already ended", "Nothing more to do."
 		return h.linkPage(w, r, http.StatusGone, data)
@@ -62,12 +60,12 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	}
 	h.recordEnded(r, []*session.Session{ended}, now, session.EndRevoked, session.ActorLink)
 	data.Title = "Signed out"
-	data.Text = "That session is signed out. If it wasn't you, change your password now."
+	data.Text = "That session is signed out. If it wasn't you, change your password on " + data.Site + " now."
 	return h.linkPage(w, r, http.StatusOK, data)
 }
 
 type linkData struct {
-	Title, Text                             string
+	Title, Text, Site, Account, Home        string
 	Device, Browser, OS, IP, Location, When string
 	Confirm                                 bool
 }
@@ -92,11 +90,14 @@ h1{font-size:1.4rem;margin:0 0 .6rem}.meta{color:#5f6b7a}
 button{font:inherit;cursor:pointer;border-radius:.5rem;padding:.55rem 1rem;border:1px solid #b42318;background:#b42318;color:#fff;margin-top:1rem}
 </style></head><body><main><div class="card">
 <h1>{{.Title}}</h1>
+{{if .Account}}<p>A sign-in to <strong>{{.Account}}</strong> on <strong>{{.Site}}</strong>:</p>{{end}}
 {{if .Device}}<p class="meta">{{.Device}} · {{.Browser}} on {{.OS}}{{if .Location}} · {{.Location}}{{end}}{{if .IP}} · {{.IP}}{{end}} · signed in {{.When}}</p>{{end}}
 {{if .Text}}<p>{{.Text}}</p>{{end}}
 {{if .Confirm}}
 <p>If this sign-in wasn't you, sign that session out. You will not be signed in by this.</p>
 <form method="post"><button type="submit">Sign out this session</button></form>
+<p class="meta">If it was you, nothing needs doing: <a href="{{.Home}}">It was me</a> takes you to {{.Site}} and changes nothing, or just close this page.</p>
 {{end}}
+{{if and .Account (not .Confirm)}}<p><a href="{{.Home}}">Go to {{.Site}}</a></p>{{end}}
 </div></main></body></html>
 `))

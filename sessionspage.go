@@ -3,6 +3,8 @@ package sessionauth
 import (
 	"html/template"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -17,9 +19,9 @@ type sessionCard struct {
 }
 
 type sessionsPageData struct {
-	Name, Endpoints, CSRF string
-	Active, Ended         []sessionCard
-	Others                int
+	Name, Endpoints, CSRF, Site string
+	Active, Ended               []sessionCard
+	Others                      int
 }
 
 var endReasons = map[string]string{
@@ -29,7 +31,7 @@ var endReasons = map[string]string{
 }
 
 func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {
-	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur)}
+	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r)}
 	if data.Name == "" {
 		data.Name = cur.UserID
 	}
@@ -37,17 +39,11 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 		v := h.policy.View(s, now)
 		c := sessionCard{
 			ID: v.ID, Device: orDefault(v.Device, "Unknown Device"), Kind: v.DeviceType,
-			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "unknown OS"),
-			Location: "Unknown location", IP: orDefault(v.IP, "unknown"),
+			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "Unknown OS"),
+			Location: placeOf(v.IP, v.City, v.Country), IP: orDefault(v.IP, "unknown"),
 			SignedIn: relTime(v.CreatedAt, now), SignedInAt: v.CreatedAt.UTC().Format(time.RFC1123),
 			LastActive: relTime(v.LastActiveAt, now), LastAt: v.LastActiveAt.UTC().Format(time.RFC1123),
 			Current: v.ID == cur.ID,
-		}
-		switch {
-		case v.City != "" && v.Country != "":
-			c.Location = v.City + ", " + v.Country
-		case v.Country != "":
-			c.Location = v.Country
 		}
 		if v.Active() {
 			data.Active = append(data.Active, c)
@@ -77,6 +73,31 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 		return nil
 	}
 	return sessionsTemplate.Execute(w, data)
+}
+
+// placeOf says where a session is, the same way on every page: the
+// GeoIP city and country, "This computer" for a loopback address (the
+// gateway's own machine, which GeoIP cannot place), else "Unknown location".
+func placeOf(ip, city, country string) string {
+	switch {
+	case city != "" && country != "":
+		return city + ", " + country
+	case country != "":
+		return country
+	}
+	if a, err := netip.ParseAddr(ip); err == nil && a.Unmap().IsLoopback() {
+		return "This computer"
+	}
+	return "Unknown location"
+}
+
+// siteLabel names the site to the person reading a page: base_url's host,
+// else the Host the request came to.
+func siteLabel(h *Handler, r *http.Request) string {
+	if u, err := url.Parse(h.BaseURL); err == nil && h.BaseURL != "" {
+		return u.Host
+	}
+	return sanitise(r.Host, 256)
 }
 
 func orDefault(s, d string) string {
@@ -109,9 +130,12 @@ button{font:inherit;cursor:pointer;border-radius:.5rem;padding:.45rem .9rem;bord
 button:hover{border-color:var(--bad)}
 .all{margin-top:1rem}.all button{background:var(--bad);color:#fff;border-color:var(--bad)}
 .empty{color:var(--muted)}
-@media (max-width:30rem){.card{padding:.9rem}.card form{width:100%}.card button{width:100%}}
+.top{display:flex;justify-content:space-between;align-items:center;gap:1rem;flex-wrap:wrap}
+.back{color:var(--accent);text-decoration:none}.back:hover{text-decoration:underline}
+@media (max-width:30rem){.card{padding:.9rem}.card form{width:100%}.card button,.all button{width:100%}}
 </style></head>
 <body><main>
+<p class="top"><a class="back" href="/">&larr; Back to {{.Site}}</a></p>
 <h1>Where you're signed in</h1>
 <p class="lead">Signed in as {{.Name}}. If you don't recognise a session, sign it out.</p>
 {{range .Active}}
@@ -122,7 +146,11 @@ button:hover{border-color:var(--bad)}
     <div class="meta">{{.Browser}} on {{.OS}} · {{.Location}} · {{.IP}}</div>
     <div class="meta">Signed in <time title="{{.SignedInAt}}">{{.SignedIn}}</time> · Last active <time title="{{.LastAt}}">{{.LastActive}}</time></div>
   </div>
-  {{if not .Current}}
+  {{if .Current}}
+  <form method="post" action="{{$.Endpoints}}/logout?next=/">
+    <button type="submit">Sign out this device</button>
+  </form>
+  {{else}}
   <form method="post" action="{{$.Endpoints}}/sessions/{{.ID}}/revoke">
     <input type="hidden" name="csrf" value="{{$.CSRF}}">
     <button type="submit">Sign out</button>
