@@ -10,9 +10,14 @@ export PORT="${PORT:-8080}" ADMIN_PORT="${ADMIN_PORT:-2019}" APP_PORT="${APP_POR
 export UPSTREAM="127.0.0.1:${APP_PORT}"
 BIN_DIR="${BIN_DIR:-./bin}"
 
-export SESSION_STORE="memory"
+# The file store, Caddy's default, at its default place: sessions survive
+# Ctrl-C and the next `make demo`. REDIS_URL switches to Redis.
+export SESSION_STORE="file"
+store_banner="file $("$BIN_DIR/caddy" environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
+	store_banner="redis ${REDIS_URL%%@*}"
+	case "$REDIS_URL" in *@*) store_banner="redis (credentials hidden)" ;; esac
 fi
 
 # Every port the demo listens on, checked before anything starts: a second
@@ -56,7 +61,7 @@ done
 
 cat <<MSG
 
-  session_auth demo (store: ${SESSION_STORE%% *}), listening on this machine only
+  session_auth demo (store: ${store_banner}), listening on this machine only
     open      http://localhost:${PORT}/          (sign in as alice or bob, password: demo)
     sessions  http://localhost:${PORT}/.auth/sessions   (Where you're signed in)
     me        curl -b cookies -c cookies http://localhost:${PORT}/.auth/me

@@ -94,7 +94,7 @@ func TestDemoRefusesBusyPorts(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, want := range []string{"store: memory", site + "/.auth/sessions", "Where you're signed in", "this machine only"} {
+	for _, want := range []string{"store: file ", site + "/.auth/sessions", "Where you're signed in", "this machine only"} {
 		if !strings.Contains(firstOut.String(), want) {
 			t.Errorf("the banner lacks %q:\n%s", want, firstOut)
 		}

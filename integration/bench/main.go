@@ -159,6 +159,7 @@ func run() error {
 		{target{name: "reverse_proxy"}, fmt.Sprintf(proxy, "")},
 		{target{name: "reverse_proxy + 13 headers", baseline: true}, fmt.Sprintf(proxy, identityHeadersUp)},
 		{target{name: "session_auth memory"}, auth("store memory") + fmt.Sprintf(proxy, "")},
+		{target{name: "session_auth file"}, auth("store file "+filepath.Join(dir, "sessions.db")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis"}, auth(redisStore("b:")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis + cache"}, auth(redisStore("c:")+"\n\t\tcache 1m") + fmt.Sprintf(proxy, "")},
 	}
