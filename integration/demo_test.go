@@ -48,16 +48,34 @@ func binaries(t *testing.T) string {
 	return built.dir
 }
 
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // demo starts examples/demo.sh on the given ports; it is stopped, with
 // everything it started, when the test ends.
-func demo(t *testing.T, env []string) (*exec.Cmd, *bytes.Buffer) {
+func demo(t *testing.T, env []string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command("./examples/demo.sh")
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +83,7 @@ func demo(t *testing.T, env []string) (*exec.Cmd, *bytes.Buffer) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		_ = cmd.Wait()
 	})
-	return cmd, &out
+	return cmd, out
 }
 
 // A second `make demo` beside a running one fails at once and names each
