@@ -4,6 +4,7 @@
 # make bench  load against plain reverse_proxy and the store benchmarks (a few minutes)
 # make fuzz   every fuzz target for FUZZTIME (default 1m) each; the seed corpora run in make test
 
+SHELL     := bash
 GO        ?= go
 TESTFLAGS ?= -race -count=1 -timeout 20m
 # staticcheck runs at a pinned version fetched from the module proxy, so
@@ -35,11 +36,18 @@ lint:
 		(cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; \
 	done
 
+# Each module's events are kept, so that the run closes with a summary of
+# what ran: packages, tests, skips by reason, and which real servers
+# (Redis, its Cluster and Sentinel) and browser (Chromium) were used.
 unit:
-	@for m in $(MODULES); do \
+	@set -o pipefail; events=$$(mktemp -d); trap 'rm -rf "$$events"' EXIT; status=0; \
+	$(GO) build -o "$$events/testsummary" ./internal/testsummary || exit 1; \
+	for m in $(MODULES); do \
 		echo "== go test: $$m"; \
-		(cd $$m && $(GO) test $(TESTFLAGS) ./...) || exit 1; \
-	done
+		(cd $$m && $(GO) test -json $(TESTFLAGS) ./...) | tee "$$events/$$(echo $$m | tr -c 'a-z\n' _).json" | "$$events/testsummary" -progress || status=1; \
+	done; \
+	"$$events/testsummary" "$$events"/*.json || status=1; \
+	exit $$status
 
 test: lint unit
 

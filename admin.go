@@ -376,12 +376,12 @@ func pageEvents(evs []session.Event, after string, limit int) ([]session.Event, 
 
 // mintRequest is the body of POST /session-auth/sessions.
 type mintRequest struct {
-	UserID    string `json:"user_id"`
-	Email     string `json:"email"`
-	Name      string `json:"name"`
-	Roles     string `json:"roles"`
-	IPAddress string `json:"ip_address"`
-	UserAgent string `json:"user_agent"`
+	UserID    string   `json:"user_id"`
+	Email     string   `json:"email"`
+	Name      string   `json:"name"`
+	Roles     roleList `json:"roles"`
+	IPAddress string   `json:"ip_address"`
+	UserAgent string   `json:"user_agent"`
 }
 
 type mintResponse struct {
@@ -389,6 +389,37 @@ type mintResponse struct {
 	Token     string `json:"token"`
 	ExpiresAt string `json:"expires_at"`
 	SetCookie string `json:"set_cookie"`
+	// Sites: each site of the config that uses this store, with its own
+	// Set-Cookie (cookie names and attributes differ between sites).
+	Sites []mintedSite `json:"sites"`
+}
+
+type mintedSite struct {
+	Site      string `json:"site"`
+	SetCookie string `json:"set_cookie"`
+}
+
+// roleList reads roles as the hand-off gives them (a comma-separated
+// string) or as every output shows them (an array of strings).
+type roleList string
+
+func (rl *roleList) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*rl = roleList(s)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return errors.New("roles must be an array of strings or a comma-separated string")
+	}
+	for _, r := range list {
+		if strings.Contains(r, ",") {
+			return fmt.Errorf("role %q holds a comma, which separates roles", sanitise(r, 64))
+		}
+	}
+	*rl = roleList(strings.Join(list, ","))
+	return nil
 }
 
 // mint creates a session for apps that keep their own sign-in. It goes to
@@ -400,7 +431,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	if err := dec.Decode(&req); err != nil {
 		return apiError(http.StatusBadRequest, "bad JSON body: %v", err)
 	}
-	if err := checkIdentity(req.UserID, req.Email, req.Name, req.Roles); err != nil {
+	if err := checkIdentity(req.UserID, req.Email, req.Name, string(req.Roles)); err != nil {
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
 	ref := stores[0]
@@ -418,7 +449,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 		ip = addr.Unmap().WithZone("").String()
 	}
 	s := h.newSession(id, req.UserID, hash, session.MethodAdmin, ip, req.UserAgent, "")
-	s.Email, s.Name, s.Roles = sanitise(req.Email, maxValue), sanitise(req.Name, maxValue), sanitise(req.Roles, maxRoles)
+	s.Email, s.Name, s.Roles = sanitise(req.Email, maxValue), sanitise(req.Name, maxValue), sanitise(string(req.Roles), maxRoles)
 	ended, err := ref.store.Create(r.Context(), s, h.policy, h.limit)
 	if errors.Is(err, session.ErrLimitReached) {
 		return apiError(http.StatusTooManyRequests, "user has %d active sessions", h.limit.Max)
@@ -428,14 +459,15 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 		return storeError(err)
 	}
 	h.recordLogin(nil, s, ended)
-	// The cookie an HTTPS site would set; the token works under any name.
-	fake := &http.Request{TLS: nil}
-	if h.Cookie.Secure != "never" {
-		fake = &http.Request{TLS: tlsPlaceholder}
+	// set_cookie is the first site's; sites has every site's own.
+	sites := mintedSites(h.storeKey, token)
+	setCookie := h.siteCookie(token, h.policy.Lifetime).String()
+	if len(sites) > 0 {
+		setCookie = sites[0].SetCookie
 	}
 	return writeJSON(w, http.StatusCreated, mintResponse{
 		ID: id, Token: token, ExpiresAt: rfc3339(h.policy.ExpiresAt(s)),
-		SetCookie: h.sessionCookie(fake, token, h.policy.Lifetime).String(),
+		SetCookie: setCookie, Sites: sites,
 	})
 }
 

@@ -1,8 +1,12 @@
 package sessionauth
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -77,15 +81,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
-		return d.ArgErr()
+		// `session_auth lifetime 24h`: options were meant, on one line.
+		return d.Errf("session_auth takes no arguments; options go in a block:\n\tsession_auth {\n\t\t%s\n\t}", strings.Join(append([]string{d.Val()}, d.RemainingArgs()...), " "))
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{} // subdirective -> its line
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
+		if _, dup := seen[opt]; dup {
 			return d.Errf("%s given more than once", opt)
 		}
-		seen[opt] = true
+		seen[opt] = d.Line()
 		var err error
 		switch opt {
 		case "store":
@@ -158,7 +163,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	probe.copyNested()
 	probe.applyDefaults()
 	if err := probe.check(); err != nil {
-		return d.Errf("session_auth: %v", err)
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			if _, given := seen["idle_timeout"]; !given && fe.fields[0] == "idle_timeout" {
+				// The author never wrote the idle_timeout at fault.
+				err = fmt.Errorf("%w; idle_timeout defaults to 720h, so give one no longer than the lifetime", err)
+			}
+			for _, f := range fe.fields {
+				if line, ok := seen[f]; ok {
+					return fmt.Errorf("%w, at %s:%d", err, d.File(), line)
+				}
+			}
+		}
+		return d.Errf("%v", err)
 	}
 	return nil
 }
@@ -203,7 +220,7 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
-	v, err := caddy.ParseDuration(d.Val())
+	v, err := parseDuration(d.Val())
 	if err != nil {
 		return d.Errf("%s: bad duration %q: %v", name, d.Val(), err)
 	}
@@ -215,6 +232,31 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 		return d.ArgErr()
 	}
 	return nil
+}
+
+// parseDuration is caddy.ParseDuration with errors about the text as
+// written: Caddy rewrites "30days" to "720hays" before Go reads it.
+func parseDuration(s string) (time.Duration, error) {
+	v, err := caddy.ParseDuration(s)
+	if err == nil {
+		return v, nil
+	}
+	num := strings.TrimLeft(s, "+-0123456789.")
+	unit := strings.TrimRight(num, "0123456789.+-")
+	if i := strings.IndexAny(num, "0123456789.+-"); i >= 0 {
+		unit = num[:i]
+	}
+	switch {
+	case s == "":
+		return 0, errors.New("empty")
+	case num == s:
+		return 0, errors.New("a duration starts with a number, such as 30m, 24h or 30d")
+	case unit == "":
+		return 0, errors.New("missing unit; use ms, s, m, h or d, such as 24h or 30d")
+	case !slices.Contains([]string{"ns", "us", "µs", "μs", "ms", "s", "m", "h", "d"}, unit):
+		return 0, fmt.Errorf("unknown unit %q; use ms, s, m, h or d, such as 24h or 30d", unit)
+	}
+	return 0, errors.New("not a duration; write it such as 90m, 24h or 30d")
 }
 
 func intArg(d *caddyfile.Dispenser, name string, min int) (int, error) {
@@ -256,7 +298,7 @@ func rateArgs(d *caddyfile.Dispenser) (*Rate, error) {
 	if err != nil || n < 1 {
 		return nil, d.Errf("%s: count %q must be a positive whole number", name, args[0])
 	}
-	w, err := caddy.ParseDuration(args[1])
+	w, err := parseDuration(args[1])
 	if err != nil || w <= 0 {
 		return nil, d.Errf("%s: window %q must be a positive duration", name, args[1])
 	}
@@ -304,7 +346,7 @@ func (h *Handler) parseStoreUnavailable(d *caddyfile.Dispenser) error {
 		if !d.NextArg() {
 			return d.Errf("store_unavailable grace needs a duration")
 		}
-		g, err := caddy.ParseDuration(d.Val())
+		g, err := parseDuration(d.Val())
 		if err != nil || g <= 0 {
 			return d.Errf("store_unavailable grace: %q must be a positive duration", d.Val())
 		}

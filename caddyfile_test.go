@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +94,7 @@ func TestCaddyfileErrors(t *testing.T) {
 func TestAdaptErrorNamesFileAndLine(t *testing.T) {
 	input := "localhost {\n\tsession_auth {\n\t\ttouch_interval 2h\n\t\tidle_timeout 1h\n\t}\n\trespond ok\n}\n"
 	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
-	if err == nil || !strings.Contains(err.Error(), "Caddyfile:5") || !strings.Contains(err.Error(), "touch_interval") {
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:3") || !strings.Contains(err.Error(), "touch_interval") {
 		t.Fatalf("adapt error: %v", err)
 	}
 }
@@ -158,5 +159,46 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("SESSION_STORE=%q: %s lacks %s", store, out, want)
 		}
+	}
+}
+
+// The messages a Caddyfile author reads, whole, as `caddy adapt` prints
+// them: testdata/config_messages.golden holds each case's Caddyfile and
+// error. Run with -update to rewrite it after a deliberate change.
+func TestConfigMessagesGolden(t *testing.T) {
+	cases := []struct{ name, body string }{
+		{"unknown unit keeps the text as written", "session_auth {\n\t\tlifetime 30days\n\t}"},
+		{"missing unit", "session_auth {\n\t\tidle_timeout 30\n\t}"},
+		{"not a number", "session_auth {\n\t\tretention forever\n\t}"},
+		{"rate window unit", "session_auth {\n\t\tlogin_rate 10 1minute\n\t}"},
+		{"options on one line", "session_auth lifetime 24h"},
+		{"touch_interval blamed on its line", "session_auth {\n\t\tidle_timeout 1h\n\t\tlifetime 24h\n\t\ttouch_interval 2h\n\t}"},
+		{"idle_timeout blamed on its line", "session_auth {\n\t\tidle_timeout 48h\n\t\tlifetime 24h\n\t}"},
+		{"lifetime blamed when idle_timeout is the default", "session_auth {\n\t\tmax_sessions 3\n\t\tlifetime 24h\n\t}"},
+		{"cookie blamed on its line", "session_auth {\n\t\tretention 48h\n\t\tcookie __Host-sid {\n\t\t\tdomain example.com\n\t\t}\n\t}"},
+		{"login under endpoints", "session_auth {\n\t\tlogin /.auth/in\n\t\tretention 24h\n\t}"},
+	}
+	var got strings.Builder
+	for _, tc := range cases {
+		input := "localhost {\n\t" + tc.body + "\n\trespond ok\n}\n"
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+		msg := "(no error)"
+		if err != nil {
+			msg = err.Error()
+		}
+		fmt.Fprintf(&got, "== %s\n%s-- error\n%s\n\n", tc.name, input, msg)
+	}
+	const golden = "testdata/config_messages.golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != string(want) {
+		t.Fatalf("messages differ from %s (run with -update after a deliberate change):\n%s", golden, got.String())
 	}
 }

@@ -2,17 +2,24 @@ package sessionauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 )
@@ -28,10 +35,14 @@ Talks to the session_auth routes of a running Caddy's admin API, like
 default localhost:2019.
 
   caddy sessions list --user alice
-  caddy sessions revoke --user alice --except 2bd806c97f0e406e30184bf965e48518
+  caddy sessions revoke --user alice --except 2bd806c97f0e406e30
+  caddy sessions revoke --user alice --id 2bd806c97f0e8a1d3c
   caddy sessions revoke --id 2bd806c97f0e406e30184bf965e48518
   caddy sessions events --user alice --limit 20
 
+The table shows session ids by their shortest unique prefix (all of one
+user's ids share their first 12 characters, so at least 18); --id and
+--except take such a prefix when --user names the user, else the whole id.
 Lists come a page at a time; the command follows the pages and prints
 everything (or, for events, the newest --limit). --json prints the admin
 API's JSON instead of a table.`,
@@ -47,6 +58,15 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	pf.StringP("adapter", "a", "", "Name of the config adapter")
 	pf.Bool("json", false, "Print JSON instead of a table")
 	pf.Int("page-size", 1000, "Entries per admin API request when listing (1 to 1000)")
+
+	// Without this, a mistyped subcommand reaches the parent as an
+	// argument and cobra answers with its help or an unrelated complaint.
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown subcommand %q: use list, revoke or events (caddy sessions --help)", args[0])
+		}
+		return nil
+	}
 
 	list := &cobra.Command{
 		Use: "list --user <id>", Short: "List a user's sessions, active and recently ended",
@@ -72,17 +92,24 @@ func configureSessionsCommand(cmd *cobra.Command) {
 			user, _ := c.Flags().GetString("user")
 			id, _ := c.Flags().GetString("id")
 			except, _ := c.Flags().GetString("except")
+			if user == "" && id == "" || except != "" && (user == "" || id != "") {
+				return errors.New("give --user (with --except, if you like) or --id (with --user when the id is shortened)")
+			}
+			var err error
+			if id, err = resolveID(c, user, id, "--id"); err != nil {
+				return err
+			}
+			if except, err = resolveID(c, user, except, "--except"); err != nil {
+				return err
+			}
 			var path string
-			switch {
-			case user != "" && id == "":
+			if id != "" {
+				path = "/session-auth/sessions/" + url.PathEscape(id)
+			} else {
 				path = "/session-auth/users/" + url.PathEscape(user) + "/sessions"
 				if except != "" {
 					path += "?except=" + url.QueryEscape(except)
 				}
-			case id != "" && user == "" && except == "":
-				path = "/session-auth/sessions/" + url.PathEscape(id)
-			default:
-				return errors.New("give --user (with --except, if you like) or --id")
 			}
 			body, _, err := adminCall(c, http.MethodDelete, path)
 			if err != nil {
@@ -108,9 +135,9 @@ func configureSessionsCommand(cmd *cobra.Command) {
 			return nil
 		},
 	}
-	revoke.Flags().String("user", "", "User id: end all of the user's sessions")
-	revoke.Flags().String("except", "", "With --user: keep this session")
-	revoke.Flags().String("id", "", "End one session")
+	revoke.Flags().String("user", "", "User id: end all of the user's sessions (or, with --id, one of them)")
+	revoke.Flags().String("except", "", "With --user: keep this session (an id or its unique prefix)")
+	revoke.Flags().String("id", "", "End one session (the whole id, or with --user a unique prefix)")
 
 	events := &cobra.Command{
 		Use: "events --user <id> [--limit <n>]", Short: "Show a user's audit events, newest first",
@@ -145,34 +172,152 @@ func asJSON(c *cobra.Command) bool {
 
 // adminCall makes one admin API request and returns the body of a 2xx
 // answer and the path of the next page when the answer is a page of a
-// list, or the API's error message.
+// list, or the API's error message as a sentence (caddycmd's own helper
+// would print the raw JSON of the answer).
 func adminCall(c *cobra.Command, method, path string) (body []byte, next string, err error) {
-	address, _ := c.Flags().GetString("address")
-	config, _ := c.Flags().GetString("config")
-	adapter, _ := c.Flags().GetString("adapter")
-	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	addr, err := adminAddress(c)
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := caddycmd.AdminAPIRequest(addr, method, path, nil, nil)
+	parsed, err := caddy.ParseNetworkAddress(addr)
+	if err != nil || parsed.PortRangeSize() > 1 {
+		return nil, "", fmt.Errorf("%q is not an admin address such as localhost:2019", addr)
+	}
+	origin := "http://" + parsed.JoinHostPort(0)
+	if parsed.IsUnixNetwork() || parsed.IsFdNetwork() {
+		origin = "http://127.0.0.1" // any host: the dialer below ignores it
+	}
+	req, err := http.NewRequest(method, origin+path, nil)
 	if err != nil {
 		return nil, "", err
+	}
+	if !parsed.IsUnixNetwork() && !parsed.IsFdNetwork() {
+		req.Header.Set("Origin", origin) // Caddy's admin API checks it
+	}
+	client := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, parsed.Network, parsed.JoinHostPort(0))
+		},
+	}}
+	res, err := client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		return nil, "", fmt.Errorf("cannot reach Caddy's admin API at %s (is Caddy running, and is that its admin address?): %v", addr, err)
 	}
 	defer res.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(res.Body, 16<<20))
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("reading the admin API's answer: %w", err)
 	}
 	if res.StatusCode/100 != 2 {
 		var apiErr struct {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
-			return nil, "", errors.New(apiErr.Error)
+			return nil, "", fmt.Errorf("%s (admin API, HTTP %d)", apiErr.Error, res.StatusCode)
 		}
-		return nil, "", fmt.Errorf("admin API answered %s", res.Status)
+		return nil, "", fmt.Errorf("the admin API at %s answered %s", addr, res.Status)
 	}
 	return body, nextPage(res.Header), nil
+}
+
+// adminAddress is --address, else the admin address of --config, else
+// Caddy's default. The config is adapted here rather than by
+// caddycmd.LoadConfig, which logs each step to stderr among the output.
+func adminAddress(c *cobra.Command) (string, error) {
+	address, _ := c.Flags().GetString("address")
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	if address != "" || config == "" {
+		return caddycmd.DetermineAdminAPIAddress(address, nil, "", "")
+	}
+	text, err := os.ReadFile(config)
+	if err != nil {
+		return "", fmt.Errorf("reading the config: %w", err)
+	}
+	base := strings.ToLower(filepath.Base(config))
+	if adapter == "" && filepath.Ext(base) != ".json" && (strings.HasPrefix(base, "caddyfile") || strings.HasSuffix(base, ".caddyfile")) {
+		adapter = "caddyfile"
+	}
+	if adapter != "" {
+		a := caddyconfig.GetAdapter(adapter)
+		if a == nil {
+			return "", fmt.Errorf("unknown config adapter %q", adapter)
+		}
+		if text, _, err = a.Adapt(text, map[string]any{"filename": config}); err != nil {
+			return "", fmt.Errorf("adapting %s: %w", config, err)
+		}
+	}
+	return caddycmd.DetermineAdminAPIAddress("", text, config, adapter)
+}
+
+// shortIDLen is the least an id is shortened to: the user part, shared
+// by all of one user's ids, and 6 characters of its own.
+const shortIDLen = 12 + 6
+
+// shortIDs returns the length to which every id in ids is unique, at
+// least shortIDLen.
+func shortIDs(ids []string) int {
+	for n := shortIDLen; ; n++ {
+		seen := map[string]bool{}
+		unique := true
+		for _, id := range ids {
+			p := id[:min(n, len(id))]
+			if seen[p] {
+				unique = false
+				break
+			}
+			seen[p] = true
+		}
+		if unique {
+			return n
+		}
+	}
+}
+
+// resolveID turns what the user typed for flag into a whole session id:
+// a whole id as it is, a prefix of at least shortIDLen characters by
+// finding the one session of user it starts (with user, a whole id too
+// must be one of that user's).
+func resolveID(c *cobra.Command, user, typed, flag string) (string, error) {
+	const idLen = 32
+	switch {
+	case typed == "":
+		return "", nil
+	case strings.Trim(typed, "0123456789abcdef") != "" || len(typed) > idLen:
+		return "", fmt.Errorf("%s %q is not a session id (32 hex digits, or a prefix of at least %d)", flag, typed, shortIDLen)
+	case len(typed) == idLen && user == "":
+		return typed, nil
+	case len(typed) < shortIDLen:
+		return "", fmt.Errorf("%s %q is too short: give at least %d characters, as the list shows them", flag, typed, shortIDLen)
+	case user == "":
+		return "", fmt.Errorf("%s %s is shortened: add --user, whose sessions it is looked up among, or give all 32 characters", flag, typed)
+	}
+	body, err := adminList(c, "/session-auth/users/"+url.PathEscape(user)+"/sessions", 0)
+	if err != nil {
+		return "", err
+	}
+	var list []sessionJSON
+	if err := json.Unmarshal(body, &list); err != nil {
+		return "", fmt.Errorf("reading the answer: %w", err)
+	}
+	var found []string
+	for _, s := range list {
+		if strings.HasPrefix(s.ID, typed) {
+			found = append(found, s.ID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%s: no session of %s starts with %s", flag, user, typed)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%s: %d sessions of %s start with %s; give more characters", flag, len(found), user, typed)
 }
 
 // nextPage finds the Link rel="next" of a page; only a path of these
@@ -246,13 +391,18 @@ func printSessions(c *cobra.Command, body []byte) error {
 	}
 	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SESSION\tSTATE\tDEVICE\tBROWSER\tOS\tLOCATION\tIP\tLAST ACTIVE\tSIGNED IN")
+	ids := make([]string, len(list))
+	for i, s := range list {
+		ids[i] = s.ID
+	}
+	short := shortIDs(ids)
 	for _, s := range list {
 		state := "active"
 		if !s.Active && s.EndReason != nil {
 			state = *s.EndReason
 		}
 		loc := strings.Trim(s.City+", "+s.Country, ", ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, state, dash(s.DeviceName), dash(s.Browser), dash(s.OS),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID[:min(short, len(s.ID))], state, dash(s.DeviceName), dash(s.Browser), dash(s.OS),
 			dash(loc), dash(s.IPAddress), shortTime(s.LastActiveAt), shortTime(s.CreatedAt))
 	}
 	if len(list) == 0 {
@@ -276,8 +426,15 @@ func printEvents(c *cobra.Command, body []byte) error {
 	}
 	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AT\tEVENT\tSESSION\tIP\tLOCATION\tREASON\tACTOR")
+	ids := make([]string, 0, len(evs))
 	for _, e := range evs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format("2006-01-02 15:04:05Z"), e.Type, dash(e.SessionID),
+		if !slices.Contains(ids, e.SessionID) {
+			ids = append(ids, e.SessionID)
+		}
+	}
+	short := shortIDs(ids)
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format("2006-01-02 15:04:05Z"), e.Type, dash(e.SessionID[:min(short, len(e.SessionID))]),
 			dash(e.IP), dash(strings.Trim(e.City+", "+e.Country, ", ")), dash(e.Reason), dash(e.Actor))
 	}
 	if len(evs) == 0 {

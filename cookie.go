@@ -102,6 +102,16 @@ func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present 
 	return cookies, present
 }
 
+// siteCookie is the Set-Cookie this handler's site sends for value: its
+// cookie name and attributes as a browser on the site would get them.
+func (h *Handler) siteCookie(value string, maxAge time.Duration) *http.Cookie {
+	r := &http.Request{}
+	if h.siteTLS {
+		r.TLS = tlsPlaceholder
+	}
+	return h.sessionCookie(r, value, maxAge)
+}
+
 // tlsPlaceholder marks a synthetic request as HTTPS when the admin API
 // builds the cookie a secure site would set.
 var tlsPlaceholder = &tls.ConnectionState{}

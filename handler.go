@@ -36,6 +36,7 @@ type auth struct {
 	degraded    bool             // accepted from the grace cache: the store did not answer
 	outcome     string           // why there is none, when sess is nil
 	clearCookie bool             // a cookie was sent that names no live session: clear it
+	ended       string           // the end_reason of the session the cookie named, when it ended
 	err         error            // the store failed, or errRateLimited
 }
 
@@ -178,13 +179,13 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		return auth{sess: v.Session}, true
 	case session.Expired:
 		h.forget(id)
-		return auth{outcome: outcomeExpired, clearCookie: true}, true
+		return auth{outcome: outcomeExpired, clearCookie: true, ended: session.EndExpired}, true
 	case session.Ended:
 		h.forget(id)
 		if v.Session.EndReason == session.EndExpired {
-			return auth{outcome: outcomeExpired, clearCookie: true}, true
+			return auth{outcome: outcomeExpired, clearCookie: true, ended: session.EndExpired}, true
 		}
-		return auth{outcome: outcomeRevoked, clearCookie: true}, true
+		return auth{outcome: outcomeRevoked, clearCookie: true, ended: v.Session.EndReason}, true
 	case session.Unlisted:
 		// Fail closed: signing out everywhere, an admin's revocation and
 		// max_sessions could not have reached this session.
@@ -193,7 +194,7 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		if c := h.logger.Check(zap.ErrorLevel, "session refused: its user's index no longer lists it (Redis evicted the key: set maxmemory-policy noeviction)"); c != nil {
 			c.Write(zap.String("session_id", id), zap.String("user_id", v.Session.UserID))
 		}
-		return auth{outcome: outcomeRevoked, clearCookie: true}, true
+		return auth{outcome: outcomeRevoked, clearCookie: true, ended: session.EndRevoked}, true
 	}
 	return auth{}, false
 }
@@ -268,7 +269,7 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 	s2, err := h.store.Sight(ctx, s.ID, sg, now, h.policy)
 	h.metrics.storeDuration("sight", start)
 	if errors.Is(err, session.ErrNotFound) {
-		return auth{outcome: outcomeRevoked, clearCookie: true}
+		return auth{outcome: outcomeRevoked, clearCookie: true, ended: session.EndRevoked}
 	}
 	if err != nil {
 		return auth{err: err}
@@ -298,7 +299,7 @@ func (h *Handler) endByPolicy(ctx context.Context, r *http.Request, s *session.S
 	case !errors.Is(err, session.ErrNotFound):
 		return auth{err: err}
 	}
-	return auth{outcome: outcomeRevoked, clearCookie: true}
+	return auth{outcome: outcomeRevoked, clearCookie: true, ended: reason}
 }
 
 func eventOf(s *session.Session, typ string, at time.Time, reason string) session.Event {
@@ -478,13 +479,15 @@ func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, cre
 // forms): counted, a spent cookie cleared, then the configured answer.
 func (h *Handler) noSession(w http.ResponseWriter, r *http.Request, a auth) error {
 	h.metrics.request(a.outcome)
-	return h.unauthenticated(w, r, a.clearCookie)
+	return h.unauthenticated(w, r, a.clearCookie, a.ended)
 }
 
 // unauthenticated answers a request that needs a session and has none.
 // The ?next= it sends the browser with passes the logout's safe-next rule:
-// a path the login page can redirect to without leaving the site.
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearCookie bool) error {
+// a path the login page can redirect to without leaving the site. When
+// the cookie named a session that has ended, ?session_ended=<end_reason>
+// lets the login page say why ("You were signed out from another device").
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearCookie bool, ended string) error {
 	if clearCookie {
 		http.SetCookie(w, h.sessionCookie(r, "", -1))
 	}
@@ -501,13 +504,21 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearC
 		if strings.Contains(target, "?") {
 			sep = "&"
 		}
-		w.Header().Set("Location", target+sep+"next="+url.QueryEscape(safeNext(originalURI(r))))
+		loc := target + sep + "next=" + url.QueryEscape(safeNext(originalURI(r)))
+		if ended != "" {
+			loc += "&" + sessionEndedParam + "=" + url.QueryEscape(ended)
+		}
+		w.Header().Set("Location", loc)
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusSeeOther)
 		return nil
 	}
 	return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
 }
+
+// sessionEndedParam is the query parameter of the sign-in redirect that
+// says why the browser's session ended (a SPEC end_reason).
+const sessionEndedParam = "session_ended"
 
 // loginURL is the first login path, without a trailing *.
 func (h *Handler) loginURL() string {

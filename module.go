@@ -135,6 +135,8 @@ type Handler struct {
 	dispatcher *dispatcher           // nil unless notify
 	cleanedUp  bool                  // Cleanup ran (only Cleanup reads it)
 	hosts      []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
+	siteTLS    bool                  // the server serves HTTPS: the cookie\'s Secure under secure auto
+	site       string                // scheme://host:port of the server, for the admin API\'s set_cookie
 	logger     *zap.Logger
 	metrics    *metrics
 	now        func() time.Time
@@ -277,9 +279,9 @@ func (h *Handler) check() error {
 	case h.Retention <= 0:
 		return errors.New("retention must be positive")
 	case idle > time.Duration(h.Lifetime):
-		return fmt.Errorf("idle_timeout (%s) must not exceed lifetime (%s)", idle, time.Duration(h.Lifetime))
+		return blame(fmt.Errorf("idle_timeout (%s) must not exceed lifetime (%s)", idle, time.Duration(h.Lifetime)), "idle_timeout", "lifetime")
 	case idle > 0 && time.Duration(h.TouchInterval) >= idle:
-		return fmt.Errorf("touch_interval (%s) must be shorter than idle_timeout (%s)", time.Duration(h.TouchInterval), idle)
+		return blame(fmt.Errorf("touch_interval (%s) must be shorter than idle_timeout (%s)", time.Duration(h.TouchInterval), idle), "touch_interval", "idle_timeout")
 	case *h.MaxSessions < 0:
 		return errors.New("max_sessions must not be negative")
 	case h.Cache < 0:
@@ -306,10 +308,10 @@ func (h *Handler) check() error {
 		}
 	}
 	if err := h.Cookie.check(); err != nil {
-		return err
+		return blame(err, "cookie")
 	}
 	if err := h.Store.check(); err != nil {
-		return err
+		return blame(err, "store")
 	}
 	if !strings.HasPrefix(h.Endpoints, "/") || strings.HasSuffix(h.Endpoints, "/") || h.Endpoints != cleanPath(h.Endpoints) {
 		return fmt.Errorf("endpoints %q must be a clean path like /.auth", h.Endpoints)
@@ -322,7 +324,7 @@ func (h *Handler) check() error {
 			return err
 		}
 		if pathUnder(strings.TrimSuffix(p, "*"), h.Endpoints) {
-			return fmt.Errorf("login path %q is under endpoints %q", p, h.Endpoints)
+			return blame(fmt.Errorf("login path %q is under endpoints %q", p, h.Endpoints), "login", "endpoints")
 		}
 	}
 	if u := h.Unauthenticated; u != nil {
@@ -348,6 +350,19 @@ func (h *Handler) check() error {
 	}
 	return nil
 }
+
+// fieldError is a check failure with the subdirectives that can cure it,
+// the likeliest first, so that the Caddyfile names the line at fault
+// rather than the end of the block.
+type fieldError struct {
+	fields []string
+	err    error
+}
+
+func (e *fieldError) Error() string { return e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func blame(err error, fields ...string) error { return &fieldError{fields: fields, err: err} }
 
 var notifyEvents = []string{"new_login", "new_device", "new_country", "impossible_travel", "ip_change", "revoke"}
 

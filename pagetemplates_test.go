@@ -31,7 +31,7 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: cards[:1]})
 		},
 		"link-confirm.html": func(b *bytes.Buffer) error {
-			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Device: "iPhone", Browser: "Safari", OS: "iOS",
+			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true})
 		},
 		"problem.html": func(b *bytes.Buffer) error {

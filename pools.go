@@ -223,3 +223,26 @@ func forgetEverywhere(ids ...string) {
 		h.forget(ids...)
 	}
 }
+
+// mintedSites is the Set-Cookie of token for each site whose handler
+// uses the store storeKey names, in config order; during a reload the
+// newest handler of a site speaks for it.
+func mintedSites(storeKey, token string) []mintedSite {
+	running.Lock()
+	defer running.Unlock()
+	out := []mintedSite{}
+	at := map[string]int{}
+	for _, h := range running.handlers {
+		if h.storeKey != storeKey {
+			continue
+		}
+		ms := mintedSite{Site: h.site, SetCookie: h.siteCookie(token, h.policy.Lifetime).String()}
+		if i, ok := at[h.site]; ok {
+			out[i] = ms
+			continue
+		}
+		at[h.site] = len(out)
+		out = append(out, ms)
+	}
+	return out
+}

@@ -39,10 +39,8 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	now := h.now()
-	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: s.City, When: relTime(s.CreatedAt, now)}
-	if s.Country != "" {
-		data.Location = strings.TrimPrefix(data.Location+", "+s.Country, ", ")
-	}
+	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: placeOf(s.IP, s.City, s.Country),
+		When: relTime(s.CreatedAt, now), Site: siteLabel(h, r), Account: orDefault(s.Email, orDefault(s.Name, s.UserID)), Home: orDefault(h.BaseURL, "") + "/"}
 	if !h.policy.View(s, now).Active() {
 		data.Title, data.Text = "This session has already ended", "Nothing more to do."
 		return h.linkPage(w, r, http.StatusGone, data)
@@ -61,12 +59,12 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	}
 	h.recordEnded(r, []*session.Session{ended}, now, session.EndRevoked, session.ActorLink)
 	data.Title = "Signed out"
-	data.Text = "That session is signed out. If it wasn't you, change your password now."
+	data.Text = "That session is signed out. If it wasn't you, change your password on " + data.Site + " now."
 	return h.linkPage(w, r, http.StatusOK, data)
 }
 
 type linkData struct {
-	Title, Text                             string
+	Title, Text, Site, Account, Home        string
 	Device, Browser, OS, IP, Location, When string
 	Confirm                                 bool
 }

@@ -2,6 +2,8 @@ package sessionauth
 
 import (
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -16,9 +18,9 @@ type sessionCard struct {
 }
 
 type sessionsPageData struct {
-	Name, Endpoints, CSRF string
-	Active, Ended         []sessionCard
-	Others                int
+	Name, Endpoints, CSRF, Site string
+	Active, Ended               []sessionCard
+	Others                      int
 }
 
 var endReasons = map[string]string{
@@ -28,7 +30,7 @@ var endReasons = map[string]string{
 }
 
 func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {
-	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur)}
+	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r)}
 	if data.Name == "" {
 		data.Name = cur.UserID
 	}
@@ -36,17 +38,11 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 		v := h.policy.View(s, now)
 		c := sessionCard{
 			ID: v.ID, Device: orDefault(v.Device, "Unknown Device"), Kind: v.DeviceType,
-			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "unknown OS"),
-			Location: "Unknown location", IP: orDefault(v.IP, "unknown"),
+			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "Unknown OS"),
+			Location: placeOf(v.IP, v.City, v.Country), IP: orDefault(v.IP, "unknown"),
 			SignedIn: relTime(v.CreatedAt, now), SignedInAt: v.CreatedAt.UTC().Format(time.RFC1123),
 			LastActive: relTime(v.LastActiveAt, now), LastAt: v.LastActiveAt.UTC().Format(time.RFC1123),
 			Current: v.ID == cur.ID,
-		}
-		switch {
-		case v.City != "" && v.Country != "":
-			c.Location = v.City + ", " + v.Country
-		case v.Country != "":
-			c.Location = v.Country
 		}
 		if v.Active() {
 			data.Active = append(data.Active, c)
@@ -76,6 +72,31 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 		return nil
 	}
 	return sessionsTemplate.Execute(w, data)
+}
+
+// placeOf says where a session is, the same way on every page: the
+// GeoIP city and country, "This computer" for a loopback address (the
+// gateway's own machine, which GeoIP cannot place), else "Unknown location".
+func placeOf(ip, city, country string) string {
+	switch {
+	case city != "" && country != "":
+		return city + ", " + country
+	case country != "":
+		return country
+	}
+	if a, err := netip.ParseAddr(ip); err == nil && a.Unmap().IsLoopback() {
+		return "This computer"
+	}
+	return "Unknown location"
+}
+
+// siteLabel names the site to the person reading a page: base_url's host,
+// else the Host the request came to.
+func siteLabel(h *Handler, r *http.Request) string {
+	if u, err := url.Parse(h.BaseURL); err == nil && h.BaseURL != "" {
+		return u.Host
+	}
+	return sanitise(r.Host, 256)
 }
 
 func orDefault(s, d string) string {

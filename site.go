@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -39,6 +40,8 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 	if !ok || srv == nil {
 		return nil
 	}
+	h.siteTLS = len(srv.TLSConnPolicies) > 0
+	defer func() { h.site = siteName(h.siteTLS, h.hosts, srv.Listen) }()
 	if h.Cookie.SameSite == "none" && h.Cookie.Secure == "auto" && len(srv.TLSConnPolicies) == 0 {
 		return errors.New("cookie same_site none needs a Secure cookie, and this site is plain HTTP " +
 			"(browsers drop SameSite=None without Secure): use same_site lax or strict, or " +
@@ -63,6 +66,28 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 			"set base_url to the site's public URL")
 	}
 	return nil
+}
+
+// siteName is how the admin API names a server to the operator:
+// scheme://host:port, with the first host the matchers name ("*" when
+// none does) and the first listen port.
+func siteName(tls bool, hosts []caddyhttp.MatchHost, listen []string) string {
+	scheme, host, port := "http", "*", ""
+	if tls {
+		scheme = "https"
+	}
+	for _, mh := range hosts {
+		if len(mh) > 0 {
+			host = mh[0]
+			break
+		}
+	}
+	if len(listen) > 0 {
+		if addr, err := caddy.ParseNetworkAddress(listen[0]); err == nil {
+			port = ":" + strconv.FormatUint(uint64(addr.StartPort), 10)
+		}
+	}
+	return scheme + "://" + host + port
 }
 
 // linkBase is the scheme and host (and path prefix) links to this site

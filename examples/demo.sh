@@ -1,30 +1,75 @@
 #!/usr/bin/env bash
 # Runs the demo: the demo app on 127.0.0.1:9090 behind Caddy with
-# session_auth on http://localhost:8080. Ctrl-C stops both.
+# session_auth on http://localhost:8080, all listening on this machine
+# only. Ctrl-C stops both. PORT, ADMIN_PORT and APP_PORT move it to other
+# ports; BIN_DIR (default ./bin) says where the binaries are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+export PORT="${PORT:-8080}" ADMIN_PORT="${ADMIN_PORT:-2019}" APP_PORT="${APP_PORT:-9090}"
+export UPSTREAM="127.0.0.1:${APP_PORT}"
+BIN_DIR="${BIN_DIR:-./bin}"
 
 # The file store, Caddy's default, at its default place: sessions survive
 # Ctrl-C and the next `make demo`. REDIS_URL switches to Redis.
 export SESSION_STORE="file"
-store_banner="file $(./bin/caddy environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
+store_banner="file $("$BIN_DIR/caddy" environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
 	store_banner="redis ${REDIS_URL%%@*}"
 	case "$REDIS_URL" in *@*) store_banner="redis (credentials hidden)" ;; esac
 fi
 
-./bin/demoapp -listen 127.0.0.1:9090 &
+# Every port the demo listens on, checked before anything starts: a second
+# demo beside a running one would otherwise share them, and sessions would
+# seem to vanish at random.
+DEMO_PORTS=("$PORT:the site" "$ADMIN_PORT:Caddy's admin API" "$APP_PORT:the demo app")
+
+# holder names the process listening on a port, as far as the system tells.
+holder() {
+	local who=""
+	if command -v ss >/dev/null; then
+		who=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -1 | sed 's/users:(("\([^"]*\)",pid=\([0-9]*\)/\1 (pid \2)/')
+	fi
+	if [ -z "$who" ] && command -v lsof >/dev/null; then
+		who=$(lsof -nP -iTCP:"$1" -sTCP:LISTEN 2>/dev/null | awk 'NR==2 {print $1 " (pid " $2 ")"}')
+	fi
+	echo "${who:-a process this user cannot see}"
+}
+
+busy=0
+for entry in "${DEMO_PORTS[@]}"; do
+	port="${entry%%:*}" what="${entry#*:}"
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "demo: port $port ($what) is in use by $(holder "$port")" >&2
+		busy=1
+	fi
+done
+if [ "$busy" = 1 ]; then
+	echo "demo: is another demo running? Stop it, or run this one on other ports: PORT=8180 ADMIN_PORT=2119 APP_PORT=9190 make demo" >&2
+	exit 1
+fi
+
+"$BIN_DIR/demoapp" -listen "$UPSTREAM" &
 app=$!
 trap 'kill $app 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 50); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$APP_PORT") 2>/dev/null && break
+	kill -0 $app 2>/dev/null || { echo "demo: the demo app did not start on $UPSTREAM" >&2; exit 1; }
+	sleep 0.1
+done
 
 cat <<MSG
 
-  session_auth demo (store: ${store_banner})
-    open     http://localhost:8080/          (sign in as alice or bob, password: demo)
-    me       curl -b cookies -c cookies http://localhost:8080/.auth/me
-    admin    curl localhost:2019/session-auth/users/alice/sessions
-    stop     Ctrl-C
+  session_auth demo (store: ${store_banner}), listening on this machine only
+    open      http://localhost:${PORT}/          (sign in as alice or bob, password: demo)
+    sessions  http://localhost:${PORT}/.auth/sessions   (Where you're signed in)
+    me        curl -b cookies -c cookies http://localhost:${PORT}/.auth/me
+    admin     curl localhost:${ADMIN_PORT}/session-auth/users/alice/sessions
+    stop      Ctrl-C
 
 MSG
-./bin/caddy run --config Caddyfile.example --adapter caddyfile
+"$BIN_DIR/caddy" run --config Caddyfile.example --adapter caddyfile &
+caddy=$!
+trap 'kill $app $caddy 2>/dev/null || true' EXIT INT TERM
+wait $caddy

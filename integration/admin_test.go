@@ -2,6 +2,9 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -27,7 +30,8 @@ func TestAdminAPI(t *testing.T) {
 		if code != 201 || json.Unmarshal([]byte(body), &minted) != nil || minted.Token == "" || !strings.HasPrefix(minted.Token, minted.ID+".") || minted.ExpiresAt == "" {
 			t.Fatalf("mint: %d %s", code, body)
 		}
-		if !strings.Contains(minted.SetCookie, "__Host-session="+minted.Token) || !strings.Contains(minted.SetCookie, "HttpOnly") {
+		// The site is plain HTTP: its cookie is `session`, not Secure.
+		if !strings.HasPrefix(minted.SetCookie, "session="+minted.Token+";") || !strings.Contains(minted.SetCookie, "HttpOnly") || strings.Contains(minted.SetCookie, "Secure") {
 			t.Errorf("set_cookie %q", minted.SetCookie)
 		}
 		c := newClient(t, g)
@@ -146,4 +150,91 @@ func TestAdminAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The minted session's set_cookie is what each site would set itself, so
+// a client that sends it as given is signed in; roles come as an array or
+// a comma-separated string.
+func TestAdminMintSetCookiePerSite(t *testing.T) {
+	up := newUpstream(t)
+	port, port2, admin := redisserver.FreePort(t), redisserver.FreePort(t), redisserver.FreePort(t)
+	text := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+}
+http://127.0.0.1:%d {
+	session_auth {
+		store memory
+	}
+	reverse_proxy %s
+}
+http://localhost:%d {
+	session_auth {
+		store memory
+		cookie app_sid {
+			same_site strict
+		}
+	}
+	reverse_proxy %s
+}
+`, admin, port, up.addr, port2, up.addr)
+	g := &gateway{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", admin), port: port}
+	g.load(text)
+	t.Cleanup(stopCaddy)
+	g2 := &gateway{t: t, base: fmt.Sprintf("http://localhost:%d", port2), admin: g.admin, port: port2}
+
+	code, body := g.adminDo("POST", "/session-auth/sessions", `{"user_id":"mint-sites","roles":["ops","billing"]}`)
+	var minted struct {
+		Token     string `json:"token"`
+		SetCookie string `json:"set_cookie"`
+		Sites     []struct {
+			Site      string `json:"site"`
+			SetCookie string `json:"set_cookie"`
+		} `json:"sites"`
+	}
+	if code != 201 || json.Unmarshal([]byte(body), &minted) != nil || len(minted.Sites) != 2 {
+		t.Fatalf("mint: %d %s", code, body)
+	}
+	want := map[string]string{
+		fmt.Sprintf("http://127.0.0.1:%d", port):  "session=" + minted.Token + "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax",
+		fmt.Sprintf("http://localhost:%d", port2): "app_sid=" + minted.Token + "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Strict",
+	}
+	for _, s := range minted.Sites {
+		if want[s.Site] != s.SetCookie {
+			t.Errorf("site %s: set_cookie %q, want %q", s.Site, s.SetCookie, want[s.Site])
+		}
+	}
+	if minted.SetCookie != minted.Sites[0].SetCookie {
+		t.Errorf("set_cookie %q is not the first site's %q", minted.SetCookie, minted.Sites[0].SetCookie)
+	}
+	// Sent as given, each site's cookie signs the client in there.
+	for _, tc := range []struct {
+		g         *gateway
+		setCookie string
+	}{{g, want[g.base]}, {g2, want[g2.base]}} {
+		nameValue, _, _ := strings.Cut(tc.setCookie, ";")
+		res, err := http.DefaultClient.Do(func() *http.Request {
+			req, _ := http.NewRequest("GET", tc.g.base+"/", nil)
+			req.Header.Set("Cookie", nameValue)
+			return req
+		}())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(seen), `"X-Auth-Roles":"ops,billing"`) {
+			t.Fatalf("%s with %q: %d %s", tc.g.base, nameValue, res.StatusCode, seen)
+		}
+	}
+
+	if code, body := g.adminDo("POST", "/session-auth/sessions", `{"user_id":"mint-sites","roles":"ops,billing"}`); code != 201 {
+		t.Fatalf("roles as a string: %d %s", code, body)
+	}
+	for _, bad := range []string{`{"user_id":"u","roles":["a,b"]}`, `{"user_id":"u","roles":[1]}`, `{"user_id":"u","roles":{"a":1}}`} {
+		if code, body := g.adminDo("POST", "/session-auth/sessions", bad); code != 400 || !strings.Contains(body, "roles") && !strings.Contains(body, "role ") {
+			t.Errorf("%s: %d %s", bad, code, body)
+		}
+	}
 }

@@ -23,6 +23,7 @@ import (
 func chromiumPath(t *testing.T) string {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
+			t.Log("used: Chromium") // for make test's summary
 			return p
 		}
 	}
@@ -132,6 +133,39 @@ func TestSessionsPageInABrowser(t *testing.T) {
 			t.Errorf("sessions page lacks %q:\n%s", want, page)
 		}
 	}
+	for _, want := range []string{"Sign out this device", "Back to " + strings.TrimPrefix(g.base, "http://"), "This computer"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("sessions page lacks %q:\n%s", want, page)
+		}
+	}
+	// On a phone, "Sign out all other sessions" spans the card; the
+	// screenshot shows its red where the page says it is.
+	step("narrowing to a phone", chromedp.Do(tctx, chromedp.EmulateViewport(390, 844)))
+	until("the phone layout", `document.documentElement.clientWidth <= 400`)
+	spans, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`(() => { const b = document.querySelector(".all button").getBoundingClientRect(), c = document.querySelector("section.card").getBoundingClientRect(); return Math.abs(b.width - c.width) < 2 })()`))
+	step("measuring", err)
+	if !spans {
+		t.Error("on a phone, Sign out all other sessions does not span the card")
+	}
+	rect, err := chromedp.Run(tctx, chromedp.Evaluate[[]float64](`(() => { const r = document.querySelector(".all button").getBoundingClientRect(); return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height] })()`))
+	step("finding the button", err)
+	phoneShot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	step("taking the phone screenshot", err)
+	if img, err := png.Decode(bytes.NewReader(phoneShot)); err != nil {
+		t.Fatalf("phone screenshot: %v", err)
+	} else {
+		scale := float64(img.Bounds().Dx()) / 390
+		for _, x := range []float64{rect[0] + 4, rect[0] + rect[2] - 4} {
+			r, gr, bl, _ := img.At(int(x*scale), int((rect[1]+rect[3]/2)*scale)).RGBA()
+			if r>>8 < 150 || gr>>8 > 90 || bl>>8 > 90 {
+				t.Errorf("the screenshot has no red button at x=%.0f: rgb(%d,%d,%d)", x, r>>8, gr>>8, bl>>8)
+			}
+		}
+		if dir := os.Getenv("SESSIONAUTH_SCREENSHOTS"); dir != "" {
+			_ = os.WriteFile(dir+"/sessions-page-phone.png", phoneShot, 0o644)
+		}
+	}
+	step("back to a desktop", chromedp.Do(tctx, chromedp.EmulateViewport(1100, 900)))
 	click(fmt.Sprintf(`form[action$="/%s/revoke"] button`, phoneID))
 	until("the page after signing the phone out", fmt.Sprintf(`!document.querySelector('form[action$="/%s/revoke"]') && !!document.querySelector("h2")`, phoneID))
 	page = textOf(`main`)
@@ -160,5 +194,11 @@ func TestSessionsPageInABrowser(t *testing.T) {
 	}
 	if dir := os.Getenv("SESSIONAUTH_SCREENSHOTS"); dir != "" {
 		_ = os.WriteFile(dir+"/sessions-page.png", shot, 0o644)
+	}
+	// "Sign out this device" ends this browser's session and leaves the page.
+	click(`form[action$="/logout?next=/"] button`)
+	until("the sign-in page after signing out", `location.pathname === "/login"`)
+	if res := newClient(t, g).do("GET", "/.auth/sessions", "Accept", "application/json"); res.StatusCode != 401 {
+		t.Fatalf("sessions without a cookie: %d", res.StatusCode)
 	}
 }

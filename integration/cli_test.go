@@ -47,7 +47,8 @@ func testCLI(t *testing.T, store string) {
 	bID := strings.SplitN(b.cookie, ".", 2)[0]
 
 	out, err := runCLI(t, "list", "--user", user, "--address", addr)
-	if err != nil || !strings.Contains(out, "SESSION") || !strings.Contains(out, aID) || strings.Count(out, "active") != 3 {
+	// Ids show by a unique prefix: the user part (12) and at least 6 more.
+	if err != nil || !strings.Contains(out, "SESSION") || !strings.Contains(out, aID[:18]) || strings.Contains(out, aID) || strings.Count(out, "active") != 3 {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "list", "--user", user, "--address", addr, "--json")
@@ -55,11 +56,11 @@ func testCLI(t *testing.T, store string) {
 	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 3 {
 		t.Fatalf("list --json: %v\n%s", err, out)
 	}
-	out, err = runCLI(t, "revoke", "--id", bID, "--address", addr)
+	out, err = runCLI(t, "revoke", "--user", user, "--id", bID[:18], "--address", addr)
 	if err != nil || !strings.Contains(out, "revoked session "+bID) || b.do("GET", "/").StatusCode != 401 {
-		t.Fatalf("revoke --id: %v %s", err, out)
+		t.Fatalf("revoke --id by prefix: %v %s", err, out)
 	}
-	out, err = runCLI(t, "revoke", "--user", user, "--except", aID, "--address", addr)
+	out, err = runCLI(t, "revoke", "--user", user, "--except", aID[:18], "--address", addr)
 	if err != nil || !strings.Contains(out, "revoked 1 session(s)") || a.do("GET", "/").StatusCode != 200 || c.do("GET", "/").StatusCode != 401 {
 		t.Fatalf("revoke --except: %v %s", err, out)
 	}
@@ -71,7 +72,10 @@ func testCLI(t *testing.T, store string) {
 	for _, args := range [][]string{
 		{"list", "--address", addr},
 		{"revoke", "--address", addr},
-		{"revoke", "--user", user, "--id", aID, "--address", addr},
+		{"revoke", "--user", user, "--except", aID, "--id", aID, "--address", addr},
+		{"revoke", "--user", "someone-else", "--id", aID, "--address", addr},
+		{"revoke", "--id", aID[:18], "--address", addr},
+		{"lst", "--address", addr},
 		{"revoke", "--id", "0123456789abcdef0123456789abcdef", "--address", addr},
 		{"events", "--user", user, "--limit", "0", "--address", addr},
 		{"list", "--user", user, "--address", "127.0.0.1:1"},

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -71,7 +72,7 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if res.Header.Get("Session-Login") != "" {
 			t.Fatal("hand-off header reached the browser")
 		}
-		if res := browser.do("GET", "/", "Accept", "text/html"); res.StatusCode != 200 || !strings.Contains(res.body, "Hello, Alice Liddell") || !strings.Contains(res.body, "X-Auth-Session") {
+		if res := browser.do("GET", "/", "Accept", "text/html"); res.StatusCode != 200 || !strings.Contains(res.body, "Hello, Alice Liddell") || !strings.Contains(res.body, "X-Auth-Session") || !strings.Contains(res.body, `<a href="/.auth/sessions">Where you're signed in</a>`) {
 			t.Fatalf("home: %d %s", res.StatusCode, res.body)
 		}
 		if res := browser.do("GET", "/headers"); !strings.Contains(res.body, `"X-Auth-User":"alice"`) {
@@ -83,8 +84,13 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if res := browser.do("POST", "/change-password", "Origin", g.base); res.StatusCode != 303 {
 			t.Fatalf("change password: %d", res.StatusCode)
 		}
-		if res := phone.do("GET", "/", "Accept", "text/html"); res.StatusCode != 303 {
-			t.Fatalf("other session survived the password change: %d", res.StatusCode)
+		// The phone lands on the sign-in page, which says why.
+		res = phone.do("GET", "/", "Accept", "text/html")
+		if res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2F&session_ended=revoked" {
+			t.Fatalf("other session after the password change: %d %q", res.StatusCode, res.Header.Get("Location"))
+		}
+		if res := phone.do("GET", res.Header.Get("Location"), "Accept", "text/html"); !strings.Contains(res.body, "You were signed out from another device.") {
+			t.Fatalf("the sign-in page does not say why: %s", res.body)
 		}
 		if res := browser.do("POST", "/.auth/logout?next=/login", "Origin", g.base); res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
 			t.Fatalf("sign out: %d %q", res.StatusCode, res.Header.Get("Location"))
@@ -97,4 +103,97 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 			t.Fatalf("admin list after the walk: %d %s", code, body)
 		}
 	})
+}
+
+// The README's quick starts, run as written with bash and curl against
+// Caddyfile.example and the demo app, on this test's ports instead of
+// 8080 and 2019.
+func TestREADMEQuickStarts(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("curl is needed to run the README's recipes: %v", err)
+		}
+		t.Skipf("curl not found (%v); CI=true makes this a failure", err)
+	}
+	appAddr := serveLocal(t, demoapp.New())
+	port, adminPort := redisserver.FreePort(t), redisserver.FreePort(t)
+	t.Setenv("PORT", fmt.Sprint(port))
+	t.Setenv("ADMIN_PORT", fmt.Sprint(adminPort))
+	t.Setenv("UPSTREAM", appAddr)
+	t.Setenv("SESSION_STORE", "memory")
+	text, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{t: t, base: fmt.Sprintf("http://localhost:%d", port), admin: fmt.Sprintf("http://localhost:%d", adminPort), port: port}
+	g.load(string(text))
+	t.Cleanup(func() { stopCaddy() })
+
+	run := func(script string) string {
+		t.Helper()
+		script = strings.NewReplacer("localhost:8080", fmt.Sprintf("localhost:%d", port), "localhost:2019", fmt.Sprintf("localhost:%d", adminPort)).Replace(script)
+		cmd := exec.Command(bash, "-euo", "pipefail", "-c", script)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s\n%s", err, script, out)
+		}
+		return string(out)
+	}
+
+	own := readmeBlocks(t, "### My app has its own login", "sh")
+	if len(own) != 2 {
+		t.Fatalf("own login: %d sh blocks", len(own))
+	}
+	out := run(own[1])
+	for _, want := range []string{"HTTP/1.1 303", "Set-Cookie: session=", `"X-Auth-User":"alice"`, `"user_id":"alice"`, "HTTP/1.1 204"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("own-login quick start lacks %q:\n%s", want, out)
+		}
+	}
+
+	mint := readmeBlocks(t, "### My app can't change but can call an API", "sh")
+	if len(mint) != 2 {
+		t.Fatalf("API quick start: %d sh blocks", len(mint))
+	}
+	if out := run(mint[0]); !strings.Contains(out, `"set_cookie":"session=`) || !strings.Contains(out, "SameSite=Lax") || strings.Contains(out, "Secure") {
+		t.Errorf("mint: %s", out)
+	}
+	if out := run(mint[1]); !strings.Contains(out, `"X-Auth-User":"carol"`) || !strings.Contains(out, `"X-Auth-Roles":"viewer,billing"`) {
+		t.Errorf("the minted cookie, sent as given: %s", out)
+	}
+}
+
+// readmeBlocks is every ```lang code block between heading and the next
+// heading in README.md.
+func readmeBlocks(t *testing.T, heading, lang string) []string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README.md has no %q", heading)
+	}
+	if i := strings.Index(section, "\n#"); i >= 0 {
+		section = section[:i]
+	}
+	var blocks []string
+	for {
+		_, rest, ok := strings.Cut(section, "\n```"+lang+"\n")
+		if !ok {
+			return blocks
+		}
+		block, after, ok := strings.Cut(rest, "\n```\n")
+		if !ok {
+			t.Fatalf("README.md: an unclosed block under %q", heading)
+		}
+		blocks = append(blocks, block+"\n")
+		section = after
+	}
 }

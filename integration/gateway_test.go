@@ -465,3 +465,27 @@ func TestConcurrentSignInsHonourTheLimit(t *testing.T) {
 		}
 	})
 }
+
+// A browser whose session ended elsewhere is sent to sign in with the
+// reason, so that the sign-in page can say why; a browser that never had
+// a session gets no reason.
+func TestRedirectSaysWhyTheSessionEnded(t *testing.T) {
+	g := loadCaddy(t, site("store memory\nmax_sessions 1"), newUpstream(t))
+	user := "ended-" + randomID()
+	first, second := newClient(t, g), newClient(t, g)
+	first.signIn(user)
+	second.signIn(user) // max_sessions 1: the first gives way
+	if res := first.do("GET", "/x", "Accept", "text/html"); res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2Fx&session_ended=limit" {
+		t.Fatalf("ended for the limit: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	id := strings.SplitN(second.cookie, ".", 2)[0]
+	if code, body := g.adminDo("DELETE", "/session-auth/sessions/"+id, ""); code != 200 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	if res := second.do("GET", "/x", "Accept", "text/html"); res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2Fx&session_ended=revoked" {
+		t.Fatalf("revoked: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res := newClient(t, g).do("GET", "/x", "Accept", "text/html"); res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2Fx" {
+		t.Fatalf("never signed in: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+}

@@ -130,13 +130,21 @@ func TestNotifications(t *testing.T) {
 			t.Fatalf("revoke_url %q", n["revoke_url"])
 		}
 		anon := newClient(t, g)
-		if res := anon.do("GET", link); res.StatusCode != 200 || !strings.Contains(res.body, "Sign out this session?") {
+		res := anon.do("GET", link)
+		if res.StatusCode != 200 || !strings.Contains(res.body, "Sign out this session?") {
 			t.Fatalf("link GET: %d", res.StatusCode)
+		}
+		// It names the account and the site, and lets the user say it was them.
+		host := strings.TrimPrefix(g.base, "http://")
+		for _, want := range []string{"<strong>" + user + "</strong> on <strong>" + host + "</strong>", `<a href="/">It was me</a>`} {
+			if !strings.Contains(res.body, want) {
+				t.Errorf("the Not you? page lacks %q:\n%s", want, res.body)
+			}
 		}
 		if second.from(berlinIP, "GET", "/").StatusCode != 200 {
 			t.Fatal("GET on the link ended the session")
 		}
-		res := anon.do("POST", link, "Origin", "https://mail.example", "Sec-Fetch-Site", "cross-site")
+		res = anon.do("POST", link, "Origin", "https://mail.example", "Sec-Fetch-Site", "cross-site")
 		if res.StatusCode != 200 || !strings.Contains(res.body, "Signed out") || sessionCookie(res, "session") != nil {
 			t.Fatalf("link POST: %d %s", res.StatusCode, res.body)
 		}

@@ -43,11 +43,13 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .5
 th{width:40%;font-weight:600}input{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.2rem 0 .8rem}
 button{font:inherit;padding:.45rem 1rem;border-radius:.4rem;border:1px solid #2f5bd3;background:#2f5bd3;color:#fff;cursor:pointer}
 button.secondary{background:#fff;color:#2f5bd3}.error{color:#b42318}.muted{color:#667085}form.inline{display:inline}
+.notice{background:#fff6e5;border:1px solid #f3c56b;border-radius:.4rem;padding:.5rem .75rem}
 </style></head><body>
 {{if eq .Title "Sign in"}}
 <h1>Sign in</h1>
 <div class="card">
 {{if .Error}}<p class="error">{{.Error}}</p>{{end}}
+{{if .Ended}}<p class="notice">{{.Ended}}</p>{{end}}
 <form method="post" action="/login?next={{.Next}}">
 <label>User <input name="username" autocomplete="username" value="alice"></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" placeholder="demo"></label>
@@ -62,6 +64,7 @@ button.secondary{background:#fff;color:#2f5bd3}.error{color:#b42318}.muted{color
 {{range .Headers}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}
 </table></div>
 <p>
+<a href="/.auth/sessions">Where you're signed in</a> ·
 <a href="/.auth/me">/.auth/me</a> ·
 <form class="inline" method="post" action="/change-password"><button class="secondary" type="submit">Change password (signs out other sessions)</button></form>
 <form class="inline" method="post" action="/.auth/logout?next=/login"><button type="submit">Sign out</button></form>
@@ -71,8 +74,21 @@ button.secondary{background:#fff;color:#2f5bd3}.error{color:#b42318}.muted{color
 
 type kv struct{ K, V string }
 
+// EndedMessages say why a session ended, keyed by the end_reason the
+// gateway adds to its sign-in redirect as ?session_ended=.
+var EndedMessages = map[string]string{
+	"revoked":        "You were signed out from another device.",
+	"limit":          "You were signed out because you signed in on too many devices.",
+	"expired":        "Your session expired. Please sign in again.",
+	"ip_change":      "You were signed out because your network changed.",
+	"country_change": "You were signed out because you signed in from another country.",
+	"idp":            "Your identity provider signed you out.",
+	"logout":         "You signed out.",
+}
+
 func loginForm(w http.ResponseWriter, r *http.Request) {
-	render(w, http.StatusOK, map[string]any{"Title": "Sign in", "Next": safeNext(r.URL.Query().Get("next"))})
+	render(w, http.StatusOK, map[string]any{"Title": "Sign in", "Next": safeNext(r.URL.Query().Get("next")),
+		"Ended": EndedMessages[r.URL.Query().Get("session_ended")]})
 }
 
 func login(w http.ResponseWriter, r *http.Request) {

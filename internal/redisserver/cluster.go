@@ -28,6 +28,7 @@ func (c *Cluster) Addrs() []string {
 // StartCluster starts n masters and joins them into a cluster.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	t.Log("used: Redis Cluster") // for make test's summary
 	c := &Cluster{}
 	for i := 0; i < n; i++ {
 		c.Nodes = append(c.Nodes, Start(t, "--cluster-enabled", "yes",

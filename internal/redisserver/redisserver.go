@@ -82,6 +82,7 @@ func Start(t testing.TB, extra ...string) *Server {
 		"--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
 	s.start(bin)
 	t.Cleanup(s.Stop)
+	t.Log("used: redis-server") // for make test's summary
 	return s
 }
 

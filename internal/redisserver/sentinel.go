@@ -29,6 +29,7 @@ func (s *Sentinels) SentinelAddrs() []string {
 // that fail over after a second of silence.
 func StartSentinels(t testing.TB, n int) *Sentinels {
 	t.Helper()
+	t.Log("used: Redis Sentinel") // for make test's summary
 	s := &Sentinels{Master: Start(t)}
 	s.Replica = Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))
 	bin := Binary(t)
