@@ -69,6 +69,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        secret <s>
 //	        events <event>...
 //	    }
+//	    notify email {
+//	        smtp <host:port>
+//	        username <u>
+//	        password <p>
+//	        from <address>
+//	        tls starttls|implicit|none
+//	        tls_ca <pem-file>
+//	        events <event>...
+//	    }
 //	    base_url <url>
 //	}
 //
@@ -82,7 +91,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
+		if seen[opt] && opt != "notify" { // notify checks its own kinds
 			return d.Errf("%s given more than once", opt)
 		}
 		seen[opt] = true
@@ -453,6 +462,15 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 	n := &Notify{}
 	if !d.NextArg() {
 		return d.ArgErr()
+	}
+	if d.Val() == "email" {
+		return h.parseNotifyEmail(d)
+	}
+	if h.Notify != nil {
+		if h.Notify.URL == d.Val() {
+			return d.Errf("notify %s given more than once", d.Val())
+		}
+		return d.Errf("notify: one webhook per session_auth (%s is already one)", h.Notify.URL)
 	}
 	n.URL = d.Val()
 	if !strings.HasPrefix(n.URL, "https://") && !strings.HasPrefix(n.URL, "http://") {

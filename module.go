@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/email"
 	"github.com/sessionauth/caddy-sessionauth/geo"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -114,6 +115,10 @@ type Handler struct {
 	// Webhook for security notifications.
 	Notify *Notify `json:"notify,omitempty"`
 
+	// Mail to the user's own address on a new or unusual sign-in
+	// (Caddyfile: notify email { … }).
+	NotifyEmail *NotifyEmail `json:"notify_email,omitempty"`
+
 	// Where links in notifications point, e.g. https://app.example.com.
 	// Default: the request's scheme and Host, and only a Host that one
 	// of the server's host matchers accepted (the Host is the client's
@@ -137,6 +142,7 @@ type Handler struct {
 	metrics   *metrics
 	now       func() time.Time
 	fullStore *sometimes // warnings of refused touches (touchRefused)
+	mail      *email.Server
 }
 
 // CookieConfig sets the session cookie.
@@ -344,6 +350,9 @@ func (h *Handler) check() error {
 			}
 		}
 	}
+	if err := h.NotifyEmail.check(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -396,7 +405,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.now = time.Now
 	}
 	h.applyDefaults()
-	if err := h.check(); err != nil {
+	err := h.check()
+	if err != nil {
 		return err
 	}
 	if err := h.learnSite(ctx); err != nil {
@@ -406,6 +416,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.SignHeaders = repl.ReplaceAll(h.SignHeaders, "")
 	if h.Notify != nil {
 		h.Notify.Secret = repl.ReplaceAll(h.Notify.Secret, "")
+	}
+	if h.NotifyEmail != nil {
+		if h.mail, err = h.NotifyEmail.server(repl); err != nil {
+			return err
+		}
 	}
 
 	h.policy = session.Policy{

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/email"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -40,10 +42,16 @@ var (
 	maxAttempts     = 8
 )
 
-// notify queues a notice of event about s, when the config asks for it.
-// Delivery happens later, in the dispatcher: a slow or dead receiver never
-// touches the request. r is nil for sessions minted by the admin API.
+// notify queues the notices of event about s that the config asks for:
+// to the webhook, and a mail for the events mails tell of. Delivery
+// happens later, in the dispatcher: a slow or dead receiver never touches
+// the request. r is nil for sessions minted by the admin API.
 func (h *Handler) notify(r *http.Request, event string, s *session.Session, at time.Time) {
+	h.notifyWebhook(r, event, s, at)
+	h.notifyMail(r, []string{event}, s, at)
+}
+
+func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Session, at time.Time) {
 	if h.Notify == nil || !h.notifyWants(event) {
 		return
 	}
@@ -74,19 +82,25 @@ func (h *Handler) notifyWants(event string) bool {
 	return false
 }
 
-// notifyLogin sends what a new session calls for.
+// notifyLogin sends what a new session calls for: a webhook notice per
+// event, and one mail that tells of them all.
 func (h *Handler) notifyLogin(r *http.Request, s *session.Session) {
+	var events []string
 	if s.OthersActive > 0 {
-		h.notify(r, noticeNewLogin, s, s.CreatedAt)
+		events = append(events, noticeNewLogin)
 	}
-	for flag, event := range map[string]string{
-		session.FlagNewDevice: noticeNewDevice, session.FlagNewCountry: noticeNewCountry,
-		session.FlagImpossibleTravel: noticeImpossibleTravel,
+	for _, fe := range [...]struct{ flag, event string }{
+		{session.FlagNewDevice, noticeNewDevice}, {session.FlagNewCountry, noticeNewCountry},
+		{session.FlagImpossibleTravel, noticeImpossibleTravel},
 	} {
-		if session.HasFlag(s.Risk, flag) {
-			h.notify(r, event, s, s.CreatedAt)
+		if session.HasFlag(s.Risk, fe.flag) {
+			events = append(events, fe.event)
 		}
 	}
+	for _, e := range events {
+		h.notifyWebhook(r, e, s, s.CreatedAt)
+	}
+	h.notifyMail(r, events, s, s.CreatedAt)
 }
 
 // notifyEnded tells the user a session was ended by someone (not a sign-out).
@@ -123,7 +137,8 @@ var dispatchers struct {
 }
 
 type dispatcher struct {
-	users  int
+	storeKey string
+	users    int
 	cancel context.CancelFunc
 	done   chan struct{}
 	// The newest config's metrics: each config load has its own metrics
@@ -132,7 +147,7 @@ type dispatcher struct {
 }
 
 func startDispatcher(h *Handler) {
-	if h.Notify == nil {
+	if h.Notify == nil && h.NotifyEmail == nil {
 		return
 	}
 	dispatchers.Lock()
@@ -146,14 +161,14 @@ func startDispatcher(h *Handler) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{users: 1, cancel: cancel, done: make(chan struct{})}
+	d := &dispatcher{users: 1, cancel: cancel, done: make(chan struct{}), storeKey: h.storeKey}
 	d.metrics.Store(h.metrics)
 	dispatchers.byStore[h.storeKey] = d
 	go d.run(ctx, h.store, h.logger, h.now)
 }
 
 func stopDispatcher(h *Handler) {
-	if h.Notify == nil {
+	if h.Notify == nil && h.NotifyEmail == nil {
 		return
 	}
 	dispatchers.Lock()
@@ -202,21 +217,52 @@ func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logg
 }
 
 func (d *dispatcher) deliver(ctx context.Context, st session.Store, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
-	secret, known := notifySecret(del.Target)
-	if !known {
-		// No config sends there any more: nobody to sign for.
-		m.notification("dropped")
-		logger.Warn("notification dropped: no notify config for its receiver any more", zap.String("event", del.Notice.Event))
-		_ = st.Ack(ctx, del)
-		return
+	var err error
+	if del.Target == mailTarget {
+		actx, cancel := context.WithTimeout(ctx, deliveryTimeout)
+		var known bool
+		known, err = sendMail(actx, d.storeKey, del.Notice)
+		cancel()
+		if !known {
+			m.notification("dropped")
+			logger.Warn("notification mail dropped: no notify email config any more", zap.Strings("events", del.Notice.Events))
+			_ = st.Ack(ctx, del)
+			return
+		}
+	} else {
+		secret, known := notifySecret(del.Target)
+		if !known {
+			// No config sends there any more: nobody to sign for.
+			m.notification("dropped")
+			logger.Warn("notification dropped: no notify config for its receiver any more", zap.String("event", del.Notice.Event))
+			_ = st.Ack(ctx, del)
+			return
+		}
+		err = post(ctx, client, del.Target, secret, del.Notice)
 	}
-	err := post(ctx, client, del.Target, secret, del.Notice)
 	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	switch {
 	case err == nil:
 		m.notification("delivered")
 		_ = st.Ack(bctx, del)
+	case errors.Is(err, email.ErrNoAddress) || errors.Is(err, email.ErrNothingToSay):
+		// Retrying cannot help.
+		m.notification("failed")
+		logger.Error("notification mail not sent", zap.String("event", del.Notice.Event), zap.Error(err))
+		_ = st.Ack(bctx, del)
+	case errors.Is(err, email.ErrNoSTARTTLS):
+		// Not sent in clear; said at once, as the operator must act.
+		logger.Error("notification mail not sent: the mail server does not offer STARTTLS "+
+			"(set tls implicit for port 465, or tls none to send in clear)", zap.Int("attempt", del.Attempt+1), zap.Error(err))
+		d.retryOrGiveUp(bctx, st, del, err, logger, m, now)
+	default:
+		d.retryOrGiveUp(bctx, st, del, err, logger, m, now)
+	}
+}
+
+func (d *dispatcher) retryOrGiveUp(bctx context.Context, st session.Store, del session.Delivery, err error, logger *zap.Logger, m *metrics, now func() time.Time) {
+	switch {
 	case del.Attempt+1 >= maxAttempts:
 		m.notification("failed")
 		logger.Error("notification given up", zap.String("event", del.Notice.Event), zap.Int("attempts", del.Attempt+1), zap.Error(err))
@@ -234,7 +280,9 @@ func (d *dispatcher) deliver(ctx context.Context, st session.Store, client *http
 }
 
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
+// The body has SPEC 7's fields only: what a mail needs stays out.
 func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
+	n.Events, n.Email, n.Name, n.UserAgent, n.SessionsURL = nil, "", "", "", ""
 	body, err := json.Marshal(n)
 	if err != nil {
 		return err
