@@ -240,7 +240,7 @@ func (s Server) Send(ctx context.Context, n Notice) error {
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
 
-	client, err := s.client()
+	client, err := s.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -254,7 +254,7 @@ func (s Server) Send(ctx context.Context, n Notice) error {
 	return nil
 }
 
-func (s Server) client() (*gomail.Client, error) {
+func (s Server) client(ctx context.Context) (*gomail.Client, error) {
 	host, portText, err := net.SplitHostPort(s.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("smtp %q must be host:port", s.Addr)
@@ -270,6 +270,21 @@ func (s Server) client() (*gomail.Client, error) {
 	opts := []gomail.Option{
 		gomail.WithPort(port), gomail.WithTimeout(timeout),
 		gomail.WithTLSConfig(&tls.Config{ServerName: host, RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}),
+	}
+	if s.TLS != TLSImplicit {
+		// The connection ends with ctx, so that a hanging server holds
+		// up no shutdown (go-mail's own deadlines are per step). Implicit
+		// TLS keeps go-mail's dialer: with another, it would take the
+		// connection for unencrypted and refuse PLAIN auth.
+		opts = append(opts, gomail.WithDialContextFunc(func(dctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(dctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			context.AfterFunc(ctx, func() { conn.Close() })
+			return conn, nil
+		}))
 	}
 	switch s.TLS {
 	case TLSImplicit:
