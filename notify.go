@@ -139,8 +139,8 @@ var dispatchers struct {
 type dispatcher struct {
 	storeKey string
 	users    int
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
 	// The newest config's metrics: each config load has its own metrics
 	// registry, and a reload drops the old one from /metrics.
 	metrics atomic.Pointer[metrics]

@@ -37,7 +37,6 @@ type mailServer struct {
 	refused  int
 	mailFrom int // MAIL FROM commands seen, refused or not
 	auths    []string
-	tlsSeen  []bool
 	msgs     []receivedMail
 }
 
@@ -217,7 +216,7 @@ func mailBlock(ms *mailServer, more ...string) string {
 	if ms.caFile != "" {
 		lines = append(lines, "username mailer", "password {env.SESSIONAUTH_TEST_SMTP_PASSWORD}", "tls_ca "+ms.caFile)
 	}
-	return strings.Join(append(lines, more...), "\n")
+	return "\t\t\t" + strings.Join(append(lines, more...), "\n\t\t\t")
 }
 
 // The new-sign-in mail: to the user's address, over STARTTLS with the
