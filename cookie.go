@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // secure reports whether the session cookie is Secure for this request.
@@ -79,7 +81,8 @@ type sessionCookies struct {
 func (c *sessionCookies) values() []string { return c.vals[:c.n] }
 
 // readCookies returns the request's session cookie values (at most
-// cookieTries of them; values too long to be ours are passed over) and
+// cookieTries of them; values that cannot be ours, by their length, are
+// passed over and take no place) and
 // whether any session cookie was sent at all.
 func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present bool) {
 	name := h.cookieName(r)
@@ -90,7 +93,7 @@ func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present 
 				continue
 			}
 			present = true
-			if v = strings.Trim(v, `"`); len(v) <= maxCookieLen && cookies.n < cookieTries {
+			if v = strings.Trim(v, `"`); len(v) == session.CookieLen && cookies.n < cookieTries {
 				cookies.vals[cookies.n] = v
 				cookies.n++
 			}
@@ -98,8 +101,6 @@ func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present 
 	}
 	return cookies, present
 }
-
-const maxCookieLen = 256
 
 // tlsPlaceholder marks a synthetic request as HTTPS when the admin API
 // builds the cookie a secure site would set.

@@ -62,7 +62,7 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	if a.sess == nil {
 		h.metrics.request(a.outcome)
-		if a.dead {
+		if a.clearCookie {
 			http.SetCookie(w, h.sessionCookie(r, "", -1))
 		}
 		return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})

@@ -32,11 +32,11 @@ const (
 
 // auth is what the request's cookie proved.
 type auth struct {
-	sess     *session.Session // a valid session, or nil
-	degraded bool             // accepted from the grace cache: the store did not answer
-	outcome  string           // why there is none, when sess is nil
-	dead     bool             // a cookie was sent that can be cleared
-	err      error            // the store failed, or errRateLimited
+	sess        *session.Session // a valid session, or nil
+	degraded    bool             // accepted from the grace cache: the store did not answer
+	outcome     string           // why there is none, when sess is nil
+	clearCookie bool             // a cookie was sent that names no live session: clear it
+	err         error            // the store failed, or errRateLimited
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -178,13 +178,13 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		return auth{sess: v.Session}, true
 	case session.Expired:
 		h.forget(id)
-		return auth{outcome: outcomeExpired, dead: true}, true
+		return auth{outcome: outcomeExpired, clearCookie: true}, true
 	case session.Ended:
 		h.forget(id)
 		if v.Session.EndReason == session.EndExpired {
-			return auth{outcome: outcomeExpired, dead: true}, true
+			return auth{outcome: outcomeExpired, clearCookie: true}, true
 		}
-		return auth{outcome: outcomeRevoked, dead: true}, true
+		return auth{outcome: outcomeRevoked, clearCookie: true}, true
 	case session.Unlisted:
 		// Fail closed: signing out everywhere, an admin's revocation and
 		// max_sessions could not have reached this session.
@@ -193,7 +193,7 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		if c := h.logger.Check(zap.ErrorLevel, "session refused: its user's index no longer lists it (Redis evicted the key: set maxmemory-policy noeviction)"); c != nil {
 			c.Write(zap.String("session_id", id), zap.String("user_id", v.Session.UserID))
 		}
-		return auth{outcome: outcomeRevoked, dead: true}, true
+		return auth{outcome: outcomeRevoked, clearCookie: true}, true
 	}
 	return auth{}, false
 }
@@ -248,7 +248,7 @@ func (h *Handler) guessed(r *http.Request) auth {
 	if err != nil {
 		h.logger.Debug("counting an unknown session token", zap.Error(err))
 	}
-	return auth{outcome: outcomeInvalid, dead: true}
+	return auth{outcome: outcomeInvalid, clearCookie: true}
 }
 
 // ipChanged handles the first request of a session from a new IP: the
@@ -268,7 +268,7 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 	s2, err := h.store.Sight(ctx, s.ID, sg, now, h.policy)
 	h.metrics.storeDuration("sight", start)
 	if errors.Is(err, session.ErrNotFound) {
-		return auth{outcome: outcomeRevoked, dead: true}
+		return auth{outcome: outcomeRevoked, clearCookie: true}
 	}
 	if err != nil {
 		return auth{err: err}
@@ -298,7 +298,7 @@ func (h *Handler) endByPolicy(ctx context.Context, r *http.Request, s *session.S
 	case !errors.Is(err, session.ErrNotFound):
 		return auth{err: err}
 	}
-	return auth{outcome: outcomeRevoked, dead: true}
+	return auth{outcome: outcomeRevoked, clearCookie: true}
 }
 
 func eventOf(s *session.Session, typ string, at time.Time, reason string) session.Event {
@@ -335,7 +335,7 @@ func (h *Handler) forget(ids ...string) {
 
 // storeContext bounds one store operation by the store's read timeout.
 func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if h.Store.Type == "memory" {
+	if h.Store.embedded() {
 		return parent, func() {} // in process: nothing to wait for
 	}
 	return context.WithTimeout(parent, h.opTimeout)
@@ -379,7 +379,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 		changed = "true"
 	}
 
-	vals := make([]string, 0, 16) // one allocation for all the headers' values
+	vals := make([]string, 0, 20) // one allocation for all the headers' values
 	set := func(name, v string) {
 		if v != "" {
 			vals = append(vals, v)
@@ -396,12 +396,18 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	set(hn.loginIP, s.LoginIP)
 	set(hn.ipChanged, changed)
 	set(hn.device, s.Device)
-	set(hn.deviceType, s.DeviceTyp)
+	set(hn.deviceType, s.DeviceType)
 	set(hn.browser, s.Browser)
 	set(hn.os, s.OS)
 	set(hn.country, s.Country)
 	set(hn.city, s.City)
 	set(hn.risk, risk)
+	set(hn.method, s.AuthMethod)
+	authAt := created
+	if !s.AuthenticatedAt.IsZero() && !s.AuthenticatedAt.Equal(s.CreatedAt) {
+		authAt = s.AuthenticatedAt.UTC().Format(time.RFC3339)
+	}
+	set(hn.authAt, authAt)
 	if h.SignHeaders != "" {
 		signature.Sign(hdr, []byte(h.SignHeaders), r.Method, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, h.HeaderPrefix, h.now())
 	}
@@ -441,7 +447,7 @@ func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, cre
 		case "device":
 			return s.Device, true
 		case "device_type":
-			return s.DeviceTyp, true
+			return s.DeviceType, true
 		case "browser":
 			return s.Browser, true
 		case "os":
@@ -469,17 +475,17 @@ func setPlaceholders(r *http.Request, s *session.Session, ip, changed, risk, cre
 
 // noSession is the one answer to a request that needs a session and has
 // none, on every path (the upstream's, the sessions page, the self-service
-// forms): counted, the dead cookie cleared, then the configured answer.
+// forms): counted, a spent cookie cleared, then the configured answer.
 func (h *Handler) noSession(w http.ResponseWriter, r *http.Request, a auth) error {
 	h.metrics.request(a.outcome)
-	return h.unauthenticated(w, r, a.dead)
+	return h.unauthenticated(w, r, a.clearCookie)
 }
 
 // unauthenticated answers a request that needs a session and has none.
 // The ?next= it sends the browser with passes the logout's safe-next rule:
 // a path the login page can redirect to without leaving the site.
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, dead bool) error {
-	if dead {
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearCookie bool) error {
+	if clearCookie {
 		http.SetCookie(w, h.sessionCookie(r, "", -1))
 	}
 	u := h.Unauthenticated

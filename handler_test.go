@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +24,18 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/signature"
 )
 
-// testHandler provisions a handler on the memory store with a clock the
-// test moves.
+// testHandler provisions a handler with a clock the test moves. Without a
+// store of its own choosing it gets the default, the file store, in a
+// file of its own: a test starts with no sessions, as with memory.
 func testHandler(t testing.TB, configure func(*Handler)) (*Handler, *storetest.Clock) {
 	t.Helper()
 	clock := storetest.NewClock()
 	h := &Handler{now: clock.Now}
 	if configure != nil {
 		configure(h)
+	}
+	if h.Store == nil {
+		h.Store = &StoreConfig{Type: "file", Path: filepath.Join(t.TempDir(), "sessions.db")}
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
@@ -464,8 +469,8 @@ func TestLoginPathMatching(t *testing.T) {
 			r.URL.Path = strings.Split(target, "?")[0]
 			r.URL.RawPath = ""
 		}
-		if got := h.isLoginPath(r); got != want {
-			t.Errorf("isLoginPath(%q) = %v, want %v", target, got, want)
+		if got := h.isLogin(requestPath(r)); got != want {
+			t.Errorf("isLogin(%q) = %v, want %v", target, got, want)
 		}
 	}
 }

@@ -219,7 +219,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 		return nil, err
 	}
 	deviceID, deviceCookie := h.deviceID(r)
-	s := h.newSession(id, userID, hash, clientIP(r), r.UserAgent(), deviceID)
+	s := h.newSession(id, userID, hash, session.MethodHandoff, clientIP(r), r.UserAgent(), deviceID)
 	s.Email, s.Name, s.Roles = sanitise(email, maxValue), sanitise(name, maxValue), sanitise(roles, maxRoles)
 	ip := s.IP
 	start := time.Now()
@@ -240,9 +240,9 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	return s, nil
 }
 
-// newSession describes a sign-in from ip with user agent ua on deviceID:
-// the device from the user agent, the place from GeoIP.
-func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID string) *session.Session {
+// newSession describes a sign-in by method from ip with user agent ua on
+// deviceID: the device from the user agent, the place from GeoIP.
+func (h *Handler) newSession(id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session {
 	now := h.now()
 	ua = sanitise(ua, maxUserAgent)
 	d := geo.ParseUserAgent(ua)
@@ -250,10 +250,11 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, ip, ua, deviceID 
 	return &session.Session{
 		ID: id, UserID: userID, TokenHash: hash,
 		IP: ip, LoginIP: ip, UserAgent: ua,
-		Device: d.Name, DeviceTyp: d.Type, Browser: d.Browser, OS: d.OS,
+		Device: d.Name, DeviceType: d.Type, Browser: d.Browser, OS: d.OS,
 		Country: loc.Country, City: loc.City, LoginCountry: loc.Country,
 		Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord,
 		DeviceID: deviceID, CreatedAt: now, LastActiveAt: now,
+		Kind: session.KindBrowser, AuthMethod: method, AuthenticatedAt: now,
 	}
 }
 

@@ -30,6 +30,8 @@ type headerNames struct {
 	country    string
 	city       string
 	risk       string
+	method     string
+	authAt     string
 	degraded   string
 	signature  string
 }
@@ -43,6 +45,7 @@ func newHeaderNames(prefix string) headerNames {
 		ip: n("IP"), loginIP: n("Login-IP"), ipChanged: n("IP-Changed"),
 		device: n("Device"), deviceType: n("Device-Type"), browser: n("Browser"), os: n("OS"),
 		country: n("Country"), city: n("City"), risk: n("Risk"),
+		method: n("Method"), authAt: n("Authenticated-At"),
 		degraded: n("Degraded"), signature: n("Signature"),
 	}
 }

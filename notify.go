@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,66 +130,78 @@ func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
 	return base + h.Endpoints + "/revoke?token=" + revokeToken(s)
 }
 
-// dispatchers deliver the outbox of each store that has a notify config;
-// one per store in this process, running while a handler needs it.
-var dispatchers struct {
-	sync.Mutex
-	byStore map[string]*dispatcher
-}
-
+// dispatcher delivers the outbox of one store, one per store in this
+// process while a handler with a notify config uses it (dispatcherPool).
+// The handlers hand it the receivers they send to, with their secrets.
 type dispatcher struct {
-	storeKey string
-	users    int
-	cancel   context.CancelFunc
-	done     chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
 	// The newest config's metrics: each config load has its own metrics
 	// registry, and a reload drops the old one from /metrics.
 	metrics atomic.Pointer[metrics]
+
+	mu        sync.Mutex
+	receivers []receiver // of the handlers using it, in provision order
 }
 
-func startDispatcher(h *Handler) {
-	if h.Notify == nil && h.NotifyEmail == nil {
-		return
-	}
-	dispatchers.Lock()
-	defer dispatchers.Unlock()
-	if dispatchers.byStore == nil {
-		dispatchers.byStore = map[string]*dispatcher{}
-	}
-	if d := dispatchers.byStore[h.storeKey]; d != nil {
-		d.users++
-		d.metrics.Store(h.metrics)
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{users: 1, cancel: cancel, done: make(chan struct{}), storeKey: h.storeKey}
-	d.metrics.Store(h.metrics)
-	dispatchers.byStore[h.storeKey] = d
-	go d.run(ctx, h.store, h.logger, h.now)
+// receiver is what one handler sends to: a webhook, a mail server, or both.
+type receiver struct {
+	hook *Notify
+	mail *email.Server
 }
 
-func stopDispatcher(h *Handler) {
-	if h.Notify == nil && h.NotifyEmail == nil {
-		return
-	}
-	dispatchers.Lock()
-	d := dispatchers.byStore[h.storeKey]
-	if d == nil {
-		dispatchers.Unlock()
-		return
-	}
-	d.users--
-	if d.users > 0 {
-		dispatchers.Unlock()
-		return
-	}
-	delete(dispatchers.byStore, h.storeKey)
-	dispatchers.Unlock()
+// Destruct stops delivering once no handler uses the store's outbox.
+func (d *dispatcher) Destruct() error {
 	d.cancel()
 	<-d.done
+	return nil
 }
 
-func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logger, now func() time.Time) {
+// serve adds a handler's receivers; release takes them away again.
+func (d *dispatcher) serve(n *Notify, mail *email.Server, m *metrics) {
+	d.mu.Lock()
+	d.receivers = append(d.receivers, receiver{n, mail})
+	d.mu.Unlock()
+	d.metrics.Store(m)
+}
+
+func (d *dispatcher) release(n *Notify, mail *email.Server) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, x := range d.receivers {
+		if x == (receiver{n, mail}) {
+			d.receivers = append(d.receivers[:i:i], d.receivers[i+1:]...)
+			return
+		}
+	}
+}
+
+// secret is the secret of the newest config that sends to target; during
+// a reload the new config's word counts.
+func (d *dispatcher) secret(target string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.receivers) - 1; i >= 0; i-- {
+		if n := d.receivers[i].hook; n != nil && n.URL == target {
+			return n.Secret, true
+		}
+	}
+	return "", false
+}
+
+// mailServer is the mail server of the newest config that has one.
+func (d *dispatcher) mailServer() *email.Server {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.receivers) - 1; i >= 0; i-- {
+		if m := d.receivers[i].mail; m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+func (d *dispatcher) run(ctx context.Context, st session.Outbox, logger *zap.Logger, now func() time.Time) {
 	defer close(d.done)
 	consumer := consumerName()
 	client := &http.Client{Timeout: deliveryTimeout}
@@ -216,21 +229,21 @@ func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logg
 	}
 }
 
-func (d *dispatcher) deliver(ctx context.Context, st session.Store, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
+func (d *dispatcher) deliver(ctx context.Context, st session.Outbox, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
 	var err error
 	if del.Target == mailTarget {
-		actx, cancel := context.WithTimeout(ctx, deliveryTimeout)
-		var known bool
-		known, err = sendMail(actx, d.storeKey, del.Notice)
-		cancel()
-		if !known {
+		srv := d.mailServer()
+		if srv == nil {
 			m.notification("dropped")
 			logger.Warn("notification mail dropped: no notify email config any more", zap.Strings("events", del.Notice.Events))
 			_ = st.Ack(ctx, del)
 			return
 		}
+		actx, cancel := context.WithTimeout(ctx, deliveryTimeout)
+		err = sendMail(actx, srv, del.Notice)
+		cancel()
 	} else {
-		secret, known := notifySecret(del.Target)
+		secret, known := d.secret(del.Target)
 		if !known {
 			// No config sends there any more: nobody to sign for.
 			m.notification("dropped")
@@ -255,13 +268,13 @@ func (d *dispatcher) deliver(ctx context.Context, st session.Store, client *http
 		// Not sent in clear; said at once, as the operator must act.
 		logger.Error("notification mail not sent: the mail server does not offer STARTTLS "+
 			"(set tls implicit for port 465, or tls none to send in clear)", zap.Int("attempt", del.Attempt+1), zap.Error(err))
-		d.retryOrGiveUp(bctx, st, del, err, logger, m, now)
+		retryOrGiveUp(bctx, st, del, err, logger, m, now)
 	default:
-		d.retryOrGiveUp(bctx, st, del, err, logger, m, now)
+		retryOrGiveUp(bctx, st, del, err, logger, m, now)
 	}
 }
 
-func (d *dispatcher) retryOrGiveUp(bctx context.Context, st session.Store, del session.Delivery, err error, logger *zap.Logger, m *metrics, now func() time.Time) {
+func retryOrGiveUp(bctx context.Context, st session.Outbox, del session.Delivery, err error, logger *zap.Logger, m *metrics, now func() time.Time) {
 	switch {
 	case del.Attempt+1 >= maxAttempts:
 		m.notification("failed")
@@ -313,21 +326,9 @@ type deliveryError struct{ status int }
 
 func (e *deliveryError) Error() string { return "receiver answered " + http.StatusText(e.status) }
 
-// notifySecret finds the secret of a running config that sends to target.
-func notifySecret(target string) (string, bool) {
-	running.Lock()
-	defer running.Unlock()
-	for i := len(running.handlers) - 1; i >= 0; i-- {
-		if n := running.handlers[i].Notify; n != nil && n.URL == target {
-			return n.Secret, true
-		}
-	}
-	return "", false
-}
-
 func consumerName() string {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return strings.ReplaceAll(host, " ", "_") + "-" + itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+	return strings.ReplaceAll(host, " ", "_") + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
 }

@@ -138,13 +138,8 @@ func (h *Handler) notifyMail(r *http.Request, events []string, s *session.Sessio
 	}
 }
 
-// sendMail delivers one queued mail through the newest running config
-// that mails from this store; known is false when none does any more.
-func sendMail(ctx context.Context, storeKey string, n session.Notice) (known bool, err error) {
-	srv := mailServerFor(storeKey)
-	if srv == nil {
-		return false, nil
-	}
+// sendMail delivers one queued mail through srv.
+func sendMail(ctx context.Context, srv *email.Server, n session.Notice) error {
 	place := n.City
 	if n.Country != "" {
 		place = strings.TrimPrefix(place+", "+n.Country, ", ")
@@ -153,30 +148,11 @@ func sendMail(ctx context.Context, storeKey string, n session.Notice) (known boo
 	if len(events) == 0 {
 		events = []string{n.Event}
 	}
-	return true, srv.Send(ctx, email.Notice{
+	return srv.Send(ctx, email.Notice{
 		To: n.Email, Name: n.Name, Events: events, At: n.At,
 		Device: n.DeviceName, Browser: n.Browser, OS: n.OS, UserAgent: n.UserAgent, Place: place, IP: n.IP,
 		RevokeURL: n.RevokeURL, SessionsURL: n.SessionsURL,
 	})
-}
-
-func mailServerFor(storeKey string) *email.Server {
-	running.Lock()
-	defer running.Unlock()
-	var other *email.Server
-	for i := len(running.handlers) - 1; i >= 0; i-- {
-		h := running.handlers[i]
-		if h.mail == nil {
-			continue
-		}
-		if h.storeKey == storeKey {
-			return h.mail
-		}
-		if other == nil {
-			other = h.mail
-		}
-	}
-	return other
 }
 
 // parseNotifyEmail reads `notify email { … }`; d is on "email".

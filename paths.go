@@ -71,13 +71,8 @@ func requestPath(r *http.Request) (clean string, plain bool) {
 	return clean, plain
 }
 
-// isLoginPath reports whether the request may pass without a session as
-// a sign-in hand-off. The query string plays no part.
-func (h *Handler) isLoginPath(r *http.Request) bool {
-	return h.isLogin(requestPath(r))
-}
-
-// isLogin is isLoginPath for a path requestPath has already read.
+// isLogin reports whether a request whose path requestPath read may pass
+// without a session as a sign-in hand-off. The query string plays no part.
 func (h *Handler) isLogin(clean string, plain bool) bool {
 	if !plain {
 		return false

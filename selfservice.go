@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,25 +54,26 @@ func (h *Handler) serveSessions(w http.ResponseWriter, r *http.Request, rest str
 	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 }
 
-// requireSession authenticates a self-service request; without a session
-// it answers as the gateway answers any unauthenticated request (with a
-// way back to the page for a browser).
-func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error, bool) {
+// requireSession authenticates a self-service request. Without a session
+// it has already answered, as the gateway answers any unauthenticated
+// request (with a way back to the page for a browser): it returns a nil
+// session and what ServeHTTP should return.
+func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error) {
 	a := h.authenticate(r)
 	if a.err != nil {
-		return nil, h.refuse(w, r, a.err), false
+		return nil, h.refuse(w, r, a.err)
 	}
 	if a.sess == nil {
-		return nil, h.noSession(w, r, a), false
+		return nil, h.noSession(w, r, a)
 	}
 	h.metrics.request(outcomeAuthenticated)
 	h.setIdentity(r, a.sess)
-	return a.sess, nil, true
+	return a.sess, nil
 }
 
 func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
-	cur, err, ok := h.requireSession(w, r)
-	if !ok {
+	cur, err := h.requireSession(w, r)
+	if cur == nil {
 		return err
 	}
 	w.Header().Set("X-CSRF-Token", csrfToken(cur)) // for JSON clients' POSTs
@@ -99,8 +101,8 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	cur, err, ok := h.requireSession(w, r)
-	if !ok {
+	cur, err := h.requireSession(w, r)
+	if cur == nil {
 		return err
 	}
 	ctx, cancel := h.storeContext(r.Context())
@@ -173,18 +175,5 @@ func plural(n int, unit string) string {
 	if n == 1 {
 		return "1 " + unit
 	}
-	return itoa(n) + " " + unit + "s"
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for ; n > 0; n /= 10 {
-		i--
-		b[i] = byte('0' + n%10)
-	}
-	return string(b[i:])
+	return strconv.Itoa(n) + " " + unit + "s"
 }

@@ -9,9 +9,14 @@ cd "$(dirname "$0")/.."
 export PORT="${PORT:-8080}" ADMIN_PORT="${ADMIN_PORT:-2019}"
 export APP_PORT="${APP_PORT:-9090}" MAIL_PORT="${MAIL_PORT:-2525}"
 export UPSTREAM="127.0.0.1:${APP_PORT}"
-export SESSION_STORE="memory"
+# The file store, Caddy's default, at its default place: sessions survive
+# Ctrl-C and the next `make demo`. REDIS_URL switches to Redis.
+export SESSION_STORE="file"
+store_banner="file $(./bin/caddy environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
+	store_banner="redis ${REDIS_URL%%@*}"
+	case "$REDIS_URL" in *@*) store_banner="redis (credentials hidden)" ;; esac
 fi
 
 ./bin/demoapp -listen "127.0.0.1:${APP_PORT}" &
@@ -22,7 +27,7 @@ trap 'kill $app $sink 2>/dev/null || true' EXIT INT TERM
 
 cat <<MSG
 
-  session_auth demo (store: ${SESSION_STORE%% *})
+  session_auth demo (store: ${store_banner})
     open     http://localhost:${PORT}/          (sign in as alice or bob, password: demo)
     mail     sign in as the same user from a second browser (or a private
              window): the new-sign-in mail is printed here

@@ -60,6 +60,28 @@ var botMarks = []struct{ mark, name string }{
 }
 
 func detectBot(ua string) (bool, string) {
+	if bot, name := markedBot(ua); bot {
+		return true, name
+	}
+	// mssola/useragent reads the UA's structure where the marks above see
+	// none: a single product without Mozilla whose name says search,
+	// fetch, worm or nutch (Apache-Nutch/1.19, Feedfetcher-Google), or a
+	// plain http:// site in the comment (Yeti's "http://naver.me/spd").
+	// TestBotsOnlyTheFallbackCatches lists what it catches.
+	var p useragent.UserAgent
+	p.Parse(ua)
+	if p.Bot() {
+		name, _ := p.Browser()
+		if name == "" {
+			name = "Bot"
+		}
+		return true, name
+	}
+	return false, ""
+}
+
+// markedBot finds the marks crawlers and headless browsers sign with.
+func markedBot(ua string) (bool, string) {
 	for _, b := range botMarks {
 		if strings.Contains(ua, b.mark) {
 			return true, b.name
@@ -70,15 +92,6 @@ func detectBot(ua string) (bool, string) {
 		if strings.Contains(lower, m) {
 			return true, "Bot"
 		}
-	}
-	var p useragent.UserAgent
-	p.Parse(ua)
-	if p.Bot() {
-		name, _ := p.Browser()
-		if name == "" {
-			name = "Bot"
-		}
-		return true, name
 	}
 	return false, ""
 }

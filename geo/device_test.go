@@ -92,3 +92,25 @@ func BenchmarkParseUserAgent(b *testing.B) {
 		ParseUserAgent(ua)
 	}
 }
+
+// The mssola/useragent fallback earns its place: these crawlers carry
+// none of the marks markedBot looks for, and would otherwise count as
+// people's devices (a new device to notify about, a session in the list).
+func TestBotsOnlyTheFallbackCatches(t *testing.T) {
+	for _, ua := range []string{
+		"Apache-Nutch/1.19",
+		"Feedfetcher-Google",
+		"SiteSearch/1.0",
+		"Wormly/1.0",
+		"SemanticScholarBot",
+		"Zeus 1.0 (http://www.zeus.com)",
+		"Mozilla/5.0 (compatible; Yeti/1.1; http://naver.me/spd)",
+	} {
+		if bot, _ := markedBot(ua); bot {
+			t.Errorf("%q: the marks catch it already; the case shows nothing", ua)
+		}
+		if d := ParseUserAgent(ua); d.Type != Bot {
+			t.Errorf("%q: type %q, want %q", ua, d.Type, Bot)
+		}
+	}
+}

@@ -32,7 +32,7 @@ func TestAdminAPI(t *testing.T) {
 		}
 		c := newClient(t, g)
 		c.cookie = minted.Token
-		if res := c.do("GET", "/"); res.headers["X-Auth-User"] != user || res.headers["X-Auth-Roles"] != "ops" {
+		if res := c.do("GET", "/"); res.headers["X-Auth-User"] != user || res.headers["X-Auth-Roles"] != "ops" || res.headers["X-Auth-Method"] != "admin" {
 			t.Fatalf("minted token: %d %v", res.StatusCode, res.headers)
 		}
 		b := newClient(t, g)

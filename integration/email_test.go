@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/mail"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -468,33 +469,38 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// With Redis, a mail queued while the mail server is down survives a
-// gateway restart and is delivered once after it.
+// With the file store and Redis, a mail queued while the mail server is
+// down survives a gateway restart and is delivered once after it.
 func TestEmailSurvivesRestart(t *testing.T) {
-	srv := redisserver.Start(t)
-	port := redisserver.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port) // nobody listens yet
-	store := fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n }", srv.Addr, randomID())
-	block := "smtp " + addr + "\nfrom no-reply@example.com\ntls none"
-	up := newUpstream(t)
-	g := loadCaddy(t, emailSite(store, block), up)
-	user := "restart-" + randomID()
-	for i := 0; i < 3; i++ {
-		newClient(t, g).signIn(user, "email", "erin@example.com") // the 2nd and 3rd queue a mail each
-	}
-	waitUntil(t, 20*time.Second, func() bool {
-		return g.metricValue(`caddy_session_auth_notifications_total{result="retried"}`) >= 2
-	})
-	stopCaddy()
+	run := func(t *testing.T, store string) {
+		port := redisserver.FreePort(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", port) // nobody listens yet
+		block := "smtp " + addr + "\nfrom no-reply@example.com\ntls none"
+		up := newUpstream(t)
+		g := loadCaddy(t, emailSite(store, block), up)
+		user := "restart-" + randomID()
+		for i := 0; i < 3; i++ {
+			newClient(t, g).signIn(user, "email", "erin@example.com") // the 2nd and 3rd queue a mail each
+		}
+		waitUntil(t, 20*time.Second, func() bool {
+			return g.metricValue(`caddy_session_auth_notifications_total{result="retried"}`) >= 2
+		})
+		stopCaddy()
 
-	ms := newMailServer(t, addr, false, 0)
-	g = loadCaddy(t, emailSite(store, block), up)
-	waitUntil(t, 30*time.Second, func() bool {
-		return g.metricValue(`caddy_session_auth_notifications_total{result="delivered"}`) >= 2
-	})
-	if n := len(ms.received()); n != 2 {
-		t.Fatalf("%d mails for two queued before the restart: want 2", n)
+		ms := newMailServer(t, addr, false, 0)
+		g = loadCaddy(t, emailSite(store, block), up)
+		waitUntil(t, 30*time.Second, func() bool {
+			return g.metricValue(`caddy_session_auth_notifications_total{result="delivered"}`) >= 2
+		})
+		if n := len(ms.received()); n != 2 {
+			t.Fatalf("%d mails for two queued before the restart: want 2", n)
+		}
 	}
+	t.Run("file", func(t *testing.T) { run(t, "store file "+filepath.Join(t.TempDir(), "sessions.db")) })
+	t.Run("redis", func(t *testing.T) {
+		srv := redisserver.Start(t)
+		run(t, fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n }", srv.Addr, randomID()))
+	})
 }
 
 // A user agent with markup and a name with CR/LF: escaped in the HTML,

@@ -16,9 +16,9 @@ import (
 )
 
 // The README's demo, as a user walks through it: Caddyfile.example in
-// front of the demo app, with the memory store and with Redis.
+// front of the demo app, with the file store, the memory store and Redis.
 func TestCaddyfileExampleWithDemoApp(t *testing.T) {
-	stores(t, func(t *testing.T, _ string, srv *redisserver.Server) {
+	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -33,7 +33,7 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		t.Setenv("UPSTREAM", l.Addr().String())
 		sink := newMailServer(t, "", false, 0) // the demo's mail sink: plain, on loopback
 		t.Setenv("MAIL_PORT", strings.TrimPrefix(sink.addr, "127.0.0.1:"))
-		store := "memory"
+		store := strings.TrimPrefix(storeLine, "store ")
 		if srv != nil {
 			store = "redis redis://" + srv.Addr
 		}

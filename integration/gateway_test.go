@@ -44,7 +44,7 @@ func TestHandOffAndIdentity(t *testing.T) {
 		for name, want := range map[string]string{
 			"X-Auth-User": "alice", "X-Auth-Email": "alice@example.com", "X-Auth-Name": "Alice L",
 			"X-Auth-Roles": "admin,dev", "X-Auth-Ip": "127.0.0.1", "X-Auth-Login-Ip": "127.0.0.1",
-			"X-Auth-Ip-Changed": "false",
+			"X-Auth-Ip-Changed": "false", "X-Auth-Method": "handoff",
 		} {
 			if h[name] != want {
 				t.Errorf("upstream saw %s = %q, want %q (all: %v)", name, h[name], want, h)
@@ -55,6 +55,9 @@ func TestHandOffAndIdentity(t *testing.T) {
 		}
 		if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`).MatchString(h["X-Auth-Session-Created"]) {
 			t.Errorf("X-Auth-Session-Created %q", h["X-Auth-Session-Created"])
+		}
+		if h["X-Auth-Authenticated-At"] != h["X-Auth-Session-Created"] {
+			t.Errorf("X-Auth-Authenticated-At %q, created %q", h["X-Auth-Authenticated-At"], h["X-Auth-Session-Created"])
 		}
 		for k, v := range h {
 			if strings.Contains(v, "mallory") || strings.Contains(v, "root") || strings.Contains(v, "evil") || k == "X-Auth-Admin" {
@@ -85,6 +88,10 @@ func TestHandOffAndIdentity(t *testing.T) {
 		if me.User.ID != "alice" || len(me.User.Roles) != 2 || me.Session["current"] != true ||
 			me.Session["id"] != h["X-Auth-Session"] || me.Session["active"] != true || me.Session["ip_address"] != "127.0.0.1" || me.Session["login_ip_address"] != "127.0.0.1" {
 			t.Errorf("/.auth/me: %s", res.body)
+		}
+		if me.Session["auth_method"] != "handoff" || me.Session["kind"] != "browser" ||
+			me.Session["authenticated_at"] != h["X-Auth-Session-Created"] || me.Session["name"] != nil {
+			t.Errorf("/.auth/me: how and when the user signed in: %s", res.body)
 		}
 		if strings.Contains(res.body, c.cookie[33:]) {
 			t.Error("/.auth/me shows the secret")

@@ -313,9 +313,10 @@ func fields(s *Session) []any {
 		}
 	}
 	for _, kv := range [...]struct{ k, v string }{
-		{"dn", s.Device}, {"dt", s.DeviceTyp}, {"br", s.Browser},
+		{"dn", s.Device}, {"dt", s.DeviceType}, {"br", s.Browser},
 		{"os", s.OS}, {"co", s.Country}, {"ci", s.City},
 		{"di", s.DeviceID}, {"rk", s.Risk},
+		{"kd", s.Kind}, {"tl", s.Label}, {"am", s.AuthMethod},
 	} {
 		if kv.v != "" {
 			out = append(out, kv.k, kv.v)
@@ -332,6 +333,11 @@ func fields(s *Session) []any {
 	}
 	if s.HasCoord {
 		out = append(out, "lt", formatCoord(s.Lat), "ln", formatCoord(s.Lon))
+	}
+	// Most sessions are authenticated when created: kept only once a
+	// step-up moves it.
+	if !s.AuthenticatedAt.IsZero() && !s.AuthenticatedAt.Equal(s.CreatedAt) {
+		out = append(out, "aa", ms(s.AuthenticatedAt))
 	}
 	return out
 }
@@ -374,7 +380,7 @@ func decode(id string, flat []any) (*Session, error) {
 		case "dn":
 			s.Device = v
 		case "dt":
-			s.DeviceTyp = v
+			s.DeviceType = v
 		case "br":
 			s.Browser = v
 		case "os":
@@ -393,6 +399,14 @@ func decode(id string, flat []any) (*Session, error) {
 			s.DeviceID = v
 		case "rk":
 			s.Risk = v
+		case "kd":
+			s.Kind = v
+		case "tl":
+			s.Label = v
+		case "am":
+			s.AuthMethod = v
+		case "aa":
+			s.AuthenticatedAt = fromMS(v)
 		case "ca":
 			s.CreatedAt = fromMS(v)
 		case "la":

@@ -26,6 +26,26 @@ const (
 	ActorLink     = "link"
 )
 
+// Kinds of session (SPEC section 5): a browser's, with a cookie, or an
+// API token's, sent as a bearer.
+const (
+	KindBrowser = "browser"
+	KindToken   = "token"
+)
+
+// How a session was authenticated, as X-Auth-Method says it (SPEC 4).
+const (
+	MethodHandoff      = "handoff"
+	MethodAdmin        = "admin"
+	MethodPassword     = "password"
+	MethodPasswordTOTP = "password+totp"
+	MethodToken        = "token"
+	methodOIDCPrefix   = "oidc:"
+)
+
+// MethodOIDC is the method of a session signed in at the named provider.
+func MethodOIDC(provider string) string { return methodOIDCPrefix + provider }
+
 // Session is one signed-in browser or client of a user. The raw token is
 // never part of it: only its SHA-256 is kept, so a leaked store leaks no
 // usable credential.
@@ -42,7 +62,7 @@ type Session struct {
 	LoginIP      string // where the session was created
 	UserAgent    string
 	Device       string // device name: iPhone, Mac, Windows PC, …
-	DeviceTyp    string // mobile, tablet, desktop, bot, unknown
+	DeviceType   string // mobile, tablet, desktop, bot, unknown
 	Browser      string
 	OS           string
 	Country      string // as of the last sighting
@@ -53,6 +73,13 @@ type Session struct {
 	DeviceID     string // the long-lived device cookie's id, when known
 	Risk         string // flags raised at sign-in (and impossible-travel) that stay with the session
 
+	Kind       string // KindBrowser (also when empty) or KindToken
+	Label      string // a token's name, given by its user
+	AuthMethod string // MethodHandoff, MethodAdmin, …
+	// AuthenticatedAt is when the user last proved who they are: the
+	// sign-in, or a later step-up. Zero reads as CreatedAt.
+	AuthenticatedAt time.Time
+
 	// OthersActive is, after Create, how many other active sessions the
 	// user had (for the new-login notice); it is not stored.
 	OthersActive int
@@ -61,6 +88,22 @@ type Session struct {
 	LastActiveAt time.Time
 	EndedAt      time.Time // zero while active
 	EndReason    string
+}
+
+// KindOrDefault is the session's kind, KindBrowser when not set.
+func (s *Session) KindOrDefault() string {
+	if s.Kind == "" {
+		return KindBrowser
+	}
+	return s.Kind
+}
+
+// AuthenticatedOrCreated is when the user last proved who they are.
+func (s *Session) AuthenticatedOrCreated() time.Time {
+	if s.AuthenticatedAt.IsZero() {
+		return s.CreatedAt
+	}
+	return s.AuthenticatedAt
 }
 
 // Active reports whether the session has not been ended explicitly.

@@ -20,8 +20,7 @@ const (
 	userTagLen = 12                    // hex digits of SHA-256(user id)
 	idLen      = userTagLen + 20       // plus 80 random bits
 	secretLen  = 43                    // base64url, no padding, of 32 bytes
-	cookieLen  = idLen + 1 + secretLen // "<id>.<secret>"
-	MaxCookie  = cookieLen             // longer values are malformed
+	CookieLen  = idLen + 1 + secretLen // "<id>.<secret>": the one length a cookie of ours has
 )
 
 // ErrMalformed is returned for a credential that cannot be one of ours.
@@ -48,7 +47,7 @@ func NewCredential(userID string) (id, cookie string, hash [32]byte, err error) 
 // ParseCredential splits a cookie value into session id and the hash of
 // its secret. Anything that is not exactly our format is ErrMalformed.
 func ParseCredential(v string) (id string, hash [32]byte, err error) {
-	if len(v) != cookieLen || v[idLen] != '.' {
+	if len(v) != CookieLen || v[idLen] != '.' {
 		return "", hash, ErrMalformed
 	}
 	id, secret := v[:idLen], v[idLen+1:]

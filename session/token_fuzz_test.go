@@ -23,7 +23,7 @@ func FuzzParseCredential(f *testing.F) {
 			return
 		}
 		// Accepted: exactly our shape, and one canonical encoding.
-		if len(v) != cookieLen || !ValidID(id) || v[:idLen] != id {
+		if len(v) != CookieLen || !ValidID(id) || v[:idLen] != id {
 			t.Fatalf("accepted %q as id %q", v, id)
 		}
 		for i := 0; i < len(v); i++ {

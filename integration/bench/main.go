@@ -64,6 +64,8 @@ const identityHeadersUp = `		header_up X-Auth-User bench-user
 		header_up X-Auth-Browser "Unknown Browser"
 		header_up X-Auth-OS Unknown
 		header_up X-Auth-Risk new-device
+		header_up X-Auth-Method handoff
+		header_up X-Auth-Authenticated-At 2026-11-24T01:02:03Z
 `
 
 func main() {
@@ -155,8 +157,9 @@ func run() error {
 		body string
 	}{
 		{target{name: "reverse_proxy"}, fmt.Sprintf(proxy, "")},
-		{target{name: "reverse_proxy + 11 headers", baseline: true}, fmt.Sprintf(proxy, identityHeadersUp)},
+		{target{name: "reverse_proxy + 13 headers", baseline: true}, fmt.Sprintf(proxy, identityHeadersUp)},
 		{target{name: "session_auth memory"}, auth("store memory") + fmt.Sprintf(proxy, "")},
+		{target{name: "session_auth file"}, auth("store file "+filepath.Join(dir, "sessions.db")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis"}, auth(redisStore("b:")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis + cache"}, auth(redisStore("c:")+"\n\t\tcache 1m") + fmt.Sprintf(proxy, "")},
 	}
@@ -482,7 +485,7 @@ func fill(st session.Store, n, perUser int, ua string) ([]string, [][32]byte, er
 				now := time.Now()
 				ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 				s := &session.Session{ID: id, UserID: user, TokenHash: hash, Email: user, IP: ip, LoginIP: ip,
-					UserAgent: ua, Device: "Mac", DeviceTyp: "desktop", Browser: "Safari", OS: "macOS", Country: "DE", City: "Berlin",
+					UserAgent: ua, Device: "Mac", DeviceType: "desktop", Browser: "Safari", OS: "macOS", Country: "DE", City: "Berlin",
 					LoginCountry: "DE", DeviceID: "0123456789abcdef0123456789abcdef", CreatedAt: now, LastActiveAt: now}
 				if _, err := st.Create(context.Background(), s, policy, session.Limit{Max: 5}); err != nil {
 					firstErr.CompareAndSwap(nil, err)

@@ -677,9 +677,10 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 	now := c.Now()
 	in := &session.Session{ID: id, UserID: uid, TokenHash: hash, Email: "ä@example.com", Name: "Zoë",
 		Roles: "admin,dev", IP: "2001:db8::1", LoginIP: "2001:db8::1", UserAgent: "Mozilla/5.0",
-		Device: "Mac", DeviceTyp: "desktop", Browser: "Firefox", OS: "macOS", Country: "DE", City: "Berlin",
+		Device: "Mac", DeviceType: "desktop", Browser: "Firefox", OS: "macOS", Country: "DE", City: "Berlin",
 		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
-		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now}
+		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now,
+		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC()}
 	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,14 @@ package sessionauth
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,14 +17,15 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-
-	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // StoreConfig selects and configures the session store.
 type StoreConfig struct {
-	// memory (default) or redis.
+	// file (default), memory or redis.
 	Type string `json:"type,omitempty"`
+	// The file store's file; default
+	// <caddy.AppDataDir()>/session_auth/sessions.db.
+	Path string `json:"path,omitempty"`
 	// Redis URL: redis://, rediss:// (TLS) or unix://; may carry user,
 	// password and db.
 	URL string `json:"url,omitempty"`
@@ -63,7 +63,11 @@ func (c *StoreConfig) usesTLS() bool {
 // address: "memory", or the Redis URL without its credentials, or the
 // addresses (with the Sentinel master).
 func (c *StoreConfig) describe() string {
-	if c.Type != "redis" {
+	switch c.Type {
+	case "file":
+		return "file " + c.filePath()
+	case "redis":
+	default:
 		return c.Type
 	}
 	if c.URL != "" {
@@ -121,7 +125,7 @@ const (
 
 func (c *StoreConfig) applyDefaults() {
 	if c.Type == "" {
-		c.Type = "memory"
+		c.Type = "file"
 	}
 	if c.Type != "redis" {
 		if c.ReadTimeout == 0 {
@@ -142,14 +146,20 @@ func (c *StoreConfig) applyDefaults() {
 
 func (c *StoreConfig) check() error {
 	switch c.Type {
-	case "memory":
+	case "memory", "file":
 		if c.URL != "" || len(c.Addresses) > 0 || c.Master != "" || c.Password != "" || c.Username != "" {
-			return errors.New("store memory takes no Redis settings")
+			return fmt.Errorf("store %s takes no Redis settings", c.Type)
+		}
+		if c.Type == "memory" && c.Path != "" {
+			return errors.New("store memory takes no path")
 		}
 		return nil
 	case "redis":
+		if c.Path != "" {
+			return errors.New("store redis takes no path")
+		}
 	default:
-		return fmt.Errorf("store %q must be memory or redis", c.Type)
+		return fmt.Errorf("store %q must be file, memory or redis", c.Type)
 	}
 	if c.URL == "" && len(c.Addresses) == 0 {
 		return errors.New("store redis needs a URL or addresses")
@@ -192,65 +202,21 @@ func redactURLError(err error) string {
 	return "invalid URL"
 }
 
-// storePool shares stores between handlers that name the same one, and
-// keeps them across config reloads: the new config loads the store before
-// the old one lets go of it.
-var storePool = caddy.NewUsagePool()
+// embedded: the store lives in this process (file or memory), so an
+// operation has no network to wait for.
+func (c *StoreConfig) embedded() bool { return c.Type == "memory" || c.Type == "file" }
 
-// pooledStore is a store in the pool; Destruct runs when no config uses it.
-type pooledStore struct {
-	session.Store
-	client  redis.UniversalClient
-	checked sync.Once // the connection check at start, once per store
-}
-
-func (p *pooledStore) Destruct() error {
-	err := p.Store.Close()
-	if p.client != nil {
-		err = errors.Join(err, p.client.Close())
+// filePath is the file store's file, absolute: the configured path or
+// the default under Caddy's data directory.
+func (c *StoreConfig) filePath() string {
+	p := c.Path
+	if p == "" {
+		p = filepath.Join(caddy.AppDataDir(), "session_auth", "sessions.db")
 	}
-	return err
-}
-
-// poolKey identifies a store: the same Redis addresses, credentials, db
-// and key prefix share one client; every memory store is the same one.
-func (c *StoreConfig) poolKey(password string) string {
-	if c.Type == "memory" {
-		return "memory"
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
 	}
-	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
-		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
-		time.Duration(c.DialTimeout).String(), time.Duration(c.ReadTimeout).String(),
-		c.TLSCA, c.TLSCert, c.TLSKey, c.TLSServerName}, "\x00")))
-	return "redis:" + hex.EncodeToString(sum[:])
-}
-
-// loadStore returns the shared store for c and its pool key.
-func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error) {
-	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
-	key := c.poolKey(password)
-	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		if c.Type == "memory" {
-			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
-		}
-		opts, err := c.redisOptions(password)
-		if err != nil {
-			return nil, err
-		}
-		ev := &evictionCheck{logger: logger, ready: make(chan struct{})}
-		opts.OnConnect = ev.onConnect
-		client := redis.NewUniversalClient(opts)
-		ev.client = client
-		close(ev.ready)
-		return &pooledStore{Store: session.NewRedis(client, c.KeyPrefix, nil), client: client}, nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("loading session store: %w", err)
-	}
-	if !loaded && c.Type == "memory" {
-		logger.Warn("sessions are kept in this process only (store memory): use store redis to run more than one instance or to keep sessions across restarts")
-	}
-	return v.(*pooledStore), key, nil
+	return p
 }
 
 // redisOptions turns the config into go-redis options. Timeouts are short

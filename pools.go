@@ -1,0 +1,225 @@
+package sessionauth
+
+// Process-wide state: what outlives one config load and is shared by the
+// handlers that serve the same thing.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/geo"
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// storePool shares stores between handlers that name the same one, and
+// keeps them across config reloads: the new config loads the store before
+// the old one lets go of it.
+var storePool = caddy.NewUsagePool()
+
+// pooledStore is a store in the pool; Destruct runs when no config uses it.
+type pooledStore struct {
+	session.Store
+	client  redis.UniversalClient
+	checked sync.Once // the connection check at start, once per store
+}
+
+func (p *pooledStore) Destruct() error {
+	err := p.Store.Close()
+	if p.client != nil {
+		err = errors.Join(err, p.client.Close())
+	}
+	return err
+}
+
+// poolKey identifies a store: the same Redis addresses, credentials, db
+// and key prefix share one client; the same file is one store; every
+// memory store is the same one.
+func (c *StoreConfig) poolKey(password string) string {
+	switch c.Type {
+	case "memory":
+		return "memory"
+	case "file":
+		return "file:" + c.filePath()
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
+		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
+		time.Duration(c.DialTimeout).String(), time.Duration(c.ReadTimeout).String(),
+		c.TLSCA, c.TLSCert, c.TLSKey, c.TLSServerName}, "\x00")))
+	return "redis:" + hex.EncodeToString(sum[:])
+}
+
+// loadStore returns the shared store for c and its pool key.
+func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error) {
+	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
+	key := c.poolKey(password)
+	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		switch c.Type {
+		case "memory":
+			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
+		case "file":
+			f, err := session.OpenFile(c.filePath(), nil, session.FileOptions{Sweep: time.Minute})
+			if err != nil {
+				return nil, err
+			}
+			return &pooledStore{Store: f}, nil
+		}
+		opts, err := c.redisOptions(password)
+		if err != nil {
+			return nil, err
+		}
+		ev := &evictionCheck{logger: logger, ready: make(chan struct{})}
+		opts.OnConnect = ev.onConnect
+		client := redis.NewUniversalClient(opts)
+		ev.client = client
+		close(ev.ready)
+		return &pooledStore{Store: session.NewRedis(client, c.KeyPrefix, nil), client: client}, nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("loading session store: %w", err)
+	}
+	switch {
+	case loaded:
+	case c.Type == "memory":
+		logger.Warn("sessions are kept in this process only (store memory): they are lost on restart; use store file to keep them, store redis to run more than one instance")
+	case c.Type == "file":
+		logger.Info("sessions are kept in a file for this instance only: use store redis to run more than one instance", zap.String("path", c.filePath()))
+	}
+	return v.(*pooledStore), key, nil
+}
+
+// geoPool shares one database per file across handlers and config
+// reloads; each follows its file for replacements.
+var geoPool = caddy.NewUsagePool()
+
+// geoCheckEvery is how often the database file is checked for a
+// replacement: a stat call, cheap enough to do often.
+const geoCheckEvery = 2 * time.Second
+
+type pooledGeo struct{ *geo.DB }
+
+func (p pooledGeo) Destruct() error { return p.DB.Close() }
+
+// loadGeo opens (or shares) the database at path. A missing or corrupt
+// file is a provision error.
+func loadGeo(path string, logger *zap.Logger) (*geo.DB, error) {
+	v, _, err := geoPool.LoadOrNew(path, func() (caddy.Destructor, error) {
+		db, err := geo.Open(path, geoCheckEvery, logger.Named("geoip"))
+		if err != nil {
+			return nil, err
+		}
+		return pooledGeo{db}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(pooledGeo).DB, nil
+}
+
+// dispatcherPool holds the notification dispatcher of each store, keyed
+// like storePool: one per store in this process while a handler with a
+// notify config uses it, kept across reloads.
+var dispatcherPool = caddy.NewUsagePool()
+
+// loadDispatcher returns the store's dispatcher (started if needed) with
+// h's receiver added; h's Cleanup releases it.
+func loadDispatcher(h *Handler) (*dispatcher, error) {
+	v, _, err := dispatcherPool.LoadOrNew(h.storeKey, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		d := &dispatcher{cancel: cancel, done: make(chan struct{})}
+		go d.run(ctx, h.store, h.logger, h.now)
+		return d, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := v.(*dispatcher)
+	d.serve(h.Notify, h.mail, h.metrics)
+	return d, nil
+}
+
+// revocationHubPool holds the revocation listener of each Redis store
+// that a handler with `cache` uses, keyed like storePool.
+var revocationHubPool = caddy.NewUsagePool()
+
+func loadRevocationHub(storeKey string, client redis.UniversalClient, channel string, logger *zap.Logger) (*revocationHub, error) {
+	v, _, err := revocationHubPool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		hub := &revocationHub{client: client, channel: channel, logger: logger,
+			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
+		go hub.run(ctx)
+		return hub, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*revocationHub), nil
+}
+
+// running lists the provisioned handlers, in provision order, so that the
+// admin API can act on every distinct store of the running config.
+var running struct {
+	sync.Mutex
+	handlers []*Handler
+}
+
+func registerHandler(h *Handler) {
+	running.Lock()
+	defer running.Unlock()
+	running.handlers = append(running.handlers, h)
+}
+
+func unregisterHandler(h *Handler) {
+	running.Lock()
+	defer running.Unlock()
+	for i, x := range running.handlers {
+		if x == h {
+			running.handlers = append(running.handlers[:i:i], running.handlers[i+1:]...)
+			return
+		}
+	}
+}
+
+// storeRef is one distinct store and a handler that uses it, whose policy
+// applies to what the admin API does there.
+type storeRef struct {
+	store session.Store
+	h     *Handler
+}
+
+// distinctStores returns each store in use once. During a reload both
+// configs are registered; the newest handler of a store speaks for it.
+func distinctStores() []storeRef {
+	running.Lock()
+	defer running.Unlock()
+	seen := map[string]int{}
+	var out []storeRef
+	for _, h := range running.handlers {
+		if i, ok := seen[h.storeKey]; ok {
+			out[i].h = h
+			continue
+		}
+		seen[h.storeKey] = len(out)
+		out = append(out, storeRef{store: h.store, h: h})
+	}
+	return out
+}
+
+// forgetEverywhere drops ended sessions from every handler's grace and session caches,
+// so that a revocation made here is never undone by grace.
+func forgetEverywhere(ids ...string) {
+	running.Lock()
+	defer running.Unlock()
+	for _, h := range running.handlers {
+		h.forget(ids...)
+	}
+}
