@@ -219,27 +219,10 @@ var (
 
 // Send composes n and sends it through s, within ctx.
 func (s Server) Send(ctx context.Context, n Notice) error {
-	if !ValidAddress(n.To) {
-		return ErrNoAddress
-	}
-	m, err := Compose(n)
+	msg, err := s.message(n)
 	if err != nil {
 		return err
 	}
-	msg := gomail.NewMsg()
-	if err := msg.From(s.From); err != nil {
-		return fmt.Errorf("from: %w", err)
-	}
-	if err := msg.AddToFormat(clean(n.Name), n.To); err != nil {
-		return fmt.Errorf("to: %w", err)
-	}
-	msg.Subject(m.Subject)
-	msg.SetDate()
-	msg.SetMessageID()
-	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
-	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
-
 	client, err := s.client(ctx)
 	if err != nil {
 		return err
@@ -252,6 +235,31 @@ func (s Server) Send(ctx context.Context, n Notice) error {
 		return fmt.Errorf("sending mail through %s: %w", s.Addr, err)
 	}
 	return nil
+}
+
+// message is n as a multipart/alternative mail from s.From.
+func (s Server) message(n Notice) (*gomail.Msg, error) {
+	if !ValidAddress(n.To) {
+		return nil, ErrNoAddress
+	}
+	m, err := Compose(n)
+	if err != nil {
+		return nil, err
+	}
+	msg := gomail.NewMsg()
+	if err := msg.From(s.From); err != nil {
+		return nil, fmt.Errorf("from: %w", err)
+	}
+	if err := msg.AddToFormat(clean(n.Name), n.To); err != nil {
+		return nil, fmt.Errorf("to: %w", err)
+	}
+	msg.Subject(m.Subject)
+	msg.SetDate()
+	msg.SetMessageID()
+	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	return msg, nil
 }
 
 func (s Server) client(ctx context.Context) (*gomail.Client, error) {

@@ -1,6 +1,8 @@
 package email
 
 import (
+	"bytes"
+	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +101,41 @@ func TestServerCheck(t *testing.T) {
 		if s.Check() == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// The message as it goes on the wire: a CR/LF in the name starts no
+// header, the one recipient is the user, the parts are text and HTML.
+func TestMessageHeadersCannotBeInjected(t *testing.T) {
+	srv := Server{Addr: "127.0.0.1:25", From: "Sessions <no-reply@example.com>"}
+	msg, err := srv.message(Notice{
+		To: "eve@example.com", Name: "Eve\r\nBcc: victim@example.com\r\nX-Injected: yes",
+		Events: []string{"new_login"}, At: at, UserAgent: "<img src=x onerror=alert(1)>",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire bytes.Buffer
+	if _, err := msg.WriteTo(&wire); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := mail.ReadMessage(&wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"Bcc", "X-Injected"} {
+		if v := parsed.Header.Get(h); v != "" {
+			t.Errorf("injected header %s: %q", h, v)
+		}
+	}
+	to, err := parsed.Header.AddressList("To")
+	if err != nil || len(to) != 1 || to[0].Address != "eve@example.com" {
+		t.Errorf("To %v (%v)", to, err)
+	}
+	if ct := parsed.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if _, err := srv.message(Notice{To: "a@b.c\r\nBcc: x@y.z", Events: []string{"new_login"}, At: at}); err != ErrNoAddress {
+		t.Errorf("a recipient with CR/LF: %v", err)
 	}
 }
