@@ -2,14 +2,13 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"os"
 	"strings"
-	"testing"
 	"time"
+	"testing"
 
 	"github.com/sessionauth/caddy-sessionauth/examples/demoapp"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -19,18 +18,12 @@ import (
 // front of the demo app, with the file store, the memory store and Redis.
 func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := &http.Server{Handler: demoapp.New(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = app.Serve(l) }()
-		t.Cleanup(func() { _ = app.Close() })
+		appAddr := serveLocal(t, demoapp.New())
 
 		port, adminPort := redisserver.FreePort(t), redisserver.FreePort(t)
 		t.Setenv("PORT", fmt.Sprint(port))
 		t.Setenv("ADMIN_PORT", fmt.Sprint(adminPort))
-		t.Setenv("UPSTREAM", l.Addr().String())
+		t.Setenv("UPSTREAM", appAddr)
 		sink := newMailServer(t, "", false, 0) // the demo's mail sink: plain, on loopback
 		t.Setenv("MAIL_PORT", strings.TrimPrefix(sink.addr, "127.0.0.1:"))
 		store := strings.TrimPrefix(storeLine, "store ")
