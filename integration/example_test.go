@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/examples/demoapp"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
