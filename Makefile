@@ -24,6 +24,7 @@ all: build
 build:
 	$(GO) build -o bin/caddy ./cmd/caddy
 	$(GO) build -o bin/demoapp ./examples/demoapp/cmd/demoapp
+	cd integration && $(GO) build -o ../bin/mailsink ./cmd/mailsink
 
 demo: build
 	./examples/demo.sh

@@ -73,6 +73,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        secret <s>
 //	        events <event>...
 //	    }
+//	    notify email {
+//	        smtp <host:port>
+//	        username <u>
+//	        password <p>
+//	        from <address>
+//	        tls starttls|implicit|none
+//	        tls_ca <pem-file>
+//	        events <event>...
+//	    }
 //	    base_url <url>
 //	}
 //
@@ -87,7 +96,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]int{} // subdirective -> its line
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if _, dup := seen[opt]; dup {
+		if _, dup := seen[opt]; dup && opt != "notify" { // notify checks its own kinds
 			return d.Errf("%s given more than once", opt)
 		}
 		seen[opt] = d.Line()
@@ -507,6 +516,15 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 	n := &Notify{}
 	if !d.NextArg() {
 		return d.ArgErr()
+	}
+	if d.Val() == "email" {
+		return h.parseNotifyEmail(d)
+	}
+	if h.Notify != nil {
+		if h.Notify.URL == d.Val() {
+			return d.Errf("notify %s given more than once", d.Val())
+		}
+		return d.Errf("notify: one webhook per session_auth (%s is already one)", h.Notify.URL)
 	}
 	n.URL = d.Val()
 	if !strings.HasPrefix(n.URL, "https://") && !strings.HasPrefix(n.URL, "http://") {

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/email"
 	"github.com/sessionauth/caddy-sessionauth/geo"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -114,6 +115,10 @@ type Handler struct {
 	// Webhook for security notifications.
 	Notify *Notify `json:"notify,omitempty"`
 
+	// Mail to the user's own address on a new or unusual sign-in
+	// (Caddyfile: notify email { … }).
+	NotifyEmail *NotifyEmail `json:"notify_email,omitempty"`
+
 	// Where links in notifications point, e.g. https://app.example.com.
 	// Default: the request's scheme and Host, and only a Host that one
 	// of the server's host matchers accepted (the Host is the client's
@@ -140,7 +145,8 @@ type Handler struct {
 	logger     *zap.Logger
 	metrics    *metrics
 	now        func() time.Time
-	fullStore  *sometimes // warnings of refused touches (touchRefused)
+	fullStore  *sometimes    // warnings of refused touches (touchRefused)
+	mail       *email.Server // nil unless notify email
 }
 
 // CookieConfig sets the session cookie.
@@ -348,6 +354,9 @@ func (h *Handler) check() error {
 			}
 		}
 	}
+	if err := h.NotifyEmail.check(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -413,7 +422,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.now = time.Now
 	}
 	h.applyDefaults()
-	if err := h.check(); err != nil {
+	err := h.check()
+	if err != nil {
 		return err
 	}
 	if err := h.learnSite(ctx); err != nil {
@@ -423,6 +433,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.SignHeaders = repl.ReplaceAll(h.SignHeaders, "")
 	if h.Notify != nil {
 		h.Notify.Secret = repl.ReplaceAll(h.Notify.Secret, "")
+	}
+	if h.NotifyEmail != nil {
+		if h.mail, err = h.NotifyEmail.server(repl); err != nil {
+			return err
+		}
 	}
 
 	h.policy = session.Policy{
@@ -466,7 +481,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	registerHandler(h)
-	if h.Notify != nil {
+	if h.Notify != nil || h.mail != nil {
 		if h.dispatcher, err = loadDispatcher(h); err != nil {
 			return err // Caddy cleans up after a failed Provision
 		}
@@ -497,7 +512,7 @@ func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
 	err := detachCache(h)
 	if h.dispatcher != nil {
-		h.dispatcher.release(h.Notify)
+		h.dispatcher.release(h.Notify, h.mail)
 		_, derr := dispatcherPool.Delete(h.storeKey)
 		err = errors.Join(err, derr)
 	}

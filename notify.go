@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/email"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -41,10 +43,16 @@ var (
 	maxAttempts     = 8
 )
 
-// notify queues a notice of event about s, when the config asks for it.
-// Delivery happens later, in the dispatcher: a slow or dead receiver never
-// touches the request. r is nil for sessions minted by the admin API.
+// notify queues the notices of event about s that the config asks for:
+// to the webhook, and a mail for the events mails tell of. Delivery
+// happens later, in the dispatcher: a slow or dead receiver never touches
+// the request. r is nil for sessions minted by the admin API.
 func (h *Handler) notify(r *http.Request, event string, s *session.Session, at time.Time) {
+	h.notifyWebhook(r, event, s, at)
+	h.notifyMail(r, []string{event}, s, at)
+}
+
+func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Session, at time.Time) {
 	if h.Notify == nil || !h.notifyWants(event) {
 		return
 	}
@@ -75,19 +83,25 @@ func (h *Handler) notifyWants(event string) bool {
 	return false
 }
 
-// notifyLogin sends what a new session calls for.
+// notifyLogin sends what a new session calls for: a webhook notice per
+// event, and one mail that tells of them all.
 func (h *Handler) notifyLogin(r *http.Request, s *session.Session) {
+	var events []string
 	if s.OthersActive > 0 {
-		h.notify(r, noticeNewLogin, s, s.CreatedAt)
+		events = append(events, noticeNewLogin)
 	}
-	for flag, event := range map[string]string{
-		session.FlagNewDevice: noticeNewDevice, session.FlagNewCountry: noticeNewCountry,
-		session.FlagImpossibleTravel: noticeImpossibleTravel,
+	for _, fe := range [...]struct{ flag, event string }{
+		{session.FlagNewDevice, noticeNewDevice}, {session.FlagNewCountry, noticeNewCountry},
+		{session.FlagImpossibleTravel, noticeImpossibleTravel},
 	} {
-		if session.HasFlag(s.Risk, flag) {
-			h.notify(r, event, s, s.CreatedAt)
+		if session.HasFlag(s.Risk, fe.flag) {
+			events = append(events, fe.event)
 		}
 	}
+	for _, e := range events {
+		h.notifyWebhook(r, e, s, s.CreatedAt)
+	}
+	h.notifyMail(r, events, s, s.CreatedAt)
 }
 
 // notifyEnded tells the user a session was ended by someone (not a sign-out).
@@ -127,7 +141,13 @@ type dispatcher struct {
 	metrics atomic.Pointer[metrics]
 
 	mu        sync.Mutex
-	receivers []*Notify // of the handlers using it, in provision order
+	receivers []receiver // of the handlers using it, in provision order
+}
+
+// receiver is what one handler sends to: a webhook, a mail server, or both.
+type receiver struct {
+	hook *Notify
+	mail *email.Server
 }
 
 // Destruct stops delivering once no handler uses the store's outbox.
@@ -137,19 +157,19 @@ func (d *dispatcher) Destruct() error {
 	return nil
 }
 
-// serve adds a handler's receiver; release takes it away again.
-func (d *dispatcher) serve(n *Notify, m *metrics) {
+// serve adds a handler's receivers; release takes them away again.
+func (d *dispatcher) serve(n *Notify, mail *email.Server, m *metrics) {
 	d.mu.Lock()
-	d.receivers = append(d.receivers, n)
+	d.receivers = append(d.receivers, receiver{n, mail})
 	d.mu.Unlock()
 	d.metrics.Store(m)
 }
 
-func (d *dispatcher) release(n *Notify) {
+func (d *dispatcher) release(n *Notify, mail *email.Server) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, x := range d.receivers {
-		if x == n {
+		if x == (receiver{n, mail}) {
 			d.receivers = append(d.receivers[:i:i], d.receivers[i+1:]...)
 			return
 		}
@@ -162,11 +182,23 @@ func (d *dispatcher) secret(target string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := len(d.receivers) - 1; i >= 0; i-- {
-		if n := d.receivers[i]; n.URL == target {
+		if n := d.receivers[i].hook; n != nil && n.URL == target {
 			return n.Secret, true
 		}
 	}
 	return "", false
+}
+
+// mailServer is the mail server of the newest config that has one.
+func (d *dispatcher) mailServer() *email.Server {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.receivers) - 1; i >= 0; i-- {
+		if m := d.receivers[i].mail; m != nil {
+			return m
+		}
+	}
+	return nil
 }
 
 func (d *dispatcher) run(ctx context.Context, st session.Outbox, logger *zap.Logger, now func() time.Time) {
@@ -198,21 +230,52 @@ func (d *dispatcher) run(ctx context.Context, st session.Outbox, logger *zap.Log
 }
 
 func (d *dispatcher) deliver(ctx context.Context, st session.Outbox, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
-	secret, known := d.secret(del.Target)
-	if !known {
-		// No config sends there any more: nobody to sign for.
-		m.notification("dropped")
-		logger.Warn("notification dropped: no notify config for its receiver any more", zap.String("event", del.Notice.Event))
-		_ = st.Ack(ctx, del)
-		return
+	var err error
+	if del.Target == mailTarget {
+		srv := d.mailServer()
+		if srv == nil {
+			m.notification("dropped")
+			logger.Warn("notification mail dropped: no notify email config any more", zap.Strings("events", del.Notice.Events))
+			_ = st.Ack(ctx, del)
+			return
+		}
+		actx, cancel := context.WithTimeout(ctx, deliveryTimeout)
+		err = sendMail(actx, srv, del.Notice)
+		cancel()
+	} else {
+		secret, known := d.secret(del.Target)
+		if !known {
+			// No config sends there any more: nobody to sign for.
+			m.notification("dropped")
+			logger.Warn("notification dropped: no notify config for its receiver any more", zap.String("event", del.Notice.Event))
+			_ = st.Ack(ctx, del)
+			return
+		}
+		err = post(ctx, client, del.Target, secret, del.Notice)
 	}
-	err := post(ctx, client, del.Target, secret, del.Notice)
 	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	switch {
 	case err == nil:
 		m.notification("delivered")
 		_ = st.Ack(bctx, del)
+	case errors.Is(err, email.ErrNoAddress) || errors.Is(err, email.ErrNothingToSay):
+		// Retrying cannot help.
+		m.notification("failed")
+		logger.Error("notification mail not sent", zap.String("event", del.Notice.Event), zap.Error(err))
+		_ = st.Ack(bctx, del)
+	case errors.Is(err, email.ErrNoSTARTTLS):
+		// Not sent in clear; said at once, as the operator must act.
+		logger.Error("notification mail not sent: the mail server does not offer STARTTLS "+
+			"(set tls implicit for port 465, or tls none to send in clear)", zap.Int("attempt", del.Attempt+1), zap.Error(err))
+		retryOrGiveUp(bctx, st, del, err, logger, m, now)
+	default:
+		retryOrGiveUp(bctx, st, del, err, logger, m, now)
+	}
+}
+
+func retryOrGiveUp(bctx context.Context, st session.Outbox, del session.Delivery, err error, logger *zap.Logger, m *metrics, now func() time.Time) {
+	switch {
 	case del.Attempt+1 >= maxAttempts:
 		m.notification("failed")
 		logger.Error("notification given up", zap.String("event", del.Notice.Event), zap.Int("attempts", del.Attempt+1), zap.Error(err))
@@ -230,7 +293,9 @@ func (d *dispatcher) deliver(ctx context.Context, st session.Outbox, client *htt
 }
 
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
+// The body has SPEC 7's fields only: what a mail needs stays out.
 func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
+	n.Events, n.Email, n.Name, n.UserAgent, n.SessionsURL = nil, "", "", "", ""
 	body, err := json.Marshal(n)
 	if err != nil {
 		return err

@@ -143,7 +143,7 @@ func loadDispatcher(h *Handler) (*dispatcher, error) {
 		return nil, err
 	}
 	d := v.(*dispatcher)
-	d.serve(h.Notify, h.metrics)
+	d.serve(h.Notify, h.mail, h.metrics)
 	return d, nil
 }
 

@@ -66,3 +66,33 @@ func TestDispatcherKeepsRunningAcrossAReload(t *testing.T) {
 	default:
 	}
 }
+
+// A handler with only notify email runs the dispatcher too, and a mail
+// goes through the newest config's server; none once no config mails.
+func TestDispatcherMailServerFollowsTheConfig(t *testing.T) {
+	mailer := func(from string) func(h *Handler) {
+		return func(h *Handler) {
+			h.Store = &StoreConfig{Type: "memory"}
+			h.NotifyEmail = &NotifyEmail{SMTP: "127.0.0.1:2525", From: from, TLS: "none"}
+		}
+	}
+	old, _ := testHandler(t, mailer("old@example.com"))
+	d := old.dispatcher
+	if d == nil || d.mailServer() == nil || d.mailServer().From != "old@example.com" {
+		t.Fatal("no dispatcher or mail server for a notify email config")
+	}
+	next, _ := testHandler(t, mailer("new@example.com"))
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.mailServer(); got == nil || got.From != "new@example.com" {
+		t.Errorf("mail server after the reload: %+v", got)
+	}
+	if err := next.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	if d.mailServer() != nil {
+		t.Error("a mail server whose config is gone is still used")
+	}
+}

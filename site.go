@@ -60,7 +60,7 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 		}
 		catchAll = catchAll || !hasHost
 	}
-	if catchAll && h.BaseURL == "" && h.Notify != nil {
+	if catchAll && h.BaseURL == "" && (h.Notify != nil || h.NotifyEmail != nil) {
 		h.logger.Warn("this server has a site without a host matcher and base_url is not set: " +
 			"notification links are left out for requests whose Host no host matcher accepted; " +
 			"set base_url to the site's public URL")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the demo: the demo app on 127.0.0.1:9090 behind Caddy with
-# session_auth on http://localhost:8080, all listening on this machine
-# only. Ctrl-C stops both. PORT, ADMIN_PORT and APP_PORT move it to other
-# ports; BIN_DIR (default ./bin) says where the binaries are.
+# session_auth on http://localhost:8080, and a mail sink on 127.0.0.1:2525
+# that prints the gateway's new-sign-in mails here, all listening on this
+# machine only. Ctrl-C stops all. PORT, ADMIN_PORT, APP_PORT and MAIL_PORT
+# move them to other ports; BIN_DIR (default ./bin) says where the
+# binaries are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export PORT="${PORT:-8080}" ADMIN_PORT="${ADMIN_PORT:-2019}" APP_PORT="${APP_PORT:-9090}"
+export PORT="${PORT:-8080}" ADMIN_PORT="${ADMIN_PORT:-2019}"
+export APP_PORT="${APP_PORT:-9090}" MAIL_PORT="${MAIL_PORT:-2525}"
 export UPSTREAM="127.0.0.1:${APP_PORT}"
 BIN_DIR="${BIN_DIR:-./bin}"
 
@@ -23,7 +26,7 @@ fi
 # Every port the demo listens on, checked before anything starts: a second
 # demo beside a running one would otherwise share them, and sessions would
 # seem to vanish at random.
-DEMO_PORTS=("$PORT:the site" "$ADMIN_PORT:Caddy's admin API" "$APP_PORT:the demo app")
+DEMO_PORTS=("$PORT:the site" "$ADMIN_PORT:Caddy's admin API" "$APP_PORT:the demo app" "$MAIL_PORT:the mail sink")
 
 # holder names the process listening on a port, as far as the system tells.
 holder() {
@@ -46,13 +49,15 @@ for entry in "${DEMO_PORTS[@]}"; do
 	fi
 done
 if [ "$busy" = 1 ]; then
-	echo "demo: is another demo running? Stop it, or run this one on other ports: PORT=8180 ADMIN_PORT=2119 APP_PORT=9190 make demo" >&2
+	echo "demo: is another demo running? Stop it, or run this one on other ports: PORT=8180 ADMIN_PORT=2119 APP_PORT=9190 MAIL_PORT=2625 make demo" >&2
 	exit 1
 fi
 
 "$BIN_DIR/demoapp" -listen "$UPSTREAM" &
 app=$!
-trap 'kill $app 2>/dev/null || true' EXIT INT TERM
+"$BIN_DIR/mailsink" -listen "127.0.0.1:${MAIL_PORT}" &
+sink=$!
+trap 'kill $app $sink 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 50); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$APP_PORT") 2>/dev/null && break
 	kill -0 $app 2>/dev/null || { echo "demo: the demo app did not start on $UPSTREAM" >&2; exit 1; }
@@ -65,11 +70,13 @@ cat <<MSG
     open      http://localhost:${PORT}/          (sign in as alice or bob, password: demo)
     sessions  http://localhost:${PORT}/.auth/sessions   (Where you're signed in)
     me        curl -b cookies -c cookies http://localhost:${PORT}/.auth/me
+    mail      sign in as the same user from a second browser (or a private
+              window): the new-sign-in mail is printed here
     admin     curl localhost:${ADMIN_PORT}/session-auth/users/alice/sessions
     stop      Ctrl-C
 
 MSG
 "$BIN_DIR/caddy" run --config Caddyfile.example --adapter caddyfile &
 caddy=$!
-trap 'kill $app $caddy 2>/dev/null || true' EXIT INT TERM
+trap 'kill $app $sink $caddy 2>/dev/null || true' EXIT INT TERM
 wait $caddy

@@ -3,11 +3,13 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/examples/demoapp"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -23,6 +25,8 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		t.Setenv("PORT", fmt.Sprint(port))
 		t.Setenv("ADMIN_PORT", fmt.Sprint(adminPort))
 		t.Setenv("UPSTREAM", appAddr)
+		sink := newMailServer(t, "", false, 0) // the demo's mail sink: plain, on loopback
+		t.Setenv("MAIL_PORT", strings.TrimPrefix(sink.addr, "127.0.0.1:"))
 		store := strings.TrimPrefix(storeLine, "store ")
 		if srv != nil {
 			store = "redis redis://" + srv.Addr
@@ -81,6 +85,13 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 
 		phone := newClient(t, g)
 		form(phone, "alice", demoapp.Password)
+		// A second browser: the new-sign-in mail goes to alice's address.
+		waitUntil(t, 20*time.Second, func() bool { return len(sink.received()) == 1 })
+		m := parseMail(t, sink.received()[0].data)
+		if to, err := mail.ParseAddress(m.header.Get("To")); err != nil || to.Address != "alice@example.com" || to.Name != "Alice Liddell" ||
+			!strings.Contains(m.text, "This wasn't me") || !strings.Contains(m.text, g.base+"/.auth/revoke?token=") {
+			t.Errorf("the demo's mail: To %q\n%s", m.header.Get("To"), m.text)
+		}
 		if res := browser.do("POST", "/change-password", "Origin", g.base); res.StatusCode != 303 {
 			t.Fatalf("change password: %d", res.StatusCode)
 		}

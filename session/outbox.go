@@ -19,6 +19,13 @@ type Notice struct {
 	Country    string    `json:"country"`
 	City       string    `json:"city"`
 	RevokeURL  string    `json:"revoke_url"`
+
+	// For a mail (SPEC section 14); not part of the webhook's body.
+	Events      []string `json:"events,omitempty"` // every event the mail tells of
+	Email       string   `json:"email,omitempty"`  // the recipient
+	Name        string   `json:"name,omitempty"`
+	UserAgent   string   `json:"user_agent,omitempty"`
+	SessionsURL string   `json:"sessions_url,omitempty"`
 }
 
 // Delivery is a notice taken from the outbox for one attempt.
