@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // File is the durable embedded store (SPEC section 13): one bbolt file
@@ -44,6 +45,12 @@ type File struct {
 	claimed  map[string]bool
 	outboxN  int // entries in the outbox bucket
 	sweepPos map[string][]byte
+
+	// Records that Validate decoded lately, with the bytes they came
+	// from: a record whose bytes in the file are the same is not decoded
+	// again, which is most of what validation would cost.
+	dmu     sync.Mutex
+	decoded map[string]*decodedRecord
 
 	kick chan struct{}
 	stop chan struct{}
@@ -94,7 +101,7 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 		return nil, fmt.Errorf("session store file %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoSync: o.NoSync})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("session store file %s: %w (is another Caddy running with the same store?)", path, ErrFileLocked)
 	}
 	if err != nil {
@@ -103,6 +110,7 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 	f := &File{
 		db: db, path: path, now: now,
 		pending:  make(map[string]fileTouch),
+		decoded:  make(map[string]*decodedRecord),
 		claimed:  make(map[string]bool),
 		sweepPos: make(map[string][]byte),
 		kick:     make(chan struct{}, 1),
@@ -158,6 +166,43 @@ type fileRecord struct {
 	EndedBy string    `json:"EndedBy,omitempty"` // the sign-in whose limit ended it
 }
 
+type decodedRecord struct {
+	raw []byte
+	rec fileRecord
+}
+
+// maxDecoded bounds the records Validate keeps decoded.
+const maxDecoded = 10_000
+
+// recordFor decodes the session record v of id, or takes it from the
+// records decoded lately when v is the same bytes.
+func (f *File) recordFor(id string, v []byte) *fileRecord {
+	if v == nil {
+		return nil
+	}
+	f.dmu.Lock()
+	d := f.decoded[id]
+	f.dmu.Unlock()
+	if d != nil && bytes.Equal(d.raw, v) {
+		r := d.rec
+		return &r
+	}
+	r := decodeRecord(v)
+	if r == nil {
+		return nil
+	}
+	f.dmu.Lock()
+	if len(f.decoded) >= maxDecoded {
+		for k := range f.decoded { // any one: Go's map order is random
+			delete(f.decoded, k)
+			break
+		}
+	}
+	f.decoded[id] = &decodedRecord{raw: slices.Clone(v), rec: *r}
+	f.dmu.Unlock()
+	return r
+}
+
 type fileTouch struct {
 	at      time.Time
 	ip      string
@@ -205,7 +250,10 @@ func scanPrefix(b *bolt.Bucket, prefix []byte, fn func(k, v []byte)) {
 }
 
 func getRecord(tx *bolt.Tx, id string) *fileRecord {
-	v := tx.Bucket(bSessions).Get([]byte(id))
+	return decodeRecord(tx.Bucket(bSessions).Get([]byte(id)))
+}
+
+func decodeRecord(v []byte) *fileRecord {
 	if v == nil {
 		return nil
 	}
@@ -549,8 +597,10 @@ func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, 
 	var r *fileRecord
 	var isListed bool
 	if err := f.db.View(func(tx *bolt.Tx) error {
-		if r = liveRecord(tx, id, now); r != nil {
+		if r = f.recordFor(id, tx.Bucket(bSessions).Get([]byte(id))); r != nil && now.Before(r.PurgeAt) {
 			isListed = listed(tx, r)
+		} else {
+			r = nil
 		}
 		return nil
 	}); err != nil {
@@ -968,7 +1018,8 @@ func (f *File) Events(_ context.Context, userID string, since time.Time, limit i
 		prefix := prefixKey(userID)
 		c := tx.Bucket(bEvents).Cursor()
 		// The newest first: from the key after the user's last.
-		k, v := c.Seek(append(slices.Clip(prefix), u64(^uint64(0))...))
+		var v []byte
+		k, _ := c.Seek(append(slices.Clip(prefix), u64(^uint64(0))...))
 		if k == nil {
 			k, v = c.Last()
 		} else {
