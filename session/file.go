@@ -395,6 +395,7 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 	if fn == nil && len(batch) == 0 {
 		return nil
 	}
+	var answer error
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for id, t := range batch {
 			if err := applyTouch(tx, id, t); err != nil {
@@ -404,9 +405,14 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 		if fn == nil {
 			return nil
 		}
-		return fn(tx)
+		err := fn(tx)
+		if err != nil && !isTxError(err) {
+			answer = err // an answer, not a failure: the touches commit
+			return nil
+		}
+		return err
 	})
-	if len(batch) > 0 && (err == nil || !isTxError(err)) {
+	if err == nil && len(batch) > 0 {
 		f.pmu.Lock()
 		for id, t := range batch {
 			if cur, ok := f.pending[id]; ok && cur == t {
@@ -415,11 +421,14 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 		}
 		f.pmu.Unlock()
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return answer
 }
 
-// An answer that is not a failure of the file (ErrNotFound, say) rolls
-// back the transaction all the same; isTxError tells the two apart.
+// An answer that is not a failure of the file (ErrNotFound, say) comes
+// before the operation writes anything; isTxError tells the two apart.
 func isTxError(err error) bool {
 	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached)
 }
