@@ -4,6 +4,7 @@ package sessionauth
 // handlers that serve the same thing.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -122,6 +123,46 @@ func loadGeo(path string, logger *zap.Logger) (*geo.DB, error) {
 		return nil, err
 	}
 	return v.(pooledGeo).DB, nil
+}
+
+// dispatcherPool holds the notification dispatcher of each store, keyed
+// like storePool: one per store in this process while a handler with a
+// notify config uses it, kept across reloads.
+var dispatcherPool = caddy.NewUsagePool()
+
+// loadDispatcher returns the store's dispatcher (started if needed) with
+// h's receiver added; h's Cleanup releases it.
+func loadDispatcher(h *Handler) (*dispatcher, error) {
+	v, _, err := dispatcherPool.LoadOrNew(h.storeKey, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		d := &dispatcher{cancel: cancel, done: make(chan struct{})}
+		go d.run(ctx, h.store, h.logger, h.now)
+		return d, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := v.(*dispatcher)
+	d.serve(h.Notify, h.metrics)
+	return d, nil
+}
+
+// revocationHubPool holds the revocation listener of each Redis store
+// that a handler with `cache` uses, keyed like storePool.
+var revocationHubPool = caddy.NewUsagePool()
+
+func loadRevocationHub(storeKey string, client redis.UniversalClient, channel string, logger *zap.Logger) (*revocationHub, error) {
+	v, _, err := revocationHubPool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		hub := &revocationHub{client: client, channel: channel, logger: logger,
+			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
+		go hub.run(ctx)
+		return hub, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*revocationHub), nil
 }
 
 // running lists the provisioned handlers, in provision order, so that the
