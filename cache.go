@@ -180,7 +180,6 @@ func detachCache(h *Handler) error {
 	hub.mu.Lock()
 	delete(hub.caches, h.cache)
 	hub.mu.Unlock()
-	h.cache = nil
 	_, err := revocationHubPool.Delete(h.storeKey)
 	return err
 }

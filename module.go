@@ -133,6 +133,7 @@ type Handler struct {
 	grace      *graceCache           // nil unless store_unavailable grace
 	cache      *sessionCache         // nil unless cache, with Redis
 	dispatcher *dispatcher           // nil unless notify
+	cleanedUp  bool                  // Cleanup ran (only Cleanup reads it)
 	hosts      []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
 	logger     *zap.Logger
 	metrics    *metrics
@@ -470,24 +471,28 @@ func (h *Handler) explainOptions() {
 }
 
 // Cleanup releases the store; the pool closes it when no config uses it.
+//
+// It runs once, and writes nothing the request path reads: requests of
+// the old config may still be in flight while a reload cleans it up.
 func (h *Handler) Cleanup() error {
+	if h.cleanedUp {
+		return nil
+	}
+	h.cleanedUp = true
 	unregisterHandler(h)
 	err := detachCache(h)
 	if h.dispatcher != nil {
 		h.dispatcher.release(h.Notify)
-		h.dispatcher = nil
 		_, derr := dispatcherPool.Delete(h.storeKey)
 		err = errors.Join(err, derr)
 	}
 	if h.geo != nil {
 		_, gerr := geoPool.Delete(h.GeoIP)
 		err = errors.Join(err, gerr)
-		h.geo = nil
 	}
 	if h.storeKey != "" {
 		_, serr := storePool.Delete(h.storeKey)
 		err = errors.Join(err, serr)
-		h.storeKey = ""
 	}
 	return err
 }

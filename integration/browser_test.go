@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"image/png"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,14 +37,8 @@ func chromiumPath(t *testing.T) string {
 // sessions, sign out the other one with its button, and look at it.
 func TestSessionsPageInABrowser(t *testing.T) {
 	chrome := chromiumPath(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &http.Server{Handler: demoapp.New(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = app.Serve(l) }()
-	t.Cleanup(func() { _ = app.Close() })
-	text := strings.Replace(site("store memory\nmax_sessions 0"), "reverse_proxy {UPSTREAM}", "reverse_proxy "+l.Addr().String(), 1)
+	appAddr := serveLocal(t, demoapp.New())
+	text := strings.Replace(site("store memory\nmax_sessions 0"), "reverse_proxy {UPSTREAM}", "reverse_proxy "+appAddr, 1)
 	g := loadCaddy(t, text, nil)
 
 	// A second session of alice's, on her phone.

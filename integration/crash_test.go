@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -123,14 +122,7 @@ type holdingHook struct {
 
 func newHoldingHook(t *testing.T) *holdingHook {
 	hk := &holdingHook{release: make(chan struct{}), arrived: map[string]int{}, done: map[string]int{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk.addr = l.Addr().String()
-	srv := &http.Server{Handler: hk, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	hk.addr = serveLocal(t, hk)
 	return hk
 }
 

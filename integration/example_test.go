@@ -2,13 +2,11 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/examples/demoapp"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -18,18 +16,12 @@ import (
 // front of the demo app, with the file store, the memory store and Redis.
 func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := &http.Server{Handler: demoapp.New(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = app.Serve(l) }()
-		t.Cleanup(func() { _ = app.Close() })
+		appAddr := serveLocal(t, demoapp.New())
 
 		port, adminPort := redisserver.FreePort(t), redisserver.FreePort(t)
 		t.Setenv("PORT", fmt.Sprint(port))
 		t.Setenv("ADMIN_PORT", fmt.Sprint(adminPort))
-		t.Setenv("UPSTREAM", l.Addr().String())
+		t.Setenv("UPSTREAM", appAddr)
 		store := strings.TrimPrefix(storeLine, "store ")
 		if srv != nil {
 			store = "redis redis://" + srv.Addr

@@ -124,15 +124,22 @@ type testUpstream struct {
 func newUpstream(t *testing.T) *testUpstream {
 	t.Helper()
 	u := &testUpstream{calls: map[string]int{}}
+	u.addr = serveLocal(t, u)
+	return u
+}
+
+// serveLocal serves h on a free loopback port until the test ends and
+// returns its address.
+func serveLocal(t testing.TB, h http.Handler) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.addr = l.Addr().String()
-	srv := &http.Server{Handler: u, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return u
+	return l.Addr().String()
 }
 
 func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 )
@@ -171,7 +174,17 @@ func TestNotificationsSurviveRestart(t *testing.T) {
 	srv := redisserver.Start(t)
 	port := redisserver.FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d/hook", port) // nobody listens yet
-	store := fmt.Sprintf("store redis redis://%s {\n key_prefix %s:\n }", srv.Addr, randomID())
+	prefix := randomID() + ":"
+	store := fmt.Sprintf("store redis redis://%s {\n key_prefix %s\n }", srv.Addr, prefix)
+	// The outbox's keys (session.Redis.outboxKeys): the stream of due
+	// deliveries and the set of those waiting for a retry.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	queued := func() (due, retrying int64) {
+		due, _ = rdb.XLen(context.Background(), prefix+"{notify}:q").Result()
+		retrying, _ = rdb.ZCard(context.Background(), prefix+"{notify}:r").Result()
+		return due, retrying
+	}
 	up := newUpstream(t)
 	g := loadCaddy(t, notifySite(store, url), up)
 	user := "restart-" + randomID()
@@ -181,7 +194,7 @@ func TestNotificationsSurviveRestart(t *testing.T) {
 		c.signIn(user)
 		ids = append(ids, strings.SplitN(c.cookie, ".", 2)[0])
 	}
-	time.Sleep(300 * time.Millisecond) // a first, failed attempt
+	waitUntil(t, 20*time.Second, func() bool { _, retrying := queued(); return retrying > 0 }) // a first, failed attempt
 	stopCaddy()
 
 	rc := newReceiver(t, 0, fmt.Sprintf("127.0.0.1:%d", port))
@@ -189,7 +202,8 @@ func TestNotificationsSurviveRestart(t *testing.T) {
 	waitUntil(t, 20*time.Second, func() bool {
 		return rc.find("new_login", ids[1]) != nil && rc.find("new_login", ids[2]) != nil
 	})
-	time.Sleep(500 * time.Millisecond)
+	// Once the outbox is empty nothing more can arrive: then count.
+	waitUntil(t, 20*time.Second, func() bool { due, retrying := queued(); return due == 0 && retrying == 0 })
 	seen := map[string]int{}
 	for _, e := range rc.events() {
 		seen[e]++

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -43,14 +42,7 @@ type hangingHook struct {
 
 func newHangingHook(t *testing.T) *hangingHook {
 	hk := &hangingHook{release: make(chan struct{}), sessions: map[string]bool{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk.addr = l.Addr().String()
-	srv := &http.Server{Handler: hk, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	hk.addr = serveLocal(t, hk)
 	return hk
 }
 

@@ -1027,8 +1027,8 @@ func (f *File) Events(_ context.Context, userID string, since time.Time, limit i
 		prefix := prefixKey(userID)
 		c := tx.Bucket(bEvents).Cursor()
 		// The newest first: from the key after the user's last.
-		var v []byte
 		k, _ := c.Seek(append(slices.Clip(prefix), u64(^uint64(0))...))
+		var v []byte
 		if k == nil {
 			k, v = c.Last()
 		} else {

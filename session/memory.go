@@ -29,6 +29,7 @@ type Memory struct {
 	outbox   []memDelivery                  // notices waiting, bounded
 	inflight map[string]memDelivery         // claimed, not yet acked
 	nextID   int64
+	queued   chan struct{} // a send wakes a waiting Claim: the outbox grew
 
 	stop chan struct{}
 	once sync.Once
@@ -132,7 +133,16 @@ func (m *Memory) Enqueue(_ context.Context, target string, n Notice) error {
 	m.nextID++
 	d := memDelivery{Delivery: Delivery{ID: strconv.FormatInt(m.nextID, 10), Target: target, Notice: n}, due: m.now()}
 	m.outbox = append(m.outbox, d)
+	m.wake()
 	return nil
+}
+
+// wake tells a waiting Claim that the outbox changed.
+func (m *Memory) wake() {
+	select {
+	case m.queued <- struct{}{}:
+	default:
+	}
 }
 
 // Claim implements Store.
@@ -142,24 +152,38 @@ func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Durati
 		m.mu.Lock()
 		now := m.now()
 		var out []Delivery
+		var next time.Duration // until the earliest delivery not yet due, if any
 		kept := m.outbox[:0]
 		for _, d := range m.outbox {
 			if len(out) < max && !d.due.After(now) {
 				out = append(out, d.Delivery)
 				m.inflight[d.ID] = d
-			} else {
-				kept = append(kept, d)
+				continue
+			}
+			kept = append(kept, d)
+			if wait := d.due.Sub(now); wait > 0 && (next == 0 || wait < next) {
+				next = wait
 			}
 		}
 		m.outbox = kept
 		m.mu.Unlock()
-		if len(out) > 0 || !time.Now().Before(deadline) {
+		wait := time.Until(deadline)
+		if len(out) > 0 || wait <= 0 {
 			return out, nil
 		}
+		if next > 0 {
+			wait = min(wait, next)
+		}
+		// Wait for a new delivery, the next one falling due, or the
+		// deadline, rather than polling.
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-m.queued:
+			timer.Stop()
+		case <-timer.C:
 		}
 	}
 }
@@ -179,6 +203,7 @@ func (m *Memory) Retry(_ context.Context, d Delivery, at time.Time) error {
 	delete(m.inflight, d.ID)
 	d.Attempt++
 	m.outbox = append(m.outbox, memDelivery{Delivery: d, due: at})
+	m.wake()
 	return nil
 }
 
@@ -202,6 +227,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		hist:     make(map[string]*memHistory),
 		counters: make(map[string]*memCounter),
 		inflight: make(map[string]memDelivery),
+		queued:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if sweep > 0 {
@@ -394,7 +420,8 @@ func (m *Memory) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, e
 	return ended, nil
 }
 
-// sortForLimit orders sessions so that the ones to end come first.
+// sortForLimit orders sessions so that the ones to end come first. Lua
+// twin: the sort in createScript (redis_scripts.go).
 func sortForLimit[T any](xs []T, mode LimitMode, get func(T) *Session) {
 	slices.SortFunc(xs, func(a, b T) int {
 		sa, sb := get(a), get(b)
@@ -477,6 +504,8 @@ func (m *Memory) listed(r *memRecord) bool {
 }
 
 // Sight implements Store.
+//
+// Lua twin: sightScript (redis_scripts.go).
 func (m *Memory) Sight(_ context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
 	at = msTime(at)
 	m.mu.Lock()

@@ -12,7 +12,7 @@ type Policy struct {
 }
 
 // ExpiresAt is the moment the session stops being valid if nothing
-// touches it again.
+// touches it again. Lua twin: expires_at in luaPrelude (redis_scripts.go).
 func (p Policy) ExpiresAt(s *Session) time.Time {
 	exp := s.CreatedAt.Add(p.Lifetime)
 	if p.IdleTimeout > 0 {

@@ -293,18 +293,21 @@ const chunkLen = 60
 // fields lists a session as hash field/value pairs; empty values are left
 // out to keep the hash small. Long text the scripts never read (user
 // agent, email, name, roles) is stored in chunks: "ua", "ua~1", "ua~2"…
+//
+// The plain text fields are in textFields, which decode reads too.
 func fields(s *Session) []any {
 	out := []any{"u", s.UserID, "th", string(s.TokenHash[:]),
 		"ca", ms(s.CreatedAt), "la", ms(s.LastActiveAt), "ip", s.IP}
-	for _, kv := range [...]struct{ k, v string }{
-		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"ua", s.UserAgent},
-	} {
-		for i, v := 0, kv.v; v != ""; i++ {
+	for _, f := range textFields {
+		if !f.chunked {
+			continue
+		}
+		for i, v := 0, *f.of(s); v != ""; i++ {
 			n := min(chunkLen, len(v))
 			for n < len(v) && n > 0 && !utf8.RuneStart(v[n]) {
 				n-- // whole characters in each chunk
 			}
-			k := kv.k
+			k := f.key
 			if i > 0 {
 				k += "~" + strconv.Itoa(i)
 			}
@@ -312,14 +315,9 @@ func fields(s *Session) []any {
 			v = v[n:]
 		}
 	}
-	for _, kv := range [...]struct{ k, v string }{
-		{"dn", s.Device}, {"dt", s.DeviceType}, {"br", s.Browser},
-		{"os", s.OS}, {"co", s.Country}, {"ci", s.City},
-		{"di", s.DeviceID}, {"rk", s.Risk},
-		{"kd", s.Kind}, {"tl", s.Label}, {"am", s.AuthMethod},
-	} {
-		if kv.v != "" {
-			out = append(out, kv.k, kv.v)
+	for _, f := range textFields {
+		if v := *f.of(s); !f.chunked && v != "" {
+			out = append(out, f.key, v)
 		}
 	}
 	// The login IP, country and city are kept only once they differ from
@@ -342,6 +340,40 @@ func fields(s *Session) []any {
 	return out
 }
 
+// textFields are the session's text fields kept under a key of their own,
+// written when not empty: one table for fields and decode. The chunked
+// ones can outgrow a listpack entry and are cut in chunks (key, key~1…).
+var textFields = [...]struct {
+	key     string
+	of      func(*Session) *string
+	chunked bool
+}{
+	{"em", func(s *Session) *string { return &s.Email }, true},
+	{"nm", func(s *Session) *string { return &s.Name }, true},
+	{"ro", func(s *Session) *string { return &s.Roles }, true},
+	{"ua", func(s *Session) *string { return &s.UserAgent }, true},
+	{"dn", func(s *Session) *string { return &s.Device }, false},
+	{"dt", func(s *Session) *string { return &s.DeviceType }, false},
+	{"br", func(s *Session) *string { return &s.Browser }, false},
+	{"os", func(s *Session) *string { return &s.OS }, false},
+	{"co", func(s *Session) *string { return &s.Country }, false},
+	{"ci", func(s *Session) *string { return &s.City }, false},
+	{"di", func(s *Session) *string { return &s.DeviceID }, false},
+	{"rk", func(s *Session) *string { return &s.Risk }, false},
+	{"kd", func(s *Session) *string { return &s.Kind }, false},
+	{"tl", func(s *Session) *string { return &s.Label }, false},
+	{"am", func(s *Session) *string { return &s.AuthMethod }, false},
+}
+
+// textField finds key in textFields.
+var textField = func() map[string]func(*Session) *string {
+	m := make(map[string]func(*Session) *string, len(textFields))
+	for _, f := range textFields {
+		m[f.key] = f.of
+	}
+	return m
+}()
+
 // decode builds a session from a flat field/value list as HGETALL gives it.
 func decode(id string, flat []any) (*Session, error) {
 	if len(flat)%2 != 0 {
@@ -360,51 +392,25 @@ func decode(id string, flat []any) (*Session, error) {
 			chunks[k] = v
 			continue
 		}
+		if of, ok := textField[k]; ok {
+			*of(s) = v
+			continue
+		}
 		switch k {
 		case "u":
 			s.UserID = v
 		case "th":
 			copy(s.TokenHash[:], v)
-		case "em":
-			s.Email = v
-		case "nm":
-			s.Name = v
-		case "ro":
-			s.Roles = v
 		case "ip":
 			s.IP = v
 		case "lip":
 			s.LoginIP, hasLoginIP = v, true
-		case "ua":
-			s.UserAgent = v
-		case "dn":
-			s.Device = v
-		case "dt":
-			s.DeviceType = v
-		case "br":
-			s.Browser = v
-		case "os":
-			s.OS = v
-		case "co":
-			s.Country = v
-		case "ci":
-			s.City = v
 		case "lco":
 			s.LoginCountry, hasLoginCountry = v, true
 		case "lt":
 			s.Lat, s.HasCoord = parseCoord(v), true
 		case "ln":
 			s.Lon = parseCoord(v)
-		case "di":
-			s.DeviceID = v
-		case "rk":
-			s.Risk = v
-		case "kd":
-			s.Kind = v
-		case "tl":
-			s.Label = v
-		case "am":
-			s.AuthMethod = v
 		case "aa":
 			s.AuthenticatedAt = fromMS(v)
 		case "ca":
@@ -424,16 +430,13 @@ func decode(id string, flat []any) (*Session, error) {
 		s.LoginCountry = s.Country
 	}
 
-	for _, f := range [...]struct {
-		k   string
-		dst *string
-	}{{"em", &s.Email}, {"nm", &s.Name}, {"ro", &s.Roles}, {"ua", &s.UserAgent}} {
-		for i := 1; ; i++ {
-			part, ok := chunks[f.k+"~"+strconv.Itoa(i)]
+	for _, f := range textFields {
+		for i := 1; f.chunked; i++ {
+			part, ok := chunks[f.key+"~"+strconv.Itoa(i)]
 			if !ok {
 				break
 			}
-			*f.dst += part
+			*f.of(s) += part
 		}
 	}
 	if s.UserID == "" {
@@ -546,7 +549,7 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 		if err != nil {
 			return Validation{}, fmt.Errorf("validating session: %w", err)
 		}
-		if code, _ := res[0].(int64); code != 4 || len(res) < 2 || try > 0 {
+		if code, _ := res[0].(int64); code != validateNeedsOwner || len(res) < 2 || try > 0 {
 			break
 		}
 		owner, _ = res[1].(string)
@@ -554,7 +557,7 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 		r.owners.put(tag, owner)
 	}
 	code, _ := res[0].(int64)
-	if code == 0 || code == 4 || len(res) < 2 {
+	if code == validateUnknown || code == validateNeedsOwner || len(res) < 2 {
 		return Validation{Status: Unknown}, nil
 	}
 	flat, _ := res[1].([]any)
@@ -563,12 +566,12 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 		return Validation{}, err
 	}
 	switch code {
-	case 2:
+	case validateExpired:
 		s.EndedAt, s.EndReason = p.ExpiresAt(s), EndExpired
 		return Validation{Status: Expired, Session: s}, nil
-	case 3:
+	case validateEnded:
 		return Validation{Status: Ended, Session: s}, nil
-	case 5:
+	case validateUnlisted:
 		return Validation{Status: Unlisted, Session: s}, nil
 	}
 	v := Validation{Status: Valid, Session: s}

@@ -1,6 +1,10 @@
 package session
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Key layout, all under the user's hash tag so that every script below
 // touches one cluster slot:
@@ -32,8 +36,12 @@ import "github.com/redis/go-redis/v9"
 // so that a test can move time and all gateways apply one rule.
 
 // luaPrelude is shared by the scripts; Redis runs each script alone, so
-// it is prepended to each.
-const luaPrelude = `
+// it is prepended to each. Its first lines are the Go constants the
+// scripts share, spelled for Lua from the Go values.
+var luaPrelude = `
+local UNKNOWN, VALID, EXPIRED, ENDED, NEEDS_OWNER, UNLISTED = ` + luaList(validateUnknown, validateValid, validateExpired,
+	validateEnded, validateNeedsOwner, validateUnlisted) + `
+
 local function hmap(flat)
   local m = {}
   for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
@@ -77,7 +85,8 @@ local function end_one(key, id, m, at, reason, actor, retention, evkey)
   add_event(evkey, at, retention, event_fields(typ, at, id, m, reason, actor))
 end
 
--- impossible travel, as session.ImpossibleTravel computes it
+-- impossible travel: the twin of ImpossibleTravel in risk.go
+-- (TestImpossibleTravelTwinsAgree)
 local function impossible(lat1, lon1, t1, lat2, lon2, t2)
   local r = math.pi / 180
   local dlat, dlon = (lat2 - lat1) * r, (lon2 - lon1) * r
@@ -85,7 +94,7 @@ local function impossible(lat1, lon1, t1, lat2, lon2, t2)
   local d = 2 * ` + earthRadiusLua + ` * math.asin(math.min(1, math.sqrt(a)))
   if d <= ` + minTravelKmLua + ` then return false end
   local hours = (t2 - t1) / 3600000
-  if hours < 1 / 60 then hours = 1 / 60 end
+  if hours < ` + minTravelHoursLua + ` then hours = ` + minTravelHoursLua + ` end
   return d / hours > ` + maxTravelKmhLua + `
 end
 
@@ -203,26 +212,54 @@ local function cap_ended(ukey, evkey, skp, ended, retention)
 end
 `
 
-// Constants shared with the Go side, spelled for Lua.
-const (
-	maxEventsPerUserLua = "1000" // = maxEventsPerUser
-	maxEndedPerUserLua  = "50"   // = maxEndedPerUser
-	earthRadiusLua      = "6371" // = earthRadiusKm
-	minTravelKmLua      = "100"  // = MinTravelKm
-	maxTravelKmhLua     = "1000" // = MaxTravelKmh
+// Constants shared with the Go side, spelled for Lua from the Go values,
+// so that the two cannot drift apart.
+var (
+	maxEventsPerUserLua = strconv.Itoa(maxEventsPerUser)
+	maxEndedPerUserLua  = strconv.Itoa(maxEndedPerUser)
+	earthRadiusLua      = luaNumber(earthRadiusKm)
+	minTravelKmLua      = luaNumber(MinTravelKm)
+	maxTravelKmhLua     = luaNumber(MaxTravelKmh)
+	minTravelHoursLua   = luaNumber(minTravelInterval.Hours())
 )
+
+// The first element of validateScript's reply; Lua reads them by name
+// (luaPrelude).
+const (
+	validateUnknown = iota
+	validateValid
+	validateExpired
+	validateEnded
+	validateNeedsOwner // KEYS lacks the owner's index: call again with it
+	validateUnlisted
+)
+
+// luaNumber spells a Go number as Lua reads it back, exactly.
+func luaNumber(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// luaList spells Go integers as a Lua expression list.
+func luaList(ns ...int) string {
+	s := ""
+	for i, n := range ns {
+		if i > 0 {
+			s += ", "
+		}
+		s += strconv.Itoa(n)
+	}
+	return s
+}
 
 // validateScript: KEYS session, then the owner's user index when the
 // caller knows the owner. ARGV hash, now, lifetime, idle, touch, ip,
 // retention, user index key prefix, id. It writes the session only (and
 // the index's TTL, which must outlast it): lists sort by the sessions' own
-// last activity. Returns {0} unknown, {1, flat, touched} valid (with a
-// fourth element when a touch was due and Redis, full, refused it), {2,
-// flat} expired (now ended), {3, flat} ended, {4, user} when KEYS lacks
-// the owner's index (call again with it), {5, flat} when the index does not
+// last activity. Returns {UNKNOWN}, {VALID, flat, touched} (with a
+// fourth element when a touch was due and Redis, full, refused it),
+// {EXPIRED, flat} (now ended), {ENDED, flat}, {NEEDS_OWNER, user} when KEYS
+// lacks the owner's index (call again with it), {UNLISTED, flat} when the index does not
 // list the session (evicted: not valid, since nothing that ends the user's
 // sessions can reach it).
-var validateScript = redis.NewScript(luaPrelude + `
+var validateSource = luaPrelude + `
 -- written runs a write that Redis, full (maxmemory with noeviction), may
 -- refuse: false when it did; any other error is raised
 local function written(...)
@@ -235,12 +272,12 @@ local function written(...)
 end
 
 local flat = redis.call('HGETALL', KEYS[1])
-if #flat == 0 then return {0} end
+if #flat == 0 then return {UNKNOWN} end
 local m = hmap(flat)
-if m.th ~= ARGV[1] then return {0} end
-if m.ea then return {3, flat} end
-if KEYS[2] ~= ARGV[8] .. m.u then return {4, m.u} end
-if not redis.call('ZSCORE', KEYS[2], ARGV[9]) then return {5, flat} end
+if m.th ~= ARGV[1] then return {UNKNOWN} end
+if m.ea then return {ENDED, flat} end
+if KEYS[2] ~= ARGV[8] .. m.u then return {NEEDS_OWNER, m.u} end
+if not redis.call('ZSCORE', KEYS[2], ARGV[9]) then return {UNLISTED, flat} end
 local now, lifetime, idle = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local touch, ip, retention = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local exp = expires_at(m, lifetime, idle)
@@ -249,22 +286,24 @@ if now >= exp then
   if written('HSET', KEYS[1], 'ea', exp, 'er', 'expired') then
     redis.call('PEXPIREAT', KEYS[1], exp + retention)
   end
-  return {2, flat}
+  return {EXPIRED, flat}
 end
 if m.ip ~= ip or now - tonumber(m.la) >= touch then
   local f = {'la', now, 'ip', ip}
   if m.lip == nil and m.ip ~= ip then
     f[5], f[6] = 'lip', m.ip or '' -- the login IP, before the IP first changes
   end
-  if not written('HSET', KEYS[1], unpack(f)) then return {1, flat, 0, 1} end
+  if not written('HSET', KEYS[1], unpack(f)) then return {VALID, flat, 0, 1} end
   m.la = tostring(now)
   local keep = expires_at(m, lifetime, idle) + retention
   redis.call('PEXPIREAT', KEYS[1], keep)
   extend(KEYS[2], keep - now)
-  return {1, flat, 1}
+  return {VALID, flat, 1}
 end
-return {1, flat, 0}
-`)
+return {VALID, flat, 0}
+`
+
+var validateScript = redis.NewScript(validateSource)
 
 // createScript: KEYS session, user index (with the history), events, then
 // the key of every session in the index.

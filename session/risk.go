@@ -46,7 +46,8 @@ func DistanceKm(lat1, lon1, lat2, lon2 float64) float64 {
 }
 
 // ImpossibleTravel reports whether going from the first sighting to the
-// second would take more than MaxTravelKmh.
+// second would take more than MaxTravelKmh. Lua twin: impossible in
+// luaPrelude (redis_scripts.go); TestImpossibleTravelTwinsAgree.
 func ImpossibleTravel(lat1, lon1 float64, t1 time.Time, lat2, lon2 float64, t2 time.Time) bool {
 	d := DistanceKm(lat1, lon1, lat2, lon2)
 	if d <= MinTravelKm {
@@ -92,7 +93,7 @@ type located struct {
 // signInRisk computes the flags of a new session s from the user's
 // history and the countries of the user's other active sessions. The
 // first sign-in within retention is the baseline: no new-device, no
-// new-country.
+// new-country. Lua twin: the risk part of createScript (redis_scripts.go).
 func signInRisk(h *history, s *Session, otherCountries []string, now time.Time, retention time.Duration) string {
 	since := now.Add(-retention)
 	baseline := true
@@ -131,7 +132,8 @@ func signInRisk(h *history, s *Session, otherCountries []string, now time.Time, 
 	return flags
 }
 
-// remember records a sighting in the history.
+// remember records a sighting in the history. Lua twin: sightScript and
+// createScript (record_location, the d:/c: members) in redis_scripts.go.
 func (h *history) remember(deviceID string, sg Sighting, now time.Time) {
 	if deviceID != "" {
 		h.devices[deviceID] = now
