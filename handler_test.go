@@ -556,7 +556,16 @@ func TestUserIDPlaceholderOnGatewayAnswers(t *testing.T) {
 }
 
 func BenchmarkServeHTTPMemory(b *testing.B) {
-	h, _ := testHandler(b, nil)
+	benchServeHTTP(b, &StoreConfig{Type: "memory"})
+}
+
+func BenchmarkServeHTTPFile(b *testing.B) {
+	benchServeHTTP(b, &StoreConfig{Type: "file", Path: filepath.Join(b.TempDir(), "sessions.db")})
+}
+
+// benchServeHTTP measures an authenticated request with no touch due.
+func benchServeHTTP(b *testing.B, store *StoreConfig) {
+	h, _ := testHandler(b, func(h *Handler) { h.Store = store })
 	c := signIn(b, h, "bench")
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 	r := get("/app", c)

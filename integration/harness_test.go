@@ -41,6 +41,7 @@ type gateway struct {
 // {PORT}, {ADMIN} and {UPSTREAM} in the text are filled in.
 func loadCaddy(t *testing.T, caddyfile string, up *testUpstream) *gateway {
 	t.Helper()
+	ownDataDir(t)
 	g := &gateway{t: t, port: redisserver.FreePort(t)}
 	adminPort := redisserver.FreePort(t)
 	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
@@ -57,6 +58,20 @@ func loadCaddy(t *testing.T, caddyfile string, up *testUpstream) *gateway {
 }
 
 func stopCaddy() { _ = caddy.Stop() }
+
+// dataDirOf is the test whose data directory Caddy uses now.
+var dataDirOf *testing.T
+
+// ownDataDir gives the test a Caddy data directory of its own, once: a
+// config without a store line opens the default file store there, so no
+// test sees the sessions or rate counts of one before it, as with the
+// memory store.
+func ownDataDir(t *testing.T) {
+	if dataDirOf != t {
+		dataDirOf = t
+		t.Setenv("XDG_DATA_HOME", t.TempDir())
+	}
+}
 
 func (g *gateway) load(text string) {
 	g.t.Helper()

@@ -46,6 +46,12 @@ type File struct {
 	outboxN  int // entries in the outbox bucket
 	sweepPos map[string][]byte
 
+	// Records that Validate decoded lately, with the bytes they came
+	// from: a record whose bytes in the file are the same is not decoded
+	// again, which is most of what validation would cost.
+	dmu     sync.Mutex
+	decoded map[string]*decodedRecord
+
 	kick chan struct{}
 	stop chan struct{}
 	done sync.WaitGroup
@@ -104,6 +110,7 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 	f := &File{
 		db: db, path: path, now: now,
 		pending:  make(map[string]fileTouch),
+		decoded:  make(map[string]*decodedRecord),
 		claimed:  make(map[string]bool),
 		sweepPos: make(map[string][]byte),
 		kick:     make(chan struct{}, 1),
@@ -159,6 +166,43 @@ type fileRecord struct {
 	EndedBy string    `json:"EndedBy,omitempty"` // the sign-in whose limit ended it
 }
 
+type decodedRecord struct {
+	raw []byte
+	rec fileRecord
+}
+
+// maxDecoded bounds the records Validate keeps decoded.
+const maxDecoded = 10_000
+
+// recordFor decodes the session record v of id, or takes it from the
+// records decoded lately when v is the same bytes.
+func (f *File) recordFor(id string, v []byte) *fileRecord {
+	if v == nil {
+		return nil
+	}
+	f.dmu.Lock()
+	d := f.decoded[id]
+	f.dmu.Unlock()
+	if d != nil && bytes.Equal(d.raw, v) {
+		r := d.rec
+		return &r
+	}
+	r := decodeRecord(v)
+	if r == nil {
+		return nil
+	}
+	f.dmu.Lock()
+	if len(f.decoded) >= maxDecoded {
+		for k := range f.decoded { // any one: Go's map order is random
+			delete(f.decoded, k)
+			break
+		}
+	}
+	f.decoded[id] = &decodedRecord{raw: slices.Clone(v), rec: *r}
+	f.dmu.Unlock()
+	return r
+}
+
 type fileTouch struct {
 	at      time.Time
 	ip      string
@@ -206,7 +250,10 @@ func scanPrefix(b *bolt.Bucket, prefix []byte, fn func(k, v []byte)) {
 }
 
 func getRecord(tx *bolt.Tx, id string) *fileRecord {
-	v := tx.Bucket(bSessions).Get([]byte(id))
+	return decodeRecord(tx.Bucket(bSessions).Get([]byte(id)))
+}
+
+func decodeRecord(v []byte) *fileRecord {
 	if v == nil {
 		return nil
 	}
@@ -348,6 +395,7 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 	if fn == nil && len(batch) == 0 {
 		return nil
 	}
+	var answer error
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for id, t := range batch {
 			if err := applyTouch(tx, id, t); err != nil {
@@ -357,9 +405,14 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 		if fn == nil {
 			return nil
 		}
-		return fn(tx)
+		err := fn(tx)
+		if err != nil && !isTxError(err) {
+			answer = err // an answer, not a failure: the touches commit
+			return nil
+		}
+		return err
 	})
-	if len(batch) > 0 && (err == nil || !isTxError(err)) {
+	if err == nil && len(batch) > 0 {
 		f.pmu.Lock()
 		for id, t := range batch {
 			if cur, ok := f.pending[id]; ok && cur == t {
@@ -368,11 +421,14 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 		}
 		f.pmu.Unlock()
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return answer
 }
 
-// An answer that is not a failure of the file (ErrNotFound, say) rolls
-// back the transaction all the same; isTxError tells the two apart.
+// An answer that is not a failure of the file (ErrNotFound, say) comes
+// before the operation writes anything; isTxError tells the two apart.
 func isTxError(err error) bool {
 	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached)
 }
@@ -550,8 +606,10 @@ func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, 
 	var r *fileRecord
 	var isListed bool
 	if err := f.db.View(func(tx *bolt.Tx) error {
-		if r = liveRecord(tx, id, now); r != nil {
+		if r = f.recordFor(id, tx.Bucket(bSessions).Get([]byte(id))); r != nil && now.Before(r.PurgeAt) {
 			isListed = listed(tx, r)
+		} else {
+			r = nil
 		}
 		return nil
 	}); err != nil {

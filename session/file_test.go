@@ -181,7 +181,7 @@ func TestFileChurnStaysBounded(t *testing.T) {
 	var sweepTime time.Duration
 	for round := 0; round < rounds; round++ {
 		for i := 0; i < perRound; i++ {
-			uid := fmt.Sprintf("user-%d", i%1000)
+			uid := fmt.Sprintf("user-%d", i%5000)
 			id, _ := signIn(t, f, uid, fmt.Sprintf("10.0.%d.%d", i/250%250, i%250), clock.Now(), p)
 			if _, err := f.End(ctx, id, clock.Now(), session.EndLogout, session.ActorSelf, p); err != nil {
 				t.Fatal(err)
@@ -207,5 +207,36 @@ func TestFileChurnStaysBounded(t *testing.T) {
 		perRound*rounds, rounds, sizes, sweepTime)
 	if last := sizes[len(sizes)-1]; last > 2*sizes[0] {
 		t.Fatalf("the file keeps growing under churn: %v", sizes)
+	}
+}
+
+// Validation of an active session with no touch due, the request path:
+// the file store against the memory store.
+func BenchmarkValidate(b *testing.B) {
+	for _, st := range []struct {
+		name string
+		open func(b *testing.B) session.Store
+	}{
+		{"memory", func(b *testing.B) session.Store {
+			m := session.NewMemory(nil, 0)
+			b.Cleanup(func() { m.Close() })
+			return m
+		}},
+		{"file", func(b *testing.B) session.Store { return openFile(b, nil, session.FileOptions{}) }},
+	} {
+		b.Run(st.name, func(b *testing.B) {
+			s := st.open(b)
+			now := time.Now()
+			id, hash := signIn(b, s, "bench", "192.0.2.1", now, filePolicy)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if v, err := s.Validate(ctx, id, hash, "192.0.2.1", now, filePolicy); err != nil || v.Status != session.Valid {
+						b.Fatal(v.Status, err)
+					}
+				}
+			})
+		})
 	}
 }
