@@ -12,12 +12,20 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("session_auth", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("session_require", parseRequireCaddyfile)
+	// Caddy orders only after its own directives, and each insertion goes
+	// right after forward_auth: session_require first, so that session_auth
+	// lands between them (forward_auth, session_auth, session_require).
+	httpcaddyfile.RegisterDirectiveOrder("session_require", httpcaddyfile.After, "forward_auth")
 	httpcaddyfile.RegisterDirectiveOrder("session_auth", httpcaddyfile.After, "forward_auth")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m Handler
 	err := m.UnmarshalCaddyfile(h.Dispenser)
+	if h.BlockState != nil {
+		h.BlockState[sessionAuthSeen] = true // for session_require after it
+	}
 	return &m, err
 }
 

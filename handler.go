@@ -61,6 +61,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		iw := &interceptor{h: h, r: r.Clone(r.Context()), login: true}
 		iw.ResponseWriter = w
 		h.stripOwnCookies(r)
+		// A sign-in must stay reachable whatever rules follow.
+		r = withIdentity(r, &identity{h: h, login: true})
 		return iw.finish(next.ServeHTTP(iw, r))
 	}
 
@@ -68,6 +70,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if a.err != nil {
 		return h.refuse(w, r, a.err)
 	}
+	id := &identity{h: h}
 	if a.sess == nil {
 		if !h.Optional {
 			return h.noSession(w, r, a)
@@ -78,8 +81,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if a.degraded {
 			r.Header.Set(h.headers.degraded, "true")
 		}
-		h.setIdentity(r, a.sess)
+		id.sess, id.risk = a.sess, h.setIdentity(r, a.sess)
 	}
+	r = withIdentity(r, id)
 	h.stripOwnCookies(r)
 	iw := &interceptor{h: h, r: r, sess: a.sess}
 	iw.ResponseWriter = w
@@ -362,7 +366,8 @@ func clientIP(r *http.Request) string {
 
 // setIdentity hands the proven identity to the upstream as headers and to
 // Caddy as placeholders ({http.auth.user.id} puts user_id in access logs).
-func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
+// It returns the risk flags it forwarded.
+func (h *Handler) setIdentity(r *http.Request, s *session.Session) string {
 	hn, hdr := &h.headers, r.Header
 	ip := clientIP(r)
 	ipChanged := s.LoginIP != "" && ip != s.LoginIP
@@ -413,6 +418,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	}
 
 	setPlaceholders(r, s, ip, changed, risk, created)
+	return risk
 }
 
 // setPlaceholders provides {http.auth.user.*} and {http.auth.session.*}:

@@ -136,7 +136,10 @@ type Handler struct {
 	logger    *zap.Logger
 	metrics   *metrics
 	now       func() time.Time
-	fullStore *sometimes // warnings of refused touches (touchRefused)
+	// signInEnabled: the gateway's own sign-in (sign_in, SPEC 11) is
+	// configured, so session_require can send a browser to a step-up.
+	signInEnabled bool
+	fullStore     *sometimes // warnings of refused touches (touchRefused)
 }
 
 // CookieConfig sets the session cookie.
