@@ -78,6 +78,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        events <event>...
 //	    }
 //	    base_url <url>
+//	    api_tokens [max_lifetime <duration>]
 //	}
 //
 // Unknown and repeated subdirectives, bad values and impossible
@@ -153,6 +154,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseNotify(d)
 		case "base_url":
 			err = stringArg(d, &h.BaseURL)
+		case "api_tokens":
+			err = h.parseAPITokens(d)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}
@@ -501,3 +504,21 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseAPITokens: api_tokens [max_lifetime <duration>].
+func (h *Handler) parseAPITokens(d *caddyfile.Dispenser) error {
+	h.APITokens = &APITokens{}
+	if !d.NextArg() {
+		return nil
+	}
+	if d.Val() != "max_lifetime" {
+		return d.Errf("api_tokens: unknown option %q (max_lifetime)", d.Val())
+	}
+	if err := durationArg(d, &h.APITokens.MaxLifetime); err != nil {
+		return err
+	}
+	if h.APITokens.MaxLifetime == 0 {
+		return d.Errf("api_tokens: max_lifetime must be positive")
+	}
+	return nil
+}

@@ -85,6 +85,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	r = withIdentity(r, id)
 	h.stripOwnCookies(r)
+	h.stripBearer(r)
 	iw := &interceptor{h: h, r: r, sess: a.sess}
 	iw.ResponseWriter = w
 	return iw.finish(next.ServeHTTP(iw, r))
@@ -107,13 +108,16 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) erro
 // guess_rate, and a block for guessing never refuses a valid session:
 // the block is checked when the cookie proved nothing.
 func (h *Handler) authenticate(r *http.Request) auth {
+	if cred, ok := h.bearer(r); ok {
+		return h.authenticateToken(r, cred) // the token alone: cookies are not looked at
+	}
 	cookies, present := h.readCookies(r)
 	if !present {
 		return auth{outcome: outcomeUnauthenticated}
 	}
 	var valid, known auth // the first valid session; an expired or ended one
 	for _, raw := range cookies.values() {
-		a, matched := h.checkCookie(r, raw)
+		a, matched := h.checkCredential(r, raw, false)
 		switch {
 		case a.err != nil:
 			return a

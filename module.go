@@ -121,6 +121,10 @@ type Handler struct {
 	// set).
 	BaseURL string `json:"base_url,omitempty"`
 
+	// Personal access tokens: `Authorization: Bearer sat_…` is a session
+	// of kind token, created on the sessions page. Off unless given.
+	APITokens *APITokens `json:"api_tokens,omitempty"`
+
 	store     session.Store
 	storeKey  string
 	opTimeout time.Duration
@@ -261,6 +265,9 @@ func (h *Handler) applyDefaults() {
 	if h.StoreUnavailable == nil {
 		h.StoreUnavailable = &StoreUnavailable{Mode: "deny"}
 	}
+	if h.APITokens != nil && h.APITokens.MaxLifetime == 0 {
+		h.APITokens.MaxLifetime = caddy.Duration(defaultTokenLifetime)
+	}
 	h.Store.applyDefaults()
 }
 
@@ -333,6 +340,9 @@ func (h *Handler) check() error {
 		if u.Status != 0 && (u.Status < 400 || u.Status > 599) {
 			return fmt.Errorf("unauthenticated status %d must be a 4xx or 5xx code", u.Status)
 		}
+	}
+	if h.APITokens != nil && h.APITokens.MaxLifetime < 0 {
+		return errors.New("api_tokens max_lifetime must be positive")
 	}
 	if err := checkBaseURL(h.BaseURL); err != nil {
 		return err

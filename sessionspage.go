@@ -20,6 +20,15 @@ type sessionsPageData struct {
 	Name, Endpoints, CSRF string
 	Active, Ended         []sessionCard
 	Others                int
+	// With api_tokens: the user's live tokens and the longest lifetime.
+	TokensOn    bool
+	Tokens      []tokenCard
+	MaxLifetime string
+}
+
+// tokenCard is one API token as the page lists it: never its value.
+type tokenCard struct {
+	ID, Name, Created, LastUsed, LastIP, Expires, ExpiresAt string
 }
 
 var endReasons = map[string]string{
@@ -29,12 +38,28 @@ var endReasons = map[string]string{
 }
 
 func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {
-	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur)}
+	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), TokensOn: h.APITokens != nil}
+	if data.TokensOn {
+		data.MaxLifetime = humanDuration(time.Duration(h.APITokens.MaxLifetime))
+	}
 	if data.Name == "" {
 		data.Name = cur.UserID
 	}
 	for _, s := range list {
 		v := h.policy.View(s, now)
+		if v.IsToken() {
+			if v.Active() {
+				exp := h.policy.ExpiresAt(v)
+				lastUsed := "never"
+				if v.LastActiveAt.After(v.CreatedAt) {
+					lastUsed = relTime(v.LastActiveAt, now)
+				}
+				data.Tokens = append(data.Tokens, tokenCard{ID: v.ID, Name: v.Label,
+					Created: relTime(v.CreatedAt, now), LastUsed: lastUsed, LastIP: orDefault(v.IP, "unknown"),
+					Expires: exp.UTC().Format("2 Jan 2006"), ExpiresAt: exp.UTC().Format(time.RFC1123)})
+			}
+			continue
+		}
 		c := sessionCard{
 			ID: v.ID, Device: orDefault(v.Device, "Unknown Device"), Kind: v.DeviceType,
 			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "unknown OS"),
@@ -109,6 +134,8 @@ button{font:inherit;cursor:pointer;border-radius:.5rem;padding:.45rem .9rem;bord
 button:hover{border-color:var(--bad)}
 .all{margin-top:1rem}.all button{background:var(--bad);color:#fff;border-color:var(--bad)}
 .empty{color:var(--muted)}
+button.create{color:var(--accent);border-color:var(--accent)}
+form.card label{display:flex;flex-direction:column;gap:.2rem;flex:1 1 12rem}form.card input{font:inherit;padding:.4rem;border:1px solid var(--line);border-radius:.4rem}
 @media (max-width:30rem){.card{padding:.9rem}.card form{width:100%}.card button{width:100%}}
 </style></head>
 <body><main>
@@ -134,6 +161,30 @@ button:hover{border-color:var(--bad)}
 <form class="all" method="post" action="{{.Endpoints}}/sessions/revoke-others">
   <input type="hidden" name="csrf" value="{{.CSRF}}">
   <button type="submit">Sign out all other sessions</button>
+</form>
+{{end}}
+{{if .TokensOn}}
+<h2>Access tokens</h2>
+<p class="lead">For scripts and tools: send a token as <code>Authorization: Bearer …</code>. Revoke one you no longer use.</p>
+{{range .Tokens}}
+<section class="card" aria-label="Access token {{.Name}}">
+  <div class="info">
+    <div class="title">{{.Name}}</div>
+    <div class="meta">Created {{.Created}} · Last used {{.LastUsed}} · Last IP {{.LastIP}} · Expires <time title="{{.ExpiresAt}}">{{.Expires}}</time></div>
+  </div>
+  <form method="post" action="{{$.Endpoints}}/tokens/{{.ID}}/revoke">
+    <input type="hidden" name="csrf" value="{{$.CSRF}}">
+    <button type="submit">Revoke</button>
+  </form>
+</section>
+{{else}}
+<p class="empty">No access tokens.</p>
+{{end}}
+<form class="card" method="post" action="{{.Endpoints}}/tokens">
+  <input type="hidden" name="csrf" value="{{.CSRF}}">
+  <label>Name <input name="name" required maxlength="100"></label>
+  <label>Lifetime <input name="lifetime" placeholder="{{.MaxLifetime}} at most, e.g. 720h"></label>
+  <button type="submit" class="create">Create token</button>
 </form>
 {{end}}
 {{if .Ended}}

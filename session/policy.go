@@ -13,7 +13,11 @@ type Policy struct {
 
 // ExpiresAt is the moment the session stops being valid if nothing
 // touches it again.
+// An API token has its own lifetime and no idle timeout.
 func (p Policy) ExpiresAt(s *Session) time.Time {
+	if s.IsToken() && s.TokenLifetime > 0 {
+		return s.CreatedAt.Add(s.TokenLifetime)
+	}
 	exp := s.CreatedAt.Add(p.Lifetime)
 	if p.IdleTimeout > 0 {
 		if idle := s.LastActiveAt.Add(p.IdleTimeout); idle.Before(exp) {
