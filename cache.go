@@ -144,7 +144,9 @@ func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
 				hub.setHealthy(true)
 			}
 		case *redis.Message:
-			hub.dropEverywhere(strings.Split(m.Payload, ","))
+			ids := strings.Split(m.Payload, ",")
+			hub.dropEverywhere(ids)
+			sockets.closeSessions(ids...)
 		}
 	}
 }
@@ -164,6 +166,26 @@ func attachCache(h *Handler, client redis.UniversalClient) {
 	}
 	revocationHubs.Lock()
 	defer revocationHubs.Unlock()
+	hub := hubOf(h, client)
+	hub.users++
+	h.cache = newSessionCache(time.Duration(h.Cache), hub)
+	hub.mu.Lock()
+	hub.caches[h.cache] = struct{}{}
+	hub.mu.Unlock()
+}
+
+// acquireHub is the store's hub for h's upgraded connections, started if
+// needed; releaseHub gives it back.
+func acquireHub(h *Handler, client redis.UniversalClient) *revocationHub {
+	revocationHubs.Lock()
+	defer revocationHubs.Unlock()
+	hub := hubOf(h, client)
+	hub.users++
+	return hub
+}
+
+// hubOf finds or starts the hub of h's store; revocationHubs is locked.
+func hubOf(h *Handler, client redis.UniversalClient) *revocationHub {
 	if revocationHubs.byStore == nil {
 		revocationHubs.byStore = map[string]*revocationHub{}
 	}
@@ -175,22 +197,22 @@ func attachCache(h *Handler, client redis.UniversalClient) {
 		revocationHubs.byStore[h.storeKey] = hub
 		go hub.run(ctx)
 	}
-	hub.users++
-	h.cache = newSessionCache(time.Duration(h.Cache), hub)
-	hub.mu.Lock()
-	hub.caches[h.cache] = struct{}{}
-	hub.mu.Unlock()
+	return hub
 }
 
 func detachCache(h *Handler) {
 	if h.cache == nil {
 		return
 	}
-	revocationHubs.Lock()
 	hub := h.cache.hub
 	hub.mu.Lock()
 	delete(hub.caches, h.cache)
 	hub.mu.Unlock()
+	releaseHub(h, hub)
+}
+
+func releaseHub(h *Handler, hub *revocationHub) {
+	revocationHubs.Lock()
 	hub.users--
 	last := hub.users == 0
 	if last {

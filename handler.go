@@ -86,6 +86,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r = withIdentity(r, id)
 	h.stripOwnCookies(r)
 	h.stripBearer(r)
+	if a.sess != nil && isUpgrade(r) {
+		w = &socketWriter{ResponseWriter: w, h: h, s: a.sess}
+	}
 	iw := &interceptor{h: h, r: r, sess: a.sess}
 	iw.ResponseWriter = w
 	return iw.finish(next.ServeHTTP(iw, r))
@@ -339,6 +342,7 @@ func (h *Handler) forget(ids ...string) {
 		h.grace.forget(id)
 	}
 	h.cache.drop(ids...)
+	sockets.closeSessions(ids...)
 }
 
 // storeContext bounds one store operation by the store's read timeout.

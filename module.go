@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/geo"
@@ -143,7 +144,10 @@ type Handler struct {
 	// signInEnabled: the gateway's own sign-in (sign_in, SPEC 11) is
 	// configured, so session_require can send a browser to a step-up.
 	signInEnabled bool
-	fullStore     *sometimes // warnings of refused touches (touchRefused)
+
+	redisClient redis.UniversalClient // nil unless the store is Redis
+	socketWatch *revocationWatch      // the revocation channel, once a connection is upgraded
+	fullStore   *sometimes            // warnings of refused touches (touchRefused)
 }
 
 // CookieConfig sets the session cookie.
@@ -463,6 +467,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	registerHandler(h)
 	startDispatcher(h)
+	h.redisClient, h.socketWatch = ps.client, &revocationWatch{}
 	attachCache(h, ps.client)
 	h.explainOptions()
 	return nil
@@ -480,6 +485,15 @@ func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
 	stopDispatcher(h)
 	detachCache(h)
+	if w := h.socketWatch; w != nil {
+		w.mu.Lock()
+		if w.hub != nil {
+			releaseHub(h, w.hub)
+			w.hub = nil
+		}
+		w.done = true
+		w.mu.Unlock()
+	}
 	var err error
 	if h.geo != nil {
 		_, err = geoPool.Delete(h.GeoIP)
