@@ -1,12 +1,7 @@
 package sessionauth
 
-import (
-	"embed"
-	"html/template"
-)
+import "html/template"
 
-//go:embed templates/*.html
-var pageFiles embed.FS
-
-// pages are the gateway's HTML pages kept as files.
-var pages = template.Must(template.ParseFS(pageFiles, "templates/*.html"))
+// pages are the pages of session_require and API tokens (templates.go
+// holds the others).
+var pages = template.Must(template.ParseFS(templateFiles, "templates/forbidden.html", "templates/token.html"))

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -142,8 +144,25 @@ func (h *Handler) watchRevocations() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.hub == nil && !w.done {
-		w.hub = acquireHub(h, h.redisClient)
+		hub, err := acquireHub(h, h.redisClient)
+		if err != nil {
+			h.logger.Error("listening for revocations at other gateways", zap.Error(err))
+			return
+		}
+		w.hub = hub
 	}
+}
+
+// release gives the handler's hold on the channel back, for good.
+func (w *revocationWatch) release(h *Handler) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	if w.hub == nil {
+		return nil
+	}
+	w.hub = nil
+	return releaseHub(h)
 }
 
 // revocationWatch is a handler's hold on its store's revocation channel.

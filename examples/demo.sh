@@ -4,9 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export SESSION_STORE="memory"
+# The file store, Caddy's default, at its default place: sessions survive
+# Ctrl-C and the next `make demo`. REDIS_URL switches to Redis.
+export SESSION_STORE="file"
+store_banner="file $(./bin/caddy environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
+	store_banner="redis ${REDIS_URL%%@*}"
+	case "$REDIS_URL" in *@*) store_banner="redis (credentials hidden)" ;; esac
 fi
 
 ./bin/demoapp -listen 127.0.0.1:9090 &
@@ -15,7 +20,7 @@ trap 'kill $app 2>/dev/null || true' EXIT INT TERM
 
 cat <<MSG
 
-  session_auth demo (store: ${SESSION_STORE%% *})
+  session_auth demo (store: ${store_banner})
     open     http://localhost:8080/          (sign in as alice or bob, password: demo)
     me       curl -b cookies -c cookies http://localhost:8080/.auth/me
     admin    curl localhost:2019/session-auth/users/alice/sessions
