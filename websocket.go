@@ -125,13 +125,6 @@ func (t *socketTracker) closeSessions(ids ...string) {
 	}
 }
 
-// count is how many connections of a session are open (for tests).
-func (t *socketTracker) count(id string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.bySession[id])
-}
-
 // watchRevocations subscribes, on the first upgraded connection through a
 // handler on Redis, to the store's revocation channel, so that sessions
 // ended at other gateways close their connections here too. The embedded

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // File is the durable embedded store (SPEC section 13): one bbolt file
@@ -94,7 +95,7 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 		return nil, fmt.Errorf("session store file %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoSync: o.NoSync})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("session store file %s: %w (is another Caddy running with the same store?)", path, ErrFileLocked)
 	}
 	if err != nil {
@@ -969,7 +970,8 @@ func (f *File) Events(_ context.Context, userID string, since time.Time, limit i
 		prefix := prefixKey(userID)
 		c := tx.Bucket(bEvents).Cursor()
 		// The newest first: from the key after the user's last.
-		k, v := c.Seek(append(slices.Clip(prefix), u64(^uint64(0))...))
+		k, _ := c.Seek(append(slices.Clip(prefix), u64(^uint64(0))...))
+		var v []byte
 		if k == nil {
 			k, v = c.Last()
 		} else {
