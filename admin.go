@@ -62,6 +62,10 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		case http.MethodDelete:
 			return a.revokeUser(w, r, stores, segs[1], r.URL.Query().Get("except"))
 		}
+	case len(segs) == 3 && segs[0] == "users" && segs[2] == "tokens":
+		if r.Method == http.MethodPost {
+			return a.mintToken(w, r, stores, segs[1])
+		}
 	case len(segs) == 3 && segs[0] == "users" && segs[2] == "events":
 		if r.Method == http.MethodGet {
 			return a.events(w, r, stores, segs[1])

@@ -150,7 +150,9 @@ func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
 				hub.setHealthy(true)
 			}
 		case *redis.Message:
-			hub.dropEverywhere(strings.Split(m.Payload, ","))
+			ids := strings.Split(m.Payload, ",")
+			hub.dropEverywhere(ids)
+			sockets.closeSessions(ids...)
 		}
 	}
 }
@@ -170,6 +172,17 @@ func attachCache(h *Handler, client redis.UniversalClient) error {
 	hub.caches[h.cache] = struct{}{}
 	hub.mu.Unlock()
 	return nil
+}
+
+// acquireHub is the store's revocation hub for h's upgraded connections,
+// started if needed; releaseHub gives it back.
+func acquireHub(h *Handler, client redis.UniversalClient) (*revocationHub, error) {
+	return loadRevocationHub(h.storeKey, client, session.RevocationChannel(h.Store.KeyPrefix), h.logger)
+}
+
+func releaseHub(h *Handler) error {
+	_, err := revocationHubPool.Delete(h.storeKey)
+	return err
 }
 
 func detachCache(h *Handler) error {

@@ -16,12 +16,20 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("session_auth", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("session_require", parseRequireCaddyfile)
+	// Caddy orders only after its own directives, and each insertion goes
+	// right after forward_auth: session_require first, so that session_auth
+	// lands between them (forward_auth, session_auth, session_require).
+	httpcaddyfile.RegisterDirectiveOrder("session_require", httpcaddyfile.After, "forward_auth")
 	httpcaddyfile.RegisterDirectiveOrder("session_auth", httpcaddyfile.After, "forward_auth")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m Handler
 	err := m.UnmarshalCaddyfile(h.Dispenser)
+	if h.BlockState != nil {
+		h.BlockState[sessionAuthSeen] = true // for session_require after it
+	}
 	return &m, err
 }
 
@@ -83,6 +91,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        events <event>...
 //	    }
 //	    base_url <url>
+//	    api_tokens [max_lifetime <duration>]
 //	}
 //
 // Unknown and repeated subdirectives, bad values and impossible
@@ -159,6 +168,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseNotify(d)
 		case "base_url":
 			err = stringArg(d, &h.BaseURL)
+		case "api_tokens":
+			err = h.parseAPITokens(d)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}
@@ -565,3 +576,21 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseAPITokens: api_tokens [max_lifetime <duration>].
+func (h *Handler) parseAPITokens(d *caddyfile.Dispenser) error {
+	h.APITokens = &APITokens{}
+	if !d.NextArg() {
+		return nil
+	}
+	if d.Val() != "max_lifetime" {
+		return d.Errf("api_tokens: unknown option %q (max_lifetime)", d.Val())
+	}
+	if err := durationArg(d, &h.APITokens.MaxLifetime); err != nil {
+		return err
+	}
+	if h.APITokens.MaxLifetime == 0 {
+		return d.Errf("api_tokens: max_lifetime must be positive")
+	}
+	return nil
+}

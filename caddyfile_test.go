@@ -84,6 +84,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"notify event", "session_auth {\n  notify https://x {\n    events new_login logout\n  }\n}", `notify event "logout"`},
 		{"notify unknown", "session_auth {\n  notify https://x {\n    retries 3\n  }\n}", `notify: unknown subdirective "retries"`},
 		{"optional arg", "session_auth {\n  optional yes\n}", "wrong argument count"},
+		{"api_tokens option", "session_auth {\n  api_tokens lifetime 1h\n}", `api_tokens: unknown option "lifetime"`},
+		{"api_tokens zero", "session_auth {\n  api_tokens max_lifetime 0s\n}", "max_lifetime must be positive"},
+		{"api_tokens bad", "session_auth {\n  api_tokens max_lifetime soon\n}", `max_lifetime: bad duration "soon"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 func init() {
@@ -402,7 +404,11 @@ func printSessions(c *cobra.Command, body []byte) error {
 			state = *s.EndReason
 		}
 		loc := strings.Trim(s.City+", "+s.Country, ", ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID[:min(short, len(s.ID))], state, dash(s.DeviceName), dash(s.Browser), dash(s.OS),
+		device := s.DeviceName
+		if s.Kind == session.KindToken {
+			device = "API token " + strconv.Quote(s.Name) // by name: its value is nowhere
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID[:min(short, len(s.ID))], state, dash(device), dash(s.Browser), dash(s.OS),
 			dash(loc), dash(s.IPAddress), shortTime(s.LastActiveAt), shortTime(s.CreatedAt))
 	}
 	if len(list) == 0 {

@@ -35,6 +35,9 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
 		return h.serveSessions(w, r, "/"+rest)
 	}
+	if rest, ok := strings.CutPrefix(sub, "/tokens"); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
+		return h.serveTokens(w, r, rest)
+	}
 	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 }
 
@@ -129,7 +132,7 @@ func hostWithPort(host, scheme string) string {
 // serveLogout ends the current session, clears the cookie and sends the
 // browser on to a same-origin next, or answers 204 to JSON clients.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if crossSite(r) {
+	if h.crossSiteRefused(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
 	a := h.authenticate(r)

@@ -62,6 +62,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		iw := &interceptor{h: h, r: r.Clone(r.Context()), login: true}
 		iw.ResponseWriter = w
 		h.stripOwnCookies(r)
+		// A sign-in must stay reachable whatever rules follow.
+		r = withIdentity(r, &identity{h: h, login: true})
 		return iw.finish(next.ServeHTTP(iw, r))
 	}
 
@@ -69,6 +71,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if a.err != nil {
 		return h.refuse(w, r, a.err)
 	}
+	id := &identity{h: h}
 	if a.sess == nil {
 		if !h.Optional {
 			return h.noSession(w, r, a)
@@ -79,9 +82,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if a.degraded {
 			r.Header.Set(h.headers.degraded, "true")
 		}
-		h.setIdentity(r, a.sess)
+		id.sess, id.risk = a.sess, h.setIdentity(r, a.sess)
 	}
+	r = withIdentity(r, id)
 	h.stripOwnCookies(r)
+	h.stripBearer(r)
+	if a.sess != nil && isUpgrade(r) {
+		w = &socketWriter{ResponseWriter: w, h: h, s: a.sess}
+	}
 	iw := &interceptor{h: h, r: r, sess: a.sess}
 	iw.ResponseWriter = w
 	return iw.finish(next.ServeHTTP(iw, r))
@@ -104,13 +112,16 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) erro
 // guess_rate, and a block for guessing never refuses a valid session:
 // the block is checked when the cookie proved nothing.
 func (h *Handler) authenticate(r *http.Request) auth {
+	if cred, ok := h.bearer(r); ok {
+		return h.authenticateToken(r, cred) // the token alone: cookies are not looked at
+	}
 	cookies, present := h.readCookies(r)
 	if !present {
 		return auth{outcome: outcomeUnauthenticated}
 	}
 	var valid, known auth // the first valid session; an expired or ended one
 	for _, raw := range cookies.values() {
-		a, matched := h.checkCookie(r, raw)
+		a, matched := h.checkCredential(r, raw, false)
 		switch {
 		case a.err != nil:
 			return a
@@ -332,6 +343,7 @@ func (h *Handler) forget(ids ...string) {
 		h.grace.forget(id)
 	}
 	h.cache.drop(ids...)
+	sockets.closeSessions(ids...)
 }
 
 // storeContext bounds one store operation by the store's read timeout.
@@ -363,7 +375,8 @@ func clientIP(r *http.Request) string {
 
 // setIdentity hands the proven identity to the upstream as headers and to
 // Caddy as placeholders ({http.auth.user.id} puts user_id in access logs).
-func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
+// It returns the risk flags it forwarded.
+func (h *Handler) setIdentity(r *http.Request, s *session.Session) string {
 	hn, hdr := &h.headers, r.Header
 	ip := clientIP(r)
 	ipChanged := s.LoginIP != "" && ip != s.LoginIP
@@ -414,6 +427,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) {
 	}
 
 	setPlaceholders(r, s, ip, changed, risk, created)
+	return risk
 }
 
 // setPlaceholders provides {http.auth.user.*} and {http.auth.session.*}:

@@ -20,6 +20,7 @@ type metrics struct {
 	touches       prometheus.Counter
 	notifications *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
+	deniedByRule  *prometheus.CounterVec
 	// Beyond the SPEC's list: what a full or evicting Redis did.
 	touchesRefused prometheus.Counter
 	unlisted       prometheus.Counter
@@ -54,6 +55,8 @@ func newMetrics(reg *prometheus.Registry, logger *zap.Logger) *metrics {
 			opts("notifications_total", "Notification deliveries, by result.")), []string{"result"})),
 		rateLimited: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
 			opts("rate_limited_total", "Requests refused with 429, by limit (login or guess).")), []string{"limit"})),
+		deniedByRule: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
+			opts("denied_total", "Requests with a session that session_require refused, by the rule kind that failed.")), []string{"rule"})),
 		touchesRefused: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
 			opts("touches_refused_total", "Activity writes the store refused for lack of memory; the requests were served without them.")))),
 		unlisted: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(
@@ -129,6 +132,12 @@ func (m *metrics) unlistedSession() {
 func (m *metrics) limited(kind string) {
 	if m != nil {
 		m.rateLimited.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *metrics) denied(rule string) {
+	if m != nil {
+		m.deniedByRule.WithLabelValues(rule).Inc()
 	}
 }
 

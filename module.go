@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/email"
@@ -126,6 +127,10 @@ type Handler struct {
 	// set).
 	BaseURL string `json:"base_url,omitempty"`
 
+	// Personal access tokens: `Authorization: Bearer sat_…` is a session
+	// of kind token, created on the sessions page. Off unless given.
+	APITokens *APITokens `json:"api_tokens,omitempty"`
+
 	store      session.Store
 	storeKey   string
 	opTimeout  time.Duration
@@ -147,6 +152,12 @@ type Handler struct {
 	now        func() time.Time
 	fullStore  *sometimes    // warnings of refused touches (touchRefused)
 	mail       *email.Server // nil unless notify email
+	// signInEnabled: the gateway's own sign-in (sign_in, SPEC 11) is
+	// configured, so session_require can send a browser to a step-up.
+	signInEnabled bool
+
+	redisClient redis.UniversalClient // nil unless the store is Redis
+	socketWatch *revocationWatch      // the revocation channel, once a connection is upgraded
 }
 
 // CookieConfig sets the session cookie.
@@ -268,6 +279,9 @@ func (h *Handler) applyDefaults() {
 	if h.StoreUnavailable == nil {
 		h.StoreUnavailable = &StoreUnavailable{Mode: "deny"}
 	}
+	if h.APITokens != nil && h.APITokens.MaxLifetime == 0 {
+		h.APITokens.MaxLifetime = caddy.Duration(defaultTokenLifetime)
+	}
 	h.Store.applyDefaults()
 }
 
@@ -340,6 +354,9 @@ func (h *Handler) check() error {
 		if u.Status != 0 && (u.Status < 400 || u.Status > 599) {
 			return fmt.Errorf("unauthenticated status %d must be a 4xx or 5xx code", u.Status)
 		}
+	}
+	if h.APITokens != nil && h.APITokens.MaxLifetime < 0 {
+		return errors.New("api_tokens max_lifetime must be positive")
 	}
 	if err := checkBaseURL(h.BaseURL); err != nil {
 		return err
@@ -486,6 +503,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err // Caddy cleans up after a failed Provision
 		}
 	}
+	h.redisClient, h.socketWatch = ps.client, &revocationWatch{}
 	if err := attachCache(h, ps.client); err != nil {
 		return err
 	}
@@ -515,6 +533,9 @@ func (h *Handler) Cleanup() error {
 		h.dispatcher.release(h.Notify, h.mail)
 		_, derr := dispatcherPool.Delete(h.storeKey)
 		err = errors.Join(err, derr)
+	}
+	if w := h.socketWatch; w != nil {
+		err = errors.Join(err, w.release(h))
 	}
 	if h.geo != nil {
 		_, gerr := geoPool.Delete(h.GeoIP)

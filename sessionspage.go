@@ -21,6 +21,15 @@ type sessionsPageData struct {
 	Name, Endpoints, CSRF, Site string
 	Active, Ended               []sessionCard
 	Others                      int
+	// With api_tokens: the user's live tokens and the longest lifetime.
+	TokensOn    bool
+	Tokens      []tokenCard
+	MaxLifetime string
+}
+
+// tokenCard is one API token as the page lists it: never its value.
+type tokenCard struct {
+	ID, Name, Created, LastUsed, LastIP, Expires, ExpiresAt string
 }
 
 var endReasons = map[string]string{
@@ -30,12 +39,28 @@ var endReasons = map[string]string{
 }
 
 func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {
-	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r)}
+	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r), TokensOn: h.APITokens != nil}
+	if data.TokensOn {
+		data.MaxLifetime = humanDuration(time.Duration(h.APITokens.MaxLifetime))
+	}
 	if data.Name == "" {
 		data.Name = cur.UserID
 	}
 	for _, s := range list {
 		v := h.policy.View(s, now)
+		if v.IsToken() {
+			if v.Active() {
+				exp := h.policy.ExpiresAt(v)
+				lastUsed := "never"
+				if v.LastActiveAt.After(v.CreatedAt) {
+					lastUsed = relTime(v.LastActiveAt, now)
+				}
+				data.Tokens = append(data.Tokens, tokenCard{ID: v.ID, Name: v.Label,
+					Created: relTime(v.CreatedAt, now), LastUsed: lastUsed, LastIP: orDefault(v.IP, "unknown"),
+					Expires: exp.UTC().Format("2 Jan 2006"), ExpiresAt: exp.UTC().Format(time.RFC1123)})
+			}
+			continue
+		}
 		c := sessionCard{
 			ID: v.ID, Device: orDefault(v.Device, "Unknown Device"), Kind: v.DeviceType,
 			Browser: orDefault(v.Browser, "Unknown browser"), OS: orDefault(v.OS, "Unknown OS"),

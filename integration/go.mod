@@ -11,6 +11,7 @@ replace github.com/sessionauth/caddy-sessionauth => ../
 require (
 	github.com/caddyserver/caddy/v2 v2.11.9
 	github.com/chromedp/chromedp v0.23.0
+	github.com/coder/websocket v1.8.15
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/maxmind/mmdbwriter v1.2.0

@@ -11,6 +11,7 @@ const (
 	EventCountryChange = "country_change"
 	EventRisk          = "risk"
 	EventRateLimited   = "rate_limited"
+	EventTokenCreated  = "token_created"
 )
 
 // Event is one audit record. Stores write it in the same operation as the

@@ -728,7 +728,8 @@ func (f *File) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Se
 			if r.CreatedAt.After(newest) {
 				newest = r.CreatedAt
 			}
-			if r.Active() && !p.Expired(&r.Session, now) {
+			// API tokens neither count towards max_sessions nor give way to it.
+			if r.Active() && !p.Expired(&r.Session, now) && !r.IsToken() {
 				active = append(active, r)
 			}
 		}
@@ -737,7 +738,7 @@ func (f *File) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Se
 		}
 		s := orig.Clone()
 		s.CreatedAt, s.LastActiveAt = now, now
-		if lim.Max > 0 && len(active) >= lim.Max {
+		if lim.Max > 0 && len(active) >= lim.Max && !s.IsToken() {
 			if lim.Mode == LimitReject {
 				return ErrLimitReached
 			}

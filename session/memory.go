@@ -349,7 +349,9 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 		if r.s.CreatedAt.After(newest) {
 			newest = r.s.CreatedAt
 		}
-		if r.s.Active() && !p.Expired(&r.s, now) {
+		// API tokens are not signed-in devices: they neither count
+		// towards max_sessions nor give way to it.
+		if r.s.Active() && !p.Expired(&r.s, now) && !r.s.IsToken() {
 			active = append(active, r)
 		}
 	}
@@ -360,7 +362,7 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 	s = s.Clone()
 	s.CreatedAt, s.LastActiveAt = now, now
 	var ended []*Session
-	if lim.Max > 0 && len(active) >= lim.Max {
+	if lim.Max > 0 && len(active) >= lim.Max && !s.IsToken() {
 		if lim.Mode == LimitReject {
 			return nil, ErrLimitReached
 		}

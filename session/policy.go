@@ -12,8 +12,12 @@ type Policy struct {
 }
 
 // ExpiresAt is the moment the session stops being valid if nothing
-// touches it again. Lua twin: expires_at in luaPrelude (redis_scripts.go).
+// touches it again. An API token has its own lifetime and no idle timeout.
+// Lua twin: expires_at in luaPrelude (redis_scripts.go).
 func (p Policy) ExpiresAt(s *Session) time.Time {
+	if s.IsToken() && s.TokenLifetime > 0 {
+		return s.CreatedAt.Add(s.TokenLifetime)
+	}
 	exp := s.CreatedAt.Add(p.Lifetime)
 	if p.IdleTimeout > 0 {
 		if idle := s.LastActiveAt.Add(p.IdleTimeout); idle.Before(exp) {

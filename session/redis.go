@@ -337,6 +337,9 @@ func fields(s *Session) []any {
 	if !s.AuthenticatedAt.IsZero() && !s.AuthenticatedAt.Equal(s.CreatedAt) {
 		out = append(out, "aa", ms(s.AuthenticatedAt))
 	}
+	if s.TokenLifetime > 0 {
+		out = append(out, "tx", strconv.FormatInt(s.TokenLifetime.Milliseconds(), 10))
+	}
 	return out
 }
 
@@ -413,6 +416,10 @@ func decode(id string, flat []any) (*Session, error) {
 			s.Lon = parseCoord(v)
 		case "aa":
 			s.AuthenticatedAt = fromMS(v)
+		case "tx":
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				s.TokenLifetime = time.Duration(n) * time.Millisecond
+			}
 		case "ca":
 			s.CreatedAt = fromMS(v)
 		case "la":

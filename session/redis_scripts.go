@@ -48,7 +48,9 @@ local function hmap(flat)
   return m
 end
 
+-- an API token (kd token) has its own lifetime (tx) and no idle timeout
 local function expires_at(m, lifetime, idle)
+  if m.kd == 'token' and m.tx then return tonumber(m.ca) + tonumber(m.tx) end
   local exp = tonumber(m.ca) + lifetime
   if idle > 0 then
     local i = tonumber(m.la) + idle
@@ -330,14 +332,21 @@ for _, sid in ipairs(ids) do
   else
     if tonumber(m.ca) > newest then newest = tonumber(m.ca) end
     if is_active(m, now, lifetime, idle) then
-      active[#active + 1] = {id = sid, ca = tonumber(m.ca), la = tonumber(m.la), m = m}
+      -- API tokens neither count towards max_sessions nor give way to it
+      if m.kd ~= 'token' then
+        active[#active + 1] = {id = sid, ca = tonumber(m.ca), la = tonumber(m.la), m = m}
+      end
     else
       ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
     end
   end
 end
+local new_token = false
+for i = 9, #ARGV - 1, 2 do
+  if ARGV[i] == 'kd' and ARGV[i + 1] == 'token' then new_token = true end
+end
 local out = {1, now, '', 0}
-if max > 0 and #active >= max then
+if max > 0 and #active >= max and not new_token then
   if mode == 'reject' then return {-1} end
   table.sort(active, function(a, b)
     if mode == 'least_recent' and a.la ~= b.la then return a.la < b.la end
@@ -405,9 +414,10 @@ if m.di then redis.call('ZADD', KEYS[2], now, 'd:' .. m.di) end
 if m.co then redis.call('ZADD', KEYS[2], now, 'c:' .. m.co) end
 if m.lt then record_location(KEYS[2], hist, m.lt, m.ln, now) end
 
-redis.call('PEXPIREAT', KEYS[1], expires_at(m, lifetime, idle) + retention)
+local exp = expires_at(m, lifetime, idle)
+redis.call('PEXPIREAT', KEYS[1], exp + retention)
 redis.call('ZADD', KEYS[2], now, id)
-extend(KEYS[2], lifetime + retention)
+extend(KEYS[2], math.max(lifetime, exp - now) + retention)
 -- no login event: the session is its own record of its sign-in (Events)
 for f in string.gmatch(flags, '[^,]+') do
   add_event(KEYS[3], now, retention, event_fields('risk', now, id, m, f, ''))

@@ -76,6 +76,9 @@ type Session struct {
 	Kind       string // KindBrowser (also when empty) or KindToken
 	Label      string // a token's name, given by its user
 	AuthMethod string // MethodHandoff, MethodAdmin, …
+	// TokenLifetime is an API token's own lifetime from creation, which
+	// replaces the policy's lifetime and idle timeout for it (SPEC 12).
+	TokenLifetime time.Duration
 	// AuthenticatedAt is when the user last proved who they are: the
 	// sign-in, or a later step-up. Zero reads as CreatedAt.
 	AuthenticatedAt time.Time
@@ -97,6 +100,9 @@ func (s *Session) KindOrDefault() string {
 	}
 	return s.Kind
 }
+
+// IsToken reports an API token's session.
+func (s *Session) IsToken() bool { return s.Kind == KindToken }
 
 // AuthenticatedOrCreated is when the user last proved who they are.
 func (s *Session) AuthenticatedOrCreated() time.Time {

@@ -135,6 +135,7 @@ func run() error {
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/login" {
 			w.Header().Set("Session-Login", "bench-"+r.URL.Query().Get("u"))
+			w.Header().Set("Session-Login-Roles", "staff,bench")
 		}
 		_, _ = io.WriteString(w, "ok")
 	}), ReadHeaderTimeout: 5 * time.Second}
@@ -162,6 +163,9 @@ func run() error {
 		{target{name: "session_auth file"}, auth("store file "+filepath.Join(dir, "sessions.db")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis"}, auth(redisStore("b:")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis + cache"}, auth(redisStore("c:")+"\n\t\tcache 1m") + fmt.Sprintf(proxy, "")},
+		// A per-route rule reads the identity session_auth proved: no store
+		// round trip more (the commands-per-request line below shows it).
+		{target{name: "session_auth redis + require"}, auth(redisStore("d:")) + "\tsession_require {\n\t\troles bench admin\n\t\tmax_age 24h\n\t}\n" + fmt.Sprintf(proxy, "")},
 	}
 	cf := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", adminPort)
 	var targets []*target

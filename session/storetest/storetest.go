@@ -88,6 +88,8 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"ByIP", testByIP},
 		{"ByIPPages", testByIPPages},
 		{"RecordEvent", testRecord},
+		{"TokenOwnLifetimeNoIdle", testTokenLifetime},
+		{"TokenOutsideLimit", testTokenLimit},
 	}
 	for _, h := range hooks {
 		if drop := h.DropIndex; drop != nil {
@@ -668,6 +670,66 @@ func testEvents(t *testing.T, st session.Store, c *Clock) {
 	}
 	if recent, _ := st.Events(ctx(t), uid, c.Now().Add(-time.Second), 0); len(recent) != 2 {
 		t.Fatalf("since: %+v", recent)
+	}
+}
+
+// mintToken creates an API token's session for uid with its own lifetime.
+func mintToken(t *testing.T, st session.Store, c *Clock, uid string, life time.Duration, lim session.Limit) cred {
+	t.Helper()
+	id, _, hash, err := session.NewCredential(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := c.Now()
+	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1",
+		CreatedAt: now, LastActiveAt: now, Kind: session.KindToken, Label: "ci deploy",
+		AuthMethod: session.MethodToken, TokenLifetime: life}
+	if _, err := st.Create(ctx(t), s, policy, lim); err != nil {
+		t.Fatalf("create token: %v", err)
+	}
+	return cred{id, s.TokenHash}
+}
+
+// An API token lives for its own lifetime, longer than the policy's,
+// with no idle timeout; then it expires like any session.
+func testTokenLifetime(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	life := 3 * policy.Lifetime
+	tok := mintToken(t, st, c, uid, life, session.Limit{})
+	c.Advance(policy.IdleTimeout + time.Minute) // idle past the policy's idle timeout
+	v := validate(t, st, c, tok, "192.0.2.1")
+	wantStatus(t, v, session.Valid)
+	if v.Session.Kind != session.KindToken || v.Session.Label != "ci deploy" || v.Session.TokenLifetime != life {
+		t.Fatalf("token fields: %+v", v.Session)
+	}
+	c.Advance(policy.Lifetime) // past the policy's lifetime, within its own
+	wantStatus(t, validate(t, st, c, tok, "192.0.2.1"), session.Valid)
+	l, err := st.List(ctx(t), uid, c.Now(), policy)
+	if err != nil || len(l) != 1 || !l[0].Active() {
+		t.Fatalf("list: %v %v", l, err)
+	}
+	c.Advance(life)
+	wantStatus(t, validate(t, st, c, tok, "192.0.2.1"), session.Expired)
+}
+
+// Tokens are not counted in max_sessions, never give way to a sign-in
+// over it, and are created even when the browser sessions are at the
+// limit (mode reject included).
+func testTokenLimit(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 1, Mode: session.LimitOldest}
+	tok := mintToken(t, st, c, uid, 2*policy.Lifetime, lim)
+	c.Advance(time.Second)
+	browser := mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	if _, ended, err := mint(t, st, c, uid, "192.0.2.1", lim); err != nil || len(ended) != 1 || ended[0].ID != browser.id {
+		t.Fatalf("over the limit ended %v (%v), want the browser session only", ended, err)
+	}
+	wantStatus(t, validate(t, st, c, tok, "192.0.2.1"), session.Valid)
+	c.Advance(time.Second)
+	mintToken(t, st, c, uid, policy.Lifetime, session.Limit{Max: 1, Mode: session.LimitReject})
+	if n := len(activeIDs(t, st, c, uid)); n != 3 {
+		t.Fatalf("%d active, want two tokens and one browser session", n)
 	}
 }
 
