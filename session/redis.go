@@ -797,6 +797,30 @@ func (r *Redis) Hit(ctx context.Context, key string, window time.Duration, _ tim
 	return n, time.Duration(ttl) * time.Millisecond, nil
 }
 
+// stashKey is a one-use record's key, under its own hash tag.
+func (r *Redis) stashKey(key string) string { return r.prefix + "once:{" + key + "}" }
+
+// Stash implements Store. The record expires with its TTL in Redis.
+func (r *Redis) Stash(ctx context.Context, key string, value []byte, ttl time.Duration, _ time.Time) error {
+	if err := stashScript.Run(ctx, r.client, []string{r.stashKey(key)}, value, max(ttl.Milliseconds(), 1)).Err(); err != nil {
+		return fmt.Errorf("stashing: %w", err)
+	}
+	return nil
+}
+
+// Take implements Store: read and delete in one script, so that a record
+// is used once even when two gateways race for it.
+func (r *Redis) Take(ctx context.Context, key string, _ time.Time) ([]byte, error) {
+	v, err := takeScript.Run(ctx, r.client, []string{r.stashKey(key)}).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taking: %w", err)
+	}
+	return []byte(v), nil
+}
+
 // Record implements Store.
 func (r *Redis) Record(ctx context.Context, e Event, p Policy) error {
 	key := r.prefix + "events"

@@ -139,6 +139,16 @@ type Store interface {
 	// Gateways sharing the store share the count.
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (count int64, resetIn time.Duration, err error)
 
+	// Stash keeps value under key until now+ttl, for Take to read once:
+	// a sign-in under way (OIDC state and nonce, an account's password
+	// step before its code). A key stashed again is replaced.
+	Stash(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error
+
+	// Take returns what Stash kept under key and removes it in the same
+	// operation, so that of two concurrent Takes one gets it; ErrNotFound
+	// when there is nothing (never stashed, taken, or expired at now).
+	Take(ctx context.Context, key string, now time.Time) ([]byte, error)
+
 	// Record writes an audit event that no state change carries (a rate
 	// limit, say): to the user's trail when it names a user, else to the
 	// store's capped trail of events without a user.

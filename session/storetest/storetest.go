@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,6 +89,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"ByIP", testByIP},
 		{"ByIPPages", testByIPPages},
 		{"RecordEvent", testRecord},
+		{"StashTakeOnce", testStashTake},
 	}
 	for _, h := range hooks {
 		if drop := h.DropIndex; drop != nil {
@@ -1182,4 +1184,54 @@ func testUnlisted(t *testing.T, st session.Store, c *Clock, drop func(t *testing
 	wantStatus(t, validate(t, st, c, n, "192.0.2.1"), session.Ended)
 	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Unlisted)
 	wantStatus(t, validate(t, st, c, b, "192.0.2.1"), session.Unlisted)
+}
+
+func testStashTake(t *testing.T, st session.Store, c *Clock) {
+	key := "pending:" + user()
+	if err := st.Stash(ctx(t), key, []byte("state\x00nonce"), 10*time.Minute, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Take(ctx(t), "pending:"+user(), c.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("another key: %v", err)
+	}
+	v, err := st.Take(ctx(t), key, c.Now())
+	if err != nil || string(v) != "state\x00nonce" {
+		t.Fatalf("take: %q %v", v, err)
+	}
+	if _, err := st.Take(ctx(t), key, c.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("taken twice: %v", err)
+	}
+
+	// Concurrent takes: exactly one wins.
+	if err := st.Stash(ctx(t), key, []byte("once"), time.Minute, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := st.Take(ctx(t), key, c.Now()); err == nil {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent takes got the record", wins.Load())
+	}
+}
+
+// StashExpires is run by stores whose clock the suite controls (memory,
+// file); Redis expires records by its own clock, which its test checks.
+func StashExpires(t *testing.T, st session.Store, c *Clock) {
+	key := "pending:" + user()
+	if err := st.Stash(ctx(t), key, []byte("x"), time.Minute, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Minute)
+	if _, err := st.Take(ctx(t), key, c.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("taken after its TTL: %v", err)
+	}
 }
