@@ -509,8 +509,12 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearC
 	return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
 }
 
-// loginURL is the first login path, without a trailing *.
+// loginURL is where a browser signs in: the gateway's sign-in page when
+// sign_in is configured, else the first login path, without a trailing *.
 func (h *Handler) loginURL() string {
+	if h.SignIn != nil {
+		return h.Endpoints + "/sign-in"
+	}
 	return h.logins[0].path
 }
 

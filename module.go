@@ -121,6 +121,9 @@ type Handler struct {
 	// set).
 	BaseURL string `json:"base_url,omitempty"`
 
+	// The gateway's own sign-in: OIDC providers and local accounts.
+	SignIn *SignIn `json:"sign_in,omitempty"`
+
 	store     session.Store
 	storeKey  string
 	opTimeout time.Duration
@@ -137,6 +140,8 @@ type Handler struct {
 	metrics   *metrics
 	now       func() time.Time
 	fullStore *sometimes // warnings of refused touches (touchRefused)
+	dummyHash []byte     // compared for unknown users (accounts)
+	providers map[string]*provider
 }
 
 // CookieConfig sets the session cookie.
@@ -331,6 +336,11 @@ func (h *Handler) check() error {
 			return fmt.Errorf("unauthenticated status %d must be a 4xx or 5xx code", u.Status)
 		}
 	}
+	if h.SignIn != nil {
+		if err := h.SignIn.check(); err != nil {
+			return err
+		}
+	}
 	if err := checkBaseURL(h.BaseURL); err != nil {
 		return err
 	}
@@ -406,6 +416,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.SignHeaders = repl.ReplaceAll(h.SignHeaders, "")
 	if h.Notify != nil {
 		h.Notify.Secret = repl.ReplaceAll(h.Notify.Secret, "")
+	}
+	if err := h.provisionSignIn(); err != nil {
+		return err
 	}
 
 	h.policy = session.Policy{

@@ -11,6 +11,8 @@ const (
 	EventCountryChange = "country_change"
 	EventRisk          = "risk"
 	EventRateLimited   = "rate_limited"
+	EventLoginFailed   = "login_failed"
+	EventStepUp        = "step_up"
 )
 
 // Event is one audit record. Stores write it in the same operation as the

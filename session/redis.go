@@ -297,7 +297,7 @@ func fields(s *Session) []any {
 	out := []any{"u", s.UserID, "th", string(s.TokenHash[:]),
 		"ca", ms(s.CreatedAt), "la", ms(s.LastActiveAt), "ip", s.IP}
 	for _, kv := range [...]struct{ k, v string }{
-		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"ua", s.UserAgent},
+		{"em", s.Email}, {"nm", s.Name}, {"ro", s.Roles}, {"ua", s.UserAgent}, {"tk", s.SealedTokens},
 	} {
 		for i, v := 0, kv.v; v != ""; i++ {
 			n := min(chunkLen, len(v))
@@ -317,6 +317,7 @@ func fields(s *Session) []any {
 		{"os", s.OS}, {"co", s.Country}, {"ci", s.City},
 		{"di", s.DeviceID}, {"rk", s.Risk},
 		{"kd", s.Kind}, {"tl", s.Label}, {"am", s.AuthMethod},
+		{"pv", s.Provider}, {"sub", s.Subject}, {"sid", s.ProviderSID},
 	} {
 		if kv.v != "" {
 			out = append(out, kv.k, kv.v)
@@ -338,6 +339,9 @@ func fields(s *Session) []any {
 	// step-up moves it.
 	if !s.AuthenticatedAt.IsZero() && !s.AuthenticatedAt.Equal(s.CreatedAt) {
 		out = append(out, "aa", ms(s.AuthenticatedAt))
+	}
+	if !s.CheckedAt.IsZero() {
+		out = append(out, "ck", ms(s.CheckedAt))
 	}
 	return out
 }
@@ -377,6 +381,8 @@ func decode(id string, flat []any) (*Session, error) {
 			s.LoginIP, hasLoginIP = v, true
 		case "ua":
 			s.UserAgent = v
+		case "tk":
+			s.SealedTokens = v
 		case "dn":
 			s.Device = v
 		case "dt":
@@ -407,6 +413,14 @@ func decode(id string, flat []any) (*Session, error) {
 			s.AuthMethod = v
 		case "aa":
 			s.AuthenticatedAt = fromMS(v)
+		case "pv":
+			s.Provider = v
+		case "sub":
+			s.Subject = v
+		case "sid":
+			s.ProviderSID = v
+		case "ck":
+			s.CheckedAt = fromMS(v)
 		case "ca":
 			s.CreatedAt = fromMS(v)
 		case "la":
@@ -427,7 +441,7 @@ func decode(id string, flat []any) (*Session, error) {
 	for _, f := range [...]struct {
 		k   string
 		dst *string
-	}{{"em", &s.Email}, {"nm", &s.Name}, {"ro", &s.Roles}, {"ua", &s.UserAgent}} {
+	}{{"em", &s.Email}, {"nm", &s.Name}, {"ro", &s.Roles}, {"ua", &s.UserAgent}, {"tk", &s.SealedTokens}} {
 		for i := 1; ; i++ {
 			part, ok := chunks[f.k+"~"+strconv.Itoa(i)]
 			if !ok {

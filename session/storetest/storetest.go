@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -682,7 +683,9 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 		Device: "Mac", DeviceType: "desktop", Browser: "Firefox", OS: "macOS", Country: "DE", City: "Berlin",
 		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
 		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now,
-		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC()}
+		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC(),
+		Provider: "corp", Subject: "248289761001", ProviderSID: "08a5019c-17e1-4977-8f42-65a12843ea02",
+		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC()}
 	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
 	}
