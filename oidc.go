@@ -256,6 +256,23 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err := idt.Claims(&claims); err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token claims unreadable", fmt.Sprintf("The sign-in with %s could not be completed.", label))
 	}
+	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
+		// OIDC Core 5.4: with an access token, a provider may leave the
+		// scope's claims (email, profile) to the UserInfo endpoint.
+		ui, err := op.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		if err != nil || ui.Subject != idt.Subject {
+			return h.oidcFailed(w, r, p, "", http.StatusBadRequest, fmt.Sprintf("userinfo refused: %v", err),
+				fmt.Sprintf("The sign-in with %s could not be completed: the provider did not describe the account. Please sign in again.", label))
+		}
+		var more map[string]any
+		if ui.Claims(&more) == nil {
+			for k, v := range more {
+				if _, ok := claims[k]; !ok {
+					claims[k] = v // the signed ID token's claims win
+				}
+			}
+		}
+	}
 	who, reason := p.identity(claims)
 	if reason != "" {
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, reason,
@@ -289,6 +306,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 func sha256Of(s string) []byte {
 	sum := sha256.Sum256([]byte(s))
 	return sum[:]
+}
+
+// needsUserInfo: the ID token lacks the user claim, or the email that a
+// user claim of email needs verified.
+func (p *provider) needsUserInfo(claims map[string]any) bool {
+	uc := p.cfg.UserClaim
+	if uc == "" {
+		uc = defaultUserClaim
+	}
+	_, hasUser := claims[uc]
+	_, hasEmail := claims["email"]
+	return !hasUser || !hasEmail
 }
 
 // identity maps the ID token's claims to the user: user_claim (email by
