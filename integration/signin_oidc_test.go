@@ -166,7 +166,7 @@ func (o *testOP) wrap(next http.Handler) http.Handler {
 // resign changes an ID token's claims and signs it again with the
 // provider's key, as only the provider could.
 func (o *testOP) resign(raw string, tamper func(map[string]any)) string {
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return raw
 	}
