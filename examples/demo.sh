@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the demo: the demo app on 127.0.0.1:9090 behind Caddy with
-# session_auth on http://localhost:8080. Ctrl-C stops both.
+# session_auth on http://localhost:8080, and a page with no login of its
+# own on http://localhost:8081 behind the gateway's sign-in. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export SESSION_STORE="memory"
+export DEMO_TOTP_SECRET="${DEMO_TOTP_SECRET:-JBSWY3DPEHPK3PXP}"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
 fi
@@ -17,6 +19,9 @@ cat <<MSG
 
   session_auth demo (store: ${SESSION_STORE%% *})
     open     http://localhost:8080/          (sign in as alice or bob, password: demo)
+    no-login http://localhost:8081/          (the gateway's own sign-in: alice or bob, password: demo;
+                                              bob's TOTP secret: ${DEMO_TOTP_SECRET} — add it to an
+                                              authenticator app, or: oathtool --totp -b ${DEMO_TOTP_SECRET})
     me       curl -b cookies -c cookies http://localhost:8080/.auth/me
     admin    curl localhost:2019/session-auth/users/alice/sessions
     stop     Ctrl-C

@@ -172,7 +172,13 @@ func echoHeaders(t *testing.T, r *response) map[string]string {
 
 func currentCode(t *testing.T, at time.Time) string {
 	t.Helper()
-	code, err := totp.GenerateCodeCustom(bobTOTP, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	return codeFor(t, bobTOTP, at)
+}
+
+// codeFor is what an authenticator app holding secret shows at.
+func codeFor(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	code, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
 		t.Fatal(err)
 	}
