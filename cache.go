@@ -75,11 +75,17 @@ type revocationHub struct {
 	logger  *zap.Logger
 
 	mu     sync.Mutex
-	caches map[*sessionCache]struct{}
-	users  int
+	caches map[*sessionCache]struct{} // of the handlers using the hub
 	ok     atomic.Bool
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// Destruct stops listening once no handler's cache uses the hub.
+func (hub *revocationHub) Destruct() error {
+	hub.cancel()
+	<-hub.done
+	return nil
 }
 
 func (hub *revocationHub) healthy() bool { return hub != nil && hub.ok.Load() }
@@ -149,56 +155,32 @@ func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
 	}
 }
 
-// revocationHubs: one per Redis store in this process, while a handler
-// with `cache` uses it.
-var revocationHubs struct {
-	sync.Mutex
-	byStore map[string]*revocationHub
-}
-
 // attachCache gives h its cache, on the store's hub (started if needed).
-// With the memory store there is nothing to save: no cache.
-func attachCache(h *Handler, client redis.UniversalClient) {
+// With an embedded store (file, memory) there is nothing to save: no cache.
+func attachCache(h *Handler, client redis.UniversalClient) error {
 	if h.Cache <= 0 || client == nil {
-		return
+		return nil
 	}
-	revocationHubs.Lock()
-	defer revocationHubs.Unlock()
-	if revocationHubs.byStore == nil {
-		revocationHubs.byStore = map[string]*revocationHub{}
+	hub, err := loadRevocationHub(h.storeKey, client, session.RevocationChannel(h.Store.KeyPrefix), h.logger)
+	if err != nil {
+		return err
 	}
-	hub := revocationHubs.byStore[h.storeKey]
-	if hub == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		hub = &revocationHub{client: client, channel: session.RevocationChannel(h.Store.KeyPrefix), logger: h.logger,
-			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
-		revocationHubs.byStore[h.storeKey] = hub
-		go hub.run(ctx)
-	}
-	hub.users++
 	h.cache = newSessionCache(time.Duration(h.Cache), hub)
 	hub.mu.Lock()
 	hub.caches[h.cache] = struct{}{}
 	hub.mu.Unlock()
+	return nil
 }
 
-func detachCache(h *Handler) {
+func detachCache(h *Handler) error {
 	if h.cache == nil {
-		return
+		return nil
 	}
-	revocationHubs.Lock()
 	hub := h.cache.hub
 	hub.mu.Lock()
 	delete(hub.caches, h.cache)
 	hub.mu.Unlock()
-	hub.users--
-	last := hub.users == 0
-	if last {
-		delete(revocationHubs.byStore, h.storeKey)
-	}
-	revocationHubs.Unlock()
-	if last {
-		hub.cancel()
-		<-hub.done
-	}
+	h.cache = nil
+	_, err := revocationHubPool.Delete(h.storeKey)
+	return err
 }

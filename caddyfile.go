@@ -362,9 +362,21 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 		}
 		h.Store = s
 		return nil
+	case "file":
+		if d.NextArg() {
+			s.Path = d.Val()
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		if d.NextBlock(d.Nesting()) {
+			return d.Errf("store file takes no block")
+		}
+		h.Store = s
+		return nil
 	case "redis":
 	default:
-		return d.Errf("store: %q must be memory or redis", s.Type)
+		return d.Errf("store: %q must be file, memory or redis", s.Type)
 	}
 	if d.NextArg() {
 		s.URL = d.Val()

@@ -38,7 +38,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad cookie name", "session_auth {\n  cookie se;ssion\n}", "is not a valid cookie name"},
 		{"base_url not absolute", "session_auth {\n  base_url app.example.com\n}", "base_url \"app.example.com\" must be an http:// or https:// URL"},
 		{"base_url with query", "session_auth {\n  base_url https://app.example.com/?x=1\n}", "with a host and no query"},
-		{"store kind", "session_auth {\n  store postgres\n}", `store: "postgres" must be memory or redis`},
+		{"store kind", "session_auth {\n  store postgres\n}", `store: "postgres" must be file, memory or redis`},
+		{"file two paths", "session_auth {\n  store file a.db b.db\n}", "wrong argument count"},
+		{"file block", "session_auth {\n  store file a.db {\n    x y\n  }\n}", "store file takes no block"},
 		{"redis nothing", "session_auth {\n  store redis\n}", "store redis needs a URL or addresses"},
 		{"redis scheme", "session_auth {\n  store redis http://x\n}", `scheme "http" must be redis, rediss or unix`},
 		{"redis unknown", "session_auth {\n  store redis redis://x {\n    sentinel y\n  }\n}", `store redis: unknown subdirective "sentinel"`},
@@ -133,7 +135,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 	}
 }
 
-// Caddyfile.example is the demo's config: it must adapt, with the memory
+// Caddyfile.example is the demo's config: it must adapt, with the file
 // store by default and Redis when SESSION_STORE says so.
 func TestCaddyfileExampleAdapts(t *testing.T) {
 	data, err := os.ReadFile("Caddyfile.example")
@@ -149,7 +151,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SESSION_STORE=%q: %v", store, err)
 		}
-		want := `"type":"memory"`
+		want := `"store":{"type":"file"}`
 		if store != "" {
 			want = `"type":"redis","url":"redis://127.0.0.1:6390/2"`
 		}

@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -174,7 +175,8 @@ func FuzzConnectionTokens(f *testing.F) {
 }
 
 func FuzzCookieAndHandOff(f *testing.F) {
-	h := &Handler{LoginRate: &Rate{Count: 1 << 30, Window: caddy.Duration(1e9)}, GuessRate: &Rate{Count: 1 << 30, Window: caddy.Duration(1e9)}}
+	h := &Handler{LoginRate: &Rate{Count: 1 << 30, Window: caddy.Duration(1e9)}, GuessRate: &Rate{Count: 1 << 30, Window: caddy.Duration(1e9)},
+		Store: &StoreConfig{Type: "file", Path: filepath.Join(f.TempDir(), "sessions.db")}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {

@@ -1,8 +1,9 @@
 package sessionauth
 
 import (
-	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -11,9 +12,15 @@ import (
 // `store_unavailable grace`: while the store cannot answer, a session
 // validated here within the grace period is still accepted (and marked
 // degraded). A session this process has not seen is never accepted.
+//
+// It is a size-bounded LRU (a full cache forgets the session seen least
+// recently, in O(1)), with the period checked on read against the
+// handler's clock. Not golang-lru's expirable LRU: that one reads
+// time.Now, which tests and the handler's injected clock cannot steer,
+// and starts a sweeping goroutine that never ends, one more for every
+// config reload.
 type graceCache struct {
-	mu      sync.Mutex
-	entries map[string]graceEntry
+	entries *lru.Cache[string, graceEntry]
 	period  time.Duration
 }
 
@@ -25,8 +32,9 @@ type graceEntry struct {
 
 const maxGraceEntries = 200_000
 
-func newGraceCache(period time.Duration) *graceCache {
-	return &graceCache{entries: make(map[string]graceEntry), period: period}
+func newGraceCache(period time.Duration, size int) *graceCache {
+	entries, _ := lru.New[string, graceEntry](size) // errors only for a size < 1
+	return &graceCache{entries: entries, period: period}
 }
 
 // seen records a session proven with hash at now.
@@ -34,19 +42,7 @@ func (g *graceCache) seen(s *session.Session, hash [32]byte, now time.Time) {
 	if g == nil {
 		return
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.entries) >= maxGraceEntries {
-		for id, e := range g.entries {
-			if now.Sub(e.at) > g.period {
-				delete(g.entries, id)
-			}
-		}
-		if len(g.entries) >= maxGraceEntries {
-			return
-		}
-	}
-	g.entries[s.ID] = graceEntry{s: s, hash: hash, at: now}
+	g.entries.Add(s.ID, graceEntry{s: s, hash: hash, at: now})
 }
 
 // forget drops a session this process ended.
@@ -54,9 +50,7 @@ func (g *graceCache) forget(id string) {
 	if g == nil {
 		return
 	}
-	g.mu.Lock()
-	delete(g.entries, id)
-	g.mu.Unlock()
+	g.entries.Remove(id)
 }
 
 // accept returns the session when it was validated here within the
@@ -66,9 +60,7 @@ func (g *graceCache) accept(id string, hash [32]byte, now time.Time, p session.P
 	if g == nil {
 		return nil
 	}
-	g.mu.Lock()
-	e, ok := g.entries[id]
-	g.mu.Unlock()
+	e, ok := g.entries.Peek(id)
 	if !ok || e.hash != hash || now.Sub(e.at) > g.period || p.Expired(e.s, now) {
 		return nil
 	}

@@ -335,7 +335,7 @@ func (h *Handler) forget(ids ...string) {
 
 // storeContext bounds one store operation by the store's read timeout.
 func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if h.Store.Type == "memory" {
+	if h.Store.embedded() {
 		return parent, func() {} // in process: nothing to wait for
 	}
 	return context.WithTimeout(parent, h.opTimeout)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +24,18 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/signature"
 )
 
-// testHandler provisions a handler on the memory store with a clock the
-// test moves.
+// testHandler provisions a handler with a clock the test moves. Without a
+// store of its own choosing it gets the default, the file store, in a
+// file of its own: a test starts with no sessions, as with memory.
 func testHandler(t testing.TB, configure func(*Handler)) (*Handler, *storetest.Clock) {
 	t.Helper()
 	clock := storetest.NewClock()
 	h := &Handler{now: clock.Now}
 	if configure != nil {
 		configure(h)
+	}
+	if h.Store == nil {
+		h.Store = &StoreConfig{Type: "file", Path: filepath.Join(t.TempDir(), "sessions.db")}
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)

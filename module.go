@@ -124,24 +124,25 @@ type Handler struct {
 	// The gateway's own sign-in: OIDC providers and local accounts.
 	SignIn *SignIn `json:"sign_in,omitempty"`
 
-	store     session.Store
-	storeKey  string
-	opTimeout time.Duration
-	policy    session.Policy
-	limit     session.Limit
-	logins    []loginPath
-	headers   headerNames
-	geo       *geo.DB
-	blocked   *blocklist
-	grace     *graceCache           // nil unless store_unavailable grace
-	cache     *sessionCache         // nil unless cache, with Redis
-	hosts     []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
-	logger    *zap.Logger
-	metrics   *metrics
-	now       func() time.Time
-	fullStore *sometimes // warnings of refused touches (touchRefused)
-	dummyHash []byte     // compared for unknown users (accounts)
-	providers map[string]*provider
+	store      session.Store
+	storeKey   string
+	opTimeout  time.Duration
+	policy     session.Policy
+	limit      session.Limit
+	logins     []loginPath
+	headers    headerNames
+	geo        *geo.DB
+	blocked    *blocklist
+	grace      *graceCache           // nil unless store_unavailable grace
+	cache      *sessionCache         // nil unless cache, with Redis
+	dispatcher *dispatcher           // nil unless notify
+	hosts      []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
+	logger     *zap.Logger
+	metrics    *metrics
+	now        func() time.Time
+	fullStore  *sometimes // warnings of refused touches (touchRefused)
+	dummyHash  []byte     // compared for unknown users (accounts)
+	providers  map[string]*provider
 }
 
 // CookieConfig sets the session cookie.
@@ -205,7 +206,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Caddyfile parser can run it to check combinations at adapt time.
 func (h *Handler) applyDefaults() {
 	if h.Store == nil {
-		h.Store = &StoreConfig{Type: "memory"}
+		h.Store = &StoreConfig{Type: "file"}
 	}
 	if h.Cookie == nil {
 		h.Cookie = &CookieConfig{}
@@ -434,10 +435,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logins = append(h.logins, lp)
 	}
 	h.headers = newHeaderNames(h.HeaderPrefix)
-	h.blocked = &blocklist{}
+	h.blocked = newBlocklist(maxBlocked)
 	h.fullStore = &sometimes{every: time.Minute}
 	if h.StoreUnavailable.Mode == "grace" {
-		h.grace = newGraceCache(time.Duration(h.StoreUnavailable.Grace))
+		h.grace = newGraceCache(time.Duration(h.StoreUnavailable.Grace), maxGraceEntries)
 	}
 	h.metrics = newMetrics(ctx.GetMetricsRegistry(), h.logger)
 
@@ -462,31 +463,44 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	registerHandler(h)
-	startDispatcher(h)
-	attachCache(h, ps.client)
+	if h.Notify != nil {
+		if h.dispatcher, err = loadDispatcher(h); err != nil {
+			return err // Caddy cleans up after a failed Provision
+		}
+	}
+	if err := attachCache(h, ps.client); err != nil {
+		return err
+	}
 	h.explainOptions()
 	return nil
 }
 
 // explainOptions logs, once per config, what an option will not do here.
 func (h *Handler) explainOptions() {
-	if h.Cache != 0 && h.Store.Type == "memory" {
-		h.logger.Info("cache has nothing to save with the memory store: every check is in process already")
+	if h.Cache != 0 && h.Store.embedded() {
+		h.logger.Info("cache has nothing to save with an embedded store (file or memory): every check is in process already")
 	}
 }
 
 // Cleanup releases the store; the pool closes it when no config uses it.
 func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
-	stopDispatcher(h)
-	detachCache(h)
-	var err error
+	err := detachCache(h)
+	if h.dispatcher != nil {
+		h.dispatcher.release(h.Notify)
+		h.dispatcher = nil
+		_, derr := dispatcherPool.Delete(h.storeKey)
+		err = errors.Join(err, derr)
+	}
 	if h.geo != nil {
-		_, err = geoPool.Delete(h.GeoIP)
+		_, gerr := geoPool.Delete(h.GeoIP)
+		err = errors.Join(err, gerr)
+		h.geo = nil
 	}
 	if h.storeKey != "" {
 		_, serr := storePool.Delete(h.storeKey)
 		err = errors.Join(err, serr)
+		h.storeKey = ""
 	}
 	return err
 }

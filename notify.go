@@ -116,65 +116,60 @@ func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
 	return base + h.Endpoints + "/revoke?token=" + revokeToken(s)
 }
 
-// dispatchers deliver the outbox of each store that has a notify config;
-// one per store in this process, running while a handler needs it.
-var dispatchers struct {
-	sync.Mutex
-	byStore map[string]*dispatcher
-}
-
+// dispatcher delivers the outbox of one store, one per store in this
+// process while a handler with a notify config uses it (dispatcherPool).
+// The handlers hand it the receivers they send to, with their secrets.
 type dispatcher struct {
-	users  int
 	cancel context.CancelFunc
 	done   chan struct{}
 	// The newest config's metrics: each config load has its own metrics
 	// registry, and a reload drops the old one from /metrics.
 	metrics atomic.Pointer[metrics]
+
+	mu        sync.Mutex
+	receivers []*Notify // of the handlers using it, in provision order
 }
 
-func startDispatcher(h *Handler) {
-	if h.Notify == nil {
-		return
-	}
-	dispatchers.Lock()
-	defer dispatchers.Unlock()
-	if dispatchers.byStore == nil {
-		dispatchers.byStore = map[string]*dispatcher{}
-	}
-	if d := dispatchers.byStore[h.storeKey]; d != nil {
-		d.users++
-		d.metrics.Store(h.metrics)
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{users: 1, cancel: cancel, done: make(chan struct{})}
-	d.metrics.Store(h.metrics)
-	dispatchers.byStore[h.storeKey] = d
-	go d.run(ctx, h.store, h.logger, h.now)
-}
-
-func stopDispatcher(h *Handler) {
-	if h.Notify == nil {
-		return
-	}
-	dispatchers.Lock()
-	d := dispatchers.byStore[h.storeKey]
-	if d == nil {
-		dispatchers.Unlock()
-		return
-	}
-	d.users--
-	if d.users > 0 {
-		dispatchers.Unlock()
-		return
-	}
-	delete(dispatchers.byStore, h.storeKey)
-	dispatchers.Unlock()
+// Destruct stops delivering once no handler uses the store's outbox.
+func (d *dispatcher) Destruct() error {
 	d.cancel()
 	<-d.done
+	return nil
 }
 
-func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logger, now func() time.Time) {
+// serve adds a handler's receiver; release takes it away again.
+func (d *dispatcher) serve(n *Notify, m *metrics) {
+	d.mu.Lock()
+	d.receivers = append(d.receivers, n)
+	d.mu.Unlock()
+	d.metrics.Store(m)
+}
+
+func (d *dispatcher) release(n *Notify) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, x := range d.receivers {
+		if x == n {
+			d.receivers = append(d.receivers[:i:i], d.receivers[i+1:]...)
+			return
+		}
+	}
+}
+
+// secret is the secret of the newest config that sends to target; during
+// a reload the new config's word counts.
+func (d *dispatcher) secret(target string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.receivers) - 1; i >= 0; i-- {
+		if n := d.receivers[i]; n.URL == target {
+			return n.Secret, true
+		}
+	}
+	return "", false
+}
+
+func (d *dispatcher) run(ctx context.Context, st session.Outbox, logger *zap.Logger, now func() time.Time) {
 	defer close(d.done)
 	consumer := consumerName()
 	client := &http.Client{Timeout: deliveryTimeout}
@@ -202,8 +197,8 @@ func (d *dispatcher) run(ctx context.Context, st session.Store, logger *zap.Logg
 	}
 }
 
-func (d *dispatcher) deliver(ctx context.Context, st session.Store, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
-	secret, known := notifySecret(del.Target)
+func (d *dispatcher) deliver(ctx context.Context, st session.Outbox, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
+	secret, known := d.secret(del.Target)
 	if !known {
 		// No config sends there any more: nobody to sign for.
 		m.notification("dropped")
@@ -265,18 +260,6 @@ func post(ctx context.Context, client *http.Client, target, secret string, n ses
 type deliveryError struct{ status int }
 
 func (e *deliveryError) Error() string { return "receiver answered " + http.StatusText(e.status) }
-
-// notifySecret finds the secret of a running config that sends to target.
-func notifySecret(target string) (string, bool) {
-	running.Lock()
-	defer running.Unlock()
-	for i := len(running.handlers) - 1; i >= 0; i-- {
-		if n := running.handlers[i].Notify; n != nil && n.URL == target {
-			return n.Secret, true
-		}
-	}
-	return "", false
-}
 
 func consumerName() string {
 	host, _ := os.Hostname()

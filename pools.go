@@ -4,6 +4,7 @@ package sessionauth
 // handlers that serve the same thing.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,10 +42,14 @@ func (p *pooledStore) Destruct() error {
 }
 
 // poolKey identifies a store: the same Redis addresses, credentials, db
-// and key prefix share one client; every memory store is the same one.
+// and key prefix share one client; the same file is one store; every
+// memory store is the same one.
 func (c *StoreConfig) poolKey(password string) string {
-	if c.Type == "memory" {
+	switch c.Type {
+	case "memory":
 		return "memory"
+	case "file":
+		return "file:" + c.filePath()
 	}
 	sum := sha256.Sum256([]byte(strings.Join([]string{c.URL, strings.Join(c.Addresses, ","), c.Master,
 		c.Username, password, fmt.Sprint(c.DB), c.KeyPrefix, fmt.Sprint(c.PoolSize),
@@ -58,8 +63,15 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	password := caddy.NewReplacer().ReplaceAll(c.Password, "")
 	key := c.poolKey(password)
 	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		if c.Type == "memory" {
+		switch c.Type {
+		case "memory":
 			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
+		case "file":
+			f, err := session.OpenFile(c.filePath(), nil, session.FileOptions{Sweep: time.Minute})
+			if err != nil {
+				return nil, err
+			}
+			return &pooledStore{Store: f}, nil
 		}
 		opts, err := c.redisOptions(password)
 		if err != nil {
@@ -75,8 +87,12 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("loading session store: %w", err)
 	}
-	if !loaded && c.Type == "memory" {
-		logger.Warn("sessions are kept in this process only (store memory): use store redis to run more than one instance or to keep sessions across restarts")
+	switch {
+	case loaded:
+	case c.Type == "memory":
+		logger.Warn("sessions are kept in this process only (store memory): they are lost on restart; use store file to keep them, store redis to run more than one instance")
+	case c.Type == "file":
+		logger.Info("sessions are kept in a file for this instance only: use store redis to run more than one instance", zap.String("path", c.filePath()))
 	}
 	return v.(*pooledStore), key, nil
 }
@@ -107,6 +123,46 @@ func loadGeo(path string, logger *zap.Logger) (*geo.DB, error) {
 		return nil, err
 	}
 	return v.(pooledGeo).DB, nil
+}
+
+// dispatcherPool holds the notification dispatcher of each store, keyed
+// like storePool: one per store in this process while a handler with a
+// notify config uses it, kept across reloads.
+var dispatcherPool = caddy.NewUsagePool()
+
+// loadDispatcher returns the store's dispatcher (started if needed) with
+// h's receiver added; h's Cleanup releases it.
+func loadDispatcher(h *Handler) (*dispatcher, error) {
+	v, _, err := dispatcherPool.LoadOrNew(h.storeKey, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		d := &dispatcher{cancel: cancel, done: make(chan struct{})}
+		go d.run(ctx, h.store, h.logger, h.now)
+		return d, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := v.(*dispatcher)
+	d.serve(h.Notify, h.metrics)
+	return d, nil
+}
+
+// revocationHubPool holds the revocation listener of each Redis store
+// that a handler with `cache` uses, keyed like storePool.
+var revocationHubPool = caddy.NewUsagePool()
+
+func loadRevocationHub(storeKey string, client redis.UniversalClient, channel string, logger *zap.Logger) (*revocationHub, error) {
+	v, _, err := revocationHubPool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		hub := &revocationHub{client: client, channel: channel, logger: logger,
+			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
+		go hub.run(ctx)
+		return hub, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*revocationHub), nil
 }
 
 // running lists the provisioned handlers, in provision order, so that the

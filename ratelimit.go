@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -27,44 +27,37 @@ func (e errRateLimited) Error() string { return "rate limited" }
 // blocklist remembers, in this process, which clients are over a limit
 // until when, so that a flood from one address costs no store calls once
 // it is over. The store keeps the count that all gateways share.
+//
+// A size-bounded LRU: when full, the client blocked least recently is
+// forgotten (the store still counts it; only the shortcut is lost). Each
+// entry has its own end, checked against the handler's clock, which is
+// why this is not golang-lru's expirable LRU (one TTL for all, time.Now,
+// and a goroutine that never ends; see graceCache).
 type blocklist struct {
-	mu    sync.Mutex
-	until map[string]time.Time
+	until *lru.Cache[string, time.Time]
 }
 
 const maxBlocked = 100_000
 
+func newBlocklist(size int) *blocklist {
+	until, _ := lru.New[string, time.Time](size) // errors only for a size < 1
+	return &blocklist{until: until}
+}
+
 func (b *blocklist) check(key string, now time.Time) (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	until, ok := b.until[key]
+	until, ok := b.until.Peek(key)
 	if !ok {
 		return 0, false
 	}
 	if !now.Before(until) {
-		delete(b.until, key)
+		b.until.Remove(key)
 		return 0, false
 	}
 	return until.Sub(now), true
 }
 
-func (b *blocklist) block(key string, until, now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.until == nil {
-		b.until = make(map[string]time.Time)
-	}
-	if len(b.until) >= maxBlocked {
-		for k, u := range b.until {
-			if !now.Before(u) {
-				delete(b.until, k)
-			}
-		}
-		if len(b.until) >= maxBlocked {
-			return // the store still counts; we only lose the shortcut
-		}
-	}
-	b.until[key] = until
+func (b *blocklist) block(key string, until time.Time) {
+	b.until.Add(key, until)
 }
 
 // clientKey is what an address is counted as: IPv4 as is, IPv6 by its
@@ -97,7 +90,7 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 	if n <= int64(rate.Count) {
 		return nil
 	}
-	h.blocked.block(key, now.Add(left), now)
+	h.blocked.block(key, now.Add(left))
 	h.metrics.limited(kind)
 	if n == int64(rate.Count)+1 {
 		e := session.Event{Type: session.EventRateLimited, At: now.UTC(), UserID: userID, IP: clientIP(r), Reason: kind}

@@ -3,7 +3,6 @@ package sessionauth
 import (
 	"crypto/hmac"
 	"errors"
-	"html/template"
 	"net/http"
 	"strings"
 
@@ -80,23 +79,3 @@ func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, d
 	}
 	return linkTemplate.Execute(w, d)
 }
-
-var linkTemplate = template.Must(template.New("link").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>
-body{margin:0;background:#f6f7fb;color:#1b1f29;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{max-width:32rem;margin:0 auto;padding:2rem 1rem}
-.card{background:#fff;border:1px solid #e3e7ee;border-radius:.8rem;padding:1.2rem 1.3rem}
-h1{font-size:1.4rem;margin:0 0 .6rem}.meta{color:#5f6b7a}
-button{font:inherit;cursor:pointer;border-radius:.5rem;padding:.55rem 1rem;border:1px solid #b42318;background:#b42318;color:#fff;margin-top:1rem}
-</style></head><body><main><div class="card">
-<h1>{{.Title}}</h1>
-{{if .Device}}<p class="meta">{{.Device}} · {{.Browser}} on {{.OS}}{{if .Location}} · {{.Location}}{{end}}{{if .IP}} · {{.IP}}{{end}} · signed in {{.When}}</p>{{end}}
-{{if .Text}}<p>{{.Text}}</p>{{end}}
-{{if .Confirm}}
-<p>If this sign-in wasn't you, sign that session out. You will not be signed in by this.</p>
-<form method="post"><button type="submit">Sign out this session</button></form>
-{{end}}
-</div></main></body></html>
-`))

@@ -1,7 +1,6 @@
 package sessionauth
 
 import (
-	"html/template"
 	"net/http"
 	"time"
 
@@ -85,74 +84,3 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
-
-var sessionsTemplate = template.Must(template.New("sessions").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Where you're signed in</title>
-<style>
-:root{--fg:#1b1f29;--muted:#5f6b7a;--line:#e3e7ee;--accent:#2553d8;--bad:#b42318;--bg:#f6f7fb}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{max-width:46rem;margin:0 auto;padding:1.5rem 1rem 3rem}
-h1{font-size:1.6rem;margin:.2rem 0 .3rem}h2{font-size:1.1rem;margin:2rem 0 .6rem;color:var(--muted)}
-p.lead{color:var(--muted);margin:0 0 1.2rem}
-.card{background:#fff;border:1px solid var(--line);border-radius:.8rem;padding:1rem 1.1rem;margin:.7rem 0;display:flex;gap:1rem;align-items:flex-start;flex-wrap:wrap}
-.card.ended{opacity:.75}
-.icon{width:2.2rem;color:var(--muted)}.icon svg{width:2rem;height:2rem;display:block}
-.info{flex:1 1 16rem;min-width:0}
-.title{font-weight:600;display:flex;gap:.5rem;align-items:center;flex-wrap:wrap}
-.badge{font-size:.75rem;font-weight:600;color:#0b6b3a;background:#dcf5e7;border-radius:1rem;padding:.1rem .6rem}
-.meta{color:var(--muted);font-size:.92rem;overflow-wrap:anywhere}
-form{margin:0}
-button{font:inherit;cursor:pointer;border-radius:.5rem;padding:.45rem .9rem;border:1px solid var(--line);background:#fff;color:var(--bad)}
-button:hover{border-color:var(--bad)}
-.all{margin-top:1rem}.all button{background:var(--bad);color:#fff;border-color:var(--bad)}
-.empty{color:var(--muted)}
-@media (max-width:30rem){.card{padding:.9rem}.card form{width:100%}.card button{width:100%}}
-</style></head>
-<body><main>
-<h1>Where you're signed in</h1>
-<p class="lead">Signed in as {{.Name}}. If you don't recognise a session, sign it out.</p>
-{{range .Active}}
-<section class="card" aria-label="{{.Device}} session">
-  <div class="icon" aria-hidden="true">{{template "icon" .Kind}}</div>
-  <div class="info">
-    <div class="title">{{.Device}}{{if .Current}} <span class="badge">This device</span>{{end}}</div>
-    <div class="meta">{{.Browser}} on {{.OS}} · {{.Location}} · {{.IP}}</div>
-    <div class="meta">Signed in <time title="{{.SignedInAt}}">{{.SignedIn}}</time> · Last active <time title="{{.LastAt}}">{{.LastActive}}</time></div>
-  </div>
-  {{if not .Current}}
-  <form method="post" action="{{$.Endpoints}}/sessions/{{.ID}}/revoke">
-    <input type="hidden" name="csrf" value="{{$.CSRF}}">
-    <button type="submit">Sign out</button>
-  </form>
-  {{end}}
-</section>
-{{end}}
-{{if .Others}}
-<form class="all" method="post" action="{{.Endpoints}}/sessions/revoke-others">
-  <input type="hidden" name="csrf" value="{{.CSRF}}">
-  <button type="submit">Sign out all other sessions</button>
-</form>
-{{end}}
-{{if .Ended}}
-<h2>Recently signed out</h2>
-{{range .Ended}}
-<section class="card ended" aria-label="{{.Device}} session, ended">
-  <div class="icon" aria-hidden="true">{{template "icon" .Kind}}</div>
-  <div class="info">
-    <div class="title">{{.Device}}</div>
-    <div class="meta">{{.Browser}} on {{.OS}} · {{.Location}} · {{.IP}}</div>
-    <div class="meta">{{.EndReason}} {{.Ended}} · signed in {{.SignedIn}}</div>
-  </div>
-</section>
-{{end}}
-{{end}}
-</main></body></html>
-{{define "icon"}}<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" stroke-linejoin="round">
-{{- if eq . "mobile"}}<rect x="7" y="2.5" width="10" height="19" rx="2"/><path d="M11 18.5h2"/>
-{{- else if eq . "tablet"}}<rect x="4.5" y="2.5" width="15" height="19" rx="2"/><path d="M11 18.5h2"/>
-{{- else}}<rect x="3.5" y="4.5" width="17" height="11" rx="1.5"/><path d="M2 19.5h20"/>{{end -}}
-</svg>{{end}}
-`))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +21,11 @@ import (
 
 // StoreConfig selects and configures the session store.
 type StoreConfig struct {
-	// memory (default) or redis.
+	// file (default), memory or redis.
 	Type string `json:"type,omitempty"`
+	// The file store's file; default
+	// <caddy.AppDataDir()>/session_auth/sessions.db.
+	Path string `json:"path,omitempty"`
 	// Redis URL: redis://, rediss:// (TLS) or unix://; may carry user,
 	// password and db.
 	URL string `json:"url,omitempty"`
@@ -59,7 +63,11 @@ func (c *StoreConfig) usesTLS() bool {
 // address: "memory", or the Redis URL without its credentials, or the
 // addresses (with the Sentinel master).
 func (c *StoreConfig) describe() string {
-	if c.Type != "redis" {
+	switch c.Type {
+	case "file":
+		return "file " + c.filePath()
+	case "redis":
+	default:
 		return c.Type
 	}
 	if c.URL != "" {
@@ -117,7 +125,7 @@ const (
 
 func (c *StoreConfig) applyDefaults() {
 	if c.Type == "" {
-		c.Type = "memory"
+		c.Type = "file"
 	}
 	if c.Type != "redis" {
 		if c.ReadTimeout == 0 {
@@ -138,14 +146,20 @@ func (c *StoreConfig) applyDefaults() {
 
 func (c *StoreConfig) check() error {
 	switch c.Type {
-	case "memory":
+	case "memory", "file":
 		if c.URL != "" || len(c.Addresses) > 0 || c.Master != "" || c.Password != "" || c.Username != "" {
-			return errors.New("store memory takes no Redis settings")
+			return fmt.Errorf("store %s takes no Redis settings", c.Type)
+		}
+		if c.Type == "memory" && c.Path != "" {
+			return errors.New("store memory takes no path")
 		}
 		return nil
 	case "redis":
+		if c.Path != "" {
+			return errors.New("store redis takes no path")
+		}
 	default:
-		return fmt.Errorf("store %q must be memory or redis", c.Type)
+		return fmt.Errorf("store %q must be file, memory or redis", c.Type)
 	}
 	if c.URL == "" && len(c.Addresses) == 0 {
 		return errors.New("store redis needs a URL or addresses")
@@ -186,6 +200,23 @@ func redactURLError(err error) string {
 		return ue.Err.Error()
 	}
 	return "invalid URL"
+}
+
+// embedded: the store lives in this process (file or memory), so an
+// operation has no network to wait for.
+func (c *StoreConfig) embedded() bool { return c.Type == "memory" || c.Type == "file" }
+
+// filePath is the file store's file, absolute: the configured path or
+// the default under Caddy's data directory.
+func (c *StoreConfig) filePath() string {
+	p := c.Path
+	if p == "" {
+		p = filepath.Join(caddy.AppDataDir(), "session_auth", "sessions.db")
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p
 }
 
 // redisOptions turns the config into go-redis options. Timeouts are short

@@ -5,10 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export SESSION_STORE="memory"
+# The file store, Caddy's default, at its default place: sessions survive
+# Ctrl-C and the next `make demo`. REDIS_URL switches to Redis.
+export SESSION_STORE="file"
+store_banner="file $(./bin/caddy environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
 export DEMO_TOTP_SECRET="${DEMO_TOTP_SECRET:-JBSWY3DPEHPK3PXP}"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
+	store_banner="redis ${REDIS_URL%%@*}"
+	case "$REDIS_URL" in *@*) store_banner="redis (credentials hidden)" ;; esac
 fi
 
 ./bin/demoapp -listen 127.0.0.1:9090 &
@@ -17,7 +22,7 @@ trap 'kill $app 2>/dev/null || true' EXIT INT TERM
 
 cat <<MSG
 
-  session_auth demo (store: ${SESSION_STORE%% *})
+  session_auth demo (store: ${store_banner})
     open     http://localhost:8080/          (sign in as alice or bob, password: demo)
     no-login http://localhost:8081/          (the gateway's own sign-in: alice or bob, password: demo;
                                               bob's TOTP secret: ${DEMO_TOTP_SECRET} — add it to an

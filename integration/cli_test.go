@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,8 +28,15 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// The CLI on the embedded stores: the file store (the default) works
+// with it unchanged, as memory does.
 func TestCLI(t *testing.T) {
-	g := loadCaddy(t, site("store memory\nmax_sessions 0"), newUpstream(t))
+	t.Run("file", func(t *testing.T) { testCLI(t, "store file "+filepath.Join(t.TempDir(), "sessions.db")) })
+	t.Run("memory", func(t *testing.T) { testCLI(t, "store memory") })
+}
+
+func testCLI(t *testing.T, store string) {
+	g := loadCaddy(t, site(store+"\nmax_sessions 0"), newUpstream(t))
 	addr := strings.TrimPrefix(g.admin, "http://")
 	user := "cli-" + randomID()
 	a, b, c := newClient(t, g), newClient(t, g), newClient(t, g)

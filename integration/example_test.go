@@ -15,9 +15,9 @@ import (
 )
 
 // The README's demo, as a user walks through it: Caddyfile.example in
-// front of the demo app, with the memory store and with Redis.
+// front of the demo app, with the file store, the memory store and Redis.
 func TestCaddyfileExampleWithDemoApp(t *testing.T) {
-	stores(t, func(t *testing.T, _ string, srv *redisserver.Server) {
+	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -32,7 +32,7 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		signInPort := redisserver.FreePort(t)
 		t.Setenv("SIGNIN_PORT", fmt.Sprint(signInPort))
 		t.Setenv("UPSTREAM", l.Addr().String())
-		store := "memory"
+		store := strings.TrimPrefix(storeLine, "store ")
 		if srv != nil {
 			store = "redis redis://" + srv.Addr
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,9 +299,11 @@ func (c *client) clone() *client {
 	return &cc
 }
 
-// stores runs fn once per store: the memory store and a real Redis, each
-// with its own key prefix so that runs do not see each other.
+// stores runs fn once per store: the file store (in a file of its own),
+// the memory store and a real Redis (with its own key prefix), so that
+// runs do not see each other.
 func stores(t *testing.T, fn func(t *testing.T, storeLine string, srv *redisserver.Server)) {
+	t.Run("file", func(t *testing.T) { fn(t, "store file "+filepath.Join(t.TempDir(), "sessions.db"), nil) })
 	t.Run("memory", func(t *testing.T) { fn(t, "store memory", nil) })
 	t.Run("redis", func(t *testing.T) {
 		srv := redisserver.Start(t)

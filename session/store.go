@@ -67,10 +67,26 @@ type Validation struct {
 	PrevIP string
 }
 
-// Store keeps sessions. Every method is one atomic operation on the
-// backing store (one Redis script or transaction), so concurrent gateways
-// sharing it agree; the hot path, Validate, is one round trip.
+// Store keeps sessions, and what the gateways that share them share: the
+// rate-limit counters, the audit trail and the notification outbox. Every
+// method is one atomic operation on the backing store (one Redis script
+// or transaction), so concurrent gateways sharing it agree; the hot path,
+// Validate, is one round trip. Each part is an interface of its own, so
+// that a consumer takes the part it needs (the dispatcher an Outbox).
 type Store interface {
+	Sessions
+	Counters
+	Audit
+	Outbox
+	Pending
+
+	// Close releases what the store holds.
+	Close() error
+}
+
+// Sessions is the session lifecycle: sign-in, validation, sightings,
+// listing and ending.
+type Sessions interface {
 	// Create stores s (its ID, TokenHash, times and fields set by the
 	// caller) and enforces lim atomically, ending sessions that give way.
 	// It writes a login event, and a revoke event per ended session.
@@ -133,27 +149,31 @@ type Store interface {
 	// within retention), for operations on everyone; it walks the whole
 	// store, so it is for rare admin actions, never the request path.
 	Users(ctx context.Context) ([]string, error)
+}
 
+// Counters are the rate limits' shared counts.
+type Counters interface {
 	// Hit counts one attempt under key in a fixed window: it returns the
 	// count so far in the current window and how long the window has left.
 	// Gateways sharing the store share the count.
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (count int64, resetIn time.Duration, err error)
+}
 
-	// Stash keeps value under key until now+ttl, for Take to read once:
-	// a sign-in under way (OIDC state and nonce, an account's password
-	// step before its code). A key stashed again is replaced.
-	Stash(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error
-
-	// Take returns what Stash kept under key and removes it in the same
-	// operation, so that of two concurrent Takes one gets it; ErrNotFound
-	// when there is nothing (never stashed, taken, or expired at now).
-	Take(ctx context.Context, key string, now time.Time) ([]byte, error)
-
+// Audit is the users' trail of security events.
+type Audit interface {
 	// Record writes an audit event that no state change carries (a rate
 	// limit, say): to the user's trail when it names a user, else to the
 	// store's capped trail of events without a user.
 	Record(ctx context.Context, e Event, p Policy) error
 
+	// Events returns a user's audit events since a time, newest first, at
+	// most limit (0: all that are kept).
+	Events(ctx context.Context, userID string, since time.Time, limit int) ([]Event, error)
+}
+
+// Outbox holds the security notifications until a dispatcher delivers
+// them.
+type Outbox interface {
 	// Enqueue puts a notice for target in the outbox.
 	Enqueue(ctx context.Context, target string, n Notice) error
 
@@ -168,11 +188,17 @@ type Store interface {
 
 	// Retry puts a delivery back, due at at, with one more attempt counted.
 	Retry(ctx context.Context, d Delivery, at time.Time) error
+}
 
-	// Events returns a user's audit events since a time, newest first, at
-	// most limit (0: all that are kept).
-	Events(ctx context.Context, userID string, since time.Time, limit int) ([]Event, error)
+// Pending keeps sign-ins under way: one-use records with a TTL.
+type Pending interface {
+	// Stash keeps value under key until now+ttl, for Take to read once:
+	// a sign-in under way (OIDC state and nonce, an account's password
+	// step before its code). A key stashed again is replaced.
+	Stash(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error
 
-	// Close releases what the store holds.
-	Close() error
+	// Take returns what Stash kept under key and removes it in the same
+	// operation, so that of two concurrent Takes one gets it; ErrNotFound
+	// when there is nothing (never stashed, taken, or expired at now).
+	Take(ctx context.Context, key string, now time.Time) ([]byte, error)
 }

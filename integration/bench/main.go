@@ -64,6 +64,8 @@ const identityHeadersUp = `		header_up X-Auth-User bench-user
 		header_up X-Auth-Browser "Unknown Browser"
 		header_up X-Auth-OS Unknown
 		header_up X-Auth-Risk new-device
+		header_up X-Auth-Method handoff
+		header_up X-Auth-Authenticated-At 2026-11-24T01:02:03Z
 `
 
 func main() {
@@ -155,8 +157,9 @@ func run() error {
 		body string
 	}{
 		{target{name: "reverse_proxy"}, fmt.Sprintf(proxy, "")},
-		{target{name: "reverse_proxy + 11 headers", baseline: true}, fmt.Sprintf(proxy, identityHeadersUp)},
+		{target{name: "reverse_proxy + 13 headers", baseline: true}, fmt.Sprintf(proxy, identityHeadersUp)},
 		{target{name: "session_auth memory"}, auth("store memory") + fmt.Sprintf(proxy, "")},
+		{target{name: "session_auth file"}, auth("store file "+filepath.Join(dir, "sessions.db")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis"}, auth(redisStore("b:")) + fmt.Sprintf(proxy, "")},
 		{target{name: "session_auth redis + cache"}, auth(redisStore("c:")+"\n\t\tcache 1m") + fmt.Sprintf(proxy, "")},
 	}

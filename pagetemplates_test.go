@@ -1,0 +1,62 @@
+package sessionauth
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var updatePages = flag.Bool("update-pages", false, "rewrite testdata/pages from the templates")
+
+// The pages render byte for byte as the golden files in testdata/pages,
+// which were written by the inline templates before they moved to
+// templates/*.html: the move changed nothing a browser sees.
+func TestPagesRenderAsBefore(t *testing.T) {
+	cards := []sessionCard{
+		{ID: "cur", Device: "Mac", Kind: "desktop", Browser: "Safari", OS: "macOS", Location: "Berlin, DE", IP: "192.0.2.1",
+			SignedIn: "2 hours ago", SignedInAt: "Mon, 01 Jun 2026 10:00:00 UTC", LastActive: "just now", LastAt: "Mon, 01 Jun 2026 12:00:00 UTC", Current: true},
+		{ID: "phone", Device: "iPhone", Kind: "mobile", Browser: "Safari", OS: "iOS", Location: "Unknown location", IP: "198.51.100.7",
+			SignedIn: "3 days ago", SignedInAt: "Fri, 29 May 2026 09:00:00 UTC", LastActive: "1 hour ago", LastAt: "Mon, 01 Jun 2026 11:00:00 UTC"},
+	}
+	ended := sessionCard{ID: "tab", Device: "iPad <b>", Kind: "tablet", Browser: "Chrome", OS: "iPadOS", Location: "DE", IP: "unknown",
+		SignedIn: "5 days ago", Ended: "1 day ago", EndReason: "Signed out remotely"}
+	pages := map[string]func(*bytes.Buffer) error{
+		"sessions.html": func(b *bytes.Buffer) error {
+			return sessionsTemplate.Execute(b, sessionsPageData{Name: "Alice & Bob", Endpoints: "/.sessions", CSRF: "tok\"en",
+				Active: cards, Ended: []sessionCard{ended}, Others: 1})
+		},
+		"sessions-alone.html": func(b *bytes.Buffer) error {
+			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: cards[:1]})
+		},
+		"link-confirm.html": func(b *bytes.Buffer) error {
+			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Device: "iPhone", Browser: "Safari", OS: "iOS",
+				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true})
+		},
+		"problem.html": func(b *bytes.Buffer) error {
+			p := problemTooManySessions
+			return linkTemplate.Execute(b, linkData{Title: p.title, Text: p.text})
+		},
+	}
+	for name, render := range pages {
+		var b bytes.Buffer
+		if err := render(&b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		golden := filepath.Join("testdata", "pages", name)
+		if *updatePages {
+			if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Errorf("%s renders differently from %s:\n%s", name, golden, b.String())
+		}
+	}
+}

@@ -1,0 +1,1160 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// File is the durable embedded store (SPEC section 13): one bbolt file
+// that keeps what the memory store keeps, for a single gateway instance.
+// Sign-ins, revocations, events and notices are committed (fsync) before
+// the call returns; touches are written behind, in group commits, so that
+// validation reads bbolt's memory map and never waits for the disk. A
+// crash loses at most the touches of the commit in progress (one per
+// session), never a sign-in or a revocation.
+type File struct {
+	db   *bolt.DB
+	path string
+	now  func() time.Time
+
+	// Touches decided by Validate and not yet committed, by session id:
+	// at most one per session. Validate looks here before the file, and
+	// every write transaction commits them first.
+	pmu     sync.Mutex
+	pending map[string]fileTouch
+
+	// The outbox's deliveries claimed and not yet acked or retried. Kept
+	// in memory only: after a restart they are claimed again, so a notice
+	// whose delivery a crash interrupted is still delivered.
+	omu      sync.Mutex
+	claimed  map[string]bool
+	outboxN  int // entries in the outbox bucket
+	sweepPos map[string][]byte
+
+	kick chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+	once sync.Once
+}
+
+// Buckets of the file. Keys that start with a user id, an IP or a counter
+// key carry its length first (see prefixKey), so that no id can be read
+// as the start of another.
+var (
+	bSessions = []byte("sessions") // session id -> fileRecord (JSON)
+	bUsers    = []byte("users")    // prefixKey(user)+session id -> nil
+	bIPs      = []byte("ips")      // prefixKey(ip)+session id -> nil
+	bEvents   = []byte("events")   // prefixKey(user)+seq -> fileEvent; user "" is the trail without a user
+	bEvCount  = []byte("evcount")  // prefixKey(user) -> events kept (uint64)
+	bHistory  = []byte("history")  // user -> fileHistory (JSON)
+	bCounters = []byte("counters") // key -> count and window end
+	bOutbox   = []byte("outbox")   // delivery id (seq) -> fileDelivery (JSON)
+	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
+	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash}
+)
+
+// sweepBatch bounds the keys one sweep pass reads per bucket, so that a
+// pass holds the writer lock briefly however large the file is.
+const sweepBatch = 2000
+
+// FileOptions tune a file store; the zero value is what Caddy uses.
+type FileOptions struct {
+	// Sweep is how often expired records are dropped (0: never, for
+	// tests that call Sweep).
+	Sweep time.Duration
+	// NoSync skips fsync on commit: for benchmarks that measure the
+	// file's size, never for a gateway.
+	NoSync bool
+}
+
+// ErrFileLocked: another process has the store's file open.
+var ErrFileLocked = errors.New("another process holds it")
+
+// OpenFile opens (or creates) the store at path, with its directory 0700
+// and the file 0600. now is its clock (time.Now when nil). If another
+// process holds the file, it fails within a second with ErrFileLocked.
+func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
+	if now == nil {
+		now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("session store file %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoSync: o.NoSync})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("session store file %s: %w (is another Caddy running with the same store?)", path, ErrFileLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session store file %s: %w", path, err)
+	}
+	f := &File{
+		db: db, path: path, now: now,
+		pending:  make(map[string]fileTouch),
+		claimed:  make(map[string]bool),
+		sweepPos: make(map[string][]byte),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		f.outboxN = tx.Bucket(bOutbox).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("session store file %s: %w", path, err)
+	}
+	f.done.Add(1)
+	go f.flushLoop()
+	if o.Sweep > 0 {
+		f.done.Add(1)
+		go f.sweepEvery(o.Sweep)
+	}
+	return f, nil
+}
+
+// Path is the store's file.
+func (f *File) Path() string { return f.path }
+
+// Size is the file's size in bytes.
+func (f *File) Size() (int64, error) {
+	var n int64
+	err := f.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
+}
+
+// Close commits the touches still pending and closes the file.
+func (f *File) Close() error {
+	var err error
+	f.once.Do(func() {
+		close(f.stop)
+		f.done.Wait()
+		err = errors.Join(f.update(nil), f.db.Close())
+	})
+	return err
+}
+
+type fileRecord struct {
+	Session
+	Hash    []byte    `json:"TokenHash"`
+	PurgeAt time.Time `json:"PurgeAt"`
+	EndedBy string    `json:"EndedBy,omitempty"` // the sign-in whose limit ended it
+}
+
+type fileTouch struct {
+	at      time.Time
+	ip      string
+	purgeAt time.Time
+}
+
+type fileEvent struct {
+	E       Event     `json:"e"`
+	PurgeAt time.Time `json:"purge_at"`
+}
+
+type fileHistory struct {
+	Devices   map[string]time.Time `json:"devices"`
+	Countries map[string]time.Time `json:"countries"`
+	LastLoc   *fileLoc             `json:"last_loc,omitempty"`
+	PurgeAt   time.Time            `json:"purge_at"`
+}
+
+type fileLoc struct {
+	Lat, Lon float64
+	At       time.Time
+}
+
+type fileDelivery struct {
+	outboxEntry
+	Due time.Time `json:"due"`
+}
+
+// prefixKey is the length of s (uvarint) followed by s.
+func prefixKey(s string) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, len(s)+40), uint64(len(s)))
+	return append(b, s...)
+}
+
+func joinKey(prefix, s string) []byte { return append(prefixKey(prefix), s...) }
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// scanPrefix calls fn for every key of b under prefix, in order.
+func scanPrefix(b *bolt.Bucket, prefix []byte, fn func(k, v []byte)) {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		fn(k, v)
+	}
+}
+
+func getRecord(tx *bolt.Tx, id string) *fileRecord {
+	v := tx.Bucket(bSessions).Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	var r fileRecord
+	if json.Unmarshal(v, &r) != nil || len(r.Hash) != len(r.TokenHash) {
+		return nil
+	}
+	copy(r.TokenHash[:], r.Hash)
+	return &r
+}
+
+func putRecord(tx *bolt.Tx, r *fileRecord) error {
+	r.Hash = r.TokenHash[:]
+	r.OthersActive = 0
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bSessions).Put([]byte(r.ID), b)
+}
+
+// liveRecord returns the record unless it is past its purge time.
+func liveRecord(tx *bolt.Tx, id string, now time.Time) *fileRecord {
+	r := getRecord(tx, id)
+	if r == nil || !now.Before(r.PurgeAt) {
+		return nil
+	}
+	return r
+}
+
+// userRecords returns the user's records that are not past purge.
+func userRecords(tx *bolt.Tx, user string, now time.Time) []*fileRecord {
+	prefix := prefixKey(user)
+	var out []*fileRecord
+	scanPrefix(tx.Bucket(bUsers), prefix, func(k, _ []byte) {
+		if r := liveRecord(tx, string(k[len(prefix):]), now); r != nil {
+			out = append(out, r)
+		}
+	})
+	return out
+}
+
+func listed(tx *bolt.Tx, r *fileRecord) bool {
+	return tx.Bucket(bUsers).Get(joinKey(r.UserID, r.ID)) != nil
+}
+
+// forget deletes a record and its index entries.
+func forget(tx *bolt.Tx, r *fileRecord) error {
+	return errors.Join(
+		tx.Bucket(bSessions).Delete([]byte(r.ID)),
+		tx.Bucket(bUsers).Delete(joinKey(r.UserID, r.ID)),
+		tx.Bucket(bIPs).Delete(joinKey(r.IP, r.ID)),
+	)
+}
+
+// moveIP keeps the per-IP index in step with a session's new address.
+func moveIP(tx *bolt.Tx, id, from, to string) error {
+	if from == to {
+		return nil
+	}
+	b := tx.Bucket(bIPs)
+	return errors.Join(b.Delete(joinKey(from, id)), b.Put(joinKey(to, id), nil))
+}
+
+// addEvent appends to the user's trail (user "" is the trail of events
+// without a user) and drops the oldest past maxEventsPerUser.
+func addEvent(tx *bolt.Tx, user string, e Event, p Policy) error {
+	b := tx.Bucket(bEvents)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(fileEvent{E: e, PurgeAt: e.At.Add(p.Retention)})
+	if err != nil {
+		return err
+	}
+	prefix := prefixKey(user)
+	if err := b.Put(append(slices.Clip(prefix), u64(seq)...), v); err != nil {
+		return err
+	}
+	counts := tx.Bucket(bEvCount)
+	n := uint64(1)
+	if old := counts.Get(prefix); len(old) == 8 {
+		n += binary.BigEndian.Uint64(old)
+	}
+	if n > maxEventsPerUser {
+		if k, _ := b.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			n--
+		}
+	}
+	return counts.Put(prefix, u64(n))
+}
+
+func getHistory(tx *bolt.Tx, user string, now time.Time, p Policy) *fileHistory {
+	var h fileHistory
+	if v := tx.Bucket(bHistory).Get([]byte(user)); v == nil || json.Unmarshal(v, &h) != nil || !now.Before(h.PurgeAt) {
+		h = fileHistory{}
+	}
+	if h.Devices == nil {
+		h.Devices = map[string]time.Time{}
+	}
+	if h.Countries == nil {
+		h.Countries = map[string]time.Time{}
+	}
+	h.PurgeAt = now.Add(p.Retention)
+	return &h
+}
+
+func (h *fileHistory) history() *history {
+	out := &history{devices: h.Devices, countries: h.Countries}
+	if h.LastLoc != nil {
+		out.lastLoc = &located{h.LastLoc.Lat, h.LastLoc.Lon, h.LastLoc.At}
+	}
+	return out
+}
+
+func putHistory(tx *bolt.Tx, user string, h *fileHistory, hs *history) error {
+	h.Devices, h.Countries, h.LastLoc = hs.devices, hs.countries, nil
+	if hs.lastLoc != nil {
+		h.LastLoc = &fileLoc{hs.lastLoc.lat, hs.lastLoc.lon, hs.lastLoc.at}
+	}
+	v, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bHistory).Put([]byte(user), v)
+}
+
+// update runs fn in a write transaction, after committing the pending
+// touches in the same transaction; the touches leave the pending set
+// only once that transaction is on disk.
+func (f *File) update(fn func(tx *bolt.Tx) error) error {
+	f.pmu.Lock()
+	batch := maps.Clone(f.pending)
+	f.pmu.Unlock()
+	if fn == nil && len(batch) == 0 {
+		return nil
+	}
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		for id, t := range batch {
+			if err := applyTouch(tx, id, t); err != nil {
+				return err
+			}
+		}
+		if fn == nil {
+			return nil
+		}
+		return fn(tx)
+	})
+	if len(batch) > 0 && (err == nil || !isTxError(err)) {
+		f.pmu.Lock()
+		for id, t := range batch {
+			if cur, ok := f.pending[id]; ok && cur == t {
+				delete(f.pending, id)
+			}
+		}
+		f.pmu.Unlock()
+	}
+	return err
+}
+
+// An answer that is not a failure of the file (ErrNotFound, say) rolls
+// back the transaction all the same; isTxError tells the two apart.
+func isTxError(err error) bool {
+	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached)
+}
+
+// applyTouch writes a touch that Validate decided, unless the session
+// has ended or been written later since.
+func applyTouch(tx *bolt.Tx, id string, t fileTouch) error {
+	r := getRecord(tx, id)
+	if r == nil || !r.Active() || t.at.Before(r.LastActiveAt) {
+		return nil
+	}
+	if err := moveIP(tx, id, r.IP, t.ip); err != nil {
+		return err
+	}
+	r.LastActiveAt, r.IP, r.PurgeAt = t.at, t.ip, t.purgeAt
+	return putRecord(tx, r)
+}
+
+// view runs fn in a read transaction that sees every touch answered so far.
+func (f *File) view(fn func(tx *bolt.Tx) error) error {
+	if err := f.update(nil); err != nil {
+		return err
+	}
+	return f.db.View(fn)
+}
+
+// flushLoop commits pending touches as a group: one commit (one fsync)
+// for every touch decided while the previous commit ran.
+func (f *File) flushLoop() {
+	defer f.done.Done()
+	for {
+		select {
+		case <-f.kick:
+			_ = f.update(nil) // on failure the touches stay pending for the next commit
+		case <-f.stop:
+			return
+		}
+	}
+}
+
+func (f *File) sweepEvery(d time.Duration) {
+	defer f.done.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			// Passes are bounded; keep going while a pass finds more,
+			// yielding the writer lock between them.
+			for more := true; more; {
+				select {
+				case <-f.stop:
+					return
+				default:
+				}
+				var err error
+				if more, err = f.SweepPass(); err != nil {
+					break
+				}
+			}
+		case <-f.stop:
+			return
+		}
+	}
+}
+
+// Sweep drops sessions, events, risk histories and counters past their
+// time, in passes of bounded work, until a pass finds nothing more.
+func (f *File) Sweep() error {
+	for {
+		more, err := f.SweepPass()
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// SweepPass reads at most sweepBatch keys of each bucket, from where the
+// last pass stopped, and drops what has expired. It reports whether any
+// bucket has keys left to read in this round.
+func (f *File) SweepPass() (more bool, err error) {
+	now := f.now()
+	err = f.update(func(tx *bolt.Tx) error {
+		more = false
+		var errs []error
+		walk := func(name []byte, fn func(k, v []byte)) {
+			next := f.sweepPos[string(name)]
+			c := tx.Bucket(name).Cursor()
+			k, v := c.Seek(next)
+			for i := 0; k != nil && i < sweepBatch; i++ {
+				fn(k, v)
+				k, v = c.Next()
+			}
+			if k != nil {
+				more = true
+				f.sweepPos[string(name)] = slices.Clone(k)
+			} else {
+				delete(f.sweepPos, string(name))
+			}
+		}
+		var gone []*fileRecord
+		walk(bSessions, func(k, _ []byte) {
+			if r := getRecord(tx, string(k)); r != nil && !now.Before(r.PurgeAt) {
+				gone = append(gone, r)
+			}
+		})
+		for _, r := range gone {
+			errs = append(errs, forget(tx, r))
+		}
+		var oldEvents [][]byte
+		walk(bEvents, func(k, v []byte) {
+			var e fileEvent
+			if json.Unmarshal(v, &e) != nil || !now.Before(e.PurgeAt) {
+				oldEvents = append(oldEvents, slices.Clone(k))
+			}
+		})
+		counts := tx.Bucket(bEvCount)
+		for _, k := range oldEvents {
+			errs = append(errs, tx.Bucket(bEvents).Delete(k))
+			user := firstPart(k)
+			if user == nil {
+				continue
+			}
+			user = prefixKey(string(user))
+			if c := counts.Get(user); len(c) == 8 && binary.BigEndian.Uint64(c) > 1 {
+				errs = append(errs, counts.Put(user, u64(binary.BigEndian.Uint64(c)-1)))
+			} else {
+				errs = append(errs, counts.Delete(user))
+			}
+		}
+		var oldHist [][]byte
+		walk(bHistory, func(k, v []byte) {
+			var h fileHistory
+			if json.Unmarshal(v, &h) != nil || !now.Before(h.PurgeAt) {
+				oldHist = append(oldHist, slices.Clone(k))
+			}
+		})
+		for _, k := range oldHist {
+			errs = append(errs, tx.Bucket(bHistory).Delete(k))
+		}
+		var oldCounters [][]byte
+		walk(bCounters, func(k, v []byte) {
+			if _, end, ok := decodeCounter(v); !ok || !now.Before(end) {
+				oldCounters = append(oldCounters, slices.Clone(k))
+			}
+		})
+		for _, k := range oldCounters {
+			errs = append(errs, tx.Bucket(bCounters).Delete(k))
+		}
+		var oldStash [][]byte
+		walk(bStash, func(k, v []byte) {
+			if len(v) < 8 || !now.Before(time.UnixMilli(int64(binary.BigEndian.Uint64(v)))) {
+				oldStash = append(oldStash, slices.Clone(k))
+			}
+		})
+		for _, k := range oldStash {
+			errs = append(errs, tx.Bucket(bStash).Delete(k))
+		}
+		return errors.Join(errs...)
+	})
+	return more, err
+}
+
+func decodeCounter(v []byte) (n int64, end time.Time, ok bool) {
+	if len(v) != 16 {
+		return 0, time.Time{}, false
+	}
+	return int64(binary.BigEndian.Uint64(v)), time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:]))).UTC(), true
+}
+
+func encodeCounter(n int64, end time.Time) []byte {
+	return binary.BigEndian.AppendUint64(u64(uint64(n)), uint64(end.UnixMilli()))
+}
+
+// Validate implements Store. It reads the file's memory map; a touch that
+// is due is recorded for the next group commit, not written here.
+func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
+	now = msTime(now)
+	// The pending touch first, then the file: a touch leaves the pending
+	// set only after its commit, so one of the two has it.
+	f.pmu.Lock()
+	t, touched := f.pending[id]
+	f.pmu.Unlock()
+	var r *fileRecord
+	var isListed bool
+	if err := f.db.View(func(tx *bolt.Tx) error {
+		if r = liveRecord(tx, id, now); r != nil {
+			isListed = listed(tx, r)
+		}
+		return nil
+	}); err != nil {
+		return Validation{}, err
+	}
+	if r == nil || r.TokenHash != hash {
+		return Validation{Status: Unknown}, nil
+	}
+	if !r.Active() {
+		return Validation{Status: Ended, Session: r.Session.Clone()}, nil
+	}
+	if !isListed {
+		return Validation{Status: Unlisted, Session: r.Session.Clone()}, nil
+	}
+	if touched && !t.at.Before(r.LastActiveAt) {
+		r.LastActiveAt, r.IP, r.PurgeAt = t.at, t.ip, t.purgeAt
+	}
+	if p.Expired(&r.Session, now) {
+		return f.expire(id, hash, now, p)
+	}
+	if !p.TouchDue(&r.Session, now, ip) {
+		return Validation{Status: Valid, Session: r.Session.Clone()}, nil
+	}
+
+	// A touch is due: decide again under the lock, since another request
+	// may have touched in between.
+	f.pmu.Lock()
+	if t, ok := f.pending[id]; ok && !t.at.Before(r.LastActiveAt) {
+		r.LastActiveAt, r.IP, r.PurgeAt = t.at, t.ip, t.purgeAt
+	}
+	v := Validation{Status: Valid}
+	if p.TouchDue(&r.Session, now, ip) {
+		if ip != r.IP {
+			v.PrevIP = r.IP
+		}
+		r.LastActiveAt, r.IP = now, ip
+		r.PurgeAt = p.PurgeAt(&r.Session)
+		f.pending[id] = fileTouch{at: now, ip: ip, purgeAt: r.PurgeAt}
+		v.Touched = true
+	}
+	f.pmu.Unlock()
+	if v.Touched {
+		select {
+		case f.kick <- struct{}{}:
+		default:
+		}
+	}
+	v.Session = r.Session.Clone()
+	return v, nil
+}
+
+// expire records that an active session ran out of time.
+func (f *File) expire(id string, hash [32]byte, now time.Time, p Policy) (Validation, error) {
+	var v Validation
+	err := f.update(func(tx *bolt.Tx) error {
+		r := liveRecord(tx, id, now)
+		switch {
+		case r == nil || r.TokenHash != hash:
+			v = Validation{Status: Unknown}
+		case !r.Active():
+			v = Validation{Status: Ended, Session: r.Session.Clone()}
+		case !listed(tx, r):
+			v = Validation{Status: Unlisted, Session: r.Session.Clone()}
+		case p.Expired(&r.Session, now):
+			r.EndedAt, r.EndReason = p.ExpiresAt(&r.Session), EndExpired
+			r.PurgeAt = p.PurgeAt(&r.Session)
+			v = Validation{Status: Expired, Session: r.Session.Clone()}
+			return putRecord(tx, r)
+		default:
+			// Touched meanwhile by a request that came in time.
+			v = Validation{Status: Valid, Session: r.Session.Clone()}
+		}
+		return nil
+	})
+	return v, err
+}
+
+func (f *File) end(tx *bolt.Tx, r *fileRecord, at time.Time, reason, actor string, p Policy) (*Session, error) {
+	r.EndedAt, r.EndReason = at, reason
+	r.PurgeAt = p.PurgeAt(&r.Session)
+	if err := putRecord(tx, r); err != nil {
+		return nil, err
+	}
+	if err := addEvent(tx, r.UserID, EndEvent(&r.Session, at, reason, actor), p); err != nil {
+		return nil, err
+	}
+	return r.Session.Clone(), nil
+}
+
+// capEnded drops the user's ended sessions past the cap (see pastCap).
+func capEnded(tx *bolt.Tx, user string, now time.Time, p Policy) error {
+	recs := userRecords(tx, user, now)
+	ss := make([]*Session, len(recs))
+	byPtr := make(map[*Session]*fileRecord, len(recs))
+	for i, r := range recs {
+		ss[i] = &r.Session
+		byPtr[ss[i]] = r
+	}
+	var errs []error
+	for _, s := range pastCap(ss, now, p) {
+		errs = append(errs, forget(tx, byPtr[s]))
+	}
+	return errors.Join(errs...)
+}
+
+// Create implements Store.
+func (f *File) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Session, error) {
+	orig := s
+	var ended []*Session
+	err := f.update(func(tx *bolt.Tx) error {
+		ended = nil
+		now := msTime(orig.CreatedAt)
+		var active []*fileRecord
+		var newest time.Time
+		for _, r := range userRecords(tx, orig.UserID, now) {
+			if r.CreatedAt.After(newest) {
+				newest = r.CreatedAt
+			}
+			if r.Active() && !p.Expired(&r.Session, now) {
+				active = append(active, r)
+			}
+		}
+		if !now.After(newest) {
+			now = newest.Add(time.Millisecond)
+		}
+		s := orig.Clone()
+		s.CreatedAt, s.LastActiveAt = now, now
+		if lim.Max > 0 && len(active) >= lim.Max {
+			if lim.Mode == LimitReject {
+				return ErrLimitReached
+			}
+			sortForLimit(active, lim.Mode, func(r *fileRecord) *Session { return &r.Session })
+			for _, r := range active[:len(active)-lim.Max+1] {
+				r.EndedBy = s.ID
+				e, err := f.end(tx, r, now, EndLimit, ActorLimit, p)
+				if err != nil {
+					return err
+				}
+				ended = append(ended, e)
+			}
+		}
+		if err := capEnded(tx, s.UserID, now, p); err != nil {
+			return err
+		}
+		var others []string
+		for _, r := range active {
+			if r.Active() {
+				others = append(others, r.Country)
+			}
+		}
+		fh := getHistory(tx, s.UserID, now, p)
+		h := fh.history()
+		flags := signInRisk(h, s, others, now, p.Retention)
+		for _, fl := range strings.Split(flags, ",") {
+			if fl != "" {
+				s.Risk = AddFlag(s.Risk, fl)
+			}
+		}
+		h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
+		if err := putHistory(tx, s.UserID, fh, h); err != nil {
+			return err
+		}
+		r := &fileRecord{Session: *s}
+		r.PurgeAt = p.PurgeAt(&r.Session)
+		err := errors.Join(putRecord(tx, r),
+			tx.Bucket(bUsers).Put(joinKey(s.UserID, s.ID), nil),
+			tx.Bucket(bIPs).Put(joinKey(s.IP, s.ID), nil),
+			addEvent(tx, s.UserID, LoginEvent(s), p))
+		for _, e := range RiskEvents(s, flags, now) {
+			err = errors.Join(err, addEvent(tx, s.UserID, e, p))
+		}
+		if err != nil {
+			return err
+		}
+		// Told to the caller only once the transaction is on its way
+		// to commit; a retried transaction recomputes them.
+		orig.CreatedAt, orig.LastActiveAt, orig.Risk, orig.OthersActive = s.CreatedAt, s.LastActiveAt, s.Risk, len(others)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ended, nil
+}
+
+// Discard implements Store.
+func (f *File) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, error) {
+	var ended []*Session
+	err := f.update(func(tx *bolt.Tx) error {
+		ended = nil
+		if r := getRecord(tx, s.ID); r != nil && r.UserID == s.UserID {
+			if err := forget(tx, r); err != nil {
+				return err
+			}
+		}
+		prefix := prefixKey(s.UserID)
+		scanPrefix(tx.Bucket(bUsers), prefix, func(k, _ []byte) {
+			if r := getRecord(tx, string(k[len(prefix):])); r != nil && r.EndedBy == s.ID {
+				ended = append(ended, r.Session.Clone())
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	SortByActivity(ended)
+	return ended, nil
+}
+
+// Sight implements Store.
+func (f *File) Sight(_ context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
+	at = msTime(at)
+	var out *Session
+	err := f.update(func(tx *bolt.Tx) error {
+		r := liveRecord(tx, id, at)
+		if r == nil || !r.Active() || p.Expired(&r.Session, at) {
+			return ErrNotFound
+		}
+		prevCountry := r.Country
+		fh := getHistory(tx, r.UserID, at, p)
+		h := fh.history()
+		raised := false
+		if sg.HasCoord && h.lastLoc != nil && !h.lastLoc.at.Before(at.Add(-p.Retention)) &&
+			!HasFlag(r.Risk, FlagImpossibleTravel) &&
+			ImpossibleTravel(h.lastLoc.lat, h.lastLoc.lon, h.lastLoc.at, sg.Lat, sg.Lon, at) {
+			r.Risk = AddFlag(r.Risk, FlagImpossibleTravel)
+			raised = true
+		}
+		h.remember("", sg, at)
+		if err := moveIP(tx, id, r.IP, sg.IP); err != nil {
+			return err
+		}
+		r.IP, r.Country, r.City = sg.IP, sg.Country, sg.City
+		r.Lat, r.Lon, r.HasCoord = sg.Lat, sg.Lon, sg.HasCoord
+		if !sg.HasCoord {
+			r.Lat, r.Lon = 0, 0
+		}
+		err := errors.Join(putHistory(tx, r.UserID, fh, h), putRecord(tx, r),
+			addEvent(tx, r.UserID, eventFor(&r.Session, EventIPChange, at), p))
+		if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
+			err = errors.Join(err, addEvent(tx, r.UserID, eventFor(&r.Session, EventCountryChange, at), p))
+		}
+		if raised {
+			for _, e := range RiskEvents(&r.Session, FlagImpossibleTravel, at) {
+				err = errors.Join(err, addEvent(tx, r.UserID, e, p))
+			}
+		}
+		out = r.Session.Clone()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Get implements Store.
+func (f *File) Get(_ context.Context, id string) (*Session, error) {
+	var out *Session
+	err := f.view(func(tx *bolt.Tx) error {
+		if r := liveRecord(tx, id, f.now()); r != nil {
+			out = r.Session.Clone()
+		}
+		return nil
+	})
+	if err == nil && out == nil {
+		err = ErrNotFound
+	}
+	return out, err
+}
+
+// List implements Store. What the cap drops at the next change is left
+// out already.
+func (f *File) List(_ context.Context, userID string, now time.Time, p Policy) ([]*Session, error) {
+	var all []*Session
+	err := f.view(func(tx *bolt.Tx) error {
+		for _, r := range userRecords(tx, userID, now) {
+			all = append(all, r.Session.Clone())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	drop := pastCap(all, now, p)
+	out := slices.DeleteFunc(all, func(s *Session) bool { return slices.Contains(drop, s) })
+	SortByActivity(out)
+	return out, nil
+}
+
+// End implements Store.
+func (f *File) End(_ context.Context, id string, at time.Time, reason, actor string, p Policy) (*Session, error) {
+	at = msTime(at)
+	var out *Session
+	err := f.update(func(tx *bolt.Tx) error {
+		r := liveRecord(tx, id, at)
+		if r == nil || !r.Active() || p.Expired(&r.Session, at) {
+			return ErrNotFound
+		}
+		e, err := f.end(tx, r, at, reason, actor, p)
+		if err != nil {
+			return err
+		}
+		out = e
+		return capEnded(tx, e.UserID, at, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// EndUser implements Store.
+func (f *File) EndUser(_ context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
+	at = msTime(at)
+	var ended []*Session
+	err := f.update(func(tx *bolt.Tx) error {
+		ended = nil
+		for _, r := range userRecords(tx, userID, at) {
+			if r.ID == exceptID || !r.Active() || p.Expired(&r.Session, at) {
+				continue
+			}
+			e, err := f.end(tx, r, at, reason, actor, p)
+			if err != nil {
+				return err
+			}
+			ended = append(ended, e)
+		}
+		return capEnded(tx, userID, at, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	SortByActivity(ended)
+	return ended, nil
+}
+
+// ByIP implements Store, from the per-IP index.
+func (f *File) ByIP(_ context.Context, ip string, now time.Time, p Policy, after string, limit int) ([]*Session, string, error) {
+	var out []*Session
+	err := f.view(func(tx *bolt.Tx) error {
+		prefix := prefixKey(ip)
+		scanPrefix(tx.Bucket(bIPs), prefix, func(k, _ []byte) {
+			if r := liveRecord(tx, string(k[len(prefix):]), now); r != nil && r.IP == ip && r.Active() && !p.Expired(&r.Session, now) {
+				out = append(out, r.Session.Clone())
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	SortByActivity(out)
+	return PageByActivity(out, after, limit)
+}
+
+// Users implements Store. It reads the whole index: for rare admin
+// actions only.
+func (f *File) Users(context.Context) ([]string, error) {
+	var out []string
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bUsers).ForEach(func(k, _ []byte) error {
+			if u := firstPart(k); u != nil && (len(out) == 0 || out[len(out)-1] != string(u)) {
+				out = append(out, string(u))
+			}
+			return nil
+		})
+	})
+	slices.Sort(out)
+	return slices.Compact(out), err
+}
+
+// firstPart is the length-prefixed part a key starts with.
+func firstPart(k []byte) []byte {
+	n, l := binary.Uvarint(k)
+	if l <= 0 || uint64(len(k)-l) < n {
+		return nil
+	}
+	return k[l : l+int(n)]
+}
+
+// Hit implements Store. Counters are written in batches shared by
+// concurrent callers (db.Batch): one commit for many attempts.
+func (f *File) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
+	var n int64
+	var end time.Time
+	err := f.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCounters)
+		k := prefixKey(key)
+		var ok bool
+		n, end, ok = decodeCounter(b.Get(k))
+		if !ok || !now.Before(end) {
+			n, end = 0, msTime(now.Add(window))
+		}
+		n++
+		return b.Put(k, encodeCounter(n, end))
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return n, end.Sub(now), nil
+}
+
+// Stash implements Store.
+func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	v := append(u64(uint64(now.Add(ttl).UnixMilli())), value...)
+	return f.update(func(tx *bolt.Tx) error { return tx.Bucket(bStash).Put([]byte(key), v) })
+}
+
+// Take implements Store: read and delete in one transaction.
+func (f *File) Take(_ context.Context, key string, now time.Time) ([]byte, error) {
+	var out []byte
+	found := false
+	err := f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bStash)
+		v := b.Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		if len(v) >= 8 && now.Before(time.UnixMilli(int64(binary.BigEndian.Uint64(v)))) {
+			out, found = slices.Clone(v[8:]), true
+		}
+		return b.Delete([]byte(key))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// Record implements Store.
+func (f *File) Record(_ context.Context, e Event, p Policy) error {
+	return f.update(func(tx *bolt.Tx) error { return addEvent(tx, e.UserID, e, p) })
+}
+
+// Events implements Store.
+func (f *File) Events(_ context.Context, userID string, since time.Time, limit int) ([]Event, error) {
+	now := f.now()
+	var out []Event
+	err := f.db.View(func(tx *bolt.Tx) error {
+		prefix := prefixKey(userID)
+		c := tx.Bucket(bEvents).Cursor()
+		// The newest first: from the key after the user's last.
+		k, _ := c.Seek(append(slices.Clip(prefix), u64(^uint64(0))...))
+		var v []byte
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			var e fileEvent
+			if json.Unmarshal(v, &e) == nil && now.Before(e.PurgeAt) && !e.E.At.Before(since) {
+				out = append(out, e.E)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(out, newestFirst)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Enqueue implements Store. The queue is bounded (OutboxCap).
+func (f *File) Enqueue(_ context.Context, target string, n Notice) error {
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	if f.outboxN >= OutboxCap {
+		return ErrOutboxFull
+	}
+	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: target, Notice: n}, Due: f.now()})
+	if err != nil {
+		return err
+	}
+	err = f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOutbox)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		return b.Put(u64(seq), v)
+	})
+	if err == nil {
+		f.outboxN++
+	}
+	return err
+}
+
+// Claim implements Store: the due deliveries not claimed since this
+// process opened the file, oldest first.
+func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
+	deadline := time.Now().Add(block)
+	for {
+		now := f.now()
+		var out []Delivery
+		f.omu.Lock()
+		err := f.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bOutbox).Cursor()
+			for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+				id := strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
+				if f.claimed[id] {
+					continue
+				}
+				var d fileDelivery
+				if json.Unmarshal(v, &d) != nil || d.Due.After(now) {
+					continue
+				}
+				out = append(out, Delivery{ID: id, Target: d.Target, Notice: d.Notice, Attempt: d.Attempt})
+			}
+			return nil
+		})
+		for _, d := range out {
+			f.claimed[d.ID] = true
+		}
+		f.omu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 || !time.Now().Before(deadline) {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func outboxKey(id string) ([]byte, error) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("outbox delivery id %q: %w", id, err)
+	}
+	return u64(n), nil
+}
+
+// Ack implements Store.
+func (f *File) Ack(_ context.Context, d Delivery) error {
+	k, err := outboxKey(d.ID)
+	if err != nil {
+		return err
+	}
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	existed := false
+	err = f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOutbox)
+		existed = b.Get(k) != nil
+		return b.Delete(k)
+	})
+	if err == nil {
+		delete(f.claimed, d.ID)
+		if existed {
+			f.outboxN--
+		}
+	}
+	return err
+}
+
+// Retry implements Store.
+func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
+	k, err := outboxKey(d.ID)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: d.Target, Notice: d.Notice, Attempt: d.Attempt + 1}, Due: at})
+	if err != nil {
+		return err
+	}
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	existed := false
+	err = f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOutbox)
+		existed = b.Get(k) != nil
+		return b.Put(k, v)
+	})
+	if err == nil {
+		delete(f.claimed, d.ID)
+		if !existed {
+			f.outboxN++
+		}
+	}
+	return err
+}
+
+var _ Store = (*File)(nil)
