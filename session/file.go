@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // File is the durable embedded store (SPEC section 13): one bbolt file
@@ -95,7 +96,7 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 		return nil, fmt.Errorf("session store file %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoSync: o.NoSync})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("session store file %s: %w (is another Caddy running with the same store?)", path, ErrFileLocked)
 	}
 	if err != nil {
