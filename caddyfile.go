@@ -92,6 +92,32 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    base_url <url>
 //	    api_tokens [max_lifetime <duration>]
+//	    sign_in {
+//	        oidc <name> {
+//	            issuer <url>
+//	            client_id <id>
+//	            client_secret <secret>
+//	            scopes <scope>...
+//	            label <text>
+//	            user_claim <claim>
+//	            roles_claim <claim>
+//	            allow_users <id>...
+//	            allow_domains <domain>...
+//	            allow_roles <role>...
+//	            recheck <duration>
+//	            pass_access_token
+//	            logout_at_provider
+//	        }
+//	        accounts {
+//	            <user-id> <bcrypt-hash> {
+//	                email <address>
+//	                name <text>
+//	                roles <role>...
+//	                totp <base32-secret>
+//	            }
+//	        }
+//	        accounts_file <path>
+//	    }
 //	}
 //
 // Unknown and repeated subdirectives, bad values and impossible
@@ -170,6 +196,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &h.BaseURL)
 		case "api_tokens":
 			err = h.parseAPITokens(d)
+		case "sign_in":
+			err = h.parseSignIn(d)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}

@@ -26,11 +26,19 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 		return h.serveSessions(w, r, "")
 	case "/revoke":
 		return h.serveRevokeLink(w, r)
+	case "/sign-in":
+		return h.serveSignIn(w, r)
 	case "/logout":
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			return methodNotAllowed(w, "GET, POST")
 		}
 		return h.serveLogout(w, r)
+	}
+	if rest, ok := strings.CutPrefix(sub, "/sign-in/"); ok {
+		return h.serveProviderStart(w, r, rest)
+	}
+	if rest, ok := strings.CutPrefix(sub, "/callback/"); ok {
+		return h.serveCallback(w, r, rest)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
 		return h.serveSessions(w, r, "/"+rest)

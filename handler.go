@@ -534,8 +534,12 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearC
 // says why the browser's session ended (a SPEC end_reason).
 const sessionEndedParam = "session_ended"
 
-// loginURL is the first login path, without a trailing *.
+// loginURL is where a browser signs in: the gateway's sign-in page when
+// sign_in is configured, else the first login path, without a trailing *.
 func (h *Handler) loginURL() string {
+	if h.SignIn != nil {
+		return h.Endpoints + "/sign-in"
+	}
 	return h.logins[0].path
 }
 

@@ -188,56 +188,10 @@ func (h *Handler) replaceResponse(w *interceptor, err error) {
 // handOff mints a session for the user the upstream named, replacing the
 // one the client came with, and sets the cookie on the response.
 func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*session.Session, error) {
-	r := w.r
 	if err := checkIdentity(userID, email, name, roles); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUpstreamHandOff, err)
 	}
-	// login_rate also caps session creations per user, whatever the IP.
-	if err := h.rateLimit(r, limitLogin, "user:"+userID, userID, h.LoginRate); err != nil {
-		return nil, err
-	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
-
-	// No session fixation: a session the client already holds ends here.
-	// Only one it proves it holds: an id alone could end someone else's.
-	cookies, _ := h.readCookies(r)
-	for _, raw := range cookies.values() {
-		if id, hash, err := session.ParseCredential(raw); err == nil {
-			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
-				if e, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
-					h.metrics.revocation(session.ActorSelf, 1)
-					h.forget(id)
-					h.logEvent(session.EndEvent(e, h.now(), session.EndRevoked, session.ActorSelf))
-				}
-			}
-		}
-	}
-
-	id, cookie, hash, err := session.NewCredential(userID)
-	if err != nil {
-		return nil, err
-	}
-	deviceID, deviceCookie := h.deviceID(r)
-	s := h.newSession(id, userID, hash, session.MethodHandoff, clientIP(r), r.UserAgent(), deviceID)
-	s.Email, s.Name, s.Roles = sanitise(email, maxValue), sanitise(name, maxValue), sanitise(roles, maxRoles)
-	ip := s.IP
-	start := time.Now()
-	ended, err := h.store.Create(ctx, s, h.policy, h.limit)
-	h.metrics.storeDuration("create", start)
-	if err != nil {
-		h.abandon(s, err)
-		return nil, err
-	}
-	h.recordLogin(r, s, ended)
-	h.grace.seen(s, hash, s.CreatedAt)
-	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
-	if deviceCookie != nil {
-		http.SetCookie(w, deviceCookie)
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	setPlaceholders(r, s, ip, "false", s.Risk, s.CreatedAt.UTC().Format(time.RFC3339))
-	return s, nil
+	return h.mint(w, w.r, signedIn{userID: userID, email: email, name: name, roles: roles, method: session.MethodHandoff})
 }
 
 // newSession describes a sign-in by method from ip with user agent ua on

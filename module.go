@@ -130,6 +130,8 @@ type Handler struct {
 	// Personal access tokens: `Authorization: Bearer sat_…` is a session
 	// of kind token, created on the sessions page. Off unless given.
 	APITokens *APITokens `json:"api_tokens,omitempty"`
+	// The gateway's own sign-in: OIDC providers and local accounts.
+	SignIn *SignIn `json:"sign_in,omitempty"`
 
 	store      session.Store
 	storeKey   string
@@ -158,6 +160,9 @@ type Handler struct {
 
 	redisClient redis.UniversalClient // nil unless the store is Redis
 	socketWatch *revocationWatch      // the revocation channel, once a connection is upgraded
+
+	dummyHash []byte // compared for unknown users (accounts)
+	providers map[string]*provider
 }
 
 // CookieConfig sets the session cookie.
@@ -358,6 +363,11 @@ func (h *Handler) check() error {
 	if h.APITokens != nil && h.APITokens.MaxLifetime < 0 {
 		return errors.New("api_tokens max_lifetime must be positive")
 	}
+	if h.SignIn != nil {
+		if err := h.SignIn.check(); err != nil {
+			return err
+		}
+	}
 	if err := checkBaseURL(h.BaseURL); err != nil {
 		return err
 	}
@@ -456,6 +466,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if err := h.provisionSignIn(); err != nil {
+		return err
+	}
+	h.signInEnabled = h.SignIn != nil
 
 	h.policy = session.Policy{
 		Lifetime:      time.Duration(h.Lifetime),

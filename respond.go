@@ -76,6 +76,21 @@ var (
 	problemTooManySessions = problem{http.StatusTooManyRequests, "too_many_sessions",
 		"You are signed in on too many devices",
 		"Sign out on another device (from its “Where you're signed in” page), then sign in here again."}
+	problemCrossSite = problem{http.StatusForbidden, "cross_site_request",
+		"This request came from another site",
+		"Another site tried to act on your behalf here, so nothing was done. If it was you, go back to this site and try again from its own page."}
+	problemFormExpired = problem{http.StatusForbidden, "csrf_token_invalid",
+		"The sign-in form has expired",
+		"Go back, reload the sign-in page and try again."}
+	problemBadForm = problem{http.StatusBadRequest, "bad_form",
+		"The sign-in form could not be read",
+		"Go back, reload the sign-in page and try again."}
+	problemUnknownProvider = problem{http.StatusNotFound, "unknown_provider",
+		"There is no such sign-in here",
+		"Go back to the sign-in page and choose one of the ways in it offers."}
+	problemNoAccounts = problem{http.StatusNotFound, "not_found",
+		"There is no password sign-in here",
+		"This site signs you in with one of the providers on its sign-in page."}
 	problemBadHandOff = problem{http.StatusBadGateway, "bad_handoff",
 		"The sign-in could not be completed",
 		"The application answered with an account the gateway cannot accept. Nothing was signed in; the site's operator has been told in the log."}

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs the demo: the demo app on 127.0.0.1:9090 behind Caddy with
-# session_auth on http://localhost:8080, and a mail sink on 127.0.0.1:2525
-# that prints the gateway's new-sign-in mails here, all listening on this
-# machine only. Ctrl-C stops all. PORT, ADMIN_PORT, APP_PORT and MAIL_PORT
-# move them to other ports; BIN_DIR (default ./bin) says where the
-# binaries are.
+# session_auth on http://localhost:8080, a page with no login of its own
+# on http://localhost:8081 behind the gateway's sign-in, and a mail sink on
+# 127.0.0.1:2525 that prints the gateway's new-sign-in mails here, all
+# listening on this machine only. Ctrl-C stops all. PORT, SIGNIN_PORT,
+# ADMIN_PORT, APP_PORT and MAIL_PORT move them to other ports; BIN_DIR
+# (default ./bin) says where the binaries are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export PORT="${PORT:-8080}" ADMIN_PORT="${ADMIN_PORT:-2019}"
+export PORT="${PORT:-8080}" SIGNIN_PORT="${SIGNIN_PORT:-8081}" ADMIN_PORT="${ADMIN_PORT:-2019}"
 export APP_PORT="${APP_PORT:-9090}" MAIL_PORT="${MAIL_PORT:-2525}"
 export UPSTREAM="127.0.0.1:${APP_PORT}"
 BIN_DIR="${BIN_DIR:-./bin}"
@@ -17,6 +18,7 @@ BIN_DIR="${BIN_DIR:-./bin}"
 # Ctrl-C and the next `make demo`. REDIS_URL switches to Redis.
 export SESSION_STORE="file"
 store_banner="file $("$BIN_DIR/caddy" environ | sed -n 's/^caddy.AppDataDir=//p')/session_auth/sessions.db"
+export DEMO_TOTP_SECRET="${DEMO_TOTP_SECRET:-JBSWY3DPEHPK3PXP}"
 if [ -n "${REDIS_URL:-}" ]; then
 	export SESSION_STORE="redis ${REDIS_URL}"
 	store_banner="redis ${REDIS_URL%%@*}"
@@ -26,7 +28,7 @@ fi
 # Every port the demo listens on, checked before anything starts: a second
 # demo beside a running one would otherwise share them, and sessions would
 # seem to vanish at random.
-DEMO_PORTS=("$PORT:the site" "$ADMIN_PORT:Caddy's admin API" "$APP_PORT:the demo app" "$MAIL_PORT:the mail sink")
+DEMO_PORTS=("$PORT:the site" "$SIGNIN_PORT:the no-login site" "$ADMIN_PORT:Caddy's admin API" "$APP_PORT:the demo app" "$MAIL_PORT:the mail sink")
 
 # holder names the process listening on a port, as far as the system tells.
 holder() {
@@ -49,7 +51,7 @@ for entry in "${DEMO_PORTS[@]}"; do
 	fi
 done
 if [ "$busy" = 1 ]; then
-	echo "demo: is another demo running? Stop it, or run this one on other ports: PORT=8180 ADMIN_PORT=2119 APP_PORT=9190 MAIL_PORT=2625 make demo" >&2
+	echo "demo: is another demo running? Stop it, or run this one on other ports: PORT=8180 SIGNIN_PORT=8181 ADMIN_PORT=2119 APP_PORT=9190 MAIL_PORT=2625 make demo" >&2
 	exit 1
 fi
 
@@ -68,6 +70,9 @@ cat <<MSG
 
   session_auth demo (store: ${store_banner}), listening on this machine only
     open      http://localhost:${PORT}/          (sign in as alice or bob, password: demo)
+    no-login  http://localhost:${SIGNIN_PORT}/          (the gateway's own sign-in: alice or bob, password: demo;
+                                               bob's TOTP secret: ${DEMO_TOTP_SECRET} — add it to an
+                                               authenticator app, or: oathtool --totp -b ${DEMO_TOTP_SECRET})
     sessions  http://localhost:${PORT}/.auth/sessions   (Where you're signed in)
     me        curl -b cookies -c cookies http://localhost:${PORT}/.auth/me
     mail      sign in as the same user from a second browser (or a private

@@ -27,6 +27,8 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		t.Setenv("UPSTREAM", appAddr)
 		sink := newMailServer(t, "", false, 0) // the demo's mail sink: plain, on loopback
 		t.Setenv("MAIL_PORT", strings.TrimPrefix(sink.addr, "127.0.0.1:"))
+		signInPort := redisserver.FreePort(t)
+		t.Setenv("SIGNIN_PORT", fmt.Sprint(signInPort))
 		store := strings.TrimPrefix(storeLine, "store ")
 		if srv != nil {
 			store = "redis redis://" + srv.Addr
@@ -112,6 +114,26 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		code, body := g.adminDo("GET", "/session-auth/users/alice/sessions", "")
 		if code != 200 || strings.Count(body, `"active":false`) < 2 {
 			t.Fatalf("admin list after the walk: %d %s", code, body)
+		}
+
+		// The second site: a page with no login, behind the gateway's sign-in.
+		noLogin := newBrowser(t, fmt.Sprintf("http://localhost:%d", signInPort))
+		if p := noLogin.get("/"); p.status != 303 || p.header.Get("Location") != "/.auth/sign-in?next=%2F" {
+			t.Fatalf("no-login site without a session: %d %q", p.status, p.header.Get("Location"))
+		}
+		if p := noLogin.signInForm("/", "alice", "demo"); p.status != 303 {
+			t.Fatalf("no-login site, alice: %d %s", p.status, p.body)
+		}
+		if p := noLogin.get("/"); p.status != 200 || !strings.Contains(p.body, "Hello, Alice Example") || !strings.Contains(p.body, "signed you in as <b>alice</b>") {
+			t.Fatalf("no-login page: %d %s", p.status, p.body)
+		}
+		bob := newBrowser(t, noLogin.base)
+		step := bob.signInForm("/", "bob", "demo")
+		if p := bob.codeStep(step, codeFor(t, "JBSWY3DPEHPK3PXP" /* the secret the banner prints */, time.Now())); p.status != 303 {
+			t.Fatalf("no-login site, bob with his code: %d %s", p.status, p.body)
+		}
+		if p := bob.get("/"); !strings.Contains(p.body, "Hello, Bob Example") {
+			t.Fatalf("bob's page: %s", p.body)
 		}
 	})
 }

@@ -12,6 +12,8 @@ const (
 	EventRisk          = "risk"
 	EventRateLimited   = "rate_limited"
 	EventTokenCreated  = "token_created"
+	EventLoginFailed   = "login_failed"
+	EventStepUp        = "step_up"
 )
 
 // Event is one audit record. Stores write it in the same operation as the

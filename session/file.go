@@ -70,7 +70,8 @@ var (
 	bHistory  = []byte("history")  // user -> fileHistory (JSON)
 	bCounters = []byte("counters") // key -> count and window end
 	bOutbox   = []byte("outbox")   // delivery id (seq) -> fileDelivery (JSON)
-	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox}
+	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
+	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash}
 )
 
 // sweepBatch bounds the keys one sweep pass reads per bucket, so that a
@@ -578,6 +579,15 @@ func (f *File) SweepPass() (more bool, err error) {
 		for _, k := range oldCounters {
 			errs = append(errs, tx.Bucket(bCounters).Delete(k))
 		}
+		var oldStash [][]byte
+		walk(bStash, func(k, v []byte) {
+			if len(v) < 8 || !now.Before(time.UnixMilli(int64(binary.BigEndian.Uint64(v)))) {
+				oldStash = append(oldStash, slices.Clone(k))
+			}
+		})
+		for _, k := range oldStash {
+			errs = append(errs, tx.Bucket(bStash).Delete(k))
+		}
 		return errors.Join(errs...)
 	})
 	return more, err
@@ -1013,6 +1023,36 @@ func (f *File) Hit(_ context.Context, key string, window time.Duration, now time
 		return 0, 0, err
 	}
 	return n, end.Sub(now), nil
+}
+
+// Stash implements Store.
+func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	v := append(u64(uint64(now.Add(ttl).UnixMilli())), value...)
+	return f.update(func(tx *bolt.Tx) error { return tx.Bucket(bStash).Put([]byte(key), v) })
+}
+
+// Take implements Store: read and delete in one transaction.
+func (f *File) Take(_ context.Context, key string, now time.Time) ([]byte, error) {
+	var out []byte
+	found := false
+	err := f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bStash)
+		v := b.Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		if len(v) >= 8 && now.Before(time.UnixMilli(int64(binary.BigEndian.Uint64(v)))) {
+			out, found = slices.Clone(v[8:]), true
+		}
+		return b.Delete([]byte(key))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrNotFound
+	}
+	return out, nil
 }
 
 // Record implements Store.

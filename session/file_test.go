@@ -240,3 +240,9 @@ func BenchmarkValidate(b *testing.B) {
 		})
 	}
 }
+
+func TestFileStashExpires(t *testing.T) {
+	c := storetest.NewClock()
+	st := openFile(t, c.Now, session.FileOptions{})
+	storetest.StashExpires(t, st, c)
+}

@@ -25,6 +25,7 @@ type Memory struct {
 	events   map[string][]memEvent          // user id -> oldest first
 	hist     map[string]*memHistory         // user id -> risk history
 	counters map[string]*memCounter         // rate limit windows
+	stashed  map[string]memStash            // one-use records (Stash, Take)
 	global   []memEvent                     // events without a user, capped
 	outbox   []memDelivery                  // notices waiting, bounded
 	inflight map[string]memDelivery         // claimed, not yet acked
@@ -100,6 +101,31 @@ func (m *Memory) Hit(_ context.Context, key string, window time.Duration, now ti
 	}
 	c.n++
 	return c.n, c.end.Sub(now), nil
+}
+
+type memStash struct {
+	value []byte
+	until time.Time
+}
+
+// Stash implements Store.
+func (m *Memory) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stashed[key] = memStash{value: slices.Clone(value), until: now.Add(ttl)}
+	return nil
+}
+
+// Take implements Store.
+func (m *Memory) Take(_ context.Context, key string, now time.Time) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.stashed[key]
+	delete(m.stashed, key)
+	if !ok || !now.Before(st.until) {
+		return nil, ErrNotFound
+	}
+	return st.value, nil
 }
 
 // Record implements Store.
@@ -226,6 +252,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		events:   make(map[string][]memEvent),
 		hist:     make(map[string]*memHistory),
 		counters: make(map[string]*memCounter),
+		stashed:  make(map[string]memStash),
 		inflight: make(map[string]memDelivery),
 		queued:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -262,6 +289,11 @@ func (m *Memory) Sweep() {
 	for k, c := range m.counters {
 		if !now.Before(c.end) {
 			delete(m.counters, k)
+		}
+	}
+	for k, st := range m.stashed {
+		if !now.Before(st.until) {
+			delete(m.stashed, k)
 		}
 	}
 	for u, h := range m.hist {

@@ -17,3 +17,10 @@ func TestMemoryConformance(t *testing.T) {
 		session.DropUserIndex(st.(*session.Memory), user)
 	}})
 }
+
+func TestMemoryStashExpires(t *testing.T) {
+	c := storetest.NewClock()
+	m := session.NewMemory(c.Now, 0)
+	t.Cleanup(func() { m.Close() })
+	storetest.StashExpires(t, m, c)
+}

@@ -340,6 +340,9 @@ func fields(s *Session) []any {
 	if s.TokenLifetime > 0 {
 		out = append(out, "tx", strconv.FormatInt(s.TokenLifetime.Milliseconds(), 10))
 	}
+	if !s.CheckedAt.IsZero() {
+		out = append(out, "ck", ms(s.CheckedAt))
+	}
 	return out
 }
 
@@ -366,6 +369,10 @@ var textFields = [...]struct {
 	{"kd", func(s *Session) *string { return &s.Kind }, false},
 	{"tl", func(s *Session) *string { return &s.Label }, false},
 	{"am", func(s *Session) *string { return &s.AuthMethod }, false},
+	{"tk", func(s *Session) *string { return &s.SealedTokens }, true},
+	{"pv", func(s *Session) *string { return &s.Provider }, false},
+	{"sub", func(s *Session) *string { return &s.Subject }, false},
+	{"sid", func(s *Session) *string { return &s.ProviderSID }, false},
 }
 
 // textField finds key in textFields.
@@ -420,6 +427,8 @@ func decode(id string, flat []any) (*Session, error) {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				s.TokenLifetime = time.Duration(n) * time.Millisecond
 			}
+		case "ck":
+			s.CheckedAt = fromMS(v)
 		case "ca":
 			s.CreatedAt = fromMS(v)
 		case "la":
@@ -805,6 +814,30 @@ func (r *Redis) Hit(ctx context.Context, key string, window time.Duration, _ tim
 	n, _ := res[0].(int64)
 	ttl, _ := res[1].(int64)
 	return n, time.Duration(ttl) * time.Millisecond, nil
+}
+
+// stashKey is a one-use record's key, under its own hash tag.
+func (r *Redis) stashKey(key string) string { return r.prefix + "once:{" + key + "}" }
+
+// Stash implements Store. The record expires with its TTL in Redis.
+func (r *Redis) Stash(ctx context.Context, key string, value []byte, ttl time.Duration, _ time.Time) error {
+	if err := stashScript.Run(ctx, r.client, []string{r.stashKey(key)}, value, max(ttl.Milliseconds(), 1)).Err(); err != nil {
+		return fmt.Errorf("stashing: %w", err)
+	}
+	return nil
+}
+
+// Take implements Store: read and delete in one script, so that a record
+// is used once even when two gateways race for it.
+func (r *Redis) Take(ctx context.Context, key string, _ time.Time) ([]byte, error) {
+	v, err := takeScript.Run(ctx, r.client, []string{r.stashKey(key)}).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taking: %w", err)
+	}
+	return []byte(v), nil
 }
 
 // Record implements Store.

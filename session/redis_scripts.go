@@ -655,3 +655,20 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)
+
+// stashScript: KEYS record. ARGV value, ttl (ms). A hash rather than a
+// string so that the gateway's Redis user needs no command beyond those
+// it already has (SECURITY.md's ACL line).
+var stashScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+// takeScript: KEYS record. Returns its value and deletes it, or nil.
+var takeScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], 'v')
+if v then redis.call('DEL', KEYS[1]) end
+return v
+`)

@@ -87,6 +87,20 @@ func TestRedisKeysHaveTTLAndTag(t *testing.T) {
 	}
 }
 
+// A pending sign-in's record expires in Redis with its TTL.
+func TestRedisStashHasTTL(t *testing.T) {
+	_, client := newRedisClient(t)
+	ctx := context.Background()
+	st := session.NewRedis(client, "sa:", nil)
+	if err := st.Stash(ctx, "pending:x", []byte("v"), 10*time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := client.PTTL(ctx, "sa:once:{pending:x}").Result()
+	if err != nil || ttl <= 9*time.Minute || ttl > 10*time.Minute {
+		t.Fatalf("TTL %v %v", ttl, err)
+	}
+}
+
 // The hot path is one Redis command: the validate script.
 func TestRedisValidateIsOneCommand(t *testing.T) {
 	_, client := newRedisClient(t)

@@ -14,6 +14,7 @@ const (
 	EndIPChange      = "ip_change"
 	EndCountryChange = "country_change"
 	EndExpired       = "expired"
+	EndIDP           = "idp" // the identity provider no longer vouches for the user
 )
 
 // Actors of a revocation, as audit events name them.
@@ -24,6 +25,7 @@ const (
 	ActorLimit    = "limit"
 	ActorPolicy   = "policy"
 	ActorLink     = "link"
+	ActorIDP      = "idp"
 )
 
 // Kinds of session (SPEC section 5): a browser's, with a cookie, or an
@@ -82,6 +84,17 @@ type Session struct {
 	// AuthenticatedAt is when the user last proved who they are: the
 	// sign-in, or a later step-up. Zero reads as CreatedAt.
 	AuthenticatedAt time.Time
+
+	// Sessions signed in at an OIDC provider: its name, the user's sub
+	// and the provider's session id (sid), which back-channel logout
+	// names; the tokens kept for recheck and pass_access_token, sealed
+	// under a key derived from the cookie's secret (a copy of the store
+	// cannot open them); and when the provider last vouched for the user.
+	Provider     string
+	Subject      string
+	ProviderSID  string
+	SealedTokens string
+	CheckedAt    time.Time
 
 	// OthersActive is, after Create, how many other active sessions the
 	// user had (for the new-login notice); it is not stored.

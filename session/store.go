@@ -78,6 +78,7 @@ type Store interface {
 	Counters
 	Audit
 	Outbox
+	Pending
 
 	// Close releases what the store holds.
 	Close() error
@@ -187,4 +188,17 @@ type Outbox interface {
 
 	// Retry puts a delivery back, due at at, with one more attempt counted.
 	Retry(ctx context.Context, d Delivery, at time.Time) error
+}
+
+// Pending keeps sign-ins under way: one-use records with a TTL.
+type Pending interface {
+	// Stash keeps value under key until now+ttl, for Take to read once:
+	// a sign-in under way (OIDC state and nonce, an account's password
+	// step before its code). A key stashed again is replaced.
+	Stash(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error
+
+	// Take returns what Stash kept under key and removes it in the same
+	// operation, so that of two concurrent Takes one gets it; ErrNotFound
+	// when there is nothing (never stashed, taken, or expired at now).
+	Take(ctx context.Context, key string, now time.Time) ([]byte, error)
 }

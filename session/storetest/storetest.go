@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +92,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"RecordEvent", testRecord},
 		{"TokenOwnLifetimeNoIdle", testTokenLifetime},
 		{"TokenOutsideLimit", testTokenLimit},
+		{"StashTakeOnce", testStashTake},
 	}
 	for _, h := range hooks {
 		if drop := h.DropIndex; drop != nil {
@@ -742,7 +745,9 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 		Device: "Mac", DeviceType: "desktop", Browser: "Firefox", OS: "macOS", Country: "DE", City: "Berlin",
 		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
 		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now,
-		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC()}
+		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC(),
+		Provider: "corp", Subject: "248289761001", ProviderSID: "08a5019c-17e1-4977-8f42-65a12843ea02",
+		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC()}
 	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
 	}
@@ -1244,4 +1249,54 @@ func testUnlisted(t *testing.T, st session.Store, c *Clock, drop func(t *testing
 	wantStatus(t, validate(t, st, c, n, "192.0.2.1"), session.Ended)
 	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Unlisted)
 	wantStatus(t, validate(t, st, c, b, "192.0.2.1"), session.Unlisted)
+}
+
+func testStashTake(t *testing.T, st session.Store, c *Clock) {
+	key := "pending:" + user()
+	if err := st.Stash(ctx(t), key, []byte("state\x00nonce"), 10*time.Minute, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Take(ctx(t), "pending:"+user(), c.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("another key: %v", err)
+	}
+	v, err := st.Take(ctx(t), key, c.Now())
+	if err != nil || string(v) != "state\x00nonce" {
+		t.Fatalf("take: %q %v", v, err)
+	}
+	if _, err := st.Take(ctx(t), key, c.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("taken twice: %v", err)
+	}
+
+	// Concurrent takes: exactly one wins.
+	if err := st.Stash(ctx(t), key, []byte("once"), time.Minute, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := st.Take(ctx(t), key, c.Now()); err == nil {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent takes got the record", wins.Load())
+	}
+}
+
+// StashExpires is run by stores whose clock the suite controls (memory,
+// file); Redis expires records by its own clock, which its test checks.
+func StashExpires(t *testing.T, st session.Store, c *Clock) {
+	key := "pending:" + user()
+	if err := st.Stash(ctx(t), key, []byte("x"), time.Minute, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Minute)
+	if _, err := st.Take(ctx(t), key, c.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("taken after its TTL: %v", err)
+	}
 }

@@ -1,0 +1,326 @@
+package sessionauth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// The accounts form: its fields, the CSRF cookie beside the session
+// cookie, and how long the password step waits for the code.
+const (
+	signInCookieSuffix = "_signin"
+	signInCookieMaxAge = time.Hour
+	codeStepTTL        = 5 * time.Minute
+	maxSignInForm      = 16 << 10
+	wrongCredentials   = "Wrong user name or password."
+)
+
+var totpOpts = totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+
+// totpKey checks a base32 TOTP secret by computing a code with it.
+func totpKey(secret string) (string, error) {
+	s := strings.ToUpper(strings.ReplaceAll(secret, " ", ""))
+	if _, err := totp.GenerateCodeCustom(s, time.Unix(0, 0), totpOpts); err != nil {
+		return "", errors.New("must be a base32 secret")
+	}
+	return s, nil
+}
+
+// dummyHashes holds, per bcrypt cost, a hash no password matches: an
+// unknown user's password is compared against it, so that the answer
+// takes as long as for a known user's wrong password.
+var dummyHashes sync.Map // cost -> []byte
+
+func dummyHash(cost int) []byte {
+	if v, ok := dummyHashes.Load(cost); ok {
+		return v.([]byte)
+	}
+	var pw [16]byte
+	_, _ = rand.Read(pw[:])
+	h, err := bcrypt.GenerateFromPassword(pw[:], cost)
+	if err != nil {
+		h, _ = bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
+	}
+	v, _ := dummyHashes.LoadOrStore(cost, h)
+	return v.([]byte)
+}
+
+// provisionSignIn readies the sign-in: accounts (file included), the
+// dummy hash at the accounts' highest cost, the OIDC providers.
+func (h *Handler) provisionSignIn() error {
+	si := h.SignIn
+	if si == nil {
+		return nil
+	}
+	if err := si.check(); err != nil {
+		return err
+	}
+	if err := si.provision(); err != nil {
+		return err
+	}
+	cost := bcrypt.MinCost
+	for _, a := range si.accounts {
+		if c, _ := bcrypt.Cost([]byte(a.Hash)); c > cost {
+			cost = c
+		}
+	}
+	if len(si.accounts) > 0 {
+		h.dummyHash = dummyHash(cost)
+	}
+	return h.provisionProviders()
+}
+
+func (h *Handler) signInCookieName(r *http.Request) string {
+	return h.cookieName(r) + signInCookieSuffix
+}
+
+// formToken is the accounts form's CSRF token: a random value in an
+// HttpOnly cookie that the form repeats. A page on another site can make
+// the browser send the cookie but cannot read it to fill the form.
+func (h *Handler) formToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(h.signInCookieName(r)); err == nil && validDeviceID(c.Value) {
+		return c.Value
+	}
+	var b [deviceIDLen / 2]byte
+	_, _ = rand.Read(b[:])
+	v := hex.EncodeToString(b[:])
+	c := h.sessionCookie(r, v, signInCookieMaxAge)
+	c.Name = h.signInCookieName(r)
+	http.SetCookie(w, c)
+	return v
+}
+
+func (h *Handler) validFormToken(r *http.Request) bool {
+	c, err := r.Cookie(h.signInCookieName(r))
+	if err != nil || !validDeviceID(c.Value) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) == 1
+}
+
+// signInPage is what the sign-in page shows.
+type signInPage struct {
+	Host      string
+	Next      string
+	CSRF      string
+	Error     string
+	Accounts  bool
+	Providers []providerButton
+	// The code step: the password was right, the account has TOTP.
+	Pending string
+	// The user name, fixed (the code step, a step-up).
+	User string
+}
+
+type providerButton struct{ Label, URL string }
+
+// serveSignIn answers {endpoints}/sign-in: the page on GET, the accounts
+// form on POST.
+func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
+	if h.SignIn == nil {
+		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		next := safeNext(r.URL.Query().Get("next"))
+		si := h.SignIn
+		if len(si.accounts) == 0 && len(si.OIDC) == 1 {
+			// One way in: straight to the provider.
+			w.Header().Set("Location", h.providerStart(si.OIDC[0].Name, next))
+			w.WriteHeader(http.StatusSeeOther)
+			return nil
+		}
+		return h.renderSignIn(w, r, http.StatusOK, signInPage{Next: next})
+	case http.MethodPost:
+		return h.accountSignIn(w, r)
+	}
+	return methodNotAllowed(w, "GET, HEAD, POST")
+}
+
+func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status int, page signInPage) error {
+	page.Host = sanitise(r.Host, 256)
+	page.Accounts = len(h.SignIn.accounts) > 0
+	page.CSRF = h.formToken(w, r)
+	if page.Pending == "" {
+		for _, p := range h.SignIn.OIDC {
+			page.Providers = append(page.Providers, providerButton{Label: p.label(), URL: h.providerStart(p.Name, page.Next)})
+		}
+	}
+	htmlHeaders(w)
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	return signInTemplate.Execute(w, page)
+}
+
+// accountSignIn checks the accounts form: login_rate, cross-site, CSRF,
+// then the password (and the code).
+func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
+	if crossSite(r) {
+		return answer(w, r, problemCrossSite)
+	}
+	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+		return h.refuse(w, r, err)
+	}
+	if len(h.SignIn.accounts) == 0 {
+		return answer(w, r, problemNoAccounts)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignInForm)
+	if err := r.ParseForm(); err != nil {
+		return answer(w, r, problemBadForm)
+	}
+	if !h.validFormToken(r) {
+		return answer(w, r, problemFormExpired)
+	}
+	next := safeNext(r.PostFormValue("next"))
+	page := signInPage{Next: next}
+
+	var acct *Account
+	if pending := r.PostFormValue("pending"); pending != "" {
+		// The code step: the password was checked a moment ago.
+		ctx, cancel := h.storeContext(r.Context())
+		v, err := h.store.Take(ctx, "account:"+pending, h.now())
+		cancel()
+		if errors.Is(err, session.ErrNotFound) {
+			page.Error = "That sign-in took too long. Please enter your user name and password again."
+			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
+		}
+		if err != nil {
+			return h.refuse(w, r, err)
+		}
+		if acct = h.SignIn.accounts[string(v)]; acct == nil || acct.TOTP == "" {
+			page.Error = wrongCredentials
+			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
+		}
+	} else {
+		user := r.PostFormValue("username")
+		acct = h.SignIn.accounts[user]
+		if !h.passwordMatches(acct, r.PostFormValue("password")) {
+			if acct != nil {
+				h.loginFailed(r, acct.User, "password")
+			} else {
+				h.loginFailed(r, "", "password")
+			}
+			page.Error = wrongCredentials
+			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
+		}
+		if acct.TOTP != "" && r.PostFormValue("code") == "" {
+			return h.askCode(w, r, acct, page)
+		}
+	}
+
+	method := session.MethodPassword
+	if acct.TOTP != "" {
+		if reason := h.checkCode(r, acct, r.PostFormValue("code")); reason != "" {
+			h.loginFailed(r, acct.User, "totp")
+			page.Error = reason
+			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
+		}
+		method = session.MethodPasswordTOTP
+	}
+	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
+	if _, err := h.mint(w, r, who); err != nil {
+		return h.mintFailed(w, r, err)
+	}
+	w.Header().Set("Location", next)
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+// passwordMatches compares with bcrypt; an unknown user is compared
+// against the dummy hash, so that both answers take the same time.
+func (h *Handler) passwordMatches(acct *Account, password string) bool {
+	hash := h.dummyHash
+	if acct != nil {
+		hash = []byte(acct.Hash)
+	}
+	if len(password) > 72 {
+		password = password[:72] // bcrypt reads no further; the library refuses longer ones
+	}
+	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	return ok && acct != nil
+}
+
+// askCode keeps the password step for codeStepTTL, one use, and shows the
+// code field.
+func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account, page signInPage) error {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	pending := hex.EncodeToString(b[:])
+	ctx, cancel := h.storeContext(r.Context())
+	err := h.store.Stash(ctx, "account:"+pending, []byte(acct.User), codeStepTTL, h.now())
+	cancel()
+	if err != nil {
+		return h.refuse(w, r, err)
+	}
+	page.Pending, page.User = pending, acct.User
+	return h.renderSignIn(w, r, http.StatusOK, page)
+}
+
+// checkCode checks a TOTP code (this 30 s step or a neighbour, for clock
+// drift) and refuses a code already used: each step is used once, which
+// the store remembers while a code of it could still be valid. It
+// returns what to tell the user, or "" when the code is good.
+func (h *Handler) checkCode(r *http.Request, acct *Account, code string) string {
+	code = strings.TrimSpace(code)
+	now := h.now()
+	if len(code) != 6 {
+		return "Wrong code. Enter the 6 digits your authenticator app shows now."
+	}
+	for _, off := range []int{0, -1, 1} {
+		at := now.Add(time.Duration(off) * 30 * time.Second)
+		want, err := totp.GenerateCodeCustom(acct.TOTP, at, totpOpts)
+		if err != nil || subtle.ConstantTimeCompare([]byte(want), []byte(code)) != 1 {
+			continue
+		}
+		step := at.Unix() / 30
+		ctx, cancel := h.storeContext(r.Context())
+		n, _, err := h.store.Hit(ctx, "totp:"+acct.User+":"+strconv.FormatInt(step, 10), 3*30*time.Second, now)
+		cancel()
+		if err != nil || n > 1 {
+			return "That code was used already. Wait for the next one."
+		}
+		return ""
+	}
+	return "Wrong code. Enter the 6 digits your authenticator app shows now."
+}
+
+// loginFailed logs and records a refused sign-in (never the password or
+// code); userID is empty when the account does not exist.
+func (h *Handler) loginFailed(r *http.Request, userID, reason string) {
+	e := session.Event{Type: session.EventLoginFailed, At: h.now().UTC(), UserID: userID, IP: clientIP(r), Reason: reason}
+	h.logEvent(e)
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	if err := h.store.Record(ctx, e, h.policy); err != nil {
+		h.logger.Error("recording a failed sign-in", zap.Error(err))
+	}
+}
+
+// mintFailed answers a sign-in the store could not complete, or one the
+// limits refused, as the hand-off does.
+func (h *Handler) mintFailed(w http.ResponseWriter, r *http.Request, err error) error {
+	switch {
+	case errors.Is(err, session.ErrLimitReached):
+		return answer(w, r, problemTooManySessions)
+	case errors.As(err, new(errRateLimited)):
+		return tooMany(w, r, err)
+	}
+	h.metrics.request(outcomeStoreError)
+	return h.storeUnavailable(w, r, err)
+}

@@ -1,0 +1,452 @@
+package sessionauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// OIDC sign-ins: how long one may take from the button to the callback,
+// the cookie that binds it to the browser that started it, and how long
+// a call to the provider may take.
+const (
+	pendingTTL         = 10 * time.Minute
+	oidcCookieSuffix   = "_oidc"
+	providerTimeout    = 10 * time.Second
+	defaultUserClaim   = "email"
+	defaultRolesClaim  = "groups"
+	pendingKeyPrefix   = "oidc:"
+	maxCallbackQueryLn = 8 << 10
+)
+
+// provider is a configured OIDC provider at run time. Discovery happens
+// on first use (Provision opens no connection) and is retried until it
+// succeeds.
+type provider struct {
+	cfg    *OIDCProvider
+	client *http.Client
+
+	mu         sync.Mutex
+	oidc       *oidc.Provider
+	verifier   *oidc.IDTokenVerifier
+	endSession string
+}
+
+func (p *OIDCProvider) label() string {
+	if p.Label != "" {
+		return p.Label
+	}
+	return p.Name
+}
+
+func (h *Handler) provisionProviders() error {
+	h.providers = make(map[string]*provider, len(h.SignIn.OIDC))
+	for _, c := range h.SignIn.OIDC {
+		h.providers[c.Name] = &provider{cfg: c, client: &http.Client{Timeout: providerTimeout}}
+	}
+	return nil
+}
+
+// discover returns the provider's discovered endpoints and ID token
+// verifier (the JWKS from discovery, fetched again on an unknown kid).
+func (p *provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerifier, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.oidc != nil {
+		return p.oidc, p.verifier, nil
+	}
+	// The key set outlives this request: it keeps the client, not ctx.
+	keep := oidc.ClientContext(context.WithoutCancel(ctx), p.client)
+	ctx, cancel := context.WithTimeout(keep, providerTimeout)
+	defer cancel()
+	op, err := oidc.NewProvider(ctx, p.cfg.Issuer)
+	if err != nil {
+		return nil, nil, err
+	}
+	var extra struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = op.Claims(&extra)
+	p.oidc, p.endSession = op, extra.EndSession
+	p.verifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
+	return p.oidc, p.verifier, nil
+}
+
+// oauth is the OAuth 2.0 client for this site's callback.
+func (h *Handler) oauth(r *http.Request, p *provider, op *oidc.Provider) *oauth2.Config {
+	scopes := p.cfg.Scopes
+	if len(scopes) == 0 {
+		scopes = []string{oidc.ScopeOpenID, "email", "profile"}
+	}
+	if (p.cfg.Recheck > 0 || p.cfg.PassAccessToken) && !slices.Contains(scopes, oidc.ScopeOfflineAccess) {
+		scopes = append(slices.Clone(scopes), oidc.ScopeOfflineAccess)
+	}
+	return &oauth2.Config{
+		ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
+		Endpoint: op.Endpoint(), Scopes: scopes,
+		RedirectURL: requestScheme(r) + "://" + r.Host + h.Endpoints + "/callback/" + p.cfg.Name,
+	}
+}
+
+// providerStart is the URL of a provider's button.
+func (h *Handler) providerStart(name, next string) string {
+	u := h.Endpoints + "/sign-in/" + name
+	if next != "/" {
+		u += "?next=" + url.QueryEscape(next)
+	}
+	return u
+}
+
+// pendingSignIn is what the store keeps between the button and the
+// callback, under the state: used once, for pendingTTL.
+type pendingSignIn struct {
+	Provider string `json:"p"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"` // PKCE
+	Next     string `json:"x"`
+	Binding  []byte `json:"b"` // SHA-256 of the cookie's value
+}
+
+func randomString() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (h *Handler) oidcCookieName(r *http.Request) string { return h.cookieName(r) + oidcCookieSuffix }
+
+// serveProviderStart sends the browser to the provider: state, nonce
+// and the PKCE verifier kept in the store, bound to a short-lived cookie.
+func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, name string) error {
+	p := h.providers[name]
+	if p == nil {
+		return answer(w, r, problemUnknownProvider)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return methodNotAllowed(w, "GET, HEAD")
+	}
+	return h.startOIDC(w, r, p, safeNext(r.URL.Query().Get("next")))
+}
+
+// startOIDC redirects to the provider.
+func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string) error {
+	op, _, err := p.discover(r.Context())
+	if err != nil {
+		h.logger.Error("OIDC provider unavailable", zap.String("provider", p.cfg.Name), zap.Error(err))
+		return h.signInProblem(w, r, http.StatusOK, fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", p.cfg.label()))
+	}
+	binding, state := randomString(), randomString()
+	sum := sha256.Sum256([]byte(binding))
+	ps := pendingSignIn{Provider: p.cfg.Name, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Next: next, Binding: sum[:]}
+	body, _ := json.Marshal(ps)
+	ctx, cancel := h.storeContext(r.Context())
+	err = h.store.Stash(ctx, pendingKeyPrefix+state, body, pendingTTL, h.now())
+	cancel()
+	if err != nil {
+		return h.refuse(w, r, err)
+	}
+	c := h.sessionCookie(r, binding, pendingTTL)
+	c.Name = h.oidcCookieName(r)
+	c.SameSite = http.SameSiteLaxMode // it must come back with the provider's redirect
+	http.SetCookie(w, c)
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(ps.Nonce), oauth2.S256ChallengeOption(ps.Verifier)}
+	w.Header().Set("Location", h.oauth(r, p, op).AuthCodeURL(state, opts...))
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+// serveCallback completes an OIDC sign-in: the state taken once from the
+// store, the cookie that started it, the code exchanged with the PKCE
+// verifier, the ID token checked (signature, iss, aud, exp, nonce), the
+// claims mapped and allowed, then the session minted. Every refusal is a
+// page in words, a log line and a login_failed event.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name string) error {
+	p := h.providers[name]
+	if p == nil {
+		return answer(w, r, problemUnknownProvider)
+	}
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(w, "GET")
+	}
+	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+		return h.refuse(w, r, err)
+	}
+	label := p.cfg.label()
+	if len(r.URL.RawQuery) > maxCallbackQueryLn {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback query too long", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback query unreadable", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
+	}
+	state := q.Get("state")
+	var ps pendingSignIn
+	if state != "" && len(state) <= 128 {
+		ctx, cancel := h.storeContext(r.Context())
+		body, err := h.store.Take(ctx, pendingKeyPrefix+state, h.now())
+		cancel()
+		switch {
+		case err == nil:
+			if json.Unmarshal(body, &ps) != nil {
+				ps = pendingSignIn{}
+			}
+		case !errors.Is(err, session.ErrNotFound):
+			return h.refuse(w, r, err)
+		}
+	}
+	if ps.Provider == "" || ps.Provider != name {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "unknown, used or expired state",
+			fmt.Sprintf("The sign-in with %s has expired or was already used. Please sign in again.", label))
+	}
+	c, cerr := r.Cookie(h.oidcCookieName(r))
+	if cerr != nil || subtle.ConstantTimeCompare(sha256Of(c.Value), ps.Binding) != 1 {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "state not bound to this browser",
+			fmt.Sprintf("The sign-in with %s was started in another browser or window. Please sign in again here.", label))
+	}
+	clear := h.sessionCookie(r, "", -1)
+	clear.Name = h.oidcCookieName(r)
+	http.SetCookie(w, clear)
+	if e := q.Get("error"); e != "" {
+		text := fmt.Sprintf("The sign-in with %s failed: the provider refused it.", label)
+		if e == "access_denied" {
+			text = fmt.Sprintf("The sign-in with %s was cancelled.", label)
+		}
+		return h.oidcFailed(w, r, p, "", http.StatusUnauthorized, "provider returned "+sanitise(e, 64), text)
+	}
+	op, verifier, err := p.discover(r.Context())
+	if err != nil {
+		return h.oidcFailed(w, r, p, "", http.StatusOK, "provider unavailable: "+err.Error(),
+			fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", label))
+	}
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.client), providerTimeout)
+	defer cancel()
+	tok, err := h.oauth(r, p, op).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(ps.Verifier))
+	if err != nil {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "code exchange failed: "+err.Error(),
+			fmt.Sprintf("The sign-in with %s could not be completed: the provider did not accept it. Please sign in again.", label))
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := verifier.Verify(ctx, raw)
+	if err != nil {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token refused: "+err.Error(),
+			fmt.Sprintf("The sign-in with %s could not be completed: its answer failed the checks. Please sign in again.", label))
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(ps.Nonce)) != 1 {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token nonce does not match",
+			fmt.Sprintf("The sign-in with %s could not be completed: its answer belongs to another sign-in. Please sign in again.", label))
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token claims unreadable", fmt.Sprintf("The sign-in with %s could not be completed.", label))
+	}
+	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
+		// OIDC Core 5.4: with an access token, a provider may leave the
+		// scope's claims (email, profile) to the UserInfo endpoint.
+		ui, err := op.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		if err != nil || ui.Subject != idt.Subject {
+			return h.oidcFailed(w, r, p, "", http.StatusBadRequest, fmt.Sprintf("userinfo refused: %v", err),
+				fmt.Sprintf("The sign-in with %s could not be completed: the provider did not describe the account. Please sign in again.", label))
+		}
+		var more map[string]any
+		if ui.Claims(&more) == nil {
+			for k, v := range more {
+				if _, ok := claims[k]; !ok {
+					claims[k] = v // the signed ID token's claims win
+				}
+			}
+		}
+	}
+	who, reason := p.identity(claims)
+	if reason != "" {
+		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, reason,
+			fmt.Sprintf("The sign-in with %s could not be completed: %s.", label, reason))
+	}
+	if !p.allowed(who, claims) {
+		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
+	}
+	who.method = session.MethodOIDC(p.cfg.Name)
+	sid, _ := claims["sid"].(string)
+	now := h.now()
+	who.prepare = func(s *session.Session, secret string) error {
+		s.Provider, s.Subject, s.ProviderSID, s.CheckedAt = p.cfg.Name, idt.Subject, sanitise(sid, 256), now
+		if p.cfg.Recheck > 0 || p.cfg.PassAccessToken {
+			sealed, err := sealTokens(secret, s.ID, tokens{Refresh: tok.RefreshToken, Access: tok.AccessToken, Expiry: tok.Expiry})
+			if err != nil {
+				return err
+			}
+			s.SealedTokens = sealed
+		}
+		return nil
+	}
+	if _, err := h.mint(w, r, who); err != nil {
+		return h.mintFailed(w, r, err)
+	}
+	w.Header().Set("Location", safeNext(ps.Next))
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+func sha256Of(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// needsUserInfo: the ID token lacks the user claim, or the email that a
+// user claim of email needs verified.
+func (p *provider) needsUserInfo(claims map[string]any) bool {
+	uc := p.cfg.UserClaim
+	if uc == "" {
+		uc = defaultUserClaim
+	}
+	_, hasUser := claims[uc]
+	_, hasEmail := claims["email"]
+	return !hasUser || !hasEmail
+}
+
+// identity maps the ID token's claims to the user: user_claim (email by
+// default, which must then be verified), email, name, roles_claim.
+func (p *provider) identity(claims map[string]any) (signedIn, string) {
+	userClaim := p.cfg.UserClaim
+	if userClaim == "" {
+		userClaim = defaultUserClaim
+	}
+	var who signedIn
+	who.userID = claimString(claims[userClaim])
+	who.email = claimString(claims["email"])
+	verified := claimTrue(claims["email_verified"])
+	if !verified {
+		who.email = "" // an unverified address is not forwarded as the user's
+	}
+	who.name = claimString(claims["name"])
+	if who.name == "" {
+		who.name = claimString(claims["preferred_username"])
+	}
+	rolesClaim := p.cfg.RolesClaim
+	if rolesClaim == "" {
+		rolesClaim = defaultRolesClaim
+	}
+	who.roles = strings.Join(claimStrings(claims[rolesClaim]), ",")
+	switch {
+	case who.userID == "":
+		return who, fmt.Sprintf("the provider did not name the user (no %s claim)", userClaim)
+	case userClaim == "email" && !verified:
+		return who, "the email address is not verified at the provider"
+	}
+	if err := checkIdentity(who.userID, who.email, who.name, who.roles); err != nil {
+		return who, "the provider's account details are not usable here"
+	}
+	return who, ""
+}
+
+// allowed applies allow_*: with none given, everyone the provider signs
+// in; otherwise the user must match one rule.
+func (p *provider) allowed(who signedIn, claims map[string]any) bool {
+	c := p.cfg
+	if len(c.AllowUsers) == 0 && len(c.AllowDomains) == 0 && len(c.AllowRoles) == 0 {
+		return true
+	}
+	if slices.Contains(c.AllowUsers, who.userID) {
+		return true
+	}
+	if at := strings.LastIndexByte(who.email, '@'); at >= 0 && who.email != "" {
+		domain := who.email[at+1:]
+		for _, d := range c.AllowDomains {
+			if strings.EqualFold(d, domain) {
+				return true
+			}
+		}
+	}
+	for _, role := range claimStrings(claims[c.rolesClaim()]) {
+		if slices.Contains(c.AllowRoles, role) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *OIDCProvider) rolesClaim() string {
+	if p.RolesClaim != "" {
+		return p.RolesClaim
+	}
+	return defaultRolesClaim
+}
+
+func claimString(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func claimTrue(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true" // some providers send it as a string
+	}
+	return false
+}
+
+func claimStrings(v any) []string {
+	switch l := v.(type) {
+	case string:
+		var out []string
+		for _, s := range strings.Split(l, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range l {
+			if s, ok := e.(string); ok && s != "" && !strings.Contains(s, ",") {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// oidcFailed answers a refused or failed OIDC sign-in: a page in words,
+// a log line and a login_failed event (reason not_allowed or idp_error).
+func (h *Handler) oidcFailed(w http.ResponseWriter, r *http.Request, p *provider, userID string, status int, why, text string) error {
+	if c := h.logger.Check(zap.WarnLevel, "OIDC sign-in refused"); c != nil {
+		c.Write(zap.String("provider", p.cfg.Name), zap.String("reason", sanitise(why, 512)), zap.String("ip_address", clientIP(r)))
+	}
+	reason := "idp_error"
+	if status == http.StatusForbidden {
+		reason = "not_allowed"
+	}
+	h.loginFailed(r, userID, reason)
+	return h.signInProblem(w, r, status, text)
+}
+
+// signInProblem shows what went wrong with a way to start again.
+func (h *Handler) signInProblem(w http.ResponseWriter, r *http.Request, status int, text string) error {
+	if !wantsPage(r) {
+		code := "sign_in_failed"
+		if status == http.StatusForbidden {
+			code = "not_allowed"
+		}
+		return writeJSON(w, status, errorBody{code})
+	}
+	return h.renderSignIn(w, r, status, signInPage{Next: "/", Error: text})
+}

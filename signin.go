@@ -1,0 +1,361 @@
+package sessionauth
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// SignIn is the gateway's own sign-in (SPEC 11): OIDC providers and
+// local accounts, for apps that have no login of their own.
+type SignIn struct {
+	// OpenID Connect providers, one button each on the sign-in page.
+	OIDC []*OIDCProvider `json:"oidc,omitempty"`
+	// Local accounts, with bcrypt hashes as `caddy hash-password` prints them.
+	Accounts []*Account `json:"accounts,omitempty"`
+	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
+	AccountsFile string `json:"accounts_file,omitempty"`
+
+	accounts map[string]*Account // by user id, the file's and the config's
+}
+
+// Account is a local user.
+type Account struct {
+	// The user id, forwarded as X-Auth-User.
+	User string `json:"user"`
+	// bcrypt hash of the password.
+	Hash  string   `json:"hash"`
+	Email string   `json:"email,omitempty"`
+	Name  string   `json:"name,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+	// Base32 TOTP secret; with one, a 6-digit code is asked after the
+	// password. {env.*} placeholders are expanded.
+	TOTP string `json:"totp,omitempty"`
+}
+
+// OIDCProvider is an OpenID Connect provider users may sign in with.
+type OIDCProvider struct {
+	// Name in the callback path {endpoints}/callback/<name> and in X-Auth-Method oidc:<name>.
+	Name string `json:"name"`
+	// Issuer URL; discovery at <issuer>/.well-known/openid-configuration.
+	Issuer   string `json:"issuer"`
+	ClientID string `json:"client_id"`
+	// Omitted for a public client (PKCE alone). {env.*} placeholders are expanded.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+	// The button's text; default the name.
+	Label string `json:"label,omitempty"`
+	// The claim that names the user; default email (then email_verified must be true).
+	UserClaim string `json:"user_claim,omitempty"`
+	// The claim that lists the user's roles; default groups.
+	RolesClaim string `json:"roles_claim,omitempty"`
+	// With any allow_*, the user must match one of them.
+	AllowUsers   []string `json:"allow_users,omitempty"`
+	AllowDomains []string `json:"allow_domains,omitempty"`
+	AllowRoles   []string `json:"allow_roles,omitempty"`
+	// Refresh at the provider at most this often, on a request; a refusal
+	// ends the session. 0 (default) is off.
+	Recheck caddy.Duration `json:"recheck,omitempty"`
+	// Forward the access token as X-Auth-Access-Token.
+	PassAccessToken bool `json:"pass_access_token,omitempty"`
+	// /.auth/logout continues to the provider's end_session_endpoint.
+	LogoutAtProvider bool `json:"logout_at_provider,omitempty"`
+}
+
+var providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// check reports the first impossible setting of the sign-in block.
+func (si *SignIn) check() error {
+	if len(si.OIDC) == 0 && len(si.Accounts) == 0 && si.AccountsFile == "" {
+		return errors.New("sign_in needs at least one oidc provider or accounts")
+	}
+	names := map[string]bool{}
+	for _, p := range si.OIDC {
+		if !providerName.MatchString(p.Name) {
+			return fmt.Errorf("oidc name %q must be lower-case letters, digits, - and _ (at most 32)", p.Name)
+		}
+		if names[p.Name] {
+			return fmt.Errorf("oidc %s given more than once", p.Name)
+		}
+		names[p.Name] = true
+		if err := p.check(); err != nil {
+			return fmt.Errorf("oidc %s: %v", p.Name, err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range si.Accounts {
+		if err := a.check(); err != nil {
+			return err
+		}
+		if seen[a.User] {
+			return fmt.Errorf("account %q given more than once", a.User)
+		}
+		seen[a.User] = true
+	}
+	return nil
+}
+
+func (p *OIDCProvider) check() error {
+	switch {
+	case p.Issuer == "":
+		return errors.New("issuer is required")
+	case !strings.HasPrefix(p.Issuer, "https://") && !strings.HasPrefix(p.Issuer, "http://"):
+		return fmt.Errorf("issuer %q must be an https:// URL", p.Issuer)
+	case p.ClientID == "":
+		return errors.New("client_id is required")
+	case p.Recheck < 0:
+		return errors.New("recheck must not be negative")
+	case p.Recheck > 0 || p.PassAccessToken || p.LogoutAtProvider:
+		// Refused rather than accepted and ignored: a config must not
+		// believe the provider is asked again when it is not.
+		return errors.New("recheck, pass_access_token and logout_at_provider are not available in this version yet")
+	}
+	return nil
+}
+
+func (a *Account) check() error {
+	if err := checkIdentity(a.User, a.Email, a.Name, strings.Join(a.Roles, ",")); err != nil {
+		return fmt.Errorf("account %q: %v", a.User, err)
+	}
+	if _, err := bcrypt.Cost([]byte(a.Hash)); err != nil {
+		return fmt.Errorf("account %q: the password must be a bcrypt hash as `caddy hash-password` prints it: %v", a.User, err)
+	}
+	if a.TOTP != "" && !strings.HasPrefix(a.TOTP, "{env.") {
+		if _, err := totpKey(a.TOTP); err != nil {
+			return fmt.Errorf("account %q: totp: %v", a.User, err)
+		}
+	}
+	return nil
+}
+
+// provision reads the accounts file and expands secrets.
+func (si *SignIn) provision() error {
+	repl := caddy.NewReplacer()
+	accounts := slices.Clone(si.Accounts)
+	if si.AccountsFile != "" {
+		body, err := os.ReadFile(si.AccountsFile)
+		if err != nil {
+			return fmt.Errorf("sign_in accounts_file: %v", err)
+		}
+		tokens, err := caddyfile.Tokenize(body, si.AccountsFile)
+		if err != nil {
+			return fmt.Errorf("sign_in accounts_file: %v", err)
+		}
+		fromFile, err := parseAccountBlocks(caddyfile.NewDispenser(tokens), false)
+		if err != nil {
+			return fmt.Errorf("sign_in accounts_file: %v", err)
+		}
+		accounts = append(accounts, fromFile...)
+	}
+	si.accounts = make(map[string]*Account, len(accounts))
+	for _, a := range accounts {
+		if err := a.check(); err != nil {
+			return err
+		}
+		if si.accounts[a.User] != nil {
+			return fmt.Errorf("account %q given more than once", a.User)
+		}
+		c := *a
+		c.TOTP = strings.ToUpper(strings.ReplaceAll(repl.ReplaceAll(c.TOTP, ""), " ", ""))
+		if c.TOTP != "" {
+			if _, err := totpKey(c.TOTP); err != nil {
+				return fmt.Errorf("account %q: totp: %v", a.User, err)
+			}
+		}
+		si.accounts[a.User] = &c
+	}
+	for _, p := range si.OIDC {
+		p.ClientSecret = repl.ReplaceAll(p.ClientSecret, "")
+	}
+	return nil
+}
+
+// parseSignIn reads a sign_in block.
+func (h *Handler) parseSignIn(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	si := &SignIn{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "oidc":
+			p, err := parseOIDC(d)
+			if err != nil {
+				return err
+			}
+			for _, q := range si.OIDC {
+				if q.Name == p.Name {
+					return d.Errf("sign_in: oidc %s given more than once", p.Name)
+				}
+			}
+			si.OIDC = append(si.OIDC, p)
+		case "accounts":
+			if seen[opt] {
+				return d.Errf("sign_in: accounts given more than once")
+			}
+			seen[opt] = true
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			accounts, err := parseAccountBlocks(d, true)
+			if err != nil {
+				return err
+			}
+			si.Accounts = accounts
+		case "accounts_file":
+			if seen[opt] {
+				return d.Errf("sign_in: accounts_file given more than once")
+			}
+			seen[opt] = true
+			if err := stringArg(d, &si.AccountsFile); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("sign_in: unknown subdirective %q", opt)
+		}
+	}
+	if err := si.check(); err != nil {
+		return d.Errf("%v", err)
+	}
+	h.SignIn = si
+	return nil
+}
+
+// parseAccountBlocks reads `<user> <hash> { … }` lines: inside the
+// accounts block (nested) or as a whole accounts_file.
+func parseAccountBlocks(d *caddyfile.Dispenser, nested bool) ([]*Account, error) {
+	var out []*Account
+	next := func() bool { return d.Next() }
+	if nested {
+		nesting := d.Nesting()
+		next = func() bool { return d.NextBlock(nesting) }
+	}
+	seen := map[string]bool{}
+	for next() {
+		a := &Account{User: d.Val()}
+		if !d.NextArg() {
+			return nil, d.Errf("account %q needs a bcrypt hash", a.User)
+		}
+		a.Hash = d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		if seen[a.User] {
+			return nil, d.Errf("account %q given more than once", a.User)
+		}
+		seen[a.User] = true
+		opts := map[string]bool{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			opt := d.Val()
+			if opts[opt] {
+				return nil, d.Errf("account %q: %s given more than once", a.User, opt)
+			}
+			opts[opt] = true
+			var err error
+			switch opt {
+			case "email":
+				err = stringArg(d, &a.Email)
+			case "name":
+				err = stringArg(d, &a.Name)
+			case "roles":
+				a.Roles = d.RemainingArgs()
+				if len(a.Roles) == 0 {
+					return nil, d.ArgErr()
+				}
+			case "totp":
+				err = stringArg(d, &a.TOTP)
+			default:
+				return nil, d.Errf("account %q: unknown subdirective %q", a.User, opt)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if err := a.check(); err != nil {
+			return nil, d.Errf("%v", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parseOIDC(d *caddyfile.Dispenser) (*OIDCProvider, error) {
+	p := &OIDCProvider{}
+	if err := stringArg(d, &p.Name); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("oidc %s: %s given more than once", p.Name, opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "issuer":
+			err = stringArg(d, &p.Issuer)
+		case "client_id":
+			err = stringArg(d, &p.ClientID)
+		case "client_secret":
+			err = stringArg(d, &p.ClientSecret)
+		case "scopes":
+			p.Scopes = d.RemainingArgs()
+			if len(p.Scopes) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "label":
+			err = stringArg(d, &p.Label)
+		case "user_claim":
+			err = stringArg(d, &p.UserClaim)
+		case "roles_claim":
+			err = stringArg(d, &p.RolesClaim)
+		case "allow_users", "allow_domains", "allow_roles":
+			vals := d.RemainingArgs()
+			if len(vals) == 0 {
+				return nil, d.ArgErr()
+			}
+			switch opt {
+			case "allow_users":
+				p.AllowUsers = vals
+			case "allow_domains":
+				p.AllowDomains = vals
+			default:
+				p.AllowRoles = vals
+			}
+		case "recheck":
+			err = durationArg(d, &p.Recheck)
+		case "pass_access_token", "logout_at_provider":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if opt == "pass_access_token" {
+				p.PassAccessToken = true
+			} else {
+				p.LogoutAtProvider = true
+			}
+		default:
+			return nil, d.Errf("oidc %s: unknown subdirective %q", p.Name, opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !providerName.MatchString(p.Name) {
+		return nil, d.Errf("oidc name %q must be lower-case letters, digits, - and _ (at most 32)", p.Name)
+	}
+	if err := p.check(); err != nil {
+		return nil, d.Errf("oidc %s: %v", p.Name, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,77 @@
+package sessionauth
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// tokens are what an OIDC session keeps of the provider's answer.
+type tokens struct {
+	Refresh string    `json:"r,omitempty"`
+	Access  string    `json:"a,omitempty"`
+	Expiry  time.Time `json:"e"`
+}
+
+// tokenKey derives the key that seals a session's provider tokens from
+// the session cookie's secret, which the store holds only as a SHA-256:
+// a copy of the store cannot derive it, a request with the cookie can.
+func tokenKey(secret, sessionID string) ([]byte, error) {
+	if secret == "" {
+		return nil, errors.New("no cookie secret to derive the token key from")
+	}
+	return hkdf.Key(sha256.New, []byte(secret), nil, "session_auth provider tokens "+sessionID, 32)
+}
+
+// sealTokens encrypts t with AES-256-GCM under the session's token key,
+// the session id as associated data.
+func sealTokens(secret, sessionID string, t tokens) (string, error) {
+	key, err := tokenKey(secret, sessionID)
+	if err != nil {
+		return "", err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return "", err
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return "", err
+	}
+	plain, err := json.Marshal(t)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawStdEncoding.EncodeToString(aead.Seal(nil, nil, plain, []byte(sessionID))), nil
+}
+
+// openTokens reverses sealTokens; it fails without the right cookie.
+func openTokens(secret, sessionID, sealed string) (tokens, error) {
+	var t tokens
+	key, err := tokenKey(secret, sessionID)
+	if err != nil {
+		return t, err
+	}
+	raw, err := base64.RawStdEncoding.DecodeString(sealed)
+	if err != nil {
+		return t, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return t, err
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return t, err
+	}
+	plain, err := aead.Open(nil, nil, raw, []byte(sessionID))
+	if err != nil {
+		return t, err
+	}
+	return t, json.Unmarshal(plain, &t)
+}
