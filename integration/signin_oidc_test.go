@@ -81,6 +81,9 @@ type opStorage struct {
 	*storage.Storage
 	mu  sync.Mutex
 	key opKey
+	// extraClaims are more claims per user ID, in UserInfo and the ID
+	// token alike, as a provider with groups would send them.
+	extraClaims map[string]map[string]any
 }
 
 func newOPKey(t *testing.T, id string) opKey {
