@@ -401,6 +401,7 @@ type mintResponse struct {
 type mintedSite struct {
 	Site      string `json:"site"`
 	SetCookie string `json:"set_cookie"`
+	ownSignIn bool   // the site has sign_in: listed after the others
 }
 
 // roleList reads roles as the hand-off gives them (a comma-separated
@@ -463,7 +464,8 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 		return storeError(err)
 	}
 	h.recordLogin(nil, s, ended)
-	// set_cookie is the first site's; sites has every site's own.
+	// set_cookie is the first site's (sites without sign_in first, then in
+	// address order); sites has every site's own.
 	sites := mintedSites(h.storeKey, token)
 	setCookie := h.siteCookie(token, h.policy.Lifetime).String()
 	if len(sites) > 0 {

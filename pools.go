@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -236,7 +237,7 @@ func mintedSites(storeKey, token string) []mintedSite {
 		if h.storeKey != storeKey {
 			continue
 		}
-		ms := mintedSite{Site: h.site, SetCookie: h.siteCookie(token, h.policy.Lifetime).String()}
+		ms := mintedSite{Site: h.site, SetCookie: h.siteCookie(token, h.policy.Lifetime).String(), ownSignIn: h.SignIn != nil}
 		if i, ok := at[h.site]; ok {
 			out[i] = ms
 			continue
@@ -244,5 +245,17 @@ func mintedSites(storeKey, token string) []mintedSite {
 		at[h.site] = len(out)
 		out = append(out, ms)
 	}
+	// Caddy provisions its servers in no set order: sorted, "the first
+	// site" (set_cookie) is the same on every run. Minting is for apps
+	// that sign users in themselves, so sites without sign_in come first.
+	slices.SortStableFunc(out, func(a, b mintedSite) int {
+		if a.ownSignIn != b.ownSignIn {
+			if b.ownSignIn {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Site, b.Site)
+	})
 	return out
 }

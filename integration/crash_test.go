@@ -118,10 +118,11 @@ type holdingHook struct {
 	mu      sync.Mutex
 	arrived map[string]int // deliveries that reached it
 	done    map[string]int // deliveries it answered
+	gone    map[string]int // deliveries whose sender died while held
 }
 
 func newHoldingHook(t *testing.T) *holdingHook {
-	hk := &holdingHook{release: make(chan struct{}), arrived: map[string]int{}, done: map[string]int{}}
+	hk := &holdingHook{release: make(chan struct{}), arrived: map[string]int{}, done: map[string]int{}, gone: map[string]int{}}
 	hk.addr = serveLocal(t, hk)
 	return hk
 }
@@ -137,6 +138,9 @@ func (hk *holdingHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-hk.release:
 	case <-r.Context().Done():
+		hk.mu.Lock()
+		hk.gone[key]++
+		hk.mu.Unlock()
 		return // the sender died
 	}
 	hk.mu.Lock()
@@ -201,7 +205,10 @@ http://127.0.0.1:%d {
 	notice := "revoke:" + revokedID
 	waitUntil(t, 20*time.Second, func() bool { return hk.count(hk.arrived, notice) == 1 })
 	first.kill()
-
+	// Released only once the hook saw the killed sender go: released
+	// earlier, it could answer the dead connection and count a delivery
+	// nobody received.
+	waitUntil(t, 20*time.Second, func() bool { return hk.count(hk.gone, notice) == 1 })
 	close(hk.release) // from now on the webhook answers at once
 	second := startCaddyProcess(t, config(port, adminPort), dataDir)
 	second.waitServing(t, g.base)
