@@ -33,8 +33,11 @@ func (p Policy) Expired(s *Session, now time.Time) bool {
 }
 
 // TouchDue reports whether a request at now from ip must write activity.
+// A token's first use is always due, so that its "last used" is never
+// "never" once it has been used. Lua twin: validateScript (redis_scripts.go).
 func (p Policy) TouchDue(s *Session, now time.Time, ip string) bool {
-	return ip != s.IP || now.Sub(s.LastActiveAt) >= p.TouchInterval
+	return ip != s.IP || now.Sub(s.LastActiveAt) >= p.TouchInterval ||
+		(s.IsToken() && !s.LastActiveAt.After(s.CreatedAt))
 }
 
 // PurgeAt is when the store may forget the record: retention after it

@@ -290,7 +290,7 @@ if now >= exp then
   end
   return {EXPIRED, flat}
 end
-if m.ip ~= ip or now - tonumber(m.la) >= touch then
+if m.ip ~= ip or now - tonumber(m.la) >= touch or (m.kd == 'token' and m.la == m.ca) then
   local f = {'la', now, 'ip', ip}
   if m.lip == nil and m.ip ~= ip then
     f[5], f[6] = 'lip', m.ip or '' -- the login IP, before the IP first changes

@@ -92,6 +92,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"RecordEvent", testRecord},
 		{"TokenOwnLifetimeNoIdle", testTokenLifetime},
 		{"TokenOutsideLimit", testTokenLimit},
+		{"TokenFirstUseRecorded", testTokenFirstUse},
 		{"StashTakeOnce", testStashTake},
 	}
 	for _, h := range hooks {
@@ -713,6 +714,22 @@ func testTokenLifetime(t *testing.T, st session.Store, c *Clock) {
 	}
 	c.Advance(life)
 	wantStatus(t, validate(t, st, c, tok, "192.0.2.1"), session.Expired)
+}
+
+// A token's first use is written at once, from the address it was created
+// from too, so that "last used" never says "never" of a token in use;
+// later uses touch as sessions do.
+func testTokenFirstUse(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	tok := mintToken(t, st, c, uid, 2*policy.Lifetime, session.Limit{})
+	c.Advance(time.Second) // well within the touch interval
+	if v := validate(t, st, c, tok, "192.0.2.1"); v.Status != session.Valid || !v.Touched || !v.Session.LastActiveAt.Equal(c.Now()) {
+		t.Fatalf("first use: touched %v, last active %v, want %v", v.Touched, v.Session.LastActiveAt, c.Now())
+	}
+	c.Advance(time.Second)
+	if v := validate(t, st, c, tok, "192.0.2.1"); v.Status != session.Valid || v.Touched {
+		t.Fatalf("second use within the touch interval: touched %v", v.Touched)
+	}
 }
 
 // Tokens are not counted in max_sessions, never give way to a sign-in
