@@ -17,33 +17,6 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 )
 
-var caddyBinary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// builtCaddy builds cmd/caddy (Caddy with session_auth) once per run,
-// for tests that need Caddy as a process of its own: one to kill -9.
-func builtCaddy(t *testing.T) string {
-	t.Helper()
-	caddyBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "sessionauth-caddy-")
-		if err != nil {
-			caddyBinary.err = err
-			return
-		}
-		caddyBinary.path = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", caddyBinary.path, "github.com/sessionauth/caddy-sessionauth/cmd/caddy").CombinedOutput()
-		if err != nil {
-			caddyBinary.err = fmt.Errorf("go build cmd/caddy: %v\n%s", err, out)
-		}
-	})
-	if caddyBinary.err != nil {
-		t.Fatal(caddyBinary.err)
-	}
-	return caddyBinary.path
-}
 
 // caddyProcess is `caddy run` in a process of its own.
 type caddyProcess struct {
@@ -61,7 +34,7 @@ func startCaddyProcess(t *testing.T, caddyfile, dataDir string) *caddyProcess {
 		t.Fatal(err)
 	}
 	p := &caddyProcess{output: &bytes.Buffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(builtCaddy(t), "run", "--config", cfPath, "--adapter", "caddyfile")
+	p.cmd = exec.Command(filepath.Join(binaries(t), "caddy"), "run", "--config", cfPath, "--adapter", "caddyfile")
 	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dataDir, "XDG_CONFIG_HOME="+dataDir)
 	out := &lockedWriter{w: p.output}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
