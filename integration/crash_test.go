@@ -17,7 +17,6 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 )
 
-
 // caddyProcess is `caddy run` in a process of its own.
 type caddyProcess struct {
 	cmd    *exec.Cmd
