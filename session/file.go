@@ -43,7 +43,8 @@ type File struct {
 	// whose delivery a crash interrupted is still delivered.
 	omu      sync.Mutex
 	claimed  map[string]bool
-	outboxN  int // entries in the outbox bucket
+	queued   chan struct{} // a send wakes a waiting Claim: the outbox changed
+	outboxN  int           // entries in the outbox bucket
 	sweepPos map[string][]byte
 
 	// Records that Validate decoded lately, with the bytes they came
@@ -113,6 +114,7 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 		pending:  make(map[string]fileTouch),
 		decoded:  make(map[string]*decodedRecord),
 		claimed:  make(map[string]bool),
+		queued:   make(chan struct{}, 1),
 		sweepPos: make(map[string][]byte),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -1114,8 +1116,17 @@ func (f *File) Enqueue(_ context.Context, target string, n Notice) error {
 	})
 	if err == nil {
 		f.outboxN++
+		f.wake()
 	}
 	return err
+}
+
+// wake tells a waiting Claim that the outbox changed.
+func (f *File) wake() {
+	select {
+	case f.queued <- struct{}{}:
+	default:
+	}
 }
 
 // Claim implements Store: the due deliveries not claimed since this
@@ -1125,6 +1136,7 @@ func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration
 	for {
 		now := f.now()
 		var out []Delivery
+		var next time.Duration // until the earliest delivery not yet due, if any
 		f.omu.Lock()
 		err := f.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bOutbox).Cursor()
@@ -1134,7 +1146,13 @@ func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration
 					continue
 				}
 				var d fileDelivery
-				if json.Unmarshal(v, &d) != nil || d.Due.After(now) {
+				if json.Unmarshal(v, &d) != nil {
+					continue
+				}
+				if wait := d.Due.Sub(now); wait > 0 {
+					if next == 0 || wait < next {
+						next = wait
+					}
 					continue
 				}
 				out = append(out, Delivery{ID: id, Target: d.Target, Notice: d.Notice, Attempt: d.Attempt})
@@ -1148,13 +1166,23 @@ func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration
 		if err != nil {
 			return nil, err
 		}
-		if len(out) > 0 || !time.Now().Before(deadline) {
+		wait := time.Until(deadline)
+		if len(out) > 0 || wait <= 0 {
 			return out, nil
 		}
+		if next > 0 {
+			wait = min(wait, next)
+		}
+		// Wait for a new delivery, the next one falling due, or the
+		// deadline, rather than polling.
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-f.queued:
+			timer.Stop()
+		case <-timer.C:
 		}
 	}
 }
@@ -1213,6 +1241,7 @@ func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
 		if !existed {
 			f.outboxN++
 		}
+		f.wake()
 	}
 	return err
 }
