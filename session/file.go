@@ -1122,12 +1122,7 @@ func (f *File) Enqueue(_ context.Context, target string, n Notice) error {
 }
 
 // wake tells a waiting Claim that the outbox changed.
-func (f *File) wake() {
-	select {
-	case f.queued <- struct{}{}:
-	default:
-	}
-}
+func (f *File) wake() { signal(f.queued) }
 
 // Claim implements Store: the due deliveries not claimed since this
 // process opened the file, oldest first.
@@ -1166,23 +1161,11 @@ func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration
 		if err != nil {
 			return nil, err
 		}
-		wait := time.Until(deadline)
-		if len(out) > 0 || wait <= 0 {
+		if len(out) > 0 || !time.Now().Before(deadline) {
 			return out, nil
 		}
-		if next > 0 {
-			wait = min(wait, next)
-		}
-		// Wait for a new delivery, the next one falling due, or the
-		// deadline, rather than polling.
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-f.queued:
-			timer.Stop()
-		case <-timer.C:
+		if err := awaitOutbox(ctx, f.queued, deadline, next); err != nil {
+			return nil, err
 		}
 	}
 }

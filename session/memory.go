@@ -164,12 +164,7 @@ func (m *Memory) Enqueue(_ context.Context, target string, n Notice) error {
 }
 
 // wake tells a waiting Claim that the outbox changed.
-func (m *Memory) wake() {
-	select {
-	case m.queued <- struct{}{}:
-	default:
-	}
-}
+func (m *Memory) wake() { signal(m.queued) }
 
 // Claim implements Store.
 func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
@@ -193,23 +188,11 @@ func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Durati
 		}
 		m.outbox = kept
 		m.mu.Unlock()
-		wait := time.Until(deadline)
-		if len(out) > 0 || wait <= 0 {
+		if len(out) > 0 || !time.Now().Before(deadline) {
 			return out, nil
 		}
-		if next > 0 {
-			wait = min(wait, next)
-		}
-		// Wait for a new delivery, the next one falling due, or the
-		// deadline, rather than polling.
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-m.queued:
-			timer.Stop()
-		case <-timer.C:
+		if err := awaitOutbox(ctx, m.queued, deadline, next); err != nil {
+			return nil, err
 		}
 	}
 }

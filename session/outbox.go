@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"time"
@@ -66,3 +67,31 @@ var OutboxCap = 10_000
 // ErrOutboxFull: the outbox holds OutboxCap notices; the new one was not
 // queued.
 var ErrOutboxFull = errors.New("notification queue full: notice dropped")
+
+// signal wakes a Claim waiting on queued, if one waits (queued has a
+// buffer of one: a wake-up is never lost, never blocks).
+func signal(queued chan struct{}) {
+	select {
+	case queued <- struct{}{}:
+	default:
+	}
+}
+
+// awaitOutbox waits, for an embedded store's Claim, until the outbox
+// changes (queued), the next delivery falls due (next, when not 0), or the
+// deadline passes, rather than polling.
+func awaitOutbox(ctx context.Context, queued <-chan struct{}, deadline time.Time, next time.Duration) error {
+	wait := time.Until(deadline)
+	if next > 0 {
+		wait = min(wait, next)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-queued:
+	case <-timer.C:
+	}
+	return nil
+}
