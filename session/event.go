@@ -46,6 +46,26 @@ func EndEvent(s *Session, at time.Time, reason, actor string) Event {
 	return e
 }
 
+// StepUpEvent describes a step-up of s: the user proved who they are
+// again, by method (password, password+totp, oidc:<name>), from where the
+// session is now.
+func StepUpEvent(s *Session, at time.Time, method string) Event {
+	e := eventFor(s, EventStepUp, at)
+	e.Reason = method
+	return e
+}
+
+// stepUp is what Store.StepUp changes in an active session. Lua twin:
+// stepUpScript (redis_scripts.go).
+func stepUp(s *Session, at time.Time) {
+	s.AuthenticatedAt = at
+	if at.Equal(s.CreatedAt) {
+		s.AuthenticatedAt = time.Time{} // zero reads as CreatedAt, as Redis keeps it
+	}
+	s.Risk = ""
+	s.StepUpIP, s.StepUpCountry = s.IP, s.Country
+}
+
 // LoginEvent describes the creation of s.
 func LoginEvent(s *Session) Event { return eventFor(s, EventLogin, s.CreatedAt) }
 

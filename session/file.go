@@ -880,6 +880,25 @@ func (f *File) Sight(_ context.Context, id string, sg Sighting, at time.Time, p 
 	return out, nil
 }
 
+// StepUp implements Store.
+func (f *File) StepUp(_ context.Context, id string, at time.Time, method string, p Policy) (*Session, error) {
+	at = msTime(at)
+	var out *Session
+	err := f.update(func(tx *bolt.Tx) error {
+		r := liveRecord(tx, id, at)
+		if r == nil || !r.Active() || p.Expired(&r.Session, at) {
+			return ErrNotFound
+		}
+		stepUp(&r.Session, at)
+		out = r.Session.Clone()
+		return errors.Join(putRecord(tx, r), addEvent(tx, r.UserID, StepUpEvent(&r.Session, at, method), p))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Get implements Store.
 func (f *File) Get(_ context.Context, id string) (*Session, error) {
 	var out *Session

@@ -558,6 +558,20 @@ func (m *Memory) Sight(_ context.Context, id string, sg Sighting, at time.Time, 
 	return r.s.Clone(), nil
 }
 
+// StepUp implements Store.
+func (m *Memory) StepUp(_ context.Context, id string, at time.Time, method string, p Policy) (*Session, error) {
+	at = msTime(at)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.live(id, at)
+	if r == nil || !r.s.Active() || p.Expired(&r.s, at) {
+		return nil, ErrNotFound
+	}
+	stepUp(&r.s, at)
+	m.addEvent(StepUpEvent(&r.s, at, method), p)
+	return r.s.Clone(), nil
+}
+
 // Get implements Store.
 func (m *Memory) Get(_ context.Context, id string) (*Session, error) {
 	m.mu.RLock()

@@ -373,6 +373,8 @@ var textFields = [...]struct {
 	{"pv", func(s *Session) *string { return &s.Provider }, false},
 	{"sub", func(s *Session) *string { return &s.Subject }, false},
 	{"sid", func(s *Session) *string { return &s.ProviderSID }, false},
+	{"sip", func(s *Session) *string { return &s.StepUpIP }, false},
+	{"sco", func(s *Session) *string { return &s.StepUpCountry }, false},
 }
 
 // textField finds key in textFields.
@@ -968,6 +970,27 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 		return nil, fmt.Errorf("ending session: %w", err)
 	}
 	r.announce(ctx, id)
+	return decode(id, res)
+}
+
+// StepUp implements Store.
+func (r *Redis) StepUp(ctx context.Context, id string, at time.Time, method string, p Policy) (*Session, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	lifetime, idle, retention := policyArgs(p)
+	user, err := r.ownerOf(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("stepping up: %w", err)
+	}
+	res, err := stepUpScript.Run(ctx, r.client, []string{r.sessionKey(id), r.eventsKey(user)},
+		r.tagPrefix(TagOfID(id))+"e:", id, ms(at), lifetime, idle, retention, method).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stepping up: %w", err)
+	}
 	return decode(id, res)
 }
 

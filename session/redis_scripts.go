@@ -469,6 +469,38 @@ end_one(KEYS[1], ARGV[2], m, at, ARGV[4], ARGV[5], tonumber(ARGV[8]), KEYS[2])
 return flatten(m)
 `)
 
+// stepUpScript: KEYS session, the owner's events. ARGV events key prefix,
+// id, at, lifetime, idle, retention, method. The twin of stepUp (Go):
+// authenticated_at (kept only when it differs from the creation), no risk
+// flags, the step-up's place from the session's current one, and a step_up
+// event. Returns the session's flat hash as updated, or nothing when there
+// is no active session.
+var stepUpScript = redis.NewScript(luaPrelude + `
+local m = hmap(redis.call('HGETALL', KEYS[1]))
+local at, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if not is_active(m, at, lifetime, idle) or KEYS[2] ~= ARGV[1] .. m.u then return false end
+if ARGV[3] == m.ca then
+  m.aa = nil
+  redis.call('HDEL', KEYS[1], 'aa')
+else
+  m.aa = ARGV[3]
+  redis.call('HSET', KEYS[1], 'aa', ARGV[3])
+end
+m.rk = nil
+redis.call('HDEL', KEYS[1], 'rk')
+m.sip = m.ip or ''
+redis.call('HSET', KEYS[1], 'sip', m.sip)
+if m.co and m.co ~= '' then
+  m.sco = m.co
+  redis.call('HSET', KEYS[1], 'sco', m.sco)
+else
+  m.sco = nil
+  redis.call('HDEL', KEYS[1], 'sco')
+end
+add_event(KEYS[2], at, tonumber(ARGV[6]), event_fields('step_up', at, ARGV[2], m, ARGV[7], ''))
+return flatten(m)
+`)
+
 // endUserScript: KEYS user index, events, then the key of every session
 // in the index. ARGV session key prefix, except, at, reason, actor,
 // lifetime, idle, retention. Returns {id, flat…}.

@@ -84,6 +84,11 @@ type Session struct {
 	// AuthenticatedAt is when the user last proved who they are: the
 	// sign-in, or a later step-up. Zero reads as CreatedAt.
 	AuthenticatedAt time.Time
+	// StepUpIP and StepUpCountry are where the session was at its last
+	// step-up (both empty before one): from then on ip-changed and
+	// country-changed are measured from there, not from the sign-in.
+	StepUpIP      string
+	StepUpCountry string
 
 	// Sessions signed in at an OIDC provider: its name, the user's sub
 	// and the provider's session id (sid), which back-channel logout
@@ -123,6 +128,15 @@ func (s *Session) AuthenticatedOrCreated() time.Time {
 		return s.CreatedAt
 	}
 	return s.AuthenticatedAt
+}
+
+// RiskBaseline is where the ip-changed and country-changed flags are
+// measured from: the last step-up's place, else the sign-in's.
+func (s *Session) RiskBaseline() (ip, country string) {
+	if s.StepUpIP != "" {
+		return s.StepUpIP, s.StepUpCountry
+	}
+	return s.LoginIP, s.LoginCountry
 }
 
 // Active reports whether the session has not been ended explicitly.

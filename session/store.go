@@ -121,6 +121,15 @@ type Sessions interface {
 	// updated, or ErrNotFound when it is no longer active.
 	Sight(ctx context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error)
 
+	// StepUp records that the user of an active session proved who they
+	// are again (SPEC 11): AuthenticatedAt becomes at, the risk flags kept
+	// on the session are cleared, and where the session is now (its IP and
+	// country) becomes the place ip-changed and country-changed are
+	// measured from (StepUpIP, StepUpCountry). It writes a step_up event
+	// whose reason is method. It returns the session as updated, or
+	// ErrNotFound when there is no active session with that id.
+	StepUp(ctx context.Context, id string, at time.Time, method string, p Policy) (*Session, error)
+
 	// Get returns one session, active or ended within retention.
 	Get(ctx context.Context, id string) (*Session, error)
 

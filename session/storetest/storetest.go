@@ -82,6 +82,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"RiskImpossibleTravelAtSignIn", testTravelSignIn},
 		{"RiskBaselineAfterRetention", testRiskRetention},
 		{"SightIPChange", testSight},
+		{"StepUpKeepsSession", testStepUp},
 		{"HitCounts", testHit},
 		{"UsersListsEveryone", testUsers},
 		{"OutboxDeliversOnce", testOutbox},
@@ -763,6 +764,7 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
 		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now,
 		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC(),
+		StepUpIP: "2001:db8::2", StepUpCountry: "FR",
 		Provider: "corp", Subject: "248289761001", ProviderSID: "08a5019c-17e1-4977-8f42-65a12843ea02",
 		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC()}
 	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
@@ -1006,6 +1008,87 @@ func testSight(t *testing.T, st session.Store, c *Clock) {
 	if s, err := st.Sight(ctx(t), cr2.id, session.Sighting{IP: "192.0.2.78", Country: "DE", City: "Berlin"}, c.Now(), policy); err != nil ||
 		s.LoginCountry != "" || s.Country != "DE" || s.LoginIP != "192.0.2.1" {
 		t.Fatalf("located later: %+v %v", s, err)
+	}
+}
+
+// A step-up keeps the session (id, secret, creation) and moves when the
+// user last proved who they are; it clears the flags kept on the session
+// and measures ip-changed and country-changed from where it happened; it
+// writes a step_up event naming the method. Only an active session steps
+// up.
+func testStepUp(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	signInAt(t, st, c, uid, "d1", berlin)
+	c.Advance(time.Minute)
+	cr, s0 := signInAt(t, st, c, uid, "d2", berlin)
+	if s0.Risk != session.FlagNewDevice {
+		t.Fatalf("second device: %q", s0.Risk)
+	}
+	c.Advance(time.Minute)
+	if _, err := st.Sight(ctx(t), cr.id, session.Sighting{IP: "203.0.113.9", Country: "US", City: "New York"}, c.Now(), policy); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(10 * time.Minute)
+	at := c.Now()
+	s, err := st.StepUp(ctx(t), cr.id, at, session.MethodPasswordTOTP, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ID != cr.id || s.TokenHash != cr.hash || !s.CreatedAt.Equal(s0.CreatedAt) || !s.AuthenticatedAt.Equal(at) ||
+		s.Risk != "" || s.StepUpIP != "203.0.113.9" || s.StepUpCountry != "US" ||
+		s.LoginIP != "192.0.2.1" || s.LoginCountry != "DE" || s.IP != "203.0.113.9" || s.Country != "US" {
+		t.Fatalf("after the step-up: %+v", s)
+	}
+	if ip, country := s.RiskBaseline(); ip != "203.0.113.9" || country != "US" {
+		t.Fatalf("risk baseline %s %s", ip, country)
+	}
+	got, err := st.Get(ctx(t), cr.id)
+	if err != nil || fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *s) {
+		t.Fatalf("stored:\n got %+v %v\nwant %+v", got, err, s)
+	}
+	c.Advance(time.Minute)
+	v := validate(t, st, c, cr, "203.0.113.9")
+	wantStatus(t, v, session.Valid)
+	if !v.Session.AuthenticatedOrCreated().Equal(at) || v.Session.Risk != "" {
+		t.Fatalf("validated after the step-up: %+v", v.Session)
+	}
+	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
+	var found *session.Event
+	for i, e := range evs {
+		if e.Type == session.EventStepUp {
+			if found != nil {
+				t.Fatalf("two step_up events: %+v", evs)
+			}
+			found = &evs[i]
+		}
+	}
+	if found == nil || found.SessionID != cr.id || found.UserID != uid || !found.At.Equal(at) ||
+		found.Reason != session.MethodPasswordTOTP || found.IP != "203.0.113.9" || found.Country != "US" || found.DeviceID != "d2" {
+		t.Fatalf("step_up event %+v in %+v", found, evs)
+	}
+	if evs[0].Type != session.EventStepUp {
+		t.Fatalf("newest event %+v, want the step-up", evs[0])
+	}
+
+	// A step-up at the very instant of the sign-in reads as the sign-in.
+	fresh, _ := signInAt(t, st, c, uid, "d1", berlin)
+	if s, err := st.StepUp(ctx(t), fresh.id, c.Now(), session.MethodPassword, policy); err != nil ||
+		!s.AuthenticatedAt.IsZero() || !s.AuthenticatedOrCreated().Equal(c.Now()) {
+		t.Fatalf("step-up at creation: %+v %v", s, err)
+	}
+
+	// Only an active session steps up.
+	if _, err := st.End(ctx(t), fresh.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range map[string]string{"ended": fresh.id, "unknown": "0123456789abcdef0123456789abcdef"} {
+		if _, err := st.StepUp(ctx(t), id, c.Now(), session.MethodPassword, policy); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("%s session: %v", name, err)
+		}
+	}
+	c.Advance(policy.IdleTimeout + time.Minute)
+	if _, err := st.StepUp(ctx(t), cr.id, c.Now(), session.MethodPassword, policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("idle session: %v", err)
 	}
 }
 
