@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,6 +125,11 @@ type signInPage struct {
 	Pending string
 	// The user name, fixed (the code step, a step-up).
 	User string
+	// A step-up (the step-up page): who is signed in, and the plain
+	// sign-in page for someone else.
+	StepUp    bool
+	Who       string
+	SwitchURL string
 }
 
 type providerButton struct{ Label, URL string }
@@ -138,6 +144,21 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodGet, http.MethodHead:
 		next := safeNext(r.URL.Query().Get("next"))
 		si := h.SignIn
+		if r.URL.Query().Get("step_up") == "1" {
+			page, err := h.stepUpPage(r, next)
+			if err != nil {
+				return h.refuse(w, r, err)
+			}
+			if page.StepUp {
+				if len(page.Providers) == 1 && len(si.accounts) == 0 && len(si.OIDC) == 1 {
+					// One way in: straight to the provider, as below.
+					w.Header().Set("Location", page.Providers[0].URL)
+					w.WriteHeader(http.StatusSeeOther)
+					return nil
+				}
+				return h.renderSignIn(w, r, http.StatusOK, page)
+			}
+		}
 		if len(si.accounts) == 0 && len(si.OIDC) == 1 {
 			// One way in: straight to the provider.
 			w.Header().Set("Location", h.providerStart(si.OIDC[0].Name, next))
@@ -153,11 +174,16 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status int, page signInPage) error {
 	page.Host = sanitise(r.Host, 256)
-	page.Accounts = len(h.SignIn.accounts) > 0
 	page.CSRF = h.formToken(w, r)
-	if page.Pending == "" {
-		for _, p := range h.SignIn.OIDC {
-			page.Providers = append(page.Providers, providerButton{Label: p.label(), URL: h.providerStart(p.Name, page.Next)})
+	tmpl := signInTemplate
+	if page.StepUp {
+		tmpl = stepUpTemplate // its way in is set by stepUpPage
+	} else {
+		page.Accounts = len(h.SignIn.accounts) > 0
+		if page.Pending == "" {
+			for _, p := range h.SignIn.OIDC {
+				page.Providers = append(page.Providers, providerButton{Label: p.label(), URL: h.providerStart(p.Name, page.Next)})
+			}
 		}
 	}
 	htmlHeaders(w)
@@ -165,7 +191,33 @@ func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status in
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	return signInTemplate.Execute(w, page)
+	return tmpl.Execute(w, page)
+}
+
+// stepUpPage is the step-up page for the session the client holds, when
+// a step-up can confirm it: an OIDC session's provider (asked to sign the
+// user in again), an account session's form with the user name fixed.
+// Otherwise (no session, a hand-off's or an admin's, a provider or
+// account no longer configured) StepUp is false: the plain sign-in.
+func (h *Handler) stepUpPage(r *http.Request, next string) (signInPage, error) {
+	page := signInPage{Next: next}
+	s, err := h.heldSession(r)
+	if err != nil || s == nil {
+		return page, err
+	}
+	p := h.providers[s.Provider]
+	switch {
+	case p != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
+		page.Providers = []providerButton{{Label: p.cfg.label(), URL: h.providerStepUp(p.cfg.Name, next)}}
+	case s.Provider == "" && (s.AuthMethod == session.MethodPassword || s.AuthMethod == session.MethodPasswordTOTP) &&
+		h.SignIn.accounts[s.UserID] != nil:
+		page.Accounts, page.User = true, s.UserID
+	default:
+		return page, nil
+	}
+	page.StepUp, page.Who = true, orDefault(s.Name, s.UserID)
+	page.SwitchURL = h.Endpoints + "/sign-in?next=" + url.QueryEscape(next)
+	return page, nil
 }
 
 // accountSignIn checks the accounts form: login_rate, cross-site, CSRF,
@@ -189,6 +241,17 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	page := signInPage{Next: next}
+	if r.PostFormValue("step_up") == "1" {
+		// The step-up page again for its errors and code step; whether
+		// the session is kept is finishSignIn's decision.
+		sp, err := h.stepUpPage(r, next)
+		if err != nil {
+			return h.refuse(w, r, err)
+		}
+		if sp.StepUp && sp.Accounts {
+			page = sp
+		}
+	}
 
 	var acct *Account
 	if pending := r.PostFormValue("pending"); pending != "" {
@@ -207,6 +270,9 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 			page.Error = wrongCredentials
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
+		if page.StepUp && acct.User != page.User {
+			page = signInPage{Next: next} // another user: a plain sign-in
+		}
 	} else {
 		user := r.PostFormValue("username")
 		acct = h.SignIn.accounts[user]
@@ -218,6 +284,9 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 			}
 			page.Error = wrongCredentials
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
+		}
+		if page.StepUp && acct.User != page.User {
+			page = signInPage{Next: next} // another user: a plain sign-in
 		}
 		if acct.TOTP != "" && r.PostFormValue("code") == "" {
 			return h.askCode(w, r, acct, page)
@@ -234,12 +303,7 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 		method = session.MethodPasswordTOTP
 	}
 	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
-	if _, err := h.mint(w, r, who); err != nil {
-		return h.mintFailed(w, r, err)
-	}
-	w.Header().Set("Location", next)
-	w.WriteHeader(http.StatusSeeOther)
-	return nil
+	return h.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, next)
 }
 
 // passwordMatches compares with bcrypt; an unknown user is compared

@@ -381,10 +381,13 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) string {
 	ip := clientIP(r)
 	ipChanged := s.LoginIP != "" && ip != s.LoginIP
 	risk := s.Risk
-	if ipChanged && h.IPChange != "allow" {
+	// The flags are measured from the last step-up's place, if any: a
+	// step-up answers them (X-Auth-IP-Changed still tells the sign-in's).
+	baseIP, baseCountry := s.RiskBaseline()
+	if baseIP != "" && ip != baseIP && h.IPChange != "allow" {
 		risk = session.AddFlag(risk, session.FlagIPChanged)
 	}
-	if countryChanged(s) && h.CountryChange != "allow" {
+	if s.Country != "" && baseCountry != "" && s.Country != baseCountry && h.CountryChange != "allow" {
 		risk = session.AddFlag(risk, session.FlagCountryChanged)
 	}
 	created := s.CreatedAt.UTC().Format(time.RFC3339)

@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -12,6 +13,9 @@ import (
 type signedIn struct {
 	userID, email, name, roles string
 	method                     string
+	// OIDC: the provider's name and the user's sub there, which a
+	// step-up must match besides the user id.
+	provider, subject string
 	// prepare, when set, completes the session before it is stored; it
 	// gets the cookie's secret (OIDC seals the refresh token under it).
 	prepare func(s *session.Session, secret string) error
@@ -73,6 +77,127 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 	w.Header().Set("Cache-Control", "no-store")
 	setPlaceholders(r, s, ip, "false", s.Risk, s.CreatedAt.UTC().Format(time.RFC3339))
 	return s, nil
+}
+
+// stepUpOf is the step-up a sign-in completes, if any (SPEC 11).
+type stepUpOf struct {
+	on bool
+	// The session to confirm. OIDC carries it from the start, where the
+	// browser proved it held it, in the pending record bound to that
+	// browser; empty: the session the request's cookie names (the
+	// accounts form, posted same-origin).
+	id string
+}
+
+// finishSignIn is where every sign-in of sign_in ends, accounts and OIDC
+// alike, and the one place a step-up is decided: a step-up that proved
+// the same user keeps the session (same id and cookie, a new
+// authenticated_at, a step_up event); anyone else, and every plain
+// sign-in, gets a new session from mint, which ends the one the client
+// held. Then 303 to next.
+func (h *Handler) finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, next string) error {
+	kept := false
+	if su.on {
+		var err error
+		if kept, err = h.stepUp(r, who, su.id); err != nil {
+			return h.mintFailed(w, r, err)
+		}
+	}
+	if !kept {
+		if _, err := h.mint(w, r, who); err != nil {
+			return h.mintFailed(w, r, err)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", next)
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+// stepUp confirms the session su names when who is its user: false when
+// there is no such active session or it is someone else's (then the
+// caller mints). login_rate per user counts a step-up as a sign-in.
+func (h *Handler) stepUp(r *http.Request, who signedIn, id string) (bool, error) {
+	s, err := h.stepUpSession(r, id)
+	if err != nil || s == nil || !sameUser(s, who) {
+		return false, err
+	}
+	if err := h.rateLimit(r, limitLogin, "user:"+who.userID, who.userID, h.LoginRate); err != nil {
+		return false, err
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	now := h.now()
+	start := time.Now()
+	s, err = h.store.StepUp(ctx, s.ID, now, who.method, h.policy)
+	h.metrics.storeDuration("step_up", start)
+	if errors.Is(err, session.ErrNotFound) {
+		return false, nil // ended meanwhile: a new session
+	}
+	if err != nil {
+		return false, err
+	}
+	h.refreshed(s.ID)
+	h.logEvent(session.StepUpEvent(s, now, who.method))
+	return true, nil
+}
+
+// stepUpSession is the session a step-up would confirm: the one named by
+// id, or, with no id, the valid browser session of the request's cookie;
+// nil when there is none.
+func (h *Handler) stepUpSession(r *http.Request, id string) (*session.Session, error) {
+	if id == "" {
+		return h.heldSession(r)
+	}
+	ctx, cancel := h.storeContext(r.Context())
+	defer cancel()
+	s, err := h.store.Get(ctx, id)
+	if errors.Is(err, session.ErrNotFound) || (err == nil && (!s.Active() || h.policy.Expired(s, h.now()))) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// heldSession is the valid browser session the request's cookie names,
+// or nil (none, an API token's, or one the store cannot confirm now).
+func (h *Handler) heldSession(r *http.Request) (*session.Session, error) {
+	if _, bearer := h.bearer(r); bearer {
+		return nil, nil
+	}
+	a := h.authenticate(r)
+	if a.err != nil {
+		return nil, a.err
+	}
+	if a.sess == nil || a.degraded || a.sess.IsToken() {
+		return nil, nil
+	}
+	return a.sess, nil
+}
+
+// sameUser: a step-up proved the user of s. The same user id, and the
+// same way of proving it: for OIDC the same provider and sub, for an
+// account a session an account signed in (a hand-off's user id names
+// someone in the app's terms, not necessarily this account).
+func sameUser(s *session.Session, who signedIn) bool {
+	if s.IsToken() || s.UserID != who.userID {
+		return false
+	}
+	if who.provider != "" {
+		return s.Provider == who.provider && s.Subject == who.subject
+	}
+	return s.Provider == "" && (s.AuthMethod == session.MethodPassword || s.AuthMethod == session.MethodPasswordTOTP)
+}
+
+// refreshed drops what this process remembers of a session that changed
+// but goes on (a step-up), so that the next request reads it from the
+// store. Unlike forget, its upgraded connections stay open.
+func (h *Handler) refreshed(id string) {
+	h.grace.forget(id)
+	if h.cache != nil && h.cache.hub != nil {
+		h.cache.hub.dropEverywhere([]string{id})
+	} else {
+		h.cache.drop(id)
+	}
 }
 
 // credentialSecret is the secret half of a cookie value "<id>.<secret>".

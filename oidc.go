@@ -114,6 +114,11 @@ func (h *Handler) providerStart(name, next string) string {
 	return u
 }
 
+// providerStepUp is the URL that confirms an OIDC session at its provider.
+func (h *Handler) providerStepUp(name, next string) string {
+	return h.Endpoints + "/sign-in/" + name + "?step_up=1&next=" + url.QueryEscape(next)
+}
+
 // pendingSignIn is what the store keeps between the button and the
 // callback, under the state: used once, for pendingTTL.
 type pendingSignIn struct {
@@ -122,7 +127,15 @@ type pendingSignIn struct {
 	Verifier string `json:"v"` // PKCE
 	Next     string `json:"x"`
 	Binding  []byte `json:"b"` // SHA-256 of the cookie's value
+	// A step-up: the session it confirms (the browser held it at the
+	// start) and when it started, in Unix milliseconds.
+	StepUp string `json:"s,omitempty"`
+	Since  int64  `json:"t,omitempty"`
 }
+
+// authTimeSkew is how much earlier than the start of a step-up the
+// provider's auth_time may be, for the two clocks' difference.
+const authTimeSkew = time.Minute
 
 func randomString() string {
 	var b [32]byte
@@ -142,11 +155,24 @@ func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, nam
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
-	return h.startOIDC(w, r, p, safeNext(r.URL.Query().Get("next")))
+	next := safeNext(r.URL.Query().Get("next"))
+	var stepUp *session.Session
+	if r.URL.Query().Get("step_up") == "1" {
+		s, err := h.heldSession(r)
+		if err != nil {
+			return h.refuse(w, r, err)
+		}
+		if s != nil && s.Provider == p.cfg.Name && s.AuthMethod == session.MethodOIDC(p.cfg.Name) {
+			stepUp = s
+		}
+	}
+	return h.startOIDC(w, r, p, next, stepUp)
 }
 
-// startOIDC redirects to the provider.
-func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string) error {
+// startOIDC redirects to the provider. A step-up (of the session stepUp,
+// signed in at this provider) asks the provider to sign the user in again
+// however recently it did (prompt=login, max_age=0).
+func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string, stepUp *session.Session) error {
 	op, _, err := p.discover(r.Context())
 	if err != nil {
 		h.logger.Error("OIDC provider unavailable", zap.String("provider", p.cfg.Name), zap.Error(err))
@@ -155,6 +181,9 @@ func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider,
 	binding, state := randomString(), randomString()
 	sum := sha256.Sum256([]byte(binding))
 	ps := pendingSignIn{Provider: p.cfg.Name, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Next: next, Binding: sum[:]}
+	if stepUp != nil {
+		ps.StepUp, ps.Since = stepUp.ID, h.now().UnixMilli()
+	}
 	body, _ := json.Marshal(ps)
 	ctx, cancel := h.storeContext(r.Context())
 	err = h.store.Stash(ctx, pendingKeyPrefix+state, body, pendingTTL, h.now())
@@ -167,6 +196,9 @@ func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider,
 	c.SameSite = http.SameSiteLaxMode // it must come back with the provider's redirect
 	http.SetCookie(w, c)
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(ps.Nonce), oauth2.S256ChallengeOption(ps.Verifier)}
+	if stepUp != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	}
 	w.Header().Set("Location", h.oauth(r, p, op).AuthCodeURL(state, opts...))
 	w.WriteHeader(http.StatusSeeOther)
 	return nil
@@ -256,6 +288,14 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err := idt.Claims(&claims); err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token claims unreadable", fmt.Sprintf("The sign-in with %s could not be completed.", label))
 	}
+	if ps.StepUp != "" {
+		// The provider was asked to sign the user in again: an auth_time
+		// from before the step-up says it did not.
+		if at, ok := claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(time.UnixMilli(ps.Since).Add(-authTimeSkew)) {
+			return h.oidcFailed(w, r, p, "", http.StatusUnauthorized, "step-up: the ID token's auth_time is older than the step-up",
+				fmt.Sprintf("Confirming it's you with %s did not work: %s did not ask you to sign in again. Please try again.", label, label))
+		}
+	}
 	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
 		// OIDC Core 5.4: with an access token, a provider may leave the
 		// scope's claims (email, profile) to the UserInfo endpoint.
@@ -282,6 +322,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
 	}
 	who.method = session.MethodOIDC(p.cfg.Name)
+	who.provider, who.subject = p.cfg.Name, idt.Subject
 	sid, _ := claims["sid"].(string)
 	now := h.now()
 	who.prepare = func(s *session.Session, secret string) error {
@@ -295,12 +336,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		}
 		return nil
 	}
-	if _, err := h.mint(w, r, who); err != nil {
-		return h.mintFailed(w, r, err)
-	}
-	w.Header().Set("Location", safeNext(ps.Next))
-	w.WriteHeader(http.StatusSeeOther)
-	return nil
+	return h.finishSignIn(w, r, who, stepUpOf{on: ps.StepUp != "", id: ps.StepUp}, safeNext(ps.Next))
 }
 
 func sha256Of(s string) []byte {

@@ -12,7 +12,9 @@ var updatePages = flag.Bool("update-pages", false, "rewrite testdata/pages from 
 
 // The pages render byte for byte as the golden files in testdata/pages,
 // which were written by the inline templates before they moved to
-// templates/*.html: the move changed nothing a browser sees.
+// templates/*.html: the move changed nothing a browser sees. The step-up
+// pages (accounts with an error, OIDC, the code step) escape what they
+// show.
 func TestPagesRenderAsBefore(t *testing.T) {
 	cards := []sessionCard{
 		{ID: "cur", Device: "Mac", Kind: "desktop", Browser: "Safari", OS: "macOS", Location: "Berlin, DE", IP: "192.0.2.1",
@@ -33,6 +35,18 @@ func TestPagesRenderAsBefore(t *testing.T) {
 		"link-confirm.html": func(b *bytes.Buffer) error {
 			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true})
+		},
+		"stepup.html": func(b *bytes.Buffer) error {
+			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin?x=1&y=<2>", CSRF: "tok\"en", StepUp: true,
+				Who: "Alice <A> & Co", User: "alice", Accounts: true, SwitchURL: "/.auth/sign-in?next=%2Fadmin%3Fx%3D1", Error: "Wrong user name or password."})
+		},
+		"stepup-oidc.html": func(b *bytes.Buffer) error {
+			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin", CSRF: "t", StepUp: true, Who: "alice@example.com",
+				Providers: []providerButton{{Label: "Corp <SSO>", URL: "/.auth/sign-in/corp?step_up=1&next=%2Fadmin"}}, SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
+		},
+		"stepup-code.html": func(b *bytes.Buffer) error {
+			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
+				Accounts: true, Pending: "p3nd1ng", SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
 		"problem.html": func(b *bytes.Buffer) error {
 			p := problemTooManySessions

@@ -2,6 +2,12 @@ package sessionauth
 
 import "html/template"
 
+// stepUpTemplate is the step-up page, "Confirm it's you" (SPEC 11): the
+// account it confirms, and its way in (the provider's button, or the
+// accounts form with the user name fixed); in the sign-in page's style,
+// no script.
+var stepUpTemplate = template.Must(template.ParseFS(templateFiles, "templates/stepup.html"))
+
 // signInTemplate is the sign-in page: the accounts form and a button per
 // provider, in the sessions page's style; no script.
 var signInTemplate = template.Must(template.New("sign-in").Parse(`<!doctype html>
