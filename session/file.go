@@ -72,7 +72,8 @@ var (
 	bCounters = []byte("counters") // key -> count and window end
 	bOutbox   = []byte("outbox")   // delivery id (seq) -> fileDelivery (JSON)
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
-	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash}
+	bLinks    = []byte("links")    // key -> linkSet (JSON)
+	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks}
 )
 
 // sweepBatch bounds the keys one sweep pass reads per bucket, so that a
@@ -590,6 +591,15 @@ func (f *File) SweepPass() (more bool, err error) {
 		for _, k := range oldStash {
 			errs = append(errs, tx.Bucket(bStash).Delete(k))
 		}
+		var oldLinks [][]byte
+		walk(bLinks, func(k, v []byte) {
+			if decodeLinkSet(v).last() <= now.UnixMilli() {
+				oldLinks = append(oldLinks, slices.Clone(k))
+			}
+		})
+		for _, k := range oldLinks {
+			errs = append(errs, tx.Bucket(bLinks).Delete(k))
+		}
 		return errors.Join(errs...)
 	})
 	return more, err
@@ -1031,6 +1041,26 @@ func (f *File) Hit(_ context.Context, key string, window time.Duration, now time
 func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
 	v := append(u64(uint64(now.Add(ttl).UnixMilli())), value...)
 	return f.update(func(tx *bolt.Tx) error { return tx.Bucket(bStash).Put([]byte(key), v) })
+}
+
+// Link implements Store.
+func (f *File) Link(_ context.Context, key, member string, ttl time.Duration, now time.Time) error {
+	return f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLinks)
+		l := decodeLinkSet(b.Get([]byte(key)))
+		l.add(member, now.Add(ttl), now)
+		return b.Put([]byte(key), l.encode())
+	})
+}
+
+// Linked implements Store.
+func (f *File) Linked(_ context.Context, key string, now time.Time) ([]string, error) {
+	var out []string
+	err := f.view(func(tx *bolt.Tx) error {
+		out = decodeLinkSet(tx.Bucket(bLinks).Get([]byte(key))).members(now)
+		return nil
+	})
+	return out, err
 }
 
 // Take implements Store: read and delete in one transaction.

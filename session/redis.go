@@ -840,6 +840,27 @@ func (r *Redis) Take(ctx context.Context, key string, _ time.Time) ([]byte, erro
 	return []byte(v), nil
 }
 
+// linkKey is a link set's key, under its own hash tag.
+func (r *Redis) linkKey(key string) string { return r.prefix + "link:{" + key + "}" }
+
+// Link implements Store.
+func (r *Redis) Link(ctx context.Context, key, member string, ttl time.Duration, now time.Time) error {
+	if err := linkScript.Run(ctx, r.client, []string{r.linkKey(key)}, member, ms(now.Add(ttl)), ms(now), maxLinks).Err(); err != nil {
+		return fmt.Errorf("linking: %w", err)
+	}
+	return nil
+}
+
+// Linked implements Store.
+func (r *Redis) Linked(ctx context.Context, key string, now time.Time) ([]string, error) {
+	out, err := r.client.ZRangeByScore(ctx, r.linkKey(key), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ms(now), 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading links: %w", err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // Record implements Store.
 func (r *Redis) Record(ctx context.Context, e Event, p Policy) error {
 	key := r.prefix + "events"
