@@ -40,6 +40,9 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 	if rest, ok := strings.CutPrefix(sub, "/callback/"); ok {
 		return h.serveCallback(w, r, rest)
 	}
+	if rest, ok := strings.CutPrefix(sub, "/backchannel-logout/"); ok {
+		return h.serveBackchannelLogout(w, r, rest)
+	}
 	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
 		return h.serveSessions(w, r, "/"+rest)
 	}
