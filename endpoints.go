@@ -171,7 +171,13 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	w.Header().Set("Location", safeNext(r.URL.Query().Get("next")))
+	next := safeNext(r.URL.Query().Get("next"))
+	if a.sess != nil && a.sess.Provider != "" {
+		if to := h.providerLogoutURL(r, a.sess, next); to != "" {
+			next = to
+		}
+	}
+	w.Header().Set("Location", next)
 	w.WriteHeader(http.StatusSeeOther)
 	return nil
 }

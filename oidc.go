@@ -298,8 +298,12 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	}
 	who.prepare = func(s *session.Session, secret string) error {
 		s.Provider, s.Subject, s.ProviderSID, s.CheckedAt = p.cfg.Name, idt.Subject, sid, now
-		if p.cfg.Recheck > 0 || p.cfg.PassAccessToken {
-			sealed, err := sealTokens(secret, s.ID, tokens{Refresh: tok.RefreshToken, Access: tok.AccessToken, Expiry: tok.Expiry})
+		if p.cfg.Recheck > 0 || p.cfg.PassAccessToken || p.cfg.LogoutAtProvider {
+			t := tokens{Refresh: tok.RefreshToken, Access: tok.AccessToken, Expiry: tok.Expiry}
+			if p.cfg.LogoutAtProvider {
+				t.ID = raw
+			}
+			sealed, err := sealTokens(secret, s.ID, t)
 			if err != nil {
 				return err
 			}
