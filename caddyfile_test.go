@@ -205,17 +205,5 @@ func TestConfigMessagesGolden(t *testing.T) {
 		}
 		fmt.Fprintf(&got, "== %s\n%s-- error\n%s\n\n", tc.name, input, msg)
 	}
-	const golden = "testdata/config_messages.golden"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.String() != string(want) {
-		t.Fatalf("messages differ from %s (run with -update after a deliberate change):\n%s", golden, got.String())
-	}
+	matchGolden(t, "testdata/config_messages.golden", got.String())
 }

@@ -1210,34 +1210,23 @@ func outboxKey(id string) ([]byte, error) {
 
 // Ack implements Store.
 func (f *File) Ack(_ context.Context, d Delivery) error {
-	k, err := outboxKey(d.ID)
-	if err != nil {
-		return err
-	}
-	f.omu.Lock()
-	defer f.omu.Unlock()
-	existed := false
-	err = f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bOutbox)
-		existed = b.Get(k) != nil
-		return b.Delete(k)
-	})
-	if err == nil {
-		delete(f.claimed, d.ID)
-		if existed {
-			f.outboxN--
-		}
-	}
-	return err
+	return f.settle(d.ID, nil)
 }
 
 // Retry implements Store.
 func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
-	k, err := outboxKey(d.ID)
+	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: d.Target, Notice: d.Notice, Attempt: d.Attempt + 1}, Due: at})
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: d.Target, Notice: d.Notice, Attempt: d.Attempt + 1}, Due: at})
+	return f.settle(d.ID, v)
+}
+
+// settle ends the claim on a delivery: it leaves the outbox (v nil, an
+// Ack) or goes back as v (a Retry, which wakes a waiting Claim). The
+// outbox's count follows what was there before.
+func (f *File) settle(id string, v []byte) error {
+	k, err := outboxKey(id)
 	if err != nil {
 		return err
 	}
@@ -1247,16 +1236,25 @@ func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
 	err = f.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bOutbox)
 		existed = b.Get(k) != nil
+		if v == nil {
+			return b.Delete(k)
+		}
 		return b.Put(k, v)
 	})
-	if err == nil {
-		delete(f.claimed, d.ID)
-		if !existed {
-			f.outboxN++
-		}
+	if err != nil {
+		return err
+	}
+	delete(f.claimed, id)
+	switch {
+	case v == nil && existed:
+		f.outboxN--
+	case v != nil && !existed:
+		f.outboxN++
+	}
+	if v != nil {
 		f.wake()
 	}
-	return err
+	return nil
 }
 
 var _ Store = (*File)(nil)
