@@ -172,3 +172,20 @@ func TestOIDCBackchannelLogout(t *testing.T) {
 		}
 	})
 }
+
+// Forged logout tokens count towards guess_rate: a flood cannot make the
+// gateway fetch the provider's keys for every one.
+func TestOIDCBackchannelLogoutForgeriesAreLimited(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory\nguess_rate 3 1m", providerBlock("corp", o.issuer, "")))
+	forged := url.Values{"logout_token": {signJWT(newOPKey(t, "key-1"), o.logoutClaims("id-alice", ""), "logout+jwt")}}.Encode()
+	var codes []int
+	for range 5 {
+		code, _ := postLogout(t, g, "corp", forged)
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[400 400 400 429 429]" {
+		t.Fatalf("forged logout tokens answered %v", codes)
+	}
+}
