@@ -48,6 +48,14 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
 				Accounts: true, Pending: "p3nd1ng", SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
+		"link-confirm-password.html": func(b *bytes.Buffer) error {
+			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
+				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true, Password: "https://app.example.com/account/password?x=1&y=2"})
+		},
+		"link-signed-out-password.html": func(b *bytes.Buffer) error {
+			return linkTemplate.Execute(b, linkData{Title: "Signed out", Text: "That session is signed out.", Site: "app.example.com", Account: "alice@example.com", Home: "/",
+				Password: "/account/password"})
+		},
 		"problem.html": func(b *bytes.Buffer) error {
 			p := problemTooManySessions
 			return linkTemplate.Execute(b, linkData{Title: p.title, Text: p.text})
