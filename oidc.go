@@ -293,14 +293,6 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err := idt.Claims(&claims); err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token claims unreadable", fmt.Sprintf("The sign-in with %s could not be completed.", label))
 	}
-	if ps.StepUp != "" {
-		// The provider was asked to sign the user in again: an auth_time
-		// from before the step-up says it did not.
-		if at, ok := claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(time.UnixMilli(ps.Since).Add(-authTimeSkew)) {
-			return h.oidcFailed(w, r, p, "", http.StatusUnauthorized, "step-up: the ID token's auth_time is older than the step-up",
-				fmt.Sprintf("Confirming it's you with %s did not work: %s did not ask you to sign in again. Please try again.", label, label))
-		}
-	}
 	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
 		// OIDC Core 5.4: with an access token, a provider may leave the
 		// scope's claims (email, profile) to the UserInfo endpoint.
@@ -325,6 +317,14 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	}
 	if !p.allowed(who, claims) {
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
+	}
+	if ps.StepUp != "" {
+		// The provider was asked to sign the user in again: an auth_time
+		// from before the step-up says it did not.
+		if at, ok := claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(time.UnixMilli(ps.Since).Add(-authTimeSkew)) {
+			return h.oidcFailed(w, r, p, who.userID, http.StatusUnauthorized, "step-up: the ID token's auth_time is older than the step-up",
+				fmt.Sprintf("Confirming it's you with %s did not work: %s did not ask you to sign in again. Please try again.", label, label))
+		}
 	}
 	who.method = session.MethodOIDC(p.cfg.Name)
 	who.provider, who.subject = p.cfg.Name, idt.Subject

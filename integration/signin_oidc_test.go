@@ -222,7 +222,13 @@ var loginFormID = regexp.MustCompile(`name="id" value="([^"]+)"`)
 // callback URL the provider sent the browser to.
 func (b *browser) oidcSignIn(provider, user, next string) (page, string) {
 	b.t.Helper()
-	target := "/.auth/sign-in/" + provider + "?next=" + url.QueryEscape(next)
+	return b.oidcSignInFrom("/.auth/sign-in/"+provider+"?next="+url.QueryEscape(next), user)
+}
+
+// oidcSignInFrom is oidcSignIn from the gateway's URL target that starts
+// it (a provider's button, a step-up).
+func (b *browser) oidcSignInFrom(target, user string) (page, string) {
+	b.t.Helper()
 	var callback string
 	for hop := 0; hop < 10; hop++ {
 		p := b.get(target)
@@ -261,7 +267,7 @@ func (b *browser) oidcSignIn(provider, user, next string) (page, string) {
 			return p, callback
 		}
 	}
-	b.t.Fatalf("too many redirects signing in with %s", provider)
+	b.t.Fatalf("too many redirects signing in from %s", target)
 	return page{}, ""
 }
 
