@@ -14,8 +14,9 @@ type signedIn struct {
 	userID, email, name, roles string
 	method                     string
 	// OIDC: the provider's name and the user's sub there, which a
-	// step-up must match besides the user id.
-	provider, subject string
+	// step-up must match besides the user id, and the provider's session
+	// id (sid), which a step-up records.
+	provider, subject, sid string
 	// prepare, when set, completes the session before it is stored; it
 	// gets the cookie's secret (OIDC seals the refresh token under it).
 	prepare func(s *session.Session, secret string) error
@@ -129,7 +130,7 @@ func (h *Handler) stepUp(r *http.Request, who signedIn, id string) (bool, error)
 	defer cancel()
 	now := h.now()
 	start := time.Now()
-	s, err = h.store.StepUp(ctx, s.ID, now, who.method, h.policy)
+	s, err = h.store.StepUp(ctx, s.ID, session.Proof{At: now, Method: who.method, Provider: who.provider != "", ProviderSID: who.sid}, h.policy)
 	h.metrics.storeDuration("step_up", start)
 	if errors.Is(err, session.ErrNotFound) {
 		return false, nil // ended meanwhile: a new session

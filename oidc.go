@@ -327,9 +327,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		}
 	}
 	who.method = session.MethodOIDC(p.cfg.Name)
-	who.provider, who.subject = p.cfg.Name, idt.Subject
 	sid, _ := claims["sid"].(string)
 	sid = sanitise(sid, 256)
+	who.provider, who.subject, who.sid = p.cfg.Name, idt.Subject, sid
 	now := h.now()
 	lctx, lcancel := h.storeContext(r.Context())
 	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid)

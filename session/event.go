@@ -55,9 +55,27 @@ func StepUpEvent(s *Session, at time.Time, method string) Event {
 	return e
 }
 
+// Proof is what a step-up proved (Store.StepUp).
+type Proof struct {
+	At     time.Time
+	Method string // password, password+totp, oidc:<name>: the step_up event's reason
+	// A provider's step-up: it vouched for the user at At (CheckedAt),
+	// and its session id (sid) now, when it gave one (empty keeps the
+	// session's), which back-channel logout names.
+	Provider    bool
+	ProviderSID string
+}
+
 // stepUp is what Store.StepUp changes in an active session. Lua twin:
 // stepUpScript (redis_scripts.go).
-func stepUp(s *Session, at time.Time) {
+func stepUp(s *Session, pr Proof) {
+	at := pr.At
+	if pr.Provider {
+		s.CheckedAt = at
+		if pr.ProviderSID != "" {
+			s.ProviderSID = pr.ProviderSID
+		}
+	}
 	s.AuthenticatedAt = at
 	if at.Equal(s.CreatedAt) {
 		s.AuthenticatedAt = time.Time{} // zero reads as CreatedAt, as Redis keeps it

@@ -891,17 +891,18 @@ func (f *File) Sight(_ context.Context, id string, sg Sighting, at time.Time, p 
 }
 
 // StepUp implements Store.
-func (f *File) StepUp(_ context.Context, id string, at time.Time, method string, p Policy) (*Session, error) {
-	at = msTime(at)
+func (f *File) StepUp(_ context.Context, id string, pr Proof, p Policy) (*Session, error) {
+	at := msTime(pr.At)
+	pr.At = at
 	var out *Session
 	err := f.update(func(tx *bolt.Tx) error {
 		r := liveRecord(tx, id, at)
 		if r == nil || !r.Active() || p.Expired(&r.Session, at) {
 			return ErrNotFound
 		}
-		stepUp(&r.Session, at)
+		stepUp(&r.Session, pr)
 		out = r.Session.Clone()
-		return errors.Join(putRecord(tx, r), addEvent(tx, r.UserID, StepUpEvent(&r.Session, at, method), p))
+		return errors.Join(putRecord(tx, r), addEvent(tx, r.UserID, StepUpEvent(&r.Session, at, pr.Method), p))
 	})
 	if err != nil {
 		return nil, err

@@ -586,16 +586,17 @@ func (m *Memory) Sight(_ context.Context, id string, sg Sighting, at time.Time, 
 }
 
 // StepUp implements Store.
-func (m *Memory) StepUp(_ context.Context, id string, at time.Time, method string, p Policy) (*Session, error) {
-	at = msTime(at)
+func (m *Memory) StepUp(_ context.Context, id string, pr Proof, p Policy) (*Session, error) {
+	at := msTime(pr.At)
+	pr.At = at
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.live(id, at)
 	if r == nil || !r.s.Active() || p.Expired(&r.s, at) {
 		return nil, ErrNotFound
 	}
-	stepUp(&r.s, at)
-	m.addEvent(StepUpEvent(&r.s, at, method), p)
+	stepUp(&r.s, pr)
+	m.addEvent(StepUpEvent(&r.s, at, pr.Method), p)
 	return r.s.Clone(), nil
 }
 

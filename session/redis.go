@@ -1005,8 +1005,15 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 	return decode(id, res)
 }
 
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
+}
+
 // StepUp implements Store.
-func (r *Redis) StepUp(ctx context.Context, id string, at time.Time, method string, p Policy) (*Session, error) {
+func (r *Redis) StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Session, error) {
 	if !ValidID(id) {
 		return nil, ErrNotFound
 	}
@@ -1016,7 +1023,7 @@ func (r *Redis) StepUp(ctx context.Context, id string, at time.Time, method stri
 		return nil, fmt.Errorf("stepping up: %w", err)
 	}
 	res, err := stepUpScript.Run(ctx, r.client, []string{r.sessionKey(id), r.eventsKey(user)},
-		r.tagPrefix(TagOfID(id))+"e:", id, ms(at), lifetime, idle, retention, method).Slice()
+		r.tagPrefix(TagOfID(id))+"e:", id, ms(pr.At), lifetime, idle, retention, pr.Method, boolArg(pr.Provider), pr.ProviderSID).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}

@@ -126,10 +126,12 @@ type Sessions interface {
 	// are again (SPEC 11): AuthenticatedAt becomes at, the risk flags kept
 	// on the session are cleared, and where the session is now (its IP and
 	// country) becomes the place ip-changed and country-changed are
-	// measured from (StepUpIP, StepUpCountry). It writes a step_up event
-	// whose reason is method. It returns the session as updated, or
-	// ErrNotFound when there is no active session with that id.
-	StepUp(ctx context.Context, id string, at time.Time, method string, p Policy) (*Session, error)
+	// measured from (StepUpIP, StepUpCountry); a provider's step-up also
+	// records its session id, when it gave one, and that it vouched
+	// (CheckedAt). It writes a step_up event whose reason is the method.
+	// It returns the session as updated, or ErrNotFound when there is no
+	// active session with that id.
+	StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Session, error)
 
 	// Get returns one session, active or ended within retention.
 	Get(ctx context.Context, id string) (*Session, error)

@@ -1032,7 +1032,7 @@ func testStepUp(t *testing.T, st session.Store, c *Clock) {
 	}
 	c.Advance(10 * time.Minute)
 	at := c.Now()
-	s, err := st.StepUp(ctx(t), cr.id, at, session.MethodPasswordTOTP, policy)
+	s, err := st.StepUp(ctx(t), cr.id, session.Proof{At: at, Method: session.MethodPasswordTOTP}, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1072,9 +1072,28 @@ func testStepUp(t *testing.T, st session.Store, c *Clock) {
 		t.Fatalf("newest event %+v, want the step-up", evs[0])
 	}
 
+	// A provider's step-up: it vouched now, and its new sid replaces the
+	// old (an empty one keeps it).
+	id2, _, h2, _ := session.NewCredential(uid)
+	o := &session.Session{ID: id2, UserID: uid, TokenHash: h2, IP: "192.0.2.1", LoginIP: "192.0.2.1", AuthMethod: session.MethodOIDC("corp"),
+		Provider: "corp", Subject: "sub-1", ProviderSID: "sid-1", CheckedAt: c.Now(), CreatedAt: c.Now(), LastActiveAt: c.Now()}
+	if _, err := st.Create(ctx(t), o, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Minute)
+	if s, err := st.StepUp(ctx(t), id2, session.Proof{At: c.Now(), Method: o.AuthMethod, Provider: true, ProviderSID: "sid-2"}, policy); err != nil ||
+		s.ProviderSID != "sid-2" || !s.CheckedAt.Equal(c.Now()) || s.Subject != "sub-1" {
+		t.Fatalf("a provider's step-up: %+v %v", s, err)
+	}
+	c.Advance(time.Minute)
+	s2, err := st.StepUp(ctx(t), id2, session.Proof{At: c.Now(), Method: o.AuthMethod, Provider: true}, policy)
+	if got, _ := st.Get(ctx(t), id2); err != nil || s2.ProviderSID != "sid-2" || !s2.CheckedAt.Equal(c.Now()) || fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *s2) {
+		t.Fatalf("a provider's step-up without a sid: %+v %v, stored %+v", s2, err, got)
+	}
+
 	// A step-up at the very instant of the sign-in reads as the sign-in.
 	fresh, _ := signInAt(t, st, c, uid, "d1", berlin)
-	if s, err := st.StepUp(ctx(t), fresh.id, c.Now(), session.MethodPassword, policy); err != nil ||
+	if s, err := st.StepUp(ctx(t), fresh.id, session.Proof{At: c.Now(), Method: session.MethodPassword}, policy); err != nil ||
 		!s.AuthenticatedAt.IsZero() || !s.AuthenticatedOrCreated().Equal(c.Now()) {
 		t.Fatalf("step-up at creation: %+v %v", s, err)
 	}
@@ -1084,12 +1103,12 @@ func testStepUp(t *testing.T, st session.Store, c *Clock) {
 		t.Fatal(err)
 	}
 	for name, id := range map[string]string{"ended": fresh.id, "unknown": "0123456789abcdef0123456789abcdef"} {
-		if _, err := st.StepUp(ctx(t), id, c.Now(), session.MethodPassword, policy); !errors.Is(err, session.ErrNotFound) {
+		if _, err := st.StepUp(ctx(t), id, session.Proof{At: c.Now(), Method: session.MethodPassword}, policy); !errors.Is(err, session.ErrNotFound) {
 			t.Fatalf("%s session: %v", name, err)
 		}
 	}
 	c.Advance(policy.IdleTimeout + time.Minute)
-	if _, err := st.StepUp(ctx(t), cr.id, c.Now(), session.MethodPassword, policy); !errors.Is(err, session.ErrNotFound) {
+	if _, err := st.StepUp(ctx(t), cr.id, session.Proof{At: c.Now(), Method: session.MethodPassword}, policy); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("idle session: %v", err)
 	}
 }
