@@ -117,6 +117,23 @@ func (hub *revocationHub) dropEverywhere(ids []string) {
 	}
 }
 
+// heard acts on a message of the revocation channel: the ids of ended
+// sessions, whose cache entries and connections go, and ids marked as
+// changed (session.ChangedMark), whose cache entries alone go.
+func (hub *revocationHub) heard(payload string) {
+	var drop, ended []string
+	for _, id := range strings.Split(payload, ",") {
+		if changed, ok := strings.CutPrefix(id, session.ChangedMark); ok {
+			drop = append(drop, changed)
+			continue
+		}
+		drop = append(drop, id)
+		ended = append(ended, id)
+	}
+	hub.dropEverywhere(drop)
+	sockets.closeSessions(ended...)
+}
+
 func (hub *revocationHub) run(ctx context.Context) {
 	defer close(hub.done)
 	for ctx.Err() == nil {
@@ -150,9 +167,7 @@ func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
 				hub.setHealthy(true)
 			}
 		case *redis.Message:
-			ids := strings.Split(m.Payload, ",")
-			hub.dropEverywhere(ids)
-			sockets.closeSessions(ids...)
+			hub.heard(m.Payload)
 		}
 	}
 }

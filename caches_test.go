@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -82,5 +83,39 @@ func TestBlocklistFullForgetsTheOldest(t *testing.T) {
 		if _, blocked := b.check(k, now); !blocked {
 			t.Errorf("%s: not blocked", k)
 		}
+	}
+}
+
+// On the revocation channel, an ended session's id drops it from the
+// caches and closes its connections; an id marked as changed (a step-up
+// at another gateway) drops it from the caches and leaves its connections
+// open.
+func TestRevocationHubChangedKeepsConnections(t *testing.T) {
+	hub := &revocationHub{caches: map[*sessionCache]struct{}{}}
+	hub.ok.Store(true)
+	cache := newSessionCache(time.Minute, hub)
+	hub.caches[cache] = struct{}{}
+	now := time.Now()
+	const id = "0a0b0c0d0e0f00112233445566778899"
+	s := &session.Session{ID: id, UserID: "zoe", CreatedAt: now, LastActiveAt: now}
+	conn, peer := net.Pipe()
+	defer peer.Close()
+	tracked := sockets.add(id, conn, now.Add(time.Hour), now)
+	defer tracked.Close()
+	open := func() bool {
+		sockets.mu.Lock()
+		defer sockets.mu.Unlock()
+		return len(sockets.bySession[id]) == 1
+	}
+
+	cache.put(s, [32]byte{1}, now)
+	hub.heard(session.ChangedMark + id)
+	if cache.lru.Contains(id) || !open() {
+		t.Fatalf("changed: cached %v, connection open %v", cache.lru.Contains(id), open())
+	}
+	cache.put(s, [32]byte{1}, now)
+	hub.heard("ffff," + id)
+	if cache.lru.Contains(id) || open() {
+		t.Fatalf("ended: cached %v, connection open %v", cache.lru.Contains(id), open())
 	}
 }

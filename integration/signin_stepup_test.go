@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // stepUpMaxAge is max_age on /admin in the step-up tests: real time
@@ -166,4 +168,22 @@ func TestStepUpAccounts(t *testing.T) {
 			t.Fatalf("alice's sessions after carol signed in: %s", sessions)
 		}
 	})
+}
+
+// A step-up at another gateway on the same Redis reaches this gateway's
+// cache at once: the next request carries the new authenticated_at.
+func TestStepUpElsewhereReachesTheCache(t *testing.T) {
+	g, _, direct, _ := proxiedSite(t, "cache 1m")
+	c := newClient(t, g)
+	c.signIn("stella")
+	if res := c.do("GET", "/"); res.StatusCode != 200 { // validated at the store, cached
+		t.Fatalf("first request: %d", res.StatusCode)
+	}
+	id := strings.SplitN(c.cookie, ".", 2)[0]
+	at := time.Now().Add(5 * time.Second).Truncate(time.Second)
+	if _, err := direct.StepUp(context.Background(), id, session.Proof{At: at, Method: "password"}, testPolicy); err != nil {
+		t.Fatal(err)
+	}
+	want := at.UTC().Format(time.RFC3339)
+	waitUntil(t, 3*time.Second, func() bool { return c.do("GET", "/").headers["X-Auth-Authenticated-At"] == want })
 }

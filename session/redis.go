@@ -93,6 +93,11 @@ func (r *Redis) runHot(ctx context.Context, script *redis.Script, keys []string,
 // announces ended sessions (comma-separated ids), for in-process caches.
 func RevocationChannel(prefix string) string { return prefix + "revoked" }
 
+// ChangedMark marks an id on the revocation channel whose session changed
+// but goes on (a step-up): caches drop it, its connections stay open. A
+// gateway that does not know the mark reads an id that names nothing.
+const ChangedMark = "~"
+
 // announce tells the gateways' caches that sessions ended. It is best
 // effort: a cache that misses it forgets the session within its TTL.
 func (r *Redis) announce(ctx context.Context, ids ...string) {
@@ -1030,6 +1035,9 @@ func (r *Redis) StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Ses
 	if err != nil {
 		return nil, fmt.Errorf("stepping up: %w", err)
 	}
+	// Best effort, as announce: a cache that misses it reads the session
+	// again within its TTL.
+	_ = r.client.Publish(ctx, RevocationChannel(r.prefix), ChangedMark+id).Err()
 	return decode(id, res)
 }
 
