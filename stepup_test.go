@@ -259,3 +259,38 @@ func TestStepUpOtherUserOrSessionKind(t *testing.T) {
 		t.Fatalf("no session:\n%s", body)
 	}
 }
+
+// A step-up keeps the session only for the same user proved the same
+// way: the same user id and, for OIDC, the same provider and sub; an
+// account for a session an account signed in; never an API token's.
+func TestStepUpSameUser(t *testing.T) {
+	oidc := &session.Session{UserID: "a@x", AuthMethod: session.MethodOIDC("corp"), Provider: "corp", Subject: "s1"}
+	acct := &session.Session{UserID: "alice", AuthMethod: session.MethodPassword}
+	totpAcct := &session.Session{UserID: "alice", AuthMethod: session.MethodPasswordTOTP}
+	handoff := &session.Session{UserID: "alice", AuthMethod: session.MethodHandoff}
+	token := &session.Session{UserID: "alice", AuthMethod: session.MethodPassword, Kind: session.KindToken}
+	byCorp := signedIn{userID: "a@x", provider: "corp", subject: "s1"}
+	byAcct := signedIn{userID: "alice", method: session.MethodPassword}
+	cases := []struct {
+		s    *session.Session
+		who  signedIn
+		want bool
+	}{
+		{oidc, byCorp, true},
+		{oidc, signedIn{userID: "a@x", provider: "corp", subject: "s2"}, false},
+		{oidc, signedIn{userID: "a@x", provider: "other", subject: "s1"}, false},
+		{oidc, signedIn{userID: "b@x", provider: "corp", subject: "s1"}, false},
+		{oidc, signedIn{userID: "a@x"}, false},
+		{acct, byAcct, true},
+		{totpAcct, byAcct, true},
+		{acct, signedIn{userID: "bob"}, false},
+		{acct, byCorp, false},
+		{handoff, byAcct, false},
+		{token, byAcct, false},
+	}
+	for i, tc := range cases {
+		if got := sameUser(tc.s, tc.who); got != tc.want {
+			t.Errorf("case %d: sameUser(%+v, %+v) = %v", i, tc.s, tc.who, got)
+		}
+	}
+}
