@@ -118,11 +118,19 @@ func (s *opStorage) KeySet(context.Context) ([]op.Key, error) {
 // redirect to each of redirectURIs.
 func startOP(t *testing.T, redirectURIs ...string) *testOP {
 	t.Helper()
+	return startOPOn(t, "127.0.0.1", redirectURIs...)
+}
+
+// startOPOn is startOP with the issuer named by host (listening on
+// 127.0.0.1): "localhost" is another site than 127.0.0.1 to a browser,
+// as a real provider is.
+func startOPOn(t *testing.T, host string, redirectURIs ...string) *testOP {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &testOP{issuer: "http://" + l.Addr().String() + "/"}
+	o := &testOP{issuer: "http://" + net.JoinHostPort(host, fmt.Sprint(l.Addr().(*net.TCPAddr).Port)) + "/"}
 	clients := map[string]*storage.Client{"gateway": storage.WebClient("gateway", "secret", redirectURIs...)}
 	o.store = &opStorage{Storage: storage.NewStorageWithClients(opUsers{}, clients), key: newOPKey(t, "key-1")}
 	router := exampleop.SetupServer(o.issuer, o.store, nil, false)
