@@ -114,7 +114,11 @@ func (h *Handler) validFormToken(r *http.Request) bool {
 
 // signInPage is what the sign-in page shows.
 type signInPage struct {
-	Host      string
+	Host string
+	// Action is where the forms post: the page is also shown at other
+	// addresses (a refused OIDC callback, a provider that does not
+	// answer), whose handlers take no form.
+	Action    string
 	Next      string
 	CSRF      string
 	Error     string
@@ -153,6 +157,7 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status int, page signInPage) error {
 	page.Host = sanitise(r.Host, 256)
+	page.Action = h.Endpoints + "/sign-in"
 	page.Accounts = len(h.SignIn.accounts) > 0
 	page.CSRF = h.formToken(w, r)
 	if page.Pending == "" {

@@ -22,7 +22,7 @@ button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;
 <h1>Sign in to {{.Host}}</h1>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 {{if .Pending}}
-<form method="post">
+<form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}"><input type="hidden" name="pending" value="{{.Pending}}">
 <p>Signing in as <strong>{{.User}}</strong>.</p>
 <label for="code">Code from your authenticator app</label>
@@ -33,7 +33,7 @@ button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;
 {{range .Providers}}<a class="button" href="{{.URL}}">Sign in with {{.Label}}</a>
 {{end}}
 {{if .Accounts}}{{if .Providers}}<p class="or">or with your user name</p>{{end}}
-<form method="post">
+<form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}">
 <label for="username">User name</label>
 {{if .User}}<input id="username" name="username" value="{{.User}}" readonly>{{else}}<input id="username" name="username" autocomplete="username" required autofocus>{{end}}

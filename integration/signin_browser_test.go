@@ -189,3 +189,39 @@ func boxShows(b *tab, s *shot, selector string, withText bool) string {
 	}
 	return line + " OK"
 }
+
+// A refused OIDC sign-in is a page in words at the callback's address,
+// with the accounts form under it: that form signs in from there too.
+func TestSignInAfterARefusalInABrowser(t *testing.T) {
+	chromiumPath(t)
+	port := redisserver.FreePort(t)
+	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	text := oidcSite(port, "store memory", providerBlock("corp", o.issuer, "allow_domains example.com")+accountsBlock(t))
+	g := loadCaddy(t, behind(text, identityApp(t)), nil)
+	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	b := openTab(t, 1280, 800, 60*time.Second, g.base+"/app")
+	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
+	b.click("a.button")
+	b.until("the provider's login form", `!!document.querySelector("#password")`)
+	b.typeInto("#username", "eve") // eve@other.example: not an allowed domain
+	b.typeInto("#password", "verysecure")
+	b.click(`button[type="submit"]`)
+	b.until("the refusal", `location.pathname === "/.auth/callback/corp" && !!document.querySelector(".error")`)
+	if kind := eval[string](b, `document.contentType`); kind != "text/html" {
+		t.Errorf("the refusal is answered with %s", kind)
+	}
+	if said := b.textOf(".error"); said != "This account is not allowed here." {
+		t.Errorf("the refusal says %q", said)
+	}
+	s := b.screenshot("sign-in-refused")
+	t.Logf("screenshot refused sign-in page %s: %d colours; %s", s.size, s.colours, boxShows(b, s, ".error", true))
+
+	b.typeInto("#username", "alice")
+	b.typeInto("#password", "demo")
+	b.click(`button[type="submit"]`)
+	b.until("the app, signed in", fmt.Sprintf(`location.href === %q && !!document.querySelector("#user")`, g.base+"/"))
+	if user, method := b.textOf("#user"), b.textOf("#method"); user != "alice" || method != "password" {
+		t.Fatalf("the app shows user %q, method %q", user, method)
+	}
+}

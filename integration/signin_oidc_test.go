@@ -472,3 +472,27 @@ func TestOIDCProviderDown(t *testing.T) {
 		t.Fatalf("callback with the provider down: %d", p.status)
 	}
 }
+
+var formAction = regexp.MustCompile(`<form method="post" action="([^"]*)"`)
+
+// The page of a provider that does not answer is shown at the button's
+// address, which takes no form: the accounts form under it posts to the
+// sign-in endpoint, and signs in.
+func TestOIDCProblemPageAccountsForm(t *testing.T) {
+	port := redisserver.FreePort(t)
+	dead := fmt.Sprintf("http://127.0.0.1:%d/", redisserver.FreePort(t))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory", providerBlock("corp", dead, "")+accountsBlock(t)))
+	b := newBrowser(t, g.base)
+	p := b.get("/.auth/sign-in/corp")
+	action := formAction.FindStringSubmatch(p.body)
+	if !strings.Contains(p.body, "unavailable at the moment") || action == nil || action[1] != "/.auth/sign-in" {
+		t.Fatalf("the problem page's form does not post to the sign-in endpoint: %d\n%s", p.status, p.body)
+	}
+	p = b.post(action[1], url.Values{"csrf": {p.field("csrf")}, "next": {p.field("next")}, "username": {"alice"}, "password": {"demo"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("the problem page's form: %d %s", p.status, p.body)
+	}
+	if h := b.upstreamSees("/"); h["X-Auth-User"] != "alice" || h["X-Auth-Method"] != "password" {
+		t.Fatalf("upstream saw %v", h)
+	}
+}
