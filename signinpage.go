@@ -44,3 +44,18 @@ button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;
 {{end}}
 </div></main></body></html>
 `))
+
+// signedInTemplate moves the browser on to the page it was going to
+// (landAfterProvider): at once by itself, or by its link.
+var signedInTemplate = template.Must(template.New("signed-in").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="0;url={{.}}">
+<title>Signed in</title>
+<style>
+body{margin:0;background:#f6f7fb;color:#1b1f29;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:26rem;margin:0 auto;padding:2rem 1rem}
+a{color:#1f5fd1}
+</style></head><body><main>
+<p>Signed in. <a href="{{.}}">Continue</a></p>
+</main></body></html>
+`))

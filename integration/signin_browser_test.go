@@ -225,3 +225,28 @@ func TestSignInAfterARefusalInABrowser(t *testing.T) {
 		t.Fatalf("the app shows user %q, method %q", user, method)
 	}
 }
+
+// With cookie same_site strict, the browser keeps the new session cookie
+// from every request of a navigation another site started, the
+// provider's redirect to the callback and the callback's own redirect
+// included: the OIDC sign-in must still land on the app signed in.
+func TestSignInWithStrictCookieInABrowser(t *testing.T) {
+	chromiumPath(t)
+	port := redisserver.FreePort(t)
+	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	text := oidcSite(port, "store memory\ncookie {\n\tsame_site strict\n}", providerBlock("corp", o.issuer, "")+accountsBlock(t))
+	g := loadCaddy(t, behind(text, identityApp(t)), nil)
+	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	b := openTab(t, 1280, 800, 60*time.Second, g.base+"/app?x=1")
+	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
+	b.click("a.button")
+	b.until("the provider's login form", `!!document.querySelector("#password")`)
+	b.typeInto("#username", "alice")
+	b.typeInto("#password", "verysecure")
+	b.click(`button[type="submit"]`)
+	b.until("the app, signed in", fmt.Sprintf(`location.href === %q && !!document.querySelector("#user")`, g.base+"/app?x=1"))
+	if user, method := b.textOf("#user"), b.textOf("#method"); user != "alice@example.com" || method != "oidc:corp" {
+		t.Fatalf("the app shows user %q, method %q", user, method)
+	}
+}

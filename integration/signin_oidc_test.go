@@ -496,3 +496,31 @@ func TestOIDCProblemPageAccountsForm(t *testing.T) {
 		t.Fatalf("upstream saw %v", h)
 	}
 }
+
+// With cookie same_site strict the callback does not redirect: a browser
+// would withhold the new cookie from the redirect (the navigation came
+// from the provider's site). It answers a page that moves on by itself,
+// so that the next request is one of the site's own.
+func TestOIDCStrictCookieLandsThroughAPage(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory\ncookie {\n\tsame_site strict\n}", providerBlock("corp", o.issuer, "")))
+	b := newBrowser(t, g.base)
+	p, _ := b.oidcSignIn("corp", "alice", "/app?x=1&y=2")
+	if p.status != http.StatusOK || !strings.HasPrefix(p.header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(p.body, `<meta http-equiv="refresh" content="0;url=/app?x=1&amp;y=2">`) || !strings.Contains(p.body, `<a href="/app?x=1&amp;y=2">Continue</a>`) {
+		t.Fatalf("callback with same_site strict: %d %q\n%s", p.status, p.header.Get("Content-Type"), p.body)
+	}
+	var session *http.Cookie
+	for _, c := range (&http.Response{Header: p.header}).Cookies() {
+		if c.Name == "session" {
+			session = c
+		}
+	}
+	if session == nil || session.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("the session cookie: %+v", session)
+	}
+	if h := b.upstreamSees("/app"); h["X-Auth-User"] != "alice@example.com" || h["X-Auth-Method"] != "oidc:corp" {
+		t.Fatalf("upstream saw %v", h)
+	}
+}
