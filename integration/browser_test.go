@@ -45,12 +45,11 @@ type tab struct {
 	ctx  context.Context // root with the deadline
 }
 
-// openTab starts Chromium of its own (a fresh profile: no cookies) with a
-// width×height page and opens target in it. budget bounds the whole
+// openTab starts the Chromium at chrome (chromiumPath's), its own with a
+// fresh profile (no cookies), with a width×height page, and opens target. budget bounds the whole
 // test, the browser's start included.
-func openTab(t *testing.T, width, height int, budget time.Duration, target string) *tab {
+func openTab(t *testing.T, chrome string, width, height int, budget time.Duration, target string) *tab {
 	t.Helper()
-	chrome := chromiumPath(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
@@ -258,7 +257,7 @@ func abs(n int) int {
 // The sessions page in a real browser: sign in on the demo app, see both
 // sessions, sign out the other one with its button, and look at it.
 func TestSessionsPageInABrowser(t *testing.T) {
-	chromiumPath(t)
+	chrome := chromiumPath(t)
 	appAddr := serveLocal(t, demoapp.New())
 	g := loadCaddy(t, behind(site("store memory\nmax_sessions 0"), appAddr), nil)
 
@@ -279,7 +278,7 @@ func TestSessionsPageInABrowser(t *testing.T) {
 	phone.cookie = ck.Value
 	phoneID := strings.SplitN(ck.Value, ".", 2)[0]
 
-	b := openTab(t, 1100, 900, 30*time.Second, g.base+"/") // no session: off to sign in
+	b := openTab(t, chrome, 1100, 900, 30*time.Second, g.base+"/") // no session: off to sign in
 	b.until("the sign-in form", `location.pathname === "/login" && !!document.querySelector('input[name="password"]')`)
 	b.typeInto(`input[name="username"]`, "alice")
 	b.typeInto(`input[name="password"]`, demoapp.Password)

@@ -35,7 +35,7 @@ func identityApp(t *testing.T) string {
 // leads to the provider's login form, and after it the browser is back on
 // the app, signed in as alice by OIDC.
 func TestSignInInABrowser(t *testing.T) {
-	chromiumPath(t)
+	chrome := chromiumPath(t)
 	port := redisserver.FreePort(t)
 	// The provider on localhost, another site than the gateway on
 	// 127.0.0.1, as a real provider is: the browser comes back to the
@@ -46,7 +46,7 @@ func TestSignInInABrowser(t *testing.T) {
 	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
 	host := strings.TrimPrefix(g.base, "http://")
 
-	b := openTab(t, 1280, 800, 60*time.Second, g.base+"/app")
+	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
 	if href := eval[string](b, `location.href`); href != g.base+"/.auth/sign-in?next=%2Fapp" {
 		t.Fatalf("the app sent the browser to %s", href)
@@ -83,10 +83,10 @@ func TestSignInInABrowser(t *testing.T) {
 // is a page in words; bob's password leads to the code page, where the
 // code field shows; the code his authenticator app shows signs him in.
 func TestAccountsSignInWithTOTPInABrowser(t *testing.T) {
-	chromiumPath(t)
+	chrome := chromiumPath(t)
 	g := loadCaddy(t, behind(accountsSite(t, "store memory", ""), identityApp(t)), nil)
 
-	b := openTab(t, 1280, 800, 60*time.Second, g.base+"/app")
+	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("#password")`)
 
 	// On a phone the form fits the screen: no scrolling sideways.
@@ -193,14 +193,14 @@ func boxShows(b *tab, s *shot, selector string, withText bool) string {
 // A refused OIDC sign-in is a page in words at the callback's address,
 // with the accounts form under it: that form signs in from there too.
 func TestSignInAfterARefusalInABrowser(t *testing.T) {
-	chromiumPath(t)
+	chrome := chromiumPath(t)
 	port := redisserver.FreePort(t)
 	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
 	text := oidcSite(port, "store memory", providerBlock("corp", o.issuer, "allow_domains example.com")+accountsBlock(t))
 	g := loadCaddy(t, behind(text, identityApp(t)), nil)
 	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
 
-	b := openTab(t, 1280, 800, 60*time.Second, g.base+"/app")
+	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
 	b.click("a.button")
 	b.until("the provider's login form", `!!document.querySelector("#password")`)
@@ -231,14 +231,14 @@ func TestSignInAfterARefusalInABrowser(t *testing.T) {
 // provider's redirect to the callback and the callback's own redirect
 // included: the OIDC sign-in must still land on the app signed in.
 func TestSignInWithStrictCookieInABrowser(t *testing.T) {
-	chromiumPath(t)
+	chrome := chromiumPath(t)
 	port := redisserver.FreePort(t)
 	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
 	text := oidcSite(port, "store memory\ncookie {\n\tsame_site strict\n}", providerBlock("corp", o.issuer, "")+accountsBlock(t))
 	g := loadCaddy(t, behind(text, identityApp(t)), nil)
 	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
 
-	b := openTab(t, 1280, 800, 60*time.Second, g.base+"/app?x=1")
+	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app?x=1")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
 	b.click("a.button")
 	b.until("the provider's login form", `!!document.querySelector("#password")`)

@@ -14,13 +14,13 @@ import (
 // off the page that shows it once, used by a plain HTTP client, and
 // revoked with its button on the page, after which the client is refused.
 func TestAPITokensInABrowser(t *testing.T) {
-	chromiumPath(t)
+	chrome := chromiumPath(t)
 	up := newUpstream(t)
 	g := loadCaddy(t, site("store memory\napi_tokens max_lifetime 30d"), up)
 	user := "browser-tok-" + randomID()
 
 	// The hand-off: the upstream's answer to /login names the user.
-	b := openTab(t, 1100, 900, 30*time.Second, g.base+"/login?status=303&roles=deploy&user="+user)
+	b := openTab(t, chrome, 1100, 900, 30*time.Second, g.base+"/login?status=303&roles=deploy&user="+user)
 	b.until("the app after the hand-off", `location.pathname === "/" && document.body.innerText.includes("upstream-body")`)
 	b.do("opening the sessions page", chromedp.Navigate(g.base+"/.auth/sessions"))
 	b.until("the sessions page", `!!document.querySelector('input[name="name"]')`)
