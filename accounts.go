@@ -282,7 +282,8 @@ func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account,
 // the store remembers while a code of it could still be valid. It
 // returns what to tell the user, or "" when the code is good.
 func (h *Handler) checkCode(r *http.Request, acct *Account, code string) string {
-	code = strings.TrimSpace(code)
+	// As authenticator apps show it: "123 456" or "123-456".
+	code = strings.NewReplacer(" ", "", "-", "", "\t", "").Replace(code)
 	now := h.now()
 	if len(code) != 6 {
 		return "Wrong code. Enter the 6 digits your authenticator app shows now."

@@ -26,7 +26,7 @@ button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}"><input type="hidden" name="pending" value="{{.Pending}}">
 <p>Signing in as <strong>{{.User}}</strong>.</p>
 <label for="code">Code from your authenticator app</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required autofocus>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="\s*[0-9]{3}[ \-]?[0-9]{3}\s*" maxlength="9" required autofocus>
 <button type="submit">Continue</button>
 </form>
 {{else}}
