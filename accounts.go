@@ -115,7 +115,11 @@ func (h *Handler) validFormToken(r *http.Request) bool {
 
 // signInPage is what the sign-in page shows.
 type signInPage struct {
-	Host      string
+	Host string
+	// Action is where the forms post: the page is also shown at other
+	// addresses (a refused OIDC callback, a provider that does not
+	// answer), whose handlers take no form.
+	Action    string
 	Next      string
 	CSRF      string
 	Error     string
@@ -174,6 +178,7 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status int, page signInPage) error {
 	page.Host = sanitise(r.Host, 256)
+	page.Action = h.Endpoints + "/sign-in"
 	page.CSRF = h.formToken(w, r)
 	tmpl := signInTemplate
 	if page.StepUp {
@@ -303,7 +308,11 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 		method = session.MethodPasswordTOTP
 	}
 	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
-	return h.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, next)
+	return h.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, func() error {
+		w.Header().Set("Location", next)
+		w.WriteHeader(http.StatusSeeOther)
+		return nil
+	})
 }
 
 // passwordMatches compares with bcrypt; an unknown user is compared
@@ -341,7 +350,8 @@ func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account,
 // the store remembers while a code of it could still be valid. It
 // returns what to tell the user, or "" when the code is good.
 func (h *Handler) checkCode(r *http.Request, acct *Account, code string) string {
-	code = strings.TrimSpace(code)
+	// As authenticator apps show it: "123 456" or "123-456".
+	code = strings.NewReplacer(" ", "", "-", "", "\t", "").Replace(code)
 	now := h.now()
 	if len(code) != 6 {
 		return "Wrong code. Enter the 6 digits your authenticator app shows now."

@@ -95,8 +95,8 @@ type stepUpOf struct {
 // the same user keeps the session (same id and cookie, a new
 // authenticated_at, a step_up event); anyone else, and every plain
 // sign-in, gets a new session from mint, which ends the one the client
-// held. Then 303 to next.
-func (h *Handler) finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, next string) error {
+// held. Then land sends the browser on.
+func (h *Handler) finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, land func() error) error {
 	kept := false
 	if su.on {
 		var err error
@@ -110,9 +110,7 @@ func (h *Handler) finishSignIn(w http.ResponseWriter, r *http.Request, who signe
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Location", next)
-	w.WriteHeader(http.StatusSeeOther)
-	return nil
+	return land()
 }
 
 // stepUp confirms the session su names when who is its user: false when

@@ -352,7 +352,26 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		}
 		return nil
 	}
-	return h.finishSignIn(w, r, who, stepUpOf{on: ps.StepUp != "", id: ps.StepUp}, safeNext(ps.Next))
+	next := safeNext(ps.Next)
+	return h.finishSignIn(w, r, who, stepUpOf{on: ps.StepUp != "", id: ps.StepUp}, func() error { return h.landAfterProvider(w, next) })
+}
+
+// landAfterProvider sends the browser on to next after a sign-in at a
+// provider. The callback arrives from the provider's site, and a browser
+// withholds a SameSite=Strict cookie from every request of a navigation
+// that another site started, redirects included: with same_site strict a
+// redirect would land on next without the new session, back at the
+// sign-in page. A page of this site's that moves on by itself (a meta
+// refresh, no script) starts a navigation of this site's, which carries it.
+func (h *Handler) landAfterProvider(w http.ResponseWriter, next string) error {
+	if h.sameSite() != http.SameSiteStrictMode {
+		w.Header().Set("Location", next)
+		w.WriteHeader(http.StatusSeeOther)
+		return nil
+	}
+	htmlHeaders(w)
+	w.WriteHeader(http.StatusOK)
+	return signedInTemplate.Execute(w, next)
 }
 
 func sha256Of(s string) []byte {

@@ -37,15 +37,15 @@ func TestPagesRenderAsBefore(t *testing.T) {
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true})
 		},
 		"stepup.html": func(b *bytes.Buffer) error {
-			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin?x=1&y=<2>", CSRF: "tok\"en", StepUp: true,
+			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin?x=1&y=<2>", CSRF: "tok\"en", StepUp: true,
 				Who: "Alice <A> & Co", User: "alice", Accounts: true, SwitchURL: "/.auth/sign-in?next=%2Fadmin%3Fx%3D1", Error: "Wrong user name or password."})
 		},
 		"stepup-oidc.html": func(b *bytes.Buffer) error {
-			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin", CSRF: "t", StepUp: true, Who: "alice@example.com",
+			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "alice@example.com",
 				Providers: []providerButton{{Label: "Corp <SSO>", URL: "/.auth/sign-in/corp?step_up=1&next=%2Fadmin"}}, SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
 		"stepup-code.html": func(b *bytes.Buffer) error {
-			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
+			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
 				Accounts: true, Pending: "p3nd1ng", SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
 		"link-confirm-password.html": func(b *bytes.Buffer) error {
