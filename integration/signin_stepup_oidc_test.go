@@ -77,6 +77,18 @@ func TestStepUpOIDC(t *testing.T) {
 			t.Fatalf("alice's events: %s", events)
 		}
 
+		// An auth_time a little before the step-up started is the two
+		// clocks' difference: accepted.
+		o.setTamper(func(c map[string]any) { c["auth_time"] = time.Now().Add(-30 * time.Second).Unix() })
+		p, _ = b.oidcSignInFrom(start, "alice")
+		o.setTamper(nil)
+		if p.status != http.StatusSeeOther || setsSessionCookie(p) {
+			t.Fatalf("auth_time within the skew: %d %s", p.status, p.body)
+		}
+		if id, _, _ := b.me(); id != id0 {
+			t.Fatalf("after a step-up within the skew: %s (was %s)", id, id0)
+		}
+
 		// eve at the provider on alice's step-up: a session of her own.
 		p, _ = b.oidcSignInFrom(start, "eve")
 		if p.status != http.StatusSeeOther || !setsSessionCookie(p) {
