@@ -19,6 +19,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -47,6 +48,9 @@ type provider struct {
 	oidc       *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	downUntil  time.Time // no refresh asked before: the provider did not answer (recheck.go)
+
+	refreshes singleflight.Group // one refresh per session at a time in this process
 }
 
 func (p *OIDCProvider) label() string {
