@@ -91,6 +91,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        events <event>...
 //	    }
 //	    base_url <url>
+//	    password_url <path-or-url>
 //	    api_tokens [max_lifetime <duration>]
 //	    sign_in {
 //	        oidc <name> {
@@ -194,6 +195,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseNotify(d)
 		case "base_url":
 			err = stringArg(d, &h.BaseURL)
+		case "password_url":
+			err = stringArg(d, &h.PasswordURL)
 		case "api_tokens":
 			err = h.parseAPITokens(d)
 		case "sign_in":

@@ -114,17 +114,5 @@ func TestCLIOutputGolden(t *testing.T) {
 		shown := strings.ReplaceAll(strings.Join(args, " "), caddyfile, "Caddyfile")
 		fmt.Fprintf(&got, "$ caddy sessions %s\n%s\n", shown, strings.ReplaceAll(out, addr, "ADMIN"))
 	}
-	const golden = "testdata/cli_output.golden"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.String() != string(want) {
-		t.Fatalf("output differs from %s (run with -update after a deliberate change):\n%s", golden, got.String())
-	}
+	matchGolden(t, "testdata/cli_output.golden", got.String())
 }

@@ -40,6 +40,9 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 	if rest, ok := strings.CutPrefix(sub, "/callback/"); ok {
 		return h.serveCallback(w, r, rest)
 	}
+	if rest, ok := strings.CutPrefix(sub, "/backchannel-logout/"); ok {
+		return h.serveBackchannelLogout(w, r, rest)
+	}
 	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
 		return h.serveSessions(w, r, "/"+rest)
 	}
@@ -168,7 +171,13 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	w.Header().Set("Location", safeNext(r.URL.Query().Get("next")))
+	next := safeNext(r.URL.Query().Get("next"))
+	if a.sess != nil && a.sess.Provider != "" {
+		if to := h.providerLogoutURL(r, a.sess, next); to != "" {
+			next = to
+		}
+	}
+	w.Header().Set("Location", next)
 	w.WriteHeader(http.StatusSeeOther)
 	return nil
 }

@@ -127,6 +127,11 @@ type Handler struct {
 	// set).
 	BaseURL string `json:"base_url,omitempty"`
 
+	// Where users change their password (the app's page): a path on the
+	// site (joined to base_url when set) or an absolute URL. The "Not
+	// you?" pages link to it. Default: no link.
+	PasswordURL string `json:"password_url,omitempty"`
+
 	// Personal access tokens: `Authorization: Bearer sat_…` is a session
 	// of kind token, created on the sessions page. Off unless given.
 	APITokens *APITokens `json:"api_tokens,omitempty"`
@@ -369,6 +374,9 @@ func (h *Handler) check() error {
 		}
 	}
 	if err := checkBaseURL(h.BaseURL); err != nil {
+		return err
+	}
+	if err := checkPasswordURL(h.PasswordURL); err != nil {
 		return err
 	}
 	if n := h.Notify; n != nil {

@@ -48,7 +48,11 @@ type provider struct {
 	oidc       *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
-	downUntil  time.Time // no refresh asked before: the provider did not answer (recheck.go)
+	// logoutVerifier checks back-channel logout tokens: the same keys,
+	// iss and aud as ID tokens; their iat and optional exp are checked
+	// against the handler's clock (readLogoutToken).
+	logoutVerifier *oidc.IDTokenVerifier
+	downUntil      time.Time // no refresh asked before: the provider did not answer (recheck.go)
 
 	refreshes singleflight.Group // one refresh per session at a time in this process
 }
@@ -90,6 +94,7 @@ func (p *provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenV
 	_ = op.Claims(&extra)
 	p.oidc, p.endSession = op, extra.EndSession
 	p.verifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
+	p.logoutVerifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, SkipExpiryCheck: true})
 	return p.oidc, p.verifier, nil
 }
 
@@ -287,11 +292,22 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	}
 	who.method = session.MethodOIDC(p.cfg.Name)
 	sid, _ := claims["sid"].(string)
+	sid = sanitise(sid, 256)
 	now := h.now()
+	lctx, lcancel := h.storeContext(r.Context())
+	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid)
+	lcancel()
+	if err != nil {
+		return h.mintFailed(w, r, err)
+	}
 	who.prepare = func(s *session.Session, secret string) error {
-		s.Provider, s.Subject, s.ProviderSID, s.CheckedAt = p.cfg.Name, idt.Subject, sanitise(sid, 256), now
-		if p.cfg.Recheck > 0 || p.cfg.PassAccessToken {
-			sealed, err := sealTokens(secret, s.ID, tokens{Refresh: tok.RefreshToken, Access: tok.AccessToken, Expiry: tok.Expiry})
+		s.Provider, s.Subject, s.ProviderSID, s.CheckedAt = p.cfg.Name, idt.Subject, sid, now
+		if p.cfg.Recheck > 0 || p.cfg.PassAccessToken || p.cfg.LogoutAtProvider {
+			t := tokens{Refresh: tok.RefreshToken, Access: tok.AccessToken, Expiry: tok.Expiry}
+			if p.cfg.LogoutAtProvider {
+				t.ID = raw
+			}
+			sealed, err := sealTokens(secret, s.ID, t)
 			if err != nil {
 				return err
 			}

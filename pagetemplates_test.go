@@ -34,6 +34,14 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true})
 		},
+		"link-confirm-password.html": func(b *bytes.Buffer) error {
+			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
+				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true, Password: "https://app.example.com/account/password?x=1&y=2"})
+		},
+		"link-signed-out-password.html": func(b *bytes.Buffer) error {
+			return linkTemplate.Execute(b, linkData{Title: "Signed out", Text: "That session is signed out.", Site: "app.example.com", Account: "alice@example.com", Home: "/",
+				Password: "/account/password"})
+		},
 		"problem.html": func(b *bytes.Buffer) error {
 			p := problemTooManySessions
 			return linkTemplate.Execute(b, linkData{Title: p.title, Text: p.text})

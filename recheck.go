@@ -192,7 +192,10 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 		cancel()
 		return kept
 	}
-	fresh := tokens{Refresh: nt.RefreshToken, Access: nt.AccessToken, Expiry: nt.Expiry}
+	fresh := tokens{Refresh: nt.RefreshToken, Access: nt.AccessToken, Expiry: nt.Expiry, ID: t.ID}
+	if raw, _ := nt.Extra("id_token").(string); raw != "" && t.ID != "" && p.cfg.LogoutAtProvider {
+		fresh.ID = raw // checked in askProvider; the newest is logout_at_provider's hint
+	}
 	sealed, err := sealTokens(a.secret, s.ID, fresh)
 	if err != nil {
 		h.logger.Error("sealing an OIDC session's new tokens", zap.String("session_id", s.ID), zap.Error(err))
@@ -277,9 +280,14 @@ func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Sessi
 		return nil, false, err
 	}
 	// OIDC Core 12.2: an ID token in the answer must name the same user.
+	// One that fails the checks is dropped (kept out of the tokens).
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		if idt, verr := verifier.Verify(ctx, raw); verr == nil && idt.Subject != s.Subject {
+		idt, verr := verifier.Verify(ctx, raw)
+		if verr == nil && idt.Subject != s.Subject {
 			return nil, true, errors.New("the refreshed ID token names another user")
+		}
+		if verr != nil {
+			tok = tok.WithExtra(map[string]any{})
 		}
 	}
 	return tok, false, nil

@@ -40,7 +40,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	}
 	now := h.now()
 	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: placeOf(s.IP, s.City, s.Country),
-		When: relTime(s.CreatedAt, now), Site: siteLabel(h, r), Account: orDefault(s.Email, orDefault(s.Name, s.UserID)), Home: orDefault(h.BaseURL, "") + "/"}
+		When: relTime(s.CreatedAt, now), Site: siteLabel(h, r), Account: orDefault(s.Email, orDefault(s.Name, s.UserID)), Home: orDefault(h.BaseURL, "") + "/", Password: h.passwordLink()}
 	if !h.policy.View(s, now).Active() {
 		data.Title, data.Text = "This session has already ended", "Nothing more to do."
 		return h.linkPage(w, r, http.StatusGone, data)
@@ -65,6 +65,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 
 type linkData struct {
 	Title, Text, Site, Account, Home        string
+	Password                                string // where to change the password; empty: no link
 	Device, Browser, OS, IP, Location, When string
 	Confirm                                 bool
 }

@@ -113,10 +113,6 @@ func (p *OIDCProvider) check() error {
 		return errors.New("client_id is required")
 	case p.Recheck < 0:
 		return errors.New("recheck must not be negative")
-	case p.LogoutAtProvider:
-		// Refused rather than accepted and ignored: a config must not
-		// believe the provider is told of a sign-out when it is not.
-		return errors.New("logout_at_provider is not available in this version yet")
 	}
 	return nil
 }

@@ -27,6 +27,28 @@ func checkBaseURL(s string) error {
 	return nil
 }
 
+// checkPasswordURL: a same-site path or an http(s) URL, nothing a
+// browser would run or read as another host.
+func checkPasswordURL(s string) error {
+	if s == "" || (strings.HasPrefix(s, "/") && safeNext(s) == s) {
+		return nil
+	}
+	if err := checkBaseURL(s); err != nil {
+		return fmt.Errorf("password_url %q must be a path on the site (/account/password) or an http:// or https:// URL", s)
+	}
+	return nil
+}
+
+// passwordLink is where a "Not you?" page sends the user to change their
+// password: password_url, a path joined to base_url when set; empty when
+// none is configured.
+func (h *Handler) passwordLink() string {
+	if strings.HasPrefix(h.PasswordURL, "/") {
+		return h.BaseURL + h.PasswordURL
+	}
+	return h.PasswordURL
+}
+
 // learnSite reads, from the server this handler is provisioned in, what
 // the handler cannot learn from its own config: whether the site serves
 // HTTPS at all (a SameSite=None cookie without Secure is dropped by

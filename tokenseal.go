@@ -15,6 +15,7 @@ import (
 type tokens struct {
 	Refresh string    `json:"r,omitempty"`
 	Access  string    `json:"a,omitempty"`
+	ID      string    `json:"i,omitempty"` // the ID token: logout_at_provider's id_token_hint
 	Expiry  time.Time `json:"e"`
 }
 

@@ -95,7 +95,7 @@ func notifySite(store, url string) string {
 func TestNotifications(t *testing.T) {
 	stores(t, func(t *testing.T, store string, _ *redisserver.Server) {
 		rc := newReceiver(t, 2, "")
-		g := loadCaddy(t, notifySite(store, "http://"+rc.addr+"/hook"), newUpstream(t))
+		g := loadCaddy(t, notifySite(store+"\npassword_url /account/password", "http://"+rc.addr+"/hook"), newUpstream(t))
 		user := "note-" + randomID()
 		first := newGeoClient(t, g, windowsEdge)
 		first.signInFrom(berlinIP, user) // the baseline: nothing to tell
@@ -136,7 +136,8 @@ func TestNotifications(t *testing.T) {
 		}
 		// It names the account and the site, and lets the user say it was them.
 		host := strings.TrimPrefix(g.base, "http://")
-		for _, want := range []string{"<strong>" + user + "</strong> on <strong>" + host + "</strong>", `<a href="/">It was me</a>`} {
+		for _, want := range []string{"<strong>" + user + "</strong> on <strong>" + host + "</strong>", `<a href="/">It was me</a>`,
+			`then <a href="/account/password">change your password</a>`} {
 			if !strings.Contains(res.body, want) {
 				t.Errorf("the Not you? page lacks %q:\n%s", want, res.body)
 			}
@@ -145,7 +146,8 @@ func TestNotifications(t *testing.T) {
 			t.Fatal("GET on the link ended the session")
 		}
 		res = anon.do("POST", link, "Origin", "https://mail.example", "Sec-Fetch-Site", "cross-site")
-		if res.StatusCode != 200 || !strings.Contains(res.body, "Signed out") || sessionCookie(res, "session") != nil {
+		if res.StatusCode != 200 || !strings.Contains(res.body, "Signed out") || sessionCookie(res, "session") != nil ||
+			!strings.Contains(res.body, `<a href="/account/password">Change your password on `+host+`</a>`) {
 			t.Fatalf("link POST: %d %s", res.StatusCode, res.body)
 		}
 		if second.from(berlinIP, "GET", "/").StatusCode != 401 {

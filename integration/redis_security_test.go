@@ -10,17 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
-
-// LeastPrivilegeACL is the ACL line the README documents for the gateway's
-// Redis user (with the default key_prefix sa:): its keys only, no pub/sub
-// channels but its own (revocations for the caches), and only the commands
-// it sends or its scripts run.
-const LeastPrivilegeACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
-	"+hello +auth +select +ping +publish +subscribe " +
-	"+evalsha +eval +hgetall +lrange " +
-	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +zscore +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
-	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore +info +del +exists +xlen +zcard +zrevrangebyscore"
 
 func TestRedisTLS(t *testing.T) {
 	f := redisserver.MakeCerts(t)
@@ -52,7 +43,7 @@ func TestRedisLeastPrivilegeACL(t *testing.T) {
 	defer admin.Close()
 	ctx := context.Background()
 	args := []any{"ACL", "SETUSER", "gateway"}
-	for _, a := range strings.Fields(fmt.Sprintf(LeastPrivilegeACL, "gw-pass")) {
+	for _, a := range strings.Fields(fmt.Sprintf(session.RedisACL, "gw-pass")) {
 		args = append(args, a)
 	}
 	if err := admin.Do(ctx, args...).Err(); err != nil {

@@ -72,7 +72,8 @@ var (
 	bCounters = []byte("counters") // key -> count and window end
 	bOutbox   = []byte("outbox")   // delivery id (seq) -> fileDelivery (JSON)
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
-	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash}
+	bLinks    = []byte("links")    // key -> linkSet (JSON)
+	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks}
 )
 
 // sweepBatch bounds the keys one sweep pass reads per bucket, so that a
@@ -590,6 +591,15 @@ func (f *File) SweepPass() (more bool, err error) {
 		for _, k := range oldStash {
 			errs = append(errs, tx.Bucket(bStash).Delete(k))
 		}
+		var oldLinks [][]byte
+		walk(bLinks, func(k, v []byte) {
+			if decodeLinkSet(v).last() <= now.UnixMilli() {
+				oldLinks = append(oldLinks, slices.Clone(k))
+			}
+		})
+		for _, k := range oldLinks {
+			errs = append(errs, tx.Bucket(bLinks).Delete(k))
+		}
 		return errors.Join(errs...)
 	})
 	return more, err
@@ -1054,6 +1064,26 @@ func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Durat
 	return f.update(func(tx *bolt.Tx) error { return tx.Bucket(bStash).Put([]byte(key), v) })
 }
 
+// Link implements Store.
+func (f *File) Link(_ context.Context, key, member string, ttl time.Duration, now time.Time) error {
+	return f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLinks)
+		l := decodeLinkSet(b.Get([]byte(key)))
+		l.add(member, now.Add(ttl), now)
+		return b.Put([]byte(key), l.encode())
+	})
+}
+
+// Linked implements Store.
+func (f *File) Linked(_ context.Context, key string, now time.Time) ([]string, error) {
+	var out []string
+	err := f.view(func(tx *bolt.Tx) error {
+		out = decodeLinkSet(tx.Bucket(bLinks).Get([]byte(key))).members(now)
+		return nil
+	})
+	return out, err
+}
+
 // Take implements Store: read and delete in one transaction.
 func (f *File) Take(_ context.Context, key string, now time.Time) ([]byte, error) {
 	var out []byte
@@ -1201,34 +1231,23 @@ func outboxKey(id string) ([]byte, error) {
 
 // Ack implements Store.
 func (f *File) Ack(_ context.Context, d Delivery) error {
-	k, err := outboxKey(d.ID)
-	if err != nil {
-		return err
-	}
-	f.omu.Lock()
-	defer f.omu.Unlock()
-	existed := false
-	err = f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bOutbox)
-		existed = b.Get(k) != nil
-		return b.Delete(k)
-	})
-	if err == nil {
-		delete(f.claimed, d.ID)
-		if existed {
-			f.outboxN--
-		}
-	}
-	return err
+	return f.settle(d.ID, nil)
 }
 
 // Retry implements Store.
 func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
-	k, err := outboxKey(d.ID)
+	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: d.Target, Notice: d.Notice, Attempt: d.Attempt + 1}, Due: at})
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: d.Target, Notice: d.Notice, Attempt: d.Attempt + 1}, Due: at})
+	return f.settle(d.ID, v)
+}
+
+// settle ends the claim on a delivery: it leaves the outbox (v nil, an
+// Ack) or goes back as v (a Retry, which wakes a waiting Claim). The
+// outbox's count follows what was there before.
+func (f *File) settle(id string, v []byte) error {
+	k, err := outboxKey(id)
 	if err != nil {
 		return err
 	}
@@ -1238,16 +1257,25 @@ func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
 	err = f.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bOutbox)
 		existed = b.Get(k) != nil
+		if v == nil {
+			return b.Delete(k)
+		}
 		return b.Put(k, v)
 	})
-	if err == nil {
-		delete(f.claimed, d.ID)
-		if !existed {
-			f.outboxN++
-		}
+	if err != nil {
+		return err
+	}
+	delete(f.claimed, id)
+	switch {
+	case v == nil && existed:
+		f.outboxN--
+	case v != nil && !existed:
+		f.outboxN++
+	}
+	if v != nil {
 		f.wake()
 	}
-	return err
+	return nil
 }
 
 var _ Store = (*File)(nil)

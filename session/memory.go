@@ -26,6 +26,7 @@ type Memory struct {
 	hist     map[string]*memHistory         // user id -> risk history
 	counters map[string]*memCounter         // rate limit windows
 	stashed  map[string]memStash            // one-use records (Stash, Take)
+	links    map[string]linkSet             // Link, Linked
 	global   []memEvent                     // events without a user, capped
 	outbox   []memDelivery                  // notices waiting, bounded
 	inflight map[string]memDelivery         // claimed, not yet acked
@@ -126,6 +127,26 @@ func (m *Memory) Take(_ context.Context, key string, now time.Time) ([]byte, err
 		return nil, ErrNotFound
 	}
 	return st.value, nil
+}
+
+// Link implements Store.
+func (m *Memory) Link(_ context.Context, key, member string, ttl time.Duration, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.links[key]
+	if l == nil {
+		l = linkSet{}
+		m.links[key] = l
+	}
+	l.add(member, now.Add(ttl), now)
+	return nil
+}
+
+// Linked implements Store.
+func (m *Memory) Linked(_ context.Context, key string, now time.Time) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.links[key].members(now), nil
 }
 
 // Record implements Store.
@@ -236,6 +257,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		hist:     make(map[string]*memHistory),
 		counters: make(map[string]*memCounter),
 		stashed:  make(map[string]memStash),
+		links:    make(map[string]linkSet),
 		inflight: make(map[string]memDelivery),
 		queued:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -277,6 +299,11 @@ func (m *Memory) Sweep() {
 	for k, st := range m.stashed {
 		if !now.Before(st.until) {
 			delete(m.stashed, k)
+		}
+	}
+	for k, l := range m.links {
+		if l.prune(now); len(l) == 0 {
+			delete(m.links, k)
 		}
 	}
 	for u, h := range m.hist {

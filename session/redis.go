@@ -846,6 +846,38 @@ func (r *Redis) Take(ctx context.Context, key string, _ time.Time) ([]byte, erro
 	return []byte(v), nil
 }
 
+// RedisACL is the ACL rule list (after ACL SETUSER <name>) of the Redis
+// user the store needs, with the default key_prefix sa: and %s for its
+// password: its keys only, no pub/sub channels but its own (revocations
+// for the caches), and only the commands it sends or its scripts run.
+// SECURITY.md prints it; the conformance suite runs as this user.
+const RedisACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
+	"+hello +auth +select +ping +publish +subscribe " +
+	"+evalsha +eval +hgetall +lrange " +
+	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +zscore +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
+	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore +info +del +exists +xlen +zcard +zrevrangebyscore"
+
+// linkKey is a link set's key, under its own hash tag.
+func (r *Redis) linkKey(key string) string { return r.prefix + "link:{" + key + "}" }
+
+// Link implements Store.
+func (r *Redis) Link(ctx context.Context, key, member string, ttl time.Duration, now time.Time) error {
+	if err := linkScript.Run(ctx, r.client, []string{r.linkKey(key)}, member, ms(now.Add(ttl)), ms(now), maxLinks).Err(); err != nil {
+		return fmt.Errorf("linking: %w", err)
+	}
+	return nil
+}
+
+// Linked implements Store.
+func (r *Redis) Linked(ctx context.Context, key string, now time.Time) ([]string, error) {
+	out, err := r.client.ZRangeByScore(ctx, r.linkKey(key), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ms(now), 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading links: %w", err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // Record implements Store.
 func (r *Redis) Record(ctx context.Context, e Event, p Policy) error {
 	key := r.prefix + "events"

@@ -688,6 +688,26 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `)
 
+// linkScript: KEYS set. ARGV member, until (ms), now (ms), cap. A sorted
+// set scored by each member's time: passed members go, then the ones
+// that expire first while the set is over cap; the key lives as long as
+// its last member.
+var linkScript = redis.NewScript(`
+local keep = tonumber(ARGV[2])
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not old) or tonumber(old) < keep then
+  redis.call('ZADD', KEYS[1], keep, ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if over > 0 then
+  redis.call('ZREM', KEYS[1], unpack(redis.call('ZRANGE', KEYS[1], 0, over - 1)))
+end
+local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return 1
+`)
+
 // takeScript: KEYS record. Returns its value and deletes it, or nil.
 var takeScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'v')

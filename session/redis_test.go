@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,6 +29,36 @@ func TestRedisConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
 		return session.NewRedis(client, "sa:", now)
 	}, evictIndex(client, "sa:"))
+}
+
+// Every store operation works as the least-privilege user SECURITY.md
+// documents (with +scan, which it says only the "revoke every session"
+// admin action's Users needs), and Redis denies it nothing.
+func TestRedisConformanceAsACLUser(t *testing.T) {
+	srv, admin := newRedisClient(t)
+	ctx := context.Background()
+	args := []any{"ACL", "SETUSER", "gateway"}
+	for _, a := range strings.Fields(fmt.Sprintf(session.RedisACL, "gw-pass") + " +scan") {
+		args = append(args, a)
+	}
+	if err := admin.Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}, Username: "gateway", Password: "gw-pass"})
+	t.Cleanup(func() { client.Close() })
+	storetest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
+		return session.NewRedis(client, "sa:", now)
+	}, evictIndex(client, "sa:"))
+	if denied, err := admin.Do(ctx, "ACL", "LOG").Slice(); err != nil || len(denied) != 0 {
+		t.Fatalf("ACL denials: %v %v", denied, err)
+	}
+	doc, err := os.ReadFile("../SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := "ACL SETUSER sessionauth " + fmt.Sprintf(session.RedisACL, "PASSWORD"); !strings.Contains(string(doc), line) {
+		t.Fatalf("SECURITY.md does not print the ACL the store needs:\n%s", line)
+	}
 }
 
 // evictIndex deletes a user's index as Redis evicts it under memory

@@ -79,6 +79,7 @@ type Store interface {
 	Audit
 	Outbox
 	Pending
+	Links
 
 	// Close releases what the store holds.
 	Close() error
@@ -212,3 +213,22 @@ type Pending interface {
 	// when there is nothing (never stashed, taken, or expired at now).
 	Take(ctx context.Context, key string, now time.Time) ([]byte, error)
 }
+
+// Links are small sets of members, each kept until its own time: which
+// users a provider's subject or session id signed in as, so that the
+// provider's back-channel logout finds their sessions. Every Link of a
+// member moves its time later, never earlier.
+type Links interface {
+	// Link adds member to the set under key until now+ttl. A set keeps
+	// its newest maxLinks members.
+	Link(ctx context.Context, key, member string, ttl time.Duration, now time.Time) error
+
+	// Linked returns the members of the set under key whose time has not
+	// passed at now (none: an empty list, not an error).
+	Linked(ctx context.Context, key string, now time.Time) ([]string, error)
+}
+
+// maxLinks caps a link set: a subject signs in as a handful of user ids
+// at most (its email changed, say); a set that grows past it loses its
+// oldest member first.
+const maxLinks = 16

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"TokenOutsideLimit", testTokenLimit},
 		{"TokenFirstUseRecorded", testTokenFirstUse},
 		{"StashTakeOnce", testStashTake},
+		{"LinksKeepMembersUntilTheirTime", testLinks},
 		{"MarkCheckedCompareAndSet", testMarkChecked},
 		{"MarkCheckedOneWinner", testMarkCheckedOnce},
 	}
@@ -1304,6 +1306,53 @@ func testStashTake(t *testing.T, st session.Store, c *Clock) {
 	wg.Wait()
 	if wins.Load() != 1 {
 		t.Fatalf("%d concurrent takes got the record", wins.Load())
+	}
+}
+
+func testLinks(t *testing.T, st session.Store, c *Clock) {
+	key := "idp:corp:sub:" + user()
+	got := func(at time.Time) []string {
+		t.Helper()
+		m, err := st.Linked(ctx(t), key, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := got(c.Now()); len(m) != 0 {
+		t.Fatalf("a set never linked has members: %q", m)
+	}
+	now := c.Now()
+	if err := st.Link(ctx(t), key, "bob@example.com", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Link(ctx(t), key, "alice@example.com", 10*time.Minute, now); err != nil {
+		t.Fatal(err)
+	}
+	// Linking again never shortens a member's time.
+	if err := st.Link(ctx(t), key, "bob@example.com", time.Minute, now); err != nil {
+		t.Fatal(err)
+	}
+	if m := got(now); !slices.Equal(m, []string{"alice@example.com", "bob@example.com"}) {
+		t.Fatalf("members: %q", m)
+	}
+	if m := got(now.Add(30 * time.Minute)); !slices.Equal(m, []string{"bob@example.com"}) {
+		t.Fatalf("members after alice's time: %q", m)
+	}
+	if m, _ := st.Linked(ctx(t), "idp:corp:sub:"+user(), now); len(m) != 0 {
+		t.Fatalf("another key has members: %q", m)
+	}
+
+	// Past the cap, the members that expire first go.
+	key = "idp:corp:sub:" + user()
+	for i := range 20 {
+		if err := st.Link(ctx(t), key, fmt.Sprintf("u%02d", i), time.Duration(i+1)*time.Minute, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := got(now)
+	if len(m) != 16 || m[0] != "u04" || m[15] != "u19" {
+		t.Fatalf("capped set: %q", m)
 	}
 }
 

@@ -1,0 +1,218 @@
+package sessionauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
+)
+
+// OIDC Back-Channel Logout 1.0: the provider POSTs a signed logout_token
+// that names its user (sub) and/or its session (sid); the sessions it
+// started for them end.
+const (
+	backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+	// A logout token is acted on only this soon after it was issued (and
+	// its jti once in that time), so that a copy cannot end sessions
+	// signed in later.
+	logoutTokenMaxAge = 5 * time.Minute
+	logoutTokenSkew   = time.Minute
+	maxLogoutBody     = 64 << 10
+)
+
+// Link keys: which user ids a provider's subject and session id signed
+// in as (session.Links), kept as long as a session can live.
+func subjectLink(provider, sub string) string { return "idp:" + provider + ":sub:" + sub }
+func sidLink(provider, sid string) string     { return "idp:" + provider + ":sid:" + sid }
+
+// linkProviderSession records the subject and sid of an OIDC sign-in,
+// before its session is minted, so that a logout token finds it.
+func (h *Handler) linkProviderSession(ctx context.Context, provider, userID, sub, sid string) error {
+	now, ttl := h.now(), h.policy.Lifetime
+	if err := h.store.Link(ctx, subjectLink(provider, sub), userID, ttl, now); err != nil {
+		return err
+	}
+	if sid != "" {
+		return h.store.Link(ctx, sidLink(provider, sid), userID, ttl, now)
+	}
+	return nil
+}
+
+// logoutToken is what a verified logout token says.
+type logoutToken struct {
+	sub, sid, jti string
+}
+
+// serveBackchannelLogout answers POST {endpoints}/backchannel-logout/<name>:
+// 200 once the matching sessions ended, 400 for anything that is not a
+// valid logout token of that provider. Failed attempts count towards
+// guess_rate, so that forged tokens cannot make the gateway hammer the
+// provider's key set.
+func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request, name string) error {
+	p := h.providers[name]
+	if p == nil {
+		return writeJSON(w, http.StatusNotFound, errorBody{"unknown_provider"})
+	}
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(w, "POST")
+	}
+	if retry, blocked := h.blocked.check(limitGuess+":"+clientKey(clientIP(r)), h.now()); blocked {
+		h.metrics.limited(limitGuess)
+		return tooMany(w, r, errRateLimited{retry})
+	}
+	lt, why := h.readLogoutToken(r, p)
+	if why != "" {
+		if c := h.logger.Check(zap.WarnLevel, "back-channel logout refused"); c != nil {
+			c.Write(zap.String("provider", name), zap.String("reason", why), zap.String("ip_address", clientIP(r)))
+		}
+		if err := h.rateLimit(r, limitGuess, clientKey(clientIP(r)), "", h.GuessRate); err != nil {
+			var rl errRateLimited
+			if errors.As(err, &rl) {
+				return tooMany(w, r, err)
+			}
+		}
+		return writeJSON(w, http.StatusBadRequest, errorBody{"invalid_logout_token"})
+	}
+	ended, err := h.endProviderSessions(r.Context(), name, lt)
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	if c := h.logger.Check(zap.InfoLevel, "back-channel logout"); c != nil {
+		c.Write(zap.String("provider", name), zap.Int("sessions_ended", ended))
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// readLogoutToken checks the request and its logout_token (signature,
+// iss, aud, iat, exp when given, the back-channel event, sub and/or sid,
+// no nonce, a jti not seen before); why says what failed.
+func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken, why string) {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
+		return lt, "not a form post"
+	}
+	r.Body = http.MaxBytesReader(nil, r.Body, maxLogoutBody)
+	if err := r.ParseForm(); err != nil {
+		return lt, "unreadable form"
+	}
+	raw := r.PostForm.Get("logout_token")
+	if raw == "" || len(r.PostForm["logout_token"]) != 1 {
+		return lt, "no logout_token"
+	}
+	_, _, err := p.discover(r.Context())
+	if err != nil {
+		return lt, "provider unavailable: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.client), providerTimeout)
+	defer cancel()
+	tok, err := p.logoutVerifier.Verify(ctx, raw)
+	if err != nil {
+		return lt, "logout token refused: " + err.Error()
+	}
+	var claims struct {
+		Sid    string                     `json:"sid"`
+		Jti    string                     `json:"jti"`
+		Nonce  *json.RawMessage           `json:"nonce"`
+		Events map[string]json.RawMessage `json:"events"`
+	}
+	if err := tok.Claims(&claims); err != nil {
+		return lt, "logout token claims unreadable"
+	}
+	now := h.now()
+	switch ev, ok := claims.Events[backchannelEvent]; {
+	case !ok || len(ev) == 0 || ev[0] != '{':
+		return lt, "not a back-channel logout event"
+	case claims.Nonce != nil:
+		return lt, "a logout token must not carry a nonce"
+	case tok.Subject == "" && claims.Sid == "":
+		return lt, "neither sub nor sid"
+	case claims.Jti == "" || len(claims.Jti) > 256:
+		return lt, "no jti"
+	case tok.IssuedAt.IsZero() || tok.IssuedAt.After(now.Add(logoutTokenSkew)) || now.Sub(tok.IssuedAt) > logoutTokenMaxAge:
+		return lt, "iat missing or not recent"
+	case !tok.Expiry.IsZero() && !now.Before(tok.Expiry.Add(logoutTokenSkew)):
+		return lt, "expired"
+	case len(tok.Subject) > 256 || len(claims.Sid) > 256:
+		return lt, "sub or sid too long"
+	}
+	// Each token is acted on once: a copy cannot end sessions signed in
+	// after the provider sent it.
+	sctx, scancel := h.storeContext(r.Context())
+	defer scancel()
+	n, _, err := h.store.Hit(sctx, "bcl-jti:"+p.cfg.Name+":"+claims.Jti, logoutTokenMaxAge+2*logoutTokenSkew, now)
+	switch {
+	case err != nil:
+		return lt, "store unavailable: " + err.Error()
+	case n > 1:
+		return lt, "jti already used"
+	}
+	return logoutToken{sub: tok.Subject, sid: claims.Sid, jti: claims.Jti}, ""
+}
+
+// endProviderSessions ends the active sessions of provider that lt names
+// (revoked, actor idp): with a sid, that provider session's (and, when
+// the sub is given too, the subject's sessions whose ID token named no
+// sid); with a sub alone, every session of that subject.
+func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt logoutToken) (int, error) {
+	ctx, cancel := h.storeContext(ctx)
+	defer cancel()
+	now := h.now()
+	var users []string
+	for _, key := range []string{subjectLink(provider, lt.sub), sidLink(provider, lt.sid)} {
+		if strings.HasSuffix(key, ":") {
+			continue // no sub, or no sid
+		}
+		more, err := h.store.Linked(ctx, key, now)
+		if err != nil {
+			return 0, err
+		}
+		users = append(users, more...)
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	matches := func(s *session.Session) bool {
+		switch {
+		case !s.Active() || s.Provider != provider:
+			return false
+		case lt.sub != "" && s.Subject != lt.sub:
+			return false
+		case lt.sid != "" && s.ProviderSID != lt.sid:
+			return lt.sub != "" && s.ProviderSID == ""
+		}
+		return true
+	}
+	ended := 0
+	for _, user := range users {
+		list, err := h.store.List(ctx, user, now, h.policy)
+		if err != nil {
+			return ended, err
+		}
+		for _, s := range list {
+			if !matches(s) {
+				continue
+			}
+			e, err := h.store.End(ctx, s.ID, now, session.EndRevoked, session.ActorIDP, h.policy)
+			switch {
+			case errors.Is(err, session.ErrNotFound):
+				continue // it ended meanwhile
+			case err != nil:
+				return ended, fmt.Errorf("ending session %s: %w", s.ID, err)
+			}
+			ended++
+			h.forget(e.ID)
+			h.metrics.revocation(session.ActorIDP, 1)
+			h.logEvent(session.EndEvent(e, now, session.EndRevoked, session.ActorIDP))
+		}
+	}
+	return ended, nil
+}
