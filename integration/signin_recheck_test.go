@@ -292,3 +292,70 @@ func opAccepts(t *testing.T, o *testOP, token string) bool {
 	}
 	return res.StatusCode == http.StatusOK && json.NewDecoder(res.Body).Decode(&ui) == nil && ui.Sub == "id-alice"
 }
+
+// Two gateways (two handlers, each with its own in-process
+// de-duplication) share a Redis store: when a recheck falls due,
+// concurrent requests through both spend the rotating refresh token
+// once, since the store lets one of them claim the check.
+func TestOIDCRecheckOnceAcrossGateways(t *testing.T) {
+	srv := redisserver.Start(t)
+	portA, portB := redisserver.FreePort(t), redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", portA))
+	one := oidcSite(portA, redisStoreLine(srv), providerBlock("corp", o.issuer, "recheck 1s"))
+	siteA := one[strings.Index(one, "http://127.0.0.1:"):]
+	g, up := loadOIDCCaddy(t, portA, one+strings.Replace(siteA, fmt.Sprint(portA), fmt.Sprint(portB), 1))
+	b := newBrowser(t, g.base)
+	if p, _ := b.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d %s", p.status, p.body)
+	}
+	baseB := fmt.Sprintf("http://127.0.0.1:%d", portB)
+	for _, base := range []string{g.base, baseB} { // the cookie is good at both
+		if p := b.get(base+"/app", "Accept", "application/json"); p.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", base, p.status, p.body)
+		}
+	}
+	for round := 1; round <= 2; round++ {
+		time.Sleep(recheckWait)
+		start := o.store.refreshAsked.Load()
+		var wg sync.WaitGroup
+		codes := make(chan int, 16)
+		for i := range 16 {
+			base := g.base
+			if i%2 == 1 {
+				base = baseB
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", base+"/app", nil)
+				req.Header.Set("Accept", "application/json")
+				res, err := b.http.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				codes <- res.StatusCode
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		for c := range codes {
+			if c != http.StatusOK {
+				t.Fatalf("round %d: a request got %d", round, c)
+			}
+		}
+		if n := o.store.refreshAsked.Load() - start; n != 1 {
+			t.Fatalf("round %d: the provider was asked %d times", round, n)
+		}
+	}
+	if up.count("/app") < 34 {
+		t.Fatalf("upstream got %d requests", up.count("/app"))
+	}
+	for _, s := range adminSessions(t, g, "alice@example.com") {
+		if !s.Active {
+			t.Fatalf("session ended: %+v", s)
+		}
+	}
+}
