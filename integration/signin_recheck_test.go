@@ -75,53 +75,62 @@ func oidcSignedIn(t *testing.T, storeLine, extra string) (*testOP, *gateway, *te
 // end_reason idp, the request does not reach the upstream, and the
 // browser is sent to sign in again.
 func TestOIDCRecheckEndsRefusedSession(t *testing.T) {
-	stores(t, func(t *testing.T, storeLine string, _ *redisserver.Server) {
-		o, g, up, b, sid := oidcSignedIn(t, storeLine, "recheck 1s")
-		api := newBrowser(t, g.base) // a second session, used by an API client
-		if p, _ := api.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther {
-			t.Fatalf("second sign-in: %d %s", p.status, p.body)
-		}
-		o.store.refuseRefresh.Store(true)
-		time.Sleep(recheckWait)
-		before := up.count("/app")
-		p := b.get("/app")
-		if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/.auth/sign-in?next=%2Fapp") ||
-			!strings.Contains(p.header.Get("Location"), "session_ended=idp") {
-			t.Fatalf("after the refusal: %d %q", p.status, p.header.Get("Location"))
-		}
-		if up.count("/app") != before {
-			t.Fatal("a request the provider refused reached the upstream")
-		}
-		if o.store.refreshAsked.Load() == 0 {
-			t.Fatal("the provider was never asked")
-		}
-		var ended bool
-		for _, s := range adminSessions(t, g, "alice@example.com") {
-			if s.ID == sid {
-				ended = !s.Active && s.EndReason != nil && *s.EndReason == "idp"
-			}
-		}
-		if !ended {
-			t.Fatalf("session not ended with idp: %+v", adminSessions(t, g, "alice@example.com"))
-		}
-		var event bool
-		for _, e := range adminEvents(t, g, "alice@example.com") {
-			event = event || (e.Type == "revoke" && e.SessionID == sid && e.Reason == "idp" && e.Actor == "idp")
-		}
-		if !event {
-			t.Fatalf("no revoke event with reason and actor idp: %+v", adminEvents(t, g, "alice@example.com"))
-		}
-		// An API client: 401 JSON, not forwarded.
-		if p := api.get("/api", "Accept", "application/json"); p.status != http.StatusUnauthorized ||
-			!strings.Contains(p.body, `"error":"unauthenticated"`) || up.count("/api") != 0 {
-			t.Fatalf("API client after the refusal: %d %s", p.status, p.body)
-		}
-		for _, s := range adminSessions(t, g, "alice@example.com") {
-			if s.Active {
-				t.Fatalf("a session outlived the refusal: %+v", s)
-			}
+	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
+		recheckRefused(t, storeLine)
+		if srv != nil {
+			// The in-process cache serves the session without a store
+			// round trip: the recheck falls due all the same.
+			t.Run("cache", func(t *testing.T) { recheckRefused(t, redisStoreLine(srv)+"\ncache 1m") })
 		}
 	})
+}
+
+func recheckRefused(t *testing.T, storeLine string) {
+	o, g, up, b, sid := oidcSignedIn(t, storeLine, "recheck 1s")
+	api := newBrowser(t, g.base) // a second session, used by an API client
+	if p, _ := api.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther {
+		t.Fatalf("second sign-in: %d %s", p.status, p.body)
+	}
+	o.store.refuseRefresh.Store(true)
+	time.Sleep(recheckWait)
+	before := up.count("/app")
+	p := b.get("/app")
+	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/.auth/sign-in?next=%2Fapp") ||
+		!strings.Contains(p.header.Get("Location"), "session_ended=idp") {
+		t.Fatalf("after the refusal: %d %q", p.status, p.header.Get("Location"))
+	}
+	if up.count("/app") != before {
+		t.Fatal("a request the provider refused reached the upstream")
+	}
+	if o.store.refreshAsked.Load() == 0 {
+		t.Fatal("the provider was never asked")
+	}
+	var ended bool
+	for _, s := range adminSessions(t, g, "alice@example.com") {
+		if s.ID == sid {
+			ended = !s.Active && s.EndReason != nil && *s.EndReason == "idp"
+		}
+	}
+	if !ended {
+		t.Fatalf("session not ended with idp: %+v", adminSessions(t, g, "alice@example.com"))
+	}
+	var event bool
+	for _, e := range adminEvents(t, g, "alice@example.com") {
+		event = event || (e.Type == "revoke" && e.SessionID == sid && e.Reason == "idp" && e.Actor == "idp")
+	}
+	if !event {
+		t.Fatalf("no revoke event with reason and actor idp: %+v", adminEvents(t, g, "alice@example.com"))
+	}
+	// An API client: 401 JSON, not forwarded.
+	if p := api.get("/api", "Accept", "application/json"); p.status != http.StatusUnauthorized ||
+		!strings.Contains(p.body, `"error":"unauthenticated"`) || up.count("/api") != 0 {
+		t.Fatalf("API client after the refusal: %d %s", p.status, p.body)
+	}
+	for _, s := range adminSessions(t, g, "alice@example.com") {
+		if s.Active {
+			t.Fatalf("a session outlived the refusal: %+v", s)
+		}
+	}
 }
 
 // A provider that fails (503) keeps the session: the request goes on,
