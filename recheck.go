@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -94,8 +95,10 @@ func (h *Handler) vouched(r *http.Request, a auth) auth {
 	if (recheckDue || (p.cfg.PassAccessToken && accessDue(t, now))) && !a.degraded && p.answering(now) {
 		res := p.refreshOnce(s.ID, func() refreshResult { return h.refresh(r, p, a, t) })
 		switch res.outcome {
-		case refreshRefused, refreshGone:
+		case refreshRefused:
 			return auth{outcome: outcomeRevoked, clearCookie: true, ended: session.EndIDP}
+		case refreshGone: // ended meanwhile, for a reason of its own
+			return auth{outcome: outcomeRevoked, clearCookie: true, ended: session.EndRevoked}
 		}
 		if res.err != nil {
 			return auth{err: res.err}
@@ -192,7 +195,12 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 		cancel()
 		return kept
 	}
-	fresh := tokens{Refresh: nt.RefreshToken, Access: nt.AccessToken, Expiry: nt.Expiry, ID: t.ID}
+	fresh := tokens{Refresh: nt.RefreshToken, Access: nt.AccessToken, ID: t.ID}
+	if !nt.Expiry.IsZero() {
+		// x/oauth2 dates expires_in by the wall clock; the checks above
+		// read the handler's.
+		fresh.Expiry = h.now().Add(time.Until(nt.Expiry)).UTC()
+	}
 	if raw, _ := nt.Extra("id_token").(string); raw != "" && t.ID != "" && p.cfg.LogoutAtProvider {
 		fresh.ID = raw // checked in askProvider; the newest is logout_at_provider's hint
 	}
@@ -269,6 +277,7 @@ func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Sessi
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), providerTimeout)
 	defer cancel()
 	cfg := &oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret, Endpoint: op.Endpoint()}
+	cfg.Endpoint.AuthStyle = p.authStyle(op)
 	// A token without an access token is never valid: the source asks.
 	tok, err = cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: t.Refresh}).Token()
 	if err != nil {
@@ -291,6 +300,24 @@ func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Sessi
 		}
 	}
 	return tok, false, nil
+}
+
+// authStyle is how the client authenticates at the token endpoint, from
+// the provider's discovery (client_secret_basic when it says nothing, as
+// RFC 8414 has it). Left to x/oauth2's detection, every refusal would be
+// asked twice, once each way.
+func (p *provider) authStyle(op *oidc.Provider) oauth2.AuthStyle {
+	if p.cfg.ClientSecret == "" {
+		return oauth2.AuthStyleInParams // a public client names itself in the form
+	}
+	var meta struct {
+		Methods []string `json:"token_endpoint_auth_methods_supported"`
+	}
+	_ = op.Claims(&meta)
+	if len(meta.Methods) > 0 && !slices.Contains(meta.Methods, "client_secret_basic") && slices.Contains(meta.Methods, "client_secret_post") {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
 }
 
 // endRefused ends a session whose provider refused to vouch for it any
