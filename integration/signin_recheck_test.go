@@ -368,3 +368,23 @@ func TestOIDCRecheckOnceAcrossGateways(t *testing.T) {
 		}
 	}
 }
+
+// With logout_at_provider beside recheck, the ID token the logout hands
+// the provider as a hint survives the refreshes.
+func TestOIDCLogoutAtProviderAfterRecheck(t *testing.T) {
+	o, g, _, b, _ := oidcSignedIn(t, "store memory", "recheck 1s\nlogout_at_provider")
+	time.Sleep(recheckWait)
+	asked := o.store.refreshAsked.Load()
+	b.upstreamSees("/app")
+	if o.store.refreshAsked.Load() != asked+1 {
+		t.Fatal("no recheck before the logout")
+	}
+	p := b.get("/.auth/logout?next=%2Fbye")
+	to, err := url.Parse(p.header.Get("Location"))
+	if p.status != http.StatusSeeOther || err != nil || strings.Count(to.Query().Get("id_token_hint"), ".") != 2 {
+		t.Fatalf("logout: %d %q", p.status, p.header.Get("Location"))
+	}
+	if back := b.get(to.String()); back.status != http.StatusFound || back.header.Get("Location") != g.base+"/bye" {
+		t.Fatalf("the provider's end_session: %d %q %s", back.status, back.header.Get("Location"), back.body)
+	}
+}
