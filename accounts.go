@@ -114,7 +114,11 @@ func (h *Handler) validFormToken(r *http.Request) bool {
 
 // signInPage is what the sign-in page shows.
 type signInPage struct {
-	Host      string
+	Host string
+	// Action is where the forms post: the page is also shown at other
+	// addresses (a refused OIDC callback, a provider that does not
+	// answer), whose handlers take no form.
+	Action    string
 	Next      string
 	CSRF      string
 	Error     string
@@ -153,6 +157,7 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status int, page signInPage) error {
 	page.Host = sanitise(r.Host, 256)
+	page.Action = h.Endpoints + "/sign-in"
 	page.Accounts = len(h.SignIn.accounts) > 0
 	page.CSRF = h.formToken(w, r)
 	if page.Pending == "" {
@@ -277,7 +282,8 @@ func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account,
 // the store remembers while a code of it could still be valid. It
 // returns what to tell the user, or "" when the code is good.
 func (h *Handler) checkCode(r *http.Request, acct *Account, code string) string {
-	code = strings.TrimSpace(code)
+	// As authenticator apps show it: "123 456" or "123-456".
+	code = strings.NewReplacer(" ", "", "-", "", "\t", "").Replace(code)
 	now := h.now()
 	if len(code) != 6 {
 		return "Wrong code. Enter the 6 digits your authenticator app shows now."

@@ -318,9 +318,25 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if _, err := h.mint(w, r, who); err != nil {
 		return h.mintFailed(w, r, err)
 	}
-	w.Header().Set("Location", safeNext(ps.Next))
-	w.WriteHeader(http.StatusSeeOther)
-	return nil
+	return h.landAfterProvider(w, safeNext(ps.Next))
+}
+
+// landAfterProvider sends the browser on to next after a sign-in at a
+// provider. The callback arrives from the provider's site, and a browser
+// withholds a SameSite=Strict cookie from every request of a navigation
+// that another site started, redirects included: with same_site strict a
+// redirect would land on next without the new session, back at the
+// sign-in page. A page of this site's that moves on by itself (a meta
+// refresh, no script) starts a navigation of this site's, which carries it.
+func (h *Handler) landAfterProvider(w http.ResponseWriter, next string) error {
+	if h.sameSite() != http.SameSiteStrictMode {
+		w.Header().Set("Location", next)
+		w.WriteHeader(http.StatusSeeOther)
+		return nil
+	}
+	htmlHeaders(w)
+	w.WriteHeader(http.StatusOK)
+	return signedInTemplate.Execute(w, next)
 }
 
 func sha256Of(s string) []byte {

@@ -22,18 +22,18 @@ button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;
 <h1>Sign in to {{.Host}}</h1>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 {{if .Pending}}
-<form method="post">
+<form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}"><input type="hidden" name="pending" value="{{.Pending}}">
 <p>Signing in as <strong>{{.User}}</strong>.</p>
 <label for="code">Code from your authenticator app</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required autofocus>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="\s*[0-9]{3}[ \-]?[0-9]{3}\s*" maxlength="9" required autofocus>
 <button type="submit">Continue</button>
 </form>
 {{else}}
 {{range .Providers}}<a class="button" href="{{.URL}}">Sign in with {{.Label}}</a>
 {{end}}
 {{if .Accounts}}{{if .Providers}}<p class="or">or with your user name</p>{{end}}
-<form method="post">
+<form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}">
 <label for="username">User name</label>
 {{if .User}}<input id="username" name="username" value="{{.User}}" readonly>{{else}}<input id="username" name="username" autocomplete="username" required autofocus>{{end}}
@@ -43,4 +43,19 @@ button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;
 </form>{{end}}
 {{end}}
 </div></main></body></html>
+`))
+
+// signedInTemplate moves the browser on to the page it was going to
+// (landAfterProvider): at once by itself, or by its link.
+var signedInTemplate = template.Must(template.New("signed-in").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="0;url={{.}}">
+<title>Signed in</title>
+<style>
+body{margin:0;background:#f6f7fb;color:#1b1f29;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:26rem;margin:0 auto;padding:2rem 1rem}
+a{color:#1f5fd1}
+</style></head><body><main>
+<p>Signed in. <a href="{{.}}">Continue</a></p>
+</main></body></html>
 `))

@@ -24,17 +24,21 @@ import (
 // bobTOTP is bob's TOTP secret in the accounts tests.
 const bobTOTP = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
-// accountsSite is a site with sign_in accounts alice (password demo) and
-// bob (password demo, TOTP), hashed at bcrypt's lowest cost for speed.
+// accountsSite is a site with sign_in accounts (accountsBlock).
 func accountsSite(t *testing.T, storeLine, extra string) string {
+	t.Helper()
+	return site(storeLine + "\n" + extra + "\nsign_in {\n" + accountsBlock(t) + "}")
+}
+
+// accountsBlock is sign_in's accounts alice (password demo) and bob
+// (password demo, TOTP), hashed at bcrypt's lowest cost for speed.
+func accountsBlock(t *testing.T) string {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return site(storeLine + "\n" + extra + `
-sign_in {
-	accounts {
+	return `	accounts {
 		alice ` + string(hash) + ` {
 			email alice@example.com
 			name "Alice Example"
@@ -44,7 +48,7 @@ sign_in {
 			totp ` + bobTOTP + `
 		}
 	}
-}`)
+`
 }
 
 // browser is a client with a cookie jar that does not follow redirects.
@@ -284,8 +288,9 @@ func TestAccountTOTP(t *testing.T) {
 			t.Fatalf("a used code step: %d %s", p.status, p.body)
 		}
 
+		// Typed as authenticator apps show it, "123 456".
 		code := currentCode(t, time.Now())
-		p = b.codeStep(b.signInForm("/app", "bob", "demo"), code)
+		p = b.codeStep(b.signInForm("/app", "bob", "demo"), code[:3]+" "+code[3:])
 		if p.status != http.StatusSeeOther || p.header.Get("Location") != "/app" {
 			t.Fatalf("right code: %d %s", p.status, p.body)
 		}

@@ -138,11 +138,19 @@ func (s *opStorage) KeySet(context.Context) ([]op.Key, error) {
 // redirect to each of redirectURIs.
 func startOP(t *testing.T, redirectURIs ...string) *testOP {
 	t.Helper()
+	return startOPOn(t, "127.0.0.1", redirectURIs...)
+}
+
+// startOPOn is startOP with the issuer named by host (listening on
+// 127.0.0.1): "localhost" is another site than 127.0.0.1 to a browser,
+// as a real provider is.
+func startOPOn(t *testing.T, host string, redirectURIs ...string) *testOP {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &testOP{issuer: "http://" + l.Addr().String() + "/"}
+	o := &testOP{issuer: "http://" + net.JoinHostPort(host, fmt.Sprint(l.Addr().(*net.TCPAddr).Port)) + "/"}
 	clients := map[string]*storage.Client{"gateway": storage.WebClient("gateway", "secret", redirectURIs...)}
 	o.store = &opStorage{Storage: storage.NewStorageWithClients(opUsers{}, clients), key: newOPKey(t, "key-1")}
 	router := exampleop.SetupServer(o.issuer, o.store, nil, false)
@@ -495,5 +503,57 @@ func TestOIDCProviderDown(t *testing.T) {
 	}
 	if p := b.get("/.auth/callback/corp?code=x&state=y"); p.status >= 500 {
 		t.Fatalf("callback with the provider down: %d", p.status)
+	}
+}
+
+var formAction = regexp.MustCompile(`<form method="post" action="([^"]*)"`)
+
+// The page of a provider that does not answer is shown at the button's
+// address, which takes no form: the accounts form under it posts to the
+// sign-in endpoint, and signs in.
+func TestOIDCProblemPageAccountsForm(t *testing.T) {
+	port := redisserver.FreePort(t)
+	dead := fmt.Sprintf("http://127.0.0.1:%d/", redisserver.FreePort(t))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory", providerBlock("corp", dead, "")+accountsBlock(t)))
+	b := newBrowser(t, g.base)
+	p := b.get("/.auth/sign-in/corp")
+	action := formAction.FindStringSubmatch(p.body)
+	if !strings.Contains(p.body, "unavailable at the moment") || action == nil || action[1] != "/.auth/sign-in" {
+		t.Fatalf("the problem page's form does not post to the sign-in endpoint: %d\n%s", p.status, p.body)
+	}
+	p = b.post(action[1], url.Values{"csrf": {p.field("csrf")}, "next": {p.field("next")}, "username": {"alice"}, "password": {"demo"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("the problem page's form: %d %s", p.status, p.body)
+	}
+	if h := b.upstreamSees("/"); h["X-Auth-User"] != "alice" || h["X-Auth-Method"] != "password" {
+		t.Fatalf("upstream saw %v", h)
+	}
+}
+
+// With cookie same_site strict the callback does not redirect: a browser
+// would withhold the new cookie from the redirect (the navigation came
+// from the provider's site). It answers a page that moves on by itself,
+// so that the next request is one of the site's own.
+func TestOIDCStrictCookieLandsThroughAPage(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory\ncookie {\n\tsame_site strict\n}", providerBlock("corp", o.issuer, "")))
+	b := newBrowser(t, g.base)
+	p, _ := b.oidcSignIn("corp", "alice", "/app?x=1&y=2")
+	if p.status != http.StatusOK || !strings.HasPrefix(p.header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(p.body, `<meta http-equiv="refresh" content="0;url=/app?x=1&amp;y=2">`) || !strings.Contains(p.body, `<a href="/app?x=1&amp;y=2">Continue</a>`) {
+		t.Fatalf("callback with same_site strict: %d %q\n%s", p.status, p.header.Get("Content-Type"), p.body)
+	}
+	var session *http.Cookie
+	for _, c := range (&http.Response{Header: p.header}).Cookies() {
+		if c.Name == "session" {
+			session = c
+		}
+	}
+	if session == nil || session.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("the session cookie: %+v", session)
+	}
+	if h := b.upstreamSees("/app"); h["X-Auth-User"] != "alice@example.com" || h["X-Auth-Method"] != "oidc:corp" {
+		t.Fatalf("upstream saw %v", h)
 	}
 }
