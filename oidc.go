@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -52,7 +53,10 @@ type provider struct {
 	// iss and aud as ID tokens; their iat and optional exp are checked
 	// against the handler's clock (readLogoutToken).
 	logoutVerifier *oidc.IDTokenVerifier
-	downUntil      time.Time // no refresh asked before: the provider did not answer (recheck.go)
+	// downUntil (Unix ns): no refresh is asked before, since the provider
+	// did not answer (recheck.go). Not under mu, which discovery holds
+	// while it waits for the provider.
+	downUntil atomic.Int64
 
 	refreshes singleflight.Group // one refresh per session at a time in this process
 }

@@ -81,6 +81,11 @@ func (h *Handler) vouched(r *http.Request, a auth) auth {
 	if p == nil || s.SealedTokens == "" || (p.cfg.Recheck <= 0 && !p.cfg.PassAccessToken) {
 		return a
 	}
+	now := h.now()
+	recheckDue := p.cfg.Recheck > 0 && now.Sub(s.CheckedAt) >= time.Duration(p.cfg.Recheck)
+	if !recheckDue && !p.cfg.PassAccessToken {
+		return a
+	}
 	t, err := openTokens(a.secret, s.ID, s.SealedTokens)
 	if err != nil {
 		// Only the cookie that minted the session opens them; a session
@@ -90,8 +95,6 @@ func (h *Handler) vouched(r *http.Request, a auth) auth {
 		}
 		return a
 	}
-	now := h.now()
-	recheckDue := p.cfg.Recheck > 0 && now.Sub(s.CheckedAt) >= time.Duration(p.cfg.Recheck)
 	if (recheckDue || (p.cfg.PassAccessToken && accessDue(t, now))) && !a.degraded && p.answering(now) {
 		res := p.refreshOnce(s.ID, func() refreshResult { return h.refresh(r, p, a, t) })
 		switch res.outcome {
@@ -129,9 +132,7 @@ func (p *provider) refreshOnce(id string, fn func() refreshResult) refreshResult
 
 // answering: the provider is not in its pause after failing to answer.
 func (p *provider) answering(now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !now.Before(p.downUntil)
+	return now.UnixNano() >= p.downUntil.Load()
 }
 
 func (p *provider) down(now time.Time) {
@@ -139,9 +140,7 @@ func (p *provider) down(now time.Time) {
 	if r := time.Duration(p.cfg.Recheck); r > 0 && r < pause {
 		pause = r
 	}
-	p.mu.Lock()
-	p.downUntil = now.Add(pause)
-	p.mu.Unlock()
+	p.downUntil.Store(now.Add(pause).UnixNano())
 }
 
 // refresh asks the provider about a session: first a claim in the store
