@@ -89,6 +89,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"api_tokens option", "session_auth {\n  api_tokens lifetime 1h\n}", `api_tokens: unknown option "lifetime"`},
 		{"api_tokens zero", "session_auth {\n  api_tokens max_lifetime 0s\n}", "max_lifetime must be positive"},
 		{"api_tokens bad", "session_auth {\n  api_tokens max_lifetime soon\n}", `max_lifetime: bad duration "soon"`},
+		{"recheck negative", "session_auth {\n  sign_in {\n    oidc corp {\n      issuer https://id.example.com\n      client_id gw\n      recheck -1m\n    }\n  }\n}", "recheck"},
+		{"recheck no duration", "session_auth {\n  sign_in {\n    oidc corp {\n      issuer https://id.example.com\n      client_id gw\n      recheck\n    }\n  }\n}", "wrong argument count"},
+		{"pass_access_token arg", "session_auth {\n  sign_in {\n    oidc corp {\n      issuer https://id.example.com\n      client_id gw\n      pass_access_token yes\n    }\n  }\n}", "wrong argument count"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ type userJSON struct {
 }
 
 func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
-	a := h.authenticate(r)
+	a := h.authenticateVouched(r)
 	if a.err != nil {
 		return h.refuse(w, r, a.err)
 	}

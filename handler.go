@@ -38,6 +38,8 @@ type auth struct {
 	clearCookie bool             // a cookie was sent that names no live session: clear it
 	ended       string           // the end_reason of the session the cookie named, when it ended
 	err         error            // the store failed, or errRateLimited
+	secret      string           // the valid session's cookie secret: it opens the provider tokens (never logged)
+	access      string           // the provider's access token to forward (pass_access_token; never logged)
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -67,7 +69,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return iw.finish(next.ServeHTTP(iw, r))
 	}
 
-	a := h.authenticate(r)
+	a := h.authenticateVouched(r)
 	if a.err != nil {
 		return h.refuse(w, r, a.err)
 	}
@@ -81,6 +83,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.request(outcomeAuthenticated)
 		if a.degraded {
 			r.Header.Set(h.headers.degraded, "true")
+		}
+		if a.access != "" {
+			// Before setIdentity: X-Auth-Signature covers it too.
+			r.Header.Set(h.headers.accessToken, a.access)
 		}
 		id.sess, id.risk = a.sess, h.setIdentity(r, a.sess)
 	}
@@ -127,6 +133,7 @@ func (h *Handler) authenticate(r *http.Request) auth {
 			return a
 		case a.sess != nil && valid.sess == nil:
 			valid = a
+			valid.secret = credentialSecret(raw)
 		case a.sess != nil && a.sess.UserID != valid.sess.UserID:
 			// Two users' valid sessions: one was planted to swap the
 			// victim into the planter's account. Neither is trusted, and

@@ -34,6 +34,9 @@ type headerNames struct {
 	authAt     string
 	degraded   string
 	signature  string
+	// The provider's access token (pass_access_token): under the
+	// prefix, so a client's copy is stripped like every identity header.
+	accessToken string
 }
 
 func newHeaderNames(prefix string) headerNames {
@@ -47,6 +50,7 @@ func newHeaderNames(prefix string) headerNames {
 		country: n("Country"), city: n("City"), risk: n("Risk"),
 		method: n("Method"), authAt: n("Authenticated-At"),
 		degraded: n("Degraded"), signature: n("Signature"),
+		accessToken: n("Access-Token"),
 	}
 }
 

@@ -14,11 +14,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -51,6 +53,12 @@ type provider struct {
 	// iss and aud as ID tokens; their iat and optional exp are checked
 	// against the handler's clock (readLogoutToken).
 	logoutVerifier *oidc.IDTokenVerifier
+	// downUntil (Unix ns): no refresh is asked before, since the provider
+	// did not answer (recheck.go). Not under mu, which discovery holds
+	// while it waits for the provider.
+	downUntil atomic.Int64
+
+	refreshes singleflight.Group // one refresh per session at a time in this process
 }
 
 func (p *OIDCProvider) label() string {

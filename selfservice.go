@@ -59,7 +59,7 @@ func (h *Handler) serveSessions(w http.ResponseWriter, r *http.Request, rest str
 // request (with a way back to the page for a browser): it returns a nil
 // session and what ServeHTTP should return.
 func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error) {
-	a := h.authenticate(r)
+	a := h.authenticateVouched(r)
 	if a.err != nil {
 		return nil, h.refuse(w, r, a.err)
 	}

@@ -36,6 +36,7 @@ var endReasons = map[string]string{
 	session.EndLogout: "Signed out", session.EndRevoked: "Signed out remotely",
 	session.EndLimit: "Replaced by a newer sign-in", session.EndIPChange: "Ended: new network",
 	session.EndCountryChange: "Ended: new country", session.EndExpired: "Expired",
+	session.EndIDP: "Ended by the identity provider",
 }
 
 func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {

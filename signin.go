@@ -113,10 +113,6 @@ func (p *OIDCProvider) check() error {
 		return errors.New("client_id is required")
 	case p.Recheck < 0:
 		return errors.New("recheck must not be negative")
-	case p.Recheck > 0 || p.PassAccessToken:
-		// Refused rather than accepted and ignored: a config must not
-		// believe the provider is asked again when it is not.
-		return errors.New("recheck and pass_access_token are not available in this version yet")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,11 @@ type testOP struct {
 
 	mu     sync.Mutex
 	tamper func(claims map[string]any)
+	// tokenDown makes the token endpoint answer 503, as a provider in
+	// trouble does; expiresIn, when not zero, replaces the expires_in of
+	// its answers (seconds), for access tokens that expire during a test.
+	tokenDown atomic.Bool
+	expiresIn atomic.Int64
 }
 
 // opUsers: alice and eve (verified addresses in two domains) and uv,
@@ -84,6 +91,19 @@ type opStorage struct {
 	// extraClaims are more claims per user ID, in UserInfo and the ID
 	// token alike, as a provider with groups would send them.
 	extraClaims map[string]map[string]any
+	// refreshAsked counts the refresh_token grants that reached the
+	// storage; with refuseRefresh set they are refused (invalid_grant),
+	// as a provider refuses a user it disabled or signed out.
+	refreshAsked  atomic.Int32
+	refuseRefresh atomic.Bool
+}
+
+func (s *opStorage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
+	s.refreshAsked.Add(1)
+	if s.refuseRefresh.Load() {
+		return nil, errors.New("the user was signed out at the provider")
+	}
+	return s.Storage.TokenRequestByRefreshToken(ctx, token)
 }
 
 func newOPKey(t *testing.T, id string) opKey {
@@ -146,13 +166,23 @@ func (o *testOP) setTamper(f func(map[string]any)) {
 	o.mu.Unlock()
 }
 
-// wrap lets tamper rewrite the token endpoint's ID token.
+// wrap lets tamper rewrite the token endpoint's ID token, tokenDown
+// fail it and expiresIn shorten its tokens' lives.
 func (o *testOP) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.mu.Lock()
 		tamper := o.tamper
 		o.mu.Unlock()
-		if tamper == nil || !strings.HasSuffix(r.URL.Path, "/token") {
+		if !strings.HasSuffix(r.URL.Path, "/token") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if o.tokenDown.Load() {
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		expiresIn := o.expiresIn.Load()
+		if tamper == nil && expiresIn == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -160,8 +190,11 @@ func (o *testOP) wrap(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		var body map[string]any
 		if json.Unmarshal(rec.Body.Bytes(), &body) == nil {
-			if raw, ok := body["id_token"].(string); ok {
+			if raw, ok := body["id_token"].(string); ok && tamper != nil {
 				body["id_token"] = o.resign(raw, tamper)
+			}
+			if _, ok := body["expires_in"]; ok && expiresIn != 0 {
+				body["expires_in"] = expiresIn
 			}
 		}
 		out, _ := json.Marshal(body)

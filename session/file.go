@@ -966,6 +966,27 @@ func (f *File) End(_ context.Context, id string, at time.Time, reason, actor str
 	return out, nil
 }
 
+// MarkChecked implements Store.
+func (f *File) MarkChecked(_ context.Context, id string, was, at time.Time, sealed string) (bool, error) {
+	won := false
+	err := f.update(func(tx *bolt.Tx) error {
+		r := liveRecord(tx, id, f.now())
+		if r == nil || !r.Active() {
+			return ErrNotFound
+		}
+		if !msTime(r.CheckedAt).Equal(msTime(was)) {
+			return nil
+		}
+		r.CheckedAt = msTime(at)
+		if sealed != "" {
+			r.SealedTokens = sealed
+		}
+		won = true
+		return putRecord(tx, r)
+	})
+	return won, err
+}
+
 // EndUser implements Store.
 func (f *File) EndUser(_ context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	at = msTime(at)

@@ -655,6 +655,24 @@ func (m *Memory) End(_ context.Context, id string, at time.Time, reason, actor s
 	return e, nil
 }
 
+// MarkChecked implements Store.
+func (m *Memory) MarkChecked(_ context.Context, id string, was, at time.Time, sealed string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.live(id, m.now())
+	if r == nil || !r.s.Active() {
+		return false, ErrNotFound
+	}
+	if !msTime(r.s.CheckedAt).Equal(msTime(was)) {
+		return false, nil
+	}
+	r.s.CheckedAt = msTime(at)
+	if sealed != "" {
+		r.s.SealedTokens = sealed
+	}
+	return true, nil
+}
+
 // EndUser implements Store.
 func (m *Memory) EndUser(_ context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	at = msTime(at)

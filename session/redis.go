@@ -304,20 +304,8 @@ func fields(s *Session) []any {
 	out := []any{"u", s.UserID, "th", string(s.TokenHash[:]),
 		"ca", ms(s.CreatedAt), "la", ms(s.LastActiveAt), "ip", s.IP}
 	for _, f := range textFields {
-		if !f.chunked {
-			continue
-		}
-		for i, v := 0, *f.of(s); v != ""; i++ {
-			n := min(chunkLen, len(v))
-			for n < len(v) && n > 0 && !utf8.RuneStart(v[n]) {
-				n-- // whole characters in each chunk
-			}
-			k := f.key
-			if i > 0 {
-				k += "~" + strconv.Itoa(i)
-			}
-			out = append(out, k, v[:n])
-			v = v[n:]
+		if f.chunked {
+			out = appendChunks(out, f.key, *f.of(s))
 		}
 	}
 	for _, f := range textFields {
@@ -347,6 +335,24 @@ func fields(s *Session) []any {
 	}
 	if !s.CheckedAt.IsZero() {
 		out = append(out, "ck", ms(s.CheckedAt))
+	}
+	return out
+}
+
+// appendChunks appends the field/value pairs of a chunked text field:
+// key, key~1, key~2… with at most chunkLen bytes each.
+func appendChunks(out []any, key, v string) []any {
+	for i := 0; v != ""; i++ {
+		n := min(chunkLen, len(v))
+		for n < len(v) && n > 0 && !utf8.RuneStart(v[n]) {
+			n-- // whole characters in each chunk
+		}
+		k := key
+		if i > 0 {
+			k += "~" + strconv.Itoa(i)
+		}
+		out = append(out, k, v[:n])
+		v = v[n:]
 	}
 	return out
 }
@@ -1039,6 +1045,26 @@ func (r *Redis) StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Ses
 	// again within its TTL.
 	_ = r.client.Publish(ctx, RevocationChannel(r.prefix), ChangedMark+id).Err()
 	return decode(id, res)
+}
+
+// MarkChecked implements Store: one script on the session's key.
+func (r *Redis) MarkChecked(ctx context.Context, id string, was, at time.Time, sealed string) (bool, error) {
+	if !ValidID(id) {
+		return false, ErrNotFound
+	}
+	wasMS := "0" // CheckedAt zero: no ck field (see fields)
+	if !was.IsZero() {
+		wasMS = strconv.FormatInt(ms(was), 10)
+	}
+	args := appendChunks([]any{wasMS, ms(at)}, "tk", sealed)
+	n, err := markCheckedScript.Run(ctx, r.client, []string{r.sessionKey(id)}, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("recording a provider check: %w", err)
+	}
+	if n < 0 {
+		return false, ErrNotFound
+	}
+	return n == 1, nil
 }
 
 // EndUser implements Store.

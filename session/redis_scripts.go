@@ -631,6 +631,28 @@ end
 return flatten(m)
 `)
 
+// markCheckedScript: KEYS session. ARGV the CheckedAt (ck) the caller
+// read (ms, 0 for none), the new one, then the new sealed tokens as
+// field/value pairs (tk, tk~1…; none to keep them). Returns 1 when it
+// wrote, 0 when ck had moved on, -1 when there is no active session.
+var markCheckedScript = redis.NewScript(luaPrelude + `
+local flat = redis.call('HGETALL', KEYS[1])
+local m = hmap(flat)
+if m.ca == nil or m.u == nil or m.ea then return -1 end
+if (m.ck or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'ck', ARGV[2])
+if #ARGV > 2 then
+  -- the old chunks go first: the new text may have fewer
+  for k, _ in pairs(m) do
+    if string.sub(k, 1, 3) == 'tk~' then redis.call('HDEL', KEYS[1], k) end
+  end
+  local f = {}
+  for i = 3, #ARGV do f[#f + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(f))
+end
+return 1
+`)
+
 // hitScript: KEYS counter. ARGV window (ms). Returns {count, ms left}.
 var hitScript = redis.NewScript(`
 local n = redis.call('INCR', KEYS[1])

@@ -157,6 +157,16 @@ type Sessions interface {
 	// give is ErrBadCursor.
 	ByIP(ctx context.Context, ip string, now time.Time, p Policy, after string, limit int) (page []*Session, next string, err error)
 
+	// MarkChecked records that an OIDC session's provider is being, or
+	// was, asked about it (SPEC 11: recheck, pass_access_token), as a
+	// compare-and-set: it moves CheckedAt from was to at only while the
+	// session still reads was (to the millisecond), and with sealed not
+	// empty it replaces SealedTokens in the same operation. Of the
+	// gateways (and requests) that read the same session, one wins, so
+	// that a refresh token the provider rotates is spent once. It reports
+	// whether it wrote; ErrNotFound when no active session has that id.
+	MarkChecked(ctx context.Context, id string, was, at time.Time, sealed string) (bool, error)
+
 	// Users lists the users that have sessions in the store (active or
 	// within retention), for operations on everyone; it walks the whole
 	// store, so it is for rare admin actions, never the request path.

@@ -97,6 +97,8 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"TokenFirstUseRecorded", testTokenFirstUse},
 		{"StashTakeOnce", testStashTake},
 		{"LinksKeepMembersUntilTheirTime", testLinks},
+		{"MarkCheckedCompareAndSet", testMarkChecked},
+		{"MarkCheckedOneWinner", testMarkCheckedOnce},
 	}
 	for _, h := range hooks {
 		if drop := h.DropIndex; drop != nil {
@@ -1466,5 +1468,114 @@ func StashExpires(t *testing.T, st session.Store, c *Clock) {
 	c.Advance(time.Minute)
 	if _, err := st.Take(ctx(t), key, c.Now()); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("taken after its TTL: %v", err)
+	}
+}
+
+// mintOIDC stores a session signed in at a provider, with sealed tokens
+// and the time the provider last vouched for the user.
+func mintOIDC(t *testing.T, st session.Store, c *Clock, uid, sealed string) *session.Session {
+	t.Helper()
+	id, _, hash, err := session.NewCredential(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := c.Now()
+	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1",
+		CreatedAt: now, LastActiveAt: now, AuthMethod: session.MethodOIDC("corp"),
+		Provider: "corp", Subject: "sub-1", SealedTokens: sealed, CheckedAt: now}
+	if _, err := st.Create(ctx(t), s, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// MarkChecked moves CheckedAt only from the value read, replaces the
+// sealed tokens with it (shorter or longer than before: no chunk of the
+// old text survives), and refuses ended and unknown sessions.
+func testMarkChecked(t *testing.T, st session.Store, c *Clock) {
+	long := strings.Repeat("old-sealed/", 40)
+	s := mintOIDC(t, st, c, user(), long)
+	was := s.CheckedAt
+	c.Advance(time.Minute)
+	claim := c.Now()
+	if won, err := st.MarkChecked(ctx(t), s.ID, was, claim, ""); err != nil || !won {
+		t.Fatalf("claim: %v %v", won, err)
+	}
+	got, err := st.Get(ctx(t), s.ID)
+	if err != nil || !got.CheckedAt.Equal(claim) || got.SealedTokens != long {
+		t.Fatalf("after the claim: %v %v tokens kept=%v", err, got.CheckedAt, got.SealedTokens == long)
+	}
+	// A second claim from the value first read loses.
+	if won, err := st.MarkChecked(ctx(t), s.ID, was, claim.Add(time.Second), ""); err != nil || won {
+		t.Fatalf("stale claim: %v %v", won, err)
+	}
+	c.Advance(2 * time.Second)
+	done := c.Now()
+	if won, err := st.MarkChecked(ctx(t), s.ID, claim, done, "new-sealed"); err != nil || !won {
+		t.Fatalf("store the new tokens: %v %v", won, err)
+	}
+	got, err = st.Get(ctx(t), s.ID)
+	if err != nil || !got.CheckedAt.Equal(done) || got.SealedTokens != "new-sealed" {
+		t.Fatalf("after the refresh: %v %v %q", err, got.CheckedAt, got.SealedTokens)
+	}
+	longer := strings.Repeat("newer-sealed/", 60)
+	if won, err := st.MarkChecked(ctx(t), s.ID, done, done.Add(time.Second), longer); err != nil || !won {
+		t.Fatalf("longer tokens: %v %v", won, err)
+	}
+	if got, err = st.Get(ctx(t), s.ID); err != nil || got.SealedTokens != longer || got.Provider != "corp" || got.Subject != "sub-1" {
+		t.Fatalf("longer tokens read back: %v %+v", err, got)
+	}
+	// Nothing else of the session moved.
+	if v := validate(t, st, c, cred{s.ID, s.TokenHash}, "192.0.2.1"); v.Status != session.Valid || v.Session.UserID != s.UserID {
+		t.Fatalf("validate after: %+v", v)
+	}
+
+	if _, err := st.End(ctx(t), s.ID, c.Now(), session.EndIDP, session.ActorIDP, policy); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.Get(ctx(t), s.ID)
+	if won, err := st.MarkChecked(ctx(t), s.ID, got.CheckedAt, c.Now().Add(time.Hour), "x"); !errors.Is(err, session.ErrNotFound) || won {
+		t.Fatalf("ended session: %v %v", won, err)
+	}
+	if got, _ = st.Get(ctx(t), s.ID); got.SealedTokens != longer || got.EndReason != session.EndIDP {
+		t.Fatalf("an ended session was written: %+v", got)
+	}
+	other, _, _, _ := session.NewCredential(user())
+	if _, err := st.MarkChecked(ctx(t), other, time.Time{}, c.Now(), ""); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+
+	// A session without a check yet (CheckedAt zero) is claimed from zero.
+	plain := mustMint(t, st, c, user())
+	if won, err := st.MarkChecked(ctx(t), plain.id, time.Time{}, c.Now(), ""); err != nil || !won {
+		t.Fatalf("claim from zero: %v %v", won, err)
+	}
+	if won, _ := st.MarkChecked(ctx(t), plain.id, time.Time{}, c.Now().Add(time.Second), ""); won {
+		t.Fatal("claimed from zero twice")
+	}
+}
+
+// Concurrent claims from the same value: exactly one wins.
+func testMarkCheckedOnce(t *testing.T, st session.Store, c *Clock) {
+	s := mintOIDC(t, st, c, user(), "sealed")
+	c.Advance(time.Minute)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			won, err := st.MarkChecked(ctx(t), s.ID, s.CheckedAt, c.Now().Add(time.Duration(i)*time.Millisecond), "")
+			if err != nil {
+				t.Error(err)
+			}
+			if won {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent claims won", wins.Load())
 	}
 }
