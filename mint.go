@@ -128,7 +128,7 @@ func (h *Handler) stepUp(r *http.Request, who signedIn, id string) (bool, error)
 	defer cancel()
 	now := h.now()
 	start := time.Now()
-	s, err = h.store.StepUp(ctx, s.ID, session.Proof{At: now, Method: who.method, Provider: who.provider != "", ProviderSID: who.sid}, h.policy)
+	s, err = h.store.StepUp(ctx, s.ID, session.Proof{At: now, Method: who.method, ProviderSID: who.sid}, h.policy)
 	h.metrics.storeDuration("step_up", start)
 	if errors.Is(err, session.ErrNotFound) {
 		return false, nil // ended meanwhile: a new session

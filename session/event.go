@@ -59,10 +59,9 @@ func StepUpEvent(s *Session, at time.Time, method string) Event {
 type Proof struct {
 	At     time.Time
 	Method string // password, password+totp, oidc:<name>: the step_up event's reason
-	// A provider's step-up: it vouched for the user at At (CheckedAt),
-	// and its session id (sid) now, when it gave one (empty keeps the
-	// session's), which back-channel logout names.
-	Provider    bool
+	// A provider's step-up: its session id (sid) now, when it gave one
+	// (empty keeps the session's), which back-channel logout names.
+	// CheckedAt is left to recheck, whose MarkChecked compares it.
 	ProviderSID string
 }
 
@@ -70,11 +69,8 @@ type Proof struct {
 // stepUpScript (redis_scripts.go).
 func stepUp(s *Session, pr Proof) {
 	at := pr.At
-	if pr.Provider {
-		s.CheckedAt = at
-		if pr.ProviderSID != "" {
-			s.ProviderSID = pr.ProviderSID
-		}
+	if pr.ProviderSID != "" {
+		s.ProviderSID = pr.ProviderSID
 	}
 	s.AuthenticatedAt = at
 	if at.Equal(s.CreatedAt) {

@@ -1016,13 +1016,6 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 	return decode(id, res)
 }
 
-func boolArg(b bool) string {
-	if b {
-		return "1"
-	}
-	return ""
-}
-
 // StepUp implements Store.
 func (r *Redis) StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Session, error) {
 	if !ValidID(id) {
@@ -1034,7 +1027,7 @@ func (r *Redis) StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Ses
 		return nil, fmt.Errorf("stepping up: %w", err)
 	}
 	res, err := stepUpScript.Run(ctx, r.client, []string{r.sessionKey(id), r.eventsKey(user)},
-		r.tagPrefix(TagOfID(id))+"e:", id, ms(pr.At), lifetime, idle, retention, pr.Method, boolArg(pr.Provider), pr.ProviderSID).Slice()
+		r.tagPrefix(TagOfID(id))+"e:", id, ms(pr.At), lifetime, idle, retention, pr.Method, pr.ProviderSID).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}

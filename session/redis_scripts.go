@@ -470,11 +470,10 @@ return flatten(m)
 `)
 
 // stepUpScript: KEYS session, the owner's events. ARGV events key prefix,
-// id, at, lifetime, idle, retention, method, provider ("1" for a
-// provider's step-up), the provider's sid (empty keeps it). The twin of
-// stepUp (Go): authenticated_at (kept only when it differs from the
-// creation), no risk flags, the step-up's place from the session's current
-// one, for a provider's the check time and sid, and a step_up event. Returns the session's flat hash as updated, or nothing when there
+// id, at, lifetime, idle, retention, method, the provider's sid (empty
+// keeps it). The twin of stepUp (Go): authenticated_at (kept only when it
+// differs from the creation), no risk flags, the step-up's place from the
+// session's current one, the provider's sid, and a step_up event. Returns the session's flat hash as updated, or nothing when there
 // is no active session.
 var stepUpScript = redis.NewScript(luaPrelude + `
 local m = hmap(redis.call('HGETALL', KEYS[1]))
@@ -487,13 +486,9 @@ else
   m.aa = ARGV[3]
   redis.call('HSET', KEYS[1], 'aa', ARGV[3])
 end
-if ARGV[8] == '1' then
-  m.ck = ARGV[3]
-  redis.call('HSET', KEYS[1], 'ck', ARGV[3])
-  if ARGV[9] ~= '' then
-    m.sid = ARGV[9]
-    redis.call('HSET', KEYS[1], 'sid', ARGV[9])
-  end
+if ARGV[8] ~= '' then
+  m.sid = ARGV[8]
+  redis.call('HSET', KEYS[1], 'sid', ARGV[8])
 end
 m.rk = nil
 redis.call('HDEL', KEYS[1], 'rk')

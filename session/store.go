@@ -127,8 +127,7 @@ type Sessions interface {
 	// on the session are cleared, and where the session is now (its IP and
 	// country) becomes the place ip-changed and country-changed are
 	// measured from (StepUpIP, StepUpCountry); a provider's step-up also
-	// records its session id, when it gave one, and that it vouched
-	// (CheckedAt). It writes a step_up event whose reason is the method.
+	// records its session id, when it gave one. It writes a step_up event whose reason is the method.
 	// It returns the session as updated, or ErrNotFound when there is no
 	// active session with that id.
 	StepUp(ctx context.Context, id string, pr Proof, p Policy) (*Session, error)

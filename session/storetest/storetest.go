@@ -1074,22 +1074,23 @@ func testStepUp(t *testing.T, st session.Store, c *Clock) {
 		t.Fatalf("newest event %+v, want the step-up", evs[0])
 	}
 
-	// A provider's step-up: it vouched now, and its new sid replaces the
-	// old (an empty one keeps it).
+	// A provider's step-up: its new sid replaces the old (an empty one
+	// keeps it); when the provider last vouched is recheck's (CheckedAt).
 	id2, _, h2, _ := session.NewCredential(uid)
+	checked := c.Now()
 	o := &session.Session{ID: id2, UserID: uid, TokenHash: h2, IP: "192.0.2.1", LoginIP: "192.0.2.1", AuthMethod: session.MethodOIDC("corp"),
-		Provider: "corp", Subject: "sub-1", ProviderSID: "sid-1", CheckedAt: c.Now(), CreatedAt: c.Now(), LastActiveAt: c.Now()}
+		Provider: "corp", Subject: "sub-1", ProviderSID: "sid-1", CheckedAt: checked, CreatedAt: c.Now(), LastActiveAt: c.Now()}
 	if _, err := st.Create(ctx(t), o, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
 	}
 	c.Advance(time.Minute)
-	if s, err := st.StepUp(ctx(t), id2, session.Proof{At: c.Now(), Method: o.AuthMethod, Provider: true, ProviderSID: "sid-2"}, policy); err != nil ||
-		s.ProviderSID != "sid-2" || !s.CheckedAt.Equal(c.Now()) || s.Subject != "sub-1" {
+	if s, err := st.StepUp(ctx(t), id2, session.Proof{At: c.Now(), Method: o.AuthMethod, ProviderSID: "sid-2"}, policy); err != nil ||
+		s.ProviderSID != "sid-2" || !s.CheckedAt.Equal(checked) || s.Subject != "sub-1" {
 		t.Fatalf("a provider's step-up: %+v %v", s, err)
 	}
 	c.Advance(time.Minute)
-	s2, err := st.StepUp(ctx(t), id2, session.Proof{At: c.Now(), Method: o.AuthMethod, Provider: true}, policy)
-	if got, _ := st.Get(ctx(t), id2); err != nil || s2.ProviderSID != "sid-2" || !s2.CheckedAt.Equal(c.Now()) || fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *s2) {
+	s2, err := st.StepUp(ctx(t), id2, session.Proof{At: c.Now(), Method: o.AuthMethod}, policy)
+	if got, _ := st.Get(ctx(t), id2); err != nil || s2.ProviderSID != "sid-2" || fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *s2) {
 		t.Fatalf("a provider's step-up without a sid: %+v %v, stored %+v", s2, err, got)
 	}
 
