@@ -176,8 +176,12 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		if store != "" {
 			want = `"type":"redis","url":"redis://127.0.0.1:6390/2"`
 		}
-		if !strings.Contains(string(out), want) {
-			t.Fatalf("SESSION_STORE=%q: %s lacks %s", store, out, want)
+		if n := strings.Count(string(out), want); n != 2 {
+			t.Fatalf("SESSION_STORE=%q: %s has %s %d times, not once per site", store, out, want, n)
+		}
+		// The demo says it listens on this machine only: every site does.
+		if n := strings.Count(string(out), `"listen":["127.0.0.1:`); n != 2 {
+			t.Fatalf("SESSION_STORE=%q: %d sites bound to loopback, not 2: %s", store, n, out)
 		}
 	}
 }

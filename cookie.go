@@ -116,9 +116,10 @@ func (h *Handler) siteCookie(value string, maxAge time.Duration) *http.Cookie {
 // builds the cookie a secure site would set.
 var tlsPlaceholder = &tls.ConnectionState{}
 
-// stripOwnCookies removes the session and device cookies from the request
-// before it goes upstream: the app never needs them, and a token that
-// never reaches it cannot leak from its logs. Other cookies pass as sent.
+// stripOwnCookies removes the gateway's cookies from the request before it
+// goes upstream (the session's, the device's, and the sign-in form's and
+// the OIDC binding's): the app never needs them, and a token that never
+// reaches it cannot leak from its logs. Other cookies pass as sent.
 func (h *Handler) stripOwnCookies(r *http.Request) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
@@ -132,13 +133,16 @@ func (h *Handler) stripOwnCookies(r *http.Request) {
 		r.Header.Del("Cookie") // only ours: the common case, no allocation
 		return
 	}
-	device := name + deviceCookieSuffix
+	own := func(k string) bool {
+		rest, ok := strings.CutPrefix(k, name)
+		return ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix)
+	}
 	kept := lines[:0:0]
 	for _, line := range lines {
 		var parts []string
 		for part := range strings.SplitSeq(line, ";") {
 			k, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if k != name && k != device && strings.TrimSpace(part) != "" {
+			if !own(k) && strings.TrimSpace(part) != "" {
 				parts = append(parts, strings.TrimSpace(part))
 			}
 		}

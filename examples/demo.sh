@@ -69,14 +69,15 @@ done
 cat <<MSG
 
   session_auth demo (store: ${store_banner}), listening on this machine only
-    open      http://localhost:${PORT}/          (sign in as alice or bob, password: demo)
+    hand-off  http://localhost:${PORT}/          (the app's own login: alice or bob, password: demo)
+      sessions  http://localhost:${PORT}/.auth/sessions   (Where you're signed in)
+      curl      curl -si -c jar -d 'username=alice&password=demo' http://localhost:${PORT}/login
+                curl -s -b jar http://localhost:${PORT}/.auth/me
+      mail      sign in as the same user from a second browser (or a private
+                window): the new-sign-in mail is printed here
     no-login  http://localhost:${SIGNIN_PORT}/          (the gateway's own sign-in: alice or bob, password: demo;
                                                bob's TOTP secret: ${DEMO_TOTP_SECRET} — add it to an
                                                authenticator app, or: oathtool --totp -b ${DEMO_TOTP_SECRET})
-    sessions  http://localhost:${PORT}/.auth/sessions   (Where you're signed in)
-    me        curl -b cookies -c cookies http://localhost:${PORT}/.auth/me
-    mail      sign in as the same user from a second browser (or a private
-              window): the new-sign-in mail is printed here
     admin     curl localhost:${ADMIN_PORT}/session-auth/users/alice/sessions
     stop      Ctrl-C
 
