@@ -327,10 +327,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
 	}
 	if ps.StepUp != "" {
-		// The provider was asked to sign the user in again: an auth_time
-		// from before the step-up says it did not.
-		if at, ok := claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(time.UnixMilli(ps.Since).Add(-authTimeSkew)) {
-			return h.oidcFailed(w, r, p, who.userID, http.StatusUnauthorized, "step-up: the ID token's auth_time is older than the step-up",
+		// The provider was asked to sign the user in again (max_age=0):
+		// OIDC Core then requires auth_time, and one from before the
+		// step-up says it did not.
+		if at, ok := claims["auth_time"].(float64); !ok || time.Unix(int64(at), 0).Before(time.UnixMilli(ps.Since).Add(-authTimeSkew)) {
+			return h.oidcFailed(w, r, p, who.userID, http.StatusUnauthorized, "step-up: the ID token has no auth_time, or one older than the step-up",
 				fmt.Sprintf("Confirming it's you with %s did not work: %s did not ask you to sign in again. Please try again.", label, label))
 		}
 	}

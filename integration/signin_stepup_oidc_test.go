@@ -62,6 +62,14 @@ func TestStepUpOIDC(t *testing.T) {
 			t.Fatalf("no login_failed: %s", events)
 		}
 
+		// No auth_time at all: OIDC Core requires it when max_age was asked.
+		o.setTamper(func(c map[string]any) { delete(c, "auth_time") })
+		p, _ = b.oidcSignInFrom(start, "alice")
+		o.setTamper(nil)
+		if p.status != http.StatusUnauthorized || !strings.Contains(p.body, "did not ask you to sign in again") || setsSessionCookie(p) {
+			t.Fatalf("no auth_time: %d %s", p.status, p.body)
+		}
+
 		p, _ = b.oidcSignInFrom(start, "alice")
 		if p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin" || setsSessionCookie(p) {
 			t.Fatalf("step-up: %d %q %v %s", p.status, p.header.Get("Location"), p.header.Values("Set-Cookie"), p.body)
