@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sessionauth/caddy-sessionauth/internal/endtext"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -119,10 +120,12 @@ type signInPage struct {
 	// Action is where the forms post: the page is also shown at other
 	// addresses (a refused OIDC callback, a provider that does not
 	// answer), whose handlers take no form.
-	Action    string
-	Next      string
-	CSRF      string
-	Error     string
+	Action string
+	Next   string
+	CSRF   string
+	Error  string
+	// Why the browser was sent to sign in (?session_ended=), in words.
+	Notice    string
 	Accounts  bool
 	Providers []providerButton
 	// The code step: the password was right, the account has TOTP.
@@ -169,7 +172,7 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusSeeOther)
 			return nil
 		}
-		return h.renderSignIn(w, r, http.StatusOK, signInPage{Next: next})
+		return h.renderSignIn(w, r, http.StatusOK, signInPage{Next: next, Notice: endtext.Messages[r.URL.Query().Get("session_ended")]})
 	case http.MethodPost:
 		return h.accountSignIn(w, r)
 	}
@@ -259,19 +262,22 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var acct *Account
+	codeTries := 0 // wrong codes already given after this password
 	if pending := r.PostFormValue("pending"); pending != "" {
 		// The code step: the password was checked a moment ago.
 		ctx, cancel := h.storeContext(r.Context())
 		v, err := h.store.Take(ctx, "account:"+pending, h.now())
 		cancel()
 		if errors.Is(err, session.ErrNotFound) {
-			page.Error = "That sign-in took too long. Please enter your user name and password again."
+			page.Error = "That step has expired or was used already. Please enter your user name and password again."
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
 		if err != nil {
 			return h.refuse(w, r, err)
 		}
-		if acct = h.SignIn.accounts[string(v)]; acct == nil || acct.TOTP == "" {
+		user, tried, _ := strings.Cut(string(v), "\x00")
+		codeTries, _ = strconv.Atoi(tried)
+		if acct = h.SignIn.accounts[user]; acct == nil || acct.TOTP == "" {
 			page.Error = wrongCredentials
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
@@ -294,7 +300,7 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 			page = signInPage{Next: next} // another user: a plain sign-in
 		}
 		if acct.TOTP != "" && r.PostFormValue("code") == "" {
-			return h.askCode(w, r, acct, page)
+			return h.askCode(w, r, acct, page, http.StatusOK, 0)
 		}
 	}
 
@@ -303,6 +309,12 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 		if reason := h.checkCode(r, acct, r.PostFormValue("code")); reason != "" {
 			h.loginFailed(r, acct.User, "totp")
 			page.Error = reason
+			if codeTries+1 < maxCodeTries {
+				// The password was right: ask for the code again, on a
+				// new one-use step, a few times before the password.
+				return h.askCode(w, r, acct, page, http.StatusUnauthorized, codeTries+1)
+			}
+			page.Error += " Enter your user name and password again."
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
 		method = session.MethodPasswordTOTP
@@ -329,20 +341,24 @@ func (h *Handler) passwordMatches(acct *Account, password string) bool {
 	return ok && acct != nil
 }
 
-// askCode keeps the password step for codeStepTTL, one use, and shows the
-// code field.
-func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account, page signInPage) error {
+// maxCodeTries is how many codes one right password may be followed by
+// before the password is asked again (each also counts in login_rate).
+const maxCodeTries = 3
+
+// askCode keeps the password step for codeStepTTL, one use, with the
+// wrong codes given so far, and shows the code field.
+func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account, page signInPage, status, tries int) error {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	pending := hex.EncodeToString(b[:])
 	ctx, cancel := h.storeContext(r.Context())
-	err := h.store.Stash(ctx, "account:"+pending, []byte(acct.User), codeStepTTL, h.now())
+	err := h.store.Stash(ctx, "account:"+pending, []byte(acct.User+"\x00"+strconv.Itoa(tries)), codeStepTTL, h.now())
 	cancel()
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
 	page.Pending, page.User = pending, acct.User
-	return h.renderSignIn(w, r, http.StatusOK, page)
+	return h.renderSignIn(w, r, status, page)
 }
 
 // checkCode checks a TOTP code (this 30 s step or a neighbour, for clock

@@ -23,9 +23,11 @@ input{box-sizing:border-box;width:100%;font:inherit;padding:.5rem .6rem;border:1
 button,.button{display:block;box-sizing:border-box;width:100%;text-align:center;text-decoration:none;font:inherit;cursor:pointer;border-radius:.5rem;padding:.6rem 1rem;margin-top:1rem;border:1px solid #1f5fd1;background:#1f5fd1;color:#fff}
 .button{background:#fff;color:#1f5fd1}
 .error{background:#fdecea;border:1px solid #f5c2bd;color:#8a1c12;border-radius:.5rem;padding:.6rem .8rem;margin:0 0 1rem}
+.notice{background:#eef3fd;border:1px solid #c6d6f5;color:#1b1f29;border-radius:.5rem;padding:.6rem .8rem;margin:0 0 1rem}
 .or{text-align:center;color:#5f6b7a;margin:1.2rem 0 0}
 </style></head><body><main><div class="card">
 <h1>Sign in to {{.Host}}</h1>
+{{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 {{if .Pending}}
 <form method="post" action="{{.Action}}">

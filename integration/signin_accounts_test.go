@@ -228,6 +228,17 @@ func TestAccountSignIn(t *testing.T) {
 		if code != 200 || !strings.Contains(body, `"auth_method":"password"`) {
 			t.Fatalf("admin list: %d %s", code, body)
 		}
+		// Signed out by an admin: the sign-in page says why.
+		if code, _ := g.adminDo("DELETE", "/session-auth/users/alice/sessions", ""); code != 200 {
+			t.Fatalf("revoke: %d", code)
+		}
+		p = b.get("/app")
+		if p.status != http.StatusSeeOther || !strings.Contains(p.header.Get("Location"), "session_ended=revoked") {
+			t.Fatalf("after the revocation: %d %q", p.status, p.header.Get("Location"))
+		}
+		if p = b.get(p.header.Get("Location")); !strings.Contains(p.body, "You were signed out from another device.") {
+			t.Fatalf("the sign-in page does not say why:\n%s", p.body)
+		}
 	})
 }
 
@@ -282,6 +293,20 @@ func TestAccountTOTP(t *testing.T) {
 		p := b.codeStep(step, wrong)
 		if p.status != http.StatusUnauthorized || !strings.Contains(p.body, "Wrong code") {
 			t.Fatalf("wrong code: %d %s", p.status, p.body)
+		}
+		// The code is asked again on a new step (the password was right),
+		// three codes in all, then the password again.
+		for try := 2; try <= 3; try++ {
+			if p.field("pending") == "" || strings.Contains(p.body, `name="password"`) {
+				t.Fatalf("after wrong code %d: no code step: %s", try-1, p.body)
+			}
+			p = b.codeStep(p, wrong)
+			if p.status != http.StatusUnauthorized || !strings.Contains(p.body, "Wrong code") {
+				t.Fatalf("wrong code %d: %d %s", try, p.status, p.body)
+			}
+		}
+		if p.field("pending") != "" || !strings.Contains(p.body, `name="password"`) || !strings.Contains(p.body, "user name and password again") {
+			t.Fatalf("after three wrong codes: %s", p.body)
 		}
 		// The code step is used once: its record is gone after a try.
 		if p = b.codeStep(step, currentCode(t, time.Now())); p.status != http.StatusUnauthorized {

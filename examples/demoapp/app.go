@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+
+	"github.com/sessionauth/caddy-sessionauth/internal/endtext"
 )
 
 // Users are the demo accounts; every password is "demo".
@@ -76,15 +78,7 @@ type kv struct{ K, V string }
 
 // EndedMessages say why a session ended, keyed by the end_reason the
 // gateway adds to its sign-in redirect as ?session_ended=.
-var EndedMessages = map[string]string{
-	"revoked":        "You were signed out from another device.",
-	"limit":          "You were signed out because you signed in on too many devices.",
-	"expired":        "Your session expired. Please sign in again.",
-	"ip_change":      "You were signed out because your network changed.",
-	"country_change": "You were signed out because you signed in from another country.",
-	"idp":            "Your identity provider signed you out.",
-	"logout":         "You signed out.",
-}
+var EndedMessages = endtext.Messages
 
 func loginForm(w http.ResponseWriter, r *http.Request) {
 	render(w, http.StatusOK, map[string]any{"Title": "Sign in", "Next": safeNext(r.URL.Query().Get("next")),
