@@ -56,6 +56,14 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return linkTemplate.Execute(b, linkData{Title: "Signed out", Text: "That session is signed out.", Site: "app.example.com", Account: "alice@example.com", Home: "/",
 				Password: "/account/password"})
 		},
+		"signin.html": func(b *bytes.Buffer) error {
+			return signInTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/a?b=<c>", CSRF: "t",
+				Notice: "You were signed out from another device.", Accounts: true, Providers: []providerButton{{Label: "Corp & Co", URL: "/.auth/sign-in/corp?next=%2Fa"}}})
+		},
+		"signin-code.html": func(b *bytes.Buffer) error {
+			return signInTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
+				Error: "Wrong code. Enter the 6 digits your authenticator app shows now.", Pending: "p", User: "bob"})
+		},
 		"problem.html": func(b *bytes.Buffer) error {
 			p := problemTooManySessions
 			return linkTemplate.Execute(b, linkData{Title: p.title, Text: p.text})
