@@ -358,7 +358,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		}
 	}
 	lctx, lcancel := h.storeContext(r.Context())
-	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid)
+	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid, h.policy.Lifetime)
 	lcancel()
 	if err != nil {
 		return h.mintFailed(w, r, err)

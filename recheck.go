@@ -338,6 +338,12 @@ func (h *Handler) endRefused(r *http.Request, p *provider, s *session.Session, w
 	switch {
 	case err == nil:
 		h.recordEnded(r, []*session.Session{ended}, now, session.EndIDP, session.ActorIDP)
+		// The API tokens this session made end with it: they have no
+		// refresh token of their own to be checked with.
+		if _, err := h.endProviderSessions(context.WithoutCancel(r.Context()), p.cfg.Name,
+			logoutToken{sub: s.Subject, sid: s.ProviderSID}, session.EndIDP, (*session.Session).IsToken); err != nil {
+			h.logger.Error("ending the API tokens of a session the provider refused", zap.String("session_id", s.ID), zap.Error(err))
+		}
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)
 	default:

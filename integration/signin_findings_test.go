@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -87,5 +88,84 @@ func TestOIDCSignInKeepsTheProvidersAuthTime(t *testing.T) {
 	}
 	if got := b.get("/admin"); got.status != http.StatusSeeOther || !strings.Contains(got.header.Get("Location"), "step_up=1") {
 		t.Fatalf("/admin after a sign-in an hour old at the provider: %d %q", got.status, got.header.Get("Location"))
+	}
+}
+
+// makeToken creates an API token from the browser's session, as its
+// sessions page does, and answers a function that reports what a request
+// with it gets.
+func (b *browser) makeToken(name string) func() int {
+	b.t.Helper()
+	csrf := b.get("/.auth/me", "Accept", "application/json").header.Get("X-CSRF-Token")
+	req, _ := http.NewRequest("POST", b.base+"/.auth/tokens", strings.NewReader(`{"name":"`+name+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("X-CSRF-Token", csrf)
+	res, err := b.http.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tok tokenJSON
+	if res.StatusCode != http.StatusCreated || json.NewDecoder(res.Body).Decode(&tok) != nil {
+		b.t.Fatalf("token: %d", res.StatusCode)
+	}
+	return func() int {
+		req, _ := http.NewRequest("GET", b.base+"/app", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		req.Header.Set("Accept", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+}
+
+// An API token made by a provider's session ends with that session at
+// the provider: a back-channel logout of it (or of the user), and the
+// provider refusing that session's refresh. (Found by an attack: tokens
+// outlived the provider ending the user.)
+func TestOIDCTokensEndWithTheirProviderSession(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory\napi_tokens max_lifetime 30d", providerBlock("corp", o.issuer, "recheck 1s")))
+	signIn := func(sid string) *browser {
+		o.setTamper(func(c map[string]any) { c["sid"] = sid })
+		defer o.setTamper(nil)
+		b := newBrowser(t, g.base)
+		if p, _ := b.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther {
+			t.Fatalf("sign-in: %d %s", p.status, p.body)
+		}
+		return b
+	}
+	first, second := signIn("op-sid-1"), signIn("op-sid-2")
+	tokenOfFirst, tokenOfSecond := first.makeToken("first"), second.makeToken("second")
+	if tokenOfFirst() != 200 || tokenOfSecond() != 200 {
+		t.Fatal("tokens do not work")
+	}
+
+	// The provider signs op-sid-1 out: its session and its token end.
+	form := url.Values{"logout_token": {signJWT(o.store.current(), o.logoutClaims("id-alice", "op-sid-1"), "logout+jwt")}}.Encode()
+	if code, body := postLogout(t, g, "corp", form); code != 200 {
+		t.Fatalf("back-channel: %d %s", code, body)
+	}
+	if c := tokenOfFirst(); c != http.StatusUnauthorized {
+		t.Fatalf("the token of the provider session signed out: %d", c)
+	}
+	if c := tokenOfSecond(); c != 200 {
+		t.Fatalf("the token of the other provider session: %d", c)
+	}
+
+	// The provider refuses the second session's refresh: its token ends
+	// when the session is checked.
+	o.store.refuseRefresh.Store(true)
+	time.Sleep(recheckWait)
+	if s := second.get("/app").status; s != http.StatusSeeOther {
+		t.Fatalf("the refused session: %d", s)
+	}
+	if c := tokenOfSecond(); c != http.StatusUnauthorized {
+		t.Fatalf("the token of the refused session: %d", c)
 	}
 }
