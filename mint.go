@@ -1,9 +1,12 @@
 package sessionauth
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -136,9 +139,35 @@ func (h *Handler) stepUp(r *http.Request, who signedIn, id string) (bool, error)
 	if err != nil {
 		return false, err
 	}
+	h.resealAtStepUp(ctx, r, s, who)
 	h.refreshed(s.ID)
 	h.logEvent(session.StepUpEvent(s, now, who.method))
 	return true, nil
+}
+
+// resealAtStepUp gives a session stepped up at a provider that
+// provider's new tokens (the ID token logout_at_provider sends as its
+// hint, the refresh token recheck spends), as the step-up gave it the new
+// sid. Sealing needs the cookie's secret: a callback without the cookie
+// (same_site strict) keeps the sign-in's tokens, which still open. A
+// recheck under way at the same moment wins (its claim on CheckedAt).
+func (h *Handler) resealAtStepUp(ctx context.Context, r *http.Request, s *session.Session, who signedIn) {
+	secret := h.cookieSecret(r, s.ID)
+	if who.prepare == nil || secret == "" {
+		return
+	}
+	next := s.Clone()
+	if err := who.prepare(next, secret); err != nil || next.SealedTokens == "" || next.SealedTokens == s.SealedTokens {
+		return
+	}
+	at := h.now().Truncate(time.Millisecond)
+	if !at.After(s.CheckedAt) {
+		at = s.CheckedAt.Add(time.Millisecond)
+	}
+	if won, err := h.store.MarkChecked(ctx, s.ID, s.CheckedAt, at, next.SealedTokens); err != nil || !won {
+		h.logger.Warn("step-up: the provider's new tokens not stored; the session keeps its sign-in's",
+			zap.String("session_id", s.ID), zap.Bool("claim_lost", err == nil), zap.Error(err))
+	}
 }
 
 // stepUpSession is the session a step-up would confirm: the one named by

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -167,5 +168,56 @@ func TestOIDCTokensEndWithTheirProviderSession(t *testing.T) {
 	}
 	if c := tokenOfSecond(); c != http.StatusUnauthorized {
 		t.Fatalf("the token of the refused session: %d", c)
+	}
+}
+
+// idTokenSID is the sid claim of a JWT, read without checking it (the
+// provider already did).
+func idTokenSID(t *testing.T, raw string) any {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", raw)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c["sid"]
+}
+
+// A step-up at a provider gives the kept session the provider's new
+// tokens: logout_at_provider's hint names the provider session of the
+// step-up. (Found by an attack: the first sign-in's ID token was kept.)
+func TestOIDCStepUpTakesTheNewTokens(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	text := strings.Replace(oidcSite(port, "store memory", providerBlock("corp", o.issuer, "logout_at_provider")),
+		"\treverse_proxy {UPSTREAM}", "\tsession_require /admin* max_age "+stepUpMaxAge.String()+"\n\treverse_proxy {UPSTREAM}", 1)
+	g, _ := loadOIDCCaddy(t, port, text)
+	b := newBrowser(t, g.base)
+	o.setTamper(func(c map[string]any) { c["sid"] = "op-sid-old" })
+	p, _ := b.oidcSignIn("corp", "alice", "/app")
+	o.setTamper(nil)
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d %s", p.status, p.body)
+	}
+	id0, _, _ := b.me()
+	time.Sleep(stepUpMaxAge + 100*time.Millisecond)
+	o.setTamper(func(c map[string]any) { c["sid"] = "op-sid-new" })
+	p, _ = b.oidcSignInFrom("/.auth/sign-in/corp?step_up=1&next=%2Fadmin", "alice")
+	o.setTamper(nil)
+	if p.status != http.StatusSeeOther || setsSessionCookie(p) {
+		t.Fatalf("step-up: %d %s", p.status, p.body)
+	}
+	if id, _, _ := b.me(); id != id0 {
+		t.Fatal("the step-up made a new session")
+	}
+	to, _ := url.Parse(b.get("/.auth/logout?next=%2Fbye").header.Get("Location"))
+	if sid := idTokenSID(t, to.Query().Get("id_token_hint")); sid != "op-sid-new" {
+		t.Fatalf("after a step-up into op-sid-new, the logout hint names %v", sid)
 	}
 }
