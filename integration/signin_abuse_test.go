@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -16,6 +17,17 @@ import (
 // page that spends the visitor's login_rate, a client filling the store
 // with pending OIDC sign-ins, a TOTP code step finished in another
 // browser.
+
+// postPending posts the code step: the CSRF token of csrfFrom (the
+// posting browser's own page), a pending value and a code.
+func (b *browser) postPending(csrfFrom page, pending, code string, extra ...string) page {
+	b.t.Helper()
+	form := url.Values{"csrf": {csrfFrom.field("csrf")}, "next": {"/app"}, "pending": {pending}, "code": {code}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	return b.post("/.auth/sign-in", form)
+}
 
 // A cross-site page with <img src=".../.auth/callback/corp?state=x&code=y">
 // makes the visitor's browser fetch the callback with made-up states.
@@ -119,5 +131,48 @@ func TestProviderStartIsRateLimited(t *testing.T) {
 	}
 	if p := b.get("/.auth/sign-in/corp", "X-Forwarded-For", "192.0.2.7"); p.status != http.StatusSeeOther {
 		t.Fatalf("another address: %d", p.status)
+	}
+}
+
+// The TOTP code step belongs to the browser that gave the password (its
+// sign-in form cookie): another browser posting the step's pending value
+// with its own CSRF token and a current code gets "expired or used" and
+// no session, and the step is gone for the victim too (one use). The
+// victim's own step works. The same for a step-up's code step.
+func TestCodeStepBoundToBrowser(t *testing.T) {
+	g := loadCaddy(t, stepUpSite(t, "store memory"), newUpstream(t))
+	victim, attacker := newBrowser(t, g.base), newBrowser(t, g.base)
+	step := victim.signInForm("/app", "bob", "demo")
+	pending := step.field("pending")
+	if pending == "" {
+		t.Fatalf("no code step: %d %s", step.status, step.body)
+	}
+	own := attacker.get("/.auth/sign-in")
+	p := attacker.postPending(own, pending, currentCode(t, time.Now()))
+	if p.status != http.StatusUnauthorized || setsSessionCookie(p) || !strings.Contains(p.body, "That step has expired or was used already.") {
+		t.Fatalf("bob's step in another browser: %d %s", p.status, p.body)
+	}
+	if p := victim.postPending(step, pending, currentCode(t, time.Now())); p.status != http.StatusUnauthorized || setsSessionCookie(p) {
+		t.Fatalf("the step after another browser used it: %d", p.status)
+	}
+	step = victim.signInForm("/app", "bob", "demo")
+	if p := victim.codeStep(step, currentCode(t, time.Now())); p.status != http.StatusSeeOther || !setsSessionCookie(p) {
+		t.Fatalf("bob's own step: %d %s", p.status, p.body)
+	}
+
+	// The step-up's code step, past max_age.
+	time.Sleep(stepUpMaxAge + 100*time.Millisecond)
+	page := victim.stepUpPage()
+	step = victim.post("/.auth/sign-in", url.Values{"csrf": {page.field("csrf")}, "next": {"/admin"}, "step_up": {"1"}, "username": {"bob"}, "password": {"demo"}})
+	if step.field("pending") == "" {
+		t.Fatalf("the step-up's code step: %d %s", step.status, step.body)
+	}
+	next := currentCode(t, time.Now().Add(30*time.Second)) // the sign-in's code is used
+	p = attacker.postPending(own, step.field("pending"), next, "step_up", "1", "next", "/admin")
+	if p.status != http.StatusUnauthorized || setsSessionCookie(p) || !strings.Contains(p.body, "That step has expired or was used already.") {
+		t.Fatalf("bob's step-up step in another browser: %d %s", p.status, p.body)
+	}
+	if p := victim.get("/admin"); p.status != http.StatusSeeOther {
+		t.Fatalf("/admin after another browser's try: %d", p.status)
 	}
 }
