@@ -35,10 +35,11 @@ const (
 func subjectLink(provider, sub string) string { return "idp:" + provider + ":sub:" + sub }
 func sidLink(provider, sid string) string     { return "idp:" + provider + ":sid:" + sid }
 
-// linkProviderSession records the subject and sid of an OIDC sign-in,
-// before its session is minted, so that a logout token finds it.
-func (h *Handler) linkProviderSession(ctx context.Context, provider, userID, sub, sid string) error {
-	now, ttl := h.now(), h.policy.Lifetime
+// linkProviderSession records the subject and sid of an OIDC sign-in (or
+// of an API token made by its session), before the session is minted, so
+// that a logout token finds it for as long as the session can live.
+func (h *Handler) linkProviderSession(ctx context.Context, provider, userID, sub, sid string, ttl time.Duration) error {
+	now := h.now()
 	if err := h.store.Link(ctx, subjectLink(provider, sub), userID, ttl, now); err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request,
 		}
 		return writeJSON(w, http.StatusBadRequest, errorBody{"invalid_logout_token"})
 	}
-	ended, err := h.endProviderSessions(r.Context(), name, lt)
+	ended, err := h.endProviderSessions(r.Context(), name, lt, session.EndRevoked, nil)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
@@ -160,10 +161,12 @@ func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken,
 }
 
 // endProviderSessions ends the active sessions of provider that lt names
-// (revoked, actor idp): with a sid, that provider session's (and, when
-// the sub is given too, the subject's sessions whose ID token named no
-// sid); with a sub alone, every session of that subject.
-func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt logoutToken) (int, error) {
+// (for reason, actor idp), those only passes when it is set: with a sid,
+// that provider session's (and, when the sub is given too, the subject's
+// sessions whose ID token named no sid); with a sub alone, every session
+// of that subject. API tokens made by a provider's session carry its sub
+// and sid, and end with it.
+func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt logoutToken, reason string, only func(*session.Session) bool) (int, error) {
 	ctx, cancel := h.storeContext(ctx)
 	defer cancel()
 	now := h.now()
@@ -182,7 +185,7 @@ func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt l
 	users = slices.Compact(users)
 	matches := func(s *session.Session) bool {
 		switch {
-		case !s.Active() || s.Provider != provider:
+		case !s.Active() || s.Provider != provider || (only != nil && !only(s)):
 			return false
 		case lt.sub != "" && s.Subject != lt.sub:
 			return false
@@ -201,7 +204,7 @@ func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt l
 			if !matches(s) {
 				continue
 			}
-			e, err := h.store.End(ctx, s.ID, now, session.EndRevoked, session.ActorIDP, h.policy)
+			e, err := h.store.End(ctx, s.ID, now, reason, session.ActorIDP, h.policy)
 			switch {
 			case errors.Is(err, session.ErrNotFound):
 				continue // it ended meanwhile
@@ -211,7 +214,7 @@ func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt l
 			ended++
 			h.forget(e.ID)
 			h.metrics.revocation(session.ActorIDP, 1)
-			h.logEvent(session.EndEvent(e, now, session.EndRevoked, session.ActorIDP))
+			h.logEvent(session.EndEvent(e, now, reason, session.ActorIDP))
 		}
 	}
 	return ended, nil

@@ -348,14 +348,34 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	sid = sanitise(sid, 256)
 	who.provider, who.subject, who.sid = p.cfg.Name, idt.Subject, sid
 	now := h.now()
+	if (p.cfg.Recheck > 0 || p.cfg.PassAccessToken) && tok.RefreshToken == "" {
+		// Without a refresh token the session could never be checked
+		// again (recheck) nor its access token renewed: a sign-in that
+		// left out offline_access (or a provider that gives none) would
+		// get a session the provider can no longer end.
+		return h.oidcFailed(w, r, p, who.userID, http.StatusBadRequest, "no refresh token (recheck or pass_access_token needs offline_access)",
+			fmt.Sprintf("The sign-in with %s could not be completed: %s did not grant the lasting access this site needs to check your account later. Please sign in again, and allow it if asked.", label, label))
+	}
+	// When the user really signed in at the provider: a provider with
+	// single sign-on can answer without asking, and a session_require
+	// max_age must then see that sign-in's age, not this callback's.
+	var authAt time.Time
+	if at, ok := claims["auth_time"].(float64); ok {
+		if t := time.Unix(int64(at), 0); t.Before(now) {
+			authAt = t
+		}
+	}
 	lctx, lcancel := h.storeContext(r.Context())
-	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid)
+	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid, h.policy.Lifetime)
 	lcancel()
 	if err != nil {
 		return h.mintFailed(w, r, err)
 	}
 	who.prepare = func(s *session.Session, secret string) error {
 		s.Provider, s.Subject, s.ProviderSID, s.CheckedAt = p.cfg.Name, idt.Subject, sid, now
+		if !authAt.IsZero() && authAt.Before(s.CreatedAt) {
+			s.AuthenticatedAt = authAt
+		}
 		if p.cfg.Recheck > 0 || p.cfg.PassAccessToken || p.cfg.LogoutAtProvider {
 			t := tokens{Refresh: tok.RefreshToken, Access: tok.AccessToken, Expiry: tok.Expiry}
 			if p.cfg.LogoutAtProvider {

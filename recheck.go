@@ -78,7 +78,7 @@ func (h *Handler) vouched(r *http.Request, a auth) auth {
 		return a
 	}
 	p := h.providers[s.Provider]
-	if p == nil || s.SealedTokens == "" || (p.cfg.Recheck <= 0 && !p.cfg.PassAccessToken) {
+	if p == nil || s.IsToken() || (p.cfg.Recheck <= 0 && !p.cfg.PassAccessToken) {
 		return a
 	}
 	now := h.now()
@@ -86,7 +86,11 @@ func (h *Handler) vouched(r *http.Request, a auth) auth {
 	if !recheckDue && !p.cfg.PassAccessToken {
 		return a
 	}
-	t, err := openTokens(a.secret, s.ID, s.SealedTokens)
+	var t tokens // none sealed (signed in before recheck was set): the check refuses it
+	var err error
+	if s.SealedTokens != "" {
+		t, err = openTokens(a.secret, s.ID, s.SealedTokens)
+	}
 	if err != nil {
 		// Only the cookie that minted the session opens them; a session
 		// without a cookie secret (an API token) never gets here.
@@ -267,7 +271,10 @@ func (h *Handler) reread(ctx context.Context, s *session.Session, secret string,
 // provider that did not answer or failed (5xx, timeout).
 func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Session, t tokens) (tok *oauth2.Token, refused bool, err error) {
 	if t.Refresh == "" {
-		return nil, false, errors.New("the provider gave no refresh token at sign-in (is offline_access allowed for the client?)")
+		// Nothing to ask the provider with: the session cannot be
+		// vouched for, which is a refusal (never a provider that does
+		// not answer, whose pause would spare every session).
+		return nil, true, errors.New("the session holds no refresh token (signed in before recheck or pass_access_token was set)")
 	}
 	op, verifier, err := p.discover(ctx)
 	if err != nil {
@@ -331,6 +338,12 @@ func (h *Handler) endRefused(r *http.Request, p *provider, s *session.Session, w
 	switch {
 	case err == nil:
 		h.recordEnded(r, []*session.Session{ended}, now, session.EndIDP, session.ActorIDP)
+		// The API tokens this session made end with it: they have no
+		// refresh token of their own to be checked with.
+		if _, err := h.endProviderSessions(context.WithoutCancel(r.Context()), p.cfg.Name,
+			logoutToken{sub: s.Subject, sid: s.ProviderSID}, session.EndIDP, (*session.Session).IsToken); err != nil {
+			h.logger.Error("ending the API tokens of a session the provider refused", zap.String("session_id", s.ID), zap.Error(err))
+		}
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)
 	default:

@@ -133,6 +133,15 @@ func (h *Handler) mintToken(ctx context.Context, st session.Store, who *session.
 	s := h.newSession(id, who.UserID, hash, session.MethodToken, who.IP, who.UserAgent, "")
 	s.Kind, s.Label, s.TokenLifetime = session.KindToken, name, life
 	s.Email, s.Name, s.Roles = who.Email, who.Name, who.Roles
+	if who.Provider != "" {
+		// A token made by a provider's session ends with it: a back-channel
+		// logout of that provider session or user, or the provider
+		// refusing that session's refresh (recheck), reaches it too.
+		s.Provider, s.Subject, s.ProviderSID = who.Provider, who.Subject, who.ProviderSID
+		if err := h.linkProviderSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, h.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
+			return tokenResponse{}, err
+		}
+	}
 	if _, err := st.Create(ctx, s, h.policy, h.limit); err != nil {
 		h.abandon(s, err)
 		return tokenResponse{}, err
@@ -184,7 +193,8 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
-	tmpl := &session.Session{UserID: cur.UserID, Email: cur.Email, Name: cur.Name, Roles: cur.Roles, IP: clientIP(r), UserAgent: r.UserAgent()}
+	tmpl := &session.Session{UserID: cur.UserID, Email: cur.Email, Name: cur.Name, Roles: cur.Roles, IP: clientIP(r), UserAgent: r.UserAgent(),
+		Provider: cur.Provider, Subject: cur.Subject, ProviderSID: cur.ProviderSID}
 	out, err := h.mintToken(ctx, h.store, tmpl, name, life, session.ActorSelf)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
