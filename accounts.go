@@ -29,6 +29,7 @@ const (
 	codeStepTTL        = 5 * time.Minute
 	maxSignInForm      = 16 << 10
 	wrongCredentials   = "Wrong user name or password."
+	stepExpired        = "That step has expired or was used already. Please enter your user name and password again."
 )
 
 var totpOpts = totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
@@ -112,6 +113,18 @@ func (h *Handler) validFormToken(r *http.Request) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) == 1
+}
+
+// formBinding binds a code step to the browser that gave the password,
+// as the OIDC pending sign-in is bound to its cookie: the SHA-256 of the
+// sign-in form's cookie (checked by validFormToken before any step), in
+// hex; empty without the cookie, and an empty one matches nothing.
+func (h *Handler) formBinding(r *http.Request) string {
+	c, err := r.Cookie(h.signInCookieName(r))
+	if err != nil || !validDeviceID(c.Value) {
+		return ""
+	}
+	return hex.EncodeToString(sha256Of(c.Value))
 }
 
 // signInPage is what the sign-in page shows.
@@ -269,13 +282,20 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 		v, err := h.store.Take(ctx, "account:"+pending, h.now())
 		cancel()
 		if errors.Is(err, session.ErrNotFound) {
-			page.Error = "That step has expired or was used already. Please enter your user name and password again."
+			page.Error = stepExpired
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
 		if err != nil {
 			return h.refuse(w, r, err)
 		}
-		user, tried, _ := strings.Cut(string(v), "\x00")
+		user, rest, _ := strings.Cut(string(v), "\x00")
+		tried, binding, _ := strings.Cut(rest, "\x00")
+		if binding == "" || subtle.ConstantTimeCompare([]byte(binding), []byte(h.formBinding(r))) != 1 {
+			// Another browser's step (its pending value seen on a shared
+			// screen, in a log): taken above, so gone for both.
+			page.Error = stepExpired
+			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
+		}
 		codeTries, _ = strconv.Atoi(tried)
 		if acct = h.SignIn.accounts[user]; acct == nil || acct.TOTP == "" {
 			page.Error = wrongCredentials
@@ -346,13 +366,15 @@ func (h *Handler) passwordMatches(acct *Account, password string) bool {
 const maxCodeTries = 3
 
 // askCode keeps the password step for codeStepTTL, one use, with the
-// wrong codes given so far, and shows the code field.
+// wrong codes given so far and the browser it belongs to (formBinding),
+// and shows the code field.
 func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account, page signInPage, status, tries int) error {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	pending := hex.EncodeToString(b[:])
 	ctx, cancel := h.storeContext(r.Context())
-	err := h.store.Stash(ctx, "account:"+pending, []byte(acct.User+"\x00"+strconv.Itoa(tries)), codeStepTTL, h.now())
+	v := acct.User + "\x00" + strconv.Itoa(tries) + "\x00" + h.formBinding(r)
+	err := h.store.Stash(ctx, "account:"+pending, []byte(v), codeStepTTL, h.now())
 	cancel()
 	if err != nil {
 		return h.refuse(w, r, err)

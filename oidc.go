@@ -185,7 +185,13 @@ func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, nam
 // startOIDC redirects to the provider. A step-up (of the session stepUp,
 // signed in at this provider) asks the provider to sign the user in again
 // however recently it did (prompt=login, max_age=0).
+//
+// Every start writes a pending record: each counts towards login_rate per
+// client IP first, so that no client can fill the store with them.
 func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string, stepUp *session.Session) error {
+	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+		return h.refuse(w, r, err)
+	}
 	op, _, err := p.discover(r.Context())
 	if err != nil {
 		h.logger.Error("OIDC provider unavailable", zap.String("provider", p.cfg.Name), zap.Error(err))
@@ -230,16 +236,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, "GET")
 	}
-	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
-		return h.refuse(w, r, err)
-	}
 	label := p.cfg.label()
 	if len(r.URL.RawQuery) > maxCallbackQueryLn {
-		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback query too long", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
+		return h.callbackRefused(w, r, p, "callback query too long", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback query unreadable", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
+		return h.callbackRefused(w, r, p, "callback query unreadable", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
 	}
 	state := q.Get("state")
 	var ps pendingSignIn
@@ -257,13 +260,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		}
 	}
 	if ps.Provider == "" || ps.Provider != name {
-		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "unknown, used or expired state",
+		return h.callbackRefused(w, r, p, "unknown, used or expired state",
 			fmt.Sprintf("The sign-in with %s has expired or was already used. Please sign in again.", label))
 	}
 	c, cerr := r.Cookie(h.oidcCookieName(r))
 	if cerr != nil || subtle.ConstantTimeCompare(sha256Of(c.Value), ps.Binding) != 1 {
-		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "state not bound to this browser",
+		return h.callbackRefused(w, r, p, "state not bound to this browser",
 			fmt.Sprintf("The sign-in with %s was started in another browser or window. Please sign in again here.", label))
+	}
+	// The state was this browser's: a sign-in attempt, which counts
+	// towards login_rate before the provider is asked about the code.
+	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+		return h.refuse(w, r, err)
 	}
 	clear := h.sessionCookie(r, "", -1)
 	clear.Name = h.oidcCookieName(r)
@@ -523,6 +531,26 @@ func claimStrings(v any) []string {
 		return out
 	}
 	return nil
+}
+
+// callbackRefused answers a callback that no sign-in of this browser's
+// started: unreadable, an unknown, used or expired state, or a state
+// bound to another browser's cookie. Any page can make a browser fetch
+// the callback (<img src=".../callback/corp?state=x">), so these do not
+// count towards login_rate: they would lock the visitor's address out of
+// signing in. They count towards guess_rate instead, whose block refuses
+// only what matches nothing (a session cookie or token the store does
+// not know, another made-up state; never a valid session nor a sign-in),
+// so that a flood of made-up states stays bounded: once over it, the
+// answer is 429 and no login_failed event is recorded.
+// A real callback (its state taken from the store, bound to this
+// browser's cookie) is never refused by this count: it is made after the
+// state is checked.
+func (h *Handler) callbackRefused(w http.ResponseWriter, r *http.Request, p *provider, why, text string) error {
+	if err := h.rateLimit(r, limitGuess, clientKey(clientIP(r)), "", h.GuessRate); err != nil {
+		return h.refuse(w, r, err)
+	}
+	return h.oidcFailed(w, r, p, "", http.StatusBadRequest, why, text)
 }
 
 // oidcFailed answers a refused or failed OIDC sign-in: a page in words,

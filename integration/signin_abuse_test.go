@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+)
+
+// Ways to abuse the sign-in that cost the attacker nothing: a cross-site
+// page that spends the visitor's login_rate, a client filling the store
+// with pending OIDC sign-ins, a TOTP code step finished in another
+// browser.
+
+// postPending posts the code step: the CSRF token of csrfFrom (the
+// posting browser's own page), a pending value and a code.
+func (b *browser) postPending(csrfFrom page, pending, code string, extra ...string) page {
+	b.t.Helper()
+	form := url.Values{"csrf": {csrfFrom.field("csrf")}, "next": {"/app"}, "pending": {pending}, "code": {code}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	return b.post("/.auth/sign-in", form)
+}
+
+// A cross-site page with <img src=".../.auth/callback/corp?state=x&code=y">
+// makes the visitor's browser fetch the callback with made-up states.
+// They are refused in words, as before, but do not count towards
+// login_rate: the visitor then signs in with the password and at the
+// provider. They count towards guess_rate: past it the made-up callbacks
+// get 429, and still the visitor's own sign-ins (the password, the
+// provider's real callback) go through.
+func TestCallbackCrossSiteCannotLockOutSignIn(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	hash, err := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := "accounts {\n\talice " + string(hash) + "\n}\n"
+	text := oidcSite(port, "store memory\nlogin_rate 5 1m\nguess_rate 8 1m", providerBlock("corp", o.issuer, "")+accounts)
+	g, _ := loadOIDCCaddy(t, port, text)
+	victim := newBrowser(t, g.base)
+	image := func() page {
+		return victim.get("/.auth/callback/corp?state=x&code=y", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "image", "Sec-Fetch-Mode", "no-cors", "Referer", "https://evil.example/")
+	}
+	for i := 0; i < 8; i++ {
+		if p := image(); p.status != http.StatusBadRequest || !strings.Contains(p.body, "has expired or was already used") {
+			t.Fatalf("made-up callback %d: %d %s", i+1, p.status, p.body)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if p := image(); p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "Too many attempts") {
+			t.Fatalf("made-up callback past guess_rate: %d %s", p.status, p.body)
+		}
+	}
+	// A used state and a state bound to another browser: refused, not counted.
+	thief := newBrowser(t, g.base)
+	start := thief.get("/.auth/sign-in/corp")
+	auth, _ := url.Parse(start.header.Get("Location"))
+	if p := victim.get("/.auth/callback/corp?code=y&state=" + url.QueryEscape(auth.Query().Get("state"))); p.status == http.StatusOK || setsSessionCookie(p) {
+		t.Fatalf("another browser's state: %d", p.status)
+	}
+
+	if p := victim.signInForm("/app", "alice", "demo"); p.status != http.StatusSeeOther || !setsSessionCookie(p) {
+		t.Fatalf("the victim's own password sign-in after a cross-site page: %d %s", p.status, p.body)
+	}
+	other := newBrowser(t, g.base)
+	if p, _ := other.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther || !setsSessionCookie(p) {
+		t.Fatalf("a sign-in at the provider from the same address: %d %s", p.status, p.body)
+	}
+	if p := other.get("/app"); p.status != http.StatusOK {
+		t.Fatalf("/app after the provider's sign-in: %d", p.status)
+	}
+	// A real callback counts towards login_rate: 1 password, 2 starts
+	// (the thief's, other's), 1 callback so far; one more start, then 429.
+	third := newBrowser(t, g.base)
+	if p := third.get("/.auth/sign-in/corp"); p.status != http.StatusSeeOther {
+		t.Fatalf("fifth attempt: %d", p.status)
+	}
+	if p := third.get("/.auth/sign-in/corp"); p.status != http.StatusTooManyRequests {
+		t.Fatalf("sixth attempt: %d", p.status)
+	}
+}
+
+// Every start of a sign-in at a provider writes a pending record: it
+// counts towards login_rate per client IP, and past it the answer is 429
+// (a page for a browser, JSON for an API client) and nothing is stored,
+// whether the start is the button, the one-provider redirect from the
+// sign-in page or a step-up. Another address is not refused.
+func TestProviderStartIsRateLimited(t *testing.T) {
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, "store memory\nlogin_rate 5 1m", providerBlock("corp", o.issuer, "")))
+	b := newBrowser(t, g.base)
+	states := map[string]bool{}
+	var codes []int
+	for i := 0; i < 20; i++ {
+		target := "/.auth/sign-in/corp"
+		if i%2 == 1 {
+			target = "/.auth/sign-in" // one provider: a redirect to its start
+			if p := b.get(target); p.status != http.StatusSeeOther {
+				t.Fatalf("the one-provider redirect: %d", p.status)
+			} else {
+				target = p.header.Get("Location")
+			}
+		}
+		p := b.get(target)
+		codes = append(codes, p.status)
+		if u, err := url.Parse(p.header.Get("Location")); err == nil && u.Query().Get("state") != "" {
+			states[u.Query().Get("state")] = true
+		}
+		if i >= 5 && (p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" || !strings.Contains(p.body, "Too many attempts")) {
+			t.Fatalf("start %d past login_rate 5: %d %q %s", i+1, p.status, p.header.Get("Retry-After"), p.body)
+		}
+	}
+	if len(states) != 5 {
+		t.Fatalf("pending sign-ins stored: %d, want 5 (answers %v)", len(states), codes)
+	}
+	if p := b.get("/.auth/sign-in/corp?step_up=1&next=%2Fadmin"); p.status != http.StatusTooManyRequests {
+		t.Fatalf("a step-up's start past login_rate: %d", p.status)
+	}
+	if p := b.get("/.auth/sign-in/corp", "Accept", "application/json"); p.status != http.StatusTooManyRequests || !strings.Contains(p.body, `"rate_limited"`) {
+		t.Fatalf("an API client past login_rate: %d %s", p.status, p.body)
+	}
+	if p := b.get("/.auth/sign-in/corp", "X-Forwarded-For", "192.0.2.7"); p.status != http.StatusSeeOther {
+		t.Fatalf("another address: %d", p.status)
+	}
+}
+
+// The TOTP code step belongs to the browser that gave the password (its
+// sign-in form cookie): another browser posting the step's pending value
+// with its own CSRF token and a current code gets "expired or used" and
+// no session, and the step is gone for the victim too (one use). The
+// victim's own step works. The same for a step-up's code step.
+func TestCodeStepBoundToBrowser(t *testing.T) {
+	g := loadCaddy(t, stepUpSite(t, "store memory"), newUpstream(t))
+	victim, attacker := newBrowser(t, g.base), newBrowser(t, g.base)
+	step := victim.signInForm("/app", "bob", "demo")
+	pending := step.field("pending")
+	if pending == "" {
+		t.Fatalf("no code step: %d %s", step.status, step.body)
+	}
+	own := attacker.get("/.auth/sign-in")
+	p := attacker.postPending(own, pending, currentCode(t, time.Now()))
+	if p.status != http.StatusUnauthorized || setsSessionCookie(p) || !strings.Contains(p.body, "That step has expired or was used already.") {
+		t.Fatalf("bob's step in another browser: %d %s", p.status, p.body)
+	}
+	if p := victim.postPending(step, pending, currentCode(t, time.Now())); p.status != http.StatusUnauthorized || setsSessionCookie(p) {
+		t.Fatalf("the step after another browser used it: %d", p.status)
+	}
+	step = victim.signInForm("/app", "bob", "demo")
+	if p := victim.codeStep(step, currentCode(t, time.Now())); p.status != http.StatusSeeOther || !setsSessionCookie(p) {
+		t.Fatalf("bob's own step: %d %s", p.status, p.body)
+	}
+
+	// The step-up's code step, past max_age.
+	time.Sleep(stepUpMaxAge + 100*time.Millisecond)
+	page := victim.stepUpPage()
+	step = victim.post("/.auth/sign-in", url.Values{"csrf": {page.field("csrf")}, "next": {"/admin"}, "step_up": {"1"}, "username": {"bob"}, "password": {"demo"}})
+	if step.field("pending") == "" {
+		t.Fatalf("the step-up's code step: %d %s", step.status, step.body)
+	}
+	next := currentCode(t, time.Now().Add(30*time.Second)) // the sign-in's code is used
+	p = attacker.postPending(own, step.field("pending"), next, "step_up", "1", "next", "/admin")
+	if p.status != http.StatusUnauthorized || setsSessionCookie(p) || !strings.Contains(p.body, "That step has expired or was used already.") {
+		t.Fatalf("bob's step-up step in another browser: %d %s", p.status, p.body)
+	}
+	if p := victim.get("/admin"); p.status != http.StatusSeeOther {
+		t.Fatalf("/admin after another browser's try: %d", p.status)
+	}
+}
