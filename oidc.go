@@ -187,9 +187,11 @@ func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, nam
 // however recently it did (prompt=login, max_age=0).
 //
 // Every start writes a pending record: each counts towards login_rate per
-// client IP first, so that no client can fill the store with them.
+// client IP first, so that no client can fill the store with them. Starts
+// have a count of their own, so that a sign-in at a provider spends one
+// attempt of the sign-ins' count (at its callback), as a password does.
 func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string, stepUp *session.Session) error {
-	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+	if err := h.rateLimit(r, limitLogin, "start:"+clientKey(clientIP(r)), "", h.LoginRate); err != nil {
 		return h.refuse(w, r, err)
 	}
 	op, _, err := p.discover(r.Context())
