@@ -60,12 +60,15 @@ type logoutToken struct {
 // guess_rate, so that forged tokens cannot make the gateway hammer the
 // provider's key set.
 func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request, name string) error {
+	// SPEC 11: 400 to anything but a valid logout token of a provider
+	// configured here, another method and an unknown name included.
 	p := h.providers[name]
 	if p == nil {
-		return writeJSON(w, http.StatusNotFound, errorBody{"unknown_provider"})
+		return writeJSON(w, http.StatusBadRequest, errorBody{"unknown_provider"})
 	}
 	if r.Method != http.MethodPost {
-		return methodNotAllowed(w, "POST")
+		w.Header().Set("Allow", "POST")
+		return writeJSON(w, http.StatusBadRequest, errorBody{"invalid_logout_token"})
 	}
 	if retry, blocked := h.blocked.check(limitGuess+":"+clientKey(clientIP(r)), h.now()); blocked {
 		h.metrics.limited(limitGuess)

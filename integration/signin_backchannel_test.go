@@ -114,11 +114,11 @@ func TestOIDCBackchannelLogout(t *testing.T) {
 				t.Errorf("%s: %d %s", name, code, body)
 			}
 		}
-		if code, _ := postLogout(t, g, "nobody", form(o.logoutClaims("id-alice", ""))); code != http.StatusNotFound {
+		if code, _ := postLogout(t, g, "nobody", form(o.logoutClaims("id-alice", ""))); code != http.StatusBadRequest {
 			t.Errorf("an unknown provider: %d", code)
 		}
 		req, _ := http.NewRequest("GET", g.base+"/.auth/backchannel-logout/corp", nil)
-		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusMethodNotAllowed {
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusBadRequest || res.Header.Get("Allow") != "POST" {
 			t.Errorf("GET: %v %v", res, err)
 		} else {
 			res.Body.Close()
