@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,6 +53,11 @@ type File struct {
 	// again, which is most of what validation would cost.
 	dmu     sync.Mutex
 	decoded map[string]*decodedRecord
+	// gen counts the file's committed write transactions. A decoded
+	// record read at the current gen is what the file holds now (this
+	// process is the file's only writer: it holds the lock), so Validate
+	// takes it without a read transaction, the rest of its cost.
+	gen atomic.Uint64
 
 	kick chan struct{}
 	stop chan struct{}
@@ -173,6 +179,9 @@ type fileRecord struct {
 type decodedRecord struct {
 	raw []byte
 	rec fileRecord
+	// Read from the file at gen (0: not known), listed or not then.
+	gen    uint64
+	listed bool
 }
 
 // maxDecoded bounds the records Validate keeps decoded.
@@ -180,21 +189,22 @@ const maxDecoded = 10_000
 
 // recordFor decodes the session record v of id, or takes it from the
 // records decoded lately when v is the same bytes.
-func (f *File) recordFor(id string, v []byte) *fileRecord {
+func (f *File) recordFor(id string, v []byte) (*fileRecord, *decodedRecord) {
 	if v == nil {
-		return nil
+		return nil, nil
 	}
 	f.dmu.Lock()
 	d := f.decoded[id]
 	f.dmu.Unlock()
 	if d != nil && bytes.Equal(d.raw, v) {
 		r := d.rec
-		return &r
+		return &r, d
 	}
 	r := decodeRecord(v)
 	if r == nil {
-		return nil
+		return nil, nil
 	}
+	d = &decodedRecord{raw: slices.Clone(v), rec: *r}
 	f.dmu.Lock()
 	if len(f.decoded) >= maxDecoded {
 		for k := range f.decoded { // any one: Go's map order is random
@@ -202,9 +212,32 @@ func (f *File) recordFor(id string, v []byte) *fileRecord {
 			break
 		}
 	}
-	f.decoded[id] = &decodedRecord{raw: slices.Clone(v), rec: *r}
+	f.decoded[id] = d
 	f.dmu.Unlock()
-	return r
+	return r, d
+}
+
+// current is the decoded record of id when it was read at the file's
+// current generation: no write has committed since.
+func (f *File) current(id string) (*fileRecord, bool, bool) {
+	g := f.gen.Load()
+	f.dmu.Lock()
+	defer f.dmu.Unlock()
+	if d := f.decoded[id]; d != nil && d.gen == g && g != 0 {
+		r := d.rec
+		return &r, d.listed, true
+	}
+	return nil, false, false
+}
+
+// readAt marks d as what the file held at generation g, when no write
+// has committed since (else the next Validate reads the file again).
+func (f *File) readAt(d *decodedRecord, g uint64, listed bool) {
+	f.dmu.Lock()
+	if f.gen.Load() == g {
+		d.gen, d.listed = g, listed
+	}
+	f.dmu.Unlock()
 }
 
 type fileTouch struct {
@@ -401,6 +434,7 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 	}
 	var answer error
 	err := f.db.Update(func(tx *bolt.Tx) error {
+		tx.OnCommit(func() { f.gen.Add(1) }) // what Validate decoded may be stale
 		for id, t := range batch {
 			if err := applyTouch(tx, id, t); err != nil {
 				return err
@@ -625,17 +659,24 @@ func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, 
 	f.pmu.Lock()
 	t, touched := f.pending[id]
 	f.pmu.Unlock()
-	var r *fileRecord
-	var isListed bool
-	if err := f.db.View(func(tx *bolt.Tx) error {
-		if r = f.recordFor(id, tx.Bucket(bSessions).Get([]byte(id))); r != nil && now.Before(r.PurgeAt) {
-			isListed = listed(tx, r)
-		} else {
-			r = nil
+	r, isListed, known := f.current(id)
+	if !known {
+		g := f.gen.Load() // before the read: a commit after it makes the read stale
+		var d *decodedRecord
+		if err := f.db.View(func(tx *bolt.Tx) error {
+			if r, d = f.recordFor(id, tx.Bucket(bSessions).Get([]byte(id))); r != nil {
+				isListed = listed(tx, r)
+			}
+			return nil
+		}); err != nil {
+			return Validation{}, err
 		}
-		return nil
-	}); err != nil {
-		return Validation{}, err
+		if d != nil {
+			f.readAt(d, g, isListed)
+		}
+	}
+	if r != nil && !now.Before(r.PurgeAt) {
+		r = nil
 	}
 	if r == nil || r.TokenHash != hash {
 		return Validation{Status: Unknown}, nil

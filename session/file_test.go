@@ -246,3 +246,46 @@ func TestFileStashExpires(t *testing.T) {
 	st := openFile(t, c.Now, session.FileOptions{})
 	storetest.StashExpires(t, st, c)
 }
+
+// Validate answers from what it decoded while no write has committed
+// since: every write is seen by the next Validate, also one from another
+// operation on the same session or user.
+func TestFileValidateSeesWritesAtOnce(t *testing.T) {
+	st := openFile(t, nil, session.FileOptions{})
+	ctx := context.Background()
+	now := time.Now()
+	valid := func(id string, hash [32]byte) session.Status {
+		t.Helper()
+		v, err := st.Validate(ctx, id, hash, "192.0.2.1", now, filePolicy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Status
+	}
+	a, ha := signIn(t, st, "warm", "192.0.2.1", now, filePolicy)
+	b, hb := signIn(t, st, "warm", "192.0.2.1", now, filePolicy)
+	c, hc := signIn(t, st, "other", "192.0.2.1", now, filePolicy)
+	for range 3 { // warm: the second and third answer from memory
+		if valid(a, ha) != session.Valid || valid(b, hb) != session.Valid || valid(c, hc) != session.Valid {
+			t.Fatal("not valid")
+		}
+	}
+	if _, err := st.End(ctx, a, now, session.EndRevoked, session.ActorAdmin, filePolicy); err != nil {
+		t.Fatal(err)
+	}
+	if s := valid(a, ha); s != session.Ended {
+		t.Fatalf("after End: %v", s)
+	}
+	if _, err := st.EndUser(ctx, "warm", "", now, session.EndRevoked, session.ActorAdmin, filePolicy); err != nil {
+		t.Fatal(err)
+	}
+	if s := valid(b, hb); s != session.Ended {
+		t.Fatalf("after EndUser: %v", s)
+	}
+	if err := session.DropFileUserIndex(st, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if s := valid(c, hc); s != session.Unlisted {
+		t.Fatalf("after its index went: %v", s)
+	}
+}
