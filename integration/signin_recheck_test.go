@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -177,27 +178,7 @@ func TestOIDCRecheckRotatesRefreshToken(t *testing.T) {
 			}
 		}
 		time.Sleep(recheckWait)
-		var wg sync.WaitGroup
-		codes := make(chan int, 8)
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req, _ := http.NewRequest("GET", g.base+"/app", nil)
-				req.Header.Set("Accept", "application/json")
-				res, err := b.http.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				codes <- res.StatusCode
-			}()
-		}
-		wg.Wait()
-		close(codes)
-		for c := range codes {
+		for _, c := range b.getAll(slices.Repeat([]string{g.base + "/app"}, 8)...) {
 			if c != http.StatusOK {
 				t.Fatalf("a concurrent request during the recheck: %d", c)
 			}
@@ -326,31 +307,8 @@ func TestOIDCRecheckOnceAcrossGateways(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		time.Sleep(recheckWait)
 		start := o.store.refreshAsked.Load()
-		var wg sync.WaitGroup
-		codes := make(chan int, 16)
-		for i := range 16 {
-			base := g.base
-			if i%2 == 1 {
-				base = baseB
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req, _ := http.NewRequest("GET", base+"/app", nil)
-				req.Header.Set("Accept", "application/json")
-				res, err := b.http.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				codes <- res.StatusCode
-			}()
-		}
-		wg.Wait()
-		close(codes)
-		for c := range codes {
+		targets := slices.Repeat([]string{g.base + "/app", baseB + "/app"}, 8)
+		for _, c := range b.getAll(targets...) {
 			if c != http.StatusOK {
 				t.Fatalf("round %d: a request got %d", round, c)
 			}
@@ -387,4 +345,29 @@ func TestOIDCLogoutAtProviderAfterRecheck(t *testing.T) {
 	if back := b.get(to.String()); back.status != http.StatusFound || back.header.Get("Location") != g.base+"/bye" {
 		t.Fatalf("the provider's end_session: %d %q %s", back.status, back.header.Get("Location"), back.body)
 	}
+}
+
+// getAll requests every target at once with the browser's cookies, as
+// an API client, and answers the statuses (0 for a request that failed).
+func (b *browser) getAll(targets ...string) []int {
+	codes := make([]int, len(targets))
+	var wg sync.WaitGroup
+	for i, target := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", target, nil)
+			req.Header.Set("Accept", "application/json")
+			res, err := b.http.Do(req)
+			if err != nil {
+				b.t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			codes[i] = res.StatusCode
+		}()
+	}
+	wg.Wait()
+	return codes
 }
