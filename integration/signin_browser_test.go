@@ -66,10 +66,7 @@ func TestSignInInABrowser(t *testing.T) {
 
 	b.click("a.button")
 	op := strings.TrimSuffix(strings.TrimPrefix(o.issuer, "http://"), "/")
-	b.until("the provider's login form", fmt.Sprintf(`location.host === %q && !!document.querySelector("#password")`, op))
-	b.typeInto("#username", "alice")
-	b.typeInto("#password", "verysecure")
-	b.click(`button[type="submit"]`)
+	b.atProvider(fmt.Sprintf(`location.host === %q`, op), "alice")
 	b.until("the app, signed in", fmt.Sprintf(`location.href === %q && !!document.querySelector("#user")`, g.base+"/app"))
 	user, email, method := b.textOf("#user"), b.textOf("#email"), b.textOf("#method")
 	if user != "alice@example.com" || email != "alice@example.com" || method != "oidc:corp" {
@@ -203,10 +200,7 @@ func TestSignInAfterARefusalInABrowser(t *testing.T) {
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
 	b.click("a.button")
-	b.until("the provider's login form", `!!document.querySelector("#password")`)
-	b.typeInto("#username", "eve") // eve@other.example: not an allowed domain
-	b.typeInto("#password", "verysecure")
-	b.click(`button[type="submit"]`)
+	b.atProvider("true", "eve") // eve@other.example: not an allowed domain
 	b.until("the refusal", `location.pathname === "/.auth/callback/corp" && !!document.querySelector(".error")`)
 	if kind := eval[string](b, `document.contentType`); kind != "text/html" {
 		t.Errorf("the refusal is answered with %s", kind)
@@ -241,12 +235,19 @@ func TestSignInWithStrictCookieInABrowser(t *testing.T) {
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app?x=1")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
 	b.click("a.button")
-	b.until("the provider's login form", `!!document.querySelector("#password")`)
-	b.typeInto("#username", "alice")
-	b.typeInto("#password", "verysecure")
-	b.click(`button[type="submit"]`)
+	b.atProvider("true", "alice")
 	b.until("the app, signed in", fmt.Sprintf(`location.href === %q && !!document.querySelector("#user")`, g.base+"/app?x=1"))
 	if user, method := b.textOf("#user"), b.textOf("#method"); user != "alice@example.com" || method != "oidc:corp" {
 		t.Fatalf("the app shows user %q, method %q", user, method)
 	}
+}
+
+// atProvider signs in on the test provider's login form as user, once
+// the page is the form and where (a JavaScript condition) holds.
+func (b *tab) atProvider(where, user string) {
+	b.t.Helper()
+	b.until("the provider's login form", where+` && !!document.querySelector("#password")`)
+	b.typeInto("#username", user)
+	b.typeInto("#password", "verysecure")
+	b.click(`button[type="submit"]`)
 }

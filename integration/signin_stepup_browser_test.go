@@ -50,10 +50,7 @@ func TestStepUpWithStrictCookieInABrowser(t *testing.T) {
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/admin")
 	provider := func(what string) {
 		t.Helper()
-		b.until("the provider's login form, "+what, `!!document.querySelector("#password")`)
-		b.typeInto("#username", "alice")
-		b.typeInto("#password", "verysecure")
-		b.click(`button[type="submit"]`)
+		b.atProvider("true", "alice")
 		b.until("/admin, "+what, fmt.Sprintf(`location.href === %q && !!document.querySelector("#user")`, g.base+"/admin"))
 	}
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
