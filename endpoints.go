@@ -173,7 +173,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	next := safeNext(r.URL.Query().Get("next"))
 	if a.sess != nil && a.sess.Provider != "" {
-		if to := h.providerLogoutURL(r, a.sess, next); to != "" {
+		if to := h.providerLogoutURL(r, a.sess, a.secret, next); to != "" {
 			next = to
 		}
 	}

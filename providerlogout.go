@@ -9,8 +9,9 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
-// cookieSecret is the secret half of the request's cookie for session id:
-// the key to what the session keeps sealed (its provider tokens).
+// cookieSecret is the secret half of the request's cookie for session id,
+// for a session found otherwise than by authenticate (which keeps it in
+// auth.secret): the key to what the session keeps sealed.
 func (h *Handler) cookieSecret(r *http.Request, id string) string {
 	cookies, _ := h.readCookies(r)
 	for _, raw := range cookies.values() {
@@ -27,7 +28,7 @@ func (h *Handler) cookieSecret(r *http.Request, id string) string {
 // a hint, the client id, and next as an absolute post-logout URI, which
 // the provider must know for this client. Empty when the provider has no
 // such endpoint: the logout then ends here alone, and says so in the log.
-func (h *Handler) providerLogoutURL(r *http.Request, s *session.Session, next string) string {
+func (h *Handler) providerLogoutURL(r *http.Request, s *session.Session, secret, next string) string {
 	p := h.providers[s.Provider]
 	if p == nil || !p.cfg.LogoutAtProvider {
 		return ""
@@ -45,7 +46,7 @@ func (h *Handler) providerLogoutURL(r *http.Request, s *session.Session, next st
 	q := u.Query()
 	q.Set("client_id", p.cfg.ClientID)
 	q.Set("post_logout_redirect_uri", requestScheme(r)+"://"+r.Host+next)
-	if t, err := openTokens(h.cookieSecret(r, s.ID), s.ID, s.SealedTokens); err == nil && t.ID != "" {
+	if t, err := openTokens(secret, s.ID, s.SealedTokens); err == nil && t.ID != "" {
 		q.Set("id_token_hint", t.ID)
 	}
 	u.RawQuery = q.Encode()
