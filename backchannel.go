@@ -49,6 +49,10 @@ func (h *Handler) linkProviderSession(ctx context.Context, provider, userID, sub
 	return nil
 }
 
+// errProviderDown: the provider's discovery did not answer, so a logout
+// token cannot be checked now (a 503, not the token's fault).
+var errProviderDown = errors.New("provider unavailable")
+
 // logoutToken is what a verified logout token says.
 type logoutToken struct {
 	sub, sid, jti string
@@ -74,7 +78,16 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request,
 		h.metrics.limited(limitGuess)
 		return tooMany(w, r, errRateLimited{retry})
 	}
-	lt, why := h.readLogoutToken(r, p)
+	lt, why, err := h.readLogoutToken(r, p)
+	switch {
+	case errors.Is(err, errProviderDown):
+		// Ours to fix, not the token's: the provider may send it again.
+		h.logger.Warn("back-channel logout not checked: the provider's keys are unavailable", zap.String("provider", name), zap.Error(err))
+		w.Header().Set("Retry-After", "60")
+		return writeJSON(w, http.StatusServiceUnavailable, errorBody{"provider_unavailable"})
+	case err != nil:
+		return h.storeUnavailable(w, r, err)
+	}
 	if why != "" {
 		if c := h.logger.Check(zap.WarnLevel, "back-channel logout refused"); c != nil {
 			c.Write(zap.String("provider", name), zap.String("reason", why), zap.String("ip_address", clientIP(r)))
@@ -100,28 +113,28 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request,
 
 // readLogoutToken checks the request and its logout_token (signature,
 // iss, aud, iat, exp when given, the back-channel event, sub and/or sid,
-// no nonce, a jti not seen before); why says what failed.
-func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken, why string) {
+// no nonce, a jti not seen before); why says what failed in the request,
+// err what failed here (the provider's discovery, the store).
+func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken, why string, err error) {
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
-		return lt, "not a form post"
+		return lt, "not a form post", nil
 	}
 	r.Body = http.MaxBytesReader(nil, r.Body, maxLogoutBody)
 	if err := r.ParseForm(); err != nil {
-		return lt, "unreadable form"
+		return lt, "unreadable form", nil
 	}
 	raw := r.PostForm.Get("logout_token")
 	if raw == "" || len(r.PostForm["logout_token"]) != 1 {
-		return lt, "no logout_token"
+		return lt, "no logout_token", nil
 	}
-	_, _, err := p.discover(r.Context())
-	if err != nil {
-		return lt, "provider unavailable: " + err.Error()
+	if _, _, err := p.discover(r.Context()); err != nil {
+		return lt, "", fmt.Errorf("%w: %v", errProviderDown, err)
 	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.client), providerTimeout)
 	defer cancel()
 	tok, err := p.logoutVerifier.Verify(ctx, raw)
 	if err != nil {
-		return lt, "logout token refused: " + err.Error()
+		return lt, "logout token refused: " + err.Error(), nil
 	}
 	var claims struct {
 		Sid    string                     `json:"sid"`
@@ -130,24 +143,24 @@ func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken,
 		Events map[string]json.RawMessage `json:"events"`
 	}
 	if err := tok.Claims(&claims); err != nil {
-		return lt, "logout token claims unreadable"
+		return lt, "logout token claims unreadable", nil
 	}
 	now := h.now()
 	switch ev, ok := claims.Events[backchannelEvent]; {
 	case !ok || len(ev) == 0 || ev[0] != '{':
-		return lt, "not a back-channel logout event"
+		return lt, "not a back-channel logout event", nil
 	case claims.Nonce != nil:
-		return lt, "a logout token must not carry a nonce"
+		return lt, "a logout token must not carry a nonce", nil
 	case tok.Subject == "" && claims.Sid == "":
-		return lt, "neither sub nor sid"
+		return lt, "neither sub nor sid", nil
 	case claims.Jti == "" || len(claims.Jti) > 256:
-		return lt, "no jti"
+		return lt, "no jti", nil
 	case tok.IssuedAt.IsZero() || tok.IssuedAt.After(now.Add(logoutTokenSkew)) || now.Sub(tok.IssuedAt) > logoutTokenMaxAge:
-		return lt, "iat missing or not recent"
+		return lt, "iat missing or not recent", nil
 	case !tok.Expiry.IsZero() && !now.Before(tok.Expiry.Add(logoutTokenSkew)):
-		return lt, "expired"
+		return lt, "expired", nil
 	case len(tok.Subject) > 256 || len(claims.Sid) > 256:
-		return lt, "sub or sid too long"
+		return lt, "sub or sid too long", nil
 	}
 	// Each token is acted on once: a copy cannot end sessions signed in
 	// after the provider sent it.
@@ -156,11 +169,11 @@ func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken,
 	n, _, err := h.store.Hit(sctx, "bcl-jti:"+p.cfg.Name+":"+claims.Jti, logoutTokenMaxAge+2*logoutTokenSkew, now)
 	switch {
 	case err != nil:
-		return lt, "store unavailable: " + err.Error()
+		return lt, "", err
 	case n > 1:
-		return lt, "jti already used"
+		return lt, "jti already used", nil
 	}
-	return logoutToken{sub: tok.Subject, sid: claims.Sid, jti: claims.Jti}, ""
+	return logoutToken{sub: tok.Subject, sid: claims.Sid, jti: claims.Jti}, "", nil
 }
 
 // endProviderSessions ends the active sessions of provider that lt names

@@ -189,3 +189,30 @@ func TestOIDCBackchannelLogoutForgeriesAreLimited(t *testing.T) {
 		t.Fatalf("forged logout tokens answered %v", codes)
 	}
 }
+
+// A logout token the gateway cannot check for a failure of its own (the
+// provider's discovery, the store) is a 503 the provider may retry,
+// never a 400 that blames the token.
+func TestOIDCBackchannelLogoutOutages(t *testing.T) {
+	srv := redisserver.Start(t)
+	port := redisserver.FreePort(t)
+	o := startOP(t, fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	g, _ := loadOIDCCaddy(t, port, oidcSite(port, redisStoreLine(srv), providerBlock("corp", o.issuer, "")))
+	valid := func() string {
+		return url.Values{"logout_token": {signJWT(o.store.current(), o.logoutClaims("id-alice", ""), "logout+jwt")}}.Encode()
+	}
+	// The store stopped: the provider's keys are fetched, the jti cannot
+	// be recorded.
+	srv.Stop()
+	if code, body := postLogout(t, g, "corp", valid()); code != http.StatusServiceUnavailable {
+		t.Fatalf("with the store stopped: %d %s", code, body)
+	}
+	// A gateway that never reached the provider, which is down.
+	port2 := redisserver.FreePort(t)
+	g2, _ := loadOIDCCaddy(t, port2, oidcSite(port2, "store memory", providerBlock("corp", o.issuer, "")))
+	token := valid()
+	_ = o.srv.Close()
+	if code, body := postLogout(t, g2, "corp", token); code != http.StatusServiceUnavailable || !strings.Contains(body, "provider_unavailable") {
+		t.Fatalf("with the provider down: %d %s", code, body)
+	}
+}
