@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -31,7 +33,11 @@ type Redis struct {
 	hot    *redis.AutoPipeliner
 	prefix string
 	now    func() time.Time
-	owners owners
+	// owners: user tag → the user whose sessions carry it. A tag is 48
+	// bits of a digest, so two users may share one: the script then names
+	// the right owner and the entry is replaced.
+	owners memo[string]
+	recent memo[seen] // session id → what its last validation here saw
 }
 
 // NewRedis returns a store on client with keys under prefix. The client is
@@ -397,17 +403,29 @@ var textField = func() map[string]func(*Session) *string {
 	return m
 }()
 
-// decode builds a session from a flat field/value list as HGETALL gives it.
+// decode builds a session from a flat field/value list as a script
+// returns HGETALL's answer.
 func decode(id string, flat []any) (*Session, error) {
 	if len(flat)%2 != 0 {
 		return nil, fmt.Errorf("decoding session %s: odd field list", id)
 	}
+	return decodeFields(id, func(yield func(k, v string) bool) {
+		for i := 0; i < len(flat); i += 2 {
+			k, _ := flat[i].(string)
+			v, _ := flat[i+1].(string)
+			if !yield(k, v) {
+				return
+			}
+		}
+	})
+}
+
+// decodeFields builds a session from its hash's fields, in any order.
+func decodeFields(id string, fields iter.Seq2[string, string]) (*Session, error) {
 	s := &Session{ID: id}
 	var hasLoginIP, hasLoginCountry bool
 	var chunks map[string]string // "ua~1" → value, joined after the loop
-	for i := 0; i < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		v, _ := flat[i+1].(string)
+	for k, v := range fields {
 		if strings.Contains(k, "~") {
 			if chunks == nil {
 				chunks = map[string]string{}
@@ -554,104 +572,6 @@ func (r *Redis) Discard(ctx context.Context, s *Session, p Policy) ([]*Session, 
 	ended, err := decodePairs(res)
 	r.announce(ctx, idsOf(ended)...)
 	return ended, err
-}
-
-// Validate implements Store. The script checks that the user's index
-// still lists the session, so it names the index in KEYS (see the key
-// layout), and the index is named after the user, which the session id
-// does not tell: the owner of each user tag is remembered, and a check
-// that does not know it yet learns it from the script's first answer (a
-// second round trip, once per user and process).
-func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
-	lifetime, idle, retention := policyArgs(p)
-	tag := TagOfID(id)
-	owner, known := r.owners.get(tag)
-	var res []any
-	for try := 0; ; try++ {
-		keys := []string{r.sessionKey(id)}
-		if known {
-			keys = append(keys, r.userKey(owner))
-		}
-		var err error
-		res, err = r.runHot(ctx, validateScript, keys, string(hash[:]), ms(now), lifetime, idle,
-			p.TouchInterval.Milliseconds(), ip, retention, r.tagPrefix(tag)+"u:", id)
-		if err != nil {
-			return Validation{}, fmt.Errorf("validating session: %w", err)
-		}
-		if code, _ := res[0].(int64); code != validateNeedsOwner || len(res) < 2 || try > 0 {
-			break
-		}
-		owner, _ = res[1].(string)
-		known = true
-		r.owners.put(tag, owner)
-	}
-	code, _ := res[0].(int64)
-	if code == validateUnknown || code == validateNeedsOwner || len(res) < 2 {
-		return Validation{Status: Unknown}, nil
-	}
-	flat, _ := res[1].([]any)
-	s, err := decode(id, flat)
-	if err != nil {
-		return Validation{}, err
-	}
-	switch code {
-	case validateExpired:
-		s.EndedAt, s.EndReason = p.ExpiresAt(s), EndExpired
-		return Validation{Status: Expired, Session: s}, nil
-	case validateEnded:
-		return Validation{Status: Ended, Session: s}, nil
-	case validateUnlisted:
-		return Validation{Status: Unlisted, Session: s}, nil
-	}
-	v := Validation{Status: Valid, Session: s}
-	if len(res) > 2 {
-		if t, _ := res[2].(int64); t == 1 {
-			v.Touched = true
-			if s.IP != ip {
-				v.PrevIP = s.IP
-			}
-			s.LastActiveAt, s.IP = msTime(now), ip
-		}
-	}
-	if len(res) > 3 {
-		// Redis is full (maxmemory, noeviction) and refused the touch. A
-		// new IP must be recorded before the session is served from it
-		// (policies, events, notices): that request fails like any the
-		// store cannot serve.
-		if s.IP != ip {
-			return Validation{}, fmt.Errorf("validating session: recording a new IP: %w", ErrStoreFull)
-		}
-		v.TouchRefused = true
-	}
-	return v, nil
-}
-
-// owners maps user tags to the user whose sessions carry them. A tag is
-// 48 bits of a digest, so two users may share one: the script then names
-// the right owner and the entry is replaced.
-type owners struct {
-	mu sync.RWMutex
-	m  map[string]string
-}
-
-// maxOwners bounds the map (about 100 bytes an entry); when full it is
-// emptied, and each user costs one more round trip to be learnt again.
-const maxOwners = 1 << 17
-
-func (o *owners) get(tag string) (string, bool) {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	u, ok := o.m[tag]
-	return u, ok
-}
-
-func (o *owners) put(tag, user string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.m == nil || len(o.m) >= maxOwners {
-		o.m = make(map[string]string)
-	}
-	o.m[tag] = user
 }
 
 // Sight implements Store.
@@ -915,11 +835,7 @@ func decodeMap(id string, m map[string]string) (*Session, error) {
 	if m["u"] == "" { // none, or a discarded sign-in's tombstone
 		return nil, ErrNotFound
 	}
-	flat := make([]any, 0, 2*len(m))
-	for k, v := range m {
-		flat = append(flat, k, v)
-	}
-	return decode(id, flat)
+	return decodeFields(id, maps.All(m))
 }
 
 // ownerOf reads which user session id belongs to, so that a script can

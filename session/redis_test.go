@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,8 +133,9 @@ func TestRedisStashHasTTL(t *testing.T) {
 	}
 }
 
-// The hot path is one Redis command: the validate script.
-func TestRedisValidateIsOneCommand(t *testing.T) {
+// The hot path is one round trip to Redis: the validate script when a
+// touch is due, else a read of the session and of its place in the index.
+func TestRedisValidateIsOneRoundTrip(t *testing.T) {
 	_, client := newRedisClient(t)
 	ctx := context.Background()
 	st := session.NewRedis(client, "sa:", nil)
@@ -156,6 +158,38 @@ func TestRedisValidateIsOneCommand(t *testing.T) {
 	if got := calls.Load(); got != 10 {
 		t.Fatalf("10 validations (with touches) cost %d round trips", got)
 	}
+	// Within the touch interval nothing is written: no script, two reads.
+	before := commandCalls(t, client)
+	last := now.Add(9 * time.Minute)
+	for i := 1; i <= 10; i++ {
+		if v, err := st.Validate(ctx, id, hash, "192.0.2.1", last.Add(time.Duration(i)*time.Second), p); err != nil || v.Status != session.Valid || v.Touched {
+			t.Fatalf("validate: %+v %v", v, err)
+		}
+	}
+	after := commandCalls(t, client)
+	for _, cmd := range []string{"evalsha", "eval", "hgetall", "zscore"} {
+		want := map[string]int64{"hgetall": 10, "zscore": 10}[cmd]
+		if got := after[cmd] - before[cmd]; got != want {
+			t.Errorf("10 validations within the touch interval ran %s %d times, want %d", cmd, got, want)
+		}
+	}
+}
+
+// commandCalls reads how often Redis ran each command (inside scripts too).
+func commandCalls(t *testing.T, client redis.UniversalClient) map[string]int64 {
+	t.Helper()
+	info, err := client.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if ok {
+			out[name], _ = strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		}
+	}
+	return out
 }
 
 // countHook counts the commands (and pipelines) the client sends.

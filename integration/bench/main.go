@@ -258,7 +258,7 @@ func run() error {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Redis commands per authenticated request, %s: %.3f (%d commands for %d requests)\n",
+			fmt.Printf("Redis round trips per authenticated request, %s: %.3f (%d for %d requests)\n",
 				strings.TrimPrefix(t.name, "session_auth "), float64(trips)/float64(n), trips, n)
 		}
 	}
@@ -437,13 +437,16 @@ func countTrips(t *target, rc *redis.Client, n int) (int, int64, error) {
 	return n, roundTrips(rc) - before, nil
 }
 
-// roundTrips counts the commands clients sent (script runs, not the
-// commands inside scripts, which Redis's own total also counts).
+// roundTrips counts the round trips gateways made to Redis while only
+// validations run: each, by script or by reading, reads the session's hash
+// once (HGETALL, counted by Redis inside scripts too), and revocations
+// publish. A read that finds a write due and then runs the script counts
+// two, as it should.
 func roundTrips(rc *redis.Client) int64 {
 	info, _ := rc.Info(context.Background(), "commandstats").Result()
 	var n int64
 	for _, line := range strings.Split(info, "\r\n") {
-		for _, cmd := range []string{"evalsha", "eval", "publish"} {
+		for _, cmd := range []string{"hgetall", "publish"} {
 			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
 				v, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
 				n += v
