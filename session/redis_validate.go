@@ -34,7 +34,7 @@ func (r *Redis) Validate(ctx context.Context, id string, hash [32]byte, ip strin
 	tag := TagOfID(id)
 	owner, known := r.owners.get(tag)
 	if last, ok := r.recent.get(id); known && ok && last.ip == ip && now.Sub(last.active) < p.TouchInterval {
-		v, settled, err := r.validateByReading(ctx, id, owner, hash, ip, now, p)
+		v, settled, err := r.validateByReading(ctx, id, owner, hash, ip, now, p, last)
 		if err != nil {
 			return Validation{}, err
 		}
@@ -57,7 +57,7 @@ type seen struct {
 // The two reads need not be one snapshot: the hash decides, and the
 // index only ever loses a session that has ended or expired, which the
 // hash shows too.
-func (r *Redis) validateByReading(ctx context.Context, id, owner string, hash [32]byte, ip string, now time.Time, p Policy) (v Validation, settled bool, err error) {
+func (r *Redis) validateByReading(ctx context.Context, id, owner string, hash [32]byte, ip string, now time.Time, p Policy, last seen) (v Validation, settled bool, err error) {
 	fields := redis.NewMapStringStringCmd(ctx, "hgetall", r.sessionKey(id))
 	listed := redis.NewFloatCmd(ctx, "zscore", r.userKey(owner), id)
 	if err := r.runReads(ctx, fields, listed); err != nil {
@@ -84,7 +84,9 @@ func (r *Redis) validateByReading(ctx context.Context, id, owner string, hash [3
 	case p.Expired(s, now) || p.TouchDue(s, now, ip):
 		return Validation{}, false, nil
 	}
-	r.recent.put(id, seen{s.LastActiveAt, s.IP})
+	if !s.LastActiveAt.Equal(last.active) || s.IP != last.ip { // touched elsewhere
+		r.recent.put(id, seen{s.LastActiveAt, s.IP})
+	}
 	return Validation{Status: Valid, Session: s}, true, nil
 }
 
