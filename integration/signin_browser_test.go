@@ -30,20 +30,31 @@ func identityApp(t *testing.T) string {
 	}))
 }
 
+// browserOIDCSite starts the test provider on localhost, another site than
+// the gateway on 127.0.0.1 as a real provider is (the browser comes back to
+// the callback from another site), and a gateway on 127.0.0.1 with that
+// provider as "corp" (providerExtra in its block) and the accounts form, in
+// front of the identity app. edit, when not nil, changes the Caddyfile.
+func browserOIDCSite(t *testing.T, store, providerExtra string, edit func(string) string) (*gateway, *testOP) {
+	t.Helper()
+	port := redisserver.FreePort(t)
+	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
+	text := oidcSite(port, store, providerBlock("corp", o.issuer, providerExtra)+accountsBlock(t))
+	if edit != nil {
+		text = edit(text)
+	}
+	g := loadCaddy(t, behind(text, identityApp(t)), nil)
+	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	return g, o
+}
+
 // The sign-in page in real Chromium: the app sends the browser to it, it
 // shows the provider's button where the page says, a real click on it
 // leads to the provider's login form, and after it the browser is back on
 // the app, signed in as alice by OIDC.
 func TestSignInInABrowser(t *testing.T) {
 	chrome := chromiumPath(t)
-	port := redisserver.FreePort(t)
-	// The provider on localhost, another site than the gateway on
-	// 127.0.0.1, as a real provider is: the browser comes back to the
-	// callback from another site.
-	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
-	text := oidcSite(port, "store memory", providerBlock("corp", o.issuer, "")+accountsBlock(t))
-	g := loadCaddy(t, behind(text, identityApp(t)), nil)
-	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	g, o := browserOIDCSite(t, "store memory", "", nil)
 	host := strings.TrimPrefix(g.base, "http://")
 
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app")
@@ -191,11 +202,7 @@ func boxShows(b *tab, s *shot, selector string, withText bool) string {
 // with the accounts form under it: that form signs in from there too.
 func TestSignInAfterARefusalInABrowser(t *testing.T) {
 	chrome := chromiumPath(t)
-	port := redisserver.FreePort(t)
-	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
-	text := oidcSite(port, "store memory", providerBlock("corp", o.issuer, "allow_domains example.com")+accountsBlock(t))
-	g := loadCaddy(t, behind(text, identityApp(t)), nil)
-	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	g, _ := browserOIDCSite(t, "store memory", "allow_domains example.com", nil)
 
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)
@@ -226,11 +233,7 @@ func TestSignInAfterARefusalInABrowser(t *testing.T) {
 // included: the OIDC sign-in must still land on the app signed in.
 func TestSignInWithStrictCookieInABrowser(t *testing.T) {
 	chrome := chromiumPath(t)
-	port := redisserver.FreePort(t)
-	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
-	text := oidcSite(port, "store memory\ncookie {\n\tsame_site strict\n}", providerBlock("corp", o.issuer, "")+accountsBlock(t))
-	g := loadCaddy(t, behind(text, identityApp(t)), nil)
-	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	g, _ := browserOIDCSite(t, "store memory\ncookie {\n\tsame_site strict\n}", "", nil)
 
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/app?x=1")
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("a.button")`)

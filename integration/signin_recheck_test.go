@@ -28,10 +28,17 @@ type adminSession struct {
 
 func adminSessions(t *testing.T, g *gateway, user string) []adminSession {
 	t.Helper()
-	code, body := g.adminDo("GET", "/session-auth/users/"+url.PathEscape(user)+"/sessions", "")
-	var out []adminSession
+	return adminGet[[]adminSession](t, g, "/session-auth/users/"+url.PathEscape(user)+"/sessions")
+}
+
+// adminGet reads a JSON answer of the admin API; anything but a 200 with
+// JSON of that shape fails the test.
+func adminGet[T any](t *testing.T, g *gateway, path string) T {
+	t.Helper()
+	code, body := g.adminDo("GET", path, "")
+	var out T
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &out) != nil {
-		t.Fatalf("admin sessions of %s: %d %s", user, code, body)
+		t.Fatalf("admin GET %s: %d %s", path, code, body)
 	}
 	return out
 }
@@ -45,12 +52,7 @@ type adminEvent struct {
 
 func adminEvents(t *testing.T, g *gateway, user string) []adminEvent {
 	t.Helper()
-	code, body := g.adminDo("GET", "/session-auth/users/"+url.PathEscape(user)+"/events", "")
-	var out []adminEvent
-	if code != http.StatusOK || json.Unmarshal([]byte(body), &out) != nil {
-		t.Fatalf("admin events of %s: %d %s", user, code, body)
-	}
-	return out
+	return adminGet[[]adminEvent](t, g, "/session-auth/users/"+url.PathEscape(user)+"/events")
 }
 
 // oidcSignedIn signs alice in at corp on a gateway whose corp provider

@@ -7,23 +7,13 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 )
 
 // activeSessions lists the ids of a user's active sessions (admin API).
 func activeSessions(t *testing.T, g *gateway, user string) []string {
 	t.Helper()
-	code, body := g.adminDo("GET", "/session-auth/users/"+user+"/sessions", "")
-	var list []struct {
-		ID     string `json:"id"`
-		Active bool   `json:"active"`
-	}
-	if code != 200 || jsonUnmarshal(body, &list) != nil {
-		t.Fatalf("%s's sessions: %d %s", user, code, body)
-	}
 	var ids []string
-	for _, s := range list {
+	for _, s := range adminSessions(t, g, user) {
 		if s.Active {
 			ids = append(ids, s.ID)
 		}
@@ -40,12 +30,9 @@ func activeSessions(t *testing.T, g *gateway, user string) []string {
 // session it confirms).
 func TestStepUpWithStrictCookieInABrowser(t *testing.T) {
 	chrome := chromiumPath(t)
-	port := redisserver.FreePort(t)
-	o := startOPOn(t, "localhost", fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/corp", port))
-	text := oidcSite(port, "store memory\ncookie {\n\tsame_site strict\n}", providerBlock("corp", o.issuer, "")+accountsBlock(t))
-	text = strings.Replace(text, "\treverse_proxy {UPSTREAM}", "\tsession_require /admin* max_age "+stepUpMaxAge.String()+"\n\treverse_proxy {UPSTREAM}", 1)
-	g := loadCaddy(t, behind(text, identityApp(t)), nil)
-	g.port, g.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	g, _ := browserOIDCSite(t, "store memory\ncookie {\n\tsame_site strict\n}", "", func(text string) string {
+		return strings.Replace(text, "\treverse_proxy {UPSTREAM}", "\tsession_require /admin* max_age "+stepUpMaxAge.String()+"\n\treverse_proxy {UPSTREAM}", 1)
+	})
 
 	b := openTab(t, chrome, 1280, 800, 60*time.Second, g.base+"/admin")
 	provider := func(what string) {

@@ -682,21 +682,26 @@ func testEvents(t *testing.T, st session.Store, c *Clock) {
 	}
 }
 
-// mintToken creates an API token's session for uid with its own lifetime.
-func mintToken(t *testing.T, st session.Store, c *Clock, uid string, life time.Duration, lim session.Limit) cred {
+// newSession is a fresh session of uid, signed in now from 192.0.2.1.
+func newSession(t *testing.T, c *Clock, uid string) *session.Session {
 	t.Helper()
 	id, _, hash, err := session.NewCredential(uid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := c.Now()
-	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1",
-		CreatedAt: now, LastActiveAt: now, Kind: session.KindToken, Label: "ci deploy",
-		AuthMethod: session.MethodToken, TokenLifetime: life}
+	return &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
+}
+
+// mintToken creates an API token's session for uid with its own lifetime.
+func mintToken(t *testing.T, st session.Store, c *Clock, uid string, life time.Duration, lim session.Limit) cred {
+	t.Helper()
+	s := newSession(t, c, uid)
+	s.Kind, s.Label, s.AuthMethod, s.TokenLifetime = session.KindToken, "ci deploy", session.MethodToken, life
 	if _, err := st.Create(ctx(t), s, policy, lim); err != nil {
 		t.Fatalf("create token: %v", err)
 	}
-	return cred{id, s.TokenHash}
+	return cred{s.ID, s.TokenHash}
 }
 
 // An API token lives for its own lifetime, longer than the policy's,
@@ -1476,14 +1481,8 @@ func StashExpires(t *testing.T, st session.Store, c *Clock) {
 // and the time the provider last vouched for the user.
 func mintOIDC(t *testing.T, st session.Store, c *Clock, uid, sealed string) *session.Session {
 	t.Helper()
-	id, _, hash, err := session.NewCredential(uid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := c.Now()
-	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1",
-		CreatedAt: now, LastActiveAt: now, AuthMethod: session.MethodOIDC("corp"),
-		Provider: "corp", Subject: "sub-1", SealedTokens: sealed, CheckedAt: now}
+	s := newSession(t, c, uid)
+	s.AuthMethod, s.Provider, s.Subject, s.SealedTokens, s.CheckedAt = session.MethodOIDC("corp"), "corp", "sub-1", sealed, s.CreatedAt
 	if _, err := st.Create(ctx(t), s, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
 	}
