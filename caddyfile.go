@@ -59,7 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        secure auto|always|never
 //	    }
 //	    lifetime <duration>
-//	    idle_timeout <duration>
+//	    idle_timeout <duration>           # default: the lifetime, at most 720h
 //	    touch_interval <duration>
 //	    retention <duration>
 //	    max_sessions <n> [oldest|least_recent|reject]
@@ -216,11 +216,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := probe.check(); err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
-			if _, given := seen["idle_timeout"]; !given && fe.fields[0] == "idle_timeout" {
-				// The author never wrote the idle_timeout at fault.
-				err = fmt.Errorf("%w; idle_timeout defaults to 720h, so give one no longer than the lifetime", err)
+			fields := fe.fields
+			if _, given := seen["idle_timeout"]; !given && slices.Contains(fields, "idle_timeout") {
+				// The author never wrote the idle_timeout at fault: it
+				// is the lifetime's, so the lifetime's line is to blame.
+				err = fmt.Errorf("%w; idle_timeout defaults to the lifetime (at most 720h)", err)
+				fields = append(slices.Clip(fields), "lifetime")
 			}
-			for _, f := range fe.fields {
+			for _, f := range fields {
 				if line, ok := seen[f]; ok {
 					return fmt.Errorf("%w, at %s:%d", err, d.File(), line)
 				}

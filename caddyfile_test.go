@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -198,7 +199,8 @@ func TestConfigMessagesGolden(t *testing.T) {
 		{"options on one line", "session_auth lifetime 24h"},
 		{"touch_interval blamed on its line", "session_auth {\n\t\tidle_timeout 1h\n\t\tlifetime 24h\n\t\ttouch_interval 2h\n\t}"},
 		{"idle_timeout blamed on its line", "session_auth {\n\t\tidle_timeout 48h\n\t\tlifetime 24h\n\t}"},
-		{"lifetime blamed when idle_timeout is the default", "session_auth {\n\t\tmax_sessions 3\n\t\tlifetime 24h\n\t}"},
+		{"a short lifetime alone: idle_timeout follows it", "session_auth {\n\t\tmax_sessions 3\n\t\tlifetime 1h\n\t}"},
+		{"lifetime blamed when the idle_timeout it gives is under touch_interval", "session_auth {\n\t\tmax_sessions 3\n\t\tlifetime 3m\n\t}"},
 		{"cookie blamed on its line", "session_auth {\n\t\tretention 48h\n\t\tcookie __Host-sid {\n\t\t\tdomain example.com\n\t\t}\n\t}"},
 		{"login under endpoints", "session_auth {\n\t\tlogin /.auth/in\n\t\tretention 24h\n\t}"},
 	}
@@ -213,4 +215,31 @@ func TestConfigMessagesGolden(t *testing.T) {
 		fmt.Fprintf(&got, "== %s\n%s-- error\n%s\n\n", tc.name, input, msg)
 	}
 	matchGolden(t, "testdata/config_messages.golden", got.String())
+}
+
+// SPEC 2: idle_timeout defaults to the lifetime, at most 720h, so a
+// lifetime alone is a whole config; a given idle_timeout is kept.
+func TestIdleTimeoutDefaultsToLifetime(t *testing.T) {
+	cases := []struct {
+		options string
+		want    time.Duration
+	}{
+		{"lifetime 1h", time.Hour},
+		{"lifetime 2000h", 720 * time.Hour},
+		{"", 720 * time.Hour},
+		{"lifetime 1h\n\tidle_timeout 10m", 10 * time.Minute},
+		{"lifetime 1h\n\tidle_timeout 0", 0},
+	}
+	for _, tc := range cases {
+		d := caddyfile.NewTestDispenser("session_auth {\n\t" + tc.options + "\n}")
+		var h Handler
+		if err := h.UnmarshalCaddyfile(d); err != nil {
+			t.Errorf("%q: %v", tc.options, err)
+			continue
+		}
+		h.applyDefaults()
+		if err := h.check(); err != nil || time.Duration(*h.IdleTimeout) != tc.want {
+			t.Errorf("%q: idle_timeout %v (%v), want %v", tc.options, time.Duration(*h.IdleTimeout), err, tc.want)
+		}
+	}
 }

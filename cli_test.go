@@ -94,6 +94,11 @@ func TestCLIOutputGolden(t *testing.T) {
 		{"events", "--user", "alice"},
 		{"revoke", "--user", "alice", "--id", "2bd806c97f0e406e30"},
 		{"revoke", "--user", "alice", "--except", "2bd806c97f0e8a1d3c2"},
+		{"revoke", "--user", "alice", "--all"},
+		{"revoke", "--user", "alice"},
+		{"revoke", "--user", "alice", "--all", "--except", "2bd806c97f0e8a1d3c2"},
+		{"revoke", "--all"},
+		{"revoke", "--id", cliA, "--all"},
 		{"revoke", "--user", "alice", "--id", "2bd806c97f0e8a1d3c"},
 		{"revoke", "--user", "alice", "--id", "2bd806c97f0eeeeeee"},
 		{"revoke", "--id", "2bd806c97f0e406e30"},
@@ -115,4 +120,24 @@ func TestCLIOutputGolden(t *testing.T) {
 		fmt.Fprintf(&got, "$ caddy sessions %s\n%s\n", shown, strings.ReplaceAll(out, addr, "ADMIN"))
 	}
 	matchGolden(t, "testdata/cli_output.golden", got.String())
+}
+
+// `revoke --user alice` with neither --all nor --except sends nothing to
+// the admin API: a forgotten flag must not end every session of a user.
+func TestCLIRevokeUserAloneRevokesNothing(t *testing.T) {
+	var calls []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls = append(calls, r.Method+" "+r.URL.Path)
+		fmt.Fprint(w, `{"revoked":[]}`)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	out := runSessionsCommand("revoke", "--user", "alice", "--address", addr)
+	if !strings.Contains(out, "Error: nothing revoked: give --all") || len(calls) != 0 {
+		t.Fatalf("revoke --user alone: %q, admin API calls %v", out, calls)
+	}
+	out = runSessionsCommand("revoke", "--user", "alice", "--all", "--address", addr)
+	if strings.Contains(out, "Error") || !slices.Equal(calls, []string{"DELETE /session-auth/users/alice/sessions"}) {
+		t.Fatalf("revoke --user --all: %q, admin API calls %v", out, calls)
+	}
 }

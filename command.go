@@ -29,7 +29,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sessions",
-		Usage: "list --user <id> | revoke (--user <id> [--except <id>] | --id <id>) | events --user <id> [--limit <n>]",
+		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>]",
 		Short: "Lists, revokes and audits session_auth sessions of a running Caddy",
 		Long: `
 Talks to the session_auth routes of a running Caddy's admin API, like
@@ -37,6 +37,7 @@ Talks to the session_auth routes of a running Caddy's admin API, like
 default localhost:2019.
 
   caddy sessions list --user alice
+  caddy sessions revoke --user alice --all
   caddy sessions revoke --user alice --except 2bd806c97f0e406e30
   caddy sessions revoke --user alice --id 2bd806c97f0e8a1d3c
   caddy sessions revoke --id 2bd806c97f0e406e30184bf965e48518
@@ -88,14 +89,26 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	list.Flags().String("user", "", "User id")
 
 	revoke := &cobra.Command{
-		Use: "revoke (--user <id> [--except <session>] | --id <session>)", Short: "End sessions",
+		Use: "revoke (--user <id> (--all | --except <session>) | --id <session>)", Short: "End sessions",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			user, _ := c.Flags().GetString("user")
 			id, _ := c.Flags().GetString("id")
 			except, _ := c.Flags().GetString("except")
-			if user == "" && id == "" || except != "" && (user == "" || id != "") {
-				return errors.New("give --user (with --except, if you like) or --id (with --user when the id is shortened)")
+			all, _ := c.Flags().GetBool("all")
+			// Every session of a user ends only when asked in so many
+			// words: --user alone, a flag forgotten, revokes nothing.
+			switch {
+			case id != "" && (all || except != ""):
+				return errors.New("--id ends one session: give it without --all and --except")
+			case user == "" && id == "" && (all || except != ""):
+				return errors.New("--all and --except need --user, whose sessions they end")
+			case user == "" && id == "":
+				return errors.New("give --user with --all or --except, or --id (with --user when the id is shortened)")
+			case all && except != "":
+				return errors.New("give --all or --except, not both")
+			case id == "" && !all && except == "":
+				return fmt.Errorf("nothing revoked: give --all to end every session of %s, --except <id> to keep one, or --id <id> to end one", user)
 			}
 			var err error
 			if id, err = resolveID(c, user, id, "--id"); err != nil {
@@ -137,8 +150,9 @@ func configureSessionsCommand(cmd *cobra.Command) {
 			return nil
 		},
 	}
-	revoke.Flags().String("user", "", "User id: end all of the user's sessions (or, with --id, one of them)")
-	revoke.Flags().String("except", "", "With --user: keep this session (an id or its unique prefix)")
+	revoke.Flags().String("user", "", "User id: with --all or --except, end the user's sessions (or, with --id, one of them)")
+	revoke.Flags().Bool("all", false, "With --user: end every session of the user")
+	revoke.Flags().String("except", "", "With --user: end all but this session (an id or its unique prefix)")
 	revoke.Flags().String("id", "", "End one session (the whole id, or with --user a unique prefix)")
 
 	events := &cobra.Command{
@@ -174,8 +188,8 @@ func asJSON(c *cobra.Command) bool {
 
 // adminCall makes one admin API request and returns the body of a 2xx
 // answer and the path of the next page when the answer is a page of a
-// list, or the API's error message as a sentence (caddycmd's own helper
-// would print the raw JSON of the answer).
+// list, or the API's error message as a sentence (caddycmd.AdminAPIRequest,
+// whose dialing this follows, would print the raw JSON of the answer).
 func adminCall(c *cobra.Command, method, path string) (body []byte, next string, err error) {
 	addr, err := adminAddress(c)
 	if err != nil {
@@ -188,6 +202,10 @@ func adminCall(c *cobra.Command, method, path string) (body []byte, next string,
 	origin := "http://" + parsed.JoinHostPort(0)
 	if parsed.IsUnixNetwork() || parsed.IsFdNetwork() {
 		origin = "http://127.0.0.1" // any host: the dialer below ignores it
+		// A unix socket's address may end in its permission bits
+		// (unix//run/caddy.sock|0220), which are no part of the path:
+		// caddycmd.AdminAPIRequest drops them the same way.
+		parsed.Host, _, _ = strings.Cut(parsed.Host, "|")
 	}
 	req, err := http.NewRequest(method, origin+path, nil)
 	if err != nil {

@@ -27,7 +27,7 @@ func init() {
 // Defaults of the SPEC.
 const (
 	defaultLifetime      = 720 * time.Hour
-	defaultIdleTimeout   = 720 * time.Hour
+	maxDefaultIdle       = 720 * time.Hour // the default idle_timeout is the lifetime, at most this
 	defaultTouchInterval = 5 * time.Minute
 	defaultRetention     = 720 * time.Hour
 	defaultLoginPath     = "/login"
@@ -50,8 +50,8 @@ type Handler struct {
 	// Absolute session lifetime from sign-in. Default 720h (30 days).
 	Lifetime caddy.Duration `json:"lifetime,omitempty"`
 
-	// A session ends after this long without a request. Default 720h;
-	// 0 turns the idle timeout off.
+	// A session ends after this long without a request. Default: the
+	// lifetime, at most 720h; 0 turns the idle timeout off.
 	IdleTimeout *caddy.Duration `json:"idle_timeout,omitempty"`
 
 	// At most one activity write per session per interval. Default 5m.
@@ -249,7 +249,9 @@ func (h *Handler) applyDefaults() {
 		h.Lifetime = caddy.Duration(defaultLifetime)
 	}
 	if h.IdleTimeout == nil {
-		d := caddy.Duration(defaultIdleTimeout)
+		// Follows the lifetime, so that a short lifetime alone is a
+		// whole config (an idle timeout past it would mean nothing).
+		d := caddy.Duration(min(time.Duration(h.Lifetime), maxDefaultIdle))
 		h.IdleTimeout = &d
 	}
 	if h.TouchInterval == 0 {

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,14 +65,25 @@ func testCLI(t *testing.T, store string) {
 	if err != nil || !strings.Contains(out, "revoked 1 session(s)") || a.do("GET", "/").StatusCode != 200 || c.do("GET", "/").StatusCode != 401 {
 		t.Fatalf("revoke --except: %v %s", err, out)
 	}
+	// --user alone ends nothing: every session goes only with --all.
+	out, err = runCLI(t, "revoke", "--user", user, "--address", addr)
+	if err == nil || !strings.Contains(err.Error(), "nothing revoked") || a.do("GET", "/").StatusCode != 200 {
+		t.Fatalf("revoke --user alone: %v %s", err, out)
+	}
 	out, err = runCLI(t, "events", "--user", user, "--limit", "10", "--address", addr)
 	if err != nil || !strings.Contains(out, "EVENT") || strings.Count(out, " revoke ") != 2 || strings.Count(out, " login ") != 3 || !strings.Contains(out, "admin") {
 		t.Fatalf("events: %v\n%q", err, out)
+	}
+	out, err = runCLI(t, "revoke", "--user", user, "--all", "--address", addr)
+	if err != nil || !strings.Contains(out, "revoked 1 session(s)") || a.do("GET", "/").StatusCode != 401 {
+		t.Fatalf("revoke --all: %v %s", err, out)
 	}
 	// Clear errors.
 	for _, args := range [][]string{
 		{"list", "--address", addr},
 		{"revoke", "--address", addr},
+		{"revoke", "--user", user, "--address", addr},
+		{"revoke", "--user", user, "--all", "--except", aID, "--address", addr},
 		{"revoke", "--user", user, "--except", aID, "--id", aID, "--address", addr},
 		{"revoke", "--user", "someone-else", "--id", aID, "--address", addr},
 		{"revoke", "--id", aID[:18], "--address", addr},
@@ -83,5 +95,35 @@ func testCLI(t *testing.T, store string) {
 		if out, err := runCLI(t, args...); err == nil {
 			t.Errorf("%v succeeded: %s", args, out)
 		}
+	}
+}
+
+// A unix admin socket with permission bits (`admin unix//path|0220`, as
+// Caddy's docs show it): the CLI dials the path without the bits, given
+// as --address or read from --config, as Caddy's own commands do.
+func TestCLIUnixAdminSocket(t *testing.T) {
+	// A short directory: a socket path has a length limit of about 100.
+	dir, err := os.MkdirTemp("", "sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	admin := "unix/" + filepath.Join(dir, "admin.sock") + "|0220"
+	caddyfile := strings.Replace(site("store memory"), "admin 127.0.0.1:{ADMIN}", "admin "+admin, 1)
+	g := loadCaddy(t, caddyfile, newUpstream(t))
+	user := "unix-" + randomID()
+	a := newClient(t, g)
+	a.signIn(user)
+	out, err := runCLI(t, "list", "--user", user, "--address", admin)
+	if err != nil || strings.Count(out, "active") != 1 {
+		t.Fatalf("list over %s: %v\n%s", admin, err, out)
+	}
+	config := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(config, []byte("{\n\tadmin "+admin+"\n}\n:0 {\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "revoke", "--user", user, "--all", "--config", config)
+	if err != nil || !strings.Contains(out, "revoked 1 session(s)") || a.do("GET", "/").StatusCode != 401 {
+		t.Fatalf("revoke --all with --config naming %s: %v\n%s", admin, err, out)
 	}
 }
