@@ -195,7 +195,8 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 }
 
 // newSession describes a sign-in by method from ip with user agent ua on
-// deviceID: the device from the user agent, the place from GeoIP.
+// deviceID (the device cookie's id, kept as its digest): the device from
+// the user agent, the place from GeoIP.
 func (h *Handler) newSession(id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session {
 	now := h.now()
 	ua = sanitise(ua, maxUserAgent)
@@ -207,7 +208,7 @@ func (h *Handler) newSession(id, userID string, hash [32]byte, method, ip, ua, d
 		Device: d.Name, DeviceType: d.Type, Browser: d.Browser, OS: d.OS,
 		Country: loc.Country, City: loc.City, LoginCountry: loc.Country,
 		Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord,
-		DeviceID: deviceID, CreatedAt: now, LastActiveAt: now,
+		DeviceID: session.DeviceDigest(deviceID), CreatedAt: now, LastActiveAt: now, // the store keeps no cookie value
 		Kind: session.KindBrowser, AuthMethod: method, AuthenticatedAt: now,
 	}
 }

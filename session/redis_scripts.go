@@ -42,6 +42,12 @@ var luaPrelude = `
 local UNKNOWN, VALID, EXPIRED, ENDED, NEEDS_OWNER, UNLISTED = ` + luaList(validateUnknown, validateValid, validateExpired,
 	validateEnded, validateNeedsOwner, validateUnlisted) + `
 
+-- twin of sameDevice (device.go): the digest, or the id in clear as
+-- stores kept it before digests
+local function same_device(stored, digest)
+  return stored == digest or (#stored == ` + strconv.Itoa(legacyDeviceLen) + ` and redis.sha1hex('` + deviceDigestLabel + `' .. stored) == digest)
+end
+
 local function hmap(flat)
   local m = {}
   for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
@@ -383,7 +389,7 @@ for k, ts in pairs(hist) do
     redis.call('ZREM', KEYS[2], k) -- forgotten after retention
   elseif kind == 'd:' then
     baseline = false
-    if name == m.di then known_device = true end
+    if m.di and same_device(name, m.di) then known_device = true end
   elseif kind == 'c:' then
     baseline = false
     if name == m.co then known_country = true end

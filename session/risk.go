@@ -101,7 +101,7 @@ func signInRisk(h *history, s *Session, otherCountries []string, now time.Time, 
 	for id, at := range h.devices {
 		if !at.Before(since) {
 			baseline = false
-			knownDevice = knownDevice || id == s.DeviceID
+			knownDevice = knownDevice || s.DeviceID != "" && sameDevice(id, s.DeviceID)
 		}
 	}
 	for c, at := range h.countries {

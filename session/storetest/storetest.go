@@ -80,6 +80,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"Events", testEvents},
 		{"FieldsRoundTrip", testFields},
 		{"RiskNewDeviceNewCountry", testRiskNew},
+		{"RiskDeviceKeptInClearBefore", testRiskLegacyDevice},
 		{"RiskImpossibleTravelAtSignIn", testTravelSignIn},
 		{"RiskBaselineAfterRetention", testRiskRetention},
 		{"SightIPChange", testSight},
@@ -1577,5 +1578,28 @@ func testMarkCheckedOnce(t *testing.T, st session.Store, c *Clock) {
 	wg.Wait()
 	if wins.Load() != 1 {
 		t.Fatalf("%d concurrent claims won", wins.Load())
+	}
+}
+
+// testRiskLegacyDevice: a device id a store kept in clear before it kept
+// digests is the same device as that id's digest, so an upgrade flags no
+// browser as new; another digest still is new.
+func testRiskLegacyDevice(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	const clear, other = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	if _, s := signInAt(t, st, c, uid, clear, berlin); s.Risk != "" {
+		t.Fatalf("first sign-in (baseline) flagged %q", s.Risk)
+	}
+	c.Advance(time.Hour)
+	if _, s := signInAt(t, st, c, uid, session.DeviceDigest(clear), berlin); s.Risk != "" {
+		t.Fatalf("the digest of a device kept in clear flagged %q", s.Risk)
+	}
+	c.Advance(time.Hour)
+	if _, s := signInAt(t, st, c, uid, session.DeviceDigest(other), berlin); s.Risk != session.FlagNewDevice {
+		t.Fatalf("another device: %q", s.Risk)
+	}
+	c.Advance(time.Hour)
+	if _, s := signInAt(t, st, c, uid, session.DeviceDigest(clear), berlin); s.Risk != "" {
+		t.Fatalf("the device again, by digest: %q", s.Risk)
 	}
 }
