@@ -441,9 +441,9 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	}
 	ref := stores[0]
 	h := ref.h
-	id, token, hash, err := session.NewCredential(req.UserID)
+	id, token, hash, err := ref.store.NewCredential(r.Context(), req.UserID)
 	if err != nil {
-		return apiError(http.StatusInternalServerError, "minting: %v", err)
+		return storeError(err)
 	}
 	ip := req.IPAddress
 	if ip != "" {

@@ -138,7 +138,7 @@ func TestRevokeLinkIsNoOracle(t *testing.T) {
 	h, _ := testHandler(t, nil)
 	c := signIn(t, h, "alice")
 	id, _, _ := strings.Cut(c.Value, ".")
-	ghost, _, _, _ := session.NewCredential("alice")
+	ghost, _, _, _ := session.LegacyCredential("alice")
 	mac := strings.Repeat("0", 32)
 	known := serve(t, h, get("/.auth/revoke?token="+id+"."+mac, nil), &upstream{})
 	unknown := serve(t, h, get("/.auth/revoke?token="+ghost+"."+mac, nil), &upstream{})

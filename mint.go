@@ -52,7 +52,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 		}
 	}
 
-	id, cookie, hash, err := session.NewCredential(who.userID)
+	id, cookie, hash, err := h.store.NewCredential(ctx, who.userID)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (f *fakeTokenEndpoint) count() int      { f.mu.Lock(); defer f.mu.Unlock();
 // sealed under its cookie, as the callback does, and returns the cookie.
 func oidcSession(t *testing.T, h *Handler, tk tokens) (*http.Cookie, string) {
 	t.Helper()
-	id, cookie, hash, err := session.NewCredential("alice")
+	id, cookie, hash, err := session.LegacyCredential("alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,7 +126,7 @@ type tokenResponse struct {
 // who, seen from who's IP and user agent, in st, and records
 // token_created by actor. The answer is the only place the value is.
 func (h *Handler) mintToken(ctx context.Context, st session.Store, who *session.Session, name string, life time.Duration, actor string) (tokenResponse, error) {
-	id, cred, hash, err := session.NewCredential(who.UserID)
+	id, cred, hash, err := st.NewCredential(ctx, who.UserID)
 	if err != nil {
 		return tokenResponse{}, err
 	}

@@ -14,7 +14,7 @@ import (
 // opens them, what the store keeps (the secret's SHA-256, the sealed
 // text, the session id) does not.
 func TestSealedTokensNeedTheCookie(t *testing.T) {
-	id, cookie, hash, err := session.NewCredential("alice")
+	id, cookie, hash, err := session.LegacyCredential("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestSealedTokensNeedTheCookie(t *testing.T) {
 			t.Fatalf("opened with %q", wrong)
 		}
 	}
-	other, _, _, _ := session.NewCredential("alice")
+	other, _, _, _ := session.LegacyCredential("alice")
 	if _, err := openTokens(secret, other, sealed); err == nil {
 		t.Fatal("opened for another session id")
 	}

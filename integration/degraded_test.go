@@ -37,7 +37,7 @@ func TestStoreUnavailableGrace(t *testing.T) {
 		t.Fatal("before the cut")
 	}
 	// A session this gateway never validated (made elsewhere).
-	id, token, hash, _ := session.NewCredential("ivy")
+	id, token, hash, _ := session.LegacyCredential("ivy")
 	now := time.Now()
 	if _, err := direct.Create(context.Background(), &session.Session{ID: id, UserID: "ivy", TokenHash: hash, CreatedAt: now, LastActiveAt: now}, testPolicy, session.Limit{}); err != nil {
 		t.Fatal(err)

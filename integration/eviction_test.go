@@ -27,7 +27,7 @@ func TestEvictedIndexIsNoEscape(t *testing.T) {
 	t.Cleanup(func() { rc.Close() })
 	evict := func(user string) {
 		t.Helper()
-		if n, err := rc.Del(context.Background(), prefix+"{"+session.UserTag(user)+"}:u:"+user).Result(); n != 1 || err != nil {
+		if n, err := rc.Del(context.Background(), prefix+"{"+session.LegacyUserTag(user)+"}:u:"+user).Result(); n != 1 || err != nil {
 			t.Fatalf("evicting %s's index: %d %v", user, n, err)
 		}
 	}
@@ -110,7 +110,7 @@ func TestRealEvictionIsNoEscape(t *testing.T) {
 		}
 		for i := 0; i < 2000; i++ {
 			user := fmt.Sprintf("user-%d", len(all))
-			id, cookie, hash, err := session.NewCredential(user)
+			id, cookie, hash, err := session.LegacyCredential(user)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +123,7 @@ func TestRealEvictionIsNoEscape(t *testing.T) {
 		pipe := rc.Pipeline()
 		exists := make([][2]*redis.IntCmd, len(all))
 		for i, m := range all {
-			tp := prefix + "{" + session.UserTag(m.user) + "}:"
+			tp := prefix + "{" + session.LegacyUserTag(m.user) + "}:"
 			exists[i] = [2]*redis.IntCmd{pipe.Exists(ctx, tp+"s:"+m.id), pipe.Exists(ctx, tp+"u:"+m.user)}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

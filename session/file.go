@@ -29,9 +29,10 @@ import (
 // crash loses at most the touches of the commit in progress (one per
 // session), never a sign-in or a revocation.
 type File struct {
-	db   *bolt.DB
-	path string
-	now  func() time.Time
+	db     *bolt.DB
+	path   string
+	now    func() time.Time
+	tagKey []byte // the key of user tags, kept in the file
 
 	// Touches decided by Validate and not yet committed, by session id:
 	// at most one per session. Validate looks here before the file, and
@@ -80,6 +81,10 @@ var (
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
 	bLinks    = []byte("links")    // key -> linkSet (JSON)
 	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks}
+
+	// The store's own settings, outside buckets (which the sweep reads).
+	bMeta   = []byte("meta")
+	kTagKey = []byte("tag_key") // the key of user tags (UserTagFor)
 )
 
 // sweepBatch bounds the keys one sweep pass reads per bucket, so that a
@@ -133,6 +138,16 @@ func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
 			}
 		}
 		f.outboxN = tx.Bucket(bOutbox).Stats().KeyN
+		meta, err := tx.CreateBucketIfNotExists(bMeta)
+		if err != nil {
+			return err
+		}
+		if f.tagKey = bytes.Clone(meta.Get(kTagKey)); f.tagKey == nil {
+			if f.tagKey, err = newTagKey(); err != nil {
+				return err
+			}
+			return meta.Put(kTagKey, f.tagKey)
+		}
 		return nil
 	})
 	if err != nil {
@@ -949,6 +964,11 @@ func (f *File) StepUp(_ context.Context, id string, pr Proof, p Policy) (*Sessio
 		return nil, err
 	}
 	return out, nil
+}
+
+// NewCredential implements Store.
+func (f *File) NewCredential(_ context.Context, userID string) (string, string, [32]byte, error) {
+	return NewCredentialTagged(UserTagFor(f.tagKey, userID))
 }
 
 // Get implements Store.

@@ -39,7 +39,7 @@ var filePolicy = session.Policy{Lifetime: 24 * time.Hour, IdleTimeout: time.Hour
 
 func signIn(t testing.TB, st session.Store, uid, ip string, now time.Time, p session.Policy) (string, [32]byte) {
 	t.Helper()
-	id, _, hash, err := session.NewCredential(uid)
+	id, _, hash, err := session.LegacyCredential(uid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,5 +287,43 @@ func TestFileValidateSeesWritesAtOnce(t *testing.T) {
 	}
 	if s := valid(c, hc); s != session.Unlisted {
 		t.Fatalf("after its index went: %v", s)
+	}
+}
+
+// The file and memory stores tag ids under a key of their own, not the
+// bare SHA-256 of the user id: an id does not tell whose it is to one
+// who hashes guessed user ids. The file keeps its key, so a user's tag
+// outlives a restart; another store tags the same user otherwise.
+func TestIDTagsAreKeyed(t *testing.T) {
+	ctx := context.Background()
+	tag := func(st session.Store) string {
+		t.Helper()
+		id, _, _, err := st.NewCredential(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id[:12]
+	}
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	f, err := session.OpenFile(path, nil, session.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := tag(f)
+	f.Close()
+	if f, err = session.OpenFile(path, nil, session.FileOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	m1, m2 := session.NewMemory(nil, 0), session.NewMemory(nil, 0)
+	other := openFile(t, nil, session.FileOptions{})
+	legacy := session.LegacyUserTag("alice")
+	switch {
+	case first == legacy || tag(m1) == legacy:
+		t.Fatalf("a store tags alice's ids with the unkeyed digest %s", legacy)
+	case tag(f) != first:
+		t.Fatalf("the file tags alice %s after a restart, %s before", tag(f), first)
+	case tag(other) == first || tag(m1) == tag(m2):
+		t.Fatal("two stores tag alice alike")
 	}
 }

@@ -17,7 +17,8 @@ const maxEventsPerUser = 1000
 // single gateway instance. It is safe for concurrent use, and a caddy
 // reload keeps it (it lives in a caddy.UsagePool).
 type Memory struct {
-	now func() time.Time
+	now    func() time.Time
+	tagKey []byte // the key of user tags; the sessions die with it
 
 	mu       sync.RWMutex
 	sessions map[string]*memRecord
@@ -262,10 +263,20 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		queued:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
+	key, err := newTagKey()
+	if err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	m.tagKey = key
 	if sweep > 0 {
 		go m.sweepEvery(sweep)
 	}
 	return m
+}
+
+// NewCredential implements Store.
+func (m *Memory) NewCredential(_ context.Context, userID string) (string, string, [32]byte, error) {
+	return NewCredentialTagged(UserTagFor(m.tagKey, userID))
 }
 
 func (m *Memory) sweepEvery(d time.Duration) {

@@ -122,8 +122,17 @@ func idsOf(ss []*Session) []string {
 
 func (r *Redis) tagPrefix(tag string) string  { return r.prefix + "{" + tag + "}:" }
 func (r *Redis) sessionKey(id string) string  { return r.tagPrefix(TagOfID(id)) + "s:" + id }
-func (r *Redis) userKey(user string) string   { return r.tagPrefix(UserTag(user)) + "u:" + user }
-func (r *Redis) eventsKey(user string) string { return r.tagPrefix(UserTag(user)) + "e:" + user }
+func (r *Redis) userKey(user string) string   { return r.tagPrefix(LegacyUserTag(user)) + "u:" + user }
+func (r *Redis) eventsKey(user string) string { return r.tagPrefix(LegacyUserTag(user)) + "e:" + user }
+
+// NewCredential implements Store. Redis ids keep the unkeyed tag
+// (LegacyUserTag): the tag names the cluster slot of the user's keys, so
+// a keyed one needs its key in Redis, under every key a user's operations
+// reach; a key lost (allkeys eviction, a stray DEL) would move users to
+// new tags and hide their sessions from "sign out everywhere".
+func (r *Redis) NewCredential(_ context.Context, userID string) (string, string, [32]byte, error) {
+	return NewCredentialTagged(LegacyUserTag(userID))
+}
 
 // The per-IP index is sharded into 16^ipBucketHex (4,096) sorted sets
 // rather than a key per address: a key costs Redis about a hundred bytes
@@ -528,7 +537,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	if mode == "" {
 		mode = LimitOldest
 	}
-	args := append([]any{r.tagPrefix(UserTag(s.UserID)) + "s:", s.ID, ms(s.CreatedAt),
+	args := append([]any{r.tagPrefix(LegacyUserTag(s.UserID)) + "s:", s.ID, ms(s.CreatedAt),
 		lifetime, idle, retention, lim.Max, string(mode)}, fields(s)...)
 	res, err := r.runOverUser(ctx, createScript, s.UserID,
 		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID)}, args...)
@@ -565,7 +574,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 func (r *Redis) Discard(ctx context.Context, s *Session, p Policy) ([]*Session, error) {
 	res, err := r.runOverUser(ctx, discardScript, s.UserID,
 		[]string{r.sessionKey(s.ID), r.userKey(s.UserID)},
-		r.tagPrefix(UserTag(s.UserID))+"s:", s.ID, max(p.Lifetime, time.Minute).Milliseconds())
+		r.tagPrefix(LegacyUserTag(s.UserID))+"s:", s.ID, max(p.Lifetime, time.Minute).Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("discarding session: %w", err)
 	}
@@ -857,7 +866,7 @@ const maxStaleRetries = 50
 // session key declared after keys; when a sign-in came between the read
 // of the index and the script (STALEKEYS), it reads the index again.
 func (r *Redis) runOverUser(ctx context.Context, script *redis.Script, userID string, keys []string, args ...any) ([]any, error) {
-	skp := r.tagPrefix(UserTag(userID)) + "s:"
+	skp := r.tagPrefix(LegacyUserTag(userID)) + "s:"
 	for attempt := 1; ; attempt++ {
 		members, err := r.client.ZRange(ctx, r.userKey(userID), 0, -1).Result()
 		if err != nil {
@@ -902,7 +911,7 @@ func (r *Redis) List(ctx context.Context, userID string, now time.Time, p Policy
 // listRaw runs the list script over the user's sessions: {id, flat…}.
 // With a policy, it drops the ended sessions past the cap.
 func (r *Redis) listRaw(ctx context.Context, userID string, now time.Time, p *Policy) ([]any, error) {
-	args := []any{r.tagPrefix(UserTag(userID)) + "s:"}
+	args := []any{r.tagPrefix(LegacyUserTag(userID)) + "s:"}
 	if p != nil {
 		lifetime, idle, retention := policyArgs(*p)
 		args = append(args, ms(now), lifetime, idle, retention)
@@ -980,7 +989,7 @@ func (r *Redis) MarkChecked(ctx context.Context, id string, was, at time.Time, s
 func (r *Redis) EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	lifetime, idle, retention := policyArgs(p)
 	res, err := r.runOverUser(ctx, endUserScript, userID, []string{r.userKey(userID), r.eventsKey(userID)},
-		r.tagPrefix(UserTag(userID))+"s:", exceptID, ms(at), reason, actor, lifetime, idle, retention)
+		r.tagPrefix(LegacyUserTag(userID))+"s:", exceptID, ms(at), reason, actor, lifetime, idle, retention)
 	if err != nil {
 		return nil, fmt.Errorf("ending sessions: %w", err)
 	}

@@ -65,8 +65,12 @@ func TestRedisConformanceAsACLUser(t *testing.T) {
 // evictIndex deletes a user's index as Redis evicts it under memory
 // pressure (allkeys-* and volatile-* alike: every key has a TTL).
 func evictIndex(client redis.UniversalClient, prefix string) storetest.Hooks {
-	return storetest.Hooks{DropIndex: func(t *testing.T, _ session.Store, user string) {
-		if err := client.Del(context.Background(), prefix+"{"+session.UserTag(user)+"}:u:"+user).Err(); err != nil {
+	return storetest.Hooks{DropIndex: func(t *testing.T, st session.Store, user string) {
+		id, _, _, err := st.NewCredential(context.Background(), user) // an id tells the user's tag
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.Del(context.Background(), prefix+"{"+session.TagOfID(id)+"}:u:"+user).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}}
@@ -82,7 +86,7 @@ func TestRedisKeysHaveTTLAndTag(t *testing.T) {
 	now := time.Now()
 	var ids []string
 	for i := 0; i < 3; i++ {
-		id, _, hash, _ := session.NewCredential("alice")
+		id, _, hash, _ := session.LegacyCredential("alice")
 		ids = append(ids, id)
 		s := &session.Session{ID: id, UserID: "alice", TokenHash: hash, CreatedAt: now, LastActiveAt: now}
 		if _, err := st.Create(ctx, s, p, session.Limit{Max: 2}); err != nil {
@@ -99,7 +103,7 @@ func TestRedisKeysHaveTTLAndTag(t *testing.T) {
 	if len(keys) != 5 { // three sessions, the index, the events
 		t.Fatalf("keys: %v", keys)
 	}
-	tag := "{" + session.UserTag("alice") + "}"
+	tag := "{" + session.LegacyUserTag("alice") + "}"
 	for _, k := range keys {
 		ttl, err := client.PTTL(ctx, k).Result()
 		if err != nil || ttl <= 0 {
@@ -140,7 +144,7 @@ func TestRedisValidateIsOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	st := session.NewRedis(client, "sa:", nil)
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
-	id, _, hash, _ := session.NewCredential("bob")
+	id, _, hash, _ := session.LegacyCredential("bob")
 	now := time.Now()
 	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "bob", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
 		t.Fatal(err)
@@ -220,7 +224,7 @@ func BenchmarkRedisValidateParallel(b *testing.B) {
 	st := session.NewRedis(client, "sa:", nil)
 	ctx := context.Background()
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
-	id, _, hash, _ := session.NewCredential("bench")
+	id, _, hash, _ := session.LegacyCredential("bench")
 	now := time.Now()
 	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "bench", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
 		b.Fatal(err)
@@ -246,7 +250,7 @@ func BenchmarkMemoryValidate(b *testing.B) {
 func benchValidate(b *testing.B, st session.Store) {
 	ctx := context.Background()
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
-	id, _, hash, _ := session.NewCredential("bench")
+	id, _, hash, _ := session.LegacyCredential("bench")
 	now := time.Now()
 	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "bench", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
 		b.Fatal(err)
@@ -277,7 +281,7 @@ func TestRedisClusterConformance(t *testing.T) {
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
 	for i := 0; i < 30; i++ {
 		user := "u" + strings.Repeat("x", i)
-		id, _, hash, _ := session.NewCredential(user)
+		id, _, hash, _ := session.LegacyCredential(user)
 		now := time.Now()
 		if _, err := st.Create(context.Background(), &session.Session{ID: id, UserID: user, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, p, session.Limit{Max: 5}); err != nil {
 			t.Fatal(err)
@@ -305,7 +309,7 @@ func TestRedisSessionHashStaysCompact(t *testing.T) {
 	ctx := context.Background()
 	st := session.NewRedis(client, "sa:", nil)
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
-	id, _, hash, _ := session.NewCredential("zoë")
+	id, _, hash, _ := session.LegacyCredential("zoë")
 	now := time.Now().Truncate(time.Millisecond).UTC()
 	in := &session.Session{ID: id, UserID: "zoë", TokenHash: hash, CreatedAt: now, LastActiveAt: now,
 		UserAgent: strings.Repeat("Mozilla/5.0 (é; ü) ", 50)[:1000], Email: strings.Repeat("ä", 70) + "@example.com",
@@ -320,7 +324,7 @@ func TestRedisSessionHashStaysCompact(t *testing.T) {
 	if got.UserAgent != in.UserAgent || got.Email != in.Email || got.Name != in.Name || got.Roles != in.Roles {
 		t.Fatalf("long values changed:\n%q\n%q", got.UserAgent, in.UserAgent)
 	}
-	enc, err := client.ObjectEncoding(ctx, "sa:{"+session.UserTag("zoë")+"}:s:"+id).Result()
+	enc, err := client.ObjectEncoding(ctx, "sa:{"+session.LegacyUserTag("zoë")+"}:s:"+id).Result()
 	if err != nil || enc != "listpack" {
 		t.Fatalf("session hash encoding %q (%v)", enc, err)
 	}
@@ -333,7 +337,7 @@ func TestRedisLateCreateAfterDiscard(t *testing.T) {
 	ctx := context.Background()
 	st := session.NewRedis(client, "sa:", nil)
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
-	id, _, hash, _ := session.NewCredential("late")
+	id, _, hash, _ := session.LegacyCredential("late")
 	now := time.Now()
 	s := &session.Session{ID: id, UserID: "late", TokenHash: hash, CreatedAt: now, LastActiveAt: now}
 	if _, err := st.Discard(ctx, s, p); err != nil {
@@ -378,7 +382,7 @@ func signInLoop(tb testing.TB, st session.Store, user string, n int) {
 	ctx := context.Background()
 	p := session.Policy{Lifetime: time.Hour, IdleTimeout: time.Hour, TouchInterval: time.Minute, Retention: time.Hour}
 	for i := 0; i < n; i++ {
-		id, _, hash, _ := session.NewCredential(user)
+		id, _, hash, _ := session.LegacyCredential(user)
 		now := time.Now()
 		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
 		if _, err := st.Create(ctx, s, p, session.Limit{Max: 5, Mode: session.LimitOldest}); err != nil {
@@ -402,7 +406,7 @@ func TestRedisSignInCostIsFlat(t *testing.T) {
 	if early != 3+10 || late != 3+5+50 { // session, index, events; then the sessions in the index
 		t.Fatalf("the sign-in script was given %d keys after 10 sign-ins, %d after 300", early, late)
 	}
-	if n, err := client.ZCard(context.Background(), "sa:{"+session.UserTag("flat")+"}:u:flat").Result(); err != nil || n > 5+50+2 {
+	if n, err := client.ZCard(context.Background(), "sa:{"+session.LegacyUserTag("flat")+"}:u:flat").Result(); err != nil || n > 5+50+2 {
 		t.Fatalf("the user index holds %d members (%v)", n, err)
 	}
 }
@@ -470,7 +474,7 @@ func TestRedisByIPReadsAPage(t *testing.T) {
 	now := time.Now() // all at one millisecond: ties in the index must not widen a page
 	for i := 0; i < 600; i++ {
 		user := fmt.Sprintf("nat-%d", i)
-		id, _, hash, _ := session.NewCredential(user)
+		id, _, hash, _ := session.LegacyCredential(user)
 		s := &session.Session{ID: id, UserID: user, TokenHash: hash, IP: "192.0.2.99", LoginIP: "192.0.2.99", CreatedAt: now, LastActiveAt: now}
 		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
 			t.Fatal(err)
@@ -504,7 +508,7 @@ func TestRedisFullRefusesOnlyWrites(t *testing.T) {
 	var ids []string
 	var hashes [][32]byte
 	for i := 0; i < 2; i++ {
-		id, _, hash, _ := session.NewCredential("carol")
+		id, _, hash, _ := session.LegacyCredential("carol")
 		s := &session.Session{ID: id, UserID: "carol", TokenHash: hash, IP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
 		if _, err := st.Create(ctx, s, p, session.Limit{}); err != nil {
 			t.Fatal(err)
@@ -529,7 +533,7 @@ func TestRedisFullRefusesOnlyWrites(t *testing.T) {
 	if v, err := st.Validate(ctx, ids[1], hashes[1], "192.0.2.1", now.Add(p.IdleTimeout), p); err != nil || v.Status != session.Expired {
 		t.Fatalf("an expired session with Redis full: %+v %v", v, err)
 	}
-	id, _, hash, _ := session.NewCredential("carol")
+	id, _, hash, _ := session.LegacyCredential("carol")
 	if _, err := st.Create(ctx, &session.Session{ID: id, UserID: "carol", TokenHash: hash, CreatedAt: later, LastActiveAt: later}, p, session.Limit{}); err == nil {
 		t.Fatal("a sign-in succeeded with Redis full")
 	}

@@ -26,7 +26,7 @@ func TestRedisReadPathAgreesWithScript(t *testing.T) {
 	// idle shorter than the touch interval: a read sees the expiry first
 	p := session.Policy{Lifetime: 24 * time.Hour, IdleTimeout: 2 * time.Minute, TouchInterval: 5 * time.Minute, Retention: 48 * time.Hour}
 	sessionKey := func(id string) string { return "sa:{" + session.TagOfID(id) + "}:s:" + id }
-	indexKey := func(uid string) string { return "sa:{" + session.UserTag(uid) + "}:u:" + uid }
+	indexKey := func(uid string) string { return "sa:{" + session.LegacyUserTag(uid) + "}:u:" + uid }
 	type env struct {
 		t       *testing.T
 		c       *storetest.Clock
@@ -91,7 +91,7 @@ func TestRedisReadPathAgreesWithScript(t *testing.T) {
 			for _, r := range runs {
 				r.uid = "user-" + tc.name + "-" + r.mode
 				var err error
-				if r.id, _, r.hash, err = session.NewCredential(r.uid); err != nil {
+				if r.id, _, r.hash, err = session.LegacyCredential(r.uid); err != nil {
 					t.Fatal(err)
 				}
 				s := &session.Session{ID: r.id, UserID: r.uid, TokenHash: r.hash, IP: ipA, LoginIP: ipA, CreatedAt: c.Now(), LastActiveAt: c.Now()}

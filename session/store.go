@@ -88,6 +88,11 @@ type Store interface {
 // Sessions is the session lifecycle: sign-in, validation, sightings,
 // listing and ending.
 type Sessions interface {
+	// NewCredential mints a fresh session id for userID (its tag keyed
+	// under the store's secret, so that all of the user's ids share it)
+	// and a secret: the session id, the cookie value and the secret's hash.
+	NewCredential(ctx context.Context, userID string) (id, cookie string, hash [32]byte, err error)
+
 	// Create stores s (its ID, TokenHash, times and fields set by the
 	// caller) and enforces lim atomically, ending sessions that give way.
 	// It writes a login event, and a revoke event per ended session.

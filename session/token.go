@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,13 +12,18 @@ import (
 
 // A credential is what the session cookie carries: "<id>.<secret>".
 //
-// The id is public (lists, headers, admin API). Its first 12 hex digits are
-// derived from the user id: they form the Redis hash tag, so that a session
-// and its user's indexes live in one cluster slot and every script touching
-// them together is slot-safe. The secret is 256 bits from crypto/rand; the
-// store keeps only its SHA-256.
+// The id is public (lists, headers, admin API). Its first 12 hex digits
+// are the user's tag: an HMAC-SHA256 of the user id under a secret of the
+// store (UserTagFor), so that an id does not tell whose it is to anyone
+// who can guess user ids and hash them. The tag is the Redis hash tag, so
+// that a session and its user's indexes live in one cluster slot and
+// every script touching them together is slot-safe. The secret is 256
+// bits from crypto/rand; the store keeps only its SHA-256.
+//
+// Ids made before the tag was keyed carry LegacyUserTag, the unkeyed
+// SHA-256 of the user id; every store still finds them by id.
 const (
-	userTagLen = 12                    // hex digits of SHA-256(user id)
+	userTagLen = 12                    // hex digits of the tag
 	idLen      = userTagLen + 20       // plus 80 random bits
 	secretLen  = 43                    // base64url, no padding, of 32 bytes
 	CookieLen  = idLen + 1 + secretLen // "<id>.<secret>": the one length a cookie of ours has
@@ -26,22 +32,43 @@ const (
 // ErrMalformed is returned for a credential that cannot be one of ours.
 var ErrMalformed = errors.New("malformed session credential")
 
-// UserTag is the hash tag that groups a user's keys in one cluster slot.
-func UserTag(userID string) string {
+// UserTagFor is the tag of userID's ids under a store's tag key.
+func UserTagFor(key []byte, userID string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(userID))
+	return hex.EncodeToString(mac.Sum(nil))[:userTagLen]
+}
+
+// LegacyUserTag is the tag of ids made before tags were keyed.
+func LegacyUserTag(userID string) string {
 	sum := sha256.Sum256([]byte(userID))
 	return hex.EncodeToString(sum[:])[:userTagLen]
 }
 
-// NewCredential mints a fresh session id and secret for userID.
-// It returns the session id, the cookie value and the secret's hash.
-func NewCredential(userID string) (id, cookie string, hash [32]byte, err error) {
+// newTagKey makes a store's tag key.
+func newTagKey() ([]byte, error) {
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	return key, err
+}
+
+// NewCredentialTagged mints a fresh session id with the user tag tag, and
+// its secret. It returns the session id, the cookie value and the
+// secret's hash. Stores give the tag: see Sessions.NewCredential.
+func NewCredentialTagged(tag string) (id, cookie string, hash [32]byte, err error) {
 	var buf [10 + 32]byte
 	if _, err = rand.Read(buf[:]); err != nil {
 		return "", "", hash, err
 	}
-	id = UserTag(userID) + hex.EncodeToString(buf[:10])
+	id = tag + hex.EncodeToString(buf[:10])
 	secret := base64.RawURLEncoding.EncodeToString(buf[10:])
 	return id, id + "." + secret, sha256.Sum256([]byte(secret)), nil
+}
+
+// LegacyCredential mints a credential as before tags were keyed: for
+// tests of the ids that stores still hold.
+func LegacyCredential(userID string) (id, cookie string, hash [32]byte, err error) {
+	return NewCredentialTagged(LegacyUserTag(userID))
 }
 
 // ParseCredential splits a cookie value into session id and the hash of

@@ -81,6 +81,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"FieldsRoundTrip", testFields},
 		{"RiskNewDeviceNewCountry", testRiskNew},
 		{"RiskDeviceKeptInClearBefore", testRiskLegacyDevice},
+		{"IDsOldAndNew", testIDsOldAndNew},
 		{"RiskImpossibleTravelAtSignIn", testTravelSignIn},
 		{"RiskBaselineAfterRetention", testRiskRetention},
 		{"SightIPChange", testSight},
@@ -139,7 +140,7 @@ type cred struct {
 
 func mint(t *testing.T, st session.Store, c *Clock, uid, ip string, lim session.Limit) (cred, []*session.Session, error) {
 	t.Helper()
-	id, cookie, hash, err := session.NewCredential(uid)
+	id, cookie, hash, err := st.NewCredential(ctx(t), uid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func testUnknown(t *testing.T, st session.Store, c *Clock) {
 	bad := cr
 	bad.hash[0] ^= 1
 	wantStatus(t, validate(t, st, c, bad, "192.0.2.1"), session.Unknown)
-	other, _, _, _ := session.NewCredential(user())
+	other, _, _, _ := st.NewCredential(ctx(t), user())
 	wantStatus(t, validate(t, st, c, cred{id: other}, "192.0.2.1"), session.Unknown)
 	if _, err := st.Get(ctx(t), other); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("get unknown: %v", err)
@@ -291,7 +292,7 @@ func testNoIdle(t *testing.T, st session.Store, c *Clock) {
 	p := policy
 	p.IdleTimeout = 0
 	uid := user()
-	id, _, hash, _ := session.NewCredential(uid)
+	id, _, hash, _ := st.NewCredential(ctx(t), uid)
 	now := c.Now()
 	if _, err := st.Create(ctx(t), &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
 		t.Fatal(err)
@@ -462,7 +463,7 @@ func testLimitConcurrent(t *testing.T, st session.Store, c *Clock) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, _, hash, _ := session.NewCredential(uid)
+			id, _, hash, _ := st.NewCredential(ctx(t), uid)
 			now := c.Now()
 			_, err := st.Create(context.Background(), &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, policy, lim)
 			errs <- err
@@ -684,9 +685,9 @@ func testEvents(t *testing.T, st session.Store, c *Clock) {
 }
 
 // newSession is a fresh session of uid, signed in now from 192.0.2.1.
-func newSession(t *testing.T, c *Clock, uid string) *session.Session {
+func newSession(t *testing.T, st session.Store, c *Clock, uid string) *session.Session {
 	t.Helper()
-	id, _, hash, err := session.NewCredential(uid)
+	id, _, hash, err := st.NewCredential(ctx(t), uid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -697,7 +698,7 @@ func newSession(t *testing.T, c *Clock, uid string) *session.Session {
 // mintToken creates an API token's session for uid with its own lifetime.
 func mintToken(t *testing.T, st session.Store, c *Clock, uid string, life time.Duration, lim session.Limit) cred {
 	t.Helper()
-	s := newSession(t, c, uid)
+	s := newSession(t, st, c, uid)
 	s.Kind, s.Label, s.AuthMethod, s.TokenLifetime = session.KindToken, "ci deploy", session.MethodToken, life
 	if _, err := st.Create(ctx(t), s, policy, lim); err != nil {
 		t.Fatalf("create token: %v", err)
@@ -766,7 +767,7 @@ func testTokenLimit(t *testing.T, st session.Store, c *Clock) {
 
 func testFields(t *testing.T, st session.Store, c *Clock) {
 	uid := user()
-	id, _, hash, _ := session.NewCredential(uid)
+	id, _, hash, _ := st.NewCredential(ctx(t), uid)
 	now := c.Now()
 	in := &session.Session{ID: id, UserID: uid, TokenHash: hash, Email: "ä@example.com", Name: "Zoë",
 		Roles: "admin,dev", IP: "2001:db8::1", LoginIP: "2001:db8::1", UserAgent: "Mozilla/5.0",
@@ -796,7 +797,7 @@ func testRetention(t *testing.T, st session.Store) {
 	p := policy
 	p.Retention = 300 * time.Millisecond
 	uid := user()
-	id, _, hash, _ := session.NewCredential(uid)
+	id, _, hash, _ := st.NewCredential(ctx(t), uid)
 	now := time.Now()
 	if _, err := st.Create(ctx(t), &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}, p, session.Limit{}); err != nil {
 		t.Fatal(err)
@@ -865,7 +866,7 @@ var (
 
 func signInAt(t *testing.T, st session.Store, c *Clock, uid, device string, pl place) (cred, *session.Session) {
 	t.Helper()
-	id, _, hash, _ := session.NewCredential(uid)
+	id, _, hash, _ := st.NewCredential(ctx(t), uid)
 	now := c.Now()
 	s := &session.Session{ID: id, UserID: uid, TokenHash: hash, IP: "192.0.2.1", LoginIP: "192.0.2.1",
 		DeviceID: device, Country: pl.country, LoginCountry: pl.country, Lat: pl.lat, Lon: pl.lon, HasCoord: pl.country != "",
@@ -997,7 +998,7 @@ func testSight(t *testing.T, st session.Store, c *Clock) {
 		t.Fatalf("sighting of an ended session: %v", err)
 	}
 	// A city known at sign-in stays the login event's city.
-	id3, _, h3, _ := session.NewCredential(uid)
+	id3, _, h3, _ := st.NewCredential(ctx(t), uid)
 	s3 := &session.Session{ID: id3, UserID: uid, TokenHash: h3, IP: "192.0.2.5", LoginIP: "192.0.2.5", Country: "DE",
 		LoginCountry: "DE", City: "Hamburg", CreatedAt: c.Now(), LastActiveAt: c.Now()}
 	if _, err := st.Create(ctx(t), s3, policy, session.Limit{}); err != nil {
@@ -1082,7 +1083,7 @@ func testStepUp(t *testing.T, st session.Store, c *Clock) {
 
 	// A provider's step-up: its new sid replaces the old (an empty one
 	// keeps it); when the provider last vouched is recheck's (CheckedAt).
-	id2, _, h2, _ := session.NewCredential(uid)
+	id2, _, h2, _ := st.NewCredential(ctx(t), uid)
 	checked := c.Now()
 	o := &session.Session{ID: id2, UserID: uid, TokenHash: h2, IP: "192.0.2.1", LoginIP: "192.0.2.1", AuthMethod: session.MethodOIDC("corp"),
 		Provider: "corp", Subject: "sub-1", ProviderSID: "sid-1", CheckedAt: checked, CreatedAt: c.Now(), LastActiveAt: c.Now()}
@@ -1251,7 +1252,7 @@ func testOthersActive(t *testing.T, st session.Store, c *Clock) {
 	uid := user()
 	counts := []int{}
 	for i := 0; i < 3; i++ {
-		id, _, hash, _ := session.NewCredential(uid)
+		id, _, hash, _ := st.NewCredential(ctx(t), uid)
 		now := c.Now()
 		s := &session.Session{ID: id, UserID: uid, TokenHash: hash, CreatedAt: now, LastActiveAt: now}
 		if _, err := st.Create(ctx(t), s, policy, session.Limit{Max: 2, Mode: session.LimitOldest}); err != nil {
@@ -1482,7 +1483,7 @@ func StashExpires(t *testing.T, st session.Store, c *Clock) {
 // and the time the provider last vouched for the user.
 func mintOIDC(t *testing.T, st session.Store, c *Clock, uid, sealed string) *session.Session {
 	t.Helper()
-	s := newSession(t, c, uid)
+	s := newSession(t, st, c, uid)
 	s.AuthMethod, s.Provider, s.Subject, s.SealedTokens, s.CheckedAt = session.MethodOIDC("corp"), "corp", "sub-1", sealed, s.CreatedAt
 	if _, err := st.Create(ctx(t), s, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
@@ -1541,7 +1542,7 @@ func testMarkChecked(t *testing.T, st session.Store, c *Clock) {
 	if got, _ = st.Get(ctx(t), s.ID); got.SealedTokens != longer || got.EndReason != session.EndIDP {
 		t.Fatalf("an ended session was written: %+v", got)
 	}
-	other, _, _, _ := session.NewCredential(user())
+	other, _, _, _ := st.NewCredential(ctx(t), user())
 	if _, err := st.MarkChecked(ctx(t), other, time.Time{}, c.Now(), ""); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("unknown session: %v", err)
 	}
@@ -1602,4 +1603,38 @@ func testRiskLegacyDevice(t *testing.T, st session.Store, c *Clock) {
 	if _, s := signInAt(t, st, c, uid, session.DeviceDigest(clear), berlin); s.Risk != "" {
 		t.Fatalf("the device again, by digest: %q", s.Risk)
 	}
+}
+
+// testIDsOldAndNew: a user's ids share their tag (the CLI shortens ids by
+// it), and a session whose id an earlier version made (the unkeyed tag)
+// is found, validated, listed and ended beside the new ones.
+func testIDsOldAndNew(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	old, _, oldHash, err := session.LegacyCredential(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := c.Now()
+	s := &session.Session{ID: old, UserID: uid, TokenHash: oldHash, IP: "192.0.2.1", LoginIP: "192.0.2.1", CreatedAt: now, LastActiveAt: now}
+	if _, err := st.Create(ctx(t), s, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Second)
+	a, b := mustMint(t, st, c, uid), mustMint(t, st, c, uid)
+	if a.id[:12] != b.id[:12] {
+		t.Fatalf("one user's ids %s and %s do not share their tag", a.id, b.id)
+	}
+	wantStatus(t, validate(t, st, c, cred{old, oldHash}, "192.0.2.1"), session.Valid)
+	if got, err := st.Get(ctx(t), old); err != nil || got.UserID != uid {
+		t.Fatalf("the old id by Get: %v %v", got, err)
+	}
+	if ids := activeIDs(t, st, c, uid); len(ids) != 3 || !ids[old] {
+		t.Fatalf("list: %v", ids)
+	}
+	ended, err := st.EndUser(ctx(t), uid, a.id, c.Now(), session.EndRevoked, session.ActorAdmin, policy)
+	if err != nil || len(ended) != 2 {
+		t.Fatalf("end all but one: %v %v", ended, err)
+	}
+	wantStatus(t, validate(t, st, c, cred{old, oldHash}, "192.0.2.1"), session.Ended)
+	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Valid)
 }
