@@ -127,7 +127,7 @@ func (h *Handler) notifyMail(r *http.Request, events []string, s *session.Sessio
 		base = h.linkBase(r)
 	}
 	if base != "" {
-		n.RevokeURL = base + h.Endpoints + "/revoke?token=" + revokeToken(s)
+		n.RevokeURL = base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
 		n.SessionsURL = base + h.Endpoints + "/sessions"
 	}
 	ctx, cancel := h.storeContext(context.Background())
