@@ -9,13 +9,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/endtext"
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -43,27 +41,8 @@ func totpKey(secret string) (string, error) {
 	return s, nil
 }
 
-// dummyHashes holds, per bcrypt cost, a hash no password matches: an
-// unknown user's password is compared against it, so that the answer
-// takes as long as for a known user's wrong password.
-var dummyHashes sync.Map // cost -> []byte
-
-func dummyHash(cost int) []byte {
-	if v, ok := dummyHashes.Load(cost); ok {
-		return v.([]byte)
-	}
-	var pw [16]byte
-	_, _ = rand.Read(pw[:])
-	h, err := bcrypt.GenerateFromPassword(pw[:], cost)
-	if err != nil {
-		h, _ = bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
-	}
-	v, _ := dummyHashes.LoadOrStore(cost, h)
-	return v.([]byte)
-}
-
 // provisionSignIn readies the sign-in: accounts (file included), the
-// dummy hash at the accounts' highest cost, the OIDC providers.
+// dummy hashes of their classes, the OIDC providers.
 func (h *Handler) provisionSignIn() error {
 	si := h.SignIn
 	if si == nil {
@@ -75,15 +54,7 @@ func (h *Handler) provisionSignIn() error {
 	if err := si.provision(); err != nil {
 		return err
 	}
-	cost := bcrypt.MinCost
-	for _, a := range si.accounts {
-		if c, _ := bcrypt.Cost([]byte(a.Hash)); c > cost {
-			cost = c
-		}
-	}
-	if len(si.accounts) > 0 {
-		h.dummyHash = dummyHash(cost)
-	}
+	h.provisionDummies()
 	return h.provisionProviders()
 }
 
@@ -307,7 +278,7 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		user := r.PostFormValue("username")
 		acct = h.SignIn.accounts[user]
-		if !h.passwordMatches(acct, r.PostFormValue("password")) {
+		if !h.passwordMatches(user, acct, r.PostFormValue("password")) {
 			if acct != nil {
 				h.loginFailed(r, acct.User, "password")
 			} else {
@@ -347,17 +318,19 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// passwordMatches compares with bcrypt; an unknown user is compared
-// against the dummy hash, so that both answers take the same time.
-func (h *Handler) passwordMatches(acct *Account, password string) bool {
-	hash := h.dummyHash
+// passwordMatches compares password with the account's hash; an
+// unknown name's is compared with the dummy unknownHash picks for it, so
+// that both answers cost the same.
+func (h *Handler) passwordMatches(name string, acct *Account, password string) bool {
+	hash := h.unknownHash(name)
 	if acct != nil {
 		hash = []byte(acct.Hash)
 	}
-	if len(password) > 72 {
-		password = password[:72] // bcrypt reads no further; the library refuses longer ones
+	compare := h.compare
+	if compare == nil {
+		compare = comparePassword
 	}
-	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	ok := compare(hash, password)
 	return ok && acct != nil
 }
 

@@ -173,7 +173,10 @@ type Handler struct {
 	redisClient redis.UniversalClient // nil unless the store is Redis
 	socketWatch *revocationWatch      // the revocation channel, once a connection is upgraded
 
-	dummyHash []byte // compared for unknown users (accounts)
+	// An unknown account name's password is compared against one of
+	// these (unknownHash); compare is the comparison, which tests see.
+	dummies   [][]byte
+	compare   func(hash []byte, password string) bool
 	linkKey   []byte // keys the "Not you?" links (provisionSecret)
 	nameKey   []byte // picks an unknown account name's dummy hash
 	providers map[string]*provider
