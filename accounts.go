@@ -297,7 +297,13 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 
 	method := session.MethodPassword
 	if acct.TOTP != "" {
-		if reason := h.checkCode(r, acct, r.PostFormValue("code")); reason != "" {
+		settle, err := h.spendProof(r, codeLimit, acct.User)
+		if err != nil {
+			return h.codesLocked(w, r, page, err)
+		}
+		reason := h.checkCode(r, acct, r.PostFormValue("code"))
+		settle(reason == "")
+		if reason != "" {
 			h.loginFailed(r, acct.User, "totp")
 			page.Error = reason
 			if codeTries+1 < maxCodeTries {
@@ -332,6 +338,25 @@ func (h *Handler) passwordMatches(name string, acct *Account, password string) b
 	}
 	ok := compare(hash, password)
 	return ok && acct != nil
+}
+
+// codesLocked answers a code step refused because the account's wrong
+// codes reached codeLimit (from anywhere): the sign-in page saying so,
+// 429 with Retry-After. Any other error is the store's.
+func (h *Handler) codesLocked(w http.ResponseWriter, r *http.Request, page signInPage, err error) error {
+	var rl errRateLimited
+	if !errors.As(err, &rl) {
+		return h.refuse(w, r, err)
+	}
+	mins := int((rl.retry + time.Minute - 1) / time.Minute)
+	w.Header().Set("Retry-After", strconv.Itoa(max(int((rl.retry+time.Second-1)/time.Second), 1)))
+	page.Pending = ""
+	page.Error = "Too many wrong codes were entered for this account, so it cannot sign in with a code for now. Try again in " +
+		strconv.Itoa(max(mins, 1)) + " minutes."
+	if mins <= 1 {
+		page.Error = strings.Replace(page.Error, "minutes", "minute", 1)
+	}
+	return h.renderSignIn(w, r, http.StatusTooManyRequests, page)
 }
 
 // maxCodeTries is how many codes one right password may be followed by
