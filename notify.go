@@ -286,7 +286,7 @@ func retryOrGiveUp(bctx context.Context, st session.Outbox, del session.Delivery
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
 // The body has SPEC 7's fields only: what a mail needs stays out.
 func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
-	n.Events, n.Email, n.Name, n.UserAgent, n.SessionsURL = nil, "", "", "", ""
+	n.Events, n.Email, n.Name, n.SessionsURL = nil, "", "", ""
 	body, err := json.Marshal(n)
 	if err != nil {
 		return err
