@@ -48,6 +48,9 @@ func checkHash(hash string) error {
 		if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
 			return fmt.Errorf("the password's bcrypt cost %d is not between %d and %d", cost, bcrypt.MinCost, bcrypt.MaxCost)
 		}
+		if strings.Trim(hash[7:], "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			return fmt.Errorf("the password %s: this bcrypt hash has characters no bcrypt hash has", how)
+		}
 		return nil
 	case strings.HasPrefix(hash, "$argon2id$"):
 		_, key, err := caddyauth.DecodeHash([]byte(hash))

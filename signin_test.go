@@ -159,6 +159,7 @@ func TestArgon2idAccounts(t *testing.T) {
 		{"$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHRzYWx0$" + strings.Repeat("A", 43), "at most 1048576 are accepted"},
 		{"$2a$10$tooshort", "this bcrypt hash is cut short"},
 		{"$2a$99$" + strings.Repeat("a", 53), "bcrypt cost 99 is not between 4 and 31"},
+		{"$2a$10$" + strings.Repeat("a", 52) + "!", "this bcrypt hash has characters no bcrypt hash has"},
 		{"plaintext", "must be a bcrypt or argon2id hash as `caddy hash-password` prints it"},
 	} {
 		input := "session_auth {\n  sign_in {\n    accounts {\n      alice " + bad.hash + " {\n        email alice@example.com\n      }\n    }\n  }\n}"
