@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 // A copy of the store holds everything a session record has (its token
@@ -45,6 +47,13 @@ func TestRevokeLinkNotForgeableFromTheStore(t *testing.T) {
 		t.Fatal("link_secret does not decide the link")
 	}
 
+	var parsed Handler
+	if err := parsed.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_auth {\n  link_secret {env.LINK_SECRET}\n}")); err != nil || parsed.LinkSecret != "{env.LINK_SECRET}" {
+		t.Fatalf("link_secret in the Caddyfile: %q %v", parsed.LinkSecret, err)
+	}
+	if err := (&Handler{}).UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_auth {\n  link_secret a\n  link_secret b\n}")); err == nil || !strings.Contains(err.Error(), "Testfile:3") {
+		t.Fatalf("link_secret twice: %v", err)
+	}
 	short := &Handler{LinkSecret: "{env.SA_LINK_SECRET_UNSET}"}
 	if err := short.provisionSecret(); err == nil || !strings.Contains(err.Error(), "link_secret must be at least 16 characters") {
 		t.Fatalf("an empty link_secret: %v", err)
