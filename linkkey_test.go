@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // A copy of the store holds everything a session record has (its token
@@ -68,5 +70,30 @@ func TestRevokeLinkNotForgeableFromTheStore(t *testing.T) {
 	info, err := os.Stat(filepath.Join(os.Getenv("XDG_DATA_HOME"), "caddy", "session_auth", linkKeyFile))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("the key file: %v %v", info, err)
+	}
+}
+
+// Gateways sharing a Redis store verify each other's links only with one
+// link_secret: without it, a config with Redis and notifications is
+// warned at start; with it, or on a single-instance store, nothing is said.
+func TestRedisWithoutLinkSecretIsWarned(t *testing.T) {
+	for _, tc := range []struct {
+		h    Handler
+		warn bool
+	}{
+		{Handler{Store: &StoreConfig{Type: "redis"}, Notify: &Notify{URL: "https://hooks.example/x"}}, true},
+		{Handler{Store: &StoreConfig{Type: "redis"}, NotifyEmail: &NotifyEmail{SMTP: "m:25"}}, true},
+		{Handler{Store: &StoreConfig{Type: "redis"}, Notify: &Notify{URL: "https://hooks.example/x"}, LinkSecret: "shared by every gateway"}, false},
+		{Handler{Store: &StoreConfig{Type: "file"}, Notify: &Notify{URL: "https://hooks.example/x"}}, false},
+	} {
+		core, logs := observer.New(zap.WarnLevel)
+		h := tc.h
+		h.logger = zap.New(core)
+		if err := h.provisionSecret(); err != nil {
+			t.Fatal(err)
+		}
+		if got := logs.FilterMessageSnippet("give every gateway the same link_secret").Len() == 1; got != tc.warn {
+			t.Errorf("%s store, link_secret %q: warned %v", h.Store.Type, h.LinkSecret, got)
+		}
 	}
 }
