@@ -9,13 +9,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/endtext"
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -43,27 +41,8 @@ func totpKey(secret string) (string, error) {
 	return s, nil
 }
 
-// dummyHashes holds, per bcrypt cost, a hash no password matches: an
-// unknown user's password is compared against it, so that the answer
-// takes as long as for a known user's wrong password.
-var dummyHashes sync.Map // cost -> []byte
-
-func dummyHash(cost int) []byte {
-	if v, ok := dummyHashes.Load(cost); ok {
-		return v.([]byte)
-	}
-	var pw [16]byte
-	_, _ = rand.Read(pw[:])
-	h, err := bcrypt.GenerateFromPassword(pw[:], cost)
-	if err != nil {
-		h, _ = bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
-	}
-	v, _ := dummyHashes.LoadOrStore(cost, h)
-	return v.([]byte)
-}
-
 // provisionSignIn readies the sign-in: accounts (file included), the
-// dummy hash at the accounts' highest cost, the OIDC providers.
+// dummy hashes of their classes, the OIDC providers.
 func (h *Handler) provisionSignIn() error {
 	si := h.SignIn
 	if si == nil {
@@ -75,15 +54,7 @@ func (h *Handler) provisionSignIn() error {
 	if err := si.provision(); err != nil {
 		return err
 	}
-	cost := bcrypt.MinCost
-	for _, a := range si.accounts {
-		if c, _ := bcrypt.Cost([]byte(a.Hash)); c > cost {
-			cost = c
-		}
-	}
-	if len(si.accounts) > 0 {
-		h.dummyHash = dummyHash(cost)
-	}
+	h.provisionDummies()
 	return h.provisionProviders()
 }
 
@@ -307,7 +278,7 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		user := r.PostFormValue("username")
 		acct = h.SignIn.accounts[user]
-		if !h.passwordMatches(acct, r.PostFormValue("password")) {
+		if !h.passwordMatches(user, acct, r.PostFormValue("password")) {
 			if acct != nil {
 				h.loginFailed(r, acct.User, "password")
 			} else {
@@ -326,7 +297,13 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 
 	method := session.MethodPassword
 	if acct.TOTP != "" {
-		if reason := h.checkCode(r, acct, r.PostFormValue("code")); reason != "" {
+		settle, err := h.spendProof(r, codeLimit, acct.User)
+		if err != nil {
+			return h.codesLocked(w, r, page, err)
+		}
+		reason := h.checkCode(r, acct, r.PostFormValue("code"))
+		settle(reason == "")
+		if reason != "" {
 			h.loginFailed(r, acct.User, "totp")
 			page.Error = reason
 			if codeTries+1 < maxCodeTries {
@@ -347,18 +324,39 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// passwordMatches compares with bcrypt; an unknown user is compared
-// against the dummy hash, so that both answers take the same time.
-func (h *Handler) passwordMatches(acct *Account, password string) bool {
-	hash := h.dummyHash
+// passwordMatches compares password with the account's hash; an
+// unknown name's is compared with the dummy unknownHash picks for it, so
+// that both answers cost the same.
+func (h *Handler) passwordMatches(name string, acct *Account, password string) bool {
+	hash := h.unknownHash(name)
 	if acct != nil {
 		hash = []byte(acct.Hash)
 	}
-	if len(password) > 72 {
-		password = password[:72] // bcrypt reads no further; the library refuses longer ones
+	compare := h.compare
+	if compare == nil {
+		compare = comparePassword
 	}
-	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	ok := compare(hash, password)
 	return ok && acct != nil
+}
+
+// codesLocked answers a code step refused because the account's wrong
+// codes reached codeLimit (from anywhere): the sign-in page saying so,
+// 429 with Retry-After. Any other error is the store's.
+func (h *Handler) codesLocked(w http.ResponseWriter, r *http.Request, page signInPage, err error) error {
+	var rl errRateLimited
+	if !errors.As(err, &rl) {
+		return h.refuse(w, r, err)
+	}
+	mins := int((rl.retry + time.Minute - 1) / time.Minute)
+	w.Header().Set("Retry-After", strconv.Itoa(max(int((rl.retry+time.Second-1)/time.Second), 1)))
+	page.Pending = ""
+	page.Error = "Too many wrong codes were entered for this account, so it cannot sign in with a code for now. Try again in " +
+		strconv.Itoa(max(mins, 1)) + " minutes."
+	if mins <= 1 {
+		page.Error = strings.Replace(page.Error, "minutes", "minute", 1)
+	}
+	return h.renderSignIn(w, r, http.StatusTooManyRequests, page)
 }
 
 // maxCodeTries is how many codes one right password may be followed by

@@ -92,6 +92,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    base_url <url>
 //	    password_url <path-or-url>
+//	    link_secret <secret>
 //	    api_tokens [max_lifetime <duration>]
 //	    sign_in {
 //	        oidc <name> {
@@ -197,6 +198,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &h.BaseURL)
 		case "password_url":
 			err = stringArg(d, &h.PasswordURL)
+		case "link_secret":
+			err = stringArg(d, &h.LinkSecret)
 		case "api_tokens":
 			err = h.parseAPITokens(d)
 		case "sign_in":

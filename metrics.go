@@ -54,7 +54,7 @@ func newMetrics(reg *prometheus.Registry, logger *zap.Logger) *metrics {
 		notifications: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
 			opts("notifications_total", "Notification deliveries, by result.")), []string{"result"})),
 		rateLimited: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
-			opts("rate_limited_total", "Requests refused with 429, by limit (login or guess).")), []string{"limit"})),
+			opts("rate_limited_total", "Requests refused with 429, by limit (login, guess, or code: an account's wrong second-factor codes).")), []string{"limit"})),
 		deniedByRule: registerOrExisting(reg, logger, prometheus.NewCounterVec(prometheus.CounterOpts(
 			opts("denied_total", "Requests with a session that session_require refused, by the rule kind that failed.")), []string{"rule"})),
 		touchesRefused: registerOrExisting(reg, logger, prometheus.NewCounter(prometheus.CounterOpts(

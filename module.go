@@ -127,6 +127,13 @@ type Handler struct {
 	// set).
 	BaseURL string `json:"base_url,omitempty"`
 
+	// Keys the "Not you?" links (and which dummy hash an unknown account
+	// name is compared with), so that a copy of the store forges none.
+	// Several gateways sharing a Redis store must all have the same one.
+	// Default: a random key made at first start in Caddy's data directory
+	// (session_auth/link.key). {env.*} placeholders are expanded.
+	LinkSecret string `json:"link_secret,omitempty"`
+
 	// Where users change their password (the app's page): a path on the
 	// site (joined to base_url when set) or an absolute URL. The "Not
 	// you?" pages link to it. Default: no link.
@@ -166,7 +173,12 @@ type Handler struct {
 	redisClient redis.UniversalClient // nil unless the store is Redis
 	socketWatch *revocationWatch      // the revocation channel, once a connection is upgraded
 
-	dummyHash []byte // compared for unknown users (accounts)
+	// An unknown account name's password is compared against one of
+	// these (unknownHash); compare is the comparison, which tests see.
+	dummies   [][]byte
+	compare   func(hash []byte, password string) bool
+	linkKey   []byte // keys the "Not you?" links (provisionSecret)
+	nameKey   []byte // picks an unknown account name's dummy hash
 	providers map[string]*provider
 }
 
@@ -475,6 +487,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.mail, err = h.NotifyEmail.server(repl); err != nil {
 			return err
 		}
+	}
+	if err := h.provisionSecret(); err != nil {
+		return err
 	}
 	if err := h.provisionSignIn(); err != nil {
 		return err

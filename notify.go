@@ -109,15 +109,6 @@ func (h *Handler) notifyEnded(r *http.Request, s *session.Session, at time.Time,
 	h.notify(r, noticeRevoke, s, at)
 }
 
-// revokeToken authorises the "Not you?" link of one session: an HMAC keyed
-// by the hash of the session's secret, which every gateway can check in
-// the store and nobody can forge without it. It dies with the session.
-func revokeToken(s *session.Session) string {
-	mac := hmac.New(sha256.New, s.TokenHash[:])
-	mac.Write([]byte("revoke:" + s.ID))
-	return s.ID + "." + hex.EncodeToString(mac.Sum(nil))[:32]
-}
-
 // validHost is a host[:port] fit to put in a link: the request's Host is
 // the client's word, so anything odd gets no link rather than a bad one.
 var validHost = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
@@ -127,7 +118,7 @@ func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
 	if base == "" {
 		return ""
 	}
-	return base + h.Endpoints + "/revoke?token=" + revokeToken(s)
+	return base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
 }
 
 // dispatcher delivers the outbox of one store, one per store in this
@@ -295,7 +286,7 @@ func retryOrGiveUp(bctx context.Context, st session.Outbox, del session.Delivery
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
 // The body has SPEC 7's fields only: what a mail needs stays out.
 func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
-	n.Events, n.Email, n.Name, n.UserAgent, n.SessionsURL = nil, "", "", "", ""
+	n.Events, n.Email, n.Name, n.SessionsURL = nil, "", "", ""
 	body, err := json.Marshal(n)
 	if err != nil {
 		return err

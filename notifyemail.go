@@ -120,14 +120,14 @@ func (h *Handler) notifyMail(r *http.Request, events []string, s *session.Sessio
 	n := session.Notice{
 		Event: wanted[0], Events: wanted, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
 		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
-		Email: s.Email, Name: s.Name, UserAgent: s.UserAgent,
+		Email: s.Email, Name: s.Name, // never the user agent: the client's own text, links included
 	}
 	base := h.BaseURL
 	if base == "" && r != nil {
 		base = h.linkBase(r)
 	}
 	if base != "" {
-		n.RevokeURL = base + h.Endpoints + "/revoke?token=" + revokeToken(s)
+		n.RevokeURL = base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
 		n.SessionsURL = base + h.Endpoints + "/sessions"
 	}
 	ctx, cancel := h.storeContext(context.Background())
@@ -150,7 +150,7 @@ func sendMail(ctx context.Context, srv *email.Server, n session.Notice) error {
 	}
 	return srv.Send(ctx, email.Notice{
 		To: n.Email, Name: n.Name, Events: events, At: n.At,
-		Device: n.DeviceName, Browser: n.Browser, OS: n.OS, UserAgent: n.UserAgent, Place: place, IP: n.IP,
+		Device: n.DeviceName, Browser: n.Browser, OS: n.OS, Place: place, IP: n.IP,
 		RevokeURL: n.RevokeURL, SessionsURL: n.SessionsURL,
 	})
 }

@@ -35,7 +35,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
-	if !hmac.Equal([]byte(token), []byte(revokeToken(s))) {
+	if !hmac.Equal([]byte(token), []byte(h.linkToken(s))) {
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	now := h.now()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // SignIn is the gateway's own sign-in (SPEC 11): OIDC providers and
@@ -18,7 +17,7 @@ import (
 type SignIn struct {
 	// OpenID Connect providers, one button each on the sign-in page.
 	OIDC []*OIDCProvider `json:"oidc,omitempty"`
-	// Local accounts, with bcrypt hashes as `caddy hash-password` prints them.
+	// Local accounts, with bcrypt or argon2id hashes as `caddy hash-password` prints them.
 	Accounts []*Account `json:"accounts,omitempty"`
 	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
 	AccountsFile string `json:"accounts_file,omitempty"`
@@ -30,7 +29,7 @@ type SignIn struct {
 type Account struct {
 	// The user id, forwarded as X-Auth-User.
 	User string `json:"user"`
-	// bcrypt hash of the password.
+	// bcrypt or argon2id hash of the password, as `caddy hash-password` prints it.
 	Hash  string   `json:"hash"`
 	Email string   `json:"email,omitempty"`
 	Name  string   `json:"name,omitempty"`
@@ -121,8 +120,8 @@ func (a *Account) check() error {
 	if err := checkIdentity(a.User, a.Email, a.Name, strings.Join(a.Roles, ",")); err != nil {
 		return fmt.Errorf("account %q: %v", a.User, err)
 	}
-	if _, err := bcrypt.Cost([]byte(a.Hash)); err != nil {
-		return fmt.Errorf("account %q: the password must be a bcrypt hash as `caddy hash-password` prints it: %v", a.User, err)
+	if err := checkHash(a.Hash); err != nil {
+		return fmt.Errorf("account %q: %v", a.User, err)
 	}
 	if a.TOTP != "" && !strings.HasPrefix(a.TOTP, "{env.") {
 		if _, err := totpKey(a.TOTP); err != nil {
@@ -240,9 +239,12 @@ func parseAccountBlocks(d *caddyfile.Dispenser, nested bool) ([]*Account, error)
 	for next() {
 		a := &Account{User: d.Val()}
 		if !d.NextArg() {
-			return nil, d.Errf("account %q needs a bcrypt hash", a.User)
+			return nil, d.Errf("account %q needs a password hash (`caddy hash-password` prints one)", a.User)
 		}
 		a.Hash = d.Val()
+		if err := checkHash(a.Hash); err != nil {
+			return nil, d.Errf("account %q: %v", a.User, err) // the hash's own line
+		}
 		if d.NextArg() {
 			return nil, d.ArgErr()
 		}

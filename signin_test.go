@@ -1,18 +1,23 @@
 package sessionauth
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 )
 
-// An unknown user's password is compared against a hash of the accounts'
-// own cost, so the answer takes as long as a known user's wrong password;
-// and accounts_file adds its blocks to the config's.
-func TestUnknownUserComparedAtTheAccountsCost(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("demo"), 6)
+// accounts_file adds its blocks to the config's; an account in both is
+// refused.
+func TestAccountsFileAddsAccounts(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
 	file := filepath.Join(t.TempDir(), "accounts")
 	if err := os.WriteFile(file, []byte("carol "+string(hash)+" {\n\temail carol@example.com\n\ttotp {env.CAROL_TOTP}\n}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -22,14 +27,11 @@ func TestUnknownUserComparedAtTheAccountsCost(t *testing.T) {
 	if err := h.provisionSignIn(); err != nil {
 		t.Fatal(err)
 	}
-	if cost, err := bcrypt.Cost(h.dummyHash); err != nil || cost != 6 {
-		t.Fatalf("dummy hash cost %d %v, want 6", cost, err)
-	}
 	carol := h.SignIn.accounts["carol"]
 	if carol == nil || carol.Email != "carol@example.com" || carol.TOTP != "JBSWY3DPEHPK3PXP" {
 		t.Fatalf("accounts_file: %+v", carol)
 	}
-	if h.passwordMatches(nil, "demo") || !h.passwordMatches(h.SignIn.accounts["alice"], "demo") || h.passwordMatches(carol, "other") {
+	if h.passwordMatches("nobody", nil, "demo") || !h.passwordMatches("alice", h.SignIn.accounts["alice"], "demo") || h.passwordMatches("carol", carol, "other") {
 		t.Fatal("passwordMatches")
 	}
 
@@ -37,4 +39,172 @@ func TestUnknownUserComparedAtTheAccountsCost(t *testing.T) {
 	if err := dup.provisionSignIn(); err == nil {
 		t.Fatal("an account in both the config and the file was accepted")
 	}
+}
+
+// An unknown name is compared with a hash of the class (bcrypt cost,
+// argon2id parameters) of the account its keyed hash picks: over many
+// names every class of the accounts is compared, as often as accounts
+// have it; the same name always with the same hash (a repeated
+// measurement tells nothing); a known name with its own hash. Which
+// class a name gets depends on the key, which the store does not hold.
+func TestUnknownNameCostsWhatAnAccountCosts(t *testing.T) {
+	cheap, _ := bcrypt.GenerateFromPassword([]byte("demo"), 4)
+	dear, _ := bcrypt.GenerateFromPassword([]byte("demo"), 5)
+	argon := caddyHashPassword(t, "demo", "--algorithm", "argon2id", "--argon2id-memory", "1024")
+	h := &Handler{SignIn: &SignIn{Accounts: []*Account{
+		{User: "alice", Hash: string(cheap)}, {User: "bob", Hash: string(cheap)},
+		{User: "carol", Hash: string(dear)}, {User: "dave", Hash: argon},
+	}}, nameKey: []byte("key one")}
+	if err := h.provisionSignIn(); err != nil {
+		t.Fatal(err)
+	}
+	var compared []byte
+	h.compare = func(hash []byte, _ string) bool { compared = hash; return false }
+	classOf := func(name string) string {
+		h.passwordMatches(name, h.SignIn.accounts[name], "wrong")
+		return hashClass(string(compared))
+	}
+	if got := classOf("carol"); got != hashClass(string(dear)) || string(compared) != string(dear) {
+		t.Fatalf("a known name is compared with %q", compared)
+	}
+	counts := map[string]int{}
+	first := map[string]string{}
+	for i := range 400 {
+		name := "user" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('0'+i/26))
+		c := classOf(name)
+		counts[c]++
+		first[name] = string(compared)
+		if classOf(name); string(compared) != first[name] {
+			t.Fatalf("%s compared with two hashes", name)
+		}
+	}
+	want := map[string]float64{hashClass(string(cheap)): 0.5, hashClass(string(dear)): 0.25, hashClass(argon): 0.25}
+	for class, share := range want {
+		if got := float64(counts[class]) / 400; got < share-0.1 || got > share+0.1 {
+			t.Errorf("class %s: %.2f of unknown names, want about %.2f (%v)", class, got, share, counts)
+		}
+	}
+	if len(counts) != len(want) {
+		t.Fatalf("classes compared: %v", counts)
+	}
+	h.nameKey = []byte("key two")
+	moved := 0
+	for name, hash := range first {
+		classOf(name)
+		if string(compared) != hash {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the key does not decide which hash an unknown name gets")
+	}
+}
+
+// bcrypt reads 72 bytes of a password: a longer one never matches, not
+// even the account whose password is its first 72 bytes (which
+// `caddy hash-password` would not hash anyway).
+func TestPasswordOver72BytesNeverMatches(t *testing.T) {
+	pw := strings.Repeat("p", 72)
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{SignIn: &SignIn{Accounts: []*Account{{User: "alice", Hash: string(hash)}}}}
+	if err := h.provisionSignIn(); err != nil {
+		t.Fatal(err)
+	}
+	alice := h.SignIn.accounts["alice"]
+	if !h.passwordMatches("alice", alice, pw) {
+		t.Fatal("the 72-byte password")
+	}
+	for _, longer := range []string{pw + "x", pw + strings.Repeat("y", 100)} {
+		if h.passwordMatches("alice", alice, longer) {
+			t.Fatalf("a %d-byte password matched its 72-byte prefix", len(longer))
+		}
+	}
+	if _, err := caddyHashPasswordErr("q" + pw); err == nil {
+		t.Fatal("caddy hash-password hashed a password over 72 bytes with bcrypt")
+	}
+}
+
+// An argon2id hash from `caddy hash-password --algorithm argon2id` signs
+// in, in the Caddyfile's accounts and in accounts_file alike; a hash
+// that is neither bcrypt nor argon2id, or an argon2id one cut short, is
+// an error in words (no library's internals) naming the hash's own
+// file and line.
+func TestArgon2idAccounts(t *testing.T) {
+	argon := caddyHashPassword(t, "demo", "--algorithm", "argon2id", "--argon2id-memory", "8192")
+	input := "session_auth {\n  sign_in {\n    accounts {\n      alice " + argon + " {\n        email alice@example.com\n      }\n    }\n  }\n}"
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatalf("an argon2id hash in the Caddyfile: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "accounts")
+	if err := os.WriteFile(file, []byte("bob "+argon+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.SignIn.AccountsFile = file
+	if err := h.provisionSignIn(); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"alice", "bob"} {
+		acct := h.SignIn.accounts[user]
+		if !h.passwordMatches(user, acct, "demo") || h.passwordMatches(user, acct, "demo2") {
+			t.Fatalf("%s's argon2id password", user)
+		}
+	}
+
+	for _, bad := range []struct{ hash, want string }{
+		{argon[:len(argon)-10] + "!!!!", "this argon2id hash does not read"},
+		{"$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHRzYWx0$" + strings.Repeat("A", 43), "at most 1048576 are accepted"},
+		{"$2a$10$tooshort", "this bcrypt hash is cut short"},
+		{"$2a$99$" + strings.Repeat("a", 53), "bcrypt cost 99 is not between 4 and 31"},
+		{"$2a$10$" + strings.Repeat("a", 52) + "!", "this bcrypt hash has characters no bcrypt hash has"},
+		{"plaintext", "must be a bcrypt or argon2id hash as `caddy hash-password` prints it"},
+	} {
+		input := "session_auth {\n  sign_in {\n    accounts {\n      alice " + bad.hash + " {\n        email alice@example.com\n      }\n    }\n  }\n}"
+		err := (&Handler{}).UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), "Testfile:4") || strings.Contains(err.Error(), "crypto/") {
+			t.Errorf("hash %q in the Caddyfile: %v", bad.hash, err)
+		}
+		if err := os.WriteFile(file, []byte("# accounts\n\ncarol "+bad.hash+" {\n\temail carol@example.com\n}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h := &Handler{SignIn: &SignIn{AccountsFile: file}}
+		err = h.provisionSignIn()
+		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), file+":3") || strings.Contains(err.Error(), "crypto/") {
+			t.Errorf("hash %q in accounts_file: %v", bad.hash, err)
+		}
+	}
+}
+
+// caddyHashPassword is what `caddy hash-password --plaintext pw args…`
+// prints, run through Caddy's own command.
+func caddyHashPassword(t *testing.T, pw string, args ...string) string {
+	t.Helper()
+	out, err := caddyHashPasswordErr(pw, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func caddyHashPasswordErr(pw string, args ...string) (string, error) {
+	def := caddycmd.Commands()["hash-password"]
+	cmd := &cobra.Command{Use: def.Name, SilenceUsage: true, SilenceErrors: true}
+	def.CobraFunc(cmd)
+	cmd.SetArgs(append([]string{"--plaintext", pw}, args...))
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	err = cmd.Execute()
+	os.Stdout = stdout
+	w.Close()
+	var out bytes.Buffer
+	_, _ = io.Copy(&out, r)
+	r.Close()
+	return strings.TrimSpace(out.String()), err
 }

@@ -49,7 +49,6 @@ type Notice struct {
 	Device      string
 	Browser     string
 	OS          string
-	UserAgent   string
 	Place       string // "Berlin, DE"; empty when unknown
 	IP          string
 	RevokeURL   string // the "This wasn't me" link; empty when no link can be made
@@ -92,7 +91,6 @@ type templateData struct {
 	Device      string
 	Browser     string
 	OS          string
-	UserAgent   string
 	Place       string
 	IP          string
 	RevokeURL   string
@@ -105,7 +103,7 @@ func Compose(n Notice) (Message, error) {
 	d := templateData{
 		Name: clean(n.Name), When: n.At.UTC().Format("Monday, 2 January 2006 at 15:04 UTC"),
 		Device: orUnknown(clean(n.Device)), Browser: orUnknown(clean(n.Browser)), OS: orUnknown(clean(n.OS)),
-		UserAgent: clean(n.UserAgent), Place: orUnknown(clean(n.Place)), IP: orUnknown(clean(n.IP)),
+		Place: orUnknown(clean(n.Place)), IP: orUnknown(clean(n.IP)),
 		RevokeURL: cleanURL(n.RevokeURL), SessionsURL: cleanURL(n.SessionsURL),
 	}
 	for _, e := range Events {

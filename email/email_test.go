@@ -39,14 +39,14 @@ func TestComposeSaysWhatHappenedWhenAndWhere(t *testing.T) {
 func TestComposeEscapesAndCleansUserText(t *testing.T) {
 	m, err := Compose(Notice{
 		Name: "Eve\r\nBcc: victim@example.com", Events: []string{"new_login"}, At: at,
-		UserAgent: "<img src=x onerror=alert(1)>", Device: "<b>x</b>",
+		Device: "<img src=x onerror=alert(1)>", Browser: "<b>x</b>",
 		RevokeURL: "javascript:alert(1)", SessionsURL: "https://x.example/.auth/sessions\r\nX: y",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(m.HTML, "<img") || strings.Contains(m.HTML, "<b>x") || !strings.Contains(m.HTML, "&lt;img src=x onerror=alert(1)&gt;") {
-		t.Errorf("user agent not escaped in HTML:\n%s", m.HTML)
+		t.Errorf("device not escaped in HTML:\n%s", m.HTML)
 	}
 	if strings.Contains(m.Text, "\nBcc:") || strings.Contains(m.HTML, "\nBcc:") || strings.Contains(m.Text, "\r") {
 		t.Errorf("a CR/LF in the name started a line:\n%s", m.Text)
@@ -110,7 +110,7 @@ func TestMessageHeadersCannotBeInjected(t *testing.T) {
 	srv := Server{Addr: "127.0.0.1:25", From: "Sessions <no-reply@example.com>"}
 	msg, err := srv.message(Notice{
 		To: "eve@example.com", Name: "Eve\r\nBcc: victim@example.com\r\nX-Injected: yes",
-		Events: []string{"new_login"}, At: at, UserAgent: "<img src=x onerror=alert(1)>",
+		Events: []string{"new_login"}, At: at, Device: "<img src=x onerror=alert(1)>",
 	})
 	if err != nil {
 		t.Fatal(err)

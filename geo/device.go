@@ -72,12 +72,27 @@ func detectBot(ua string) (bool, string) {
 	p.Parse(ua)
 	if p.Bot() {
 		name, _ := p.Browser()
-		if name == "" {
+		if !plainName(name) {
 			name = "Bot"
 		}
 		return true, name
 	}
 	return false, ""
+}
+
+// plainName is a product name fit to show in a security notice: the
+// client wrote it, so only a short word or two (letters, digits, - and _)
+// that no mail reader makes a link of ("evil.example-search" is not one).
+func plainName(name string) bool {
+	if name == "" || len(name) > 32 {
+		return false
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 // markedBot finds the marks crawlers and headless browsers sign with.

@@ -114,3 +114,20 @@ func TestBotsOnlyTheFallbackCatches(t *testing.T) {
 		}
 	}
 }
+
+// A crawler's own product name is shown only when it is a plain word:
+// one that a mail reader would make a link of (a domain, a URL) or that
+// is long is "Bot", since the notices print the browser.
+func TestBotNameCannotCarryALink(t *testing.T) {
+	for ua, want := range map[string]string{
+		"Apache-Nutch/1.19":                     "Apache-Nutch",
+		"evil.example-search/1.0":               "Bot",
+		"Fetch-https://evil.example/login/1.0":  "Bot",
+		"Visit-www.evil.example-fetch/2.0":      "Bot",
+		strings.Repeat("a", 40) + "-search/1.0": "Bot",
+	} {
+		if d := ParseUserAgent(ua); d.Type != Bot || d.Browser != want {
+			t.Errorf("%q: %+v, want the bot %q", ua, d, want)
+		}
+	}
+}

@@ -182,3 +182,49 @@ func TestCodeStepBoundToBrowser(t *testing.T) {
 		t.Fatalf("/admin after another browser's try: %d", p.status)
 	}
 }
+
+// Wrong TOTP codes count per account from every address together: ten
+// wrong codes for bob from ten addresses of one /48 (each under its own
+// login_rate), then bob's right code from yet another address is refused
+// with a page that says so (429, Retry-After), and the admin API shows one
+// rate_limited event with reason code. alice, without TOTP, still signs
+// in. On all three stores.
+func TestWrongCodesCountPerAccountFromEveryAddress(t *testing.T) {
+	stores(t, func(t *testing.T, storeLine string, _ *redisserver.Server) {
+		g := loadCaddy(t, accountsSite(t, storeLine+"\nlogin_rate 5 1m", ""), newUpstream(t))
+		valid := map[string]bool{}
+		for _, off := range []time.Duration{-60, -30, 0, 30, 60} {
+			valid[currentCode(t, time.Now().Add(off*time.Second))] = true
+		}
+		wrong := "000000"
+		for i := 0; valid[wrong]; i++ {
+			wrong = fmt.Sprintf("%06d", i*7919%1000000)
+		}
+		try := func(i int, code string) page {
+			ip := fmt.Sprintf("2001:db8:48:%x::1", i)
+			b := newBrowser(t, g.base)
+			p := b.get("/.auth/sign-in?next=%2Fapp", "X-Forwarded-For", ip)
+			step := b.post("/.auth/sign-in", url.Values{"csrf": {p.field("csrf")}, "next": {"/app"}, "username": {"bob"}, "password": {"demo"}}, "X-Forwarded-For", ip)
+			if step.field("pending") == "" {
+				t.Fatalf("no code step from %s: %d %s", ip, step.status, step.body)
+			}
+			return b.post("/.auth/sign-in", url.Values{"csrf": {step.field("csrf")}, "next": {"/app"}, "pending": {step.field("pending")}, "code": {code}}, "X-Forwarded-For", ip)
+		}
+		for i := 1; i <= 10; i++ {
+			if p := try(i, wrong); p.status != http.StatusUnauthorized || !strings.Contains(p.body, "Wrong code") {
+				t.Fatalf("wrong code %d: %d %s", i, p.status, p.body)
+			}
+		}
+		p := try(11, currentCode(t, time.Now()))
+		if p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" || setsSessionCookie(p) ||
+			!strings.Contains(p.body, "Too many wrong codes were entered for this account") {
+			t.Fatalf("bob's right code after ten wrong ones: %d %q %s", p.status, p.header.Get("Retry-After"), p.body)
+		}
+		if _, body := g.adminDo("GET", "/session-auth/users/bob/events", ""); strings.Count(body, `"reason":"code"`) != 1 || !strings.Contains(body, `"type":"rate_limited"`) {
+			t.Fatalf("bob's events: %s", body)
+		}
+		if p := newBrowser(t, g.base).signInForm("/app", "alice", "demo"); p.status != http.StatusSeeOther || !setsSessionCookie(p) {
+			t.Fatalf("alice: %d %s", p.status, p.body)
+		}
+	})
+}

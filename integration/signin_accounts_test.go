@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -408,3 +412,69 @@ func TestAccountSecretsNeverLogged(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// A hash printed by `caddy hash-password --algorithm argon2id` (Caddy's
+// own command, run here) signs in from the Caddyfile's accounts and from
+// accounts_file; a hash cut short in accounts_file stops the load with
+// the file and line of the hash, in words.
+func TestAccountArgon2idFromCaddyHashPassword(t *testing.T) {
+	hash := caddyHashPassword(t, "demo", "--algorithm", "argon2id")
+	if !strings.HasPrefix(hash, "$argon2id$") {
+		t.Fatalf("hash-password printed %q", hash)
+	}
+	file := filepath.Join(t.TempDir(), "accounts")
+	if err := os.WriteFile(file, []byte("# from a file\nbob "+hash+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := site("store memory\nsign_in {\n\taccounts {\n\t\talice " + hash + "\n\t}\n\taccounts_file " + file + "\n}")
+	g := loadCaddy(t, text, newUpstream(t))
+	for _, user := range []string{"alice", "bob"} {
+		b := newBrowser(t, g.base)
+		if p := b.signInForm("/app", user, "demo2"); p.status != http.StatusUnauthorized {
+			t.Fatalf("%s's wrong password: %d", user, p.status)
+		}
+		if p := b.signInForm("/app", user, "demo"); p.status != http.StatusSeeOther || !setsSessionCookie(p) {
+			t.Fatalf("%s's argon2id password: %d %s", user, p.status, p.body)
+		}
+	}
+
+	if err := os.WriteFile(file, []byte("# from a file\n\nbob "+hash[:len(hash)-20]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(strings.NewReplacer("{PORT}", "1", "{ADMIN}", "2", "{UPSTREAM}", "127.0.0.1:1").Replace(text)), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = caddy.Load(cfg, true)
+	if err == nil || !strings.Contains(err.Error(), file+":3") || !strings.Contains(err.Error(), "argon2id hash") || strings.Contains(err.Error(), "crypto/") {
+		t.Fatalf("a hash cut short in accounts_file: %v", err)
+	}
+}
+
+// caddyHashPassword is what `caddy hash-password --plaintext pw args…`
+// prints.
+func caddyHashPassword(t *testing.T, pw string, args ...string) string {
+	t.Helper()
+	def, ok := caddycmd.Commands()["hash-password"]
+	if !ok {
+		t.Fatal("no `caddy hash-password` command registered")
+	}
+	cmd := &cobra.Command{Use: def.Name, SilenceUsage: true, SilenceErrors: true}
+	def.CobraFunc(cmd)
+	cmd.SetArgs(append([]string{"--plaintext", pw}, args...))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	err = cmd.Execute()
+	os.Stdout = stdout
+	w.Close()
+	out, _ := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1139,6 +1139,19 @@ func (f *File) Hit(_ context.Context, key string, window time.Duration, now time
 	return n, end.Sub(now), nil
 }
 
+// Refund implements Store.
+func (f *File) Refund(_ context.Context, key string, now time.Time) error {
+	return f.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCounters)
+		k := prefixKey(key)
+		n, end, ok := decodeCounter(b.Get(k))
+		if !ok || !now.Before(end) || n <= 0 {
+			return nil
+		}
+		return b.Put(k, encodeCounter(n-1, end))
+	})
+}
+
 // Stash implements Store.
 func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
 	v := append(u64(uint64(now.Add(ttl).UnixMilli())), value...)

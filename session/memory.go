@@ -105,6 +105,16 @@ func (m *Memory) Hit(_ context.Context, key string, window time.Duration, now ti
 	return c.n, c.end.Sub(now), nil
 }
 
+// Refund implements Store.
+func (m *Memory) Refund(_ context.Context, key string, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.counters[key]; c != nil && now.Before(c.end) && c.n > 0 {
+		c.n--
+	}
+	return nil
+}
+
 type memStash struct {
 	value []byte
 	until time.Time

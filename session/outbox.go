@@ -25,7 +25,6 @@ type Notice struct {
 	Events      []string `json:"events,omitempty"` // every event the mail tells of
 	Email       string   `json:"email,omitempty"`  // the recipient
 	Name        string   `json:"name,omitempty"`
-	UserAgent   string   `json:"user_agent,omitempty"`
 	SessionsURL string   `json:"sessions_url,omitempty"`
 }
 

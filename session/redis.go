@@ -758,6 +758,14 @@ func (r *Redis) Hit(ctx context.Context, key string, window time.Duration, _ tim
 	return n, time.Duration(ttl) * time.Millisecond, nil
 }
 
+// Refund implements Store; the counter keeps its expiry.
+func (r *Redis) Refund(ctx context.Context, key string, _ time.Time) error {
+	if err := refundScript.Run(ctx, r.client, []string{r.prefix + "rl:{" + key + "}"}).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("refunding: %w", err)
+	}
+	return nil
+}
+
 // stashKey is a one-use record's key, under its own hash tag.
 func (r *Redis) stashKey(key string) string { return r.prefix + "once:{" + key + "}" }
 
@@ -790,7 +798,7 @@ func (r *Redis) Take(ctx context.Context, key string, _ time.Time) ([]byte, erro
 const RedisACL = "on >%s resetkeys ~sa:* resetchannels &sa:* -@all " +
 	"+hello +auth +select +ping +publish +subscribe " +
 	"+evalsha +eval +hgetall +lrange " +
-	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +zscore +pexpire +pexpireat +pttl +lpush +ltrim +incr " +
+	"+hget +hset +hdel +zadd +zrem +zrange +zrevrange +zscore +pexpire +pexpireat +pttl +lpush +ltrim +incr +decr " +
 	"+xadd +xreadgroup +xautoclaim +xgroup|create +xack +xdel +zrangebyscore +zremrangebyscore +info +del +exists +xlen +zcard +zrevrangebyscore"
 
 // linkKey is a link set's key, under its own hash tag.

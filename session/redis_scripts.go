@@ -666,6 +666,15 @@ end
 return {n, ttl}
 `)
 
+// refundScript: KEYS counter. Takes one back, never below zero; DECR
+// keeps the window's expiry, and a counter that expired is not made
+// again (EXISTS first, as the ACL has no GET).
+var refundScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('DECR', KEYS[1]) < 0 then redis.call('INCR', KEYS[1]) end
+return 0
+`)
+
 // recordScript: KEYS events list. ARGV at, retention, then the event's
 // values in eventValues order.
 var recordScript = redis.NewScript(luaPrelude + `

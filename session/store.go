@@ -183,6 +183,12 @@ type Counters interface {
 	// count so far in the current window and how long the window has left.
 	// Gateways sharing the store share the count.
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (count int64, resetIn time.Duration, err error)
+
+	// Refund takes one count back from key's current window, never below
+	// zero: an attempt counted before it was checked (so that concurrent
+	// guesses cannot all slip under the limit) that turned out right.
+	// A window that has ended, or none, is left alone.
+	Refund(ctx context.Context, key string, now time.Time) error
 }
 
 // Audit is the users' trail of security events.

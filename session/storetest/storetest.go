@@ -87,6 +87,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"SightIPChange", testSight},
 		{"StepUpKeepsSession", testStepUp},
 		{"HitCounts", testHit},
+		{"RefundTakesOneBack", testRefund},
 		{"UsersListsEveryone", testUsers},
 		{"OutboxDeliversOnce", testOutbox},
 		{"OutboxFullRefusesNew", testOutboxFull},
@@ -1133,6 +1134,39 @@ func testHit(t *testing.T, st session.Store, c *Clock) {
 	}
 	if n, _, _ := st.Hit(ctx(t), "ip:"+user(), time.Minute, c.Now()); n != 1 {
 		t.Fatalf("another key shares the count: %d", n)
+	}
+}
+
+func testRefund(t *testing.T, st session.Store, c *Clock) {
+	key := "proof:" + user()
+	if err := st.Refund(ctx(t), key, c.Now()); err != nil {
+		t.Fatalf("refund of nothing: %v", err)
+	}
+	for range 3 {
+		if _, _, err := st.Hit(ctx(t), key, time.Minute, c.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Refund(ctx(t), key, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, left, err := st.Hit(ctx(t), key, time.Minute, c.Now()); err != nil || n != 3 || left <= 0 || left > time.Minute {
+		t.Fatalf("after a refund: %d %v %v, want 3 in the same window", n, left, err)
+	}
+	for range 5 {
+		if err := st.Refund(ctx(t), key, c.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _, err := st.Hit(ctx(t), key, time.Minute, c.Now()); err != nil || n != 1 {
+		t.Fatalf("refunds past zero: the next hit counts %d %v, want 1", n, err)
+	}
+	other := "proof:" + user()
+	if err := st.Refund(ctx(t), other, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := st.Hit(ctx(t), other, time.Minute, c.Now()); n != 1 {
+		t.Fatalf("a refund before any hit: the first hit counts %d", n)
 	}
 }
 
