@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,9 @@ type sweepBucket struct {
 
 var sweepBuckets = []sweepBucket{
 	{bSessions, func(_, v []byte, now time.Time) bool {
+		if at, ok := purgeTime(v, `"PurgeAt":"`); ok {
+			return !now.Before(at)
+		}
 		r := decodeRecord(v)
 		return r != nil && !now.Before(r.PurgeAt)
 	}, func(tx *bolt.Tx, k []byte, now time.Time) error {
@@ -39,10 +43,16 @@ var sweepBuckets = []sweepBucket{
 		return nil
 	}},
 	{bEvents, func(_, v []byte, now time.Time) bool {
+		if at, ok := purgeTime(v, `"purge_at":"`); ok {
+			return !now.Before(at)
+		}
 		var e fileEvent
 		return json.Unmarshal(v, &e) != nil || !now.Before(e.PurgeAt)
 	}, dropEvent},
 	{bHistory, func(_, v []byte, now time.Time) bool {
+		if at, ok := purgeTime(v, `"purge_at":"`); ok {
+			return !now.Before(at)
+		}
 		var h fileHistory
 		return json.Unmarshal(v, &h) != nil || !now.Before(h.PurgeAt)
 	}, nil},
@@ -56,6 +66,24 @@ var sweepBuckets = []sweepBucket{
 	{bLinks, func(_, v []byte, now time.Time) bool {
 		return decodeLinkSet(v).last() <= now.UnixMilli()
 	}, nil},
+}
+
+// purgeTime reads a record's purge time without decoding the rest of it,
+// which is most of what a sweep would cost: the last field named field
+// (a quote inside a JSON string is escaped, so no value can fake it).
+// Not found (another encoding), the caller decodes the record.
+func purgeTime(v []byte, field string) (time.Time, bool) {
+	i := bytes.LastIndex(v, []byte(field))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := v[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return at, err == nil
 }
 
 // dropEvent deletes an event and counts it out of its user's trail.
@@ -78,13 +106,21 @@ func dropEvent(tx *bolt.Tx, k []byte, _ time.Time) error {
 	return errors.Join(errs...)
 }
 
+// sweepRest is how many times a round's own duration the sweep rests
+// after it at least: on a large store a round takes seconds, and the
+// sweep must not cost more than a few percent of a core (expired
+// records are ignored by every read; sweeping them later costs only
+// their space meanwhile).
+const sweepRest = 50
+
 func (f *File) sweepEvery(d time.Duration) {
 	defer f.done.Done()
-	t := time.NewTicker(d)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
+			began := time.Now()
 			for more := true; more; {
 				select {
 				case <-f.stop:
@@ -99,6 +135,7 @@ func (f *File) sweepEvery(d time.Duration) {
 					break
 				}
 			}
+			t.Reset(max(d, sweepRest*time.Since(began)))
 		case <-f.stop:
 			return
 		}
