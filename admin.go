@@ -77,6 +77,10 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		case http.MethodDelete:
 			return a.revoke(w, r, stores, segs[1])
 		}
+	case len(segs) == 1 && segs[0] == "backup":
+		if r.Method == http.MethodGet {
+			return a.backup(w, r, stores)
+		}
 	case len(segs) == 1 && segs[0] == "sessions":
 		switch r.Method {
 		case http.MethodGet:

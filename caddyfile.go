@@ -37,6 +37,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	session_auth [<matcher>] {
 //	    store memory
+//	    store file [<path>] {
+//	        read_timeout <d>
+//	    }
 //	    store redis [<redis-url>] {
 //	        addresses <host:port>...
 //	        master <name>
@@ -440,8 +443,13 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 		if d.NextArg() {
 			return d.ArgErr()
 		}
-		if d.NextBlock(d.Nesting()) {
-			return d.Errf("store file takes no block")
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if d.Val() != "read_timeout" || s.ReadTimeout != 0 {
+				return d.Errf("store file: unknown or repeated subdirective %q (its block takes read_timeout only)", d.Val())
+			}
+			if err := durationArg(d, &s.ReadTimeout); err != nil {
+				return err
+			}
 		}
 		h.Store = s
 		return nil

@@ -44,7 +44,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"base_url with query", "session_auth {\n  base_url https://app.example.com/?x=1\n}", "with a host and no query"},
 		{"store kind", "session_auth {\n  store postgres\n}", `store: "postgres" must be file, memory or redis`},
 		{"file two paths", "session_auth {\n  store file a.db b.db\n}", "wrong argument count"},
-		{"file block", "session_auth {\n  store file a.db {\n    x y\n  }\n}", "store file takes no block"},
+		{"file block", "session_auth {\n  store file a.db {\n    x y\n  }\n}", `store file: unknown or repeated subdirective "x"`},
+		{"file read_timeout twice", "session_auth {\n  store file a.db {\n    read_timeout 1s\n    read_timeout 2s\n  }\n}", `repeated subdirective "read_timeout"`},
+		{"file read_timeout negative", "session_auth {\n  store file {\n    read_timeout -1s\n  }\n}", "must not be negative"},
 		{"redis nothing", "session_auth {\n  store redis\n}", "store redis needs a URL or addresses"},
 		{"redis scheme", "session_auth {\n  store redis http://x\n}", `scheme "http" must be redis, rediss or unix`},
 		{"redis unknown", "session_auth {\n  store redis redis://x {\n    sentinel y\n  }\n}", `store redis: unknown subdirective "sentinel"`},
@@ -108,6 +110,24 @@ func TestCaddyfileErrors(t *testing.T) {
 				t.Fatalf("error %q has no file:line", err)
 			}
 		})
+	}
+}
+
+// The file store's write deadline: read_timeout in its block, 2s when
+// not given.
+func TestFileStoreReadTimeout(t *testing.T) {
+	for input, want := range map[string]time.Duration{
+		"session_auth {\n  store file a.db {\n    read_timeout 3s\n  }\n}": 3 * time.Second,
+		"session_auth {\n  store file a.db\n}":                             2 * time.Second,
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+			t.Fatal(err)
+		}
+		h.Store.applyDefaults()
+		if got := time.Duration(h.Store.ReadTimeout); got != want {
+			t.Fatalf("%q: read_timeout %v, want %v", input, got, want)
+		}
 	}
 }
 

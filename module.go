@@ -527,6 +527,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.storeKey = ""
 			return err
 		}
+	} else if err := openNow(ps); err != nil { // no Caddy to start it: a test's handler
+		_, _ = storePool.Delete(h.storeKey)
+		h.storeKey = ""
+		return err
 	}
 	h.opTimeout = time.Duration(h.Store.ReadTimeout)
 	if h.GeoIP != "" {

@@ -68,11 +68,12 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 		case "memory":
 			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
 		case "file":
-			f, err := session.OpenFile(c.filePath(), nil, session.FileOptions{Sweep: time.Minute})
-			if err != nil {
-				return nil, err
-			}
-			return &pooledStore{Store: f}, nil
+			// Opened when the config starts (storeapp.go), not here:
+			// `caddy validate` must not take the lock of a running Caddy.
+			return &pooledStore{Store: session.NewFile(c.filePath(), nil, session.FileOptions{
+				Sweep: time.Minute, WriteTimeout: time.Duration(c.ReadTimeout),
+				CheckEvery: fileCheckEvery, Logger: logger.Named("store"),
+			})}, nil
 		}
 		opts, err := c.redisOptions(password)
 		if err != nil {
@@ -97,6 +98,10 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	}
 	return v.(*pooledStore), key, nil
 }
+
+// fileCheckEvery is how often the file store checks that its path still
+// names the file it has open: a stat call, like the GeoIP watch.
+const fileCheckEvery = 2 * time.Second
 
 // geoPool shares one database per file across handlers and config
 // reloads; each follows its file for replacements.

@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // checkStoreAtStart arranges one connection check of the store when Caddy
@@ -20,6 +22,9 @@ import (
 // background, once per store, and only warns: the gateway answers 503
 // until the store is reachable, and recovers by itself.
 func (h *Handler) checkStoreAtStart(ctx caddy.Context, ps *pooledStore) error {
+	if f, ok := ps.Store.(*session.File); ok {
+		return openAtStart(ctx, f)
+	}
 	if ps.client == nil {
 		return nil // in process: nothing to reach
 	}

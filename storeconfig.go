@@ -43,7 +43,9 @@ type StoreConfig struct {
 	PoolSize  int    `json:"pool_size,omitempty"`
 	// Default 1s.
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
-	// Default 500ms; also the budget of one store operation.
+	// Default 500ms; also the budget of one store operation. With the
+	// file store: the deadline of a write (default 2s), after which the
+	// request gets 503 (a stuck disk).
 	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
 	// TLS to Redis (also turned on by a rediss:// URL): a PEM file of CA
 	// certificates to trust instead of the system's, a client certificate
@@ -121,6 +123,8 @@ const (
 	defaultKeyPrefix   = "sa:"
 	defaultDialTimeout = time.Second
 	defaultReadTimeout = 500 * time.Millisecond
+	// The file store's deadline for a write (read_timeout).
+	defaultFileWriteTimeout = 2 * time.Second
 )
 
 func (c *StoreConfig) applyDefaults() {
@@ -130,6 +134,11 @@ func (c *StoreConfig) applyDefaults() {
 	if c.Type != "redis" {
 		if c.ReadTimeout == 0 {
 			c.ReadTimeout = caddy.Duration(defaultReadTimeout)
+			if c.Type == "file" {
+				// A write's fsync on a busy disk takes hundreds of
+				// milliseconds now and then: wait longer than for Redis.
+				c.ReadTimeout = caddy.Duration(defaultFileWriteTimeout)
+			}
 		}
 		return
 	}

@@ -27,3 +27,38 @@ func DropFileUserIndex(f *File, user string) error {
 		return nil
 	})
 }
+
+// SetSweepBatch makes sweep slices small, for tests with small stores.
+func SetSweepBatch(n int) (restore func()) {
+	old := sweepBatch
+	sweepBatch = n
+	return func() { sweepBatch = old }
+}
+
+// FileCommits counts the file's committed write transactions.
+func FileCommits(f *File) uint64 { return f.gen.Load() }
+
+// CheckFilePath runs the watch on the file's path once.
+func CheckFilePath(f *File) { f.checkPath() }
+
+// HoldCommits makes every write stall where it would commit, as on a
+// frozen disk, until release is called.
+func HoldCommits() (release func()) {
+	held := make(chan struct{})
+	hook := func() { <-held }
+	testHookCommit.Store(&hook)
+	return func() {
+		testHookCommit.Store(nil)
+		close(held)
+	}
+}
+
+// SessionsRootPage is the page of the sessions bucket's root.
+func SessionsRootPage(f *File) (int64, int, error) {
+	var id int64
+	err := f.db.View(func(tx *bolt.Tx) error {
+		id = int64(tx.Bucket(bSessions).Root())
+		return nil
+	})
+	return id, f.db.Info().PageSize, err
+}

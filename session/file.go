@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
 )
 
 // File is the durable embedded store (SPEC section 13): one bbolt file
@@ -64,6 +62,8 @@ type File struct {
 	stop chan struct{}
 	done sync.WaitGroup
 	once sync.Once
+
+	fileState // opening, checks, deadlines and the watch (file_*.go)
 }
 
 // Buckets of the file. Keys that start with a user id, an IP or a counter
@@ -87,9 +87,9 @@ var (
 	kTagKey = []byte("tag_key") // the key of user tags (UserTagFor)
 )
 
-// sweepBatch bounds the keys one sweep pass reads per bucket, so that a
-// pass holds the writer lock briefly however large the file is.
-const sweepBatch = 2000
+// sweepBatch bounds the keys one sweep pass reads, so that a pass is
+// short however large the file is (a variable for tests).
+var sweepBatch = 2000
 
 // FileOptions tune a file store; the zero value is what Caddy uses.
 type FileOptions struct {
@@ -99,6 +99,19 @@ type FileOptions struct {
 	// NoSync skips fsync on commit: for benchmarks that measure the
 	// file's size, never for a gateway.
 	NoSync bool
+	// WriteTimeout bounds a write (and a read that commits pending
+	// touches first): past it the call returns ErrFileTimeout (0: no
+	// bound). See file_deadline.go.
+	WriteTimeout time.Duration
+	// CheckEvery is how often the path is checked to still name the
+	// open file (0: never). See file_watch.go.
+	CheckEvery time.Duration
+	// CheckBudget bounds the consistency check at open (0: a default
+	// of 10s); a check that takes longer goes on in the background.
+	CheckBudget time.Duration
+	// Logger receives what the store has to say on its own (a damaged
+	// page, a moved file, a world-readable file); nil: nothing.
+	Logger *zap.Logger
 }
 
 // ErrFileLocked: another process has the store's file open.
@@ -106,59 +119,12 @@ var ErrFileLocked = errors.New("another process holds it")
 
 // OpenFile opens (or creates) the store at path, with its directory 0700
 // and the file 0600. now is its clock (time.Now when nil). If another
-// process holds the file, it fails within a second with ErrFileLocked.
+// process holds the file, it fails within a second with ErrFileLocked;
+// a damaged file fails with ErrFileDamaged (see NewFile and Open).
 func OpenFile(path string, now func() time.Time, o FileOptions) (*File, error) {
-	if now == nil {
-		now = time.Now
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("session store file %s: %w", path, err)
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoSync: o.NoSync})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("session store file %s: %w (is another Caddy running with the same store?)", path, ErrFileLocked)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("session store file %s: %w", path, err)
-	}
-	f := &File{
-		db: db, path: path, now: now,
-		pending:  make(map[string]fileTouch),
-		decoded:  make(map[string]*decodedRecord),
-		claimed:  make(map[string]bool),
-		queued:   make(chan struct{}, 1),
-		sweepPos: make(map[string][]byte),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range buckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		f.outboxN = tx.Bucket(bOutbox).Stats().KeyN
-		meta, err := tx.CreateBucketIfNotExists(bMeta)
-		if err != nil {
-			return err
-		}
-		if f.tagKey = bytes.Clone(meta.Get(kTagKey)); f.tagKey == nil {
-			if f.tagKey, err = newTagKey(); err != nil {
-				return err
-			}
-			return meta.Put(kTagKey, f.tagKey)
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("session store file %s: %w", path, err)
-	}
-	f.done.Add(1)
-	go f.flushLoop()
-	if o.Sweep > 0 {
-		f.done.Add(1)
-		go f.sweepEvery(o.Sweep)
+	f := NewFile(path, now, o)
+	if err := f.Open(); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
@@ -168,6 +134,9 @@ func (f *File) Path() string { return f.path }
 
 // Size is the file's size in bytes.
 func (f *File) Size() (int64, error) {
+	if err := f.ready(); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := f.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
@@ -177,9 +146,13 @@ func (f *File) Size() (int64, error) {
 func (f *File) Close() error {
 	var err error
 	f.once.Do(func() {
+		f.openMu.Lock() // no Open after this
+		defer f.openMu.Unlock()
 		close(f.stop)
 		f.done.Wait()
-		err = errors.Join(f.update(nil), f.db.Close())
+		if f.db != nil {
+			err = errors.Join(f.update(nil), f.db.Close(), f.releaseHeld())
+		}
 	})
 	return err
 }
@@ -439,8 +412,19 @@ func putHistory(tx *bolt.Tx, user string, h *fileHistory, hs *history) error {
 
 // update runs fn in a write transaction, after committing the pending
 // touches in the same transaction; the touches leave the pending set
-// only once that transaction is on disk.
+// only once that transaction is on disk. It is bounded by the write
+// deadline (see bounded).
 func (f *File) update(fn func(tx *bolt.Tx) error) error {
+	if err := f.ready(); err != nil {
+		return err
+	}
+	if fn == nil && (!f.hasPending() || f.moved.Load() != nil) {
+		return nil // nothing to flush, or nowhere to: reads go on
+	}
+	return f.bounded(func(a *attempt) error { return f.updateTx(a, fn) })
+}
+
+func (f *File) updateTx(a *attempt, fn func(tx *bolt.Tx) error) error {
 	f.pmu.Lock()
 	batch := maps.Clone(f.pending)
 	f.pmu.Unlock()
@@ -449,6 +433,10 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 	}
 	var answer error
 	err := f.db.Update(func(tx *bolt.Tx) error {
+		if err := a.enter(f); err != nil {
+			return err // the caller gave up, or the file moved: write nothing
+		}
+		defer a.leave()
 		tx.OnCommit(func() { f.gen.Add(1) }) // what Validate decoded may be stale
 		for id, t := range batch {
 			if err := applyTouch(tx, id, t); err != nil {
@@ -505,7 +493,7 @@ func (f *File) view(fn func(tx *bolt.Tx) error) error {
 	if err := f.update(nil); err != nil {
 		return err
 	}
-	return f.db.View(fn)
+	return f.boundedView(fn)
 }
 
 // flushLoop commits pending touches as a group: one commit (one fsync)
@@ -522,138 +510,6 @@ func (f *File) flushLoop() {
 	}
 }
 
-func (f *File) sweepEvery(d time.Duration) {
-	defer f.done.Done()
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			// Passes are bounded; keep going while a pass finds more,
-			// yielding the writer lock between them.
-			for more := true; more; {
-				select {
-				case <-f.stop:
-					return
-				default:
-				}
-				var err error
-				if more, err = f.SweepPass(); err != nil {
-					break
-				}
-			}
-		case <-f.stop:
-			return
-		}
-	}
-}
-
-// Sweep drops sessions, events, risk histories and counters past their
-// time, in passes of bounded work, until a pass finds nothing more.
-func (f *File) Sweep() error {
-	for {
-		more, err := f.SweepPass()
-		if err != nil || !more {
-			return err
-		}
-	}
-}
-
-// SweepPass reads at most sweepBatch keys of each bucket, from where the
-// last pass stopped, and drops what has expired. It reports whether any
-// bucket has keys left to read in this round.
-func (f *File) SweepPass() (more bool, err error) {
-	now := f.now()
-	err = f.update(func(tx *bolt.Tx) error {
-		more = false
-		var errs []error
-		walk := func(name []byte, fn func(k, v []byte)) {
-			next := f.sweepPos[string(name)]
-			c := tx.Bucket(name).Cursor()
-			k, v := c.Seek(next)
-			for i := 0; k != nil && i < sweepBatch; i++ {
-				fn(k, v)
-				k, v = c.Next()
-			}
-			if k != nil {
-				more = true
-				f.sweepPos[string(name)] = slices.Clone(k)
-			} else {
-				delete(f.sweepPos, string(name))
-			}
-		}
-		var gone []*fileRecord
-		walk(bSessions, func(k, _ []byte) {
-			if r := getRecord(tx, string(k)); r != nil && !now.Before(r.PurgeAt) {
-				gone = append(gone, r)
-			}
-		})
-		for _, r := range gone {
-			errs = append(errs, forget(tx, r))
-		}
-		var oldEvents [][]byte
-		walk(bEvents, func(k, v []byte) {
-			var e fileEvent
-			if json.Unmarshal(v, &e) != nil || !now.Before(e.PurgeAt) {
-				oldEvents = append(oldEvents, slices.Clone(k))
-			}
-		})
-		counts := tx.Bucket(bEvCount)
-		for _, k := range oldEvents {
-			errs = append(errs, tx.Bucket(bEvents).Delete(k))
-			user := firstPart(k)
-			if user == nil {
-				continue
-			}
-			user = prefixKey(string(user))
-			if c := counts.Get(user); len(c) == 8 && binary.BigEndian.Uint64(c) > 1 {
-				errs = append(errs, counts.Put(user, u64(binary.BigEndian.Uint64(c)-1)))
-			} else {
-				errs = append(errs, counts.Delete(user))
-			}
-		}
-		var oldHist [][]byte
-		walk(bHistory, func(k, v []byte) {
-			var h fileHistory
-			if json.Unmarshal(v, &h) != nil || !now.Before(h.PurgeAt) {
-				oldHist = append(oldHist, slices.Clone(k))
-			}
-		})
-		for _, k := range oldHist {
-			errs = append(errs, tx.Bucket(bHistory).Delete(k))
-		}
-		var oldCounters [][]byte
-		walk(bCounters, func(k, v []byte) {
-			if _, end, ok := decodeCounter(v); !ok || !now.Before(end) {
-				oldCounters = append(oldCounters, slices.Clone(k))
-			}
-		})
-		for _, k := range oldCounters {
-			errs = append(errs, tx.Bucket(bCounters).Delete(k))
-		}
-		var oldStash [][]byte
-		walk(bStash, func(k, v []byte) {
-			if len(v) < 8 || !now.Before(time.UnixMilli(int64(binary.BigEndian.Uint64(v)))) {
-				oldStash = append(oldStash, slices.Clone(k))
-			}
-		})
-		for _, k := range oldStash {
-			errs = append(errs, tx.Bucket(bStash).Delete(k))
-		}
-		var oldLinks [][]byte
-		walk(bLinks, func(k, v []byte) {
-			if decodeLinkSet(v).last() <= now.UnixMilli() {
-				oldLinks = append(oldLinks, slices.Clone(k))
-			}
-		})
-		for _, k := range oldLinks {
-			errs = append(errs, tx.Bucket(bLinks).Delete(k))
-		}
-		return errors.Join(errs...)
-	})
-	return more, err
-}
-
 func decodeCounter(v []byte) (n int64, end time.Time, ok bool) {
 	if len(v) != 16 {
 		return 0, time.Time{}, false
@@ -667,7 +523,11 @@ func encodeCounter(n int64, end time.Time) []byte {
 
 // Validate implements Store. It reads the file's memory map; a touch that
 // is due is recorded for the next group commit, not written here.
-func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (Validation, error) {
+func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, now time.Time, p Policy) (_ Validation, err error) {
+	if err := f.ready(); err != nil {
+		return Validation{}, err
+	}
+	defer f.recovered(&err) // a damaged page: 503 for this request, not a crash
 	now = msTime(now)
 	// The pending touch first, then the file: a touch leaves the pending
 	// set only after its commit, so one of the two has it.
@@ -968,6 +828,9 @@ func (f *File) StepUp(_ context.Context, id string, pr Proof, p Policy) (*Sessio
 
 // NewCredential implements Store.
 func (f *File) NewCredential(_ context.Context, userID string) (string, string, [32]byte, error) {
+	if err := f.ready(); err != nil {
+		return "", "", [32]byte{}, err
+	}
 	return NewCredentialTagged(UserTagFor(f.tagKey, userID))
 }
 
@@ -1122,16 +985,25 @@ func firstPart(k []byte) []byte {
 func (f *File) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
 	var n int64
 	var end time.Time
-	err := f.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bCounters)
-		k := prefixKey(key)
-		var ok bool
-		n, end, ok = decodeCounter(b.Get(k))
-		if !ok || !now.Before(end) {
-			n, end = 0, msTime(now.Add(window))
-		}
-		n++
-		return b.Put(k, encodeCounter(n, end))
+	if err := f.ready(); err != nil {
+		return 0, 0, err
+	}
+	err := f.bounded(func(a *attempt) error {
+		return f.db.Batch(func(tx *bolt.Tx) error {
+			if err := a.enter(f); err != nil {
+				return err
+			}
+			defer a.leave()
+			b := tx.Bucket(bCounters)
+			k := prefixKey(key)
+			var ok bool
+			n, end, ok = decodeCounter(b.Get(k))
+			if !ok || !now.Before(end) {
+				n, end = 0, msTime(now.Add(window))
+			}
+			n++
+			return b.Put(k, encodeCounter(n, end))
+		})
 	})
 	if err != nil {
 		return 0, 0, err
@@ -1209,9 +1081,12 @@ func (f *File) Record(_ context.Context, e Event, p Policy) error {
 
 // Events implements Store.
 func (f *File) Events(_ context.Context, userID string, since time.Time, limit int) ([]Event, error) {
+	if err := f.ready(); err != nil {
+		return nil, err
+	}
 	now := f.now()
 	var out []Event
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.boundedView(func(tx *bolt.Tx) error {
 		prefix := prefixKey(userID)
 		c := tx.Bucket(bEvents).Cursor()
 		// The newest first: from the key after the user's last.
@@ -1273,12 +1148,15 @@ func (f *File) wake() { signal(f.queued) }
 // process opened the file, oldest first.
 func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
 	deadline := time.Now().Add(block)
+	if !f.awaitOpen(ctx, deadline) {
+		return nil, ctx.Err() // not open yet (Caddy opens it at start): nothing due
+	}
 	for {
 		now := f.now()
 		var out []Delivery
 		var next time.Duration // until the earliest delivery not yet due, if any
 		f.omu.Lock()
-		err := f.db.View(func(tx *bolt.Tx) error {
+		err := f.boundedView(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bOutbox).Cursor()
 			for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
 				id := strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
