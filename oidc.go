@@ -49,6 +49,9 @@ type provider struct {
 	oidc       *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	// issParam: the provider's discovery says its authorization
+	// responses carry iss (RFC 9207), so a callback without one is refused.
+	issParam bool
 	// logoutVerifier checks back-channel logout tokens: the same keys,
 	// iss and aud as ID tokens; their iat and optional exp are checked
 	// against the handler's clock (readLogoutToken).
@@ -71,9 +74,25 @@ func (p *OIDCProvider) label() string {
 func (h *Handler) provisionProviders() error {
 	h.providers = make(map[string]*provider, len(h.SignIn.OIDC))
 	for _, c := range h.SignIn.OIDC {
+		// User ids that are email addresses compare in lower case.
+		for _, l := range [][]string{c.AllowUsers, c.LinkUsers} {
+			for i, id := range l {
+				l[i] = userIDOf(id)
+			}
+		}
 		h.providers[c.Name] = &provider{cfg: c, client: &http.Client{Timeout: providerTimeout}}
 	}
 	return nil
+}
+
+// userIDOf is the user id as it is stored, compared and forwarded: an
+// email address in lower case (SPEC 11 "One user id, one person"), so
+// that Alice@Example.com is not a second person beside alice@example.com.
+func userIDOf(id string) string {
+	if strings.Contains(id, "@") {
+		return strings.ToLower(id)
+	}
+	return id
 }
 
 // discover returns the provider's discovered endpoints and ID token
@@ -94,9 +113,10 @@ func (p *provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenV
 	}
 	var extra struct {
 		EndSession string `json:"end_session_endpoint"`
+		IssParam   bool   `json:"authorization_response_iss_parameter_supported"`
 	}
 	_ = op.Claims(&extra)
-	p.oidc, p.endSession = op, extra.EndSession
+	p.oidc, p.endSession, p.issParam = op, extra.EndSession, extra.IssParam
 	p.verifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
 	p.logoutVerifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, SkipExpiryCheck: true})
 	return p.oidc, p.verifier, nil
@@ -278,6 +298,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	clear := h.sessionCookie(r, "", -1)
 	clear.Name = h.oidcCookieName(r)
 	http.SetCookie(w, clear)
+	if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != p.cfg.Issuer) {
+		// RFC 9207: an answer another provider gave (mix-up), whatever it says.
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback iss is not the provider's issuer",
+			fmt.Sprintf("The sign-in with %s could not be completed: the answer came from another provider. Please sign in again.", label))
+	}
 	if e := q.Get("error"); e != "" {
 		text := fmt.Sprintf("The sign-in with %s failed: the provider refused it.", label)
 		if e == "access_denied" {
@@ -289,6 +314,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusOK, "provider unavailable: "+err.Error(),
 			fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", label))
+	}
+	if _, ok := q["iss"]; !ok && p.issParam {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback without iss, which the provider's discovery promises (RFC 9207)",
+			fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood. Please sign in again.", label))
 	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.client), providerTimeout)
 	defer cancel()
@@ -310,6 +339,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token claims unreadable", fmt.Sprintf("The sign-in with %s could not be completed.", label))
+	}
+	if why := p.tokenChecks(idt, claims, tok.AccessToken, h.now()); why != "" {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, why,
+			fmt.Sprintf("The sign-in with %s could not be completed: its answer failed the checks. Please sign in again.", label))
 	}
 	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
 		// OIDC Core 5.4: with an access token, a provider may leave the
@@ -335,6 +368,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	}
 	if !p.allowed(who, claims) {
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
+	}
+	oc, ocancel := h.storeContext(r.Context())
+	other, err := h.claimUserID(oc, p, who.userID)
+	ocancel()
+	switch {
+	case err != nil:
+		return h.mintFailed(w, r, err)
+	case other != "":
+		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "user id belongs to "+other,
+			fmt.Sprintf("The sign-in with %s could not be completed: this site already has a different account named %s (%s). The site's operator can link the two if they are the same person.", label, who.userID, other))
 	}
 	if ps.StepUp != "" {
 		// The provider was asked to sign the user in again (max_age=0):
@@ -438,7 +481,7 @@ func (p *provider) identity(claims map[string]any) (signedIn, string) {
 		userClaim = defaultUserClaim
 	}
 	var who signedIn
-	who.userID = claimString(claims[userClaim])
+	who.userID = userIDOf(claimString(claims[userClaim]))
 	who.email = claimString(claims["email"])
 	verified := claimTrue(claims["email_verified"])
 	if !verified {
@@ -579,4 +622,87 @@ func (h *Handler) signInProblem(w http.ResponseWriter, r *http.Request, status i
 		return writeJSON(w, status, errorBody{code})
 	}
 	return h.renderSignIn(w, r, status, signInPage{Next: "/", Error: text})
+}
+
+// ID token checks beyond go-oidc's (signature, iss, aud, exp): iat
+// recent (OIDC Core 3.1.3.7: the token was issued for this exchange, not
+// replayed from long ago, nor dated ahead), azp equal to the client id
+// when there are several audiences or an azp at all, and at_hash when
+// the provider gave one (OIDC Core 3.2.2.9: the access token is the one
+// issued with this ID token).
+func (p *provider) tokenChecks(idt *oidc.IDToken, claims map[string]any, accessToken string, now time.Time) string {
+	switch {
+	case idt.IssuedAt.IsZero():
+		return "ID token without iat"
+	case idt.IssuedAt.After(now.Add(iatSkew)):
+		return "ID token iat in the future"
+	case now.Sub(idt.IssuedAt) > pendingTTL+iatSkew:
+		return "ID token iat too old"
+	}
+	azp, hasAzp := claims["azp"]
+	if (len(idt.Audience) > 1 || hasAzp) && claimString(azp) != p.cfg.ClientID {
+		return "ID token azp is not this client (several audiences)"
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return "ID token at_hash does not match the access token"
+		}
+	}
+	return ""
+}
+
+// iatSkew is how far the provider's clock may be from the gateway's.
+const iatSkew = 5 * time.Minute
+
+// Which source gave a user id (SPEC 11 "One user id, one person"), kept
+// as a link so that every gateway sharing the store knows: "email" for
+// providers whose user claim is the verified email (they share it), else
+// "oidc:<name>", whose ids are that provider's alone.
+func ownerLink(userID string) string { return "uid-owner:" + userID }
+
+func (p *provider) idSource() string {
+	if p.cfg.UserClaim == "" || p.cfg.UserClaim == defaultUserClaim {
+		return "email"
+	}
+	return "oidc:" + p.cfg.Name
+}
+
+func (p *provider) linked(userID string) bool {
+	return slices.Contains(p.cfg.LinkUsers, "*") || slices.Contains(p.cfg.LinkUsers, userID)
+}
+
+// claimUserID records that p signs in as userID, unless the id belongs
+// to a local account or another source gave it, and the operator did not
+// link it (link_users): then other names the owner ("a local account",
+// "the provider <name>") and nothing is recorded.
+func (h *Handler) claimUserID(ctx context.Context, p *provider, userID string) (other string, err error) {
+	linked := p.linked(userID)
+	if !linked && h.SignIn != nil && h.SignIn.accounts[userID] != nil {
+		return "a local account", nil
+	}
+	mine := p.idSource()
+	now := h.now()
+	owners, err := h.store.Linked(ctx, ownerLink(userID), now)
+	if err != nil {
+		return "", err
+	}
+	for _, o := range owners {
+		if o != mine && !linked {
+			if name, ok := strings.CutPrefix(o, "oidc:"); ok {
+				return "the provider " + name, nil
+			}
+			return "another provider", nil
+		}
+	}
+	return "", h.store.Link(ctx, ownerLink(userID), mine, h.ownerTTL(), now)
+}
+
+// ownerTTL: a user id's source is remembered for as long as anything it
+// signed in (a session, an API token) and its record can last.
+func (h *Handler) ownerTTL() time.Duration {
+	d := h.policy.Lifetime
+	if h.APITokens != nil && time.Duration(h.APITokens.MaxLifetime) > d {
+		d = time.Duration(h.APITokens.MaxLifetime)
+	}
+	return d + h.policy.Retention
 }
