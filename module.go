@@ -168,6 +168,7 @@ type Handler struct {
 
 	dummyHash []byte // compared for unknown users (accounts)
 	providers map[string]*provider
+	stateRing *stateKeyring // the keys of OIDC sign-ins under way (pendingcookie.go)
 }
 
 // CookieConfig sets the session cookie.

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -34,7 +32,6 @@ const (
 	providerTimeout    = 10 * time.Second
 	defaultUserClaim   = "email"
 	defaultRolesClaim  = "groups"
-	pendingKeyPrefix   = "oidc:"
 	maxCallbackQueryLn = 8 << 10
 )
 
@@ -73,6 +70,7 @@ func (p *OIDCProvider) label() string {
 
 func (h *Handler) provisionProviders() error {
 	h.providers = make(map[string]*provider, len(h.SignIn.OIDC))
+	h.stateRing = &stateKeyring{}
 	for _, c := range h.SignIn.OIDC {
 		// User ids that are email addresses compare in lower case.
 		for _, l := range [][]string{c.AllowUsers, c.LinkUsers} {
@@ -152,14 +150,14 @@ func (h *Handler) providerStepUp(name, next string) string {
 	return h.Endpoints + "/sign-in/" + name + "?step_up=1&next=" + url.QueryEscape(next)
 }
 
-// pendingSignIn is what the store keeps between the button and the
-// callback, under the state: used once, for pendingTTL.
+// pendingSignIn is what the binding cookie keeps, sealed, between the
+// button and the callback (pendingcookie.go): used once, for pendingTTL.
 type pendingSignIn struct {
 	Provider string `json:"p"`
+	State    string `json:"st"`
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"` // PKCE
 	Next     string `json:"x"`
-	Binding  []byte `json:"b"` // SHA-256 of the cookie's value
 	// A step-up: the session it confirms (the browser held it at the
 	// start) and when it started, in Unix milliseconds.
 	StepUp string `json:"s,omitempty"`
@@ -176,10 +174,8 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (h *Handler) oidcCookieName(r *http.Request) string { return h.cookieName(r) + oidcCookieSuffix }
-
 // serveProviderStart sends the browser to the provider: state, nonce
-// and the PKCE verifier kept in the store, bound to a short-lived cookie.
+// and the PKCE verifier sealed in a short-lived cookie.
 func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, name string) error {
 	p := h.providers[name]
 	if p == nil {
@@ -206,36 +202,34 @@ func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, nam
 // signed in at this provider) asks the provider to sign the user in again
 // however recently it did (prompt=login, max_age=0).
 //
-// Every start writes a pending record: each counts towards login_rate per
-// client IP first, so that no client can fill the store with them. Starts
-// have a count of their own, so that a sign-in at a provider spends one
-// attempt of the sign-ins' count (at its callback), as a password does.
+// A start writes nothing to the store (the pending sign-in is in the
+// browser's cookie) and counts towards nothing: a sign-in at a provider
+// spends one attempt of login_rate at its callback, as a password does.
 func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string, stepUp *session.Session) error {
-	if err := h.rateLimit(r, limitLogin, "start:"+clientKey(clientIP(r)), "", h.LoginRate); err != nil {
-		return h.refuse(w, r, err)
-	}
 	op, _, err := p.discover(r.Context())
 	if err != nil {
 		h.logger.Error("OIDC provider unavailable", zap.String("provider", p.cfg.Name), zap.Error(err))
 		return h.signInProblem(w, r, http.StatusOK, fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", p.cfg.label()))
 	}
-	binding, state := randomString(), randomString()
-	sum := sha256.Sum256([]byte(binding))
-	ps := pendingSignIn{Provider: p.cfg.Name, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Next: next, Binding: sum[:]}
-	if stepUp != nil {
-		ps.StepUp, ps.Since = stepUp.ID, h.now().UnixMilli()
-	}
-	body, _ := json.Marshal(ps)
 	ctx, cancel := h.storeContext(r.Context())
-	err = h.store.Stash(ctx, pendingKeyPrefix+state, body, pendingTTL, h.now())
+	keys, err := h.stateKeys(ctx, false)
 	cancel()
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
-	c := h.sessionCookie(r, binding, pendingTTL)
-	c.Name = h.oidcCookieName(r)
-	c.SameSite = http.SameSiteLaxMode // it must come back with the provider's redirect
-	http.SetCookie(w, c)
+	if len(next) > maxPendingNext {
+		next = "/"
+	}
+	state := newState(keys[0].key, h.now())
+	ps := pendingSignIn{Provider: p.cfg.Name, State: state, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Next: next}
+	if stepUp != nil {
+		ps.StepUp, ps.Since = stepUp.ID, h.now().UnixMilli()
+	}
+	sealed, err := sealPending(keys[0].key, ps)
+	if err != nil {
+		return h.refuse(w, r, err)
+	}
+	http.SetCookie(w, h.bindingCookie(r, sealed, pendingTTL))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(ps.Nonce), oauth2.S256ChallengeOption(ps.Verifier)}
 	if stepUp != nil {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
@@ -267,27 +261,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.callbackRefused(w, r, p, "callback query unreadable", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
 	}
 	state := q.Get("state")
-	var ps pendingSignIn
-	if state != "" && len(state) <= 128 {
-		ctx, cancel := h.storeContext(r.Context())
-		body, err := h.store.Take(ctx, pendingKeyPrefix+state, h.now())
-		cancel()
-		switch {
-		case err == nil:
-			if json.Unmarshal(body, &ps) != nil {
-				ps = pendingSignIn{}
-			}
-		case !errors.Is(err, session.ErrNotFound):
-			return h.refuse(w, r, err)
-		}
-	}
-	if ps.Provider == "" || ps.Provider != name {
+	pctx, pcancel := h.storeContext(r.Context())
+	ps, why, err := h.pendingOf(pctx, r, name, state)
+	pcancel()
+	switch {
+	case err != nil:
+		return h.refuse(w, r, err)
+	case why == whyUnknownState:
 		return h.callbackRefused(w, r, p, "unknown, used or expired state",
 			fmt.Sprintf("The sign-in with %s has expired or was already used. Please sign in again.", label))
-	}
-	c, cerr := r.Cookie(h.oidcCookieName(r))
-	if cerr != nil || subtle.ConstantTimeCompare(sha256Of(c.Value), ps.Binding) != 1 {
-		return h.callbackRefused(w, r, p, "state not bound to this browser",
+	case why != "":
+		return h.callbackRefused(w, r, p, why,
 			fmt.Sprintf("The sign-in with %s was started in another browser or window. Please sign in again here.", label))
 	}
 	// The state was this browser's: a sign-in attempt, which counts
@@ -295,9 +279,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
 		return h.refuse(w, r, err)
 	}
-	clear := h.sessionCookie(r, "", -1)
-	clear.Name = h.oidcCookieName(r)
-	http.SetCookie(w, clear)
+	http.SetCookie(w, h.bindingCookie(r, "", -1))
 	if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != p.cfg.Issuer) {
 		// RFC 9207: an answer another provider gave (mix-up), whatever it says.
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback iss is not the provider's issuer",
@@ -325,6 +307,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "code exchange failed: "+err.Error(),
 			fmt.Sprintf("The sign-in with %s could not be completed: the provider did not accept it. Please sign in again.", label))
+	}
+	// The provider took the code: the state is spent, whatever follows.
+	uctx, ucancel := h.storeContext(r.Context())
+	err = h.store.Link(uctx, stateUsedPrefix+state, "1", pendingTTL+iatSkew, h.now())
+	ucancel()
+	if err != nil {
+		return h.mintFailed(w, r, err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	idt, err := verifier.Verify(ctx, raw)
@@ -705,4 +694,57 @@ func (h *Handler) ownerTTL() time.Duration {
 		d = time.Duration(h.APITokens.MaxLifetime)
 	}
 	return d + h.policy.Retention
+}
+
+const whyUnknownState = "unknown, used or expired state"
+
+// pendingOf reads the sign-in under way that the callback's state names
+// from the browser's binding cookie: why says what is wrong, the
+// unknown-state reason (made up, expired, already used) or another (the
+// browser holds no cookie of this sign-in); err is the store's.
+func (h *Handler) pendingOf(ctx context.Context, r *http.Request, name, state string) (ps pendingSignIn, why string, err error) {
+	if state == "" || len(state) > 128 {
+		return ps, whyUnknownState, nil
+	}
+	keys, err := h.stateKeys(ctx, false)
+	if err != nil {
+		return ps, "", err
+	}
+	made, ok := stateMadeAt(keys, state)
+	if !ok {
+		// Made by a key this gateway has not read yet (another gateway
+		// made a new one a moment ago)?
+		if keys, err = h.stateKeys(ctx, true); err != nil {
+			return ps, "", err
+		}
+		made, ok = stateMadeAt(keys, state)
+	}
+	now := h.now()
+	if !ok || now.Sub(made) > pendingTTL || made.After(now.Add(iatSkew)) {
+		return ps, whyUnknownState, nil
+	}
+	used, err := h.store.Linked(ctx, stateUsedPrefix+state, now)
+	if err != nil {
+		return ps, "", err
+	}
+	if len(used) > 0 {
+		return ps, whyUnknownState, nil
+	}
+	// Exactly one binding cookie: with more, one was tossed in, and none
+	// is believed.
+	var values []string
+	cookieName := h.oidcCookieName(r)
+	for _, c := range r.Cookies() {
+		if c.Name == cookieName {
+			values = append(values, c.Value)
+		}
+	}
+	if len(values) != 1 {
+		return ps, "state not bound to this browser", nil
+	}
+	ps, err = openPending(keys, values[0], state)
+	if err != nil || ps.Provider != name {
+		return pendingSignIn{}, "state not bound to this browser", nil
+	}
+	return ps, "", nil
 }
