@@ -276,7 +276,7 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 			page = signInPage{Next: next} // another user: a plain sign-in
 		}
 	} else {
-		user := r.PostFormValue("username")
+		user := userIDOf(r.PostFormValue("username"))
 		acct = h.SignIn.accounts[user]
 		if !h.passwordMatches(user, acct, r.PostFormValue("password")) {
 			if acct != nil {

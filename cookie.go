@@ -126,16 +126,17 @@ func (h *Handler) stripOwnCookies(r *http.Request) {
 		return
 	}
 	name := h.cookieName(r)
-	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, name) }) {
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, name) || strings.Contains(l, oidcCookieSuffix) }) {
 		return
 	}
 	if len(lines) == 1 && !strings.Contains(lines[0], ";") && strings.HasPrefix(lines[0], name+"=") {
 		r.Header.Del("Cookie") // only ours: the common case, no allocation
 		return
 	}
+	binding := h.oidcCookieName(r) // __Host- on HTTPS, whatever name is
 	own := func(k string) bool {
 		rest, ok := strings.CutPrefix(k, name)
-		return ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix)
+		return k == binding || ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix)
 	}
 	kept := lines[:0:0]
 	for _, line := range lines {

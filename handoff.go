@@ -191,7 +191,7 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 	if err := checkIdentity(userID, email, name, roles); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUpstreamHandOff, err)
 	}
-	return h.mint(w, w.r, signedIn{userID: userID, email: email, name: name, roles: roles, method: session.MethodHandoff})
+	return h.mint(w, w.r, signedIn{userID: userIDOf(userID), email: email, name: name, roles: roles, method: session.MethodHandoff})
 }
 
 // newSession describes a sign-in by method from ip with user agent ua on

@@ -180,6 +180,7 @@ type Handler struct {
 	linkKey   []byte // keys the "Not you?" links (provisionSecret)
 	nameKey   []byte // picks an unknown account name's dummy hash
 	providers map[string]*provider
+	stateRing *stateKeyring // the keys of OIDC sign-ins under way (pendingcookie.go)
 }
 
 // CookieConfig sets the session cookie.

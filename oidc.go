@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -34,7 +32,6 @@ const (
 	providerTimeout    = 10 * time.Second
 	defaultUserClaim   = "email"
 	defaultRolesClaim  = "groups"
-	pendingKeyPrefix   = "oidc:"
 	maxCallbackQueryLn = 8 << 10
 )
 
@@ -49,6 +46,9 @@ type provider struct {
 	oidc       *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	// issParam: the provider's discovery says its authorization
+	// responses carry iss (RFC 9207), so a callback without one is refused.
+	issParam bool
 	// logoutVerifier checks back-channel logout tokens: the same keys,
 	// iss and aud as ID tokens; their iat and optional exp are checked
 	// against the handler's clock (readLogoutToken).
@@ -70,10 +70,27 @@ func (p *OIDCProvider) label() string {
 
 func (h *Handler) provisionProviders() error {
 	h.providers = make(map[string]*provider, len(h.SignIn.OIDC))
+	h.stateRing = &stateKeyring{}
 	for _, c := range h.SignIn.OIDC {
+		// User ids that are email addresses compare in lower case.
+		for _, l := range [][]string{c.AllowUsers, c.LinkUsers} {
+			for i, id := range l {
+				l[i] = userIDOf(id)
+			}
+		}
 		h.providers[c.Name] = &provider{cfg: c, client: &http.Client{Timeout: providerTimeout}}
 	}
 	return nil
+}
+
+// userIDOf is the user id as it is stored, compared and forwarded: an
+// email address in lower case (SPEC 11 "One user id, one person"), so
+// that Alice@Example.com is not a second person beside alice@example.com.
+func userIDOf(id string) string {
+	if strings.Contains(id, "@") {
+		return strings.ToLower(id)
+	}
+	return id
 }
 
 // discover returns the provider's discovered endpoints and ID token
@@ -94,9 +111,10 @@ func (p *provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenV
 	}
 	var extra struct {
 		EndSession string `json:"end_session_endpoint"`
+		IssParam   bool   `json:"authorization_response_iss_parameter_supported"`
 	}
 	_ = op.Claims(&extra)
-	p.oidc, p.endSession = op, extra.EndSession
+	p.oidc, p.endSession, p.issParam = op, extra.EndSession, extra.IssParam
 	p.verifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
 	p.logoutVerifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, SkipExpiryCheck: true})
 	return p.oidc, p.verifier, nil
@@ -132,14 +150,14 @@ func (h *Handler) providerStepUp(name, next string) string {
 	return h.Endpoints + "/sign-in/" + name + "?step_up=1&next=" + url.QueryEscape(next)
 }
 
-// pendingSignIn is what the store keeps between the button and the
-// callback, under the state: used once, for pendingTTL.
+// pendingSignIn is what the binding cookie keeps, sealed, between the
+// button and the callback (pendingcookie.go): used once, for pendingTTL.
 type pendingSignIn struct {
 	Provider string `json:"p"`
+	State    string `json:"st"`
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"` // PKCE
 	Next     string `json:"x"`
-	Binding  []byte `json:"b"` // SHA-256 of the cookie's value
 	// A step-up: the session it confirms (the browser held it at the
 	// start) and when it started, in Unix milliseconds.
 	StepUp string `json:"s,omitempty"`
@@ -156,10 +174,8 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (h *Handler) oidcCookieName(r *http.Request) string { return h.cookieName(r) + oidcCookieSuffix }
-
 // serveProviderStart sends the browser to the provider: state, nonce
-// and the PKCE verifier kept in the store, bound to a short-lived cookie.
+// and the PKCE verifier sealed in a short-lived cookie.
 func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, name string) error {
 	p := h.providers[name]
 	if p == nil {
@@ -186,36 +202,34 @@ func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, nam
 // signed in at this provider) asks the provider to sign the user in again
 // however recently it did (prompt=login, max_age=0).
 //
-// Every start writes a pending record: each counts towards login_rate per
-// client IP first, so that no client can fill the store with them. Starts
-// have a count of their own, so that a sign-in at a provider spends one
-// attempt of the sign-ins' count (at its callback), as a password does.
+// A start writes nothing to the store (the pending sign-in is in the
+// browser's cookie) and counts towards nothing: a sign-in at a provider
+// spends one attempt of login_rate at its callback, as a password does.
 func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider, next string, stepUp *session.Session) error {
-	if err := h.rateLimit(r, limitLogin, "start:"+clientKey(clientIP(r)), "", h.LoginRate); err != nil {
-		return h.refuse(w, r, err)
-	}
 	op, _, err := p.discover(r.Context())
 	if err != nil {
 		h.logger.Error("OIDC provider unavailable", zap.String("provider", p.cfg.Name), zap.Error(err))
 		return h.signInProblem(w, r, http.StatusOK, fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", p.cfg.label()))
 	}
-	binding, state := randomString(), randomString()
-	sum := sha256.Sum256([]byte(binding))
-	ps := pendingSignIn{Provider: p.cfg.Name, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Next: next, Binding: sum[:]}
-	if stepUp != nil {
-		ps.StepUp, ps.Since = stepUp.ID, h.now().UnixMilli()
-	}
-	body, _ := json.Marshal(ps)
 	ctx, cancel := h.storeContext(r.Context())
-	err = h.store.Stash(ctx, pendingKeyPrefix+state, body, pendingTTL, h.now())
+	keys, err := h.stateKeys(ctx, false)
 	cancel()
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
-	c := h.sessionCookie(r, binding, pendingTTL)
-	c.Name = h.oidcCookieName(r)
-	c.SameSite = http.SameSiteLaxMode // it must come back with the provider's redirect
-	http.SetCookie(w, c)
+	if len(next) > maxPendingNext {
+		next = "/"
+	}
+	state := newState(keys[0].key, h.now())
+	ps := pendingSignIn{Provider: p.cfg.Name, State: state, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Next: next}
+	if stepUp != nil {
+		ps.StepUp, ps.Since = stepUp.ID, h.now().UnixMilli()
+	}
+	sealed, err := sealPending(keys[0].key, ps)
+	if err != nil {
+		return h.refuse(w, r, err)
+	}
+	http.SetCookie(w, h.bindingCookie(r, sealed, pendingTTL))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(ps.Nonce), oauth2.S256ChallengeOption(ps.Verifier)}
 	if stepUp != nil {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
@@ -247,27 +261,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.callbackRefused(w, r, p, "callback query unreadable", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
 	}
 	state := q.Get("state")
-	var ps pendingSignIn
-	if state != "" && len(state) <= 128 {
-		ctx, cancel := h.storeContext(r.Context())
-		body, err := h.store.Take(ctx, pendingKeyPrefix+state, h.now())
-		cancel()
-		switch {
-		case err == nil:
-			if json.Unmarshal(body, &ps) != nil {
-				ps = pendingSignIn{}
-			}
-		case !errors.Is(err, session.ErrNotFound):
-			return h.refuse(w, r, err)
-		}
-	}
-	if ps.Provider == "" || ps.Provider != name {
+	pctx, pcancel := h.storeContext(r.Context())
+	ps, why, err := h.pendingOf(pctx, r, name, state)
+	pcancel()
+	switch {
+	case err != nil:
+		return h.refuse(w, r, err)
+	case why == whyUnknownState:
 		return h.callbackRefused(w, r, p, "unknown, used or expired state",
 			fmt.Sprintf("The sign-in with %s has expired or was already used. Please sign in again.", label))
-	}
-	c, cerr := r.Cookie(h.oidcCookieName(r))
-	if cerr != nil || subtle.ConstantTimeCompare(sha256Of(c.Value), ps.Binding) != 1 {
-		return h.callbackRefused(w, r, p, "state not bound to this browser",
+	case why != "":
+		return h.callbackRefused(w, r, p, why,
 			fmt.Sprintf("The sign-in with %s was started in another browser or window. Please sign in again here.", label))
 	}
 	// The state was this browser's: a sign-in attempt, which counts
@@ -275,9 +279,12 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
 		return h.refuse(w, r, err)
 	}
-	clear := h.sessionCookie(r, "", -1)
-	clear.Name = h.oidcCookieName(r)
-	http.SetCookie(w, clear)
+	http.SetCookie(w, h.bindingCookie(r, "", -1))
+	if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != p.cfg.Issuer) {
+		// RFC 9207: an answer another provider gave (mix-up), whatever it says.
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback iss is not the provider's issuer",
+			fmt.Sprintf("The sign-in with %s could not be completed: the answer came from another provider. Please sign in again.", label))
+	}
 	if e := q.Get("error"); e != "" {
 		text := fmt.Sprintf("The sign-in with %s failed: the provider refused it.", label)
 		if e == "access_denied" {
@@ -290,12 +297,23 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.oidcFailed(w, r, p, "", http.StatusOK, "provider unavailable: "+err.Error(),
 			fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", label))
 	}
+	if _, ok := q["iss"]; !ok && p.issParam {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "callback without iss, which the provider's discovery promises (RFC 9207)",
+			fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood. Please sign in again.", label))
+	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.client), providerTimeout)
 	defer cancel()
 	tok, err := h.oauth(r, p, op).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(ps.Verifier))
 	if err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "code exchange failed: "+err.Error(),
 			fmt.Sprintf("The sign-in with %s could not be completed: the provider did not accept it. Please sign in again.", label))
+	}
+	// The provider took the code: the state is spent, whatever follows.
+	uctx, ucancel := h.storeContext(r.Context())
+	err = h.store.Link(uctx, stateUsedPrefix+state, "1", pendingTTL+iatSkew, h.now())
+	ucancel()
+	if err != nil {
+		return h.mintFailed(w, r, err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	idt, err := verifier.Verify(ctx, raw)
@@ -310,6 +328,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token claims unreadable", fmt.Sprintf("The sign-in with %s could not be completed.", label))
+	}
+	if why := p.tokenChecks(idt, claims, tok.AccessToken, h.now()); why != "" {
+		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, why,
+			fmt.Sprintf("The sign-in with %s could not be completed: its answer failed the checks. Please sign in again.", label))
 	}
 	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
 		// OIDC Core 5.4: with an access token, a provider may leave the
@@ -335,6 +357,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	}
 	if !p.allowed(who, claims) {
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
+	}
+	oc, ocancel := h.storeContext(r.Context())
+	other, err := h.claimUserID(oc, p, who.userID)
+	ocancel()
+	switch {
+	case err != nil:
+		return h.mintFailed(w, r, err)
+	case other != "":
+		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "user id belongs to "+other,
+			fmt.Sprintf("The sign-in with %s could not be completed: this site already has a different account named %s (%s). The site's operator can link the two if they are the same person.", label, who.userID, other))
 	}
 	if ps.StepUp != "" {
 		// The provider was asked to sign the user in again (max_age=0):
@@ -438,7 +470,7 @@ func (p *provider) identity(claims map[string]any) (signedIn, string) {
 		userClaim = defaultUserClaim
 	}
 	var who signedIn
-	who.userID = claimString(claims[userClaim])
+	who.userID = userIDOf(claimString(claims[userClaim]))
 	who.email = claimString(claims["email"])
 	verified := claimTrue(claims["email_verified"])
 	if !verified {
@@ -579,4 +611,140 @@ func (h *Handler) signInProblem(w http.ResponseWriter, r *http.Request, status i
 		return writeJSON(w, status, errorBody{code})
 	}
 	return h.renderSignIn(w, r, status, signInPage{Next: "/", Error: text})
+}
+
+// ID token checks beyond go-oidc's (signature, iss, aud, exp): iat
+// recent (OIDC Core 3.1.3.7: the token was issued for this exchange, not
+// replayed from long ago, nor dated ahead), azp equal to the client id
+// when there are several audiences or an azp at all, and at_hash when
+// the provider gave one (OIDC Core 3.2.2.9: the access token is the one
+// issued with this ID token).
+func (p *provider) tokenChecks(idt *oidc.IDToken, claims map[string]any, accessToken string, now time.Time) string {
+	switch {
+	case idt.IssuedAt.IsZero():
+		return "ID token without iat"
+	case idt.IssuedAt.After(now.Add(iatSkew)):
+		return "ID token iat in the future"
+	case now.Sub(idt.IssuedAt) > pendingTTL+iatSkew:
+		return "ID token iat too old"
+	}
+	azp, hasAzp := claims["azp"]
+	if (len(idt.Audience) > 1 || hasAzp) && claimString(azp) != p.cfg.ClientID {
+		return "ID token azp is not this client (several audiences)"
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return "ID token at_hash does not match the access token"
+		}
+	}
+	return ""
+}
+
+// iatSkew is how far the provider's clock may be from the gateway's.
+const iatSkew = 5 * time.Minute
+
+// Which source gave a user id (SPEC 11 "One user id, one person"), kept
+// as a link so that every gateway sharing the store knows: "email" for
+// providers whose user claim is the verified email (they share it), else
+// "oidc:<name>", whose ids are that provider's alone.
+func ownerLink(userID string) string { return "uid-owner:" + userID }
+
+func (p *provider) idSource() string {
+	if p.cfg.UserClaim == "" || p.cfg.UserClaim == defaultUserClaim {
+		return "email"
+	}
+	return "oidc:" + p.cfg.Name
+}
+
+func (p *provider) linked(userID string) bool {
+	return slices.Contains(p.cfg.LinkUsers, "*") || slices.Contains(p.cfg.LinkUsers, userID)
+}
+
+// claimUserID records that p signs in as userID, unless the id belongs
+// to a local account or another source gave it, and the operator did not
+// link it (link_users): then other names the owner ("a local account",
+// "the provider <name>") and nothing is recorded.
+func (h *Handler) claimUserID(ctx context.Context, p *provider, userID string) (other string, err error) {
+	linked := p.linked(userID)
+	if !linked && h.SignIn != nil && h.SignIn.accounts[userID] != nil {
+		return "a local account", nil
+	}
+	mine := p.idSource()
+	now := h.now()
+	owners, err := h.store.Linked(ctx, ownerLink(userID), now)
+	if err != nil {
+		return "", err
+	}
+	for _, o := range owners {
+		if o != mine && !linked {
+			if name, ok := strings.CutPrefix(o, "oidc:"); ok {
+				return "the provider " + name, nil
+			}
+			return "another provider", nil
+		}
+	}
+	return "", h.store.Link(ctx, ownerLink(userID), mine, h.ownerTTL(), now)
+}
+
+// ownerTTL: a user id's source is remembered for as long as anything it
+// signed in (a session, an API token) and its record can last.
+func (h *Handler) ownerTTL() time.Duration {
+	d := h.policy.Lifetime
+	if h.APITokens != nil && time.Duration(h.APITokens.MaxLifetime) > d {
+		d = time.Duration(h.APITokens.MaxLifetime)
+	}
+	return d + h.policy.Retention
+}
+
+const whyUnknownState = "unknown, used or expired state"
+
+// pendingOf reads the sign-in under way that the callback's state names
+// from the browser's binding cookie: why says what is wrong, the
+// unknown-state reason (made up, expired, already used) or another (the
+// browser holds no cookie of this sign-in); err is the store's.
+func (h *Handler) pendingOf(ctx context.Context, r *http.Request, name, state string) (ps pendingSignIn, why string, err error) {
+	if state == "" || len(state) > 128 {
+		return ps, whyUnknownState, nil
+	}
+	keys, err := h.stateKeys(ctx, false)
+	if err != nil {
+		return ps, "", err
+	}
+	made, ok := stateMadeAt(keys, state)
+	if !ok {
+		// Made by a key this gateway has not read yet (another gateway
+		// made a new one a moment ago)?
+		if keys, err = h.stateKeys(ctx, true); err != nil {
+			return ps, "", err
+		}
+		made, ok = stateMadeAt(keys, state)
+	}
+	now := h.now()
+	if !ok || now.Sub(made) > pendingTTL || made.After(now.Add(iatSkew)) {
+		return ps, whyUnknownState, nil
+	}
+	used, err := h.store.Linked(ctx, stateUsedPrefix+state, now)
+	if err != nil {
+		return ps, "", err
+	}
+	if len(used) > 0 {
+		return ps, whyUnknownState, nil
+	}
+	// Exactly one binding cookie: with more, one was tossed in, and none
+	// is believed.
+	var values []string
+	cookieName := h.oidcCookieName(r)
+	for _, c := range r.Cookies() {
+		if c.Name == cookieName {
+			values = append(values, c.Value)
+		}
+	}
+	if len(values) != 1 {
+		return ps, "state not bound to this browser", nil
+	}
+	ps, err = openPending(keys, values[0], state)
+	if err != nil || ps.Provider != name {
+		return pendingSignIn{}, "state not bound to this browser", nil
+	}
+	return ps, "", nil
 }

@@ -54,6 +54,12 @@ type refreshResult struct {
 func (h *Handler) authenticateVouched(r *http.Request) auth {
 	a := h.authenticate(r)
 	if a.sess != nil && a.sess.Provider != "" {
+		if a.sess.IsToken() && a.secret == "" {
+			// A token's own secret opens what it keeps sealed.
+			if cred, ok := h.bearer(r); ok {
+				a.secret = credentialSecret(cred)
+			}
+		}
 		a = h.vouched(r, a)
 	}
 	return a
@@ -78,7 +84,13 @@ func (h *Handler) vouched(r *http.Request, a auth) auth {
 		return a
 	}
 	p := h.providers[s.Provider]
-	if p == nil || s.IsToken() || (p.cfg.Recheck <= 0 && !p.cfg.PassAccessToken) {
+	if p == nil {
+		return a
+	}
+	if s.IsToken() {
+		return h.vouchedToken(r, p, a)
+	}
+	if p.cfg.Recheck <= 0 && !p.cfg.PassAccessToken {
 		return a
 	}
 	now := h.now()
@@ -182,9 +194,16 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 		return h.reread(ctx, s, a.secret, t)
 	}
 
-	nt, refused, err := h.askProvider(ctx, p, s, t)
+	nt, claims, refused, err := h.askProvider(ctx, p, s, t)
 	if refused {
 		return h.endRefused(r, p, s, err)
+	}
+	roles := s.Roles
+	if err == nil && claims != nil {
+		var allowed bool
+		if allowed, roles = p.recheckVerdict(s, claims); !allowed {
+			return h.endRefused(r, p, s, errors.New("the user no longer passes allow_*"))
+		}
 	}
 	if err != nil {
 		p.down(h.now())
@@ -231,6 +250,13 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 	}
 	next := s.Clone()
 	next.SealedTokens, next.CheckedAt = sealed, done
+	if roles != s.Roles {
+		if ns, ok := h.replaceRoles(ctx, s, roles); ok {
+			next.Roles = ns.Roles
+		} else {
+			return refreshResult{outcome: refreshGone}
+		}
+	}
 	h.cache.drop(s.ID)
 	h.grace.seen(next, sha256.Sum256([]byte(a.secret)), h.now())
 	if c := h.logger.Check(zap.DebugLevel, "OIDC session checked at its provider"); c != nil {
@@ -269,16 +295,21 @@ func (h *Handler) reread(ctx context.Context, s *session.Session, secret string,
 // askProvider runs the refresh_token grant. refused reports the
 // provider's refusal (400 or 401, as invalid_grant is), as opposed to a
 // provider that did not answer or failed (5xx, timeout).
-func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Session, t tokens) (tok *oauth2.Token, refused bool, err error) {
+//
+// claims are what the provider now says of the user: the refreshed ID
+// token's, with UserInfo's where the ID token leaves them out (as at the
+// sign-in); nil when it said nothing of the user (no ID token, no
+// UserInfo endpoint), and then the session's roles stand.
+func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Session, t tokens) (tok *oauth2.Token, claims map[string]any, refused bool, err error) {
 	if t.Refresh == "" {
 		// Nothing to ask the provider with: the session cannot be
 		// vouched for, which is a refusal (never a provider that does
 		// not answer, whose pause would spare every session).
-		return nil, true, errors.New("the session holds no refresh token (signed in before recheck or pass_access_token was set)")
+		return nil, nil, true, errors.New("the session holds no refresh token (signed in before recheck or pass_access_token was set)")
 	}
 	op, verifier, err := p.discover(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), providerTimeout)
 	defer cancel()
@@ -290,22 +321,79 @@ func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Sessi
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil &&
 			(re.Response.StatusCode == http.StatusBadRequest || re.Response.StatusCode == http.StatusUnauthorized) {
-			return nil, true, err
+			return nil, nil, true, err
 		}
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	// OIDC Core 12.2: an ID token in the answer must name the same user.
 	// One that fails the checks is dropped (kept out of the tokens).
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
 		idt, verr := verifier.Verify(ctx, raw)
 		if verr == nil && idt.Subject != s.Subject {
-			return nil, true, errors.New("the refreshed ID token names another user")
+			return nil, nil, true, errors.New("the refreshed ID token names another user")
 		}
-		if verr != nil {
+		if verr == nil {
+			_ = idt.Claims(&claims)
+		} else {
 			tok = tok.WithExtra(map[string]any{})
 		}
 	}
-	return tok, false, nil
+	if p.needsUserInfo(claims) && op.UserInfoEndpoint() != "" {
+		ui, uerr := op.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		var more map[string]any
+		switch {
+		case uerr == nil && ui.Subject != s.Subject:
+			return nil, nil, true, errors.New("UserInfo names another user")
+		case uerr == nil && ui.Claims(&more) == nil:
+			if claims == nil {
+				claims = map[string]any{}
+			}
+			for k, v := range more {
+				if _, ok := claims[k]; !ok {
+					claims[k] = v // the signed ID token's claims win
+				}
+			}
+		}
+	}
+	return tok, claims, false, nil
+}
+
+// recheckVerdict applies the provider's refreshed claims to s (SPEC 11
+// Recheck): whether its user still passes allow_*, and the roles the
+// provider now gives (none when the roles claim is gone). allow_users
+// names the session's user; an email the claims leave out is the one
+// the sign-in verified.
+func (p *provider) recheckVerdict(s *session.Session, claims map[string]any) (allowed bool, roles string) {
+	who, _ := p.identity(claims)
+	who.userID = s.UserID
+	if _, ok := claims["email"]; !ok {
+		who.email = s.Email
+	}
+	return p.allowed(who, claims), sanitise(who.roles, maxRoles)
+}
+
+// replaceRoles stores the roles a recheck found, so that later requests
+// (X-Auth-Roles, session_require roles) and every gateway see them; false
+// when the session ended meanwhile.
+func (h *Handler) replaceRoles(ctx context.Context, s *session.Session, roles string) (*session.Session, bool) {
+	sctx, cancel := h.storeContext(ctx)
+	ns, err := h.store.SetRoles(sctx, s.ID, roles)
+	cancel()
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		h.forget(s.ID)
+		return nil, false
+	case err != nil:
+		// Kept with the old roles until the next check, which tries again
+		// (CheckedAt is left where it was only when nothing was stored).
+		h.logger.Error("OIDC session's new roles not stored", zap.String("session_id", s.ID), zap.Error(err))
+		return s, true
+	}
+	h.refreshed(s.ID)
+	if c := h.logger.Check(zap.InfoLevel, "OIDC session's roles replaced at a recheck"); c != nil {
+		c.Write(zap.String("session_id", s.ID), zap.String("provider", s.Provider))
+	}
+	return ns, true
 }
 
 // authStyle is how the client authenticates at the token endpoint, from

@@ -63,6 +63,10 @@ type OIDCProvider struct {
 	// Refresh at the provider at most this often, on a request; a refusal
 	// ends the session. 0 (default) is off.
 	Recheck caddy.Duration `json:"recheck,omitempty"`
+	// User ids this provider may sign in as although a local account or
+	// another provider (from a different claim) has them: the operator
+	// says they are the same people. "*" links every id.
+	LinkUsers []string `json:"link_users,omitempty"`
 	// Forward the access token as X-Auth-Access-Token.
 	PassAccessToken bool `json:"pass_access_token,omitempty"`
 	// /.auth/logout continues to the provider's end_session_endpoint.
@@ -155,6 +159,7 @@ func (si *SignIn) provision() error {
 		if err := a.check(); err != nil {
 			return err
 		}
+		a.User = userIDOf(a.User)
 		if si.accounts[a.User] != nil {
 			return fmt.Errorf("account %q given more than once", a.User)
 		}
@@ -318,12 +323,14 @@ func parseOIDC(d *caddyfile.Dispenser) (*OIDCProvider, error) {
 			err = stringArg(d, &p.UserClaim)
 		case "roles_claim":
 			err = stringArg(d, &p.RolesClaim)
-		case "allow_users", "allow_domains", "allow_roles":
+		case "allow_users", "allow_domains", "allow_roles", "link_users":
 			vals := d.RemainingArgs()
 			if len(vals) == 0 {
 				return nil, d.ArgErr()
 			}
 			switch opt {
+			case "link_users":
+				p.LinkUsers = vals
 			case "allow_users":
 				p.AllowUsers = vals
 			case "allow_domains":

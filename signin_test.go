@@ -208,3 +208,20 @@ func caddyHashPasswordErr(pw string, args ...string) (string, error) {
 	r.Close()
 	return strings.TrimSpace(out.String()), err
 }
+
+// Email user ids are one person in any case (SPEC 11 "One user id, one
+// person"): the hand-off's Bob@Example.COM is stored, listed and
+// forwarded as bob@example.com; another id keeps its case.
+func TestEmailUserIDsAreLowerCase(t *testing.T) {
+	h, _ := testHandler(t, nil)
+	for given, want := range map[string]string{"Bob@Example.COM": "bob@example.com", "Carol": "Carol"} {
+		c := signIn(t, h, given)
+		up := &upstream{}
+		if w := serve(t, h, get("/", c), up); w.Code != 200 || up.header.Get("X-Auth-User") != want {
+			t.Fatalf("%s: %d, X-Auth-User %q", given, w.Code, up.header.Get("X-Auth-User"))
+		}
+	}
+	if userIDOf("Alice@Example.com") != "alice@example.com" || userIDOf("Alice") != "Alice" {
+		t.Fatal("userIDOf")
+	}
+}

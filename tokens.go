@@ -196,6 +196,9 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	tmpl := &session.Session{UserID: cur.UserID, Email: cur.Email, Name: cur.Name, Roles: cur.Roles, IP: clientIP(r), UserAgent: r.UserAgent(),
 		Provider: cur.Provider, Subject: cur.Subject, ProviderSID: cur.ProviderSID}
 	out, err := h.mintToken(ctx, h.store, tmpl, name, life, session.ActorSelf)
+	if err == nil {
+		err = h.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
+	}
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}

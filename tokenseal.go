@@ -17,6 +17,16 @@ type tokens struct {
 	Access  string    `json:"a,omitempty"`
 	ID      string    `json:"i,omitempty"` // the ID token: logout_at_provider's id_token_hint
 	Expiry  time.Time `json:"e"`
+	// An API token made by a provider's session (SPEC 11 Recheck): the
+	// session that made it and that session's token key, so that the
+	// token's recheck spends the one refresh token chain while the
+	// session lives (a provider that rotates refresh tokens has one
+	// chain per sign-in), and takes over its newest link once the session
+	// is gone. Synced is the session's CheckedAt when the copy above was
+	// taken from it.
+	Parent    string    `json:"p,omitempty"`
+	ParentKey []byte    `json:"k,omitempty"`
+	Synced    time.Time `json:"s,omitzero"`
 }
 
 // tokenKey derives the key that seals a session's provider tokens from
@@ -36,6 +46,11 @@ func sealTokens(secret, sessionID string, t tokens) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return sealTokensWith(key, sessionID, t)
+}
+
+// sealTokensWith is sealTokens with the session's token key itself.
+func sealTokensWith(key []byte, sessionID string, t tokens) (string, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return "", err
@@ -53,11 +68,16 @@ func sealTokens(secret, sessionID string, t tokens) (string, error) {
 
 // openTokens reverses sealTokens; it fails without the right cookie.
 func openTokens(secret, sessionID, sealed string) (tokens, error) {
-	var t tokens
 	key, err := tokenKey(secret, sessionID)
 	if err != nil {
-		return t, err
+		return tokens{}, err
 	}
+	return openTokensWith(key, sessionID, sealed)
+}
+
+// openTokensWith is openTokens with the session's token key itself.
+func openTokensWith(key []byte, sessionID, sealed string) (tokens, error) {
+	var t tokens
 	raw, err := base64.RawStdEncoding.DecodeString(sealed)
 	if err != nil {
 		return t, err

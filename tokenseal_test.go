@@ -3,6 +3,7 @@ package sessionauth
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestSealedTokensNeedTheCookie(t *testing.T) {
 		t.Fatal("sealed text shows the tokens")
 	}
 	out, err := openTokens(secret, id, sealed)
-	if err != nil || out != in {
+	if err != nil || !reflect.DeepEqual(out, in) {
 		t.Fatalf("open with the cookie: %+v %v", out, err)
 	}
 	sum := sha256.Sum256([]byte(secret))

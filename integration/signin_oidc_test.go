@@ -44,6 +44,11 @@ type testOP struct {
 	// its answers (seconds), for access tokens that expire during a test.
 	tokenDown atomic.Bool
 	expiresIn atomic.Int64
+	// issParam makes discovery promise RFC 9207's iss on authorization
+	// responses; callbackIss, when set, is put as iss on the redirect to
+	// the gateway's callback (the example provider sends none).
+	issParam    atomic.Bool
+	callbackIss atomic.Pointer[string]
 }
 
 // opUsers: alice and eve (verified addresses in two domains) and uv,
@@ -174,6 +179,10 @@ func (o *testOP) wrap(next http.Handler) http.Handler {
 		tamper := o.tamper
 		o.mu.Unlock()
 		if !strings.HasSuffix(r.URL.Path, "/token") {
+			if o.issParam.Load() || o.callbackIss.Load() != nil {
+				o.rewriteIss(next, w, r)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -205,6 +214,35 @@ func (o *testOP) wrap(next http.Handler) http.Handler {
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(out)
 	})
+}
+
+// rewriteIss adds RFC 9207's promise to discovery and its iss to the
+// redirect to the gateway's callback, as issParam and callbackIss say.
+func (o *testOP) rewriteIss(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	if strings.HasSuffix(r.URL.Path, "/.well-known/openid-configuration") && o.issParam.Load() {
+		var doc map[string]any
+		if json.Unmarshal(body, &doc) == nil {
+			doc["authorization_response_iss_parameter_supported"] = true
+			body, _ = json.Marshal(doc)
+		}
+	}
+	if loc, err := url.Parse(rec.Header().Get("Location")); err == nil && strings.Contains(loc.Path, "/.auth/callback/") {
+		if iss := o.callbackIss.Load(); iss != nil {
+			q := loc.Query()
+			q.Set("iss", *iss)
+			loc.RawQuery = q.Encode()
+			rec.Header().Set("Location", loc.String())
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
 }
 
 // resign changes an ID token's claims and signs it again with the

@@ -911,6 +911,21 @@ func (f *File) MarkChecked(_ context.Context, id string, was, at time.Time, seal
 	return won, err
 }
 
+// SetRoles implements Store.
+func (f *File) SetRoles(_ context.Context, id, roles string) (*Session, error) {
+	var out *Session
+	err := f.update(func(tx *bolt.Tx) error {
+		r := liveRecord(tx, id, f.now())
+		if r == nil || !r.Active() {
+			return ErrNotFound
+		}
+		r.Roles = roles
+		out = r.Session.Clone()
+		return putRecord(tx, r)
+	})
+	return out, err
+}
+
 // EndUser implements Store.
 func (f *File) EndUser(_ context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	at = msTime(at)

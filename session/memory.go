@@ -694,6 +694,18 @@ func (m *Memory) MarkChecked(_ context.Context, id string, was, at time.Time, se
 	return true, nil
 }
 
+// SetRoles implements Store.
+func (m *Memory) SetRoles(_ context.Context, id, roles string) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.live(id, m.now())
+	if r == nil || !r.s.Active() {
+		return nil, ErrNotFound
+	}
+	r.s.Roles = roles
+	return r.s.Clone(), nil
+}
+
 // EndUser implements Store.
 func (m *Memory) EndUser(_ context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	at = msTime(at)

@@ -993,6 +993,23 @@ func (r *Redis) MarkChecked(ctx context.Context, id string, was, at time.Time, s
 	return n == 1, nil
 }
 
+// SetRoles implements Store: one script on the session's key.
+func (r *Redis) SetRoles(ctx context.Context, id, roles string) (*Session, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	res, err := setRolesScript.Run(ctx, r.client, []string{r.sessionKey(id)}, appendChunks(nil, "ro", roles)...).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replacing roles: %w", err)
+	}
+	// As StepUp: other gateways' caches read the session again.
+	_ = r.client.Publish(ctx, RevocationChannel(r.prefix), ChangedMark+id).Err()
+	return decode(id, res)
+}
+
 // EndUser implements Store.
 func (r *Redis) EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
 	lifetime, idle, retention := policyArgs(p)

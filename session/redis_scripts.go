@@ -654,6 +654,19 @@ end
 return 1
 `)
 
+// setRolesScript: KEYS session. ARGV the new roles as field/value pairs
+// (ro, ro~1…; none to remove them). Returns the session's fields, or nil
+// when there is no active session.
+var setRolesScript = redis.NewScript(luaPrelude + `
+local m = hmap(redis.call('HGETALL', KEYS[1]))
+if m.ca == nil or m.u == nil or m.ea then return false end
+for k, _ in pairs(m) do
+  if k == 'ro' or string.sub(k, 1, 3) == 'ro~' then redis.call('HDEL', KEYS[1], k) end
+end
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return redis.call('HGETALL', KEYS[1])
+`)
+
 // hitScript: KEYS counter. ARGV window (ms). Returns {count, ms left}.
 var hitScript = redis.NewScript(`
 local n = redis.call('INCR', KEYS[1])

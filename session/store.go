@@ -171,6 +171,12 @@ type Sessions interface {
 	// whether it wrote; ErrNotFound when no active session has that id.
 	MarkChecked(ctx context.Context, id string, was, at time.Time, sealed string) (bool, error)
 
+	// SetRoles replaces an active session's roles with what its provider
+	// said at a recheck (SPEC 11: a recheck applies the provider's answer
+	// in full); empty removes them. It returns the session as updated, or
+	// ErrNotFound when no active session has that id.
+	SetRoles(ctx context.Context, id, roles string) (*Session, error)
+
 	// Users lists the users that have sessions in the store (active or
 	// within retention), for operations on everyone; it walks the whole
 	// store, so it is for rare admin actions, never the request path.

@@ -102,6 +102,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"LinksKeepMembersUntilTheirTime", testLinks},
 		{"MarkCheckedCompareAndSet", testMarkChecked},
 		{"MarkCheckedOneWinner", testMarkCheckedOnce},
+		{"SetRolesReplaces", testSetRoles},
 	}
 	for _, h := range hooks {
 		if drop := h.DropIndex; drop != nil {
@@ -1671,4 +1672,34 @@ func testIDsOldAndNew(t *testing.T, st session.Store, c *Clock) {
 	}
 	wantStatus(t, validate(t, st, c, cred{old, oldHash}, "192.0.2.1"), session.Ended)
 	wantStatus(t, validate(t, st, c, a, "192.0.2.1"), session.Valid)
+}
+
+// SetRoles replaces the roles (longer, shorter, none: no chunk of the
+// old text survives), so that later validations see the new ones, and
+// refuses ended and unknown sessions.
+func testSetRoles(t *testing.T, st session.Store, c *Clock) {
+	s := mintOIDC(t, st, c, user(), "sealed")
+	long := strings.Repeat("group-with-a-long-name,", 60)
+	for _, roles := range []string{long, "viewer", ""} {
+		got, err := st.SetRoles(ctx(t), s.ID, roles)
+		if err != nil || got.Roles != roles || got.UserID != s.UserID || got.SealedTokens != "sealed" {
+			t.Fatalf("SetRoles(%.20q): %v %+v", roles, err, got)
+		}
+		if v := validate(t, st, c, cred{s.ID, s.TokenHash}, "192.0.2.1"); v.Status != session.Valid || v.Session.Roles != roles {
+			t.Fatalf("validate after SetRoles(%.20q): %+v", roles, v)
+		}
+	}
+	if _, err := st.End(ctx(t), s.ID, c.Now(), session.EndIDP, session.ActorIDP, policy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetRoles(ctx(t), s.ID, "admin"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("ended session: %v", err)
+	}
+	if got, _ := st.Get(ctx(t), s.ID); got.Roles != "" {
+		t.Fatalf("an ended session was written: %q", got.Roles)
+	}
+	other, _, _, _ := st.NewCredential(ctx(t), user())
+	if _, err := st.SetRoles(ctx(t), other, "admin"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
 }
