@@ -283,7 +283,7 @@ func TestFileWriteDeadline(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, _, hash, _ := session.NewCredential("bob")
+			id, _, hash, _ := f.NewCredential(ctx, "bob")
 			now := time.Now()
 			s := &session.Session{ID: id, UserID: "bob", TokenHash: hash, IP: "10.0.0.2", LoginIP: "10.0.0.2", CreatedAt: now, LastActiveAt: now}
 			ids.Store(id, hash)

@@ -521,7 +521,7 @@ func fill(st session.Store, n, perUser int, ua string) ([]string, [][32]byte, er
 					return
 				}
 				user := benchUser(i / perUser)
-				id, _, hash, _ := session.NewCredential(user)
+				id, _, hash, _ := st.NewCredential(context.Background(), user)
 				now := time.Now()
 				ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 				s := &session.Session{ID: id, UserID: user, TokenHash: hash, Email: user, IP: ip, LoginIP: ip,
