@@ -573,7 +573,7 @@ func memoryPerSession(rc *redis.Client, n int) error {
 		sum := map[string]int64{}
 		sample := min(300, len(ids)) / perUser * perUser
 		for i := 0; i < sample; i++ {
-			tag := prefix + "{" + session.UserTag(benchUser(i/perUser)) + "}"
+			tag := prefix + "{" + session.LegacyUserTag(benchUser(i/perUser)) + "}"
 			keys := []string{tag + ":s:" + ids[i]}
 			if i%perUser == 0 {
 				keys = append(keys, tag+":u:"+benchUser(i/perUser), tag+":e:"+benchUser(i/perUser))
