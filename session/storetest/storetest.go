@@ -962,7 +962,7 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
 		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now,
 		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC(),
-		Parent: strings.Repeat("ab", 16),
+		Parent:   strings.Repeat("ab", 16),
 		StepUpIP: "2001:db8::2", StepUpCountry: "FR",
 		Provider: "corp", Subject: "248289761001", ProviderSID: "08a5019c-17e1-4977-8f42-65a12843ea02",
 		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC()}
