@@ -15,12 +15,16 @@ type sessionCard struct {
 	SignedIn, SignedInAt, LastActive, LastAt    string
 	Ended, EndReason                            string
 	Current                                     bool
+	Tokens                                      []string // the live tokens it made, which its Sign out button ends
 }
 
 type sessionsPageData struct {
 	Name, Endpoints, CSRF, Site string
 	Active, Ended               []sessionCard
 	Others                      int
+	// The live tokens "Sign out all other sessions" ends: all but those
+	// the current session made.
+	OthersTokens []string
 	// With api_tokens: the user's live tokens and the longest lifetime.
 	TokensOn    bool
 	Tokens      []tokenCard
@@ -47,6 +51,15 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	if data.Name == "" {
 		data.Name = cur.UserID
 	}
+	madeBy := map[string][]string{} // parent id -> its live tokens' names
+	for _, s := range list {
+		if v := h.policy.View(s, now); v.IsToken() && v.Active() {
+			madeBy[v.Parent] = append(madeBy[v.Parent], v.Label)
+			if v.Parent != cur.ID {
+				data.OthersTokens = append(data.OthersTokens, v.Label)
+			}
+		}
+	}
 	for _, s := range list {
 		v := h.policy.View(s, now)
 		if v.IsToken() {
@@ -68,7 +81,7 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 			Location: placeOf(v.IP, v.City, v.Country), IP: orDefault(v.IP, "unknown"),
 			SignedIn: relTime(v.CreatedAt, now), SignedInAt: v.CreatedAt.UTC().Format(time.RFC1123),
 			LastActive: relTime(v.LastActiveAt, now), LastAt: v.LastActiveAt.UTC().Format(time.RFC1123),
-			Current: v.ID == cur.ID,
+			Current: v.ID == cur.ID, Tokens: madeBy[v.ID],
 		}
 		if v.Active() {
 			data.Active = append(data.Active, c)
