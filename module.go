@@ -215,7 +215,8 @@ type Notify struct {
 	URL string `json:"url,omitempty"`
 	// HMAC-SHA256 secret for X-Signature-256. {env.*} placeholders are expanded.
 	Secret string `json:"secret,omitempty"`
-	// Events to deliver: new_login new_device new_country impossible_travel ip_change revoke.
+	// Events to deliver: new_login new_device new_country impossible_travel ip_change revoke
+	// token_created.
 	Events []string `json:"events,omitempty"`
 }
 
