@@ -34,7 +34,7 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			withTokens[0].Tokens = []string{"laptop script"} // the current session's: its sign-out keeps them
 			withTokens[1].Tokens = []string{"ci <deploy>", "backup"}
 			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: withTokens, Others: 1,
-				OthersTokens: []string{"ci <deploy>", "backup", "nightly"}, TokensOn: true, MaxLifetime: "90 days",
+				OthersTokens: []string{"ci <deploy>", "backup", "nightly"}, TokensOn: true, MaxLifetime: "90 days", StaleFor: "10 minutes",
 				Tokens: []tokenCard{{ID: "tok", Name: "ci <deploy>", Created: "1 hour ago", LastUsed: "never", LastIP: "192.0.2.1", Expires: "1 Sep 2026", ExpiresAt: "Tue, 01 Sep 2026 10:00:00 UTC"}}})
 		},
 		"link-confirm-token.html": func(b *bytes.Buffer) error {

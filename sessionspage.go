@@ -29,6 +29,10 @@ type sessionsPageData struct {
 	TokensOn    bool
 	Tokens      []tokenCard
 	MaxLifetime string
+	// StaleFor, when the session signed in longer ago than api_tokens
+	// fresh: that duration, as the page says it (a token asks for a
+	// step-up first).
+	StaleFor string
 }
 
 // tokenCard is one API token as the page lists it: never its value.
@@ -47,6 +51,9 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r), TokensOn: h.APITokens != nil}
 	if data.TokensOn {
 		data.MaxLifetime = humanDuration(time.Duration(h.APITokens.MaxLifetime))
+		if fresh := time.Duration(h.APITokens.Fresh); now.Sub(cur.AuthenticatedOrCreated()) > fresh {
+			data.StaleFor = humanDuration(fresh)
+		}
 	}
 	if data.Name == "" {
 		data.Name = cur.UserID

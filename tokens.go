@@ -315,10 +315,15 @@ func (h *Handler) tokenParams(req tokenRequest) (name string, life time.Duration
 	return name, life.Truncate(time.Millisecond), ""
 }
 
-// humanDuration says a whole number of days as days.
+// humanDuration says a whole number of days, hours or minutes in words.
 func humanDuration(d time.Duration) string {
-	if d%(24*time.Hour) == 0 {
+	switch {
+	case d%(24*time.Hour) == 0:
 		return plural(int(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return plural(int(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return plural(int(d/time.Minute), "minute")
 	}
 	return d.String()
 }

@@ -125,8 +125,13 @@ func TestTokenNeedsAFreshSession(t *testing.T) {
 		}
 		w = postToken(t, h, c, "192.0.2.10", "stale", "text/html")
 		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "Sign in again to create an access token") ||
-			!strings.Contains(w.Body.String(), "within 5m0s of signing in") {
+			!strings.Contains(w.Body.String(), "within 5 minutes of signing in") {
 			t.Fatalf("browser without sign_in: %d %s", w.Code, w.Body)
+		}
+		page := get("/.auth/sessions", c)
+		page.Header.Set("Accept", "text/html")
+		if body := serve(t, h, page, &upstream{}).Body.String(); !strings.Contains(body, "You signed in more than 5 minutes ago: creating a token asks you to sign in again first.") {
+			t.Fatalf("the page does not say a token needs a new sign-in:\n%s", body)
 		}
 		h.signInEnabled = true
 		w = postToken(t, h, c, "192.0.2.10", "stale", "text/html")
