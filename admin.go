@@ -312,15 +312,19 @@ func (a adminAPI) revoke(w http.ResponseWriter, r *http.Request, stores []storeR
 	}
 	for _, ref := range stores {
 		now := ref.h.now()
-		s, err := ref.store.End(r.Context(), id, now, session.EndRevoked, session.ActorAdmin, ref.h.policy)
+		// The tokens it made end with it (SPEC 12).
+		ended, err := ref.store.EndWithTokens(r.Context(), id, now, session.EndRevoked, session.ActorAdmin, ref.h.policy)
 		if errors.Is(err, session.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return storeError(err)
 		}
-		adminEnded(ref, []*session.Session{s}, now)
-		return writeJSON(w, http.StatusOK, toJSON(s, ref.h.policy, now, ""))
+		adminEnded(ref, ended, now)
+		if ended[0].ID != id {
+			continue // it had ended; its tokens have now
+		}
+		return writeJSON(w, http.StatusOK, toJSON(ended[0], ref.h.policy, now, ""))
 	}
 	return apiError(http.StatusNotFound, "no active session %s", id)
 }

@@ -96,7 +96,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    base_url <url>
 //	    password_url <path-or-url>
 //	    link_secret <secret>
-//	    api_tokens [max_lifetime <duration>]
+//	    api_tokens [max_lifetime <duration>] {
+//	        fresh <duration>
+//	        max_per_user <n>
+//	    }
 //	    sign_in {
 //	        oidc <name> {
 //	            issuer <url>
@@ -623,20 +626,49 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
 
-// parseAPITokens: api_tokens [max_lifetime <duration>].
+// parseAPITokens: api_tokens [max_lifetime <duration>] { fresh <duration>; max_per_user <n> }.
 func (h *Handler) parseAPITokens(d *caddyfile.Dispenser) error {
-	h.APITokens = &APITokens{}
-	if !d.NextArg() {
-		return nil
+	t := &APITokens{}
+	h.APITokens = t
+	if d.NextArg() {
+		if d.Val() != "max_lifetime" {
+			return d.Errf("api_tokens: unknown option %q (max_lifetime)", d.Val())
+		}
+		if err := durationArg(d, &t.MaxLifetime); err != nil {
+			return err
+		}
+		if t.MaxLifetime <= 0 {
+			return d.Errf("api_tokens: max_lifetime must be positive")
+		}
 	}
-	if d.Val() != "max_lifetime" {
-		return d.Errf("api_tokens: unknown option %q (max_lifetime)", d.Val())
-	}
-	if err := durationArg(d, &h.APITokens.MaxLifetime); err != nil {
-		return err
-	}
-	if h.APITokens.MaxLifetime == 0 {
-		return d.Errf("api_tokens: max_lifetime must be positive")
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("api_tokens: %s given more than once", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "fresh":
+			if err := durationArg(d, &t.Fresh); err != nil {
+				return err
+			}
+			if t.Fresh <= 0 {
+				return d.Errf("api_tokens: fresh must be positive")
+			}
+		case "max_per_user":
+			var v string
+			if err := stringArg(d, &v); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("api_tokens: max_per_user must be a whole number of 1 or more, got %q", v)
+			}
+			t.MaxPerUser = n
+		default:
+			return d.Errf("api_tokens: unknown subdirective %q (fresh, max_per_user)", opt)
+		}
 	}
 	return nil
 }

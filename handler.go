@@ -191,7 +191,9 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		}
 		h.grace.seen(v.Session, hash, now)
 		h.cache.put(v.Session, hash, now)
-		if v.PrevIP != "" {
+		// A token is made to be used from elsewhere: its moves raise no
+		// flag, end nothing and are no sighting of the user.
+		if v.PrevIP != "" && !v.Session.IsToken() {
 			return h.ipChanged(r, v.Session), true
 		}
 		return auth{sess: v.Session}, true
@@ -387,16 +389,7 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) string {
 	hn, hdr := &h.headers, r.Header
 	ip := clientIP(r)
 	ipChanged := s.LoginIP != "" && ip != s.LoginIP
-	risk := s.Risk
-	// The flags are measured from the last step-up's place, if any: a
-	// step-up answers them (X-Auth-IP-Changed still tells the sign-in's).
-	baseIP, baseCountry := s.RiskBaseline()
-	if baseIP != "" && ip != baseIP && h.IPChange != "allow" {
-		risk = session.AddFlag(risk, session.FlagIPChanged)
-	}
-	if s.Country != "" && baseCountry != "" && s.Country != baseCountry && h.CountryChange != "allow" {
-		risk = session.AddFlag(risk, session.FlagCountryChanged)
-	}
+	risk := h.riskOf(s, ip)
 	created := s.CreatedAt.UTC().Format(time.RFC3339)
 	changed := "false"
 	if ipChanged {
@@ -437,6 +430,26 @@ func (h *Handler) setIdentity(r *http.Request, s *session.Session) string {
 	}
 
 	setPlaceholders(r, s, ip, changed, risk, created)
+	return risk
+}
+
+// riskOf is the flags s carries on a request from ip: those kept on the
+// session and, measured from the last step-up's place if any (a step-up
+// answers them; X-Auth-IP-Changed still tells the sign-in's), ip-changed
+// and country-changed. A token carries only its kept flags, its maker's:
+// it is made to be used from elsewhere.
+func (h *Handler) riskOf(s *session.Session, ip string) string {
+	risk := s.Risk
+	if s.IsToken() {
+		return risk
+	}
+	baseIP, baseCountry := s.RiskBaseline()
+	if baseIP != "" && ip != baseIP && h.IPChange != "allow" {
+		risk = session.AddFlag(risk, session.FlagIPChanged)
+	}
+	if s.Country != "" && baseCountry != "" && s.Country != baseCountry && h.CountryChange != "allow" {
+		risk = session.AddFlag(risk, session.FlagCountryChanged)
+	}
 	return risk
 }
 

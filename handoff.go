@@ -229,8 +229,8 @@ const (
 // ended for the limit are logged, notified and announced as they would
 // have been. A refusal (the limit with reject) wrote nothing.
 func (h *Handler) abandon(s *session.Session, err error) {
-	if errors.Is(err, session.ErrLimitReached) {
-		return
+	if errors.Is(err, session.ErrLimitReached) || errors.Is(err, session.ErrTooManyTokens) || errors.Is(err, session.ErrNotFound) {
+		return // refused: nothing was written
 	}
 	go func() {
 		wait := abandonWait

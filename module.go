@@ -228,7 +228,8 @@ type Notify struct {
 	URL string `json:"url,omitempty"`
 	// HMAC-SHA256 secret for X-Signature-256. {env.*} placeholders are expanded.
 	Secret string `json:"secret,omitempty"`
-	// Events to deliver: new_login new_device new_country impossible_travel ip_change revoke.
+	// Events to deliver: new_login new_device new_country impossible_travel ip_change revoke
+	// token_created.
 	Events []string `json:"events,omitempty"`
 }
 
@@ -304,8 +305,16 @@ func (h *Handler) applyDefaults() {
 	if h.StoreUnavailable == nil {
 		h.StoreUnavailable = &StoreUnavailable{Mode: "deny"}
 	}
-	if h.APITokens != nil && h.APITokens.MaxLifetime == 0 {
-		h.APITokens.MaxLifetime = caddy.Duration(defaultTokenLifetime)
+	if h.APITokens != nil {
+		if h.APITokens.MaxLifetime == 0 {
+			h.APITokens.MaxLifetime = caddy.Duration(defaultTokenLifetime)
+		}
+		if h.APITokens.Fresh == 0 {
+			h.APITokens.Fresh = caddy.Duration(defaultTokenFresh)
+		}
+		if h.APITokens.MaxPerUser == 0 {
+			h.APITokens.MaxPerUser = defaultTokensPerUser
+		}
 	}
 	h.Store.applyDefaults()
 }
@@ -380,8 +389,15 @@ func (h *Handler) check() error {
 			return fmt.Errorf("unauthenticated status %d must be a 4xx or 5xx code", u.Status)
 		}
 	}
-	if h.APITokens != nil && h.APITokens.MaxLifetime < 0 {
-		return errors.New("api_tokens max_lifetime must be positive")
+	if t := h.APITokens; t != nil {
+		switch {
+		case t.MaxLifetime < 0:
+			return errors.New("api_tokens max_lifetime must be positive")
+		case t.Fresh < 0:
+			return errors.New("api_tokens fresh must be positive")
+		case t.MaxPerUser < 0:
+			return errors.New("api_tokens max_per_user must be positive")
+		}
 	}
 	if h.SignIn != nil {
 		if err := h.SignIn.check(); err != nil {
@@ -423,7 +439,7 @@ func (e *fieldError) Unwrap() error { return e.err }
 
 func blame(err error, fields ...string) error { return &fieldError{fields: fields, err: err} }
 
-var notifyEvents = []string{"new_login", "new_device", "new_country", "impossible_travel", "ip_change", "revoke"}
+var notifyEvents = []string{"new_login", "new_device", "new_country", "impossible_travel", "ip_change", "revoke", "token_created"}
 
 func oneOf(what, v string, allowed ...string) error {
 	for _, a := range allowed {
@@ -504,6 +520,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Retention:     time.Duration(h.Retention),
 	}
 	h.limit = session.Limit{Max: *h.MaxSessions, Mode: session.LimitMode(h.MaxSessionsMode)}
+	if h.APITokens != nil {
+		h.limit.Tokens = h.APITokens.MaxPerUser
+	}
 	h.logins = h.logins[:0]
 	for _, p := range h.Login {
 		lp, _ := parseLoginPath(p) // checked above

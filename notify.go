@@ -32,6 +32,7 @@ const (
 	noticeImpossibleTravel = "impossible_travel"
 	noticeIPChange         = "ip_change"
 	noticeRevoke           = "revoke"
+	noticeTokenCreated     = "token_created"
 )
 
 // Delivery: a receiver gets deliveryTimeout per attempt; a failed attempt

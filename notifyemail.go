@@ -37,7 +37,8 @@ type NotifyEmail struct {
 	// the system's (a private mail relay).
 	TLSCA string `json:"tls_ca,omitempty"`
 	// Events to mail: new_login new_device new_country impossible_travel
-	// (default all four). One sign-in gets one mail, naming each event.
+	// token_created (default all five). One sign-in gets one mail, naming
+	// each event.
 	Events []string `json:"events,omitempty"`
 }
 

@@ -29,6 +29,19 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return sessionsTemplate.Execute(b, sessionsPageData{Name: "Alice & Bob", Endpoints: "/.sessions", CSRF: "tok\"en",
 				Active: cards, Ended: []sessionCard{ended}, Others: 1})
 		},
+		"sessions-tokens.html": func(b *bytes.Buffer) error {
+			withTokens := append([]sessionCard(nil), cards...)
+			withTokens[0].Tokens = []string{"laptop script"} // the current session's: its sign-out keeps them
+			withTokens[1].Tokens = []string{"ci <deploy>", "backup"}
+			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: withTokens, Others: 1,
+				OthersTokens: []string{"ci <deploy>", "backup", "nightly"}, TokensOn: true, MaxLifetime: "90 days", StaleFor: "10 minutes",
+				Tokens: []tokenCard{{ID: "tok", Name: "ci <deploy>", Created: "1 hour ago", LastUsed: "never", LastIP: "192.0.2.1", Expires: "1 Sep 2026", ExpiresAt: "Tue, 01 Sep 2026 10:00:00 UTC"}}})
+		},
+		"link-confirm-token.html": func(b *bytes.Buffer) error {
+			return linkTemplate.Execute(b, linkData{Title: "Was this access token yours?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
+				IP: "198.51.100.7", Location: "Paris, FR", When: "3 minutes ago", Confirm: true, Tokens: []string{"ci <deploy>", "backup"},
+				Button: "Revoke the token and sign out that session"})
+		},
 		"sessions-alone.html": func(b *bytes.Buffer) error {
 			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: cards[:1]})
 		},

@@ -1,10 +1,13 @@
 package sessionauth
 
 import (
+	"context"
 	"crypto/hmac"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -39,28 +42,97 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
 	now := h.now()
-	data := linkData{Device: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Location: placeOf(s.IP, s.City, s.Country),
-		When: relTime(s.CreatedAt, now), Site: siteLabel(h, r), Account: orDefault(s.Email, orDefault(s.Name, s.UserID)), Home: orDefault(h.BaseURL, "") + "/", Password: h.passwordLink()}
-	if !h.policy.View(s, now).Active() {
-		data.Title, data.Text = "This session has already ended", "Nothing more to do."
-		return h.linkPage(w, r, http.StatusGone, data)
+	// What the link ends (SPEC 12): a session and the tokens it made; a
+	// token_created link, the token and the session that made it, with
+	// that session's other tokens. The page shows the session the person
+	// would recognise: the one that signed in.
+	target := s
+	if s.IsToken() && s.Parent != "" {
+		if p, err := h.store.Get(ctx, s.Parent); err == nil && p.UserID == s.UserID {
+			target = p
+		} else if !errors.Is(err, session.ErrNotFound) && err != nil {
+			return h.storeUnavailable(w, r, err)
+		}
 	}
-	if r.Method != http.MethodPost {
-		data.Title, data.Confirm = "Sign out this session?", true
-		return h.linkPage(w, r, http.StatusOK, data)
-	}
-	ended, err := h.store.End(ctx, id, now, session.EndRevoked, session.ActorLink, h.policy)
-	if errors.Is(err, session.ErrNotFound) {
-		data.Title, data.Text = "This session has already ended", "Nothing more to do."
-		return h.linkPage(w, r, http.StatusGone, data)
-	}
+	tokens, err := h.liveTokensOf(ctx, target, now)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
-	h.recordEnded(r, []*session.Session{ended}, now, session.EndRevoked, session.ActorLink)
+	if s.IsToken() && h.policy.View(s, now).Active() && !slices.ContainsFunc(tokens, func(t *session.Session) bool { return t.ID == s.ID }) {
+		tokens = append(tokens, s) // its maker is gone from the store
+	}
+	data := linkData{Device: target.Device, Browser: target.Browser, OS: target.OS, IP: target.IP, Location: placeOf(target.IP, target.City, target.Country),
+		When: relTime(target.CreatedAt, now), Site: siteLabel(h, r), Account: orDefault(s.Email, orDefault(s.Name, s.UserID)), Home: orDefault(h.BaseURL, "") + "/", Password: h.passwordLink()}
+	for _, t := range tokens {
+		data.Tokens = append(data.Tokens, t.Label)
+	}
+	targetActive := !target.IsToken() && h.policy.View(target, now).Active()
+	if !targetActive && len(tokens) == 0 {
+		data.Title, data.Text = "This session has already ended", "Nothing more to do."
+		return h.linkPage(w, r, http.StatusGone, data)
+	}
+	switch {
+	case s.IsToken() && target.IsToken():
+		data.Button = "Revoke the token"
+	case s.IsToken():
+		data.Button = "Revoke the token and sign out that session"
+	case !targetActive:
+		data.Button = "Revoke its access tokens"
+	}
+	if r.Method != http.MethodPost {
+		data.Title, data.Confirm = "Sign out this session?", true
+		if s.IsToken() {
+			data.Title = "Was this access token yours?"
+		} else if !targetActive {
+			data.Title = "That session has ended, but its access tokens still work"
+		}
+		return h.linkPage(w, r, http.StatusOK, data)
+	}
+	var ended []*session.Session
+	if !target.IsToken() {
+		ended, err = h.store.EndWithTokens(ctx, target.ID, now, session.EndRevoked, session.ActorLink, h.policy)
+		if err != nil && !errors.Is(err, session.ErrNotFound) {
+			return h.storeUnavailable(w, r, err)
+		}
+	}
+	if s.IsToken() && !slices.ContainsFunc(ended, func(e *session.Session) bool { return e.ID == s.ID }) {
+		e, err := h.store.End(ctx, s.ID, now, session.EndRevoked, session.ActorLink, h.policy)
+		switch {
+		case err == nil:
+			ended = append(ended, e)
+		case !errors.Is(err, session.ErrNotFound):
+			return h.storeUnavailable(w, r, err)
+		}
+	}
+	if len(ended) == 0 {
+		data.Title, data.Text, data.Tokens = "This session has already ended", "Nothing more to do.", nil
+		return h.linkPage(w, r, http.StatusGone, data)
+	}
+	h.recordEnded(r, ended, now, session.EndRevoked, session.ActorLink)
 	data.Title = "Signed out"
 	data.Text = "That session is signed out. If it wasn't you, change your password on " + data.Site + " now."
+	if !targetActive {
+		data.Title, data.Text = "Access tokens revoked", "The access tokens that session made no longer work. If it wasn't you, change your password on "+data.Site+" now."
+	}
 	return h.linkPage(w, r, http.StatusOK, data)
+}
+
+// liveTokensOf lists the active API tokens that s made, newest first.
+func (h *Handler) liveTokensOf(ctx context.Context, s *session.Session, now time.Time) ([]*session.Session, error) {
+	if s.IsToken() {
+		return nil, nil
+	}
+	list, err := h.store.List(ctx, s.UserID, now, h.policy)
+	if err != nil {
+		return nil, err
+	}
+	var out []*session.Session
+	for _, t := range list {
+		if t.IsToken() && t.Parent == s.ID && h.policy.View(t, now).Active() {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 type linkData struct {
@@ -68,6 +140,8 @@ type linkData struct {
 	Password                                string // where to change the password; empty: no link
 	Device, Browser, OS, IP, Location, When string
 	Confirm                                 bool
+	Tokens                                  []string // the names of the access tokens the link ends
+	Button                                  string   // the confirm button's words; empty: sign out the session
 }
 
 func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, d linkData) error {

@@ -130,14 +130,16 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 			return h.storeUnavailable(w, r, err)
 		}
 	} else {
-		e, err := h.store.End(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
-		if errors.Is(err, session.ErrNotFound) {
+		// Revoked, not signed out: the tokens it made end with it (SPEC 12).
+		ended, err = h.store.EndWithTokens(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
+		if errors.Is(err, session.ErrNotFound) || (err == nil && ended[0].ID != id) {
+			// Not active: its tokens (if any) were ended all the same.
+			h.recordEnded(r, ended, now, session.EndRevoked, session.ActorSelf)
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
 			return h.storeUnavailable(w, r, err)
 		}
-		ended = []*session.Session{e}
 	}
 	h.recordEnded(r, ended, now, session.EndRevoked, session.ActorSelf)
 	if id == cur.ID {

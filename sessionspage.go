@@ -15,16 +15,24 @@ type sessionCard struct {
 	SignedIn, SignedInAt, LastActive, LastAt    string
 	Ended, EndReason                            string
 	Current                                     bool
+	Tokens                                      []string // the live tokens it made, which its Sign out button ends
 }
 
 type sessionsPageData struct {
 	Name, Endpoints, CSRF, Site string
 	Active, Ended               []sessionCard
 	Others                      int
+	// The live tokens "Sign out all other sessions" ends: all but those
+	// the current session made.
+	OthersTokens []string
 	// With api_tokens: the user's live tokens and the longest lifetime.
 	TokensOn    bool
 	Tokens      []tokenCard
 	MaxLifetime string
+	// StaleFor, when the session signed in longer ago than api_tokens
+	// fresh: that duration, as the page says it (a token asks for a
+	// step-up first).
+	StaleFor string
 }
 
 // tokenCard is one API token as the page lists it: never its value.
@@ -43,9 +51,21 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r), TokensOn: h.APITokens != nil}
 	if data.TokensOn {
 		data.MaxLifetime = humanDuration(time.Duration(h.APITokens.MaxLifetime))
+		if fresh := time.Duration(h.APITokens.Fresh); now.Sub(cur.AuthenticatedOrCreated()) > fresh {
+			data.StaleFor = humanDuration(fresh)
+		}
 	}
 	if data.Name == "" {
 		data.Name = cur.UserID
+	}
+	madeBy := map[string][]string{} // parent id -> its live tokens' names
+	for _, s := range list {
+		if v := h.policy.View(s, now); v.IsToken() && v.Active() {
+			madeBy[v.Parent] = append(madeBy[v.Parent], v.Label)
+			if v.Parent != cur.ID {
+				data.OthersTokens = append(data.OthersTokens, v.Label)
+			}
+		}
 	}
 	for _, s := range list {
 		v := h.policy.View(s, now)
@@ -68,7 +88,7 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 			Location: placeOf(v.IP, v.City, v.Country), IP: orDefault(v.IP, "unknown"),
 			SignedIn: relTime(v.CreatedAt, now), SignedInAt: v.CreatedAt.UTC().Format(time.RFC1123),
 			LastActive: relTime(v.LastActiveAt, now), LastAt: v.LastActiveAt.UTC().Format(time.RFC1123),
-			Current: v.ID == cur.ID,
+			Current: v.ID == cur.ID, Tokens: madeBy[v.ID],
 		}
 		if v.Active() {
 			data.Active = append(data.Active, c)

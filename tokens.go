@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/geo"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -23,11 +25,22 @@ type APITokens struct {
 	// The longest lifetime a user may give a token, and the lifetime of
 	// one created without. Default 2160h (90 days).
 	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+
+	// A token is made only from a session that signed in or stepped up
+	// within this long; otherwise a browser is sent to the step-up and an
+	// API client gets 403 {"error":"step_up_required"}. Default 10m.
+	Fresh caddy.Duration `json:"fresh,omitempty"`
+
+	// The most live tokens one user may have; one more is refused with
+	// 409. Default 50.
+	MaxPerUser int `json:"max_per_user,omitempty"`
 }
 
 const (
 	tokenPrefix            = "sat_"
 	defaultTokenLifetime   = 90 * 24 * time.Hour
+	defaultTokenFresh      = 10 * time.Minute
+	defaultTokensPerUser   = 50
 	maxTokenName           = 100
 	tokenRequestLimitBytes = 16 << 10
 )
@@ -122,17 +135,30 @@ type tokenResponse struct {
 	expires   time.Time
 }
 
+// tokenDevice is what an API token's device is called: a token is made
+// to be used from elsewhere, so it is not the browser that made it.
+const tokenDevice = "API token"
+
 // mintToken creates an API token for the user, email, name and roles of
-// who, seen from who's IP and user agent, in st, and records
-// token_created by actor. The answer is the only place the value is.
-func (h *Handler) mintToken(ctx context.Context, st session.Store, who *session.Session, name string, life time.Duration, actor string) (tokenResponse, error) {
+// who, in st, and records token_created by actor. who is the token as its
+// maker sees it: a session's token carries that session as Parent, with
+// its authenticated_at and risk flags, and who's IP and user agent are
+// the maker's. The answer is the only place the value is. A token over
+// max_per_user is ErrTooManyTokens; one whose parent was revoked
+// meanwhile, ErrNotFound.
+func (h *Handler) mintToken(ctx context.Context, r *http.Request, st session.Store, who *session.Session, name string, life time.Duration, actor string) (tokenResponse, error) {
 	id, cred, hash, err := st.NewCredential(ctx, who.UserID)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	s := h.newSession(id, who.UserID, hash, session.MethodToken, who.IP, who.UserAgent, "")
+	s := h.newSession(id, who.UserID, hash, session.MethodToken, who.IP, "", "")
+	s.Device, s.DeviceType, s.Browser, s.OS = tokenDevice, "", "", ""
 	s.Kind, s.Label, s.TokenLifetime = session.KindToken, name, life
 	s.Email, s.Name, s.Roles = who.Email, who.Name, who.Roles
+	s.Parent, s.Risk = who.Parent, who.Risk
+	if !who.AuthenticatedAt.IsZero() {
+		s.AuthenticatedAt = who.AuthenticatedAt // the parent's: max_age judges the token as its maker
+	}
 	if who.Provider != "" {
 		// A token made by a provider's session ends with it: a back-channel
 		// logout of that provider session or user, or the provider
@@ -146,12 +172,20 @@ func (h *Handler) mintToken(ctx context.Context, st session.Store, who *session.
 		h.abandon(s, err)
 		return tokenResponse{}, err
 	}
-	e := eventOf(s, session.EventTokenCreated, s.CreatedAt, "")
+	// The event and the notice tell where the token was made: the
+	// maker's device, not "API token".
+	maker := s.Clone()
+	if who.UserAgent != "" {
+		d := geo.ParseUserAgent(sanitise(who.UserAgent, maxUserAgent))
+		maker.Device, maker.Browser, maker.OS, maker.UserAgent = d.Name, d.Browser, d.OS, who.UserAgent
+	}
+	e := eventOf(maker, session.EventTokenCreated, s.CreatedAt, "")
 	e.Actor = actor
 	if err := st.Record(ctx, e, h.policy); err != nil {
 		h.logger.Warn("recording token_created", zap.String("session_id", id), zap.Error(err))
 	}
 	h.logEvent(e)
+	h.notify(r, noticeTokenCreated, maker, s.CreatedAt)
 	exp := h.policy.ExpiresAt(s).UTC()
 	return tokenResponse{ID: id, Name: name, Token: tokenPrefix + cred, ExpiresAt: rfc3339(exp), expires: exp}, nil
 }
@@ -159,6 +193,28 @@ func (h *Handler) mintToken(ctx context.Context, st session.Store, who *session.
 var problemTokenByToken = problem{http.StatusForbidden, "token_cannot_create_tokens",
 	"Access tokens are made on the sessions page",
 	"An access token cannot create another one. Sign in with your browser and create it on the sessions page."}
+
+// problemTokenNeedsStepUp: the session is not fresh enough to make a
+// token (SPEC 12), and there is no step-up to send the browser to.
+func (h *Handler) problemTokenNeedsStepUp() problem {
+	return problem{http.StatusForbidden, "step_up_required", "Sign in again to create an access token",
+		"Access tokens are made only within " + humanDuration(time.Duration(h.APITokens.Fresh)) +
+			" of signing in. Sign out, sign in again, then create the token."}
+}
+
+// tooManyTokens answers a token past max_per_user: 409, with a message
+// for API clients and a page in words for a browser.
+func (h *Handler) tooManyTokens(w http.ResponseWriter, r *http.Request) error {
+	msg := "You have " + plural(h.APITokens.MaxPerUser, "access token") + ", the most this site allows. " +
+		"Revoke one you no longer use on the sessions page, then create the new one."
+	if wantsPage(r) {
+		return answer(w, r, problem{http.StatusConflict, "too_many_tokens", "You have too many access tokens", msg})
+	}
+	return writeJSON(w, http.StatusConflict, struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{"too_many_tokens", msg})
+}
 
 // createToken makes an API token for the signed-in user: the value is in
 // the answer and nowhere else, ever.
@@ -187,19 +243,43 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if !validCSRF(r, cur) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"csrf"})
 	}
+	// A token outlives the session that makes it: only a recent proof of
+	// who the user is may make one, never an old or stolen cookie alone.
+	if h.now().Sub(cur.AuthenticatedOrCreated()) > time.Duration(h.APITokens.Fresh) {
+		if c := h.logger.Check(zap.InfoLevel, "API token refused: the session did not sign in or step up recently"); c != nil {
+			c.Write(zap.String("user_id", cur.UserID), zap.String("session_id", cur.ID))
+		}
+		if h.signInEnabled && wantsPage(r) {
+			w.Header().Set("Location", h.Endpoints+"/sign-in?step_up=1&next="+url.QueryEscape(h.Endpoints+"/sessions"))
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusSeeOther)
+			return nil
+		}
+		return answer(w, r, h.problemTokenNeedsStepUp())
+	}
 	name, life, msg := h.tokenParams(req)
 	if msg != "" {
 		return answer(w, r, problem{http.StatusBadRequest, "bad_request", "The token was not created", msg})
 	}
 	ctx, cancel := h.storeContext(r.Context())
 	defer cancel()
+	// The token keeps what its maker proved and carries: when the user
+	// last proved who they are and the risk flags, so that max_age and
+	// no_risk judge it as they judge its maker.
 	tmpl := &session.Session{UserID: cur.UserID, Email: cur.Email, Name: cur.Name, Roles: cur.Roles, IP: clientIP(r), UserAgent: r.UserAgent(),
-		Provider: cur.Provider, Subject: cur.Subject, ProviderSID: cur.ProviderSID}
-	out, err := h.mintToken(ctx, h.store, tmpl, name, life, session.ActorSelf)
+		Provider: cur.Provider, Subject: cur.Subject, ProviderSID: cur.ProviderSID,
+		Parent: cur.ID, AuthenticatedAt: cur.AuthenticatedOrCreated(), Risk: h.riskOf(cur, clientIP(r))}
+	out, err := h.mintToken(ctx, r, h.store, tmpl, name, life, session.ActorSelf)
 	if err == nil {
 		err = h.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, session.ErrTooManyTokens):
+		return h.tooManyTokens(w, r)
+	case errors.Is(err, session.ErrNotFound):
+		// The session was revoked while the token was being made.
+		return h.unauthenticated(w, r, true, session.EndRevoked)
+	case err != nil:
 		return h.storeUnavailable(w, r, err)
 	}
 	if wantsPage(r) {
@@ -238,10 +318,15 @@ func (h *Handler) tokenParams(req tokenRequest) (name string, life time.Duration
 	return name, life.Truncate(time.Millisecond), ""
 }
 
-// humanDuration says a whole number of days as days.
+// humanDuration says a whole number of days, hours or minutes in words.
 func humanDuration(d time.Duration) string {
-	if d%(24*time.Hour) == 0 {
+	switch {
+	case d%(24*time.Hour) == 0:
 		return plural(int(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return plural(int(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return plural(int(d/time.Minute), "minute")
 	}
 	return d.String()
 }
@@ -266,10 +351,10 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, id string)
 
 // adminTokenRequest is the body of POST /session-auth/users/<user>/tokens.
 type adminTokenRequest struct {
-	Name     string `json:"name"`     // the token's
-	Lifetime string `json:"lifetime"` // a duration; default max_lifetime
-	Email    string `json:"email"`
-	Roles    string `json:"roles"`
+	Name     string   `json:"name"`     // the token's
+	Lifetime string   `json:"lifetime"` // a duration; default max_lifetime
+	Email    string   `json:"email"`
+	Roles    roleList `json:"roles"` // an array, or a comma-separated string, as for the mint
 }
 
 // mintToken (admin) creates an API token for user on the first store whose
@@ -291,7 +376,7 @@ func (a adminAPI) mintToken(w http.ResponseWriter, r *http.Request, stores []sto
 	if err := dec.Decode(&req); err != nil {
 		return apiError(http.StatusBadRequest, "bad JSON body: %v", err)
 	}
-	if err := checkIdentity(user, req.Email, "", req.Roles); err != nil {
+	if err := checkIdentity(user, req.Email, "", string(req.Roles)); err != nil {
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
 	h := ref.h
@@ -299,8 +384,11 @@ func (a adminAPI) mintToken(w http.ResponseWriter, r *http.Request, stores []sto
 	if msg != "" {
 		return apiError(http.StatusBadRequest, "%s", msg)
 	}
-	who := &session.Session{UserID: user, Email: sanitise(req.Email, maxValue), Roles: sanitise(req.Roles, maxRoles)}
-	out, err := h.mintToken(r.Context(), ref.store, who, name, life, session.ActorAdmin)
+	who := &session.Session{UserID: user, Email: sanitise(req.Email, maxValue), Roles: sanitise(string(req.Roles), maxRoles)}
+	out, err := h.mintToken(r.Context(), nil, ref.store, who, name, life, session.ActorAdmin)
+	if errors.Is(err, session.ErrTooManyTokens) {
+		return apiError(http.StatusConflict, "user %s has %d live API tokens, the most api_tokens max_per_user allows: revoke one first", sanitise(user, 64), h.APITokens.MaxPerUser)
+	}
 	if err != nil {
 		return storeError(err)
 	}

@@ -36,7 +36,7 @@ const (
 
 // Events a mail is sent for (SPEC section 14), most alarming first: the
 // subject names the first of a notice's events in this order.
-var Events = []string{"impossible_travel", "new_country", "new_device", "new_login"}
+var Events = []string{"impossible_travel", "new_country", "new_device", "new_login", "token_created"}
 
 // Notice is what one mail tells. Every field but At is text from the
 // session, much of it the client's own word; Compose cleans it.
@@ -80,6 +80,8 @@ var wording = map[string]struct{ subject, line string }{
 		"Your account was signed in to from a device or browser it has not been used on recently."},
 	"new_login": {"New sign-in to your account",
 		"Your account was signed in to while it was already signed in elsewhere."},
+	"token_created": {"New access token for your account",
+		"An access token was created for your account from the session below. It lets scripts act as you until it expires or is revoked; the link below revokes it and signs out that session."},
 }
 
 // templateData is what the templates see: clean text only.

@@ -139,3 +139,14 @@ func TestMessageHeadersCannotBeInjected(t *testing.T) {
 		t.Errorf("a recipient with CR/LF: %v", err)
 	}
 }
+
+// token_created (SPEC 7, 12) is mailed with its own words: what a token is
+// and what the link does.
+func TestComposeTokenCreated(t *testing.T) {
+	m, err := Compose(Notice{Events: []string{"token_created"}, At: at, Device: "Mac", Browser: "Safari", OS: "macOS",
+		RevokeURL: "https://app.example.com/.auth/revoke?token=x"})
+	if err != nil || m.Subject != "New access token for your account" ||
+		!strings.Contains(m.Text, "the link below revokes it and signs out that session") || !strings.Contains(m.Text, "Safari") {
+		t.Fatalf("%v\n%s\n%s", err, m.Subject, m.Text)
+	}
+}

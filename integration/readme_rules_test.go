@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -56,6 +57,14 @@ func TestReadmeWhoMaySeeWhat(t *testing.T) {
 		if r := deployer.postBody("/.auth/tokens", "application/json", `{"name":"x","lifetime":"31d"}`,
 			"X-CSRF-Token", deployer.do("GET", "/.auth/me").Header.Get("X-CSRF-Token")); r.StatusCode != 400 {
 			t.Errorf("a lifetime over the README's 30d: %d", r.StatusCode)
+		}
+		// max_per_user 10: the deployer has one; nine more, then 409.
+		for i := range 9 {
+			createToken(t, deployer, fmt.Sprintf(`{"name":"t%d"}`, i))
+		}
+		if r := deployer.postBody("/.auth/tokens", "application/json", `{"name":"eleventh"}`, "Accept", "application/json",
+			"X-CSRF-Token", deployer.do("GET", "/.auth/me").Header.Get("X-CSRF-Token")); r.StatusCode != 409 || !strings.Contains(r.body, "You have 10 access tokens") {
+			t.Errorf("an eleventh token under the README's max_per_user 10: %d %s", r.StatusCode, r.body)
 		}
 	})
 	t.Run("a sensitive page with max_age 10m", func(t *testing.T) {

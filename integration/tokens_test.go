@@ -213,3 +213,145 @@ func TestCLIListsTokens(t *testing.T) {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 }
+
+// tokenSite is a site with API tokens (the given api_tokens line), a
+// webhook for token_created, and a no_risk rule on /calm/*.
+func tokenSite(store, apiTokens, hook string) string {
+	return `{
+	admin 127.0.0.1:{ADMIN}
+	persist_config off
+	auto_https off
+	servers {
+		trusted_proxies static 127.0.0.0/8
+	}
+}
+http://127.0.0.1:{PORT} {
+	session_auth {
+		` + store + `
+		login_rate 100000 1m
+		max_sessions 0
+		` + apiTokens + `
+		notify ` + hook + ` {
+			secret hook-secret
+			events token_created
+		}
+	}
+	session_require /calm/* no_risk
+	reverse_proxy {UPSTREAM}
+}
+`
+}
+
+// SPEC 12 through the real Caddy on every store: a token keeps its
+// maker's risk flags (a no_risk route refuses a token made by a browser
+// seen from a new address) and is an "API token" device; revoking its
+// maker from the sessions page ends it, "Sign out all other sessions"
+// keeps the current session's tokens, signing out keeps them; past
+// max_per_user a token is refused with 409 and a message; token_created
+// is notified with a "Not you?" link that ends the token and its maker.
+func TestTokensFollowTheirMaker(t *testing.T) {
+	stores(t, func(t *testing.T, store string, _ *redisserver.Server) {
+		rc := newReceiver(t, 0, "")
+		g := loadCaddy(t, tokenSite(store, "api_tokens {\n max_per_user 3\n }", "http://"+rc.addr+"/hook"), newUpstream(t))
+		user := "fam-" + randomID()
+		ua := []string{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
+
+		intruder := newGeoClient(t, g, ua[1])
+		intruder.signInFrom("198.51.100.20", user)
+		intruder.from("203.0.113.50", "GET", "/") // seen from a new address: ip-changed
+		csrf := intruder.from("203.0.113.50", "GET", "/.auth/me").Header.Get("X-CSRF-Token")
+		res := intruder.postBody("/.auth/tokens", "application/json", `{"name":"exfil"}`, "X-CSRF-Token", csrf,
+			"Accept", "application/json", "X-Forwarded-For", "203.0.113.50", ua[0], ua[1])
+		var flagged tokenJSON
+		if res.StatusCode != 201 || json.Unmarshal([]byte(res.body), &flagged) != nil {
+			t.Fatalf("token from the moved browser: %d %s", res.StatusCode, res.body)
+		}
+		api := newClient(t, g)
+		bearer := func(tok tokenJSON) []string { return []string{"Authorization", "Bearer " + tok.Token} }
+		if r := api.do("GET", "/calm/x", append(bearer(flagged), "Accept", "application/json")...); r.StatusCode != 403 {
+			t.Fatalf("no_risk let the flagged session's token through: %d %v", r.StatusCode, r.headers)
+		}
+		if r := api.do("GET", "/x", bearer(flagged)...); r.StatusCode != 200 || r.headers["X-Auth-Risk"] != "ip-changed" ||
+			r.headers["X-Auth-Device"] != "API token" || r.headers["X-Auth-Browser"] != "" {
+			t.Fatalf("the token's identity: %d %v", r.StatusCode, r.headers)
+		}
+
+		owner := newClient(t, g)
+		owner.signIn(user)
+		mine := createToken(t, owner, `{"name":"laptop"}`)
+		page := owner.do("GET", "/.auth/sessions", "Accept", "text/html").body
+		if !strings.Contains(page, "Signing it out also revokes the access token it made: “exfil”") {
+			t.Fatalf("the page does not say the intruder's Sign out ends its token:\n%s", page)
+		}
+		intruderID := strings.SplitN(intruder.cookie, ".", 2)[0]
+		csrf = owner.do("GET", "/.auth/me").Header.Get("X-CSRF-Token")
+		if r := owner.postBody("/.auth/sessions/"+intruderID+"/revoke", "application/x-www-form-urlencoded", "", "X-CSRF-Token", csrf); r.StatusCode != 204 {
+			t.Fatalf("revoking the intruder: %d %s", r.StatusCode, r.body)
+		}
+		if r := api.do("GET", "/x", bearer(flagged)...); r.StatusCode != 401 {
+			t.Fatalf("the revoked session's token: %d", r.StatusCode)
+		}
+
+		other := newClient(t, g)
+		other.signIn(user)
+		theirs := createToken(t, other, `{"name":"other"}`)
+		if r := owner.postBody("/.auth/sessions/revoke-others", "application/x-www-form-urlencoded", "", "X-CSRF-Token", csrf); r.StatusCode != 204 {
+			t.Fatalf("revoke-others: %d", r.StatusCode)
+		}
+		if r := api.do("GET", "/x", bearer(theirs)...); r.StatusCode != 401 {
+			t.Fatalf("another session's token after revoke-others: %d", r.StatusCode)
+		}
+		if r := api.do("GET", "/x", bearer(mine)...); r.StatusCode != 200 {
+			t.Fatalf("the current session's token after revoke-others: %d", r.StatusCode)
+		}
+
+		// max_per_user 3: laptop plus two more, then 409.
+		createToken(t, owner, `{"name":"two"}`)
+		last := createToken(t, owner, `{"name":"three"}`)
+		r := owner.postBody("/.auth/tokens", "application/json", `{"name":"four"}`, "X-CSRF-Token", csrf, "Accept", "application/json")
+		if r.StatusCode != 409 || !strings.Contains(r.body, `"error":"too_many_tokens"`) || !strings.Contains(r.body, "You have 3 access tokens") {
+			t.Fatalf("a fourth token: %d %s", r.StatusCode, r.body)
+		}
+
+		// token_created, with a link that ends the token and its maker.
+		waitUntil(t, 20*time.Second, func() bool { return rc.find("token_created", last.ID) != nil })
+		n := rc.find("token_created", last.ID)
+		if n["user_id"] != user || n["revoke_url"] == "" || rc.badSig != 0 {
+			t.Fatalf("token_created notice: %v", n)
+		}
+		link := strings.Replace(n["revoke_url"], g.base, "", 1)
+		if res := newClient(t, g).do("POST", link); res.StatusCode != 200 {
+			t.Fatalf("the token's Not you? link: %d %s", res.StatusCode, res.body)
+		}
+		if r := api.do("GET", "/x", bearer(last)...); r.StatusCode != 401 {
+			t.Fatalf("the token after its link: %d", r.StatusCode)
+		}
+		if r := owner.do("GET", "/x"); r.StatusCode != 401 {
+			t.Fatalf("the token's maker after the token's link: %d", r.StatusCode)
+		}
+		if r := api.do("GET", "/x", bearer(mine)...); r.StatusCode != 401 {
+			t.Fatalf("the maker's other token after the link: %d", r.StatusCode)
+		}
+	})
+}
+
+// The admin API's token endpoint takes roles as an array or a
+// comma-separated string, as the mint does (SPEC 6).
+func TestAdminTokenRoles(t *testing.T) {
+	g := loadCaddy(t, site("store memory\napi_tokens"), newUpstream(t))
+	user := "roles-" + randomID()
+	api := newClient(t, g)
+	for _, body := range []string{`{"name":"a","roles":["backup","read"]}`, `{"name":"b","roles":"backup,read"}`} {
+		code, out := g.adminDo("POST", "/session-auth/users/"+user+"/tokens", body)
+		var tok tokenJSON
+		if code != 201 || json.Unmarshal([]byte(out), &tok) != nil {
+			t.Fatalf("%s: %d %s", body, code, out)
+		}
+		if r := api.do("GET", "/x", "Authorization", "Bearer "+tok.Token); r.StatusCode != 200 || r.headers["X-Auth-Roles"] != "backup,read" {
+			t.Fatalf("%s: %d %v", body, r.StatusCode, r.headers)
+		}
+	}
+	if code, out := g.adminDo("POST", "/session-auth/users/"+user+"/tokens", `{"name":"c","roles":["a,b"]}`); code != 400 || !strings.Contains(out, "comma") {
+		t.Fatalf("a role with a comma: %d %s", code, out)
+	}
+}

@@ -471,7 +471,7 @@ func (f *File) updateTx(a *attempt, fn func(tx *bolt.Tx) error) error {
 // An answer that is not a failure of the file (ErrNotFound, say) comes
 // before the operation writes anything; isTxError tells the two apart.
 func isTxError(err error) bool {
-	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached)
+	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached) && !errors.Is(err, ErrTooManyTokens)
 }
 
 // applyTouch writes a touch that Validate decided, unless the session
@@ -662,13 +662,32 @@ func (f *File) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Se
 		now := msTime(orig.CreatedAt)
 		var active []*fileRecord
 		var newest time.Time
+		tokens := 0
 		for _, r := range userRecords(tx, orig.UserID, now) {
 			if r.CreatedAt.After(newest) {
 				newest = r.CreatedAt
 			}
 			// API tokens neither count towards max_sessions nor give way to it.
-			if r.Active() && !p.Expired(&r.Session, now) && !r.IsToken() {
-				active = append(active, r)
+			if r.Active() && !p.Expired(&r.Session, now) {
+				if r.IsToken() {
+					tokens++
+				} else {
+					active = append(active, r)
+				}
+			}
+		}
+		if orig.IsToken() {
+			if lim.Tokens > 0 && tokens >= lim.Tokens {
+				return ErrTooManyTokens
+			}
+			if orig.Parent != "" {
+				var parent *Session
+				if r := liveRecord(tx, orig.Parent, now); r != nil {
+					parent = &r.Session
+				}
+				if !parentActive(parent, orig, now, p) {
+					return ErrNotFound
+				}
 			}
 		}
 		if !now.After(newest) {
@@ -699,17 +718,20 @@ func (f *File) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Se
 				others = append(others, r.Country)
 			}
 		}
-		fh := getHistory(tx, s.UserID, now, p)
-		h := fh.history()
-		flags := signInRisk(h, s, others, now, p.Retention)
-		for _, fl := range strings.Split(flags, ",") {
-			if fl != "" {
-				s.Risk = AddFlag(s.Risk, fl)
+		flags := ""
+		if !s.IsToken() { // a token has its parent's flags, and is no sighting
+			fh := getHistory(tx, s.UserID, now, p)
+			h := fh.history()
+			flags = signInRisk(h, s, others, now, p.Retention)
+			for _, fl := range strings.Split(flags, ",") {
+				if fl != "" {
+					s.Risk = AddFlag(s.Risk, fl)
+				}
 			}
-		}
-		h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
-		if err := putHistory(tx, s.UserID, fh, h); err != nil {
-			return err
+			h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
+			if err := putHistory(tx, s.UserID, fh, h); err != nil {
+				return err
+			}
 		}
 		r := &fileRecord{Session: *s}
 		r.PurgeAt = p.PurgeAt(&r.Session)
@@ -933,7 +955,7 @@ func (f *File) EndUser(_ context.Context, userID, exceptID string, at time.Time,
 	err := f.update(func(tx *bolt.Tx) error {
 		ended = nil
 		for _, r := range userRecords(tx, userID, at) {
-			if r.ID == exceptID || !r.Active() || p.Expired(&r.Session, at) {
+			if r.ID == exceptID || !r.Active() || p.Expired(&r.Session, at) || madeBy(&r.Session, exceptID) {
 				continue
 			}
 			e, err := f.end(tx, r, at, reason, actor, p)
@@ -948,6 +970,47 @@ func (f *File) EndUser(_ context.Context, userID, exceptID string, at time.Time,
 		return nil, err
 	}
 	SortByActivity(ended)
+	return ended, nil
+}
+
+// EndWithTokens implements Store.
+func (f *File) EndWithTokens(_ context.Context, id string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
+	at = msTime(at)
+	var ended []*Session
+	err := f.update(func(tx *bolt.Tx) error {
+		ended = nil
+		r := liveRecord(tx, id, at)
+		if r == nil {
+			return ErrNotFound
+		}
+		if r.Active() && !p.Expired(&r.Session, at) {
+			e, err := f.end(tx, r, at, reason, actor, p)
+			if err != nil {
+				return err
+			}
+			ended = append(ended, e)
+		}
+		var tokens []*Session
+		for _, k := range userRecords(tx, r.UserID, at) {
+			if !madeBy(&k.Session, id) || !k.Active() || p.Expired(&k.Session, at) {
+				continue
+			}
+			e, err := f.end(tx, k, at, reason, actor, p)
+			if err != nil {
+				return err
+			}
+			tokens = append(tokens, e)
+		}
+		if len(ended)+len(tokens) == 0 {
+			return ErrNotFound
+		}
+		SortByActivity(tokens)
+		ended = append(ended, tokens...)
+		return capEnded(tx, r.UserID, at, p)
+	})
+	if err != nil {
+		return nil, err
+	}
 	return ended, nil
 }
 

@@ -404,6 +404,7 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 
 	var active []*memRecord
 	var newest time.Time
+	tokens := 0
 	for id := range m.users[s.UserID] {
 		r := m.live(id, now)
 		if r == nil {
@@ -414,8 +415,26 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 		}
 		// API tokens are not signed-in devices: they neither count
 		// towards max_sessions nor give way to it.
-		if r.s.Active() && !p.Expired(&r.s, now) && !r.s.IsToken() {
-			active = append(active, r)
+		if r.s.Active() && !p.Expired(&r.s, now) {
+			if r.s.IsToken() {
+				tokens++
+			} else {
+				active = append(active, r)
+			}
+		}
+	}
+	if s.IsToken() {
+		if lim.Tokens > 0 && tokens >= lim.Tokens {
+			return nil, ErrTooManyTokens
+		}
+		if s.Parent != "" {
+			var parent *Session
+			if r := m.live(s.Parent, now); r != nil {
+				parent = &r.s
+			}
+			if !parentActive(parent, s, now, p) {
+				return nil, ErrNotFound
+			}
 		}
 	}
 	if !now.After(newest) {
@@ -443,14 +462,17 @@ func (m *Memory) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*
 			others = append(others, r.s.Country)
 		}
 	}
-	h := m.historyOf(s.UserID, now, p)
-	flags := signInRisk(&h.history, s, others, now, p.Retention)
-	for _, f := range strings.Split(flags, ",") {
-		if f != "" {
-			s.Risk = AddFlag(s.Risk, f)
+	flags := ""
+	if !s.IsToken() { // a token has its parent's flags, and is no sighting
+		h := m.historyOf(s.UserID, now, p)
+		flags = signInRisk(&h.history, s, others, now, p.Retention)
+		for _, f := range strings.Split(flags, ",") {
+			if f != "" {
+				s.Risk = AddFlag(s.Risk, f)
+			}
 		}
+		h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
 	}
-	h.remember(s.DeviceID, Sighting{Country: s.Country, Lat: s.Lat, Lon: s.Lon, HasCoord: s.HasCoord}, now)
 	orig.CreatedAt, orig.LastActiveAt, orig.Risk, orig.OthersActive = s.CreatedAt, s.LastActiveAt, s.Risk, len(others)
 	s.OthersActive = 0
 
@@ -716,12 +738,38 @@ func (m *Memory) EndUser(_ context.Context, userID, exceptID string, at time.Tim
 		if id == exceptID {
 			continue
 		}
-		if r := m.live(id, at); r != nil && r.s.Active() && !p.Expired(&r.s, at) {
+		if r := m.live(id, at); r != nil && r.s.Active() && !p.Expired(&r.s, at) && !madeBy(&r.s, exceptID) {
 			ended = append(ended, m.end(r, at, reason, actor, p))
 		}
 	}
 	m.capEnded(userID, at, p)
 	SortByActivity(ended)
+	return ended, nil
+}
+
+// EndWithTokens implements Store.
+func (m *Memory) EndWithTokens(_ context.Context, id string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
+	at = msTime(at)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.live(id, at)
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	var ended, tokens []*Session
+	if r.s.Active() && !p.Expired(&r.s, at) {
+		ended = append(ended, m.end(r, at, reason, actor, p))
+	}
+	for kid := range m.users[r.s.UserID] {
+		if k := m.live(kid, at); k != nil && madeBy(&k.s, id) && k.s.Active() && !p.Expired(&k.s, at) {
+			tokens = append(tokens, m.end(k, at, reason, actor, p))
+		}
+	}
+	if ended = append(ended, tokens...); len(ended) == 0 {
+		return nil, ErrNotFound
+	}
+	SortByActivity(ended[len(ended)-len(tokens):])
+	m.capEnded(r.s.UserID, at, p)
 	return ended, nil
 }
 

@@ -394,6 +394,7 @@ var textFields = [...]struct {
 	{"rk", func(s *Session) *string { return &s.Risk }, false},
 	{"kd", func(s *Session) *string { return &s.Kind }, false},
 	{"tl", func(s *Session) *string { return &s.Label }, false},
+	{"pa", func(s *Session) *string { return &s.Parent }, false},
 	{"am", func(s *Session) *string { return &s.AuthMethod }, false},
 	{"tk", func(s *Session) *string { return &s.SealedTokens }, true},
 	{"pv", func(s *Session) *string { return &s.Provider }, false},
@@ -538,7 +539,7 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 		mode = LimitOldest
 	}
 	args := append([]any{r.tagPrefix(LegacyUserTag(s.UserID)) + "s:", s.ID, ms(s.CreatedAt),
-		lifetime, idle, retention, lim.Max, string(mode)}, fields(s)...)
+		lifetime, idle, retention, lim.Max, string(mode), lim.Tokens}, fields(s)...)
 	res, err := r.runOverUser(ctx, createScript, s.UserID,
 		[]string{r.sessionKey(s.ID), r.userKey(s.UserID), r.eventsKey(s.UserID)}, args...)
 	if err != nil {
@@ -547,8 +548,13 @@ func (r *Redis) Create(ctx context.Context, s *Session, p Policy, lim Limit) ([]
 	if len(res) == 0 {
 		return nil, errors.New("creating session: empty reply")
 	}
-	if n, _ := res[0].(int64); n == -1 {
+	switch n, _ := res[0].(int64); n {
+	case -1:
 		return nil, ErrLimitReached
+	case -2:
+		return nil, ErrTooManyTokens
+	case -3:
+		return nil, ErrNotFound // the token's parent
 	}
 	if len(res) < 4 {
 		return nil, errors.New("creating session: short reply")
@@ -1024,6 +1030,39 @@ func (r *Redis) EndUser(ctx context.Context, userID, exceptID string, at time.Ti
 	}
 	r.announce(ctx, idsOf(out)...)
 	SortByActivity(out)
+	return out, nil
+}
+
+// EndWithTokens implements Store: one script over the owner's sessions,
+// which share its hash tag with the tokens it made.
+func (r *Redis) EndWithTokens(ctx context.Context, id string, at time.Time, reason, actor string, p Policy) ([]*Session, error) {
+	if !ValidID(id) {
+		return nil, ErrNotFound
+	}
+	user, err := r.ownerOf(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("ending session: %w", err)
+	}
+	lifetime, idle, retention := policyArgs(p)
+	tp := r.tagPrefix(TagOfID(id))
+	res, err := r.runOverUser(ctx, endWithTokensScript, user, []string{r.sessionKey(id), r.userKey(user), r.eventsKey(user)},
+		tp+"s:", id, ms(at), reason, actor, lifetime, idle, retention, tp+"e:")
+	if err != nil {
+		return nil, fmt.Errorf("ending session: %w", err)
+	}
+	out, err := decodePairs(res)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, ErrNotFound
+	}
+	r.announce(ctx, idsOf(out)...)
+	first := 0
+	if out[0].ID == id {
+		first = 1
+	}
+	SortByActivity(out[first:])
 	return out, nil
 }
 

@@ -316,8 +316,11 @@ var validateScript = redis.NewScript(validateSource)
 // createScript: KEYS session, user index (with the history), events, then
 // the key of every session in the index.
 // ARGV session key prefix, id, now, lifetime, idle, retention, max, mode,
-// then the session's field/value pairs.
-// Returns {-1} when mode reject refuses, else {1, created_at, risk,
+// the most live API tokens (0: no cap), then the session's field/value
+// pairs.
+// Returns {-1} when mode reject refuses, {-2} when a token is over the
+// cap on tokens, {-3} when a token's parent is not an active session of
+// the user, else {1, created_at, risk,
 // others, id1, flat1, id2, flat2…}: the creation time used (later than any
 // other session of the user), the sign-in risk flags, how many other
 // sessions stay active, and the sessions the limit ended.
@@ -325,10 +328,14 @@ var createScript = redis.NewScript(luaPrelude + `
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local retention, max, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local max_tokens = tonumber(ARGV[9])
 -- a replay (a retry after a lost reply) or a sign-in already discarded
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply(session_exists) end
+local new = {}
+for i = 10, #ARGV - 1, 2 do new[ARGV[i]] = ARGV[i + 1] end
+local new_token = new.kd == 'token'
 local active, ended = {}, {}
-local newest = 0
+local newest, tokens, parent = 0, 0, nil
 local ids, hist = read_index(KEYS[2])
 if not all_declared(ids, skp, 4) then return redis.error_reply(stale_keys) end
 for _, sid in ipairs(ids) do
@@ -337,19 +344,24 @@ for _, sid in ipairs(ids) do
     redis.call('ZREM', KEYS[2], sid)
   else
     if tonumber(m.ca) > newest then newest = tonumber(m.ca) end
+    if sid == new.pa then parent = m end
     if is_active(m, now, lifetime, idle) then
       -- API tokens neither count towards max_sessions nor give way to it
       if m.kd ~= 'token' then
         active[#active + 1] = {id = sid, ca = tonumber(m.ca), la = tonumber(m.la), m = m}
+      else
+        tokens = tokens + 1
       end
     else
       ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
     end
   end
 end
-local new_token = false
-for i = 9, #ARGV - 1, 2 do
-  if ARGV[i] == 'kd' and ARGV[i + 1] == 'token' then new_token = true end
+if new_token then
+  if max_tokens > 0 and tokens >= max_tokens then return {-2} end
+  -- the twin of parentActive (Go)
+  if new.pa and (parent == nil or parent.u ~= new.u or parent.kd == 'token' or
+     not is_active(parent, now, lifetime, idle)) then return {-3} end
 end
 local out = {1, now, '', 0}
 if max > 0 and #active >= max and not new_token then
@@ -372,7 +384,7 @@ cap_ended(KEYS[2], KEYS[3], skp, ended, retention)
 -- sign-ins of one user are strictly ordered, so "oldest" is never a tie
 if now <= newest then now = newest + 1; out[2] = now end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local nowstr = string.format('%d', now)
 for i = 1, #fields, 2 do
   if fields[i] == 'ca' or fields[i] == 'la' then fields[i + 1] = nowstr end
@@ -380,7 +392,10 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 local m = hmap(fields)
 
--- risk: the first sign-in within retention is the baseline
+local flags = m.rk or ''
+-- risk: the first sign-in within retention is the baseline; a token has
+-- its parent's flags, raises none and is no sighting
+if not new_token then
 local since = now - retention
 local baseline, known_device, known_country = true, false, false
 for k, ts in pairs(hist) do
@@ -395,7 +410,6 @@ for k, ts in pairs(hist) do
     if name == m.co then known_country = true end
   end
 end
-local flags = m.rk or ''
 if not baseline and m.di and not known_device then flags = add_flag(flags, 'new-device') end
 if not baseline and m.co and not known_country then flags = add_flag(flags, 'new-country') end
 if m.lt then
@@ -419,15 +433,16 @@ end
 if m.di then redis.call('ZADD', KEYS[2], now, 'd:' .. m.di) end
 if m.co then redis.call('ZADD', KEYS[2], now, 'c:' .. m.co) end
 if m.lt then record_location(KEYS[2], hist, m.lt, m.ln, now) end
+-- no login event: the session is its own record of its sign-in (Events)
+for f in string.gmatch(flags, '[^,]+') do
+  add_event(KEYS[3], now, retention, event_fields('risk', now, id, m, f, ''))
+end
+end
 
 local exp = expires_at(m, lifetime, idle)
 redis.call('PEXPIREAT', KEYS[1], exp + retention)
 redis.call('ZADD', KEYS[2], now, id)
 extend(KEYS[2], math.max(lifetime, exp - now) + retention)
--- no login event: the session is its own record of its sign-in (Events)
-for f in string.gmatch(flags, '[^,]+') do
-  add_event(KEYS[3], now, retention, event_fields('risk', now, id, m, f, ''))
-end
 out[3] = flags
 local others = 0
 for _, a in ipairs(active) do
@@ -526,7 +541,8 @@ for _, sid in ipairs(ids) do
   if m.ca == nil then
     redis.call('ZREM', KEYS[1], sid)
   elseif is_active(m, at, lifetime, idle) then
-    if sid ~= except then
+    -- the tokens the session kept made stay with it (madeBy in Go)
+    if sid ~= except and not (except ~= '' and m.kd == 'token' and m.pa == except) then
       end_one(skp .. sid, sid, m, at, ARGV[4], ARGV[5], tonumber(ARGV[8]), KEYS[2])
       ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
       out[#out + 1] = sid
@@ -537,6 +553,43 @@ for _, sid in ipairs(ids) do
   end
 end
 cap_ended(KEYS[1], KEYS[2], skp, ended, tonumber(ARGV[8]))
+return out
+`)
+
+// endWithTokensScript: KEYS session, the owner's user index, events, then
+// the key of every session in the index. ARGV session key prefix, id, at,
+// reason, actor, lifetime, idle, retention, events key prefix. It ends the
+// session when active and every active API token it made (pa). Returns
+// {id, flat…} of those it ended, the session first.
+var endWithTokensScript = redis.NewScript(luaPrelude + `
+local skp, id = ARGV[1], ARGV[2]
+local at, lifetime, idle, retention = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local ids = read_index(KEYS[2])
+if not all_declared(ids, skp, 4) then return redis.error_reply(stale_keys) end
+local pm = hmap(redis.call('HGETALL', KEYS[1]))
+if pm.ca == nil or KEYS[3] ~= ARGV[9] .. pm.u then return {} end
+local out, ended = {}, {}
+if is_active(pm, at, lifetime, idle) then
+  end_one(KEYS[1], id, pm, at, ARGV[4], ARGV[5], retention, KEYS[3])
+  out[1], out[2] = id, flatten(pm)
+end
+for _, sid in ipairs(ids) do
+  local m = pm
+  if sid ~= id then m = hmap(redis.call('HGETALL', skp .. sid)) end
+  if m.ca == nil then
+    redis.call('ZREM', KEYS[2], sid)
+  elseif is_active(m, at, lifetime, idle) then
+    if m.kd == 'token' and m.pa == id then
+      end_one(skp .. sid, sid, m, at, ARGV[4], ARGV[5], retention, KEYS[3])
+      ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
+      out[#out + 1] = sid
+      out[#out + 1] = flatten(m)
+    end
+  else
+    ended[#ended + 1] = ended_entry(sid, m, lifetime, idle)
+  end
+end
+if #out > 0 then cap_ended(KEYS[2], KEYS[3], skp, ended, retention) end
 return out
 `)
 

@@ -81,6 +81,10 @@ type Session struct {
 	// TokenLifetime is an API token's own lifetime from creation, which
 	// replaces the policy's lifetime and idle timeout for it (SPEC 12).
 	TokenLifetime time.Duration
+	// Parent is the browser session that made an API token (empty for
+	// one the admin API made). Revoking the parent ends the token (SPEC
+	// 12); its signing out or expiring does not.
+	Parent string
 	// AuthenticatedAt is when the user last proved who they are: the
 	// sign-in, or a later step-up. Zero reads as CreatedAt.
 	AuthenticatedAt time.Time
@@ -121,6 +125,20 @@ func (s *Session) KindOrDefault() string {
 
 // IsToken reports an API token's session.
 func (s *Session) IsToken() bool { return s.Kind == KindToken }
+
+// madeBy reports an API token that the session parent made (never when
+// parent is empty).
+func madeBy(s *Session, parent string) bool {
+	return parent != "" && s.IsToken() && s.Parent == parent
+}
+
+// parentActive: parent (nil when there is none), the session s names as
+// its Parent, is an active browser session of s's user at now. Lua twin:
+// the parent check in createScript.
+func parentActive(parent, s *Session, now time.Time, p Policy) bool {
+	return parent != nil && parent.ID == s.Parent && parent.UserID == s.UserID && !parent.IsToken() &&
+		parent.Active() && !p.Expired(parent, now)
+}
 
 // AuthenticatedOrCreated is when the user last proved who they are.
 func (s *Session) AuthenticatedOrCreated() time.Time {

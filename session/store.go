@@ -17,6 +17,8 @@ var (
 	// ErrStoreFull: the store refused a write for lack of memory (Redis
 	// at maxmemory with noeviction).
 	ErrStoreFull = errors.New("session store out of memory")
+	// ErrTooManyTokens: the user has Limit.Tokens live API tokens already.
+	ErrTooManyTokens = errors.New("too many API tokens")
 )
 
 // LimitMode says which session gives way when a user has too many.
@@ -30,10 +32,13 @@ const (
 	DefaultMaxSession           = 5
 )
 
-// Limit caps the active sessions of one user; Max 0 is unlimited.
+// Limit caps the active sessions of one user; Max 0 is unlimited. API
+// tokens are outside Max and Mode: Tokens caps them on its own (0 is
+// unlimited), and one more is refused.
 type Limit struct {
-	Max  int
-	Mode LimitMode
+	Max    int
+	Mode   LimitMode
+	Tokens int
 }
 
 // Status is the outcome of validating a credential.
@@ -103,6 +108,14 @@ type Sessions interface {
 	// impossible-travel, concurrent-countries) from the user's history,
 	// sets them in s.Risk, records the sighting and writes a risk event
 	// per flag.
+	//
+	// An API token (Kind token) is outside Max: it neither counts nor
+	// gives way. It keeps the risk flags the caller gave it (its
+	// parent's) and adds none, nor does it touch the history. It is
+	// refused with ErrTooManyTokens when the user has lim.Tokens live
+	// tokens, and with ErrNotFound when it names a Parent that is not an
+	// active session of the same user (revoked meanwhile: a token made
+	// then would outlive the revocation).
 	Create(ctx context.Context, s *Session, p Policy, lim Limit) (ended []*Session, err error)
 
 	// Discard undoes a Create that failed or went unanswered, whose
@@ -151,8 +164,16 @@ type Sessions interface {
 	End(ctx context.Context, id string, at time.Time, reason, actor string, p Policy) (*Session, error)
 
 	// EndUser ends every active session of a user except exceptID (which
-	// may be empty) and returns those it ended.
+	// may be empty) and the API tokens exceptID made, and returns those it
+	// ended.
 	EndUser(ctx context.Context, userID, exceptID string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
+
+	// EndWithTokens revokes a session and the API tokens it made, in one
+	// operation (SPEC 12): the session when it is active, and every
+	// active token whose Parent it is, also when the session itself had
+	// already ended (signed out, expired). It returns those it ended,
+	// the session first; ErrNotFound when it ended nothing.
+	EndWithTokens(ctx context.Context, id string, at time.Time, reason, actor string, p Policy) ([]*Session, error)
 
 	// ByIP returns the active sessions last seen from ip, newest first,
 	// a page at a time: at most limit of them after the position after

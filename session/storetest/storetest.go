@@ -98,6 +98,11 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"TokenOwnLifetimeNoIdle", testTokenLifetime},
 		{"TokenOutsideLimit", testTokenLimit},
 		{"TokenFirstUseRecorded", testTokenFirstUse},
+		{"TokenEndsWithItsParent", testTokenParent},
+		{"EndUserKeepsTheCurrentSessionsTokens", testEndUserKeepsTokens},
+		{"TokensCappedPerUser", testTokenCap},
+		{"TokenNeedsAnActiveParent", testTokenParentActive},
+		{"TokenKeepsItsParentsRisk", testTokenRisk},
 		{"StashTakeOnce", testStashTake},
 		{"LinksKeepMembersUntilTheirTime", testLinks},
 		{"MarkCheckedCompareAndSet", testMarkChecked},
@@ -767,6 +772,190 @@ func testTokenLimit(t *testing.T, st session.Store, c *Clock) {
 	}
 }
 
+// mintChild creates an API token that the session parent made.
+func mintChild(t *testing.T, st session.Store, c *Clock, uid, parent string, lim session.Limit) (cred, error) {
+	t.Helper()
+	s := newSession(t, st, c, uid)
+	s.Kind, s.Label, s.AuthMethod, s.TokenLifetime, s.Parent = session.KindToken, "made by "+parent, session.MethodToken, 2*policy.Lifetime, parent
+	_, err := st.Create(ctx(t), s, policy, lim)
+	return cred{s.ID, s.TokenHash}, err
+}
+
+func mustMintChild(t *testing.T, st session.Store, c *Clock, uid, parent string) cred {
+	t.Helper()
+	cr, err := mintChild(t, st, c, uid, parent, session.Limit{})
+	if err != nil {
+		t.Fatalf("create token: %v", err)
+	}
+	return cr
+}
+
+func idsOf(ss []*session.Session) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.ID
+	}
+	return out
+}
+
+// SPEC 12: revoking a session ends the tokens it made, in the same
+// operation; signing it out does not, and revoking it afterwards still
+// ends them. Other sessions' tokens and the admin's stay.
+func testTokenParent(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	parent, other := mustMint(t, st, c, uid), mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	tokA, tokA2 := mustMintChild(t, st, c, uid, parent.id), mustMintChild(t, st, c, uid, parent.id)
+	tokB := mustMintChild(t, st, c, uid, other.id)
+	admin := mintToken(t, st, c, uid, 2*policy.Lifetime, session.Limit{})
+	c.Advance(time.Second)
+
+	if _, err := st.End(ctx(t), parent.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, validate(t, st, c, tokA, "192.0.2.1"), session.Valid) // sign-out: the tokens stay
+	c.Advance(time.Second)
+	ended, err := st.EndWithTokens(ctx(t), parent.id, c.Now(), session.EndRevoked, session.ActorLink, policy)
+	if err != nil || len(ended) != 2 || !slices.Contains(idsOf(ended), tokA.id) || !slices.Contains(idsOf(ended), tokA2.id) {
+		t.Fatalf("revoking a signed-out parent ended %v (%v), want its two tokens", idsOf(ended), err)
+	}
+	for _, e := range ended {
+		if e.Active() || e.EndReason != session.EndRevoked {
+			t.Fatalf("ended token: %+v", e)
+		}
+	}
+	wantStatus(t, validate(t, st, c, tokA, "192.0.2.1"), session.Ended)
+	if _, err := st.EndWithTokens(ctx(t), parent.id, c.Now(), session.EndRevoked, session.ActorLink, policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("nothing left to end: %v", err)
+	}
+	ended, err = st.EndWithTokens(ctx(t), other.id, c.Now(), session.EndRevoked, session.ActorSelf, policy)
+	if err != nil || fmt.Sprint(idsOf(ended)) != fmt.Sprint([]string{other.id, tokB.id}) {
+		t.Fatalf("revoking an active parent ended %v (%v), want it first, then its token", idsOf(ended), err)
+	}
+	wantStatus(t, validate(t, st, c, other, "192.0.2.1"), session.Ended)
+	wantStatus(t, validate(t, st, c, tokB, "192.0.2.1"), session.Ended)
+	wantStatus(t, validate(t, st, c, admin, "192.0.2.1"), session.Valid)
+	if _, err := st.EndWithTokens(ctx(t), strings.Repeat("0", len(parent.id)), c.Now(), session.EndRevoked, session.ActorSelf, policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("an unknown id: %v", err)
+	}
+	// A token ended on its own ends nothing else.
+	tokC := mustMintChild(t, st, c, uid, mustMint(t, st, c, uid).id)
+	if ended, err := st.EndWithTokens(ctx(t), tokC.id, c.Now(), session.EndRevoked, session.ActorSelf, policy); err != nil || len(ended) != 1 {
+		t.Fatalf("a token alone: %v %v", idsOf(ended), err)
+	}
+	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
+	revoked := 0
+	for _, e := range evs {
+		if e.Type == session.EventRevoke && (e.SessionID == tokA.id || e.SessionID == tokB.id) {
+			revoked++
+		}
+	}
+	if revoked != 2 {
+		t.Fatalf("revoke events for the tokens: %d", revoked)
+	}
+}
+
+// "Sign out all other sessions" (EndUser with an exception) never ends
+// the tokens the kept session made; it ends every other token.
+func testEndUserKeepsTokens(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	cur, other := mustMint(t, st, c, uid), mustMint(t, st, c, uid)
+	c.Advance(time.Second)
+	mine, theirs := mustMintChild(t, st, c, uid, cur.id), mustMintChild(t, st, c, uid, other.id)
+	admin := mintToken(t, st, c, uid, 2*policy.Lifetime, session.Limit{})
+	ended, err := st.EndUser(ctx(t), uid, cur.id, c.Now(), session.EndRevoked, session.ActorSelf, policy)
+	want := []string{other.id, theirs.id, admin.id}
+	if err != nil || len(ended) != 3 || !slices.Contains(idsOf(ended), want[0]) || !slices.Contains(idsOf(ended), want[1]) || !slices.Contains(idsOf(ended), want[2]) {
+		t.Fatalf("ended %v (%v), want %v", idsOf(ended), err, want)
+	}
+	wantStatus(t, validate(t, st, c, cur, "192.0.2.1"), session.Valid)
+	wantStatus(t, validate(t, st, c, mine, "192.0.2.1"), session.Valid)
+	if ended, err := st.EndUser(ctx(t), uid, "", c.Now(), session.EndRevoked, session.ActorAdmin, policy); err != nil || len(ended) != 2 {
+		t.Fatalf("everything: %v %v", idsOf(ended), err)
+	}
+}
+
+// Limit.Tokens caps a user's live tokens: one more is refused and nothing
+// is written; ended and expired tokens and browser sessions do not count.
+func testTokenCap(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	lim := session.Limit{Max: 1, Mode: session.LimitReject, Tokens: 2}
+	mustMint(t, st, c, uid)
+	first := mintToken(t, st, c, uid, time.Hour, lim)
+	mintToken(t, st, c, uid, 2*policy.Lifetime, lim)
+	s := newSession(t, st, c, uid)
+	s.Kind, s.Label, s.TokenLifetime = session.KindToken, "one too many", policy.Lifetime
+	if _, err := st.Create(ctx(t), s, policy, lim); !errors.Is(err, session.ErrTooManyTokens) {
+		t.Fatalf("a third token: %v", err)
+	}
+	if _, err := st.Get(ctx(t), s.ID); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("the refused token was stored: %v", err)
+	}
+	c.Advance(time.Hour + time.Second) // the first expires
+	mintToken(t, st, c, uid, policy.Lifetime, lim)
+	if _, err := st.End(ctx(t), first.id, c.Now(), session.EndRevoked, session.ActorSelf, policy); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("the expired token is still active: %v", err)
+	}
+	if n := len(activeIDs(t, st, c, uid)); n != 2 {
+		t.Fatalf("%d active, want the two live tokens (the browser session idled out)", n)
+	}
+}
+
+// A token is made only from an active session of its own user: one
+// revoked meanwhile (or another user's, or a token) makes none.
+func testTokenParentActive(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	parent := mustMint(t, st, c, uid)
+	if _, err := st.End(ctx(t), parent.id, c.Now(), session.EndRevoked, session.ActorSelf, policy); err != nil {
+		t.Fatal(err)
+	}
+	live := mustMint(t, st, c, uid)
+	tok := mustMintChild(t, st, c, uid, live.id)
+	for name, p := range map[string]string{"ended": parent.id, "another user's": mustMint(t, st, c, user()).id,
+		"a token": tok.id, "unknown": strings.Repeat("0", len(parent.id))} {
+		cr, err := mintChild(t, st, c, uid, p, session.Limit{})
+		if !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("parent %s: %v", name, err)
+		}
+		if _, err := st.Get(ctx(t), cr.id); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("parent %s: the token was stored: %v", name, err)
+		}
+	}
+	c.Advance(policy.IdleTimeout + time.Second) // the parent idles out
+	if _, err := mintChild(t, st, c, uid, live.id, session.Limit{}); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("parent expired: %v", err)
+	}
+}
+
+// A token keeps the flags its creator gave it (its parent's) and raises
+// none of its own at creation: no risk event, and its place is not
+// remembered as the user's (a later sign-in from there is still new).
+func testTokenRisk(t *testing.T, st session.Store, c *Clock) {
+	uid := user()
+	parent, _ := signInAt(t, st, c, uid, "d1", berlin)
+	c.Advance(time.Minute)
+	s := newSession(t, st, c, uid)
+	s.Kind, s.TokenLifetime, s.Parent, s.Risk = session.KindToken, 2*policy.Lifetime, parent.id, session.FlagIPChanged
+	s.Country, s.LoginCountry, s.Lat, s.Lon, s.HasCoord = newYork.country, newYork.country, newYork.lat, newYork.lon, true
+	if _, err := st.Create(ctx(t), s, policy, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Get(ctx(t), s.ID)
+	if err != nil || s.Risk != session.FlagIPChanged || got.Risk != session.FlagIPChanged {
+		t.Fatalf("token risk: said %q, kept %q (%v)", s.Risk, got.Risk, err)
+	}
+	evs, _ := st.Events(ctx(t), uid, time.Time{}, 0)
+	for _, e := range evs {
+		if e.Type == session.EventRisk {
+			t.Fatalf("risk event at a token's creation: %+v", e)
+		}
+	}
+	c.Advance(time.Hour)
+	if _, b := signInAt(t, st, c, uid, "d1", newYork); !session.HasFlag(b.Risk, session.FlagNewCountry) {
+		t.Fatalf("the token's country was remembered: a sign-in from there is flagged %q", b.Risk)
+	}
+}
+
 func testFields(t *testing.T, st session.Store, c *Clock) {
 	uid := user()
 	id, _, hash, _ := st.NewCredential(ctx(t), uid)
@@ -777,6 +966,7 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 		Lat: 52.52, Lon: -13.405, HasCoord: true, LoginCountry: "DE",
 		DeviceID: "dev1", Risk: "new-device", CreatedAt: now, LastActiveAt: now,
 		Kind: session.KindBrowser, AuthMethod: session.MethodOIDC("corp"), AuthenticatedAt: now.Add(90 * time.Second).UTC(),
+		Parent:   strings.Repeat("ab", 16),
 		StepUpIP: "2001:db8::2", StepUpCountry: "FR",
 		Provider: "corp", Subject: "248289761001", ProviderSID: "08a5019c-17e1-4977-8f42-65a12843ea02",
 		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC()}
