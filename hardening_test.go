@@ -231,3 +231,60 @@ func TestCookieTossing(t *testing.T) {
 		}
 	}
 }
+
+// Cookies tossed past the three-cookie window (junk, junk, the planter's,
+// the victim's) or a valid cookie after one that failed never pick the
+// user: the request has no session, no cookie is cleared (the clearing
+// could hit the victim's own) and nothing counts towards guess_rate.
+func TestCookieTossingPastTheWindow(t *testing.T) {
+	h, _ := testHandler(t, func(h *Handler) { h.GuessRate = &Rate{Count: 2, Window: caddy.Duration(time.Minute)} })
+	victim, planted := signIn(t, h, "victim"), signIn(t, h, "planter")
+	ended := signIn(t, h, "victim")
+	logout := httptest.NewRequest("POST", "/.auth/logout", nil)
+	logout.AddCookie(ended)
+	serve(t, h, logout, &upstream{})
+	junk := func(i int) string { // our length, our shape, no session
+		return victim.Value[:len(victim.Value)-1] + string(rune('a'+i))
+	}
+	malformed := strings.Repeat("A", session.CookieLen)
+	cases := map[string]string{
+		"junk, junk, planted, victim's":        "session=" + junk(0) + "; session=" + junk(1) + "; session=" + planted.Value + "; session=" + victim.Value,
+		"three junk, victim's":                 "session=" + junk(0) + "; session=" + malformed + "; session=" + junk(2) + "; session=" + victim.Value,
+		"four short, victim's":                 "session=a; session=b; session=c; session=d; session=" + victim.Value,
+		"victim's ended, planted":              "session=" + ended.Value + "; session=" + planted.Value,
+		"unknown, planted":                     "session=" + junk(3) + "; session=" + planted.Value,
+		"malformed, planted":                   "session=" + malformed + "; session=" + planted.Value,
+		"victim's, unknown, planted":           "session=" + victim.Value + "; session=" + junk(4) + "; session=" + planted.Value,
+		"junk in a second Cookie line, victim": "session=" + junk(0) + "; session=" + junk(1) + "; session=" + junk(2) + "\x00session=" + victim.Value,
+	}
+	for i := range 3 {
+		for name, cookie := range cases {
+			up := &upstream{}
+			r := httptest.NewRequest("GET", "/", nil)
+			for _, line := range strings.Split(cookie, "\x00") {
+				r.Header.Add("Cookie", line)
+			}
+			r.Header.Set("Accept", "application/json")
+			w := serve(t, h, r, up)
+			if w.Code != http.StatusUnauthorized || up.calls != 0 || w.Header().Get("Set-Cookie") != "" {
+				t.Fatalf("round %d, %s: %d, upstream %d (as %q), Set-Cookie %q", i, name, w.Code, up.calls, up.header.Get("X-Auth-User"), w.Header().Get("Set-Cookie"))
+			}
+		}
+	}
+	// None of those counted: two real guesses pass as 401, the third is over.
+	for i, want := range []int{401, 401, 429} {
+		if w := serve(t, h, get("/", &http.Cookie{Name: "session", Value: junk(5)}), &upstream{}); w.Code != want {
+			t.Fatalf("guess %d: %d, want %d", i+1, w.Code, want)
+		}
+	}
+	// Within the window, the victim's own valid cookie before a failed
+	// one still signs the victim in, and the victim was never signed out.
+	for _, cookie := range []string{"session=" + victim.Value + "; session=" + junk(0), "session=" + victim.Value} {
+		up := &upstream{}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", cookie)
+		if w := serve(t, h, r, up); w.Code != http.StatusOK || up.header.Get("X-Auth-User") != "victim" {
+			t.Fatalf("%q: %d as %q", cookie, w.Code, up.header.Get("X-Auth-User"))
+		}
+	}
+}
