@@ -54,6 +54,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
 	}
 	if h.isLogin(clean, plain) {
+		if crossSiteSubresource(r) {
+			return h.crossSiteAttempt(w, r)
+		}
 		if r.Method == http.MethodPost {
 			if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
 				return h.refuse(w, r, err)

@@ -288,3 +288,119 @@ func TestCookieTossingPastTheWindow(t *testing.T) {
 		}
 	}
 }
+
+// No page can spend its visitors' login_rate: a cross-site request to a
+// login path or a provider start that is no top-level navigation gets
+// 403 before it counts or reaches the upstream.
+func TestCrossSiteLoginAttemptsSpendNothing(t *testing.T) {
+	h, _ := testHandler(t, func(h *Handler) { h.LoginRate = &Rate{Count: 2, Window: caddy.Duration(time.Minute)} })
+	up := &upstream{respond: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Session-Login", "planted")
+		w.WriteHeader(http.StatusSeeOther)
+	}}
+	for i := range 10 {
+		for _, dest := range []string{"empty", "image", "iframe", ""} {
+			for _, method := range []string{"POST", "GET"} {
+				r := httptest.NewRequest(method, "/login", nil)
+				r.Header.Set("Sec-Fetch-Site", "cross-site")
+				if dest != "" {
+					r.Header.Set("Sec-Fetch-Dest", dest)
+				}
+				if w := serve(t, h, r, up); w.Code != http.StatusForbidden || sessionCookieOf(w) != nil {
+					t.Fatalf("%d: cross-site %s to /login, dest %q: %d", i, method, dest, w.Code)
+				}
+			}
+		}
+		r := httptest.NewRequest("GET", "/.auth/sign-in/corp", nil)
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		r.Header.Set("Sec-Fetch-Dest", "image")
+		if w := serve(t, h, r, up); w.Code != http.StatusForbidden {
+			t.Fatalf("%d: cross-site image of a provider start: %d", i, w.Code)
+		}
+	}
+	if up.calls != 0 {
+		t.Fatalf("cross-site attempts reached the upstream %d times", up.calls)
+	}
+	// A top-level navigation from another site, and the site's own
+	// sign-ins, pass: login_rate (2) was not spent.
+	for i, site := range []string{"cross-site", "same-origin"} {
+		r := httptest.NewRequest("POST", "/login", nil)
+		r.Header.Set("Sec-Fetch-Site", site)
+		r.Header.Set("Sec-Fetch-Dest", "document")
+		if w := serve(t, h, r, up); w.Code != http.StatusSeeOther || sessionCookieOf(w) == nil {
+			t.Fatalf("sign-in %d (%s navigation): %d", i+1, site, w.Code)
+		}
+	}
+}
+
+// Logout CSRF: a GET of the logout from a sibling subdomain, another
+// site or a client without Sec-Fetch-* ends nothing and answers a page
+// whose button posts the sign-out; a POST must be same-origin (a sibling
+// subdomain's same-site is refused). A same-origin GET, a typed address
+// (none) and a same-origin POST sign out.
+func TestLogoutNeedsSameOrigin(t *testing.T) {
+	h, _ := testHandler(t, nil)
+	c := signIn(t, h, "alice")
+	alive := func(when string) {
+		t.Helper()
+		up := &upstream{}
+		if w := serve(t, h, get("/", c), up); w.Code != http.StatusOK || up.header.Get("X-Auth-User") != "alice" {
+			t.Fatalf("%s: the session ended (%d)", when, w.Code)
+		}
+	}
+	logout := func(method string, hdr ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "/.auth/logout?next=%2Fbye", nil)
+		r.AddCookie(c)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+		return serve(t, h, r, &upstream{})
+	}
+	for name, hdr := range map[string][]string{
+		"sibling subdomain":  {"Sec-Fetch-Site", "same-site", "Sec-Fetch-Dest", "document", "Accept", "text/html"},
+		"another site":       {"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "document", "Accept", "text/html"},
+		"without Sec-Fetch":  {"Accept", "text/html"},
+		"same-origin, wrong": {"Sec-Fetch-Site", "same-origin", "Origin", "http://sibling.example.com", "Accept", "text/html"},
+	} {
+		w := logout("GET", hdr...)
+		body := w.Body.String()
+		if w.Code != http.StatusOK || strings.Contains(w.Header().Get("Set-Cookie"), "Max-Age=0") ||
+			!strings.Contains(body, `<form method="post" action="/.auth/logout?next=%2fbye">`) ||
+			!strings.Contains(body, "Sign out</button>") || w.Header().Get("Referrer-Policy") != "same-origin" {
+			t.Fatalf("GET from %s: %d %q\n%s", name, w.Code, w.Header().Get("Set-Cookie"), body)
+		}
+		alive("GET from " + name)
+	}
+	if w := logout("GET", "Sec-Fetch-Site", "same-site", "Sec-Fetch-Dest", "image", "Accept", "image/*"); w.Code != http.StatusForbidden {
+		t.Fatalf("an image of the logout on a sibling subdomain: %d", w.Code)
+	}
+	if w := logout("GET", "Accept", "application/json"); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "cross_site_request") {
+		t.Fatalf("a JSON GET without Sec-Fetch-*: %d %s", w.Code, w.Body)
+	}
+	alive("images and JSON GETs")
+	for _, site := range []string{"same-site", "cross-site"} {
+		if w := logout("POST", "Sec-Fetch-Site", site, "Origin", "http://sibling.example.com"); w.Code != http.StatusForbidden {
+			t.Fatalf("POST from %s: %d", site, w.Code)
+		}
+		if w := logout("POST", "Sec-Fetch-Site", site); w.Code != http.StatusForbidden {
+			t.Fatalf("POST from %s without Origin: %d", site, w.Code)
+		}
+	}
+	alive("cross-origin POSTs")
+	for name, do := range map[string]func() *httptest.ResponseRecorder{
+		"same-origin GET": func() *httptest.ResponseRecorder { return logout("GET", "Sec-Fetch-Site", "same-origin") },
+		"typed GET":       func() *httptest.ResponseRecorder { return logout("GET", "Sec-Fetch-Site", "none") },
+		"same-origin POST": func() *httptest.ResponseRecorder {
+			return logout("POST", "Sec-Fetch-Site", "same-origin", "Origin", "http://example.com")
+		},
+		"POST without Sec-Fetch": func() *httptest.ResponseRecorder { return logout("POST") },
+	} {
+		c = signIn(t, h, "alice")
+		if w := do(); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/bye" || !strings.Contains(w.Header().Get("Set-Cookie"), "Max-Age=0") {
+			t.Fatalf("%s: %d %q", name, w.Code, w.Header().Get("Location"))
+		}
+		if w := serve(t, h, get("/", c), &upstream{}); w.Code != http.StatusUnauthorized {
+			t.Fatalf("%s: the session still works (%d)", name, w.Code)
+		}
+	}
+}
