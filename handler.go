@@ -94,6 +94,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		id.sess, id.risk = a.sess, h.setIdentity(r, a.sess)
 	}
 	r = withIdentity(r, id)
+	if done, err := h.refusedByReading(w, r, id); done {
+		return err
+	}
 	h.stripOwnCookies(r)
 	h.stripBearer(r)
 	if a.sess != nil && isUpgrade(r) {

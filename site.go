@@ -63,6 +63,7 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 		return nil
 	}
 	h.siteTLS = len(srv.TLSConnPolicies) > 0
+	h.rules = &pathRules{srv: srv}
 	var named []caddyhttp.MatchHost // all of them, wildcards too: how the operator names the site
 	defer func() { h.site = siteName(h.siteTLS, named, srv.Listen) }()
 	if h.Cookie.SameSite == "none" && h.Cookie.Secure == "auto" && len(srv.TLSConnPolicies) == 0 {
