@@ -15,7 +15,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # plugin's go.mod; every target covers both modules.
 MODULES   := . integration
 FUZZTIME  ?= 1m
-FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff .:FuzzConnectionTokens .:FuzzCallbackQuery .:FuzzAccountsForm ./session:FuzzParseCredential
+FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff .:FuzzConnectionTokens .:FuzzCallbackQuery .:FuzzAccountsForm .:FuzzRuleReadings ./session:FuzzParseCredential
 
 .PHONY: all build demo test lint unit bench fuzz clean
 

@@ -67,7 +67,9 @@ func (h *Handler) sessionCookie(r *http.Request, value string, maxAge time.Durat
 // cookieTries bounds how many same-named session cookies one request makes
 // the gateway check. Browsers send every cookie whose domain and path fit,
 // so a sibling subdomain can toss its own "session" cookie beside the real
-// one; each is tried, and the one that validates wins.
+// one; each is tried, and the one that validates wins, unless there are
+// more than this (the one left unchecked may be the victim's) or a valid
+// one comes after one that failed (see authenticate).
 const cookieTries = 3
 
 // sessionCookies holds the session cookie values of a request, in the
@@ -82,9 +84,9 @@ func (c *sessionCookies) values() []string { return c.vals[:c.n] }
 
 // readCookies returns the request's session cookie values (at most
 // cookieTries of them; values that cannot be ours, by their length, are
-// passed over and take no place) and
-// whether any session cookie was sent at all.
-func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present bool) {
+// passed over and take no place) and how many session cookies were sent,
+// of any length.
+func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, sent int) {
 	name := h.cookieName(r)
 	for _, line := range r.Header.Values("Cookie") {
 		for part := range strings.SplitSeq(line, ";") {
@@ -92,14 +94,14 @@ func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, present 
 			if !ok || k != name {
 				continue
 			}
-			present = true
+			sent++
 			if v = strings.Trim(v, `"`); len(v) == session.CookieLen && cookies.n < cookieTries {
 				cookies.vals[cookies.n] = v
 				cookies.n++
 			}
 		}
 	}
-	return cookies, present
+	return cookies, sent
 }
 
 // siteCookie is the Set-Cookie this handler's site sends for value: its

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -35,6 +36,9 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 		return h.serveLogout(w, r)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/sign-in/"); ok {
+		if crossSiteSubresource(r) {
+			return h.crossSiteAttempt(w, r)
+		}
 		return h.serveProviderStart(w, r, rest)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/callback/"); ok {
@@ -95,11 +99,13 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 }
 
 // crossSite reports a state-changing request another site made the
-// browser send: Sec-Fetch-Site says so, or Origin is not this request's
+// browser send: Sec-Fetch-Site says so (another site, or a sibling
+// subdomain of this one), or Origin is not this request's
 // own origin (scheme, host and port: https://host is another origin than
 // an http://host site, and so is another port).
 func crossSite(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site": // same-site: a sibling subdomain, another origin
 		return true
 	}
 	origin := r.Header.Get("Origin")
@@ -113,6 +119,24 @@ func crossSite(r *http.Request) bool {
 	scheme := requestScheme(r)
 	return !strings.EqualFold(u.Scheme, scheme) ||
 		!strings.EqualFold(hostWithPort(u.Host, u.Scheme), hostWithPort(r.Host, scheme))
+}
+
+// crossSiteSubresource reports a request that another site's page made
+// the browser send without navigating to it (an <img>, a no-cors fetch, a
+// frame): such a request to a login path or a provider start could only
+// spend the visitor's login_rate.
+func crossSiteSubresource(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Sec-Fetch-Dest") != "document"
+}
+
+// crossSiteAttempt refuses a cross-site sign-in attempt before it counts
+// towards login_rate or reaches the upstream.
+func (h *Handler) crossSiteAttempt(w http.ResponseWriter, r *http.Request) error {
+	if c := h.logger.Check(zap.InfoLevel, "cross-site sign-in attempt that is no navigation: refused, not counted"); c != nil {
+		c.Write(zap.String("ip_address", clientIP(r)), zap.String("path", sanitise(r.URL.Path, 256)),
+			zap.String("dest", sanitise(r.Header.Get("Sec-Fetch-Dest"), 32)))
+	}
+	return answer(w, r, problemCrossSite)
 }
 
 // requestScheme is the scheme the client used: https when the connection
@@ -141,8 +165,17 @@ func hostWithPort(host, scheme string) string {
 }
 
 // serveLogout ends the current session, clears the cookie and sends the
-// browser on to a same-origin next, or answers 204 to JSON clients.
+// browser on to a same-origin next, or answers 204 to JSON clients. A GET
+// that does not show it comes from this origin (an <img> on a sibling
+// subdomain, a link from elsewhere, a client without Sec-Fetch-*) ends
+// nothing: a browser gets a page whose button posts the sign-out.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if _, bearer := h.bearer(r); r.Method == http.MethodGet && !bearer && !sameOriginShown(r) {
+		if !wantsPage(r) {
+			return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
+		}
+		return h.logoutPage(w, r)
+	}
 	if h.crossSiteRefused(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
@@ -180,6 +213,28 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Location", next)
 	w.WriteHeader(http.StatusSeeOther)
 	return nil
+}
+
+// sameOriginShown: the browser says the request comes from this origin,
+// or from the person (a typed address, a bookmark).
+func sameOriginShown(r *http.Request) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	return (site == "same-origin" || site == "none") && !crossSite(r)
+}
+
+type logoutData struct {
+	Site, Endpoints, Next string
+}
+
+// logoutPage asks a browser to confirm a sign-out that a GET asked for.
+func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
+	htmlHeaders(w)
+	// same-origin: the sign-out form must carry this origin (see renderSessions).
+	w.Header().Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(http.StatusOK)
+	return pages.ExecuteTemplate(w, "logout.html", logoutData{
+		Site: siteLabel(h, r), Endpoints: h.Endpoints, Next: safeNext(r.URL.Query().Get("next")),
+	})
 }
 
 func wantsJSON(r *http.Request) bool {

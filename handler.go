@@ -54,6 +54,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
 	}
 	if h.isLogin(clean, plain) {
+		if crossSiteSubresource(r) {
+			return h.crossSiteAttempt(w, r)
+		}
 		if r.Method == http.MethodPost {
 			if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
 				return h.refuse(w, r, err)
@@ -91,6 +94,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		id.sess, id.risk = a.sess, h.setIdentity(r, a.sess)
 	}
 	r = withIdentity(r, id)
+	if done, err := h.refusedByReading(w, r, id); done {
+		return err
+	}
 	h.stripOwnCookies(r)
 	h.stripBearer(r)
 	if a.sess != nil && isUpgrade(r) {
@@ -117,33 +123,44 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) erro
 // Only a request none of whose cookies matches a session counts towards
 // guess_rate, and a block for guessing never refuses a valid session:
 // the block is checked when the cookie proved nothing.
+//
+// Tossed cookies never pick the user: more cookies than are checked is
+// no session (the one left unchecked may be the victim's own), and a
+// valid cookie after one that failed is not believed (the failed one may
+// be the victim's, ended or expired). Neither case clears a cookie (the
+// clearing could hit the victim's own) or counts as a guess.
 func (h *Handler) authenticate(r *http.Request) auth {
 	if cred, ok := h.bearer(r); ok {
 		return h.authenticateToken(r, cred) // the token alone: cookies are not looked at
 	}
-	cookies, present := h.readCookies(r)
-	if !present {
+	cookies, sent := h.readCookies(r)
+	if sent == 0 {
 		return auth{outcome: outcomeUnauthenticated}
 	}
+	if sent > cookieTries {
+		return h.tossed(r, "more session cookies than are checked on one request: none used")
+	}
 	var valid, known auth // the first valid session; an expired or ended one
+	failed := false       // a cookie before this one named no valid session
 	for _, raw := range cookies.values() {
 		a, matched := h.checkCredential(r, raw, false)
 		switch {
 		case a.err != nil:
 			return a
+		case a.sess != nil && failed && (valid.sess == nil || a.sess.UserID != valid.sess.UserID):
+			return h.tossed(r, "a valid session cookie after one that failed: none used")
 		case a.sess != nil && valid.sess == nil:
 			valid = a
 			valid.secret = credentialSecret(raw)
 		case a.sess != nil && a.sess.UserID != valid.sess.UserID:
 			// Two users' valid sessions: one was planted to swap the
-			// victim into the planter's account. Neither is trusted, and
-			// neither cookie is cleared or counted as a guess.
-			if c := h.logger.Check(zap.WarnLevel, "session cookies of two users on one request: none used"); c != nil {
-				c.Write(zap.String("ip_address", clientIP(r)))
+			// victim into the planter's account.
+			return h.tossed(r, "session cookies of two users on one request: none used")
+		case a.sess == nil:
+			failed = true
+			if matched && known.outcome == "" {
+				known = a
 			}
-			return auth{outcome: outcomeInvalid}
-		case matched && known.outcome == "":
-			known = a
 		}
 	}
 	switch {
@@ -153,6 +170,15 @@ func (h *Handler) authenticate(r *http.Request) auth {
 		return known
 	}
 	return h.guessed(r)
+}
+
+// tossed is the answer to session cookies that another site may have
+// planted beside the real one: no session, nothing cleared or counted.
+func (h *Handler) tossed(r *http.Request, msg string) auth {
+	if c := h.logger.Check(zap.WarnLevel, msg); c != nil {
+		c.Write(zap.String("ip_address", clientIP(r)))
+	}
+	return auth{outcome: outcomeInvalid}
 }
 
 // checkCookie validates one session cookie value. matched reports a cookie that

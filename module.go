@@ -161,6 +161,7 @@ type Handler struct {
 	hosts      []caddyhttp.MatchHost // the server's host matchers: which Hosts a link may use
 	siteTLS    bool                  // the server serves HTTPS: the cookie\'s Secure under secure auto
 	site       string                // scheme://host:port of the server, for the admin API\'s set_cookie
+	rules      *pathRules            // the server's session_require rules, for paths read otherwise (readings.go)
 	logger     *zap.Logger
 	metrics    *metrics
 	now        func() time.Time

@@ -77,6 +77,9 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return signInTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
 				Error: "Wrong code. Enter the 6 digits your authenticator app shows now.", Pending: "p", User: "bob"})
 		},
+		"logout.html": func(b *bytes.Buffer) error {
+			return pages.ExecuteTemplate(b, "logout.html", logoutData{Site: "app.example.com", Endpoints: "/.auth", Next: "/a?b=<c>&d=1"})
+		},
 		"problem.html": func(b *bytes.Buffer) error {
 			p := problemTooManySessions
 			return linkTemplate.Execute(b, linkData{Title: p.title, Text: p.text})

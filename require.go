@@ -123,17 +123,44 @@ func (q *Require) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return answer(w, r, problemForbidden)
 	}
-	h := id.h
 	if id.login {
 		return next.ServeHTTP(w, r)
 	}
+	if done, err := q.judge(w, r, id); done {
+		return err
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// passes reports whether the identity meets the rule.
+func (q *Require) passes(id *identity, now time.Time) bool {
+	if id.login {
+		return true
+	}
 	if id.sess == nil {
-		return h.unauthenticated(w, r, false, "")
+		return false
+	}
+	failed, _ := q.failing(id, now)
+	return failed == ""
+}
+
+// judge answers a request whose identity does not meet the rule, as the
+// rule answers; done reports that it did (else the request goes on).
+func (q *Require) judge(w http.ResponseWriter, r *http.Request, id *identity) (done bool, err error) {
+	h := id.h
+	if id.sess == nil {
+		return true, h.unauthenticated(w, r, false, "")
 	}
 	failed, curable := q.failing(id, h.now())
 	if failed == "" {
-		return next.ServeHTTP(w, r)
+		return false, nil
 	}
+	return true, q.refuse(w, r, id, failed, curable)
+}
+
+// refuse answers a signed-in request that fails the rule kind failed.
+func (q *Require) refuse(w http.ResponseWriter, r *http.Request, id *identity, failed string, curable bool) error {
+	h := id.h
 	h.metrics.denied(failed)
 	stepUp := curable && h.signInEnabled && browserNavigation(r) && !wantsJSON(r)
 	if c := q.logger.Check(zap.InfoLevel, "request refused by session_require"); c != nil {

@@ -146,3 +146,61 @@ func TestRequireNeedsSessionAuthBefore(t *testing.T) {
 		t.Fatalf("order: %s", out)
 	}
 }
+
+// pathRuleOf is a rule under a provisioned path matcher, as a route holds it.
+func pathRuleOf(t *testing.T, q *Require, paths ...string) pathRule {
+	t.Helper()
+	mp := caddyhttp.MatchPath(paths)
+	if err := mp.Provision(caddy.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	return pathRule{chain: []caddyhttp.MatcherSets{{caddyhttp.MatcherSet{mp}}}, q: testRequire(t, q)}
+}
+
+// The spellings of a protected path that Caddy's path matcher does not
+// read as it (and so never runs the rule for) but an upstream may: each is
+// answered as the rule answers, for a user who fails it and for no
+// session at all; a user who passes gets through; a path no rule covers
+// in any reading (an API's %2F ids) is left alone.
+func TestRuleHoldsHoweverThePathIsRead(t *testing.T) {
+	h, _ := testHandler(t, func(h *Handler) { h.Optional = true })
+	h.rules = &pathRules{list: []pathRule{
+		pathRuleOf(t, &Require{Roles: []string{"admin"}}, "/admin/*"),
+		pathRuleOf(t, &Require{Roles: []string{"admin"}}, "/exact"),
+	}}
+	admin, viewer := signIn(t, h, "root"), signIn(t, h, "viewer")
+	h.rules.list[0].q.Users, h.rules.list[0].q.Roles = []string{"root"}, nil // roles come from the hand-off; users will do
+	h.rules.list[1].q.Users, h.rules.list[1].q.Roles = []string{"root"}, nil
+	send := func(raw string, c *http.Cookie) (*httptest.ResponseRecorder, *upstream) {
+		r := httptest.NewRequest("GET", "http://example.com"+raw, nil)
+		r.Header.Set("Accept", "application/json")
+		if c != nil {
+			r.AddCookie(c)
+		}
+		up := &upstream{}
+		return serve(t, h, r, up), up
+	}
+	for _, raw := range []string{
+		"/admin;x/panel", "/admin./panel", "/admin%252fpanel", `/admin\panel`, "/admin%5cpanel", "/admin%09/panel",
+		"/admin%20/panel", "/x/..%252fadmin/panel", "/admin%00/panel", "/admin;/", "/admin%2e/panel",
+		"/exact/", "/exact.", "/exact;", "/exact%2f", "/exact%00", "/exact%3bx", "/exact%252f", `/exact\`, "/exact%09",
+	} {
+		if w, up := send(raw, viewer); w.Code != http.StatusForbidden || up.calls != 0 || strings.TrimSpace(w.Body.String()) != `{"error":"forbidden"}` {
+			t.Errorf("%s as a user the rule refuses: %d %s, upstream %d", raw, w.Code, w.Body, up.calls)
+		}
+		if w, up := send(raw, nil); w.Code != http.StatusUnauthorized || up.calls != 0 {
+			t.Errorf("%s without a session: %d, upstream %d", raw, w.Code, up.calls)
+		}
+		if w, up := send(raw, admin); w.Code != http.StatusOK || up.calls != 1 {
+			t.Errorf("%s as a user the rule lets in: %d", raw, w.Code)
+		}
+	}
+	for _, raw := range []string{
+		"/api/items/a%2Fb", "/api/items/a%252Fb", "/files/a;b/c", `/files/a\b`, "/docs/v1.2./x", "/blog/",
+		"/administrator/x;y", "/exactly/", "/admin", "/", "/x/../admin",
+	} {
+		if w, up := send(raw, viewer); w.Code != http.StatusOK || up.calls != 1 {
+			t.Errorf("%s, which no rule covers in any reading: %d %s", raw, w.Code, w.Body)
+		}
+	}
+}

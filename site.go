@@ -63,31 +63,54 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 		return nil
 	}
 	h.siteTLS = len(srv.TLSConnPolicies) > 0
-	defer func() { h.site = siteName(h.siteTLS, h.hosts, srv.Listen) }()
+	h.rules = &pathRules{srv: srv}
+	var named []caddyhttp.MatchHost // all of them, wildcards too: how the operator names the site
+	defer func() { h.site = siteName(h.siteTLS, named, srv.Listen) }()
 	if h.Cookie.SameSite == "none" && h.Cookie.Secure == "auto" && len(srv.TLSConnPolicies) == 0 {
 		return errors.New("cookie same_site none needs a Secure cookie, and this site is plain HTTP " +
 			"(browsers drop SameSite=None without Secure): use same_site lax or strict, or " +
 			"secure always when TLS ends at a proxy in front of Caddy")
 	}
-	catchAll := len(srv.Routes) == 0
+	catchAll, wildcard := len(srv.Routes) == 0, false
 	for _, route := range srv.Routes {
 		hasHost := false
 		for _, set := range route.MatcherSets {
 			for _, m := range set {
 				if mh, ok := m.(*caddyhttp.MatchHost); ok {
-					h.hosts = append(h.hosts, *mh)
+					named = append(named, *mh)
+					exact, fuzzy := exactHosts(*mh)
+					if len(exact) > 0 {
+						h.hosts = append(h.hosts, exact)
+					}
+					wildcard = wildcard || fuzzy
 					hasHost = true
 				}
 			}
 		}
 		catchAll = catchAll || !hasHost
 	}
-	if catchAll && h.BaseURL == "" && (h.Notify != nil || h.NotifyEmail != nil) {
-		h.logger.Warn("this server has a site without a host matcher and base_url is not set: " +
-			"notification links are left out for requests whose Host no host matcher accepted; " +
+	if (catchAll || wildcard) && h.BaseURL == "" && (h.Notify != nil || h.NotifyEmail != nil) {
+		h.logger.Warn("this server has a site without a host matcher, or with a wildcard one, and base_url is not set: " +
+			"notification links are left out for requests whose Host no exact host matcher names; " +
 			"set base_url to the site's public URL")
 	}
 	return nil
+}
+
+// exactHosts keeps the hosts of a host matcher that name one host. A
+// wildcard (*.example.com) or a placeholder accepts Hosts the client
+// chooses (any subdomain, someone else's among them): a link is never
+// built on one, as with no host matcher. The matcher is provisioned, so
+// a large one is sorted and stays sorted without its fuzzy entries.
+func exactHosts(mh caddyhttp.MatchHost) (exact caddyhttp.MatchHost, fuzzy bool) {
+	for _, host := range mh {
+		if strings.ContainsAny(host, "*{") {
+			fuzzy = true
+			continue
+		}
+		exact = append(exact, host)
+	}
+	return exact, fuzzy
 }
 
 // siteName is how the admin API names a server to the operator:

@@ -156,6 +156,7 @@ func TestSignOut(t *testing.T) {
 
 		for _, hdr := range [][]string{
 			{"Sec-Fetch-Site", "cross-site"},
+			{"Sec-Fetch-Site", "same-site"},
 			{"Origin", "http://evil.example"},
 			{"Origin", "null"},
 		} {
@@ -190,7 +191,7 @@ func TestSignOut(t *testing.T) {
 
 		cc := c.clone()
 		cc.signIn("alice")
-		if res := cc.do("GET", "/.auth/logout", "Accept", "application/json"); res.StatusCode != 204 {
+		if res := cc.do("GET", "/.auth/logout", "Accept", "application/json", "Sec-Fetch-Site", "same-origin"); res.StatusCode != 204 {
 			t.Errorf("JSON logout: %d", res.StatusCode)
 		}
 		if res := cc.do("GET", "/app"); res.StatusCode != 401 {

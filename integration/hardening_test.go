@@ -20,20 +20,23 @@ func catchAllSite(options string) string {
 // site without a host matcher gets no link unless base_url is set, and
 // base_url decides the link's origin whatever the Host.
 func TestNotificationLinksIgnoreTheClientsHost(t *testing.T) {
-	signInTwice := func(t *testing.T, g *gateway, user string) string {
+	signInTwice := func(t *testing.T, g *gateway, user string, host ...string) string {
 		t.Helper()
 		var second *client
 		for range 2 {
 			second = newClient(t, g)
 			req, _ := http.NewRequest("POST", g.base+"/login?user="+user+"&status=303", nil)
 			req.Host = "evil.example"
+			if len(host) > 0 {
+				req.Host = host[0]
+			}
 			res, err := second.http.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			res.Body.Close()
 			if res.StatusCode != http.StatusSeeOther {
-				t.Fatalf("sign-in with Host evil.example: %d", res.StatusCode)
+				t.Fatalf("sign-in with Host %s: %d", req.Host, res.StatusCode)
 			}
 			for _, ck := range res.Cookies() {
 				if ck.Name == "session" {
@@ -54,6 +57,24 @@ func TestNotificationLinksIgnoreTheClientsHost(t *testing.T) {
 		waitUntil(t, 10*time.Second, func() bool { return rc.find("new_login", id) != nil })
 		if link := rc.find("new_login", id)["revoke_url"]; link != "" {
 			t.Fatalf("a link was built on the client's Host: %q", link)
+		}
+	})
+	// A wildcard host matcher accepts any subdomain the client names
+	// (someone else's among them): like no host matcher, no link on it;
+	// an exact host beside it still gets its link.
+	t.Run("wildcard host matcher", func(t *testing.T) {
+		rc := newReceiver(t, 0, "")
+		text := strings.Replace(site(notify("http://"+rc.addr+"/hook")), "http://127.0.0.1:{PORT} {", "http://app.localhost:{PORT}, http://*.localhost:{PORT} {", 1)
+		g := loadCaddy(t, text, newUpstream(t))
+		id := signInTwice(t, g, "host-"+randomID(), "attacker.localhost")
+		waitUntil(t, 10*time.Second, func() bool { return rc.find("new_login", id) != nil })
+		if link := rc.find("new_login", id)["revoke_url"]; link != "" {
+			t.Fatalf("a link was built on a Host the wildcard accepted: %q", link)
+		}
+		id = signInTwice(t, g, "host-"+randomID(), fmt.Sprintf("app.localhost:%d", g.port))
+		waitUntil(t, 10*time.Second, func() bool { return rc.find("new_login", id) != nil })
+		if link := rc.find("new_login", id)["revoke_url"]; !strings.HasPrefix(link, fmt.Sprintf("http://app.localhost:%d/.auth/revoke?token=%s.", g.port, id)) {
+			t.Fatalf("the exact host's link: %q", link)
 		}
 	})
 	t.Run("base_url", func(t *testing.T) {

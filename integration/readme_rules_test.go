@@ -35,6 +35,33 @@ func TestReadmeWhoMaySeeWhat(t *testing.T) {
 		if r := user.do("GET", "/reports"); r.StatusCode != 200 {
 			t.Errorf("viewer elsewhere: %d", r.StatusCode)
 		}
+		// As the README says: /admin/* leaves /admin itself open, but
+		// not /admin;x/users, which an app may read as /admin/users.
+		if r := user.do("GET", "/admin"); r.StatusCode != 200 {
+			t.Errorf("viewer on /admin under /admin/*: %d", r.StatusCode)
+		}
+		if r := user.do("GET", "/admin;x/users"); r.StatusCode != 403 {
+			t.Errorf("viewer on /admin;x/users: %d", r.StatusCode)
+		}
+	})
+	t.Run("admin area and its own page", func(t *testing.T) {
+		up := newUpstream(t)
+		g := loadCaddy(t, readmeSite(t, "### An admin area and its own page"), up)
+		admin, user := newClient(t, g), newClient(t, g)
+		admin.signIn("rb-"+randomID(), "roles", "admin")
+		user.signIn("rv-"+randomID(), "roles", "viewer")
+		for _, path := range []string{"/admin", "/admin/", "/admin/users", "/admin;x/users", "/admin."} {
+			if r := admin.do("GET", path); r.StatusCode != 200 {
+				t.Errorf("admin on %s: %d", path, r.StatusCode)
+			}
+			before := up.total()
+			if r := user.do("GET", path); r.StatusCode != 403 || up.total() != before {
+				t.Errorf("viewer on %s: %d", path, r.StatusCode)
+			}
+		}
+		if r := user.do("GET", "/administrators"); r.StatusCode != 200 {
+			t.Errorf("viewer on /administrators: %d", r.StatusCode)
+		}
 	})
 	t.Run("an API by token", func(t *testing.T) {
 		g := loadCaddy(t, readmeSite(t, "### An API by token"), newUpstream(t))

@@ -216,7 +216,7 @@ func TestOIDCStepUpTakesTheNewTokens(t *testing.T) {
 	if id, _, _ := b.me(); id != id0 {
 		t.Fatal("the step-up made a new session")
 	}
-	to, _ := url.Parse(b.get("/.auth/logout?next=%2Fbye").header.Get("Location"))
+	to, _ := url.Parse(b.get("/.auth/logout?next=%2Fbye", "Sec-Fetch-Site", "same-origin").header.Get("Location"))
 	if sid := idTokenSID(t, to.Query().Get("id_token_hint")); sid != "op-sid-new" {
 		t.Fatalf("after a step-up into op-sid-new, the logout hint names %v", sid)
 	}

@@ -43,7 +43,7 @@ func TestOIDCLogoutAtProvider(t *testing.T) {
 	if p, _ := b.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d %s", p.status, p.body)
 	}
-	p := b.get("/.auth/logout?next=%2Fbye")
+	p := b.get("/.auth/logout?next=%2Fbye", "Sec-Fetch-Site", "same-origin")
 	to, err := url.Parse(p.header.Get("Location"))
 	if p.status != http.StatusSeeOther || err != nil || !strings.HasPrefix(to.String(), strings.TrimSuffix(o.issuer, "/")) {
 		t.Fatalf("logout: %d %q", p.status, p.header.Get("Location"))
@@ -67,14 +67,14 @@ func TestOIDCLogoutAtProvider(t *testing.T) {
 	if p, _ := b.oidcSignIn("plain", "alice", "/app"); p.status != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d %s", p.status, p.body)
 	}
-	if p := b.get("/.auth/logout?next=%2Fbye"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/bye" {
+	if p := b.get("/.auth/logout?next=%2Fbye", "Sec-Fetch-Site", "same-origin"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/bye" {
 		t.Fatalf("logout without logout_at_provider: %d %q", p.status, p.header.Get("Location"))
 	}
 	b = newBrowser(t, g.base)
 	if p, _ := b.oidcSignIn("corp", "alice", "/app"); p.status != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d %s", p.status, p.body)
 	}
-	if p := b.get("/.auth/logout", "Accept", "application/json"); p.status != http.StatusNoContent {
+	if p := b.get("/.auth/logout", "Accept", "application/json", "Sec-Fetch-Site", "same-origin"); p.status != http.StatusNoContent {
 		t.Fatalf("an API client's logout: %d %q", p.status, p.header.Get("Location"))
 	}
 }

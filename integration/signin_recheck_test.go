@@ -339,7 +339,7 @@ func TestOIDCLogoutAtProviderAfterRecheck(t *testing.T) {
 	if o.store.refreshAsked.Load() != asked+1 {
 		t.Fatal("no recheck before the logout")
 	}
-	p := b.get("/.auth/logout?next=%2Fbye")
+	p := b.get("/.auth/logout?next=%2Fbye", "Sec-Fetch-Site", "same-origin")
 	to, err := url.Parse(p.header.Get("Location"))
 	if p.status != http.StatusSeeOther || err != nil || strings.Count(to.Query().Get("id_token_hint"), ".") != 2 {
 		t.Fatalf("logout: %d %q", p.status, p.header.Get("Location"))
