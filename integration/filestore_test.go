@@ -1,17 +1,21 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // caddyCLI runs the built caddy with args and returns its output.
@@ -163,5 +167,64 @@ func damage(t *testing.T, path string) {
 	defer fd.Close()
 	if _, err := fd.WriteAt(make([]byte, size), root*int64(size)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// `caddy sessions backup` while sign-ins go on: the copy passes the
+// consistency check, opens as a store and holds every session signed in
+// before the backup began.
+func TestFileStoreBackupUnderLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	g := loadCaddy(t, site("store file "+path+"\nmax_sessions 0"), newUpstream(t))
+	addr := strings.TrimPrefix(g.admin, "http://")
+	user := "backup-" + randomID()
+	var mu sync.Mutex
+	var ids []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c := newClient(t, g)
+				c.signIn(user)
+				mu.Lock()
+				ids = append(ids, strings.SplitN(c.cookie, ".", 2)[0])
+				mu.Unlock()
+			}
+		}()
+	}
+	waitUntil(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) >= 100 })
+	mu.Lock()
+	before := slices.Clone(ids)
+	mu.Unlock()
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	out, err := runCLI(t, "backup", backup, "--address", addr)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	if err := session.CheckFile(backup); err != nil {
+		t.Fatal(err)
+	}
+	f, err := session.OpenFile(backup, nil, session.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, id := range before {
+		if _, err := f.Get(context.Background(), id); err != nil {
+			t.Fatalf("session %s, signed in before the backup: %v", id, err)
+		}
+	}
+	if out, err := runCLI(t, "backup", backup, "--address", addr); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("a backup over an existing file: %v\n%s", err, out)
 	}
 }

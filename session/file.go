@@ -493,7 +493,7 @@ func (f *File) view(fn func(tx *bolt.Tx) error) error {
 	if err := f.update(nil); err != nil {
 		return err
 	}
-	return f.boundedView(fn)
+	return f.readView(fn)
 }
 
 // flushLoop commits pending touches as a group: one commit (one fsync)
@@ -1164,7 +1164,7 @@ func (f *File) Events(_ context.Context, userID string, since time.Time, limit i
 	}
 	now := f.now()
 	var out []Event
-	err := f.boundedView(func(tx *bolt.Tx) error {
+	err := f.readView(func(tx *bolt.Tx) error {
 		prefix := prefixKey(userID)
 		c := tx.Bucket(bEvents).Cursor()
 		// The newest first: from the key after the user's last.
@@ -1234,7 +1234,7 @@ func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration
 		var out []Delivery
 		var next time.Duration // until the earliest delivery not yet due, if any
 		f.omu.Lock()
-		err := f.boundedView(func(tx *bolt.Tx) error {
+		err := f.readView(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bOutbox).Cursor()
 			for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
 				id := strconv.FormatUint(binary.BigEndian.Uint64(k), 10)

@@ -114,20 +114,13 @@ func (f *File) bounded(op func(a *attempt) error) error {
 	}
 }
 
-// boundedView runs fn in a read transaction within the write deadline.
-func (f *File) boundedView(fn func(tx *bolt.Tx) error) error {
-	return f.bounded(func(a *attempt) error {
-		return f.db.View(func(tx *bolt.Tx) error {
-			if a != nil {
-				a.mu.Lock()
-				defer a.mu.Unlock()
-				if a.gone {
-					return errGaveUp
-				}
-			}
-			return fn(tx)
-		})
-	})
+// readView runs fn in a read transaction, a damaged page an error. A
+// read needs no deadline: bbolt's readers never wait for the writer (a
+// stuck commit holds the writer lock only), and a read that must first
+// commit pending touches does that through update, which has one.
+func (f *File) readView(fn func(tx *bolt.Tx) error) (err error) {
+	defer f.recovered(&err)
+	return f.db.View(fn)
 }
 
 // recovered turns a panic of bbolt (a damaged page: an id out of range,

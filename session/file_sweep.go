@@ -173,7 +173,7 @@ func (f *File) SweepPass() (more bool, err error) {
 	name := string(sb.name)
 	var gone [][]byte
 	var next []byte
-	err = f.boundedView(func(tx *bolt.Tx) error {
+	err = f.readView(func(tx *bolt.Tx) error {
 		gone, next = nil, nil
 		c := tx.Bucket(sb.name).Cursor()
 		k, v := c.Seek(f.sweepPos[name])
