@@ -239,10 +239,12 @@ func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider,
 	return nil
 }
 
-// serveCallback completes an OIDC sign-in: the state taken once from the
-// store, the cookie that started it, the code exchanged with the PKCE
-// verifier, the ID token checked (signature, iss, aud, exp, nonce), the
-// claims mapped and allowed, then the session minted. Every refusal is a
+// serveCallback completes an OIDC sign-in: the state one of ours, not
+// used, and the one the browser's binding cookie was sealed for; the
+// callback's iss (RFC 9207); the code exchanged with the PKCE verifier
+// (the state then spent); the ID token checked (signature, iss, aud,
+// exp, nonce, iat, azp, at_hash); the claims mapped and allowed, the
+// user id not another person's; then the session minted. Every refusal is a
 // page in words, a log line and a login_failed event.
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name string) error {
 	p := h.providers[name]
@@ -577,8 +579,8 @@ func claimStrings(v any) []string {
 // not know, another made-up state; never a valid session nor a sign-in),
 // so that a flood of made-up states stays bounded: once over it, the
 // answer is 429 and no login_failed event is recorded.
-// A real callback (its state taken from the store, bound to this
-// browser's cookie) is never refused by this count: it is made after the
+// A real callback (its state made here, bound to this browser's
+// cookie) is never refused by this count: it is made after the
 // state is checked.
 func (h *Handler) callbackRefused(w http.ResponseWriter, r *http.Request, p *provider, why, text string) error {
 	if err := h.rateLimit(r, limitGuess, clientKey(clientIP(r)), "", h.GuessRate); err != nil {

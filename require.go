@@ -65,6 +65,9 @@ var riskFlags = []string{session.FlagIPChanged, session.FlagCountryChanged, sess
 // Provision sets the rule up.
 func (q *Require) Provision(ctx caddy.Context) error {
 	q.logger = ctx.Logger()
+	for i, u := range q.Users {
+		q.Users[i] = userIDOf(u) // as sessions store them: email ids in lower case
+	}
 	return q.check()
 }
 

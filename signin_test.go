@@ -224,4 +224,10 @@ func TestEmailUserIDsAreLowerCase(t *testing.T) {
 	if userIDOf("Alice@Example.com") != "alice@example.com" || userIDOf("Alice") != "Alice" {
 		t.Fatal("userIDOf")
 	}
+	// A users rule written in another case names the same person.
+	q := testRequire(t, &Require{Users: []string{"BOB@example.com"}})
+	up := &upstream{}
+	if w := serve(t, h, get("/", signIn(t, h, "Bob@Example.COM")), chain(q, up)); w.Code != 200 || up.calls != 1 {
+		t.Fatalf("users rule in another case: %d", w.Code)
+	}
 }
