@@ -301,6 +301,59 @@ func TestWebSocketClosesOnRevocationElsewhere(t *testing.T) {
 	}
 }
 
+// The session ends at another gateway while this one's link to the
+// revocation channel is down, so the announcement reaches nobody: when
+// the link is back, the gateway asks the store about the sessions of its
+// open sockets, and the socket closes.
+func TestWebSocketClosesWhenRevokedWhileNotListening(t *testing.T) {
+	for _, proto := range wsProtocols {
+		t.Run(proto, func(t *testing.T) {
+			srv := redisserver.Start(t)
+			prefix := randomID() + ":"
+			channel := session.RevocationChannel(prefix)
+			g := loadWSGateway(t, proto, fmt.Sprintf("store redis redis://%s {\n key_prefix %s\n }", srv.Addr, prefix), &testUpstream{addr: echoUpstream(t, nil)})
+			rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			defer rc.Close()
+			elsewhere := session.NewRedis(rc, prefix, nil)
+			ctx := context.Background()
+			listening := func() bool {
+				n, _ := rc.PubSubNumSub(ctx, channel).Result()
+				return n[channel] > 0
+			}
+			// The gateway subscribes again within a moment: an attempt
+			// whose end it heard after all proves nothing, and is repeated.
+			for attempt := 1; ; attempt++ {
+				c := g.client()
+				c.signIn("ws-deaf-" + randomID())
+				sock := g.openSocket(t, c)
+				waitUntil(t, 5*time.Second, listening)
+				if err := rc.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+					t.Fatal(err)
+				}
+				for deadline := time.Now().Add(5 * time.Second); listening(); time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the gateway's subscription outlived CLIENT KILL")
+					}
+				}
+				start := time.Now()
+				id := strings.SplitN(c.cookie, ".", 2)[0]
+				if _, err := elsewhere.End(ctx, id, time.Now(), session.EndRevoked, session.ActorAdmin, testPolicy); err != nil {
+					t.Fatal(err)
+				}
+				unheard := !listening()
+				took := closedWithin2s(t, sock, start)
+				if unheard {
+					t.Logf("attempt %d: socket closed %s after a revocation announced to nobody", attempt, took)
+					return
+				}
+				if attempt == 10 {
+					t.Fatal("the gateway always subscribed again before the revocation")
+				}
+			}
+		})
+	}
+}
+
 // A session revoked while the upstream is still answering its upgrade
 // (its 101 not sent yet) gets no socket: the upgrade is known under its
 // session before it is forwarded, and is answered as any request of an
