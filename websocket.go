@@ -52,7 +52,6 @@ func isUpgrade(r *http.Request) bool {
 // stream and a connection the proxy took over. done says the handler
 // returned.
 func (h *Handler) trackUpgrade(w http.ResponseWriter, r *http.Request, s *session.Session) (http.ResponseWriter, *http.Request, func()) {
-	h.watchRevocations()
 	ctx, cancel := context.WithCancel(r.Context())
 	r = r.WithContext(ctx)
 	sk := &socket{id: s.ID, h: h, cancel: cancel}
@@ -60,6 +59,9 @@ func (h *Handler) trackUpgrade(w http.ResponseWriter, r *http.Request, s *sessio
 		sk.stream = r.Body // the client's side of the stream; no hijack comes
 	}
 	sockets.add(sk, h.policy.ExpiresAt(s), h.now())
+	// After add: a first subscription asks the store about sk's session
+	// once it listens (an end before that was announced to nobody).
+	h.watchRevocations()
 	return &socketWriter{ResponseWriter: w, sock: sk, r: r}, r, sk.served
 }
 
@@ -161,19 +163,23 @@ func (sk *socket) isClosed() bool {
 // hijacked is over; a hijacked connection lives on until it closes.
 func (sk *socket) served() {
 	sk.mu.Lock()
-	over := sk.conn == nil
+	over := sk.conn == nil && !sk.ended
+	sk.ended = sk.ended || over
 	sk.mu.Unlock()
 	if over {
-		sk.close()
+		sk.cancel()
+		sk.untrack()
 	}
 }
 
-// close ends the socket once: its context, stream and connection.
-func (sk *socket) close() {
+// close ends the socket once: its context, stream and connection. It
+// answers the connection's Close error, net.ErrClosed when it was closed
+// already.
+func (sk *socket) close() error {
 	sk.mu.Lock()
 	if sk.ended {
 		sk.mu.Unlock()
-		return
+		return net.ErrClosed
 	}
 	sk.ended = true
 	conn := sk.conn
@@ -182,9 +188,15 @@ func (sk *socket) close() {
 	if sk.stream != nil {
 		_ = sk.stream.Close()
 	}
+	var err error
 	if conn != nil {
-		_ = conn.Close()
+		err = conn.Close()
 	}
+	sk.untrack()
+	return err
+}
+
+func (sk *socket) untrack() {
 	if sk.timer != nil {
 		sk.timer.Stop()
 	}
@@ -197,11 +209,7 @@ type trackedConn struct {
 	sock *socket
 }
 
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.sock.close()
-	return err
-}
+func (c *trackedConn) Close() error { return c.sock.close() }
 
 // socketTracker knows, process-wide, the open upgrades of each session: a
 // session ended through any handler (or announced by another gateway on
@@ -235,7 +243,7 @@ func (t *socketTracker) add(sk *socket, expires, now time.Time) {
 	t.mu.Lock()
 	if t.ended.Contains(sk.id) {
 		t.mu.Unlock()
-		sk.close()
+		_ = sk.close()
 		return
 	}
 	set := t.bySession[sk.id]
@@ -244,7 +252,7 @@ func (t *socketTracker) add(sk *socket, expires, now time.Time) {
 		t.bySession[sk.id] = set
 	}
 	set[sk] = struct{}{}
-	sk.timer = time.AfterFunc(max(expires.Sub(now), 0), sk.close)
+	sk.timer = time.AfterFunc(max(expires.Sub(now), 0), func() { _ = sk.close() })
 	t.mu.Unlock()
 }
 
@@ -272,7 +280,7 @@ func (t *socketTracker) closeSessions(ids ...string) {
 	}
 	t.mu.Unlock()
 	for _, sk := range doomed {
-		sk.close()
+		_ = sk.close()
 	}
 }
 
@@ -291,9 +299,11 @@ func (t *socketTracker) recheck(storeKey string) {
 		}
 	}
 	t.mu.Unlock()
-	for id, h := range byID {
-		go h.closeIfEnded(id)
-	}
+	go func() {
+		for id, h := range byID { // one at a time: a reconnect is no flood
+			h.closeIfEnded(id)
+		}
+	}()
 }
 
 // closeIfEnded closes the upgrades of session id if the store says it is
