@@ -132,7 +132,9 @@ func (g *wsGateway) dial(ctx context.Context, c *client) (*websocket.Conn, *http
 	u := strings.Replace(g.base, "http", "ws", 1) + "/ws"
 	switch g.proto {
 	case "h2":
-		// x/net's client: net/http's refuses the :protocol pseudo-header.
+		// x/net's client: net/http's (Go 1.26), which x/net's is deprecated
+		// for, refuses the :protocol pseudo-header of an extended CONNECT.
+		//lint:ignore SA1019 the only Go client that sends an extended CONNECT
 		h2 := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: g.roots}}
 		opts.HTTPClient = &http.Client{Transport: &extendedConnect{rt: h2, proto: 2}}
 	case "h3":
