@@ -49,8 +49,8 @@ func isUpgrade(r *http.Request) bool {
 // to the upstream, and gives the request a context of its own: ending the
 // session cancels that context (the proxy then closes both sides, also
 // while it still waits for the upstream's answer), closes a CONNECT's
-// stream and a connection the proxy took over. done says the handler
-// returned.
+// stream and a connection the proxy took over. The func returned is
+// called when the handler returns.
 func (h *Handler) trackUpgrade(w http.ResponseWriter, r *http.Request, s *session.Session) (http.ResponseWriter, *http.Request, func()) {
 	ctx, cancel := context.WithCancel(r.Context())
 	r = r.WithContext(ctx)
@@ -81,7 +81,8 @@ func (w *socketWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // answer is answered as any request of an ended session (not with the
 // proxy's 499 for a cancelled request, nor with the upstream's 101).
 func (w *socketWriter) WriteHeader(code int) {
-	if !w.answered {
+	informational := code >= 100 && code < 200 && code != http.StatusSwitchingProtocols
+	if !w.answered && !informational {
 		w.answered = true
 		if w.sock.isClosed() {
 			w.refused = true
