@@ -70,6 +70,7 @@ func (c *sessionCache) drop(ids ...string) {
 // revocationHub listens on the store's revocation channel for the caches
 // of this process that use the store.
 type revocationHub struct {
+	key     string // the store's, as in storePool
 	client  redis.UniversalClient
 	channel string
 	logger  *zap.Logger
@@ -103,6 +104,7 @@ func (hub *revocationHub) setHealthy(ok bool) {
 	hub.mu.Unlock()
 	hub.ok.Store(ok)
 	if ok {
+		sockets.recheck(hub.key) // ends announced while nobody listened
 		hub.logger.Info("session cache on: revocation channel subscribed")
 	} else {
 		hub.logger.Warn("session cache off until the revocation channel is back: every request goes to the store")

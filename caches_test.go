@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -100,7 +101,10 @@ func TestRevocationHubChangedKeepsConnections(t *testing.T) {
 	s := &session.Session{ID: id, UserID: "zoe", CreatedAt: now, LastActiveAt: now}
 	conn, peer := net.Pipe()
 	defer peer.Close()
-	tracked := sockets.add(id, conn, now.Add(time.Hour), now)
+	ctx, cancel := context.WithCancel(context.Background())
+	sk := &socket{id: id, cancel: cancel}
+	sockets.add(sk, now.Add(time.Hour), now)
+	tracked, _ := sk.hijacked(conn)
 	defer tracked.Close()
 	open := func() bool {
 		sockets.mu.Lock()
@@ -115,7 +119,7 @@ func TestRevocationHubChangedKeepsConnections(t *testing.T) {
 	}
 	cache.put(s, [32]byte{1}, now)
 	hub.heard("ffff," + id)
-	if cache.lru.Contains(id) || open() {
-		t.Fatalf("ended: cached %v, connection open %v", cache.lru.Contains(id), open())
+	if cache.lru.Contains(id) || open() || ctx.Err() == nil {
+		t.Fatalf("ended: cached %v, connection open %v, request going on %v", cache.lru.Contains(id), open(), ctx.Err() == nil)
 	}
 }

@@ -100,7 +100,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.stripOwnCookies(r)
 	h.stripBearer(r)
 	if a.sess != nil && isUpgrade(r) {
-		w = &socketWriter{ResponseWriter: w, h: h, s: a.sess}
+		var served func()
+		w, r, served = h.trackUpgrade(w, r, a.sess)
+		defer served()
 	}
 	iw := &interceptor{h: h, r: r, sess: a.sess}
 	iw.ResponseWriter = w

@@ -160,7 +160,7 @@ var revocationHubPool = caddy.NewUsagePool()
 func loadRevocationHub(storeKey string, client redis.UniversalClient, channel string, logger *zap.Logger) (*revocationHub, error) {
 	v, _, err := revocationHubPool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
 		ctx, cancel := context.WithCancel(context.Background())
-		hub := &revocationHub{client: client, channel: channel, logger: logger,
+		hub := &revocationHub{key: storeKey, client: client, channel: channel, logger: logger,
 			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
 		go hub.run(ctx)
 		return hub, nil
