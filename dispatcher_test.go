@@ -178,8 +178,8 @@ func TestDeadMailServerLosesNoWebhook(t *testing.T) {
 // hangingSMTP accepts connections and never says a word; it counts the
 // connections open at once and those the gateway gave up.
 type hangingSMTP struct {
-	addr string
-	mu   sync.Mutex
+	addr               string
+	mu                 sync.Mutex
 	open, most, closed int
 }
 
