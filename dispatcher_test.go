@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -387,4 +388,27 @@ func TestNoticeGivenUpAfterADay(t *testing.T) {
 			t.Fatalf("channels after the notice was given up: %v %v", targets, err)
 		}
 	})
+}
+
+// The README and the runbook state the delivery policy the code has.
+func TestDocsStateTheDeliveryPolicy(t *testing.T) {
+	policy := []string{
+		fmt.Sprintf("every %d minutes", int(retryMax.Minutes())),
+		fmt.Sprintf("within %d hours", int(giveUpAfter.Hours())),
+		fmt.Sprintf("each attempt gets %d s", int(deliveryTimeout.Seconds())),
+		fmt.Sprintf("%d,%03d", session.OutboxCap/1000, session.OutboxCap%1000),
+		`result="given_up"`,
+	}
+	for _, doc := range []string{"README.md", "docs/operations.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(strings.Fields(string(b)), " ")
+		for _, want := range policy {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s does not say %q", doc, want)
+			}
+		}
+	}
 }
