@@ -76,10 +76,7 @@ func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Sessio
 	if h.Notify == nil || !h.notifyWants(event) {
 		return
 	}
-	n := session.Notice{
-		Event: event, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
-		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
-	}
+	n := webhookNotice(event, s, at)
 	if event != noticeRevoke && r != nil {
 		n.RevokeURL = h.revokeURL(r, s)
 	}
@@ -88,6 +85,14 @@ func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Sessio
 	if err := h.store.Enqueue(ctx, h.Notify.URL, n); err != nil {
 		h.metrics.notification("dropped")
 		h.logger.Error("queueing a notification", zap.String("event", event), zap.Error(err))
+	}
+}
+
+// webhookNotice is the notice of event about s, without its link.
+func webhookNotice(event string, s *session.Session, at time.Time) session.Notice {
+	return session.Notice{
+		Event: event, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
+		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
 	}
 }
 
