@@ -205,7 +205,7 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 		if err != nil {
 			return storeError(err)
 		}
-		revoked = append(revoked, adminEnded(ref, ended, now)...)
+		revoked = append(revoked, adminEndedMany(ref, ended, now)...)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": revoked})
 }
@@ -217,31 +217,6 @@ func adminEnded(ref storeRef, ended []*session.Session, now time.Time) []string 
 	ids := idsOf(ended)
 	forgetEverywhere(ids...)
 	return ids
-}
-
-// revokeEveryone ends every active session of every user, in every
-// store: the emergency stop. It asks for ?all=true so that no stray
-// DELETE does it.
-func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores []storeRef) error {
-	if r.URL.Query().Get("all") != "true" {
-		return apiError(http.StatusBadRequest, "revoking every session needs ?all=true")
-	}
-	n := 0
-	for _, ref := range stores {
-		users, err := ref.store.Users(r.Context())
-		if err != nil {
-			return storeError(err)
-		}
-		for _, u := range users {
-			now := ref.h.now()
-			ended, err := ref.store.EndUser(r.Context(), u, "", now, session.EndRevoked, session.ActorAdmin, ref.h.policy)
-			if err != nil {
-				return storeError(err)
-			}
-			n += len(adminEnded(ref, ended, now))
-		}
-	}
-	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 // byIP lists the active sessions last seen from ?ip=, store after store;

@@ -94,6 +94,9 @@ func configureSessionsCommand(cmd *cobra.Command) {
 		Use: "revoke (--user <id> (--all | --except <session>) | --id <session>)", Short: "End sessions",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if everyone, _ := c.Flags().GetBool("everyone"); everyone {
+				return revokeEveryoneCLI(c)
+			}
 			user, _ := c.Flags().GetString("user")
 			id, _ := c.Flags().GetString("id")
 			except, _ := c.Flags().GetString("except")
@@ -156,6 +159,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	revoke.Flags().Bool("all", false, "With --user: end every session of the user")
 	revoke.Flags().String("except", "", "With --user: end all but this session (an id or its unique prefix)")
 	revoke.Flags().String("id", "", "End one session (the whole id, or with --user a unique prefix)")
+	revoke.Flags().Bool("everyone", false, "End every session of every user (the emergency stop), showing progress")
 
 	events := &cobra.Command{
 		Use: "events --user <id> [--limit <n>]", Short: "Show a user's audit events, newest first",

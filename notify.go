@@ -8,19 +8,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/sessionauth/caddy-sessionauth/email"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -35,14 +31,38 @@ const (
 	noticeTokenCreated     = "token_created"
 )
 
-// Delivery: a receiver gets deliveryTimeout per attempt; a failed attempt
-// is retried after retryBase·2^attempt (at most retryMax), maxAttempts in all.
+// Delivery: a receiver gets deliveryTimeout per attempt. A notice whose
+// attempt failed is due again retryBase·2^attempt later, at most retryMax,
+// and is given up once it has waited giveUpAfter; while a channel's
+// receiver fails, the channel tries one notice at a time at that pace.
 var (
 	deliveryTimeout = 10 * time.Second
 	retryBase       = time.Second
 	retryMax        = 5 * time.Minute
-	maxAttempts     = 8
+	giveUpAfter     = 24 * time.Hour
 )
+
+const (
+	// claimBatch bounds what one claim takes: the claimed deliveries wait
+	// their turn, each up to deliveryTimeout, and 4 of them are done well
+	// within a minute, after which another gateway sharing Redis would
+	// take them over (session.staleClaim).
+	claimBatch = 4
+	// orphanGrace is how long notices for a receiver no config names wait
+	// for one that does (a start, a reload) before they are dropped.
+	orphanGrace = time.Minute
+	// discoverEvery is how often the dispatcher lists the store's
+	// channels, to find those of receivers no config names.
+	discoverEvery = time.Minute
+)
+
+// backoff is the wait after the n-th failure in a row (n from 0).
+func backoff(n int) time.Duration {
+	if n >= 20 {
+		return retryMax
+	}
+	return min(retryBase<<n, retryMax)
+}
 
 // notify queues the notices of event about s that the config asks for:
 // to the webhook, and a mail for the events mails tell of. Delivery
@@ -57,10 +77,7 @@ func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Sessio
 	if h.Notify == nil || !h.notifyWants(event) {
 		return
 	}
-	n := session.Notice{
-		Event: event, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
-		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
-	}
+	n := webhookNotice(event, s, at)
 	if event != noticeRevoke && r != nil {
 		n.RevokeURL = h.revokeURL(r, s)
 	}
@@ -69,6 +86,14 @@ func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Sessio
 	if err := h.store.Enqueue(ctx, h.Notify.URL, n); err != nil {
 		h.metrics.notification("dropped")
 		h.logger.Error("queueing a notification", zap.String("event", event), zap.Error(err))
+	}
+}
+
+// webhookNotice is the notice of event about s, without its link.
+func webhookNotice(event string, s *session.Session, at time.Time) session.Notice {
+	return session.Notice{
+		Event: event, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
+		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
 	}
 }
 
@@ -120,168 +145,6 @@ func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
 		return ""
 	}
 	return base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
-}
-
-// dispatcher delivers the outbox of one store, one per store in this
-// process while a handler with a notify config uses it (dispatcherPool).
-// The handlers hand it the receivers they send to, with their secrets.
-type dispatcher struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	// The newest config's metrics: each config load has its own metrics
-	// registry, and a reload drops the old one from /metrics.
-	metrics atomic.Pointer[metrics]
-
-	mu        sync.Mutex
-	receivers []receiver // of the handlers using it, in provision order
-}
-
-// receiver is what one handler sends to: a webhook, a mail server, or both.
-type receiver struct {
-	hook *Notify
-	mail *email.Server
-}
-
-// Destruct stops delivering once no handler uses the store's outbox.
-func (d *dispatcher) Destruct() error {
-	d.cancel()
-	<-d.done
-	return nil
-}
-
-// serve adds a handler's receivers; release takes them away again.
-func (d *dispatcher) serve(n *Notify, mail *email.Server, m *metrics) {
-	d.mu.Lock()
-	d.receivers = append(d.receivers, receiver{n, mail})
-	d.mu.Unlock()
-	d.metrics.Store(m)
-}
-
-func (d *dispatcher) release(n *Notify, mail *email.Server) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i, x := range d.receivers {
-		if x == (receiver{n, mail}) {
-			d.receivers = append(d.receivers[:i:i], d.receivers[i+1:]...)
-			return
-		}
-	}
-}
-
-// secret is the secret of the newest config that sends to target; during
-// a reload the new config's word counts.
-func (d *dispatcher) secret(target string) (string, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i := len(d.receivers) - 1; i >= 0; i-- {
-		if n := d.receivers[i].hook; n != nil && n.URL == target {
-			return n.Secret, true
-		}
-	}
-	return "", false
-}
-
-// mailServer is the mail server of the newest config that has one.
-func (d *dispatcher) mailServer() *email.Server {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i := len(d.receivers) - 1; i >= 0; i-- {
-		if m := d.receivers[i].mail; m != nil {
-			return m
-		}
-	}
-	return nil
-}
-
-func (d *dispatcher) run(ctx context.Context, st session.Outbox, logger *zap.Logger, now func() time.Time) {
-	defer close(d.done)
-	consumer := consumerName()
-	client := &http.Client{Timeout: deliveryTimeout}
-	pause := 0 * time.Second
-	for ctx.Err() == nil {
-		if pause > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(pause):
-			}
-		}
-		batch, err := st.Claim(ctx, consumer, 16, time.Second)
-		if err != nil {
-			if ctx.Err() == nil {
-				logger.Warn("reading the notification queue", zap.Error(err))
-			}
-			pause = min(2*pause+100*time.Millisecond, 5*time.Second)
-			continue
-		}
-		pause = 0
-		for _, del := range batch {
-			d.deliver(ctx, st, client, del, logger, d.metrics.Load(), now)
-		}
-	}
-}
-
-func (d *dispatcher) deliver(ctx context.Context, st session.Outbox, client *http.Client, del session.Delivery, logger *zap.Logger, m *metrics, now func() time.Time) {
-	var err error
-	if del.Target == mailTarget {
-		srv := d.mailServer()
-		if srv == nil {
-			m.notification("dropped")
-			logger.Warn("notification mail dropped: no notify email config any more", zap.Strings("events", del.Notice.Events))
-			_ = st.Ack(ctx, del)
-			return
-		}
-		actx, cancel := context.WithTimeout(ctx, deliveryTimeout)
-		err = sendMail(actx, srv, del.Notice)
-		cancel()
-	} else {
-		secret, known := d.secret(del.Target)
-		if !known {
-			// No config sends there any more: nobody to sign for.
-			m.notification("dropped")
-			logger.Warn("notification dropped: no notify config for its receiver any more", zap.String("event", del.Notice.Event))
-			_ = st.Ack(ctx, del)
-			return
-		}
-		err = post(ctx, client, del.Target, secret, del.Notice)
-	}
-	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	switch {
-	case err == nil:
-		m.notification("delivered")
-		_ = st.Ack(bctx, del)
-	case errors.Is(err, email.ErrNoAddress) || errors.Is(err, email.ErrNothingToSay):
-		// Retrying cannot help.
-		m.notification("failed")
-		logger.Error("notification mail not sent", zap.String("event", del.Notice.Event), zap.Error(err))
-		_ = st.Ack(bctx, del)
-	case errors.Is(err, email.ErrNoSTARTTLS):
-		// Not sent in clear; said at once, as the operator must act.
-		logger.Error("notification mail not sent: the mail server does not offer STARTTLS "+
-			"(set tls implicit for port 465, or tls none to send in clear)", zap.Int("attempt", del.Attempt+1), zap.Error(err))
-		retryOrGiveUp(bctx, st, del, err, logger, m, now)
-	default:
-		retryOrGiveUp(bctx, st, del, err, logger, m, now)
-	}
-}
-
-func retryOrGiveUp(bctx context.Context, st session.Outbox, del session.Delivery, err error, logger *zap.Logger, m *metrics, now func() time.Time) {
-	switch {
-	case del.Attempt+1 >= maxAttempts:
-		m.notification("failed")
-		logger.Error("notification given up", zap.String("event", del.Notice.Event), zap.Int("attempts", del.Attempt+1), zap.Error(err))
-		_ = st.Ack(bctx, del)
-	default:
-		m.notification("retried")
-		wait := min(retryBase<<del.Attempt, retryMax)
-		if c := logger.Check(zap.InfoLevel, "notification failed, will retry"); c != nil {
-			c.Write(zap.String("event", del.Notice.Event), zap.Duration("in", wait), zap.Error(err))
-		}
-		if rerr := st.Retry(bctx, del, now().Add(wait)); rerr != nil {
-			logger.Error("scheduling a notification retry", zap.Error(rerr))
-		}
-	}
 }
 
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.

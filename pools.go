@@ -140,9 +140,8 @@ var dispatcherPool = caddy.NewUsagePool()
 // h's receiver added; h's Cleanup releases it.
 func loadDispatcher(h *Handler) (*dispatcher, error) {
 	v, _, err := dispatcherPool.LoadOrNew(h.storeKey, func() (caddy.Destructor, error) {
-		ctx, cancel := context.WithCancel(context.Background())
-		d := &dispatcher{cancel: cancel, done: make(chan struct{})}
-		go d.run(ctx, h.store, h.logger, h.now)
+		d := newDispatcher(h.store, h.logger, h.now)
+		d.start()
 		return d, nil
 	})
 	if err != nil {

@@ -321,7 +321,7 @@ func TestTokenCreatedNoticeAndLink(t *testing.T) {
 		tok := mustToken(t, h, maker, "192.0.2.10", "stolen")
 		var n session.Notice
 		for range 50 {
-			ds, err := h.store.Claim(context.Background(), "test", 10, 100*time.Millisecond)
+			ds, err := h.store.Claim(context.Background(), "test", h.Notify.URL, 10, 100*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,10 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,8 +41,8 @@ type File struct {
 	// whose delivery a crash interrupted is still delivered.
 	omu      sync.Mutex
 	claimed  map[string]bool
-	queued   chan struct{} // a send wakes a waiting Claim: the outbox changed
-	outboxN  int           // entries in the outbox bucket
+	queued   wakers         // a send wakes a Claim waiting on its channel
+	outboxN  map[string]int // entries in the outbox bucket, by target
 	sweepPos map[string][]byte
 
 	// Records that Validate decoded lately, with the bytes they came
@@ -77,7 +75,7 @@ var (
 	bEvCount  = []byte("evcount")  // prefixKey(user) -> events kept (uint64)
 	bHistory  = []byte("history")  // user -> fileHistory (JSON)
 	bCounters = []byte("counters") // key -> count and window end
-	bOutbox   = []byte("outbox")   // delivery id (seq) -> fileDelivery (JSON)
+	bOutbox   = []byte("outbox")   // channelID(target)+seq -> fileDelivery (JSON)
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
 	bLinks    = []byte("links")    // key -> linkSet (JSON)
 	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks}
@@ -1191,141 +1189,6 @@ func (f *File) Events(_ context.Context, userID string, since time.Time, limit i
 		out = out[:limit]
 	}
 	return out, nil
-}
-
-// Enqueue implements Store. The queue is bounded (OutboxCap).
-func (f *File) Enqueue(_ context.Context, target string, n Notice) error {
-	f.omu.Lock()
-	defer f.omu.Unlock()
-	if f.outboxN >= OutboxCap {
-		return ErrOutboxFull
-	}
-	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: target, Notice: n}, Due: f.now()})
-	if err != nil {
-		return err
-	}
-	err = f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bOutbox)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		return b.Put(u64(seq), v)
-	})
-	if err == nil {
-		f.outboxN++
-		f.wake()
-	}
-	return err
-}
-
-// wake tells a waiting Claim that the outbox changed.
-func (f *File) wake() { signal(f.queued) }
-
-// Claim implements Store: the due deliveries not claimed since this
-// process opened the file, oldest first.
-func (f *File) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
-	deadline := time.Now().Add(block)
-	if !f.awaitOpen(ctx, deadline) {
-		return nil, ctx.Err() // not open yet (Caddy opens it at start): nothing due
-	}
-	for {
-		now := f.now()
-		var out []Delivery
-		var next time.Duration // until the earliest delivery not yet due, if any
-		f.omu.Lock()
-		err := f.readView(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bOutbox).Cursor()
-			for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
-				id := strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
-				if f.claimed[id] {
-					continue
-				}
-				var d fileDelivery
-				if json.Unmarshal(v, &d) != nil {
-					continue
-				}
-				if wait := d.Due.Sub(now); wait > 0 {
-					if next == 0 || wait < next {
-						next = wait
-					}
-					continue
-				}
-				out = append(out, Delivery{ID: id, Target: d.Target, Notice: d.Notice, Attempt: d.Attempt})
-			}
-			return nil
-		})
-		for _, d := range out {
-			f.claimed[d.ID] = true
-		}
-		f.omu.Unlock()
-		if err != nil {
-			return nil, err
-		}
-		if len(out) > 0 || !time.Now().Before(deadline) {
-			return out, nil
-		}
-		if err := awaitOutbox(ctx, f.queued, deadline, next); err != nil {
-			return nil, err
-		}
-	}
-}
-
-func outboxKey(id string) ([]byte, error) {
-	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("outbox delivery id %q: %w", id, err)
-	}
-	return u64(n), nil
-}
-
-// Ack implements Store.
-func (f *File) Ack(_ context.Context, d Delivery) error {
-	return f.settle(d.ID, nil)
-}
-
-// Retry implements Store.
-func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
-	v, err := json.Marshal(fileDelivery{outboxEntry: outboxEntry{Target: d.Target, Notice: d.Notice, Attempt: d.Attempt + 1}, Due: at})
-	if err != nil {
-		return err
-	}
-	return f.settle(d.ID, v)
-}
-
-// settle ends the claim on a delivery: it leaves the outbox (v nil, an
-// Ack) or goes back as v (a Retry, which wakes a waiting Claim). The
-// outbox's count follows what was there before.
-func (f *File) settle(id string, v []byte) error {
-	k, err := outboxKey(id)
-	if err != nil {
-		return err
-	}
-	f.omu.Lock()
-	defer f.omu.Unlock()
-	existed := false
-	err = f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bOutbox)
-		existed = b.Get(k) != nil
-		if v == nil {
-			return b.Delete(k)
-		}
-		return b.Put(k, v)
-	})
-	if err != nil {
-		return err
-	}
-	delete(f.claimed, id)
-	switch {
-	case v == nil && existed:
-		f.outboxN--
-	case v != nil && !existed:
-		f.outboxN++
-	}
-	if v != nil {
-		f.wake()
-	}
-	return nil
 }
 
 var _ Store = (*File)(nil)

@@ -68,7 +68,6 @@ func NewFile(path string, now func() time.Time, o FileOptions) *File {
 		pending:  make(map[string]fileTouch),
 		decoded:  make(map[string]*decodedRecord),
 		claimed:  make(map[string]bool),
-		queued:   make(chan struct{}, 1),
 		sweepPos: make(map[string][]byte),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -161,7 +160,10 @@ func (f *File) Open() error {
 				return err
 			}
 		}
-		f.outboxN = tx.Bucket(bOutbox).Stats().KeyN
+		var err error
+		if f.outboxN, err = openOutbox(tx); err != nil {
+			return err
+		}
 		meta, err := tx.CreateBucketIfNotExists(bMeta)
 		if err != nil {
 			return err

@@ -74,7 +74,7 @@ func TestFileKeepsEverythingAcrossReopen(t *testing.T) {
 	if err := f.Enqueue(ctx, "https://hooks.example/a", session.Notice{Event: "new_login", UserID: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := f.Claim(ctx, "g", 10, time.Second); err != nil || len(got) != 1 {
+	if got, err := f.Claim(ctx, "g", "https://hooks.example/a", 10, time.Second); err != nil || len(got) != 1 {
 		t.Fatalf("claim: %v %v", got, err)
 	}
 	if n, _, err := f.Hit(ctx, "login:192.0.2.1", time.Hour, clock.Now()); err != nil || n != 1 {
@@ -103,14 +103,14 @@ func TestFileKeepsEverythingAcrossReopen(t *testing.T) {
 	if n, _, _ := f.Hit(ctx, "login:192.0.2.1", time.Hour, clock.Now()); n != 2 {
 		t.Fatalf("the counter started again at %d", n)
 	}
-	got, err := f.Claim(ctx, "g", 10, time.Second)
+	got, err := f.Claim(ctx, "g", "https://hooks.example/a", 10, time.Second)
 	if err != nil || len(got) != 1 || got[0].Notice.UserID != "alice" {
 		t.Fatalf("a notice claimed before the restart and never acked: %v %v", got, err)
 	}
 	if err := f.Ack(ctx, got[0]); err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := f.Claim(ctx, "g", 10, 50*time.Millisecond); len(again) != 0 {
+	if again, _ := f.Claim(ctx, "g", "https://hooks.example/a", 10, 50*time.Millisecond); len(again) != 0 {
 		t.Fatalf("acked notice came back: %v", again)
 	}
 	if ss, _, _ := f.ByIP(ctx, "198.51.100.7", clock.Now(), filePolicy, "", 10); len(ss) != 1 || ss[0].ID != kept {

@@ -29,10 +29,9 @@ type Memory struct {
 	stashed  map[string]memStash            // one-use records (Stash, Take)
 	links    map[string]linkSet             // Link, Linked
 	global   []memEvent                     // events without a user, capped
-	outbox   []memDelivery                  // notices waiting, bounded
-	inflight map[string]memDelivery         // claimed, not yet acked
+	outbox   map[string]*memChannel         // by target
 	nextID   int64
-	queued   chan struct{} // a send wakes a waiting Claim: the outbox grew
+	queued   wakers // a send wakes a Claim waiting on its channel
 
 	stop chan struct{}
 	once sync.Once
@@ -180,37 +179,52 @@ type memDelivery struct {
 	due time.Time
 }
 
-// Enqueue implements Store. The queue is bounded (OutboxCap): when full,
-// the new notice is refused and the caller told, to count and log it.
+// memChannel is one target's part of the outbox, bounded (OutboxCap).
+type memChannel struct {
+	waiting  []memDelivery
+	inflight map[string]memDelivery // claimed, not yet acked
+}
+
+// channel is target's part of the outbox; m.mu is held.
+func (m *Memory) channel(target string) *memChannel {
+	ch := m.outbox[target]
+	if ch == nil {
+		ch = &memChannel{inflight: make(map[string]memDelivery)}
+		m.outbox[target] = ch
+	}
+	return ch
+}
+
+// Enqueue implements Store. Each channel is bounded (OutboxCap): when
+// full, the new notice is refused and the caller told, to count and log it.
 func (m *Memory) Enqueue(_ context.Context, target string, n Notice) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.outbox)+len(m.inflight) >= OutboxCap {
+	ch := m.channel(target)
+	if len(ch.waiting)+len(ch.inflight) >= OutboxCap {
 		return ErrOutboxFull
 	}
 	m.nextID++
 	d := memDelivery{Delivery: Delivery{ID: strconv.FormatInt(m.nextID, 10), Target: target, Notice: n}, due: m.now()}
-	m.outbox = append(m.outbox, d)
-	m.wake()
+	ch.waiting = append(ch.waiting, d)
+	m.queued.wake(target)
 	return nil
 }
 
-// wake tells a waiting Claim that the outbox changed.
-func (m *Memory) wake() { signal(m.queued) }
-
 // Claim implements Store.
-func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Duration) ([]Delivery, error) {
+func (m *Memory) Claim(ctx context.Context, _, target string, max int, block time.Duration) ([]Delivery, error) {
 	deadline := time.Now().Add(block)
 	for {
 		m.mu.Lock()
 		now := m.now()
+		ch := m.channel(target)
 		var out []Delivery
 		var next time.Duration // until the earliest delivery not yet due, if any
-		kept := m.outbox[:0]
-		for _, d := range m.outbox {
+		kept := ch.waiting[:0]
+		for _, d := range ch.waiting {
 			if len(out) < max && !d.due.After(now) {
 				out = append(out, d.Delivery)
-				m.inflight[d.ID] = d
+				ch.inflight[d.ID] = d
 				continue
 			}
 			kept = append(kept, d)
@@ -218,12 +232,12 @@ func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Durati
 				next = wait
 			}
 		}
-		m.outbox = kept
+		ch.waiting = kept
 		m.mu.Unlock()
 		if len(out) > 0 || !time.Now().Before(deadline) {
 			return out, nil
 		}
-		if err := awaitOutbox(ctx, m.queued, deadline, next); err != nil {
+		if err := awaitOutbox(ctx, m.queued.of(target), deadline, next); err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +246,7 @@ func (m *Memory) Claim(ctx context.Context, _ string, max int, block time.Durati
 // Ack implements Store.
 func (m *Memory) Ack(_ context.Context, d Delivery) error {
 	m.mu.Lock()
-	delete(m.inflight, d.ID)
+	delete(m.channel(d.Target).inflight, d.ID)
 	m.mu.Unlock()
 	return nil
 }
@@ -241,11 +255,26 @@ func (m *Memory) Ack(_ context.Context, d Delivery) error {
 func (m *Memory) Retry(_ context.Context, d Delivery, at time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.inflight, d.ID)
+	ch := m.channel(d.Target)
+	delete(ch.inflight, d.ID)
 	d.Attempt++
-	m.outbox = append(m.outbox, memDelivery{Delivery: d, due: at})
-	m.wake()
+	ch.waiting = append(ch.waiting, memDelivery{Delivery: d, due: at})
+	m.queued.wake(d.Target)
 	return nil
+}
+
+// Targets implements Store.
+func (m *Memory) Targets(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for target, ch := range m.outbox {
+		if len(ch.waiting)+len(ch.inflight) > 0 {
+			out = append(out, target)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 type memEvent struct {
@@ -269,8 +298,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 		counters: make(map[string]*memCounter),
 		stashed:  make(map[string]memStash),
 		links:    make(map[string]linkSet),
-		inflight: make(map[string]memDelivery),
-		queued:   make(chan struct{}, 1),
+		outbox:   make(map[string]*memChannel),
 		stop:     make(chan struct{}),
 	}
 	key, err := newTagKey()

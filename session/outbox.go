@@ -2,8 +2,10 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -56,16 +58,48 @@ func decodeEntry(id, s string) (Delivery, bool) {
 	return Delivery{ID: id, Target: e.Target, Notice: e.Notice, Attempt: e.Attempt}, true
 }
 
-// OutboxCap is how many undelivered notices an outbox holds (waiting,
-// being delivered, or due for a retry). A notice past it is refused with
-// ErrOutboxFull, for the caller to count and log: no notice already
-// queued is ever dropped to make room. A variable so that tests can lower
-// it; set it before any store is in use.
+// OutboxCap is how many undelivered notices one channel of an outbox
+// (one target) holds: waiting, being delivered, or due for a retry. A
+// notice past it is refused with ErrOutboxFull, for the caller to count
+// and log: no notice already queued is ever dropped to make room, and a
+// full channel refuses nothing to the others. A variable so that tests
+// can lower it; set it before any store is in use.
 var OutboxCap = 10_000
 
-// ErrOutboxFull: the outbox holds OutboxCap notices; the new one was not
-// queued.
+// ErrOutboxFull: the target's channel holds OutboxCap notices; the new
+// one was not queued.
 var ErrOutboxFull = errors.New("notification queue full: notice dropped")
+
+// channelID names target's channel in a store: 8 bytes of its SHA-256,
+// the same for every gateway and across restarts.
+func channelID(target string) []byte {
+	sum := sha256.Sum256([]byte(target))
+	return sum[:8]
+}
+
+// wakers holds one wake-up per channel, for the embedded stores' Claim.
+type wakers struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+// of is target's wake-up channel.
+func (w *wakers) of(target string) chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = make(map[string]chan struct{})
+	}
+	c := w.m[target]
+	if c == nil {
+		c = make(chan struct{}, 1)
+		w.m[target] = c
+	}
+	return c
+}
+
+// wake tells a Claim waiting on target's channel that it changed.
+func (w *wakers) wake(target string) { signal(w.of(target)) }
 
 // signal wakes a Claim waiting on queued, if one waits (queued has a
 // buffer of one: a wake-up is never lost, never blocks).

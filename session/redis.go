@@ -38,6 +38,9 @@ type Redis struct {
 	// the right owner and the entry is replaced.
 	owners memo[string]
 	recent memo[seen] // session id → what its last validation here saw
+	// targets: notification target → when this process last listed it
+	// among the outbox's channels (redis_outbox.go).
+	targets sync.Map
 }
 
 // NewRedis returns a store on client with keys under prefix. The client is
@@ -616,102 +619,6 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 		return nil, fmt.Errorf("indexing the session's IP: %w", err)
 	}
 	return decode(id, res)
-}
-
-const (
-	outboxGroup = "sessionauth"
-	outboxTTL   = 7 * 24 * time.Hour // an outbox nobody reads for a week goes
-	staleClaim  = time.Minute        // a delivery claimed this long ago by a silent gateway is taken over
-)
-
-func (r *Redis) outboxKeys() []string {
-	return []string{r.prefix + "{notify}:q", r.prefix + "{notify}:r"}
-}
-
-// Enqueue implements Store.
-func (r *Redis) Enqueue(ctx context.Context, target string, n Notice) error {
-	err := enqueueScript.Run(ctx, r.client, r.outboxKeys(), encodeEntry(target, n, 0), OutboxCap, outboxTTL.Milliseconds()).Err()
-	if err != nil && strings.HasPrefix(err.Error(), "OUTBOXFULL") {
-		return ErrOutboxFull
-	}
-	if err != nil {
-		return fmt.Errorf("queueing notification: %w", err)
-	}
-	return nil
-}
-
-// Claim implements Store.
-func (r *Redis) Claim(ctx context.Context, consumer string, max int, block time.Duration) ([]Delivery, error) {
-	keys := r.outboxKeys()
-	if err := promoteScript.Run(ctx, r.client, keys, ms(r.now()), max, outboxTTL.Milliseconds()).Err(); err != nil {
-		return nil, fmt.Errorf("claiming notifications: %w", err)
-	}
-	// Deliveries a dead gateway claimed and never acknowledged.
-	stale, _, err := r.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: keys[0], Group: outboxGroup, Consumer: consumer, MinIdle: staleClaim, Start: "0-0", Count: int64(max),
-	}).Result()
-	if err != nil && !isNoGroup(err) {
-		return nil, fmt.Errorf("claiming notifications: %w", err)
-	}
-	if len(stale) > 0 {
-		return decodeMessages(stale), nil
-	}
-	for try := 0; try < 2; try++ {
-		streams, err := r.client.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: outboxGroup, Consumer: consumer, Streams: []string{keys[0], ">"}, Count: int64(max), Block: block,
-		}).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return nil, nil
-		case isNoGroup(err):
-			// From the start of the stream: what was queued before any
-			// gateway read it is delivered too.
-			if err := r.client.XGroupCreateMkStream(ctx, keys[0], outboxGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-				return nil, fmt.Errorf("creating the notification group: %w", err)
-			}
-			_ = r.client.PExpire(ctx, keys[0], outboxTTL).Err()
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("claiming notifications: %w", err)
-		}
-		var out []Delivery
-		for _, s := range streams {
-			out = append(out, decodeMessages(s.Messages)...)
-		}
-		return out, nil
-	}
-	return nil, nil
-}
-
-func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
-
-func decodeMessages(msgs []redis.XMessage) []Delivery {
-	var out []Delivery
-	for _, m := range msgs {
-		e, _ := m.Values["e"].(string)
-		if d, ok := decodeEntry(m.ID, e); ok {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// Ack implements Store.
-func (r *Redis) Ack(ctx context.Context, d Delivery) error {
-	if err := ackScript.Run(ctx, r.client, r.outboxKeys()[:1], outboxGroup, d.ID).Err(); err != nil {
-		return fmt.Errorf("acknowledging notification: %w", err)
-	}
-	return nil
-}
-
-// Retry implements Store.
-func (r *Redis) Retry(ctx context.Context, d Delivery, at time.Time) error {
-	err := retryScript.Run(ctx, r.client, r.outboxKeys(), outboxGroup, d.ID,
-		encodeEntry(d.Target, d.Notice, d.Attempt+1), ms(at), outboxTTL.Milliseconds()).Err()
-	if err != nil {
-		return fmt.Errorf("scheduling a notification retry: %w", err)
-	}
-	return nil
 }
 
 // Users implements Store: a SCAN of the user indexes, on every master of

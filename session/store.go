@@ -231,22 +231,30 @@ type Audit interface {
 }
 
 // Outbox holds the security notifications until a dispatcher delivers
-// them.
+// them. Each target (a webhook URL, or the mail channel) is a channel of
+// its own: its own queue and cap, claimed by its own sender, so that a
+// dead or hanging receiver holds up and fills only its own channel.
 type Outbox interface {
-	// Enqueue puts a notice for target in the outbox.
+	// Enqueue puts a notice for target in target's channel; a channel
+	// holding OutboxCap notices refuses it with ErrOutboxFull.
 	Enqueue(ctx context.Context, target string, n Notice) error
 
-	// Claim takes up to max deliveries that are due, waiting up to block
-	// for one. With Redis, several gateways share the outbox and each
-	// delivery goes to one of them; a delivery claimed by a gateway that
-	// died is claimed again after a while.
-	Claim(ctx context.Context, consumer string, max int, block time.Duration) ([]Delivery, error)
+	// Claim takes up to max deliveries of target's channel that are due,
+	// oldest first, waiting up to block for one. With Redis, several
+	// gateways share the outbox and each delivery goes to one of them; a
+	// delivery claimed by a gateway that died is claimed again after a
+	// while.
+	Claim(ctx context.Context, consumer, target string, max int, block time.Duration) ([]Delivery, error)
 
 	// Ack removes a delivered (or abandoned) delivery.
 	Ack(ctx context.Context, d Delivery) error
 
 	// Retry puts a delivery back, due at at, with one more attempt counted.
 	Retry(ctx context.Context, d Delivery, at time.Time) error
+
+	// Targets lists the targets whose channel holds notices, so that a
+	// dispatcher finds those queued for a receiver no config names now.
+	Targets(ctx context.Context) ([]string, error)
 }
 
 // Pending keeps sign-ins under way: one-use records with a TTL.

@@ -91,6 +91,7 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"UsersListsEveryone", testUsers},
 		{"OutboxDeliversOnce", testOutbox},
 		{"OutboxFullRefusesNew", testOutboxFull},
+		{"OutboxChannelsApart", testOutboxChannels},
 		{"OthersActiveAtCreate", testOthersActive},
 		{"ByIP", testByIP},
 		{"ByIPPages", testByIPPages},
@@ -1393,42 +1394,47 @@ func testUsers(t *testing.T, st session.Store, c *Clock) {
 	}
 }
 
+const (
+	hookA    = "https://hooks.example/a"
+	hookFull = "https://hooks.example/full"
+)
+
 func testOutbox(t *testing.T, st session.Store, c *Clock) {
 	n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: "s1"}
-	if err := st.Enqueue(ctx(t), "https://hooks.example/a", n); err != nil {
+	if err := st.Enqueue(ctx(t), hookA, n); err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.Claim(ctx(t), "g1", 10, time.Second)
-	if err != nil || len(got) != 1 || got[0].Target != "https://hooks.example/a" || got[0].Notice.UserID != n.UserID || got[0].Attempt != 0 {
+	got, err := st.Claim(ctx(t), "g1", hookA, 10, time.Second)
+	if err != nil || len(got) != 1 || got[0].Target != hookA || got[0].Notice.UserID != n.UserID || got[0].Attempt != 0 {
 		t.Fatalf("claim: %+v %v", got, err)
 	}
 	// Claimed by g1: nobody else gets it.
-	if other, _ := st.Claim(ctx(t), "g2", 10, 50*time.Millisecond); len(other) != 0 {
+	if other, _ := st.Claim(ctx(t), "g2", hookA, 10, 50*time.Millisecond); len(other) != 0 {
 		t.Fatalf("claimed twice: %+v", other)
 	}
 	// A retry due now comes back with its attempt counted; one due later does not.
 	if err := st.Retry(ctx(t), got[0], c.Now()); err != nil {
 		t.Fatal(err)
 	}
-	again, err := st.Claim(ctx(t), "g2", 10, time.Second)
+	again, err := st.Claim(ctx(t), "g2", hookA, 10, time.Second)
 	if err != nil || len(again) != 1 || again[0].Attempt != 1 {
 		t.Fatalf("retry: %+v %v", again, err)
 	}
 	if err := st.Retry(ctx(t), again[0], c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if later, _ := st.Claim(ctx(t), "g1", 10, 50*time.Millisecond); len(later) != 0 {
+	if later, _ := st.Claim(ctx(t), "g1", hookA, 10, 50*time.Millisecond); len(later) != 0 {
 		t.Fatalf("a retry due in an hour came back: %+v", later)
 	}
 	c.Advance(time.Hour)
-	last, err := st.Claim(ctx(t), "g1", 10, time.Second)
+	last, err := st.Claim(ctx(t), "g1", hookA, 10, time.Second)
 	if err != nil || len(last) != 1 || last[0].Attempt != 2 {
 		t.Fatalf("due retry: %+v %v", last, err)
 	}
 	if err := st.Ack(ctx(t), last[0]); err != nil {
 		t.Fatal(err)
 	}
-	if none, _ := st.Claim(ctx(t), "g1", 10, 50*time.Millisecond); len(none) != 0 {
+	if none, _ := st.Claim(ctx(t), "g1", hookA, 10, 50*time.Millisecond); len(none) != 0 {
 		t.Fatalf("acked notice came back: %+v", none)
 	}
 }
@@ -1438,9 +1444,9 @@ func testOutboxFull(t *testing.T, st session.Store, c *Clock) {
 	prev := session.OutboxCap
 	session.OutboxCap = 5
 	defer func() { session.OutboxCap = prev }()
-	// The outbox may be shared with other cases: empty it first.
+	// The channel may be shared with other cases: empty it first.
 	for {
-		ds, err := st.Claim(ctx(t), "drain", 100, 10*time.Millisecond)
+		ds, err := st.Claim(ctx(t), "drain", hookFull, 100, 10*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1454,14 +1460,14 @@ func testOutboxFull(t *testing.T, st session.Store, c *Clock) {
 	full := 0
 	for i := 0; i < 8; i++ {
 		n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: fmt.Sprint(i)}
-		switch err := st.Enqueue(ctx(t), "https://hooks.example/full", n); {
+		switch err := st.Enqueue(ctx(t), hookFull, n); {
 		case errors.Is(err, session.ErrOutboxFull):
 			full++
 		case err != nil:
 			t.Fatal(err)
 		}
 	}
-	got, err := st.Claim(ctx(t), "g1", 100, time.Second)
+	got, err := st.Claim(ctx(t), "g1", hookFull, 100, time.Second)
 	if err != nil || full != 3 || len(got) != 5 {
 		t.Fatalf("8 notices into an outbox of 5: %d refused, %d queued (%v)", full, len(got), err)
 	}
@@ -1470,6 +1476,61 @@ func testOutboxFull(t *testing.T, st session.Store, c *Clock) {
 			t.Fatalf("queued %s at %d: a queued notice gave way", d.Notice.SessionID, i)
 		}
 		_ = st.Ack(ctx(t), d)
+	}
+}
+
+// Each target is a channel of its own: a full channel refuses nothing to
+// another, a claim of one returns none of another's, and Targets names
+// the channels that hold notices.
+func testOutboxChannels(t *testing.T, st session.Store, c *Clock) {
+	prev := session.OutboxCap
+	session.OutboxCap = 3
+	defer func() { session.OutboxCap = prev }()
+	dead, live := "https://dead.example/"+user(), "email-"+user()
+	for i := 0; i < 5; i++ {
+		n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: fmt.Sprint(i)}
+		err := st.Enqueue(ctx(t), dead, n)
+		if i >= 3 && !errors.Is(err, session.ErrOutboxFull) || i < 3 && err != nil {
+			t.Fatalf("notice %d to the full channel: %v", i, err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		n := session.Notice{Event: "new_login", At: c.Now().UTC(), UserID: user(), SessionID: fmt.Sprint(i)}
+		if err := st.Enqueue(ctx(t), live, n); err != nil {
+			t.Fatalf("notice %d beside a full channel: %v", i, err)
+		}
+	}
+	targets, err := st.Targets(ctx(t))
+	if err != nil || !slices.Contains(targets, dead) || !slices.Contains(targets, live) {
+		t.Fatalf("targets %v (%v): want %s and %s", targets, err, dead, live)
+	}
+	got, err := st.Claim(ctx(t), "g1", live, 10, time.Second)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("claim of the live channel: %+v %v", got, err)
+	}
+	for _, d := range got {
+		if d.Target != live {
+			t.Fatalf("a claim of %s returned one of %s", live, d.Target)
+		}
+		if err := st.Ack(ctx(t), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The dead channel's notices wait, each a retry an hour off.
+	held, err := st.Claim(ctx(t), "g1", dead, 10, time.Second)
+	if err != nil || len(held) != 3 {
+		t.Fatalf("claim of the full channel: %+v %v", held, err)
+	}
+	for _, d := range held {
+		if err := st.Retry(ctx(t), d, c.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if targets, _ = st.Targets(ctx(t)); slices.Contains(targets, live) || !slices.Contains(targets, dead) {
+		t.Fatalf("targets %v: want %s (its notices wait for a retry) and not the emptied %s", targets, dead, live)
+	}
+	if err := st.Enqueue(ctx(t), dead, session.Notice{Event: "new_login", At: c.Now().UTC()}); !errors.Is(err, session.ErrOutboxFull) {
+		t.Fatalf("a notice past the cap of a channel whose notices wait for a retry: %v", err)
 	}
 }
 
