@@ -136,3 +136,31 @@ func TestLogoutGetFromElsewhereEndsNothing(t *testing.T) {
 		}
 	})
 }
+
+// Cookie tossing past the three-cookie window, on every store: junk,
+// junk, the planter's and the victim's session cookies are no session
+// (not the planter's), nothing is cleared, and the victim's own cookie
+// alone still works.
+func TestCookieTossingPastTheWindow(t *testing.T) {
+	stores(t, func(t *testing.T, store string, _ *redisserver.Server) {
+		up := newUpstream(t)
+		g := loadCaddy(t, site(store), up)
+		victim, planter := newClient(t, g), newClient(t, g)
+		victim.signIn("victim-" + randomID())
+		planter.signIn("planter-" + randomID())
+		junk := func(i int) string { return victim.cookie[:len(victim.cookie)-1] + string(rune('a'+i)) }
+		tossed := newClient(t, g)
+		for _, cookie := range []string{
+			"session=" + junk(0) + "; session=" + junk(1) + "; session=" + planter.cookie + "; session=" + victim.cookie,
+			"session=" + junk(2) + "; session=" + planter.cookie,
+		} {
+			res := tossed.do("GET", "/app", "Cookie", cookie, "Accept", "application/json")
+			if res.StatusCode != http.StatusUnauthorized || len(res.Header.Values("Set-Cookie")) != 0 {
+				t.Fatalf("%q: %d as %q, Set-Cookie %v", cookie, res.StatusCode, res.headers["X-Auth-User"], res.Header.Values("Set-Cookie"))
+			}
+		}
+		if res := victim.do("GET", "/app"); res.StatusCode != http.StatusOK || !strings.HasPrefix(res.headers["X-Auth-User"], "victim-") {
+			t.Fatalf("the victim's own cookie afterwards: %d %v", res.StatusCode, res.headers)
+		}
+	})
+}
