@@ -41,6 +41,9 @@ func (f *File) EndUsers(_ context.Context, users []string, at time.Time, reason,
 // EnqueueMany implements ManyEnqueuer: one transaction for the notices
 // the channel has room for.
 func (f *File) EnqueueMany(_ context.Context, target string, ns []Notice) (int, error) {
+	if err := f.ready(); err != nil { // opening sets the counts, under omu
+		return 0, err
+	}
 	f.omu.Lock()
 	defer f.omu.Unlock()
 	room := max(OutboxCap-f.outboxN[target], 0)

@@ -160,10 +160,13 @@ func (f *File) Open() error {
 				return err
 			}
 		}
-		var err error
-		if f.outboxN, err = openOutbox(tx); err != nil {
+		counts, err := openOutbox(tx)
+		if err != nil {
 			return err
 		}
+		f.omu.Lock() // the dispatcher may already be asking for Targets
+		f.outboxN = counts
+		f.omu.Unlock()
 		meta, err := tx.CreateBucketIfNotExists(bMeta)
 		if err != nil {
 			return err

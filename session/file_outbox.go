@@ -47,6 +47,9 @@ func openOutbox(tx *bolt.Tx) (map[string]int, error) {
 
 // Enqueue implements Store. Each channel is bounded (OutboxCap).
 func (f *File) Enqueue(_ context.Context, target string, n Notice) error {
+	if err := f.ready(); err != nil { // opening sets the counts, under omu
+		return err
+	}
 	f.omu.Lock()
 	defer f.omu.Unlock()
 	if f.outboxN[target] >= OutboxCap {
@@ -149,6 +152,9 @@ func (f *File) Retry(_ context.Context, d Delivery, at time.Time) error {
 func (f *File) settle(id, target string, v []byte) error {
 	k, err := outboxKey(id)
 	if err != nil {
+		return err
+	}
+	if err := f.ready(); err != nil { // opening sets the counts, under omu
 		return err
 	}
 	f.omu.Lock()
