@@ -54,6 +54,9 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(http.StatusBadRequest, "bad path: %v", err)
 	}
+	if len(segs) == 3 && segs[0] == "users" {
+		segs[1] = userIDOf(segs[1]) // email ids are one person in any case (SPEC 11)
+	}
 	switch {
 	case len(segs) == 3 && segs[0] == "users" && segs[2] == "sessions":
 		switch r.Method {
@@ -422,6 +425,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	if err := checkIdentity(req.UserID, req.Email, req.Name, string(req.Roles)); err != nil {
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
+	req.UserID = userIDOf(req.UserID)
 	ref := stores[0]
 	h := ref.h
 	id, token, hash, err := ref.store.NewCredential(r.Context(), req.UserID)

@@ -198,6 +198,25 @@ func asJSON(c *cobra.Command) bool {
 // list, or the API's error message as a sentence (caddycmd.AdminAPIRequest,
 // whose dialing this follows, would print the raw JSON of the answer).
 func adminCall(c *cobra.Command, method, path string) (body []byte, next string, err error) {
+	res, addr, err := adminRequest(c, method, path, 30*time.Second)
+	if err != nil {
+		return nil, "", err
+	}
+	defer res.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the admin API's answer: %w", err)
+	}
+	if res.StatusCode/100 != 2 {
+		return nil, "", adminError(addr, res, body)
+	}
+	return body, nextPage(res.Header), nil
+}
+
+// adminRequest sends one request to the admin API of --address (or
+// --config) and returns its answer, whatever its status, and the address
+// it dialed. timeout 0 is none (a stream of progress).
+func adminRequest(c *cobra.Command, method, path string, timeout time.Duration) (*http.Response, string, error) {
 	addr, err := adminAddress(c)
 	if err != nil {
 		return nil, "", err
@@ -221,7 +240,7 @@ func adminCall(c *cobra.Command, method, path string) (body []byte, next string,
 	if !parsed.IsUnixNetwork() && !parsed.IsFdNetwork() {
 		req.Header.Set("Origin", origin) // Caddy's admin API checks it
 	}
-	client := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	client := http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, parsed.Network, parsed.JoinHostPort(0))
@@ -235,21 +254,19 @@ func adminCall(c *cobra.Command, method, path string) (body []byte, next string,
 		}
 		return nil, "", fmt.Errorf("cannot reach Caddy's admin API at %s (is Caddy running, and is that its admin address?): %v", addr, err)
 	}
-	defer res.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(res.Body, 16<<20))
-	if err != nil {
-		return nil, "", fmt.Errorf("reading the admin API's answer: %w", err)
+	return res, addr, nil
+}
+
+// adminError is a non-2xx answer as a sentence: the API's own message
+// when body (or its first line) carries one.
+func adminError(addr string, res *http.Response, body []byte) error {
+	var apiErr struct {
+		Error string `json:"error"`
 	}
-	if res.StatusCode/100 != 2 {
-		var apiErr struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
-			return nil, "", fmt.Errorf("%s (admin API, HTTP %d)", apiErr.Error, res.StatusCode)
-		}
-		return nil, "", fmt.Errorf("the admin API at %s answered %s", addr, res.Status)
+	if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
+		return fmt.Errorf("%s (admin API, HTTP %d)", apiErr.Error, res.StatusCode)
 	}
-	return body, nextPage(res.Header), nil
+	return fmt.Errorf("the admin API at %s answered %s", addr, res.Status)
 }
 
 // adminAddress is --address, else the admin address of --config, else

@@ -2,14 +2,10 @@ package sessionauth
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
 )
 
@@ -22,49 +18,15 @@ func revokeEveryoneCLI(c *cobra.Command) error {
 			return fmt.Errorf("--everyone ends every session: give it without --%s", f)
 		}
 	}
-	addr, err := adminAddress(c)
+	res, addr, err := adminRequest(c, http.MethodDelete, "/session-auth/sessions?all=true&progress=true", 0)
 	if err != nil {
 		return err
-	}
-	parsed, err := caddy.ParseNetworkAddress(addr)
-	if err != nil || parsed.PortRangeSize() > 1 {
-		return fmt.Errorf("%q is not an admin address such as localhost:2019", addr)
-	}
-	origin := "http://" + parsed.JoinHostPort(0)
-	if parsed.IsUnixNetwork() || parsed.IsFdNetwork() {
-		origin = "http://127.0.0.1"
-	}
-	req, err := http.NewRequest(http.MethodDelete, origin+"/session-auth/sessions?all=true&progress=true", nil)
-	if err != nil {
-		return err
-	}
-	if !parsed.IsUnixNetwork() && !parsed.IsFdNetwork() {
-		req.Header.Set("Origin", origin)
-	}
-	client := http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, parsed.Network, parsed.JoinHostPort(0))
-		},
-	}}
-	res, err := client.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) {
-			err = op.Err
-		}
-		return fmt.Errorf("cannot reach Caddy's admin API at %s (is Caddy running, and is that its admin address?): %v", addr, err)
 	}
 	defer res.Body.Close()
 	lines := bufio.NewScanner(res.Body)
 	if res.StatusCode/100 != 2 {
-		var apiErr struct {
-			Error string `json:"error"`
-		}
-		if lines.Scan() && json.Unmarshal(lines.Bytes(), &apiErr) == nil && apiErr.Error != "" {
-			return fmt.Errorf("%s (admin API, HTTP %d)", apiErr.Error, res.StatusCode)
-		}
-		return fmt.Errorf("the admin API at %s answered %s", addr, res.Status)
+		lines.Scan()
+		return adminError(addr, res, lines.Bytes())
 	}
 	out := c.OutOrStdout()
 	var p revokeProgress

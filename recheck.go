@@ -414,11 +414,16 @@ func (p *provider) authStyle(op *oidc.Provider) oauth2.AuthStyle {
 	return oauth2.AuthStyleInHeader
 }
 
-// endRefused ends a session whose provider refused to vouch for it any
-// longer: end_reason idp, actor idp, its audit event and notice.
+// endRefused ends a session, or an API token whose session is gone, whose
+// provider refused to vouch for it any longer: end_reason idp, actor idp,
+// its audit event and notice.
 func (h *Handler) endRefused(r *http.Request, p *provider, s *session.Session, why error) refreshResult {
 	now := h.now()
-	h.logger.Info("OIDC provider refused a session's refresh: session ended",
+	msg := "OIDC provider refused a session's refresh: session ended"
+	if s.IsToken() {
+		msg = "OIDC provider refused an API token's recheck: token ended"
+	}
+	h.logger.Info(msg,
 		zap.String("session_id", s.ID), zap.String("user_id", s.UserID), zap.String("provider", p.cfg.Name), zap.Error(why))
 	sctx, cancel := h.storeContext(context.WithoutCancel(r.Context()))
 	ended, err := h.store.End(sctx, s.ID, now, session.EndIDP, session.ActorIDP, h.policy)
@@ -426,6 +431,9 @@ func (h *Handler) endRefused(r *http.Request, p *provider, s *session.Session, w
 	switch {
 	case err == nil:
 		h.recordEnded(r, []*session.Session{ended}, now, session.EndIDP, session.ActorIDP)
+		if s.IsToken() {
+			break
+		}
 		// The API tokens this session made end with it: they have no
 		// refresh token of their own to be checked with.
 		if _, err := h.endProviderSessions(context.WithoutCancel(r.Context()), p.cfg.Name,

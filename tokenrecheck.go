@@ -175,7 +175,7 @@ func (h *Handler) refreshToken(r *http.Request, p *provider, a auth, t tokens) r
 			// The session's own refusal: it ends, and its tokens with it.
 			return h.endRefused(r, p, parent, err)
 		}
-		return h.endRefusedToken(r, p, s, err)
+		return h.endRefused(r, p, s, err)
 	}
 	if err != nil {
 		p.down(h.now())
@@ -286,25 +286,4 @@ func (h *Handler) storeTokenCheck(ctx context.Context, s *session.Session, secre
 	}
 	h.cache.drop(s.ID)
 	return refreshResult{outcome: refreshDone, sess: next, tokens: t}
-}
-
-// endRefusedToken ends an API token whose provider refused to vouch for
-// its user once the session that made it was gone: end_reason idp.
-func (h *Handler) endRefusedToken(r *http.Request, p *provider, s *session.Session, why error) refreshResult {
-	now := h.now()
-	h.logger.Info("OIDC provider refused an API token's recheck: token ended",
-		zap.String("session_id", s.ID), zap.String("user_id", s.UserID), zap.String("provider", p.cfg.Name), zap.Error(why))
-	sctx, cancel := h.storeContext(context.WithoutCancel(r.Context()))
-	ended, err := h.store.End(sctx, s.ID, now, session.EndIDP, session.ActorIDP, h.policy)
-	cancel()
-	switch {
-	case err == nil:
-		h.recordEnded(r, []*session.Session{ended}, now, session.EndIDP, session.ActorIDP)
-	case errors.Is(err, session.ErrNotFound):
-		h.forget(s.ID)
-	default:
-		h.forget(s.ID)
-		return refreshResult{outcome: refreshKept, err: err}
-	}
-	return refreshResult{outcome: refreshRefused}
 }

@@ -238,3 +238,37 @@ http://localhost:%d {
 		}
 	}
 }
+
+// Email user ids are one person in any case (SPEC 11 "One user id, one
+// person"), through the admin API too: a mint for Carol@Example.COM is
+// carol@example.com's session, and the user's routes find it by either
+// spelling.
+func TestAdminEmailUserIDsAreLowerCase(t *testing.T) {
+	up := newUpstream(t)
+	g := loadCaddy(t, site("store memory"), up)
+	code, body := g.adminDo("POST", "/session-auth/sessions", `{"user_id":"Carol@Example.COM"}`)
+	var minted struct {
+		Token string `json:"token"`
+	}
+	if code != 201 || json.Unmarshal([]byte(body), &minted) != nil {
+		t.Fatalf("mint: %d %s", code, body)
+	}
+	c := newClient(t, g)
+	c.cookie = minted.Token
+	if res := c.do("GET", "/"); res.headers["X-Auth-User"] != "carol@example.com" {
+		t.Fatalf("X-Auth-User %q", res.headers["X-Auth-User"])
+	}
+	for _, spelling := range []string{"carol@example.com", "CAROL@example.com"} {
+		var list []map[string]any
+		code, body := g.adminDo("GET", "/session-auth/users/"+url.PathEscape(spelling)+"/sessions", "")
+		if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 1 {
+			t.Fatalf("list as %s: %d %s", spelling, code, body)
+		}
+	}
+	if code, _ := g.adminDo("DELETE", "/session-auth/users/"+url.PathEscape("Carol@EXAMPLE.com")+"/sessions", ""); code != 200 {
+		t.Fatalf("revoke: %d", code)
+	}
+	if res := c.do("GET", "/"); res.StatusCode == 200 {
+		t.Fatal("the session lives after its user's sessions were revoked by another spelling")
+	}
+}
