@@ -15,6 +15,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # plugin's go.mod; every target covers both modules.
 MODULES   := . integration
 FUZZTIME  ?= 1m
+# A new input is minimized for at most this long: FuzzCookieAndHandOff
+# mints sessions in a file store (an fsync each), and minimizing a long
+# input for the default minute would use up a short FUZZTIME.
+FUZZMINIMIZE ?= 5s
 FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff .:FuzzConnectionTokens .:FuzzCallbackQuery .:FuzzAccountsForm .:FuzzRuleReadings ./session:FuzzParseCredential
 
 .PHONY: all build demo test lint unit bench fuzz clean
@@ -60,7 +64,7 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; out=$$(mktemp); \
 		echo "== $$name ($$pkg, $(FUZZTIME))"; \
-		if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > $$out 2>&1; then \
+		if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg > $$out 2>&1; then \
 			cat $$out; rm -f $$out; exit 1; \
 		fi; \
 		grep -E 'fuzz: elapsed' $$out | tail -1; rm -f $$out; \
