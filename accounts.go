@@ -249,9 +249,8 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	codeTries := 0 // wrong codes already given after this password
 	if pending := r.PostFormValue("pending"); pending != "" {
 		// The code step: the password was checked a moment ago.
-		ctx, cancel := h.storeContext(r.Context())
+		ctx := r.Context()
 		v, err := h.store.Take(ctx, "account:"+pending, h.now())
-		cancel()
 		if errors.Is(err, session.ErrNotFound) {
 			page.Error = stepExpired
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
@@ -370,10 +369,9 @@ func (h *Handler) askCode(w http.ResponseWriter, r *http.Request, acct *Account,
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	pending := hex.EncodeToString(b[:])
-	ctx, cancel := h.storeContext(r.Context())
+	ctx := r.Context()
 	v := acct.User + "\x00" + strconv.Itoa(tries) + "\x00" + h.formBinding(r)
 	err := h.store.Stash(ctx, "account:"+pending, []byte(v), codeStepTTL, h.now())
-	cancel()
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
@@ -399,9 +397,8 @@ func (h *Handler) checkCode(r *http.Request, acct *Account, code string) string 
 			continue
 		}
 		step := at.Unix() / 30
-		ctx, cancel := h.storeContext(r.Context())
+		ctx := r.Context()
 		n, _, err := h.store.Hit(ctx, "totp:"+acct.User+":"+strconv.FormatInt(step, 10), 3*30*time.Second, now)
-		cancel()
 		if err != nil || n > 1 {
 			return "That code was used already. Wait for the next one."
 		}
@@ -415,8 +412,7 @@ func (h *Handler) checkCode(r *http.Request, acct *Account, code string) string 
 func (h *Handler) loginFailed(r *http.Request, userID, reason string) {
 	e := session.Event{Type: session.EventLoginFailed, At: h.now().UTC(), UserID: userID, IP: clientIP(r), Reason: reason}
 	h.logEvent(e)
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	if err := h.store.Record(ctx, e, h.policy); err != nil {
 		h.logger.Error("recording a failed sign-in", zap.Error(err))
 	}

@@ -12,11 +12,7 @@ import (
 func (a adminAPI) backup(w http.ResponseWriter, r *http.Request, stores []storeRef) error {
 	var files []*session.File
 	for _, ref := range stores {
-		st := ref.store
-		if ps, ok := st.(*pooledStore); ok {
-			st = ps.Store
-		}
-		if f, ok := st.(*session.File); ok {
+		if f, ok := session.As[*session.File](ref.store); ok {
 			if p := r.URL.Query().Get("path"); p == "" || p == f.Path() {
 				files = append(files, f)
 			}

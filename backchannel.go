@@ -164,8 +164,7 @@ func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken,
 	}
 	// Each token is acted on once: a copy cannot end sessions signed in
 	// after the provider sent it.
-	sctx, scancel := h.storeContext(r.Context())
-	defer scancel()
+	sctx := r.Context()
 	n, _, err := h.store.Hit(sctx, "bcl-jti:"+p.cfg.Name+":"+claims.Jti, logoutTokenMaxAge+2*logoutTokenSkew, now)
 	switch {
 	case err != nil:
@@ -183,8 +182,6 @@ func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken,
 // of that subject. API tokens made by a provider's session carry its sub
 // and sid, and end with it.
 func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt logoutToken, reason string, only func(*session.Session) bool) (int, error) {
-	ctx, cancel := h.storeContext(ctx)
-	defer cancel()
 	now := h.now()
 	var users []string
 	for _, key := range []string{subjectLink(provider, lt.sub), sidLink(provider, lt.sid)} {

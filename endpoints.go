@@ -185,8 +185,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	if a.sess != nil {
 		h.setIdentity(r, a.sess)
-		ctx, cancel := h.storeContext(r.Context())
-		defer cancel()
+		ctx := r.Context()
 		now := h.now()
 		s, err := h.store.End(ctx, a.sess.ID, now, session.EndLogout, session.ActorSelf, h.policy)
 		switch {

@@ -195,11 +195,8 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 	if s, ok := h.cache.get(id, hash, ip, now, h.policy); ok {
 		return auth{sess: s}, true // valid, and nothing to write: no round trip
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
-	start := time.Now()
+	ctx := r.Context()
 	v, err := h.store.Validate(ctx, id, hash, ip, now, h.policy)
-	h.metrics.storeDuration("validate", start)
 	if err != nil {
 		if s := h.grace.accept(id, hash, h.now(), h.policy); s != nil {
 			if c := h.logger.Check(zap.WarnLevel, "session store unavailable; session accepted within grace"); c != nil {
@@ -304,8 +301,7 @@ func (h *Handler) guessed(r *http.Request) auth {
 // ip_change policy, the new location, the history and events (one more
 // store call, only when the IP changed), then the country_change policy.
 func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	now := h.now()
 	if h.IPChange == "deny" {
 		return h.endByPolicy(ctx, r, s, session.EndIPChange, now)
@@ -313,9 +309,7 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 	loc := h.geo.Lookup(s.IP)
 	sg := session.Sighting{IP: s.IP, Country: loc.Country, City: loc.City, Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord}
 	prevCountry, prevRisk := s.Country, s.Risk
-	start := time.Now()
 	s2, err := h.store.Sight(ctx, s.ID, sg, now, h.policy)
-	h.metrics.storeDuration("sight", start)
 	if errors.Is(err, session.ErrNotFound) {
 		return auth{outcome: outcomeRevoked, clearCookie: true, ended: session.EndRevoked}
 	}
@@ -381,14 +375,6 @@ func (h *Handler) forget(ids ...string) {
 	}
 	h.cache.drop(ids...)
 	sockets.closeSessions(ids...)
-}
-
-// storeContext bounds one store operation by the store's read timeout.
-func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if h.Store.embedded() {
-		return parent, func() {} // in process: nothing to wait for
-	}
-	return context.WithTimeout(parent, h.opTimeout)
 }
 
 // clientIP is the client address as Caddy sees it (trusted_proxies

@@ -235,9 +235,8 @@ func (h *Handler) abandon(s *session.Session, err error) {
 	go func() {
 		wait := abandonWait
 		for try := 1; ; try++ {
-			ctx, cancel := h.storeContext(context.Background())
+			ctx := context.Background()
 			ended, err := h.store.Discard(ctx, s, h.policy)
-			cancel()
 			if err == nil {
 				if len(ended) > 0 {
 					h.recordEnded(nil, ended, ended[0].EndedAt, session.EndLimit, session.ActorLimit)
@@ -284,8 +283,7 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 		h.logger.Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
 		return nil
 	}
-	ctx, cancel := h.storeContext(w.r.Context())
-	defer cancel()
+	ctx := w.r.Context()
 	now := h.now()
 	var ended []*session.Session
 	var err error

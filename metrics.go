@@ -147,8 +147,10 @@ func (m *metrics) notification(result string) {
 	}
 }
 
-func (m *metrics) storeDuration(op string, start time.Time) {
+// storeObserved is session.Timed's Observe: every store operation's
+// duration, errors included, under its operation's name.
+func (m *metrics) storeObserved(op string, took time.Duration, _ error) {
 	if m != nil {
-		m.storeSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		m.storeSeconds.WithLabelValues(op).Observe(took.Seconds())
 	}
 }

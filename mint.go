@@ -34,8 +34,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 	if err := h.rateLimit(r, limitLogin, "user:"+who.userID, who.userID, h.LoginRate); err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 
 	// No session fixation: a session the client already holds ends here.
 	// Only one it proves it holds: an id alone could end someone else's.
@@ -65,9 +64,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 		}
 	}
 	ip := s.IP
-	start := time.Now()
 	ended, err := h.store.Create(ctx, s, h.policy, h.limit)
-	h.metrics.storeDuration("create", start)
 	if err != nil {
 		h.abandon(s, err)
 		return nil, err
@@ -127,12 +124,9 @@ func (h *Handler) stepUp(r *http.Request, who signedIn, id string) (bool, error)
 	if err := h.rateLimit(r, limitLogin, "user:"+who.userID, who.userID, h.LoginRate); err != nil {
 		return false, err
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	now := h.now()
-	start := time.Now()
 	s, err = h.store.StepUp(ctx, s.ID, session.Proof{At: now, Method: who.method, ProviderSID: who.sid}, h.policy)
-	h.metrics.storeDuration("step_up", start)
 	if errors.Is(err, session.ErrNotFound) {
 		return false, nil // ended meanwhile: a new session
 	}
@@ -177,8 +171,7 @@ func (h *Handler) stepUpSession(r *http.Request, id string) (*session.Session, e
 	if id == "" {
 		return h.heldSession(r)
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	s, err := h.store.Get(ctx, id)
 	if errors.Is(err, session.ErrNotFound) || (err == nil && (!s.Active() || h.policy.Expired(s, h.now()))) {
 		return nil, nil

@@ -147,7 +147,6 @@ type Handler struct {
 
 	store      session.Store
 	storeKey   string
-	opTimeout  time.Duration
 	policy     session.Policy
 	limit      session.Limit
 	logins     []loginPath
@@ -541,7 +540,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.store, h.storeKey = ps, key
+	h.store, h.storeKey = h.timed(ps), key
 	if _, inServer := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); inServer {
 		if err := h.checkStoreAtStart(ctx, ps); err != nil {
 			_, _ = storePool.Delete(h.storeKey)
@@ -553,7 +552,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.storeKey = ""
 		return err
 	}
-	h.opTimeout = time.Duration(h.Store.ReadTimeout)
 	if h.GeoIP != "" {
 		if h.geo, err = loadGeo(h.GeoIP, h.logger); err != nil {
 			_, _ = storePool.Delete(h.storeKey)

@@ -81,8 +81,7 @@ func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Sessio
 	if event != noticeRevoke && r != nil {
 		n.RevokeURL = h.revokeURL(r, s)
 	}
-	ctx, cancel := h.storeContext(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	if err := h.store.Enqueue(ctx, h.Notify.URL, n); err != nil {
 		h.metrics.notification("dropped")
 		h.logger.Error("queueing a notification", zap.String("event", event), zap.Error(err))

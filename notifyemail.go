@@ -131,8 +131,7 @@ func (h *Handler) notifyMail(r *http.Request, events []string, s *session.Sessio
 		n.RevokeURL = base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
 		n.SessionsURL = base + h.Endpoints + "/sessions"
 	}
-	ctx, cancel := h.storeContext(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	if err := h.store.Enqueue(ctx, mailTarget, n); err != nil {
 		h.metrics.notification("dropped")
 		h.logger.Error("queueing a notification mail", zap.Strings("events", wanted), zap.Error(err))

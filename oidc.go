@@ -211,9 +211,8 @@ func (h *Handler) startOIDC(w http.ResponseWriter, r *http.Request, p *provider,
 		h.logger.Error("OIDC provider unavailable", zap.String("provider", p.cfg.Name), zap.Error(err))
 		return h.signInProblem(w, r, http.StatusOK, fmt.Sprintf("Signing in with %s is unavailable at the moment: the provider does not answer. Try again in a minute.", p.cfg.label()))
 	}
-	ctx, cancel := h.storeContext(r.Context())
+	ctx := r.Context()
 	keys, err := h.stateKeys(ctx, false)
-	cancel()
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
@@ -263,9 +262,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.callbackRefused(w, r, p, "callback query unreadable", fmt.Sprintf("The sign-in with %s could not be completed: the provider's answer was not understood.", label))
 	}
 	state := q.Get("state")
-	pctx, pcancel := h.storeContext(r.Context())
+	pctx := r.Context()
 	ps, why, err := h.pendingOf(pctx, r, name, state)
-	pcancel()
 	switch {
 	case err != nil:
 		return h.refuse(w, r, err)
@@ -311,9 +309,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 			fmt.Sprintf("The sign-in with %s could not be completed: the provider did not accept it. Please sign in again.", label))
 	}
 	// The provider took the code: the state is spent, whatever follows.
-	uctx, ucancel := h.storeContext(r.Context())
+	uctx := r.Context()
 	err = h.store.Link(uctx, stateUsedPrefix+state, "1", pendingTTL+iatSkew, h.now())
-	ucancel()
 	if err != nil {
 		return h.mintFailed(w, r, err)
 	}
@@ -360,9 +357,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 	if !p.allowed(who, claims) {
 		return h.oidcFailed(w, r, p, who.userID, http.StatusForbidden, "not allowed", "This account is not allowed here.")
 	}
-	oc, ocancel := h.storeContext(r.Context())
+	oc := r.Context()
 	other, err := h.claimUserID(oc, p, who.userID)
-	ocancel()
 	switch {
 	case err != nil:
 		return h.mintFailed(w, r, err)
@@ -401,9 +397,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 			authAt = t
 		}
 	}
-	lctx, lcancel := h.storeContext(r.Context())
+	lctx := r.Context()
 	err = h.linkProviderSession(lctx, p.cfg.Name, who.userID, idt.Subject, sid, h.policy.Lifetime)
-	lcancel()
 	if err != nil {
 		return h.mintFailed(w, r, err)
 	}

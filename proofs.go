@@ -40,8 +40,7 @@ func (h *Handler) spendProof(r *http.Request, l proofLimit, userID string) (sett
 		h.metrics.limited(l.reason)
 		return nil, errRateLimited{retry}
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	n, left, err := h.store.Hit(ctx, key, l.window, now)
 	if err != nil {
 		return nil, err
@@ -62,8 +61,7 @@ func (h *Handler) spendProof(r *http.Request, l proofLimit, userID string) (sett
 		if !right {
 			return
 		}
-		ctx, cancel := h.storeContext(r.Context())
-		defer cancel()
+		ctx := r.Context()
 		if err := h.store.Refund(ctx, key, h.now()); err != nil {
 			h.logger.Error("giving back a right proof's count", zap.Error(err))
 		}

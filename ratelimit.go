@@ -81,8 +81,7 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 		h.metrics.limited(kind)
 		return errRateLimited{retry}
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	n, left, err := h.store.Hit(ctx, key, time.Duration(rate.Window), now)
 	if err != nil {
 		return err

@@ -174,9 +174,8 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 	if !claim.After(was) {
 		claim = was.Add(time.Millisecond)
 	}
-	sctx, cancel := h.storeContext(ctx)
+	sctx := ctx
 	won, err := h.store.MarkChecked(sctx, s.ID, s.CheckedAt, claim, "")
-	cancel()
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)
@@ -212,9 +211,8 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 		}
 		// Give the check back, so that the next request after the
 		// pause asks again rather than one recheck interval later.
-		sctx, cancel := h.storeContext(ctx)
+		sctx := ctx
 		_, _ = h.store.MarkChecked(sctx, s.ID, claim, s.CheckedAt, "")
-		cancel()
 		return kept
 	}
 	fresh := tokens{Refresh: nt.RefreshToken, Access: nt.AccessToken, ID: t.ID}
@@ -235,9 +233,8 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 	if !done.After(claim) {
 		done = claim.Add(time.Millisecond)
 	}
-	sctx, cancel = h.storeContext(ctx)
+	sctx = ctx
 	won, err = h.store.MarkChecked(sctx, s.ID, claim, done, sealed)
-	cancel()
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)
@@ -269,9 +266,8 @@ func (h *Handler) refresh(r *http.Request, p *provider, a auth, t tokens) refres
 // the claim stored them, when it has.
 func (h *Handler) reread(ctx context.Context, s *session.Session, secret string, t tokens) refreshResult {
 	kept := refreshResult{outcome: refreshKept, tokens: t}
-	sctx, cancel := h.storeContext(ctx)
+	sctx := ctx
 	cur, err := h.store.Get(sctx, s.ID)
-	cancel()
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		return refreshResult{outcome: refreshGone}
@@ -376,9 +372,8 @@ func (p *provider) recheckVerdict(s *session.Session, claims map[string]any) (al
 // (X-Auth-Roles, session_require roles) and every gateway see them; false
 // when the session ended meanwhile.
 func (h *Handler) replaceRoles(ctx context.Context, s *session.Session, roles string) (*session.Session, bool) {
-	sctx, cancel := h.storeContext(ctx)
+	sctx := ctx
 	ns, err := h.store.SetRoles(sctx, s.ID, roles)
-	cancel()
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)
@@ -425,9 +420,8 @@ func (h *Handler) endRefused(r *http.Request, p *provider, s *session.Session, w
 	}
 	h.logger.Info(msg,
 		zap.String("session_id", s.ID), zap.String("user_id", s.UserID), zap.String("provider", p.cfg.Name), zap.Error(why))
-	sctx, cancel := h.storeContext(context.WithoutCancel(r.Context()))
+	sctx := context.WithoutCancel(r.Context())
 	ended, err := h.store.End(sctx, s.ID, now, session.EndIDP, session.ActorIDP, h.policy)
-	cancel()
 	switch {
 	case err == nil:
 		h.recordEnded(r, []*session.Session{ended}, now, session.EndIDP, session.ActorIDP)

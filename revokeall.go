@@ -37,8 +37,7 @@ func (h *Handler) recordEndedMany(ended []*session.Session, at time.Time, reason
 	if len(hooks) == 0 {
 		return
 	}
-	ctx, cancel := h.storeContext(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	queued, err := session.EnqueueMany(ctx, h.store, h.Notify.URL, hooks)
 	if dropped := len(hooks) - queued; dropped > 0 {
 		for range dropped {

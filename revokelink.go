@@ -29,8 +29,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 	if !session.ValidID(id) || len(mac) != 32 {
 		return h.linkPage(w, r, http.StatusNotFound, invalid)
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	s, err := h.store.Get(ctx, id)
 	if errors.Is(err, session.ErrNotFound) {
 		return h.linkPage(w, r, http.StatusNotFound, invalid)

@@ -77,8 +77,7 @@ func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("X-CSRF-Token", csrfToken(cur)) // for JSON clients' POSTs
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	list, err := h.store.List(ctx, cur.UserID, h.now(), h.policy)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
@@ -105,8 +104,7 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 	if cur == nil {
 		return err
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	// Another user's session is "not found", exactly like an unknown id,
 	// whatever else is wrong with the request.
 	if id != "" {

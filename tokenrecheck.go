@@ -115,18 +115,16 @@ func (h *Handler) refreshToken(r *http.Request, p *provider, a auth, t tokens) r
 		return res
 	}
 	giveBack := func() {
-		sctx, cancel := h.storeContext(ctx)
+		sctx := ctx
 		_, _ = h.store.MarkChecked(sctx, s.ID, claim, s.CheckedAt, "")
-		cancel()
 	}
 
 	// The session that made the token, when its record is still kept.
 	var parent *session.Session
 	chain := t
 	if t.Parent != "" {
-		sctx, cancel := h.storeContext(ctx)
+		sctx := ctx
 		ps, err := h.store.Get(sctx, t.Parent)
-		cancel()
 		switch {
 		case err == nil:
 			if pt, err := openTokensWith(t.ParentKey, ps.ID, ps.SealedTokens); err == nil {
@@ -183,9 +181,8 @@ func (h *Handler) refreshToken(r *http.Request, p *provider, a auth, t tokens) r
 			zap.String("session_id", s.ID), zap.String("provider", p.cfg.Name), zap.Error(err))
 		giveBack()
 		if live {
-			sctx, cancel := h.storeContext(ctx)
+			sctx := ctx
 			_, _ = h.store.MarkChecked(sctx, parent.ID, pclaim, parent.CheckedAt, "")
-			cancel()
 		}
 		return kept
 	}
@@ -204,9 +201,8 @@ func (h *Handler) refreshToken(r *http.Request, p *provider, a auth, t tokens) r
 		done := laterThan(pclaim, h.now())
 		sealed, err := sealTokensWith(t.ParentKey, parent.ID, pfresh)
 		if err == nil {
-			sctx, cancel := h.storeContext(ctx)
+			sctx := ctx
 			_, err = h.store.MarkChecked(sctx, parent.ID, pclaim, done, sealed)
-			cancel()
 		}
 		if err != nil {
 			h.logger.Error("the new tokens of an API token's session not stored: its next check may end it",
@@ -225,9 +221,8 @@ func (h *Handler) refreshToken(r *http.Request, p *provider, a auth, t tokens) r
 // answers (the session gone, kept, or as another request stored it).
 func (h *Handler) claimCheck(ctx context.Context, s *session.Session, secret string, t tokens) (claim time.Time, won bool, res refreshResult) {
 	claim = laterThan(s.CheckedAt, h.now())
-	sctx, cancel := h.storeContext(ctx)
+	sctx := ctx
 	won, err := h.store.MarkChecked(sctx, s.ID, s.CheckedAt, claim, "")
-	cancel()
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)
@@ -264,9 +259,8 @@ func (h *Handler) storeTokenCheck(ctx context.Context, s *session.Session, secre
 		return refreshResult{outcome: refreshKept}
 	}
 	done := laterThan(claim, h.now())
-	sctx, cancel := h.storeContext(ctx)
+	sctx := ctx
 	won, err := h.store.MarkChecked(sctx, s.ID, claim, done, sealed)
-	cancel()
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		h.forget(s.ID)

@@ -261,8 +261,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if msg != "" {
 		return answer(w, r, problem{http.StatusBadRequest, "bad_request", "The token was not created", msg})
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	// The token keeps what its maker proved and carries: when the user
 	// last proved who they are and the risk flags, so that max_age and
 	// no_risk judge it as they judge its maker.
@@ -337,8 +336,7 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, id string)
 	if !session.ValidID(id) {
 		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 	}
-	ctx, cancel := h.storeContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	s, err := h.store.Get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNotFound), err == nil && !s.IsToken():

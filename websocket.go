@@ -310,8 +310,7 @@ func (t *socketTracker) recheck(storeKey string) {
 // closeIfEnded closes the upgrades of session id if the store says it is
 // no longer active; a store that cannot answer ends nothing.
 func (h *Handler) closeIfEnded(id string) {
-	ctx, cancel := h.storeContext(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	s, err := h.store.Get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
