@@ -440,7 +440,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 		}
 		ip = addr.Unmap().WithZone("").String()
 	}
-	s := h.newSession(id, req.UserID, hash, session.MethodAdmin, ip, req.UserAgent, "")
+	s := h.newSession(r.Context(), id, req.UserID, hash, session.MethodAdmin, ip, req.UserAgent, "")
 	s.Email, s.Name, s.Roles = sanitise(req.Email, maxValue), sanitise(req.Name, maxValue), sanitise(string(req.Roles), maxRoles)
 	ended, err := ref.store.Create(r.Context(), s, h.policy, h.limit)
 	if errors.Is(err, session.ErrLimitReached) {

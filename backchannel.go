@@ -132,7 +132,7 @@ func (h *Handler) readLogoutToken(r *http.Request, p *provider) (lt logoutToken,
 	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.client), providerTimeout)
 	defer cancel()
-	tok, err := p.logoutVerifier.Verify(ctx, raw)
+	tok, err := verifyToken(ctx, p.logoutVerifier, raw)
 	if err != nil {
 		return lt, "logout token refused: " + err.Error(), nil
 	}

@@ -177,7 +177,7 @@ func (h *Handler) authenticate(r *http.Request) auth {
 // tossed is the answer to session cookies that another site may have
 // planted beside the real one: no session, nothing cleared or counted.
 func (h *Handler) tossed(r *http.Request, msg string) auth {
-	if c := h.logger.Check(zap.WarnLevel, msg); c != nil {
+	if c := h.log(r.Context()).Check(zap.WarnLevel, msg); c != nil {
 		c.Write(zap.String("ip_address", clientIP(r)))
 	}
 	return auth{outcome: outcomeInvalid}
@@ -199,7 +199,7 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 	v, err := h.store.Validate(ctx, id, hash, ip, now, h.policy)
 	if err != nil {
 		if s := h.grace.accept(id, hash, h.now(), h.policy); s != nil {
-			if c := h.logger.Check(zap.WarnLevel, "session store unavailable; session accepted within grace"); c != nil {
+			if c := h.log(r.Context()).Check(zap.WarnLevel, "session store unavailable; session accepted within grace"); c != nil {
 				c.Write(zap.Error(err), zap.String("session_id", s.ID))
 			}
 			return auth{sess: s, degraded: true}, true
@@ -236,7 +236,7 @@ func (h *Handler) checkCookie(r *http.Request, raw string) (a auth, matched bool
 		// max_sessions could not have reached this session.
 		h.forget(id)
 		h.metrics.unlistedSession()
-		if c := h.logger.Check(zap.ErrorLevel, "session refused: its user's index no longer lists it (Redis evicted the key: set maxmemory-policy noeviction)"); c != nil {
+		if c := h.log(r.Context()).Check(zap.ErrorLevel, "session refused: its user's index no longer lists it (Redis evicted the key: set maxmemory-policy noeviction)"); c != nil {
 			c.Write(zap.String("session_id", id), zap.String("user_id", v.Session.UserID))
 		}
 		return auth{outcome: outcomeRevoked, clearCookie: true, ended: session.EndRevoked}, true
@@ -283,7 +283,7 @@ func (s *sometimes) due() (int64, bool) {
 // not an expired or ended one) towards guess_rate, and logs the failed
 // attempt (never the token).
 func (h *Handler) guessed(r *http.Request) auth {
-	if c := h.logger.Check(zap.InfoLevel, "session token rejected: matches no session"); c != nil {
+	if c := h.log(r.Context()).Check(zap.InfoLevel, "session token rejected: matches no session"); c != nil {
 		c.Write(zap.String("ip_address", clientIP(r)), zap.String("path", sanitise(r.URL.Path, 256)))
 	}
 	err := h.rateLimit(r, limitGuess, clientKey(clientIP(r)), "", h.GuessRate)
@@ -292,7 +292,7 @@ func (h *Handler) guessed(r *http.Request) auth {
 		return auth{err: err}
 	}
 	if err != nil {
-		h.logger.Debug("counting an unknown session token", zap.Error(err))
+		h.log(r.Context()).Debug("counting an unknown session token", zap.Error(err))
 	}
 	return auth{outcome: outcomeInvalid, clearCookie: true}
 }
@@ -306,7 +306,7 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 	if h.IPChange == "deny" {
 		return h.endByPolicy(ctx, r, s, session.EndIPChange, now)
 	}
-	loc := h.geo.Lookup(s.IP)
+	loc := h.place(ctx, s.IP)
 	sg := session.Sighting{IP: s.IP, Country: loc.Country, City: loc.City, Lat: loc.Lat, Lon: loc.Lon, HasCoord: loc.HasCoord}
 	prevCountry, prevRisk := s.Country, s.Risk
 	s2, err := h.store.Sight(ctx, s.ID, sg, now, h.policy)
@@ -596,7 +596,7 @@ func originalURI(r *http.Request) string {
 
 // storeUnavailable answers 503: never anonymous, never an identity.
 func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
-	if c := h.logger.Check(zap.ErrorLevel, "session store unavailable"); c != nil {
+	if c := h.log(r.Context()).Check(zap.ErrorLevel, "session store unavailable"); c != nil {
 		c.Write(zap.String("store", h.Store.describe()), zap.Error(err), zap.Bool("timeout", errors.Is(err, context.DeadlineExceeded)))
 	}
 	w.Header().Set("Retry-After", retryAfter)

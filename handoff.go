@@ -123,7 +123,7 @@ func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
 	if w.login && !hasLogin && w.r.Method == http.MethodPost {
 		// A sign-in attempt the upstream did not hand off: failed, as far
 		// as the gateway can tell.
-		if c := h.logger.Check(zap.InfoLevel, "sign-in attempt not handed off"); c != nil {
+		if c := h.log(w.r.Context()).Check(zap.InfoLevel, "sign-in attempt not handed off"); c != nil {
 			c.Write(zap.String("ip_address", clientIP(w.r)), zap.Int("status", code), zap.String("path", sanitise(w.r.URL.Path, 256)))
 		}
 	}
@@ -135,10 +135,10 @@ func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
 	if hasLogin {
 		switch {
 		case !w.login:
-			h.logger.Warn("Session-Login ignored outside the login paths",
+			h.log(w.r.Context()).Warn("Session-Login ignored outside the login paths",
 				zap.String("path", w.r.URL.Path), zap.Int("status", code))
 		case code < 200 || code >= 400:
-			h.logger.Warn("Session-Login ignored on a response that is not 2xx or 3xx", zap.Int("status", code))
+			h.log(w.r.Context()).Warn("Session-Login ignored on a response that is not 2xx or 3xx", zap.Int("status", code))
 		default:
 			minted, err := h.handOff(w, userID, email, name, roles)
 			if err != nil {
@@ -177,7 +177,7 @@ func (h *Handler) replaceResponse(w *interceptor, err error) {
 	case errors.As(err, new(errRateLimited)):
 		_ = tooMany(rw, r, err)
 	case errors.Is(err, errUpstreamHandOff):
-		h.logger.Error("sign-in hand-off refused", zap.Error(err))
+		h.log(r.Context()).Error("sign-in hand-off refused", zap.Error(err))
 		_ = answer(rw, r, problemBadHandOff)
 	default:
 		h.metrics.request(outcomeStoreError)
@@ -197,11 +197,11 @@ func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*s
 // newSession describes a sign-in by method from ip with user agent ua on
 // deviceID (the device cookie's id, kept as its digest): the device from
 // the user agent, the place from GeoIP.
-func (h *Handler) newSession(id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session {
+func (h *Handler) newSession(ctx context.Context, id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session {
 	now := h.now()
 	ua = sanitise(ua, maxUserAgent)
 	d := geo.ParseUserAgent(ua)
-	loc := h.geo.Lookup(ip)
+	loc := h.place(ctx, ip)
 	return &session.Session{
 		ID: id, UserID: userID, TokenHash: hash,
 		IP: ip, LoginIP: ip, UserAgent: ua,
@@ -280,7 +280,7 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 // never a silent 200 while the sessions live on.
 func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Session) error {
 	if cur == nil {
-		h.logger.Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
+		h.log(w.r.Context()).Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
 		return nil
 	}
 	ctx := w.r.Context()
@@ -301,11 +301,11 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 	case "all":
 		ended, err = h.store.EndUser(ctx, cur.UserID, "", now, session.EndRevoked, session.ActorUpstream, h.policy)
 	default:
-		h.logger.Warn("Session-Logout ignored: must be current, others or all", zap.String("value", sanitise(mode, 64)))
+		h.log(w.r.Context()).Warn("Session-Logout ignored: must be current, others or all", zap.String("value", sanitise(mode, 64)))
 		return nil
 	}
 	if err != nil {
-		h.logger.Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
+		h.log(w.r.Context()).Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
 		return err
 	}
 	h.recordEnded(w.r, ended, now, session.EndRevoked, session.ActorUpstream)

@@ -56,7 +56,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 		return nil, err
 	}
 	deviceID, deviceCookie := h.deviceID(r)
-	s := h.newSession(id, who.userID, hash, who.method, clientIP(r), r.UserAgent(), deviceID)
+	s := h.newSession(r.Context(), id, who.userID, hash, who.method, clientIP(r), r.UserAgent(), deviceID)
 	s.Email, s.Name, s.Roles = sanitise(who.email, maxValue), sanitise(who.name, maxValue), sanitise(who.roles, maxRoles)
 	if who.prepare != nil {
 		if err := who.prepare(s, credentialSecret(cookie)); err != nil {

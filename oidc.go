@@ -78,7 +78,7 @@ func (h *Handler) provisionProviders() error {
 				l[i] = userIDOf(id)
 			}
 		}
-		h.providers[c.Name] = &provider{cfg: c, client: &http.Client{Timeout: providerTimeout}}
+		h.providers[c.Name] = &provider{cfg: c, client: &http.Client{Timeout: providerTimeout, Transport: tracedTransport{http.DefaultTransport}}}
 	}
 	return nil
 }
@@ -315,7 +315,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		return h.mintFailed(w, r, err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	idt, err := verifier.Verify(ctx, raw)
+	idt, err := verifyToken(ctx, verifier, raw)
 	if err != nil {
 		return h.oidcFailed(w, r, p, "", http.StatusBadRequest, "ID token refused: "+err.Error(),
 			fmt.Sprintf("The sign-in with %s could not be completed: its answer failed the checks. Please sign in again.", label))
@@ -744,4 +744,13 @@ func (h *Handler) pendingOf(ctx context.Context, r *http.Request, name, state st
 		return pendingSignIn{}, "state not bound to this browser", nil
 	}
 	return ps, "", nil
+}
+
+// verifyToken is v.Verify as a span of its own: it may fetch the
+// provider's keys.
+func verifyToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.IDToken, error) {
+	ctx, sp := childSpan(ctx, "oidc.verify")
+	t, err := v.Verify(ctx, raw)
+	endSpan(sp, err)
+	return t, err
 }

@@ -324,7 +324,7 @@ func (h *Handler) askProvider(ctx context.Context, p *provider, s *session.Sessi
 	// OIDC Core 12.2: an ID token in the answer must name the same user.
 	// One that fails the checks is dropped (kept out of the tokens).
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		idt, verr := verifier.Verify(ctx, raw)
+		idt, verr := verifyToken(ctx, verifier, raw)
 		if verr == nil && idt.Subject != s.Subject {
 			return nil, nil, true, errors.New("the refreshed ID token names another user")
 		}

@@ -151,7 +151,7 @@ func (h *Handler) mintToken(ctx context.Context, r *http.Request, st session.Sto
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	s := h.newSession(id, who.UserID, hash, session.MethodToken, who.IP, "", "")
+	s := h.newSession(ctx, id, who.UserID, hash, session.MethodToken, who.IP, "", "")
 	s.Device, s.DeviceType, s.Browser, s.OS = tokenDevice, "", "", ""
 	s.Kind, s.Label, s.TokenLifetime = session.KindToken, name, life
 	s.Email, s.Name, s.Roles = who.Email, who.Name, who.Roles
