@@ -208,7 +208,7 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 		if err != nil {
 			return storeError(err)
 		}
-		revoked = append(revoked, adminEndedMany(ref, ended, now)...)
+		revoked = append(revoked, adminEnded(ref, ended, now)...)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": revoked})
 }
@@ -216,10 +216,8 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 // adminEnded records sessions the admin ended, and drops them from every
 // handler of this process, not only the store's own; it returns their ids.
 func adminEnded(ref storeRef, ended []*session.Session, now time.Time) []string {
-	ref.h.recordEnded(nil, ended, now, session.EndRevoked, session.ActorAdmin)
-	ids := idsOf(ended)
-	forgetEverywhere(ids...)
-	return ids
+	ref.h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorAdmin, at: now})
+	return idsOf(ended)
 }
 
 // byIP lists the active sessions last seen from ?ip=, store after store;

@@ -225,9 +225,7 @@ func (h *Handler) endProviderSessions(ctx context.Context, provider string, lt l
 				return ended, fmt.Errorf("ending session %s: %w", s.ID, err)
 			}
 			ended++
-			h.forget(e.ID)
-			h.metrics.revocation(session.ActorIDP, 1)
-			h.logEvent(session.EndEvent(e, now, reason, session.ActorIDP))
+			h.sessionEnded(e, ending{reason: reason, actor: session.ActorIDP, at: now, quiet: true})
 		}
 	}
 	return ended, nil

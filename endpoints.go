@@ -190,9 +190,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		s, err := h.store.End(ctx, a.sess.ID, now, session.EndLogout, session.ActorSelf, h.policy)
 		switch {
 		case err == nil:
-			h.forget(s.ID)
-			h.metrics.logout()
-			h.logEvent(session.EndEvent(s, now, session.EndLogout, session.ActorSelf))
+			h.sessionEnded(s, ending{reason: session.EndLogout, actor: session.ActorSelf, at: now, quiet: true})
 		case !errors.Is(err, session.ErrNotFound):
 			// The session is still alive: say so rather than pretend.
 			return h.storeUnavailable(w, r, err)

@@ -337,7 +337,7 @@ func (h *Handler) endByPolicy(ctx context.Context, r *http.Request, s *session.S
 	ended, err := h.store.End(ctx, s.ID, now, reason, session.ActorPolicy, h.policy)
 	switch {
 	case err == nil:
-		h.recordEnded(r, []*session.Session{ended}, now, reason, session.ActorPolicy)
+		h.sessionEnded(ended, ending{reason: reason, actor: session.ActorPolicy, at: now})
 	case !errors.Is(err, session.ErrNotFound):
 		return auth{err: err}
 	}
@@ -354,17 +354,6 @@ func eventOf(s *session.Session, typ string, at time.Time, reason string) sessio
 // one it was created in (both known).
 func countryChanged(s *session.Session) bool {
 	return s.Country != "" && s.LoginCountry != "" && s.Country != s.LoginCountry
-}
-
-// recordEnded does what follows every revocation: the metric, this
-// process's grace and cache, the log line and the user's notice.
-func (h *Handler) recordEnded(r *http.Request, ended []*session.Session, at time.Time, reason, actor string) {
-	h.metrics.revocation(actor, len(ended))
-	for _, s := range ended {
-		h.forget(s.ID)
-		h.logEvent(session.EndEvent(s, at, reason, actor))
-		h.notifyEnded(r, s, at, actor)
-	}
 }
 
 // forget drops ended sessions from what this handler remembers (grace and

@@ -239,8 +239,7 @@ func (h *Handler) abandon(s *session.Session, err error) {
 			ended, err := h.store.Discard(ctx, s, h.policy)
 			if err == nil {
 				if len(ended) > 0 {
-					h.recordEnded(nil, ended, ended[0].EndedAt, session.EndLimit, session.ActorLimit)
-					forgetEverywhere(idsOf(ended)...)
+					h.sessionsEnded(ended, ending{reason: session.EndLimit, actor: session.ActorLimit, at: ended[0].EndedAt})
 				}
 				return
 			}
@@ -255,14 +254,6 @@ func (h *Handler) abandon(s *session.Session, err error) {
 	}()
 }
 
-func idsOf(ss []*session.Session) []string {
-	ids := make([]string, len(ss))
-	for i, s := range ss {
-		ids[i] = s.ID
-	}
-	return ids
-}
-
 // recordLogin counts, logs and notifies a new session and what its
 // creation ended. r is nil for sessions the admin API mints.
 func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*session.Session) {
@@ -271,7 +262,7 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 	for _, e := range session.RiskEvents(s, s.Risk, s.CreatedAt) {
 		h.logEvent(e)
 	}
-	h.recordEnded(r, ended, s.CreatedAt, session.EndLimit, session.ActorLimit)
+	h.sessionsEnded(ended, ending{reason: session.EndLimit, actor: session.ActorLimit, at: s.CreatedAt})
 	h.notifyLogin(r, s)
 }
 
@@ -308,7 +299,7 @@ func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Sessi
 		h.log(w.r.Context()).Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
 		return err
 	}
-	h.recordEnded(w.r, ended, now, session.EndRevoked, session.ActorUpstream)
+	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorUpstream, at: now})
 	if mode != "others" {
 		http.SetCookie(w, h.sessionCookie(w.r, "", -1))
 	}

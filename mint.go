@@ -42,10 +42,9 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 	for _, raw := range cookies.values() {
 		if id, hash, err := session.ParseCredential(raw); err == nil {
 			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
-				if e, err := h.store.End(ctx, id, h.now(), session.EndRevoked, session.ActorSelf, h.policy); err == nil {
-					h.metrics.revocation(session.ActorSelf, 1)
-					h.forget(id)
-					h.logEvent(session.EndEvent(e, h.now(), session.EndRevoked, session.ActorSelf))
+				now := h.now()
+				if e, err := h.store.End(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy); err == nil {
+					h.sessionEnded(e, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now, quiet: true})
 				}
 			}
 		}

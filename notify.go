@@ -129,11 +129,6 @@ func (h *Handler) notifyLogin(r *http.Request, s *session.Session) {
 	h.notifyMail(r, events, s, s.CreatedAt)
 }
 
-// notifyEnded tells the user a session was ended by someone (not a sign-out).
-func (h *Handler) notifyEnded(r *http.Request, s *session.Session, at time.Time, _ string) {
-	h.notify(r, noticeRevoke, s, at)
-}
-
 // validHost is a host[:port] fit to put in a link: the request's Host is
 // the client's word, so anything odd gets no link rather than a bad one.
 var validHost = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)

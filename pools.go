@@ -219,13 +219,20 @@ func distinctStores() []storeRef {
 	return out
 }
 
-// forgetEverywhere drops ended sessions from every handler's grace and session caches,
-// so that a revocation made here is never undone by grace.
-func forgetEverywhere(ids ...string) {
+// forgetEverywhere drops ended sessions from the grace and session
+// caches of every handler of this process, from's included (also when
+// it is not running: a test's), so that a revocation made by one is
+// never undone by another's grace.
+func forgetEverywhere(from *Handler, ids ...string) {
 	running.Lock()
 	defer running.Unlock()
+	seen := false
 	for _, h := range running.handlers {
 		h.forget(ids...)
+		seen = seen || h == from
+	}
+	if !seen && from != nil {
+		from.forget(ids...)
 	}
 }
 

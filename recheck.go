@@ -424,7 +424,7 @@ func (h *Handler) endRefused(r *http.Request, p *provider, s *session.Session, w
 	ended, err := h.store.End(sctx, s.ID, now, session.EndIDP, session.ActorIDP, h.policy)
 	switch {
 	case err == nil:
-		h.recordEnded(r, []*session.Session{ended}, now, session.EndIDP, session.ActorIDP)
+		h.sessionEnded(ended, ending{reason: session.EndIDP, actor: session.ActorIDP, at: now})
 		if s.IsToken() {
 			break
 		}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -19,41 +16,6 @@ const revokeBatch = 500
 // Unwrap is the store itself, for what it can do beyond session.Store
 // (session.EndUsers, session.EnqueueMany).
 func (p *pooledStore) Unwrap() session.Store { return p.Store }
-
-// recordEndedMany is recordEnded for many sessions at once: the webhook
-// notices go into the outbox in one store operation, not one each.
-func (h *Handler) recordEndedMany(ended []*session.Session, at time.Time, reason, actor string) {
-	h.metrics.revocation(actor, len(ended))
-	var hooks []session.Notice
-	wants := h.Notify != nil && h.notifyWants(noticeRevoke)
-	for _, s := range ended {
-		h.forget(s.ID)
-		h.logEvent(session.EndEvent(s, at, reason, actor))
-		if wants {
-			hooks = append(hooks, webhookNotice(noticeRevoke, s, at))
-		}
-	}
-	// Mails tell of sign-ins only (email.Events): nothing to mail here.
-	if len(hooks) == 0 {
-		return
-	}
-	ctx := context.Background()
-	queued, err := session.EnqueueMany(ctx, h.store, h.Notify.URL, hooks)
-	if dropped := len(hooks) - queued; dropped > 0 {
-		for range dropped {
-			h.metrics.notification("dropped")
-		}
-		h.logger.Error("queueing a notification", zap.String("event", noticeRevoke), zap.Int("dropped", dropped), zap.Error(err))
-	}
-}
-
-// adminEndedMany is adminEnded for a batch.
-func adminEndedMany(ref storeRef, ended []*session.Session, now time.Time) []string {
-	ref.h.recordEndedMany(ended, now, session.EndRevoked, session.ActorAdmin)
-	ids := idsOf(ended)
-	forgetEverywhere(ids...)
-	return ids
-}
 
 // revokeProgress is a line of "revoke everyone" with ?progress=true.
 type revokeProgress struct {
@@ -105,7 +67,7 @@ func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores 
 			batch := users[i][start:min(start+revokeBatch, len(users[i]))]
 			now := ref.h.now()
 			ended, err := session.EndUsers(ctx, ref.store, batch, now, session.EndRevoked, session.ActorAdmin, ref.h.policy)
-			p.Revoked += len(adminEndedMany(ref, ended, now))
+			p.Revoked += len(adminEnded(ref, ended, now))
 			if err != nil {
 				if !progress {
 					return storeError(err)

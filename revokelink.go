@@ -107,7 +107,7 @@ func (h *Handler) serveRevokeLink(w http.ResponseWriter, r *http.Request) error 
 		data.Title, data.Text, data.Tokens = "This session has already ended", "Nothing more to do.", nil
 		return h.linkPage(w, r, http.StatusGone, data)
 	}
-	h.recordEnded(r, ended, now, session.EndRevoked, session.ActorLink)
+	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorLink, at: now})
 	data.Title = "Signed out"
 	data.Text = "That session is signed out. If it wasn't you, change your password on " + data.Site + " now."
 	if !targetActive {

@@ -132,14 +132,14 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 		ended, err = h.store.EndWithTokens(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
 		if errors.Is(err, session.ErrNotFound) || (err == nil && ended[0].ID != id) {
 			// Not active: its tokens (if any) were ended all the same.
-			h.recordEnded(r, ended, now, session.EndRevoked, session.ActorSelf)
+			h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
 			return h.storeUnavailable(w, r, err)
 		}
 	}
-	h.recordEnded(r, ended, now, session.EndRevoked, session.ActorSelf)
+	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
 	if id == cur.ID {
 		http.SetCookie(w, h.sessionCookie(r, "", -1))
 	}
