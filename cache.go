@@ -2,15 +2,12 @@ package sessionauth
 
 import (
 	"context"
-	"errors"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -70,10 +67,9 @@ func (c *sessionCache) drop(ids ...string) {
 // revocationHub listens on the store's revocation channel for the caches
 // of this process that use the store.
 type revocationHub struct {
-	key     string // the store's, as in storePool
-	client  redis.UniversalClient
-	channel string
-	logger  *zap.Logger
+	key    string // the store's, as in storePool
+	feed   session.RevocationFeed
+	logger *zap.Logger
 
 	mu     sync.Mutex
 	caches map[*sessionCache]struct{} // of the handlers using the hub
@@ -138,49 +134,16 @@ func (hub *revocationHub) heard(payload string) {
 
 func (hub *revocationHub) run(ctx context.Context) {
 	defer close(hub.done)
-	for ctx.Err() == nil {
-		ps := hub.client.Subscribe(ctx, hub.channel)
-		hub.listen(ctx, ps)
-		_ = ps.Close()
-		hub.setHealthy(false)
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// listen reads the channel until the link fails; a quiet link is pinged.
-func (hub *revocationHub) listen(ctx context.Context, ps *redis.PubSub) {
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, 2*time.Second)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
-				if perr := ps.Ping(ctx); perr == nil {
-					continue
-				}
-			}
-			return
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				hub.setHealthy(true)
-			}
-		case *redis.Message:
-			hub.heard(m.Payload)
-		}
-	}
+	hub.feed.FollowRevocations(ctx, hub.setHealthy, hub.heard)
 }
 
 // attachCache gives h its cache, on the store's hub (started if needed).
 // With an embedded store (file, memory) there is nothing to save: no cache.
-func attachCache(h *Handler, client redis.UniversalClient) error {
-	if h.Cache <= 0 || client == nil {
+func attachCache(h *Handler, feed session.RevocationFeed) error {
+	if h.Cache <= 0 || feed == nil {
 		return nil
 	}
-	hub, err := loadRevocationHub(h.storeKey, client, session.RevocationChannel(h.Store.KeyPrefix), h.logger)
+	hub, err := loadRevocationHub(h.storeKey, feed, h.logger)
 	if err != nil {
 		return err
 	}
@@ -193,8 +156,8 @@ func attachCache(h *Handler, client redis.UniversalClient) error {
 
 // acquireHub is the store's revocation hub for h's upgraded connections,
 // started if needed; releaseHub gives it back.
-func acquireHub(h *Handler, client redis.UniversalClient) (*revocationHub, error) {
-	return loadRevocationHub(h.storeKey, client, session.RevocationChannel(h.Store.KeyPrefix), h.logger)
+func acquireHub(h *Handler, feed session.RevocationFeed) (*revocationHub, error) {
+	return loadRevocationHub(h.storeKey, feed, h.logger)
 }
 
 func releaseHub(h *Handler) error {

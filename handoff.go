@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/geo"
@@ -243,7 +242,7 @@ func (h *Handler) abandon(s *session.Session, err error) {
 				}
 				return
 			}
-			if try == abandonTries || errors.Is(err, redis.ErrClosed) {
+			if try == abandonTries || errors.Is(err, session.ErrClosed) {
 				h.logger.Error("cannot undo a failed sign-in: its session may stay until it expires or is revoked",
 					zap.String("user_id", s.UserID), zap.String("session_id", s.ID), zap.Error(err))
 				return

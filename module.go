@@ -12,7 +12,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/email"
@@ -170,8 +169,8 @@ type Handler struct {
 	// configured, so session_require can send a browser to a step-up.
 	signInEnabled bool
 
-	redisClient redis.UniversalClient // nil unless the store is Redis
-	socketWatch *revocationWatch      // the revocation channel, once a connection is upgraded
+	feed        session.RevocationFeed // nil unless the store is shared (Redis)
+	socketWatch *revocationWatch       // the revocation channel, once a connection is upgraded
 
 	// An unknown account name's password is compared against one of
 	// these (unknownHash); compare is the comparison, which tests see.
@@ -565,8 +564,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err // Caddy cleans up after a failed Provision
 		}
 	}
-	h.redisClient, h.socketWatch = ps.client, &revocationWatch{}
-	if err := attachCache(h, ps.client); err != nil {
+	h.feed, _ = session.As[session.RevocationFeed](ps)
+	h.socketWatch = &revocationWatch{}
+	if err := attachCache(h, h.feed); err != nil {
 		return err
 	}
 	h.explainOptions()

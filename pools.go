@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/geo"
@@ -30,16 +28,11 @@ var storePool = caddy.NewUsagePool()
 // pooledStore is a store in the pool; Destruct runs when no config uses it.
 type pooledStore struct {
 	session.Store
-	client  redis.UniversalClient
 	checked sync.Once // the connection check at start, once per store
 }
 
 func (p *pooledStore) Destruct() error {
-	err := p.Store.Close()
-	if p.client != nil {
-		err = errors.Join(err, p.client.Close())
-	}
-	return err
+	return p.Store.Close()
 }
 
 // poolKey identifies a store: the same Redis addresses, credentials, db
@@ -75,16 +68,11 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 				CheckEvery: fileCheckEvery, Logger: logger.Named("store"),
 			})}, nil
 		}
-		opts, err := c.redisOptions(password)
+		st, err := session.DialRedis(c.redisOptions(password, logger), nil)
 		if err != nil {
 			return nil, err
 		}
-		ev := &evictionCheck{logger: logger, ready: make(chan struct{})}
-		opts.OnConnect = ev.onConnect
-		client := redis.NewUniversalClient(opts)
-		ev.client = client
-		close(ev.ready)
-		return &pooledStore{Store: session.NewRedis(client, c.KeyPrefix, nil), client: client}, nil
+		return &pooledStore{Store: st}, nil
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("loading session store: %w", err)
@@ -156,10 +144,10 @@ func loadDispatcher(h *Handler) (*dispatcher, error) {
 // that a handler with `cache` uses, keyed like storePool.
 var revocationHubPool = caddy.NewUsagePool()
 
-func loadRevocationHub(storeKey string, client redis.UniversalClient, channel string, logger *zap.Logger) (*revocationHub, error) {
+func loadRevocationHub(storeKey string, feed session.RevocationFeed, logger *zap.Logger) (*revocationHub, error) {
 	v, _, err := revocationHubPool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
 		ctx, cancel := context.WithCancel(context.Background())
-		hub := &revocationHub{key: storeKey, client: client, channel: channel, logger: logger,
+		hub := &revocationHub{key: storeKey, feed: feed, logger: logger,
 			caches: map[*sessionCache]struct{}{}, cancel: cancel, done: make(chan struct{})}
 		go hub.run(ctx)
 		return hub, nil

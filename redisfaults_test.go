@@ -154,3 +154,13 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return mfs[0].GetMetric()[0].GetCounter().GetValue()
 }
+
+// infoField finds "name:value" in an INFO reply.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}

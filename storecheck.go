@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -25,7 +24,7 @@ func (h *Handler) checkStoreAtStart(ctx caddy.Context, ps *pooledStore) error {
 	if f, ok := ps.Store.(*session.File); ok {
 		return openAtStart(ctx, f)
 	}
-	if ps.client == nil {
+	if _, ok := session.As[pinger](ps); !ok {
 		return nil // in process: nothing to reach
 	}
 	events, err := ctx.App("events")
@@ -38,6 +37,9 @@ func (h *Handler) checkStoreAtStart(ctx caddy.Context, ps *pooledStore) error {
 	}))
 }
 
+// pinger is a store on the network (Redis), which can be asked for an answer.
+type pinger interface{ Ping(context.Context) error }
+
 // startedHandler runs a function on Caddy's "started" event.
 type startedHandler func()
 
@@ -46,7 +48,8 @@ func (f startedHandler) Handle(context.Context, caddy.Event) error { f(); return
 func pingStore(ps *pooledStore, cfg *StoreConfig, logger *zap.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DialTimeout)+time.Duration(cfg.ReadTimeout))
 	defer cancel()
-	if err := ps.client.Ping(ctx).Err(); err != nil {
+	p, _ := session.As[pinger](ps)
+	if err := p.Ping(ctx); err != nil {
 		// go-redis retries a refused dial until the deadline: dial once
 		// ourselves to name the network's own cause.
 		if derr := dialOnce(cfg); derr != nil {
@@ -83,11 +86,10 @@ func dialOnce(cfg *StoreConfig) error {
 	network, addr := "tcp", ""
 	switch {
 	case cfg.URL != "":
-		opts, err := redis.ParseURL(cfg.URL)
-		if err != nil {
+		var err error
+		if network, addr, err = session.RedisAddress(cfg.URL); err != nil {
 			return err
 		}
-		network, addr = opts.Network, opts.Addr
 	case len(cfg.Addresses) > 0:
 		addr = cfg.Addresses[0]
 	default:

@@ -1,22 +1,17 @@
 package sessionauth
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // StoreConfig selects and configures the session store.
@@ -86,39 +81,6 @@ func (c *StoreConfig) describe() string {
 	return d
 }
 
-// tlsConfig builds the client TLS config; it reads files but dials nothing.
-func (c *StoreConfig) tlsConfig(base *tls.Config) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if base != nil {
-		cfg = base.Clone()
-		if cfg.MinVersion < tls.VersionTLS12 {
-			cfg.MinVersion = tls.VersionTLS12
-		}
-	}
-	if c.TLSCA != "" {
-		pem, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("store redis tls_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("store redis tls_ca %s: no PEM certificate in it", c.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.TLSCert != "" {
-		pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("store redis tls_cert/tls_key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	if c.TLSServerName != "" {
-		cfg.ServerName = c.TLSServerName
-	}
-	return cfg, nil
-}
-
 const (
 	defaultKeyPrefix   = "sa:"
 	defaultDialTimeout = time.Second
@@ -176,7 +138,7 @@ func (c *StoreConfig) check() error {
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
 		if err != nil {
-			return fmt.Errorf("store redis URL: %s", redactURLError(err))
+			return fmt.Errorf("store redis URL: %s", session.RedactURLError(err))
 		}
 		switch u.Scheme {
 		case "redis", "rediss", "unix":
@@ -202,15 +164,6 @@ func (c *StoreConfig) check() error {
 	return nil
 }
 
-// redactURLError keeps a password in a URL out of error messages.
-func redactURLError(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return "invalid URL"
-}
-
 // embedded: the store lives in this process (file or memory), so an
 // operation has no network to wait for.
 func (c *StoreConfig) embedded() bool { return c.Type == "memory" || c.Type == "file" }
@@ -228,119 +181,13 @@ func (c *StoreConfig) filePath() string {
 	return p
 }
 
-// redisOptions turns the config into go-redis options. Timeouts are short
-// and bound by the request's context, so a hanging Redis costs a request
-// read_timeout at most, never a pile-up.
-func (c *StoreConfig) redisOptions(password string) (*redis.UniversalOptions, error) {
-	opts := &redis.UniversalOptions{
-		Addrs:                 c.Addresses,
-		MasterName:            c.Master,
-		DB:                    c.DB,
-		PoolSize:              c.PoolSize,
-		DialTimeout:           time.Duration(c.DialTimeout),
-		ReadTimeout:           time.Duration(c.ReadTimeout),
-		WriteTimeout:          time.Duration(c.ReadTimeout),
-		ContextTimeoutEnabled: true,
-		DisableIdentity:       true,
-		MaxRetries:            1,
-		// Cluster: a resharding answers TRYAGAIN while a user's keys are
-		// split between two nodes; go-redis backs off and retries, and the
-		// request's deadline (read_timeout) still bounds the whole.
-		MaxRedirects: 8,
+// redisOptions is the config as the Redis store takes it.
+func (c *StoreConfig) redisOptions(password string, logger *zap.Logger) session.RedisOptions {
+	return session.RedisOptions{
+		URL: c.URL, Addresses: c.Addresses, Master: c.Master, Username: c.Username, Password: password,
+		DB: c.DB, PoolSize: c.PoolSize, Prefix: c.KeyPrefix,
+		DialTimeout: time.Duration(c.DialTimeout), ReadTimeout: time.Duration(c.ReadTimeout),
+		TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSServerName: c.TLSServerName,
+		Logger: logger,
 	}
-	if c.URL != "" {
-		u, err := redis.ParseURL(c.URL)
-		if err != nil {
-			return nil, fmt.Errorf("store redis URL: %s", redactURLError(err))
-		}
-		if len(opts.Addrs) == 0 {
-			opts.Addrs = []string{u.Addr}
-		}
-		if u.Network == "unix" {
-			// UniversalOptions has no network field: dial the socket ourselves.
-			opts.Addrs = []string{u.Addr}
-			opts.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", addr)
-			}
-		}
-		opts.Username, opts.Password, opts.TLSConfig = u.Username, u.Password, u.TLSConfig
-		if c.DB == 0 {
-			opts.DB = u.DB
-		}
-	}
-	if c.Username != "" {
-		opts.Username = c.Username
-	}
-	if password != "" {
-		opts.Password = password
-	}
-	if c.usesTLS() {
-		cfg, err := c.tlsConfig(opts.TLSConfig)
-		if err != nil {
-			return nil, err
-		}
-		opts.TLSConfig = cfg
-	}
-	return opts, nil
-}
-
-// evictionCheck reads Redis's eviction policy once the store has made its
-// first connection (Provision dials nothing), in the background, and logs
-// an error unless it is noeviction. Every key the gateway writes has a
-// TTL, so the volatile-* policies may evict any of them too, and an
-// evicted user index would hide that user's sessions from every
-// revocation (they are refused instead: see session.Unlisted).
-type evictionCheck struct {
-	once   sync.Once
-	ready  chan struct{} // closed once client is set
-	client redis.UniversalClient
-	logger *zap.Logger
-}
-
-func (e *evictionCheck) onConnect(context.Context, *redis.Conn) error {
-	e.once.Do(func() { go e.run() })
-	return nil
-}
-
-func (e *evictionCheck) run() {
-	<-e.ready
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	check := func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "memory").Result()
-		if err != nil {
-			return err
-		}
-		policy := infoField(info, "maxmemory_policy")
-		if policy == "noeviction" {
-			e.logger.Debug("Redis evicts no keys (maxmemory-policy noeviction)", zap.String("address", c.Options().Addr))
-			return nil
-		}
-		e.logger.Error("Redis may evict the gateway's keys: set maxmemory-policy noeviction "+
-			"(sessions whose user index is evicted are refused, and other evicted keys sign users out)",
-			zap.String("address", c.Options().Addr), zap.String("maxmemory_policy", policy),
-			zap.String("maxmemory", infoField(info, "maxmemory_human")))
-		return nil
-	}
-	var err error
-	switch c := e.client.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, check)
-	case *redis.Client:
-		err = check(ctx, c)
-	}
-	if err != nil {
-		e.logger.Warn("could not read Redis's eviction policy, which must be noeviction (the ACL user needs +info)", zap.Error(err))
-	}
-}
-
-// infoField finds "name:value" in an INFO reply.
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // With no store given, a handler opens the file store at its default
@@ -28,7 +30,9 @@ func TestDefaultStoreIsTheFile(t *testing.T) {
 		}
 	}
 	b, _ := testHandler(t, func(h *Handler) { h.Store = &StoreConfig{Type: "file", Path: path} })
-	if a.store != b.store {
+	fa, _ := session.As[*session.File](a.store)
+	fb, _ := session.As[*session.File](b.store)
+	if fa == nil || fa != fb {
 		t.Fatal("two handlers on the same file have two stores")
 	}
 	if d := a.Store.describe(); d != "file "+path {

@@ -329,13 +329,13 @@ func (h *Handler) closeIfEnded(id string) {
 // are one process: every end passes through forget.
 func (h *Handler) watchRevocations() {
 	w := h.socketWatch
-	if w == nil || h.redisClient == nil {
+	if w == nil || h.feed == nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.hub == nil && !w.done {
-		hub, err := acquireHub(h, h.redisClient)
+		hub, err := acquireHub(h, h.feed)
 		if err != nil {
 			h.logger.Error("listening for revocations at other gateways", zap.Error(err))
 			return

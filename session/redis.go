@@ -22,7 +22,8 @@ import (
 // Redis keeps sessions in Redis (standalone, Sentinel or Cluster through
 // one redis.UniversalClient). Several gateways sharing it see one truth.
 type Redis struct {
-	client redis.UniversalClient
+	ownsClient bool // made by DialRedis: Close closes it
+	client     redis.UniversalClient
 	// hot runs the per-request validation. It is go-redis's automatic
 	// pipeliner: the validations of concurrent requests go out as one
 	// write and come back as one read, which saves both this process and
@@ -44,8 +45,8 @@ type Redis struct {
 }
 
 // NewRedis returns a store on client with keys under prefix. The client is
-// the caller's: Close does not close it, since stores with other prefixes
-// may share it. now is the clock for reads (time.Now when nil).
+// the caller's: Close does not close it (DialRedis makes a store that owns
+// its client). now is the clock for reads (time.Now when nil).
 func NewRedis(client redis.UniversalClient, prefix string, now func() time.Time) *Redis {
 	if now == nil {
 		now = time.Now
@@ -1074,6 +1075,11 @@ func decodeEvent(s string) (Event, bool) {
 }
 
 // Close implements Store; the client belongs to whoever made it.
-func (r *Redis) Close() error { return nil }
+func (r *Redis) Close() error {
+	if r.ownsClient {
+		return r.client.Close()
+	}
+	return nil
+}
 
 var _ Store = (*Redis)(nil)
