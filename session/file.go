@@ -24,7 +24,7 @@ import (
 // crash loses at most the touches of the commit in progress (one per
 // session), never a sign-in or a revocation.
 type File struct {
-	db     *bolt.DB
+	db     *fileDB // the open file; compaction replaces it (file_db.go)
 	path   string
 	now    func() time.Time
 	tagKey []byte // the key of user tags, kept in the file
