@@ -84,6 +84,10 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method == http.MethodGet {
 			return a.backup(w, r, stores)
 		}
+	case len(segs) == 1 && segs[0] == "compact":
+		if r.Method == http.MethodPost {
+			return a.compact(w, r, stores)
+		}
 	case len(segs) == 1 && segs[0] == "sessions":
 		switch r.Method {
 		case http.MethodGet:

@@ -58,6 +58,9 @@ func fakeAdmin(t *testing.T) string {
 	mux.HandleFunc("DELETE /session-auth/users/alice/sessions", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"revoked":[%q]}`, cliB)
 	})
+	mux.HandleFunc("POST /session-auth/compact", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"path":"/var/lib/caddy/sessions.db","bytes_before":268566528,"bytes_after":524288}`)
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
@@ -107,6 +110,8 @@ func TestCLIOutputGolden(t *testing.T) {
 		{"revoke", "--id", "0123456789abcdef0123456789abcdef"},
 		{"revoke"},
 		{"lst"},
+		{"compact"},
+		{"compact", "--file", "/nonexistent/sessions.db"},
 		{"list", "--user", "alice", "--address", "127.0.0.1:1"},
 	}
 	var got strings.Builder

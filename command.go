@@ -29,7 +29,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sessions",
-		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>] | backup <file> | salvage <damaged> <new>",
+		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>] | backup <file> | salvage <damaged> <new> | compact [--file <path>]",
 		Short: "Lists, revokes and audits session_auth sessions of a running Caddy",
 		Long: `
 Talks to the session_auth routes of a running Caddy's admin API, like
@@ -44,6 +44,8 @@ default localhost:2019.
   caddy sessions events --user alice --limit 20
   caddy sessions backup /var/backups/sessions.db
   caddy sessions salvage sessions.db sessions.db.salvaged   (offline)
+  caddy sessions compact
+  caddy sessions compact --file sessions.db   (offline)
 
 The table shows session ids by their shortest unique prefix (all of one
 user's ids share their first 12 characters, so at least 18); --id and
@@ -68,7 +70,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	// argument and cobra answers with its help or an unrelated complaint.
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("unknown subcommand %q: use list, revoke, events, backup or salvage (caddy sessions --help)", args[0])
+			return fmt.Errorf("unknown subcommand %q: use list, revoke, events, backup, salvage or compact (caddy sessions --help)", args[0])
 		}
 		return nil
 	}

@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -16,8 +18,8 @@ import (
 )
 
 // fileCommands are the subcommands for the file store's file:
-// a hot backup through the running Caddy's admin API, and an offline
-// salvage of a damaged file.
+// a hot backup through the running Caddy's admin API, an offline
+// salvage of a damaged file, and compaction (online or offline).
 func fileCommands() []*cobra.Command {
 	backup := &cobra.Command{
 		Use:   "backup <file>",
@@ -44,7 +46,62 @@ refused (it could not be signed out everywhere), never taken as valid.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error { return runSalvage(c, args[0], args[1]) },
 	}
-	return []*cobra.Command{backup, salvage}
+	compact := &cobra.Command{
+		Use:   "compact [--file <store file>]",
+		Short: "Give the file store's space back: copy what it holds into a compacted file",
+		Long: `The file store reuses the space of expired sessions but never gives it back
+to the disk. Compaction copies what the file holds, in order and with its
+pages filled, into a new file that takes the store's path.
+
+Without --file it asks the running Caddy (its admin API, as 'caddy reload'
+finds it) to compact its open store: reads go on, writes wait until the
+copy is in place. With --file it compacts a file that no running Caddy has
+open (one that has is refused). Either way it prints the file's size
+before and after.`,
+		Args: cobra.NoArgs,
+		RunE: runCompact,
+	}
+	compact.Flags().String("file", "", "Compact this store file, offline (Caddy not running on it)")
+	compact.Flags().String("path", "", "Online, with several file stores in the config: the store's path")
+	return []*cobra.Command{backup, salvage, compact}
+}
+
+// compactTimeout bounds the wait for the running Caddy's compaction,
+// which copies what the store holds (seconds for a million sessions).
+const compactTimeout = 10 * time.Minute
+
+func runCompact(c *cobra.Command, _ []string) error {
+	out := c.OutOrStdout()
+	if file, _ := c.Flags().GetString("file"); file != "" {
+		rep, err := session.CompactFile(file)
+		if err != nil {
+			return fmt.Errorf("compacting %s: %w", file, err)
+		}
+		fmt.Fprintf(out, "compacted %s: %d bytes before, %d after\n", rep.Path, rep.Before, rep.After)
+		return nil
+	}
+	uri := "/session-auth/compact"
+	if p, _ := c.Flags().GetString("path"); p != "" {
+		uri += "?path=" + url.QueryEscape(p)
+	}
+	res, addr, err := adminRequest(c, http.MethodPost, uri, compactTimeout)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading the admin API's answer: %w", err)
+	}
+	if res.StatusCode/100 != 2 {
+		return adminError(addr, res, body)
+	}
+	var rep compactResult
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fmt.Errorf("the admin API's answer: %w", err)
+	}
+	fmt.Fprintf(out, "compacted %s (in the running Caddy): %d bytes before, %d after\n", rep.Path, rep.BytesBefore, rep.BytesAfter)
+	return nil
 }
 
 func runBackup(c *cobra.Command, target string) error {

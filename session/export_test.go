@@ -62,3 +62,18 @@ func SessionsRootPage(f *File) (int64, int, error) {
 	})
 	return id, f.db.Info().PageSize, err
 }
+
+// FileBucketBytes is what each bucket's pages hold (in use), by name.
+func FileBucketBytes(f *File) map[string]int {
+	out := map[string]int{}
+	_ = f.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			s := b.Stats()
+			out[string(name)] = s.LeafInuse + s.BranchInuse
+			out[string(name)+" alloc"] = s.LeafAlloc + s.BranchAlloc
+			out[string(name)+" keys"] = s.KeyN
+			return nil
+		})
+	})
+	return out
+}

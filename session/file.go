@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -25,7 +24,7 @@ import (
 // crash loses at most the touches of the commit in progress (one per
 // session), never a sign-in or a revocation.
 type File struct {
-	db     *bolt.DB
+	db     *fileDB // the open file; compaction replaces it (file_db.go)
 	path   string
 	now    func() time.Time
 	tagKey []byte // the key of user tags, kept in the file
@@ -68,12 +67,12 @@ type File struct {
 // key carry its length first (see prefixKey), so that no id can be read
 // as the start of another.
 var (
-	bSessions = []byte("sessions") // session id -> fileRecord (JSON)
+	bSessions = []byte("sessions") // session id -> fileRecord (file_codec.go; JSON once)
 	bUsers    = []byte("users")    // prefixKey(user)+session id -> nil
 	bIPs      = []byte("ips")      // prefixKey(ip)+session id -> nil
 	bEvents   = []byte("events")   // prefixKey(user)+seq -> fileEvent; user "" is the trail without a user
 	bEvCount  = []byte("evcount")  // prefixKey(user) -> events kept (uint64)
-	bHistory  = []byte("history")  // user -> fileHistory (JSON)
+	bHistory  = []byte("history")  // user -> fileHistory (file_codec.go; JSON once)
 	bCounters = []byte("counters") // key -> count and window end
 	bOutbox   = []byte("outbox")   // channelID(target)+seq -> fileDelivery (JSON)
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
@@ -186,7 +185,7 @@ func (f *File) recordFor(id string, v []byte) (*fileRecord, *decodedRecord) {
 		r := d.rec
 		return &r, d
 	}
-	r := decodeRecord(v)
+	r := decodeRecord(id, v)
 	if r == nil {
 		return nil, nil
 	}
@@ -273,29 +272,19 @@ func scanPrefix(b *bolt.Bucket, prefix []byte, fn func(k, v []byte)) {
 }
 
 func getRecord(tx *bolt.Tx, id string) *fileRecord {
-	return decodeRecord(tx.Bucket(bSessions).Get([]byte(id)))
+	return decodeRecord(id, tx.Bucket(bSessions).Get([]byte(id)))
 }
 
-func decodeRecord(v []byte) *fileRecord {
+func decodeRecord(id string, v []byte) *fileRecord {
 	if v == nil {
 		return nil
 	}
-	var r fileRecord
-	if json.Unmarshal(v, &r) != nil || len(r.Hash) != len(r.TokenHash) {
-		return nil
-	}
-	copy(r.TokenHash[:], r.Hash)
-	return &r
+	return decodeRecordValue(id, v) // binary or, as written before, JSON (file_codec.go)
 }
 
 func putRecord(tx *bolt.Tx, r *fileRecord) error {
-	r.Hash = r.TokenHash[:]
 	r.OthersActive = 0
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bSessions).Put([]byte(r.ID), b)
+	return tx.Bucket(bSessions).Put([]byte(r.ID), encodeRecord(r))
 }
 
 // liveRecord returns the record unless it is past its purge time.
@@ -349,10 +338,7 @@ func addEvent(tx *bolt.Tx, user string, e Event, p Policy) error {
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(fileEvent{E: e, PurgeAt: e.At.Add(p.Retention)})
-	if err != nil {
-		return err
-	}
+	v := encodeFileEvent(&fileEvent{E: e, PurgeAt: e.At.Add(p.Retention)}, user)
 	prefix := prefixKey(user)
 	if err := b.Put(append(slices.Clip(prefix), u64(seq)...), v); err != nil {
 		return err
@@ -374,8 +360,8 @@ func addEvent(tx *bolt.Tx, user string, e Event, p Policy) error {
 }
 
 func getHistory(tx *bolt.Tx, user string, now time.Time, p Policy) *fileHistory {
-	var h fileHistory
-	if v := tx.Bucket(bHistory).Get([]byte(user)); v == nil || json.Unmarshal(v, &h) != nil || !now.Before(h.PurgeAt) {
+	h, ok := decodeHistory(tx.Bucket(bHistory).Get([]byte(user)))
+	if !ok || !now.Before(h.PurgeAt) {
 		h = fileHistory{}
 	}
 	if h.Devices == nil {
@@ -401,11 +387,7 @@ func putHistory(tx *bolt.Tx, user string, h *fileHistory, hs *history) error {
 	if hs.lastLoc != nil {
 		h.LastLoc = &fileLoc{hs.lastLoc.lat, hs.lastLoc.lon, hs.lastLoc.at}
 	}
-	v, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bHistory).Put([]byte(user), v)
+	return tx.Bucket(bHistory).Put([]byte(user), encodeHistory(h))
 }
 
 // update runs fn in a write transaction, after committing the pending
@@ -1174,8 +1156,7 @@ func (f *File) Events(_ context.Context, userID string, since time.Time, limit i
 			k, v = c.Prev()
 		}
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-			var e fileEvent
-			if json.Unmarshal(v, &e) == nil && now.Before(e.PurgeAt) && !e.E.At.Before(since) {
+			if e, ok := decodeFileEvent(userID, v); ok && now.Before(e.PurgeAt) && !e.E.At.Before(since) {
 				out = append(out, e.E)
 			}
 		}

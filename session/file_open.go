@@ -38,7 +38,6 @@ type fileState struct {
 	writers chan struct{}          // bounds the writes in flight (file_deadline.go)
 	moved   atomic.Pointer[string] // why writes are refused (file_watch.go)
 	held    *os.File               // the lock kept on the file written back
-	ident   os.FileInfo            // the open file's device and inode
 
 	sweepMu   sync.Mutex
 	sweepDone map[string]bool // buckets at their end in this round (file_sweep.go)
@@ -183,8 +182,7 @@ func (f *File) Open() error {
 		db.Close()
 		return fmt.Errorf("session store file %s: %w", path, err)
 	}
-	f.db = db
-	f.ident, _ = os.Stat(path) // bbolt holds its lock: the file it opened
+	f.db = newFileDB(db)
 	f.done.Add(1)
 	go f.flushLoop()
 	if f.opts.Sweep > 0 {

@@ -3,7 +3,6 @@ package session
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -30,11 +29,14 @@ type sweepBucket struct {
 }
 
 var sweepBuckets = []sweepBucket{
-	{bSessions, func(_, v []byte, now time.Time) bool {
+	{bSessions, func(k, v []byte, now time.Time) bool {
+		if at, ok := purgeOf(v); ok {
+			return !now.Before(at)
+		}
 		if at, ok := purgeTime(v, `"PurgeAt":"`); ok {
 			return !now.Before(at)
 		}
-		r := decodeRecord(v)
+		r := decodeRecord(string(k), v)
 		return r != nil && !now.Before(r.PurgeAt)
 	}, func(tx *bolt.Tx, k []byte, now time.Time) error {
 		if r := getRecord(tx, string(k)); r != nil && !now.Before(r.PurgeAt) {
@@ -42,19 +44,25 @@ var sweepBuckets = []sweepBucket{
 		}
 		return nil
 	}},
-	{bEvents, func(_, v []byte, now time.Time) bool {
+	{bEvents, func(k, v []byte, now time.Time) bool {
+		if at, ok := purgeOf(v); ok {
+			return !now.Before(at)
+		}
 		if at, ok := purgeTime(v, `"purge_at":"`); ok {
 			return !now.Before(at)
 		}
-		var e fileEvent
-		return json.Unmarshal(v, &e) != nil || !now.Before(e.PurgeAt)
+		e, ok := decodeFileEvent(string(firstPart(k)), v)
+		return !ok || !now.Before(e.PurgeAt)
 	}, dropEvent},
 	{bHistory, func(_, v []byte, now time.Time) bool {
+		if at, ok := purgeOf(v); ok {
+			return !now.Before(at)
+		}
 		if at, ok := purgeTime(v, `"purge_at":"`); ok {
 			return !now.Before(at)
 		}
-		var h fileHistory
-		return json.Unmarshal(v, &h) != nil || !now.Before(h.PurgeAt)
+		h, ok := decodeHistory(v)
+		return !ok || !now.Before(h.PurgeAt)
 	}, nil},
 	{bCounters, func(_, v []byte, now time.Time) bool {
 		_, end, ok := decodeCounter(v)
@@ -69,12 +77,13 @@ var sweepBuckets = []sweepBucket{
 }
 
 // purgeTime reads a record's purge time without decoding the rest of it,
-// which is most of what a sweep would cost: the last field named field
+// which is most of what a sweep would cost, for a record written as
+// JSON (purgeOf reads a binary one): the last field named field
 // (a quote inside a JSON string is escaped, so no value can fake it).
 // Not found (another encoding), the caller decodes the record.
 func purgeTime(v []byte, field string) (time.Time, bool) {
 	i := bytes.LastIndex(v, []byte(field))
-	if i < 0 {
+	if i < 0 || isBinary(v) {
 		return time.Time{}, false
 	}
 	rest := v[i+len(field):]

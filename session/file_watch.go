@@ -51,7 +51,9 @@ func (f *File) checkPath() {
 	if f.moved.Load() != nil {
 		return
 	}
-	open := f.ident
+	f.db.pathMu.Lock() // a compaction puts its copy at the path meanwhile
+	defer f.db.pathMu.Unlock()
+	open := f.db.ident
 	if open == nil {
 		return
 	}
