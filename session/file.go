@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -408,70 +407,6 @@ func putHistory(tx *bolt.Tx, user string, h *fileHistory, hs *history) error {
 	return tx.Bucket(bHistory).Put([]byte(user), v)
 }
 
-// update runs fn in a write transaction, after committing the pending
-// touches in the same transaction; the touches leave the pending set
-// only once that transaction is on disk. It is bounded by the write
-// deadline (see bounded).
-func (f *File) update(fn func(tx *bolt.Tx) error) error {
-	if err := f.ready(); err != nil {
-		return err
-	}
-	if fn == nil && (!f.hasPending() || f.moved.Load() != nil) {
-		return nil // nothing to flush, or nowhere to: reads go on
-	}
-	return f.bounded(func(a *attempt) error { return f.updateTx(a, fn) })
-}
-
-func (f *File) updateTx(a *attempt, fn func(tx *bolt.Tx) error) error {
-	f.pmu.Lock()
-	batch := maps.Clone(f.pending)
-	f.pmu.Unlock()
-	if fn == nil && len(batch) == 0 {
-		return nil
-	}
-	var answer error
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		if err := a.enter(f); err != nil {
-			return err // the caller gave up, or the file moved: write nothing
-		}
-		defer a.leave()
-		tx.OnCommit(func() { f.gen.Add(1) }) // what Validate decoded may be stale
-		for id, t := range batch {
-			if err := applyTouch(tx, id, t); err != nil {
-				return err
-			}
-		}
-		if fn == nil {
-			return nil
-		}
-		err := fn(tx)
-		if err != nil && !isTxError(err) {
-			answer = err // an answer, not a failure: the touches commit
-			return nil
-		}
-		return err
-	})
-	if err == nil && len(batch) > 0 {
-		f.pmu.Lock()
-		for id, t := range batch {
-			if cur, ok := f.pending[id]; ok && cur == t {
-				delete(f.pending, id)
-			}
-		}
-		f.pmu.Unlock()
-	}
-	if err != nil {
-		return err
-	}
-	return answer
-}
-
-// An answer that is not a failure of the file (ErrNotFound, say) comes
-// before the operation writes anything; isTxError tells the two apart.
-func isTxError(err error) bool {
-	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached) && !errors.Is(err, ErrTooManyTokens)
-}
-
 // applyTouch writes a touch that Validate decided, unless the session
 // has ended or been written later since.
 func applyTouch(tx *bolt.Tx, id string, t fileTouch) error {
@@ -492,20 +427,6 @@ func (f *File) view(fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	return f.readView(fn)
-}
-
-// flushLoop commits pending touches as a group: one commit (one fsync)
-// for every touch decided while the previous commit ran.
-func (f *File) flushLoop() {
-	defer f.done.Done()
-	for {
-		select {
-		case <-f.kick:
-			_ = f.update(nil) // on failure the touches stay pending for the next commit
-		case <-f.stop:
-			return
-		}
-	}
 }
 
 func decodeCounter(v []byte) (n int64, end time.Time, ok bool) {
@@ -1056,30 +977,21 @@ func firstPart(k []byte) []byte {
 	return k[l : l+int(n)]
 }
 
-// Hit implements Store. Counters are written in batches shared by
-// concurrent callers (db.Batch): one commit for many attempts.
+// Hit implements Store. Counters are written in group commits, like
+// every write: one commit for many attempts.
 func (f *File) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
 	var n int64
 	var end time.Time
-	if err := f.ready(); err != nil {
-		return 0, 0, err
-	}
-	err := f.bounded(func(a *attempt) error {
-		return f.db.Batch(func(tx *bolt.Tx) error {
-			if err := a.enter(f); err != nil {
-				return err
-			}
-			defer a.leave()
-			b := tx.Bucket(bCounters)
-			k := prefixKey(key)
-			var ok bool
-			n, end, ok = decodeCounter(b.Get(k))
-			if !ok || !now.Before(end) {
-				n, end = 0, msTime(now.Add(window))
-			}
-			n++
-			return b.Put(k, encodeCounter(n, end))
-		})
+	err := f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCounters)
+		k := prefixKey(key)
+		var ok bool
+		n, end, ok = decodeCounter(b.Get(k))
+		if !ok || !now.Before(end) {
+			n, end = 0, msTime(now.Add(window))
+		}
+		n++
+		return b.Put(k, encodeCounter(n, end))
 	})
 	if err != nil {
 		return 0, 0, err
@@ -1089,7 +1001,7 @@ func (f *File) Hit(_ context.Context, key string, window time.Duration, now time
 
 // Refund implements Store.
 func (f *File) Refund(_ context.Context, key string, now time.Time) error {
-	return f.db.Batch(func(tx *bolt.Tx) error {
+	return f.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCounters)
 		k := prefixKey(key)
 		n, end, ok := decodeCounter(b.Get(k))

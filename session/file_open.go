@@ -35,7 +35,8 @@ type fileState struct {
 	isOpen atomic.Bool
 	opened chan struct{} // closed once the file is open
 
-	writers chan struct{}          // bounds the writes in flight (file_deadline.go)
+	writers chan struct{}          // bounds the writes in flight (file_group.go)
+	group   fileGroup              // the writes queued for the next commit (file_group.go)
 	moved   atomic.Pointer[string] // why writes are refused (file_watch.go)
 	held    *os.File               // the lock kept on the file written back
 	ident   os.FileInfo            // the open file's device and inode
