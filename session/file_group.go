@@ -79,6 +79,10 @@ func (f *File) update(fn func(tx *bolt.Tx) error) error {
 		return err
 	case <-t.C:
 	}
+	if f.dequeue(m) {
+		<-f.writers // not begun: its place goes to the next writer at once
+		return ErrFileTimeout
+	}
 	m.a.mu.Lock() // waits for the write's own work, never for the disk
 	m.a.gone = true
 	m.a.mu.Unlock()
@@ -122,6 +126,20 @@ func (f *File) enqueue(m *groupMember) {
 	case f.kick <- struct{}{}:
 	default:
 	}
+}
+
+// dequeue takes m out of the queue if no commit has taken it yet.
+func (f *File) dequeue(m *groupMember) bool {
+	g := &f.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, q := range g.queue {
+		if q == m {
+			g.queue = append(g.queue[:i], g.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // hasPending: touches or writes behind wait for a commit.
