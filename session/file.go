@@ -484,6 +484,7 @@ func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, 
 	if touched && !t.at.Before(r.LastActiveAt) {
 		r.LastActiveAt, r.IP, r.PurgeAt = t.at, t.ip, t.purgeAt
 	}
+	f.sightedBehind(id, r)
 	if p.Expired(&r.Session, now) {
 		return f.expire(id, hash, now, p)
 	}
@@ -698,53 +699,6 @@ func (f *File) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, err
 	}
 	SortByActivity(ended)
 	return ended, nil
-}
-
-// Sight implements Store.
-func (f *File) Sight(_ context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
-	at = msTime(at)
-	var out *Session
-	err := f.update(func(tx *bolt.Tx) error {
-		r := liveRecord(tx, id, at)
-		if r == nil || !r.Active() || p.Expired(&r.Session, at) {
-			return ErrNotFound
-		}
-		prevCountry := r.Country
-		fh := getHistory(tx, r.UserID, at, p)
-		h := fh.history()
-		raised := false
-		if sg.HasCoord && h.lastLoc != nil && !h.lastLoc.at.Before(at.Add(-p.Retention)) &&
-			!HasFlag(r.Risk, FlagImpossibleTravel) &&
-			ImpossibleTravel(h.lastLoc.lat, h.lastLoc.lon, h.lastLoc.at, sg.Lat, sg.Lon, at) {
-			r.Risk = AddFlag(r.Risk, FlagImpossibleTravel)
-			raised = true
-		}
-		h.remember("", sg, at)
-		if err := moveIP(tx, id, r.IP, sg.IP); err != nil {
-			return err
-		}
-		r.IP, r.Country, r.City = sg.IP, sg.Country, sg.City
-		r.Lat, r.Lon, r.HasCoord = sg.Lat, sg.Lon, sg.HasCoord
-		if !sg.HasCoord {
-			r.Lat, r.Lon = 0, 0
-		}
-		err := errors.Join(putHistory(tx, r.UserID, fh, h), putRecord(tx, r),
-			addEvent(tx, r.UserID, eventFor(&r.Session, EventIPChange, at), p))
-		if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
-			err = errors.Join(err, addEvent(tx, r.UserID, eventFor(&r.Session, EventCountryChange, at), p))
-		}
-		if raised {
-			for _, e := range RiskEvents(&r.Session, FlagImpossibleTravel, at) {
-				err = errors.Join(err, addEvent(tx, r.UserID, e, p))
-			}
-		}
-		out = r.Session.Clone()
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // StepUp implements Store.
@@ -1070,6 +1024,9 @@ func (f *File) Record(_ context.Context, e Event, p Policy) error {
 // Events implements Store.
 func (f *File) Events(_ context.Context, userID string, since time.Time, limit int) ([]Event, error) {
 	if err := f.ready(); err != nil {
+		return nil, err
+	}
+	if err := f.settleBehind(); err != nil { // the events of sightings written behind
 		return nil, err
 	}
 	now := f.now()
