@@ -100,8 +100,8 @@ func WriteThenFail(f *File, key string, fail error) error {
 	})
 }
 
-// CrashFile ends the store as a crash would: the touches and writes
-// behind that wait for a commit are lost, not committed.
+// CrashFile ends the store as a crash would: the touches, counters and
+// writes behind that wait for a commit are lost, not committed.
 func CrashFile(f *File) error {
 	var err error
 	f.once.Do(func() {
@@ -112,6 +112,9 @@ func CrashFile(f *File) error {
 		f.pmu.Lock()
 		clear(f.pending)
 		f.pmu.Unlock()
+		f.counts.mu.Lock()
+		clear(f.counts.pending)
+		f.counts.mu.Unlock()
 		err = f.db.Close()
 		f.group.commitMu.Unlock()
 		close(f.stop)

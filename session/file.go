@@ -931,41 +931,6 @@ func firstPart(k []byte) []byte {
 	return k[l : l+int(n)]
 }
 
-// Hit implements Store. Counters are written in group commits, like
-// every write: one commit for many attempts.
-func (f *File) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
-	var n int64
-	var end time.Time
-	err := f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bCounters)
-		k := prefixKey(key)
-		var ok bool
-		n, end, ok = decodeCounter(b.Get(k))
-		if !ok || !now.Before(end) {
-			n, end = 0, msTime(now.Add(window))
-		}
-		n++
-		return b.Put(k, encodeCounter(n, end))
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	return n, end.Sub(now), nil
-}
-
-// Refund implements Store.
-func (f *File) Refund(_ context.Context, key string, now time.Time) error {
-	return f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bCounters)
-		k := prefixKey(key)
-		n, end, ok := decodeCounter(b.Get(k))
-		if !ok || !now.Before(end) || n <= 0 {
-			return nil
-		}
-		return b.Put(k, encodeCounter(n-1, end))
-	})
-}
-
 // Stash implements Store.
 func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
 	v := append(u64(uint64(now.Add(ttl).UnixMilli())), value...)

@@ -142,12 +142,18 @@ func (f *File) dequeue(m *groupMember) bool {
 	return false
 }
 
-// hasPending: touches or writes behind wait for a commit.
+// hasPending: touches, counters or writes behind wait for a commit.
 func (f *File) hasPending() bool {
 	f.group.mu.Lock()
 	behind := f.group.behind
 	f.group.mu.Unlock()
 	if behind > 0 {
+		return true
+	}
+	f.counts.mu.Lock()
+	counts := len(f.counts.pending)
+	f.counts.mu.Unlock()
+	if counts > 0 {
 		return true
 	}
 	f.pmu.Lock()
@@ -173,7 +179,8 @@ func (f *File) flushLoop() {
 	}
 }
 
-// commitQueued commits groups until the queue and the touches are empty.
+// commitQueued commits groups until the queue, the touches and the
+// counters are empty.
 func (f *File) commitQueued() {
 	g := &f.group
 	g.commitMu.Lock()
@@ -186,23 +193,24 @@ func (f *File) commitQueued() {
 		f.pmu.Lock()
 		touches := maps.Clone(f.pending)
 		f.pmu.Unlock()
-		if len(members) == 0 && len(touches) == 0 {
+		counts := f.pendingCounts()
+		if len(members) == 0 && len(touches) == 0 && len(counts) == 0 {
 			return
 		}
-		f.commitGroup(members, touches)
+		f.commitGroup(members, touches, counts)
 	}
 }
 
-// commitGroup commits members and touches in one transaction. A member
+// commitGroup commits members, touches and counters in one transaction. A member
 // that fails as a write leaves the group, which runs again without it,
 // and then runs alone for its own answer.
-func (f *File) commitGroup(members []*groupMember, touches map[string]fileTouch) {
+func (f *File) commitGroup(members []*groupMember, touches map[string]fileTouch, counts map[string]fileCount) {
 	var alone []*groupMember
 	for {
-		if len(members) == 0 && len(touches) == 0 {
+		if len(members) == 0 && len(touches) == 0 && len(counts) == 0 {
 			break
 		}
-		answers, failed, err := f.tryGroup(members, touches)
+		answers, failed, err := f.tryGroup(members, touches, counts)
 		if failed >= 0 {
 			alone = append(alone, members[failed])
 			members = append(members[:failed:failed], members[failed+1:]...)
@@ -219,13 +227,14 @@ func (f *File) commitGroup(members []*groupMember, touches map[string]fileTouch)
 			}
 		}
 		f.pmu.Unlock()
+		f.countsCommitted(counts)
 		for i, m := range members {
 			f.finish(m, answers[i])
 		}
 		break
 	}
 	for _, m := range alone {
-		answers, _, err := f.tryGroup([]*groupMember{m}, nil)
+		answers, _, err := f.tryGroup([]*groupMember{m}, nil, nil)
 		if err == nil {
 			err = answers[0]
 		}
@@ -273,10 +282,10 @@ func (f *File) finish(m *groupMember, err error) {
 	}
 }
 
-// tryGroup runs one transaction of touches and members. It returns each
+// tryGroup runs one transaction of touches, counters and members. It returns each
 // member's answer, or the index of a member that failed as a write (the
 // transaction rolled back), or the error of the transaction itself.
-func (f *File) tryGroup(members []*groupMember, touches map[string]fileTouch) (answers []error, failed int, err error) {
+func (f *File) tryGroup(members []*groupMember, touches map[string]fileTouch, counts map[string]fileCount) (answers []error, failed int, err error) {
 	failed = -1
 	answers = make([]error, len(members))
 	defer f.recovered(&err) // a damaged page under the touches: every member's 503
@@ -287,6 +296,11 @@ func (f *File) tryGroup(members []*groupMember, touches map[string]fileTouch) (a
 		tx.OnCommit(func() { f.gen.Add(1) }) // what Validate decoded may be stale
 		for id, t := range touches {
 			if err := applyTouch(tx, id, t); err != nil {
+				return err
+			}
+		}
+		for k, c := range counts {
+			if err := tx.Bucket(bCounters).Put([]byte(k), encodeCounter(c.n, c.end)); err != nil {
 				return err
 			}
 		}

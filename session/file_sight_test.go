@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -69,5 +70,44 @@ func TestFileSightIsWrittenBehind(t *testing.T) {
 	}
 	if byIP, _, _ := f.ByIP(ctx, "198.51.100.7", clock.Now(), filePolicy, "", 10); len(byIP) != 1 || byIP[0].ID != id {
 		t.Fatalf("by the new IP: %v", byIP)
+	}
+}
+
+// Counters answer without waiting for the disk (a sign-in counts its IP
+// and its user before it is created), in order, and reach the file in
+// the next commit.
+func TestFileCountersAreWrittenBehind(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	f, err := session.OpenFile(path, clock.Now, session.FileOptions{WriteTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release := session.HoldNextCommit()
+	stalled := make(chan error, 1)
+	go func() { _, err := tryCreate(f, "walter", "192.0.2.9", clock.Now(), session.Limit{}); stalled <- err }()
+	<-held
+	for want := int64(1); want <= 3; want++ {
+		if n, left, err := f.Hit(ctx, "login:ip:192.0.2.1", time.Minute, clock.Now()); err != nil || n != want || left != time.Minute {
+			release()
+			t.Fatalf("hit %d while the disk is stuck: %d %s %v", want, n, left, err)
+		}
+	}
+	if err := f.Refund(ctx, "login:ip:192.0.2.1", clock.Now()); err != nil {
+		release()
+		t.Fatal(err)
+	}
+	release()
+	<-stalled
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err = session.OpenFile(path, clock.Now, session.FileOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, _, err := f.Hit(ctx, "login:ip:192.0.2.1", time.Minute, clock.Now()); err != nil || n != 3 {
+		t.Fatalf("after reopening: %d %v, want the third hit", n, err)
 	}
 }
