@@ -19,10 +19,11 @@ import (
 // File is the durable embedded store (SPEC section 13): one bbolt file
 // that keeps what the memory store keeps, for a single gateway instance.
 // Sign-ins, revocations, events and notices are committed (fsync) before
-// the call returns; touches are written behind, in group commits, so that
+// the call returns, in group commits (file_group.go); touches, sightings
+// and counters are written behind, in the next group commit, so that
 // validation reads bbolt's memory map and never waits for the disk. A
-// crash loses at most the touches of the commit in progress (one per
-// session), never a sign-in or a revocation.
+// crash loses at most the touches, sightings and counts of the commit in
+// progress, never a sign-in or a revocation.
 type File struct {
 	db     *bolt.DB
 	path   string
