@@ -2,7 +2,7 @@
 # make test   every test: lint, unit, conformance and integration (real redis-server)
 # make lint   gofmt, go vet, staticcheck
 # make bench  load against plain reverse_proxy and the store benchmarks (a few minutes)
-# make bench-size  the file store's figures at 10^6 sessions (about 20 minutes)
+# make bench-size  the file store's figures at 10^6 sessions (10 to 20 minutes, estimated)
 # make fuzz   every fuzz target for FUZZTIME (default 1m) each; the seed corpora run in make test
 
 SHELL     := bash
