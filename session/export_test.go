@@ -1,7 +1,9 @@
 package session
 
 import (
+	"errors"
 	"slices"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -76,4 +78,63 @@ func FileBucketBytes(f *File) map[string]int {
 		})
 	})
 	return out
+}
+
+// HoldNextCommit makes writes stall where they would commit, as on a
+// frozen disk: held is closed once one has stalled there.
+func HoldNextCommit() (held <-chan struct{}, release func()) {
+	stalled := make(chan struct{})
+	var once sync.Once
+	resume := make(chan struct{})
+	hook := func() {
+		once.Do(func() { close(stalled) })
+		<-resume
+	}
+	testHookCommit.Store(&hook)
+	return stalled, func() {
+		testHookCommit.Store(nil)
+		close(resume)
+	}
+}
+
+// QueuedWrites counts the writes waiting for the next group commit.
+func QueuedWrites(f *File) int {
+	f.group.mu.Lock()
+	defer f.group.mu.Unlock()
+	return len(f.group.queue)
+}
+
+// WriteThenFail writes a stash entry under key and then fails with err,
+// as a write that fails half-way: nothing of it may stay.
+func WriteThenFail(f *File, key string, fail error) error {
+	return f.update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bStash).Put([]byte(key), u64(^uint64(0))); err != nil {
+			return err
+		}
+		return fail
+	})
+}
+
+// CrashFile ends the store as a crash would: the touches, counters and
+// writes behind that wait for a commit are lost, not committed.
+func CrashFile(f *File) error {
+	var err error
+	f.once.Do(func() {
+		f.group.commitMu.Lock() // a commit in progress finishes first
+		f.group.mu.Lock()
+		f.group.queue, f.group.behind, f.group.stopped = nil, 0, true
+		f.group.mu.Unlock()
+		f.pmu.Lock()
+		clear(f.pending)
+		f.pmu.Unlock()
+		f.counts.mu.Lock()
+		clear(f.counts.pending)
+		f.counts.mu.Unlock()
+		err = f.db.Close()
+		f.group.commitMu.Unlock()
+		close(f.stop)
+		f.done.Wait()
+		err = errors.Join(err, f.releaseHeld())
+	})
+	return err
 }

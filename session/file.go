@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -19,10 +18,11 @@ import (
 // File is the durable embedded store (SPEC section 13): one bbolt file
 // that keeps what the memory store keeps, for a single gateway instance.
 // Sign-ins, revocations, events and notices are committed (fsync) before
-// the call returns; touches are written behind, in group commits, so that
+// the call returns, in group commits (file_group.go); touches, sightings
+// and counters are written behind, in the next group commit, so that
 // validation reads bbolt's memory map and never waits for the disk. A
-// crash loses at most the touches of the commit in progress (one per
-// session), never a sign-in or a revocation.
+// crash loses at most the touches, sightings and counts of the commit in
+// progress, never a sign-in or a revocation.
 type File struct {
 	db     *fileDB // the open file; compaction replaces it (file_db.go)
 	path   string
@@ -390,70 +390,6 @@ func putHistory(tx *bolt.Tx, user string, h *fileHistory, hs *history) error {
 	return tx.Bucket(bHistory).Put([]byte(user), encodeHistory(h))
 }
 
-// update runs fn in a write transaction, after committing the pending
-// touches in the same transaction; the touches leave the pending set
-// only once that transaction is on disk. It is bounded by the write
-// deadline (see bounded).
-func (f *File) update(fn func(tx *bolt.Tx) error) error {
-	if err := f.ready(); err != nil {
-		return err
-	}
-	if fn == nil && (!f.hasPending() || f.moved.Load() != nil) {
-		return nil // nothing to flush, or nowhere to: reads go on
-	}
-	return f.bounded(func(a *attempt) error { return f.updateTx(a, fn) })
-}
-
-func (f *File) updateTx(a *attempt, fn func(tx *bolt.Tx) error) error {
-	f.pmu.Lock()
-	batch := maps.Clone(f.pending)
-	f.pmu.Unlock()
-	if fn == nil && len(batch) == 0 {
-		return nil
-	}
-	var answer error
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		if err := a.enter(f); err != nil {
-			return err // the caller gave up, or the file moved: write nothing
-		}
-		defer a.leave()
-		tx.OnCommit(func() { f.gen.Add(1) }) // what Validate decoded may be stale
-		for id, t := range batch {
-			if err := applyTouch(tx, id, t); err != nil {
-				return err
-			}
-		}
-		if fn == nil {
-			return nil
-		}
-		err := fn(tx)
-		if err != nil && !isTxError(err) {
-			answer = err // an answer, not a failure: the touches commit
-			return nil
-		}
-		return err
-	})
-	if err == nil && len(batch) > 0 {
-		f.pmu.Lock()
-		for id, t := range batch {
-			if cur, ok := f.pending[id]; ok && cur == t {
-				delete(f.pending, id)
-			}
-		}
-		f.pmu.Unlock()
-	}
-	if err != nil {
-		return err
-	}
-	return answer
-}
-
-// An answer that is not a failure of the file (ErrNotFound, say) comes
-// before the operation writes anything; isTxError tells the two apart.
-func isTxError(err error) bool {
-	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrLimitReached) && !errors.Is(err, ErrTooManyTokens)
-}
-
 // applyTouch writes a touch that Validate decided, unless the session
 // has ended or been written later since.
 func applyTouch(tx *bolt.Tx, id string, t fileTouch) error {
@@ -474,20 +410,6 @@ func (f *File) view(fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	return f.readView(fn)
-}
-
-// flushLoop commits pending touches as a group: one commit (one fsync)
-// for every touch decided while the previous commit ran.
-func (f *File) flushLoop() {
-	defer f.done.Done()
-	for {
-		select {
-		case <-f.kick:
-			_ = f.update(nil) // on failure the touches stay pending for the next commit
-		case <-f.stop:
-			return
-		}
-	}
 }
 
 func decodeCounter(v []byte) (n int64, end time.Time, ok bool) {
@@ -545,6 +467,7 @@ func (f *File) Validate(_ context.Context, id string, hash [32]byte, ip string, 
 	if touched && !t.at.Before(r.LastActiveAt) {
 		r.LastActiveAt, r.IP, r.PurgeAt = t.at, t.ip, t.purgeAt
 	}
+	f.sightedBehind(id, r)
 	if p.Expired(&r.Session, now) {
 		return f.expire(id, hash, now, p)
 	}
@@ -759,53 +682,6 @@ func (f *File) Discard(_ context.Context, s *Session, _ Policy) ([]*Session, err
 	}
 	SortByActivity(ended)
 	return ended, nil
-}
-
-// Sight implements Store.
-func (f *File) Sight(_ context.Context, id string, sg Sighting, at time.Time, p Policy) (*Session, error) {
-	at = msTime(at)
-	var out *Session
-	err := f.update(func(tx *bolt.Tx) error {
-		r := liveRecord(tx, id, at)
-		if r == nil || !r.Active() || p.Expired(&r.Session, at) {
-			return ErrNotFound
-		}
-		prevCountry := r.Country
-		fh := getHistory(tx, r.UserID, at, p)
-		h := fh.history()
-		raised := false
-		if sg.HasCoord && h.lastLoc != nil && !h.lastLoc.at.Before(at.Add(-p.Retention)) &&
-			!HasFlag(r.Risk, FlagImpossibleTravel) &&
-			ImpossibleTravel(h.lastLoc.lat, h.lastLoc.lon, h.lastLoc.at, sg.Lat, sg.Lon, at) {
-			r.Risk = AddFlag(r.Risk, FlagImpossibleTravel)
-			raised = true
-		}
-		h.remember("", sg, at)
-		if err := moveIP(tx, id, r.IP, sg.IP); err != nil {
-			return err
-		}
-		r.IP, r.Country, r.City = sg.IP, sg.Country, sg.City
-		r.Lat, r.Lon, r.HasCoord = sg.Lat, sg.Lon, sg.HasCoord
-		if !sg.HasCoord {
-			r.Lat, r.Lon = 0, 0
-		}
-		err := errors.Join(putHistory(tx, r.UserID, fh, h), putRecord(tx, r),
-			addEvent(tx, r.UserID, eventFor(&r.Session, EventIPChange, at), p))
-		if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
-			err = errors.Join(err, addEvent(tx, r.UserID, eventFor(&r.Session, EventCountryChange, at), p))
-		}
-		if raised {
-			for _, e := range RiskEvents(&r.Session, FlagImpossibleTravel, at) {
-				err = errors.Join(err, addEvent(tx, r.UserID, e, p))
-			}
-		}
-		out = r.Session.Clone()
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // StepUp implements Store.
@@ -1038,50 +914,6 @@ func firstPart(k []byte) []byte {
 	return k[l : l+int(n)]
 }
 
-// Hit implements Store. Counters are written in batches shared by
-// concurrent callers (db.Batch): one commit for many attempts.
-func (f *File) Hit(_ context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
-	var n int64
-	var end time.Time
-	if err := f.ready(); err != nil {
-		return 0, 0, err
-	}
-	err := f.bounded(func(a *attempt) error {
-		return f.db.Batch(func(tx *bolt.Tx) error {
-			if err := a.enter(f); err != nil {
-				return err
-			}
-			defer a.leave()
-			b := tx.Bucket(bCounters)
-			k := prefixKey(key)
-			var ok bool
-			n, end, ok = decodeCounter(b.Get(k))
-			if !ok || !now.Before(end) {
-				n, end = 0, msTime(now.Add(window))
-			}
-			n++
-			return b.Put(k, encodeCounter(n, end))
-		})
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	return n, end.Sub(now), nil
-}
-
-// Refund implements Store.
-func (f *File) Refund(_ context.Context, key string, now time.Time) error {
-	return f.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bCounters)
-		k := prefixKey(key)
-		n, end, ok := decodeCounter(b.Get(k))
-		if !ok || !now.Before(end) || n <= 0 {
-			return nil
-		}
-		return b.Put(k, encodeCounter(n-1, end))
-	})
-}
-
 // Stash implements Store.
 func (f *File) Stash(_ context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
 	v := append(u64(uint64(now.Add(ttl).UnixMilli())), value...)
@@ -1140,6 +972,9 @@ func (f *File) Record(_ context.Context, e Event, p Policy) error {
 // Events implements Store.
 func (f *File) Events(_ context.Context, userID string, since time.Time, limit int) ([]Event, error) {
 	if err := f.ready(); err != nil {
+		return nil, err
+	}
+	if err := f.settleBehind(); err != nil { // the events of sightings written behind
 		return nil, err
 	}
 	now := f.now()

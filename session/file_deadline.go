@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
@@ -18,101 +17,21 @@ import (
 // at all (bbolt's transactions are atomic), never half.
 var ErrFileTimeout = errors.New("session store file: the write did not finish in time (is the disk stuck?)")
 
-// errGaveUp rolls back a transaction whose caller has already returned.
+// errGaveUp: the caller of a write had left (at its deadline) when the
+// write's turn came; it wrote nothing.
 var errGaveUp = errors.New("session store file: the caller gave up waiting")
 
-// attempt is one bounded operation. Its transaction enters before it
-// touches anything the caller reads, and does nothing once the caller
-// has given up: the caller's variables are the transaction's only while
-// the caller waits.
+// attempt is one bounded write. Its transaction takes mu while it runs
+// the write, which touches the caller's variables, and does nothing once
+// the caller has given up: the caller's variables are the transaction's
+// only while the caller waits.
 type attempt struct {
 	mu   sync.Mutex
 	gone bool
 }
 
-// enter starts the transaction's work, or refuses it: the caller gave
-// up, or the file no longer is at its path (file_watch.go).
-func (a *attempt) enter(f *File) error {
-	if why := f.moved.Load(); why != nil {
-		return fmt.Errorf("session store file %s: %s: writes are refused until Caddy restarts", f.path, *why)
-	}
-	if a == nil {
-		return nil
-	}
-	a.mu.Lock()
-	if a.gone {
-		a.mu.Unlock()
-		return errGaveUp
-	}
-	return nil
-}
-
-// leave ends the work enter started (before the commit).
-func (a *attempt) leave() {
-	if a != nil {
-		a.mu.Unlock()
-	}
-	if hook := testHookCommit.Load(); hook != nil {
-		(*hook)() // a test's stuck disk: the writer lock held, as in a hung fsync
-	}
-}
-
 // testHookCommit, set by tests only, runs where a commit would write.
 var testHookCommit atomic.Pointer[func()]
-
-func (f *File) hasPending() bool {
-	f.pmu.Lock()
-	defer f.pmu.Unlock()
-	return len(f.pending) > 0
-}
-
-// bounded runs op within the write deadline. op runs in a goroutine of
-// its own, so that the caller returns at the deadline even when the
-// disk hangs in a commit; at most maxWriters such goroutines exist, and
-// one that reaches bbolt's lock after its caller left writes nothing.
-// A panic in op (bbolt on a damaged page) becomes an error.
-func (f *File) bounded(op func(a *attempt) error) error {
-	d := f.opts.WriteTimeout
-	if d <= 0 {
-		var err error
-		func() {
-			defer f.recovered(&err)
-			err = op(nil)
-		}()
-		return err
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case f.writers <- struct{}{}:
-	case <-t.C:
-		return ErrFileTimeout
-	}
-	a := &attempt{}
-	done := make(chan error, 1)
-	go func() {
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() { <-f.writers }()
-		var err error
-		defer func() { done <- err }()
-		defer f.recovered(&err)
-		err = op(a)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
-	}
-	a.mu.Lock() // waits for the transaction's own work, never for the disk
-	a.gone = true
-	a.mu.Unlock()
-	select {
-	case err := <-done:
-		return err
-	default:
-		return ErrFileTimeout
-	}
-}
 
 // readView runs fn in a read transaction, a damaged page an error. A
 // read needs no deadline: bbolt's readers never wait for the writer (a

@@ -35,7 +35,10 @@ type fileState struct {
 	isOpen atomic.Bool
 	opened chan struct{} // closed once the file is open
 
-	writers chan struct{}          // bounds the writes in flight (file_deadline.go)
+	writers chan struct{}          // bounds the writes in flight (file_group.go)
+	group   fileGroup              // the writes queued for the next commit (file_group.go)
+	sights  fileSights             // sightings written behind (file_sight.go)
+	counts  fileCounts             // counters written behind (file_counts.go)
 	moved   atomic.Pointer[string] // why writes are refused (file_watch.go)
 	held    *os.File               // the lock kept on the file written back
 
