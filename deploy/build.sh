@@ -15,8 +15,11 @@ cd "$(dirname "$0")/.."
 caddy_version=$(go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
 # A static binary: the image's runtime stage has no C library.
 export CGO_ENABLED=0
+# @v0.0.0 names this checkout: with the module's path alone, xcaddy's
+# `go get` asks the module proxy for a released version first, and fails
+# where none is published.
 go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 \
-	build "$caddy_version" --with github.com/sessionauth/caddy-sessionauth=. --output "$out"
+	build "$caddy_version" --with github.com/sessionauth/caddy-sessionauth@v0.0.0=. --output "$out"
 
 modules=$("$out" list-modules)
 for m in session_auth http.handlers.session_auth http.handlers.session_require admin.api.session_auth; do

@@ -153,7 +153,7 @@ func TestXcaddyDocBuildsFromCheckout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const local = " --with github.com/sessionauth/caddy-sessionauth=."
+	const local = " --with github.com/sessionauth/caddy-sessionauth@v0.0.0=."
 	want := "xcaddy build " + caddyVersion(t) + local
 	if !slices.Contains(strings.Split(string(doc), "\n"), want) {
 		t.Errorf("xcaddy.md has no line %q", want)
