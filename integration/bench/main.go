@@ -52,6 +52,9 @@ type target struct {
 	// baseline marks a plain reverse_proxy that sends the same number of
 	// headers as session_auth adds: the cost of forwarding an identity.
 	baseline bool
+	// gateway, when set, is the site that signs the client in, the target
+	// itself otherwise.
+	gateway string
 }
 
 // identityHeadersUp is what a session_auth request carries upstream in
@@ -156,6 +159,7 @@ func run() error {
 	auth := func(store string) string {
 		return "\tsession_auth {\n\t\t" + store + "\n\t\tlogin_rate 100000000 1m\n\t\tguess_rate 100000000 1m\n\t\tmax_sessions 0\n\t}\n"
 	}
+	gatewayAddr := "http://127.0.0.1:" + strconv.Itoa(freePort())
 	redisStore := func(prefix string) string {
 		return "store redis redis://" + raddr + " {\n\t\t\tkey_prefix " + prefix + "\n\t\t}"
 	}
@@ -172,18 +176,44 @@ func run() error {
 		// A per-route rule reads the identity session_auth proved: no store
 		// round trip more (the commands-per-request line below shows it).
 		{target{name: "session_auth redis + require"}, auth(redisStore("d:")) + "\tsession_require {\n\t\troles bench admin\n\t\tmax_age 24h\n\t}\n" + fmt.Sprintf(proxy, "")},
+		{target{name: forwardAuthRow, gateway: gatewayAddr}, forwardAuthFront(gatewayAddr) + fmt.Sprintf(proxy, "")},
 	}
-	cf := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", adminPort)
+	for i := range sites {
+		sites[i].addr = "http://127.0.0.1:" + strconv.Itoa(freePort())
+	}
+	// compose writes the Caddyfile: every site, and the gateway that the
+	// forward_auth row asks unless that row is left out.
+	cfPath := filepath.Join(dir, "Caddyfile")
+	compose := func(withForwardAuth bool) error {
+		cf := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", adminPort)
+		for _, s := range sites {
+			if s.name != forwardAuthRow || withForwardAuth {
+				cf += s.addr + " {\n" + s.body + "}\n"
+			}
+		}
+		if withForwardAuth {
+			cf += gatewayAddr + " {\n" + forwardAuthGateway(auth("store memory"), gatewayAddr) + fmt.Sprintf(proxy, "") + "}\n"
+		}
+		return os.WriteFile(cfPath, []byte(cf), 0o644)
+	}
+	withForwardAuth := true
+	if err := compose(true); err != nil {
+		return err
+	}
+	// Before the verify endpoint (SPEC 16) is built, this Caddy refuses
+	// the gateway's forward_auth block: the rest still runs.
+	if out, err := exec.Command(*caddyBin, "adapt", "--config", cfPath, "--adapter", "caddyfile").CombinedOutput(); err != nil {
+		fmt.Printf("skipping the row %q: this Caddy refuses its gateway site: %s\n", forwardAuthRow, firstLine(out))
+		withForwardAuth = false
+		if err := compose(false); err != nil {
+			return err
+		}
+	}
 	var targets []*target
 	for i := range sites {
-		t := &sites[i].target
-		t.addr = "http://127.0.0.1:" + strconv.Itoa(freePort())
-		cf += t.addr + " {\n" + sites[i].body + "}\n"
-		targets = append(targets, t)
-	}
-	cfPath := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
-		return err
+		if sites[i].name != forwardAuthRow || withForwardAuth {
+			targets = append(targets, &sites[i].target)
+		}
 	}
 	caddy := exec.Command(*caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile")
 	caddy.SysProcAttr = diesWithUs()
@@ -194,10 +224,27 @@ func run() error {
 	}
 	defer func() { _ = caddy.Process.Kill(); _ = caddy.Wait() }()
 
+	if withForwardAuth {
+		if err := waitUp(gatewayAddr); err != nil {
+			return err
+		}
+		if reason := verifyMissing(gatewayAddr); reason != "" {
+			fmt.Printf("skipping the row %q: %s\n", forwardAuthRow, reason)
+			targets = slices.DeleteFunc(targets, func(t *target) bool { return t.name == forwardAuthRow })
+		}
+	}
 	var someCookie string
 	for _, t := range targets {
 		if err := waitUp(t.addr); err != nil {
 			return err
+		}
+		if t.gateway != "" {
+			if t.cookie, err = signIn(t.gateway, t.name); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			if err := answersOK(t); err != nil {
+				return err
+			}
 		}
 		if strings.HasPrefix(t.name, "session_auth") {
 			if t.cookie, err = signIn(t.addr, t.name); err != nil {
@@ -264,14 +311,17 @@ func run() error {
 			headers = t.name
 		}
 	}
-	fmt.Printf("%-28s %12s %10s %10s %9s %11s %14s %14s\n", "configuration", "requests/s", "p50", "p99", "ratio", "vs headers", "Caddy CPU/req", "Redis CPU/req")
+	fmt.Printf("%-34s %12s %10s %10s %9s %11s %14s %14s\n", "configuration", "requests/s", "p50", "p99", "ratio", "vs headers", "Caddy CPU/req", "Redis CPU/req")
 	for _, t := range targets {
 		m := median(results[t.name])
-		fmt.Printf("%-28s %12.0f %10s %10s %8.2f× %11.2f %11.1f µs %11.1f µs\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond),
+		fmt.Printf("%-34s %12.0f %10s %10s %8.2f× %11.2f %11.1f µs %11.1f µs\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond),
 			ratioPerRound(results[t.name], results["reverse_proxy"]), ratioPerRound(results[t.name], results[headers]),
 			float64(medianCPU(results[t.name], false))/float64(time.Microsecond), float64(medianCPU(results[t.name], true))/float64(time.Microsecond))
 	}
 	fmt.Println("(ratio and vs headers: medians of each round's ratio, the configurations of a round being measured within half a minute of each other)")
+	if withForwardAuth && slices.ContainsFunc(targets, func(t *target) bool { return t.name == forwardAuthRow }) {
+		fmt.Printf("(%s: Caddy's own forward_auth asks a second site of the same Caddy, session_auth with store memory and forward_auth, at /.auth/verify, then proxies to the app: compare with session_auth memory, the gateway in the app's own site)\n", forwardAuthRow)
+	}
 	fmt.Println()
 	// Counted apart from the load, since a load generator stops with
 	// requests in flight that Caddy served but it did not count.
