@@ -154,7 +154,7 @@ func TestVerifyEndedSession(t *testing.T) {
 	if _, err := h.store.EndUser(t.Context(), "alice", "", h.now(), session.EndRevoked, session.ActorAdmin, h.policy); err != nil {
 		t.Fatal(err)
 	}
-	w := serve(t, h, nginxVerify("?status=401", "https://app.example.com/", c), &upstream{})
+	w := serve(t, h, nginxVerify("?status=401", "http://app.example.com/", c), &upstream{})
 	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Header().Get("Location"), "session_ended=revoked") {
 		t.Fatalf("%d %q", w.Code, w.Header().Get("Location"))
 	}
@@ -178,7 +178,9 @@ func TestVerifyRules(t *testing.T) {
 	}}
 	var c *http.Cookie
 	for _, ck := range serve(t, h, httptest.NewRequest("POST", "/login", nil), up).Result().Cookies() {
-		c = ck
+		if ck.Name == "session" {
+			c = ck
+		}
 	}
 	cases := []struct {
 		query string
@@ -194,7 +196,7 @@ func TestVerifyRules(t *testing.T) {
 		{"?no_risk", 200},
 	}
 	for _, tc := range cases {
-		w := serve(t, h, traefikVerify(tc.query, "GET", "https", "app.example.com", "/", c, "Accept", "application/json"), &upstream{})
+		w := serve(t, h, traefikVerify(tc.query, "GET", "http", "app.example.com", "/", c, "Accept", "application/json"), &upstream{})
 		if w.Code != tc.want {
 			t.Errorf("%s: %d %s", tc.query, w.Code, w.Body)
 		}
@@ -203,20 +205,20 @@ func TestVerifyRules(t *testing.T) {
 		}
 	}
 	advance(11 * time.Minute)
-	if w := serve(t, h, traefikVerify("?max_age=10m", "GET", "https", "app.example.com", "/", c), &upstream{}); w.Code != 403 {
+	if w := serve(t, h, traefikVerify("?max_age=10m", "GET", "http", "app.example.com", "/", c), &upstream{}); w.Code != 403 {
 		t.Fatalf("max_age past: %d", w.Code)
 	}
 	// A new IP is flagged, as through the gateway: no_risk refuses it.
-	r := traefikVerify("?no_risk=ip-changed", "GET", "https", "app.example.com", "/", c, "Test-Client-IP", "198.51.100.7")
+	r := traefikVerify("?no_risk=ip-changed", "GET", "http", "app.example.com", "/", c, "Test-Client-IP", "198.51.100.7")
 	if w := serve(t, h, r, &upstream{}); w.Code != 403 {
 		t.Fatalf("no_risk after an IP change: %d", w.Code)
 	}
-	r = traefikVerify("", "GET", "https", "app.example.com", "/", c, "Test-Client-IP", "198.51.100.7")
+	r = traefikVerify("", "GET", "http", "app.example.com", "/", c, "Test-Client-IP", "198.51.100.7")
 	if w := serve(t, h, r, &upstream{}); w.Code != 200 || w.Header().Get("X-Auth-Risk") != "ip-changed" || w.Header().Get("X-Auth-IP") != "198.51.100.7" {
 		t.Fatalf("after an IP change: %d %v", w.Code, w.Header())
 	}
 	// A browser is told in words.
-	r = traefikVerify("?roles=admin", "GET", "https", "app.example.com", "/", c, "Accept", "text/html")
+	r = traefikVerify("?roles=admin", "GET", "http", "app.example.com", "/", c, "Accept", "text/html")
 	if w := serve(t, h, r, &upstream{}); w.Code != 403 || !strings.Contains(w.Body.String(), "don&#39;t have access") {
 		t.Fatalf("browser: %d %s", w.Code, w.Body)
 	}
@@ -229,7 +231,7 @@ func TestVerifyIsARequestThroughTheGateway(t *testing.T) {
 	h, advance := verifyHandler(t, func(h *Handler) { h.GuessRate = &Rate{Count: 2, Window: caddy.Duration(time.Minute)} })
 	c := signIn(t, h, "alice")
 	advance(10 * time.Minute)
-	r := traefikVerify("", "GET", "https", "app.example.com", "/", c, "Test-Client-IP", "198.51.100.7")
+	r := traefikVerify("", "GET", "http", "app.example.com", "/", c, "Test-Client-IP", "198.51.100.7")
 	if w := serve(t, h, r, &upstream{}); w.Code != 200 {
 		t.Fatalf("%d", w.Code)
 	}
@@ -254,7 +256,7 @@ func TestVerifyIsARequestThroughTheGateway(t *testing.T) {
 	last := 0
 	for range 3 {
 		bad := &http.Cookie{Name: "session", Value: strings.Repeat("A", session.CookieLen)}
-		last = serve(t, h, traefikVerify("", "GET", "https", "app.example.com", "/", bad, "Test-Client-IP", "203.0.113.9"), &upstream{}).Code
+		last = serve(t, h, traefikVerify("", "GET", "http", "app.example.com", "/", bad, "Test-Client-IP", "203.0.113.9"), &upstream{}).Code
 	}
 	if last != http.StatusTooManyRequests {
 		t.Fatalf("guessing through verify: %d", last)
