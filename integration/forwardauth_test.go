@@ -30,8 +30,9 @@ import (
 
 // forwardAuthGateway loads the README's gateway site on
 // http://auth.test.localhost:<port>, plus extra Caddyfile sites (with
-// {PORT} and {UPSTREAM} filled in), and answers the gateway.
-func forwardAuthGateway(t *testing.T, extra string, up *testUpstream) *gateway {
+// {PORT} and {UPSTREAM}, the app's address, filled in), and answers the
+// gateway.
+func forwardAuthGateway(t *testing.T, extra string, upstream string) *gateway {
 	t.Helper()
 	ownDataDir(t)
 	block := readmeBlock(t, "## Behind another proxy", "caddyfile")
@@ -50,7 +51,7 @@ func forwardAuthGateway(t *testing.T, extra string, up *testUpstream) *gateway {
 		"auth.example.com {", g.base+" {",
 		"domain example.com", "domain test.localhost",
 		"*.example.com", "*.test.localhost",
-	).Replace(block) + strings.NewReplacer("{PORT}", fmt.Sprint(g.port), "{UPSTREAM}", up.addr).Replace(extra)
+	).Replace(block) + strings.NewReplacer("{PORT}", fmt.Sprint(g.port), "{UPSTREAM}", upstream).Replace(extra)
 	g.load(text)
 	t.Cleanup(stopCaddy)
 	return g
@@ -244,7 +245,7 @@ http {
 func TestREADMEBehindNginx(t *testing.T) {
 	nginxPath(t)
 	up := newUpstream(t)
-	g := forwardAuthGateway(t, "", up)
+	g := forwardAuthGateway(t, "", up.addr)
 	server := readmeBlock(t, "### Behind nginx", "nginx")
 	for _, want := range []string{"listen 80;", "server_name app.example.com;", "proxy_pass http://127.0.0.1:3000;", "proxy_pass https://auth.example.com/"} {
 		if !strings.Contains(server, want) {
@@ -274,10 +275,10 @@ func TestREADMEBehindNginx(t *testing.T) {
 	}
 }
 
-// The README's Caddy site with Caddy's own forward_auth, beside the
-// gateway's site in the same Caddy.
-func TestREADMEBehindCaddy(t *testing.T) {
-	up := newUpstream(t)
+// readmeCaddyApp is the README's Caddy site with Caddy's own
+// forward_auth, on http://app.test.localhost:{PORT}.
+func readmeCaddyApp(t *testing.T) string {
+	t.Helper()
 	site := readmeBlock(t, "### Behind another Caddy", "caddyfile")
 	for _, want := range []string{"app.example.com {", "forward_auth https://auth.example.com {", "header_up Host auth.example.com", "localhost:3000"} {
 		if !strings.Contains(site, want) {
@@ -291,7 +292,14 @@ func TestREADMEBehindCaddy(t *testing.T) {
 		"header_up Host auth.example.com", "header_up Host auth.test.localhost",
 		"localhost:3000", "{UPSTREAM}",
 	).Replace(site)
-	g := forwardAuthGateway(t, "\n"+site, up)
+	return "\n" + site
+}
+
+// The README's Caddy site with Caddy's own forward_auth, beside the
+// gateway's site in the same Caddy.
+func TestREADMEBehindCaddy(t *testing.T) {
+	up := newUpstream(t)
+	g := forwardAuthGateway(t, readmeCaddyApp(t), up.addr)
 
 	b := newAppBrowser(t)
 	appURL := fmt.Sprintf("http://app.test.localhost:%d/reports?q=1", g.port)
@@ -383,7 +391,7 @@ func traefikForwardAuth(t *testing.T, address string, copyHeaders *regexp.Regexp
 // says (Traefik is not in Debian's package lists), against the gateway.
 func TestREADMEBehindTraefik(t *testing.T) {
 	up := newUpstream(t)
-	g := forwardAuthGateway(t, "", up)
+	g := forwardAuthGateway(t, "", up.addr)
 	var cfg traefikConfig
 	if err := yaml.Unmarshal([]byte(readmeBlock(t, "### Behind Traefik", "yaml")), &cfg); err != nil {
 		t.Fatal(err)
