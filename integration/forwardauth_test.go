@@ -29,10 +29,9 @@ import (
 // example.com) and its ports on free ones.
 
 // forwardAuthGateway loads the README's gateway site on
-// http://auth.test.localhost:<port>, plus extra Caddyfile sites (with
-// {PORT} and {UPSTREAM}, the app's address, filled in), and answers the
-// gateway.
-func forwardAuthGateway(t *testing.T, extra string, upstream string) *gateway {
+// http://auth.<parent>:<port>, plus extra Caddyfile sites (with {PORT}
+// and {UPSTREAM}, the app's address, filled in), and answers the gateway.
+func forwardAuthGateway(t *testing.T, parent, extra, upstream string) *gateway {
 	t.Helper()
 	ownDataDir(t)
 	block := readmeBlock(t, "## Behind another proxy", "caddyfile")
@@ -43,14 +42,14 @@ func forwardAuthGateway(t *testing.T, extra string, upstream string) *gateway {
 	}
 	g := &gateway{t: t, port: redisserver.FreePort(t)}
 	adminPort := redisserver.FreePort(t)
-	g.base = fmt.Sprintf("http://auth.test.localhost:%d", g.port)
+	g.base = fmt.Sprintf("http://auth.%s:%d", parent, g.port)
 	g.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	text := strings.NewReplacer(
 		"\tservers {", fmt.Sprintf("\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tservers {", adminPort),
 		"https://auth.example.com", g.base,
 		"auth.example.com {", g.base+" {",
-		"domain example.com", "domain test.localhost",
-		"*.example.com", "*.test.localhost",
+		"domain example.com", "domain "+parent,
+		"*.example.com", "*."+parent,
 	).Replace(block) + strings.NewReplacer("{PORT}", fmt.Sprint(g.port), "{UPSTREAM}", upstream).Replace(extra)
 	g.load(text)
 	t.Cleanup(stopCaddy)
@@ -245,7 +244,7 @@ http {
 func TestREADMEBehindNginx(t *testing.T) {
 	nginxPath(t)
 	up := newUpstream(t)
-	g := forwardAuthGateway(t, "", up.addr)
+	g := forwardAuthGateway(t, "test.localhost", "", up.addr)
 	server := readmeBlock(t, "### Behind nginx", "nginx")
 	for _, want := range []string{"listen 80;", "server_name app.example.com;", "proxy_pass http://127.0.0.1:3000;", "proxy_pass https://auth.example.com/"} {
 		if !strings.Contains(server, want) {
@@ -276,20 +275,20 @@ func TestREADMEBehindNginx(t *testing.T) {
 }
 
 // readmeCaddyApp is the README's Caddy site with Caddy's own
-// forward_auth, on http://app.test.localhost:{PORT}.
-func readmeCaddyApp(t *testing.T) string {
+// forward_auth, on http://app.<parent>:{PORT}.
+func readmeCaddyApp(t *testing.T, parent string) string {
 	t.Helper()
 	site := readmeBlock(t, "### Behind another Caddy", "caddyfile")
-	for _, want := range []string{"app.example.com {", "forward_auth https://auth.example.com {", "header_up Host auth.example.com", "localhost:3000"} {
+	for _, want := range []string{"app.example.com {", "uri /.auth/verify?\n", "forward_auth https://auth.example.com {", "header_up Host auth.example.com", "localhost:3000"} {
 		if !strings.Contains(site, want) {
 			t.Fatalf("the README's Caddy block changed shape (no %q):\n%s", want, site)
 		}
 	}
 	site = strings.NewReplacer(
-		"app.example.com {", "http://app.test.localhost:{PORT} {",
+		"app.example.com {", "http://app."+parent+":{PORT} {",
 		// Caddy's resolver does not know *.localhost: the loopback, by address.
 		"forward_auth https://auth.example.com {", "forward_auth http://127.0.0.1:{PORT} {",
-		"header_up Host auth.example.com", "header_up Host auth.test.localhost",
+		"header_up Host auth.example.com", "header_up Host auth."+parent,
 		"localhost:3000", "{UPSTREAM}",
 	).Replace(site)
 	return "\n" + site
@@ -299,7 +298,7 @@ func readmeCaddyApp(t *testing.T) string {
 // gateway's site in the same Caddy.
 func TestREADMEBehindCaddy(t *testing.T) {
 	up := newUpstream(t)
-	g := forwardAuthGateway(t, readmeCaddyApp(t), up.addr)
+	g := forwardAuthGateway(t, "test.localhost", readmeCaddyApp(t, "test.localhost"), up.addr)
 
 	b := newAppBrowser(t)
 	appURL := fmt.Sprintf("http://app.test.localhost:%d/reports?q=1", g.port)
@@ -391,7 +390,7 @@ func traefikForwardAuth(t *testing.T, address string, copyHeaders *regexp.Regexp
 // says (Traefik is not in Debian's package lists), against the gateway.
 func TestREADMEBehindTraefik(t *testing.T) {
 	up := newUpstream(t)
-	g := forwardAuthGateway(t, "", up.addr)
+	g := forwardAuthGateway(t, "test.localhost", "", up.addr)
 	var cfg traefikConfig
 	if err := yaml.Unmarshal([]byte(readmeBlock(t, "### Behind Traefik", "yaml")), &cfg); err != nil {
 		t.Fatal(err)
