@@ -46,17 +46,15 @@ type tab struct {
 }
 
 // openTab starts the Chromium at chrome (chromiumPath's), its own with a
-// fresh profile (no cookies), with a width×height page and the extra
-// options, and opens target. budget bounds the whole
+// fresh profile (no cookies), with a width×height page, and opens target. budget bounds the whole
 // test, the browser's start included.
-func openTab(t *testing.T, chrome string, width, height int, budget time.Duration, target string, extra ...chromedp.ExecAllocatorOption) *tab {
+func openTab(t *testing.T, chrome string, width, height int, budget time.Duration, target string) *tab {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(width, height))
-	opts = append(opts, extra...)
 	// The browser lives as long as the context of its first action, so
 	// that one carries no timeout of its own: the allocator's parent
 	// does, a little past the steps' deadline, and ends the browser
