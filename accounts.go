@@ -133,7 +133,7 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		next := safeNext(r.URL.Query().Get("next"))
+		next := h.signInNext(r.URL.Query().Get("next"))
 		si := h.SignIn
 		if r.URL.Query().Get("step_up") == "1" {
 			page, err := h.stepUpPage(r, next)
@@ -231,7 +231,7 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 	if !h.validFormToken(r) {
 		return answer(w, r, problemFormExpired)
 	}
-	next := safeNext(r.PostFormValue("next"))
+	next := h.signInNext(r.PostFormValue("next"))
 	page := signInPage{Next: next}
 	if r.PostFormValue("step_up") == "1" {
 		// The step-up page again for its errors and code step; whether

@@ -127,6 +127,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        }
 //	        accounts_file <path>
 //	    }
+//	    forward_auth {
+//	        allow_hosts <host>|*.<domain>...
+//	    }
 //	}
 //
 // Unknown and repeated subdirectives, bad values and impossible
@@ -211,6 +214,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseAPITokens(d)
 		case "sign_in":
 			err = h.parseSignIn(d)
+		case "forward_auth":
+			err = h.parseForwardAuth(d)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}

@@ -29,6 +29,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 		return h.serveRevokeLink(w, r)
 	case "/sign-in":
 		return h.serveSignIn(w, r)
+	case "/verify":
+		return h.serveVerify(w, r)
 	case "/logout":
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			return methodNotAllowed(w, "GET, POST")

@@ -84,14 +84,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.request(outcomeAnonymous)
 	} else {
 		h.metrics.request(outcomeAuthenticated)
-		if a.degraded {
-			r.Header.Set(h.headers.degraded, "true")
-		}
-		if a.access != "" {
-			// Before setIdentity: X-Auth-Signature covers it too.
-			r.Header.Set(h.headers.accessToken, a.access)
-		}
-		id.sess, id.risk = a.sess, h.setIdentity(r, a.sess)
+		id.sess, id.risk = a.sess, h.forwardIdentity(r, a)
 	}
 	r = withIdentity(r, id)
 	if done, err := h.refusedByReading(w, r, id); done {
@@ -107,6 +100,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	iw := &interceptor{h: h, r: r, sess: a.sess}
 	iw.ResponseWriter = w
 	return iw.finish(next.ServeHTTP(iw, r))
+}
+
+// forwardIdentity puts the valid session of a on r's headers for what
+// comes after the gateway (the upstream, or the proxy that asked
+// /verify) and answers the risk flags it forwarded.
+func (h *Handler) forwardIdentity(r *http.Request, a auth) string {
+	if a.degraded {
+		r.Header.Set(h.headers.degraded, "true")
+	}
+	if a.access != "" {
+		// Before setIdentity: X-Auth-Signature covers it too.
+		r.Header.Set(h.headers.accessToken, a.access)
+	}
+	return h.setIdentity(r, a.sess)
 }
 
 // refuse answers a request the store could not serve, or a client over

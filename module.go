@@ -144,6 +144,10 @@ type Handler struct {
 	// The gateway's own sign-in: OIDC providers and local accounts.
 	SignIn *SignIn `json:"sign_in,omitempty"`
 
+	// Answer other proxies (nginx, Traefik, another Caddy) at
+	// {endpoints}/verify. Needs base_url. Off unless given.
+	ForwardAuth *ForwardAuth `json:"forward_auth,omitempty"`
+
 	store      session.Store
 	storeKey   string
 	policy     session.Policy
@@ -408,6 +412,14 @@ func (h *Handler) check() error {
 	}
 	if err := checkPasswordURL(h.PasswordURL); err != nil {
 		return err
+	}
+	if f := h.ForwardAuth; f != nil {
+		if h.BaseURL == "" {
+			return blame(errForwardAuthBaseURL, "forward_auth")
+		}
+		if err := f.check(); err != nil {
+			return blame(err, "forward_auth")
+		}
 	}
 	if n := h.Notify; n != nil {
 		if n.URL == "" {

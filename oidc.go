@@ -184,7 +184,7 @@ func (h *Handler) serveProviderStart(w http.ResponseWriter, r *http.Request, nam
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
-	next := safeNext(r.URL.Query().Get("next"))
+	next := h.signInNext(r.URL.Query().Get("next"))
 	var stepUp *session.Session
 	if r.URL.Query().Get("step_up") == "1" {
 		s, err := h.heldSession(r)
@@ -420,7 +420,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, name str
 		}
 		return nil
 	}
-	next := safeNext(ps.Next)
+	next := h.signInNext(ps.Next)
 	return h.finishSignIn(w, r, who, stepUpOf{on: ps.StepUp != "", id: ps.StepUp}, func() error { return h.landAfterProvider(w, next) })
 }
 

@@ -164,13 +164,8 @@ func (q *Require) judge(w http.ResponseWriter, r *http.Request, id *identity) (d
 // refuse answers a signed-in request that fails the rule kind failed.
 func (q *Require) refuse(w http.ResponseWriter, r *http.Request, id *identity, failed string, curable bool) error {
 	h := id.h
-	h.metrics.denied(failed)
 	stepUp := curable && h.signInEnabled && browserNavigation(r) && !wantsJSON(r)
-	if c := q.logger.Check(zap.InfoLevel, "request refused by session_require"); c != nil {
-		c.Write(zap.String("rule", q.describe(failed)), zap.String("user_id", id.sess.UserID),
-			zap.String("session_id", id.sess.ID), zap.String("method", r.Method),
-			zap.String("path", sanitise(r.URL.Path, 256)), zap.Bool("step_up", stepUp))
-	}
+	q.denied(r, id, failed, stepUp, "request refused by session_require")
 	if stepUp {
 		w.Header().Set("Location", h.Endpoints+"/sign-in?step_up=1&next="+url.QueryEscape(safeNext(originalURI(r))))
 		w.Header().Set("Cache-Control", "no-store")
@@ -181,6 +176,16 @@ func (q *Require) refuse(w http.ResponseWriter, r *http.Request, id *identity, f
 		return writeJSON(w, http.StatusForbidden, errorBody{"forbidden"})
 	}
 	return h.forbiddenPage(w, r, id.sess)
+}
+
+// denied counts and logs, as msg, a refusal by the rule kind failed.
+func (q *Require) denied(r *http.Request, id *identity, failed string, stepUp bool, msg string) {
+	id.h.metrics.denied(failed)
+	if c := q.logger.Check(zap.InfoLevel, msg); c != nil {
+		c.Write(zap.String("rule", q.describe(failed)), zap.String("user_id", id.sess.UserID),
+			zap.String("session_id", id.sess.ID), zap.String("method", r.Method),
+			zap.String("path", sanitise(r.URL.Path, 256)), zap.Bool("step_up", stepUp))
+	}
 }
 
 // failing returns the first rule kind the identity does not meet (empty
