@@ -185,7 +185,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	events.Flags().Int("limit", 0, "Most events to show (default all)")
 
 	cmd.AddCommand(list, revoke, events, checkCommand()) // command_check.go
-	cmd.AddCommand(fileCommands()...) // command_file.go
+	cmd.AddCommand(fileCommands()...)                    // command_file.go
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }
 
