@@ -184,8 +184,9 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	events.Flags().String("user", "", "User id")
 	events.Flags().Int("limit", 0, "Most events to show (default all)")
 
-	cmd.AddCommand(list, revoke, events, checkCommand()) // command_check.go
-	cmd.AddCommand(fileCommands()...)                    // command_file.go
+	cmd.AddCommand(list, revoke, events)
+	cmd.AddCommand(checkCommand())    // command_check.go
+	cmd.AddCommand(fileCommands()...) // command_file.go
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }
 
