@@ -79,9 +79,12 @@ func (a adminAPI) check(w http.ResponseWriter, r *http.Request, stores []storeRe
 func partsToCheck(stores []storeRef) []probe {
 	var out []probe
 	for _, ref := range stores {
-		kind, where, _ := strings.Cut(ref.h.Store.describe(), " ")
+		kind, where := ref.h.Store.Type, ref.h.Store.describe() // "file <path>", "redis <addresses>", "redis://…", "memory"
+		if where = strings.TrimPrefix(where, kind+" "); where == kind {
+			where = ""
+		}
 		out = append(out, probe{checkPart{Kind: "store", Name: kind, Target: where}, func(ctx context.Context) (string, error) {
-			return tryStore(ctx, ref.store, ref.h.now())
+			return tryStore(ctx, ref.store, ref.h.Store, ref.h.now())
 		}})
 	}
 	seen := map[string]bool{}
@@ -135,20 +138,31 @@ const checkValue = "session_auth check"
 
 // tryStore writes a record the store forgets within a minute and reads
 // it back (taking it away), as an OIDC sign-in does with its state.
-func tryStore(ctx context.Context, st session.Store, now time.Time) (string, error) {
+func tryStore(ctx context.Context, st session.Store, cfg *StoreConfig, now time.Time) (string, error) {
 	key := "check:" + randomString()
 	start := time.Now()
 	if err := st.Stash(ctx, key, []byte(checkValue), time.Minute, now); err != nil {
-		return "", fmt.Errorf("writing: %s", networkCause(err))
+		return "", fmt.Errorf("writing: %s", storeFailure(cfg, err))
 	}
 	v, err := st.Take(ctx, key, now)
 	if err != nil {
-		return "", fmt.Errorf("reading back what was written: %s", networkCause(err))
+		return "", fmt.Errorf("reading back what was written: %s", storeFailure(cfg, err))
 	}
 	if string(v) != checkValue {
 		return "", errors.New("read back something other than what was written")
 	}
 	return fmt.Sprintf("wrote and read back in %s", time.Since(start).Round(time.Millisecond)), nil
+}
+
+// storeFailure says why the store failed. go-redis retries a refused
+// dial until the deadline: one dial of our own names the network's cause.
+func storeFailure(cfg *StoreConfig, err error) string {
+	if cfg.Type == "redis" {
+		if derr := dialOnce(cfg); derr != nil {
+			err = derr
+		}
+	}
+	return networkCause(err)
 }
 
 func describeGeo(info geo.Info) string {

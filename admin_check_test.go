@@ -150,6 +150,17 @@ func TestCheckRouteStoreFails(t *testing.T) {
 	}
 }
 
+// A Redis store that nothing answers fails its part, naming the cause.
+func TestCheckRouteRedisDown(t *testing.T) {
+	addr := strings.TrimPrefix(refusedURL(t), "http://")
+	testHandler(t, func(h *Handler) { h.Store = &StoreConfig{Type: "redis", Addresses: []string{addr}} })
+	status, report := getCheck(t)
+	if status != http.StatusServiceUnavailable || len(report.Parts) != 1 ||
+		checkLine(report.Parts[0]) != "store redis "+addr+": FAIL: writing: connection refused" {
+		t.Fatalf("HTTP %d, %+v", status, report)
+	}
+}
+
 // stashSpy records the keys the check writes and reads, and fails the
 // write when told.
 type stashSpy struct {
