@@ -88,6 +88,10 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method == http.MethodPost {
 			return a.compact(w, r, stores)
 		}
+	case len(segs) == 1 && segs[0] == "check":
+		if r.Method == http.MethodGet {
+			return a.check(w, r, stores) // admin_check.go
+		}
 	case len(segs) == 1 && segs[0] == "sessions":
 		switch r.Method {
 		case http.MethodGet:

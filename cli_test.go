@@ -47,6 +47,12 @@ func fakeAdmin(t *testing.T) string {
 	mux.HandleFunc("GET /session-auth/users/alice/events", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `[{"type":"revoke","at":"2026-11-23T21:30:00Z","session_id":%q,"ip_address":"127.0.0.1","reason":"revoked","actor":"admin"},{"type":"login","at":"2026-11-23T21:26:40Z","session_id":%q,"ip_address":"198.51.100.7","country":"DE","city":"Berlin"}]`, cliB, cliA)
 	})
+	mux.HandleFunc("GET /session-auth/check", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"ok":false,"parts":[{"kind":"store","name":"file","target":"/var/lib/caddy/sessions.db","ok":true,"detail":"wrote and read back in 1ms"},`+
+			`{"kind":"oidc","name":"corp","target":"https://sso.example.com/","ok":false,"error":"connection refused"},`+
+			`{"kind":"geoip","target":"/var/lib/GeoIP/GeoLite2-City.mmdb","ok":true,"detail":"loaded: GeoLite2-City, built 2026-11-28"}]}`)
+	})
 	mux.HandleFunc("DELETE /session-auth/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("id") != cliA {
 			w.WriteHeader(http.StatusNotFound)
@@ -95,6 +101,7 @@ func TestCLIOutputGolden(t *testing.T) {
 		{"list", "--user", "nobody"},
 		{"list", "--user", "alice", "--config", caddyfile},
 		{"events", "--user", "alice"},
+		{"check"},
 		{"revoke", "--user", "alice", "--id", "2bd806c97f0e406e30"},
 		{"revoke", "--user", "alice", "--except", "2bd806c97f0e8a1d3c2"},
 		{"revoke", "--user", "alice", "--all"},

@@ -29,8 +29,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sessions",
-		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>] | backup <file> | salvage <damaged> <new> | compact [--file <path>]",
-		Short: "Lists, revokes and audits session_auth sessions of a running Caddy",
+		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>] | check | backup <file> | salvage <damaged> <new> | compact [--file <path>]",
+		Short: "Lists, revokes and audits session_auth sessions of a running Caddy, and checks its parts",
 		Long: `
 Talks to the session_auth routes of a running Caddy's admin API, like
 'caddy reload' does: --address, or the admin address of --config, or the
@@ -42,6 +42,7 @@ default localhost:2019.
   caddy sessions revoke --user alice --id 2bd806c97f0e8a1d3c
   caddy sessions revoke --id 2bd806c97f0e406e30184bf965e48518
   caddy sessions events --user alice --limit 20
+  caddy sessions check
   caddy sessions backup /var/backups/sessions.db
   caddy sessions salvage sessions.db sessions.db.salvaged   (offline)
   caddy sessions compact
@@ -70,7 +71,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	// argument and cobra answers with its help or an unrelated complaint.
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("unknown subcommand %q: use list, revoke, events, backup, salvage or compact (caddy sessions --help)", args[0])
+			return fmt.Errorf("unknown subcommand %q: use list, revoke, events, check, backup, salvage or compact (caddy sessions --help)", args[0])
 		}
 		return nil
 	}
@@ -186,6 +187,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	events.Flags().Int("limit", 0, "Most events to show (default all)")
 
 	cmd.AddCommand(list, revoke, events)
+	cmd.AddCommand(checkCommand())    // command_check.go
 	cmd.AddCommand(fileCommands()...) // command_file.go
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }

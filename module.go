@@ -553,7 +553,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.store, h.storeKey = h.timed(ps), key
 	if _, inServer := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); inServer {
-		if err := h.checkStoreAtStart(ctx, ps); err != nil {
+		err := h.checkStoreAtStart(ctx, ps)
+		if err == nil {
+			err = checkAtStart(ctx, h) // the providers' discovery (oidccheck.go)
+		}
+		if err != nil {
 			_, _ = storePool.Delete(h.storeKey)
 			h.storeKey = ""
 			return err

@@ -56,14 +56,15 @@ func pingStore(ps *pooledStore, cfg *StoreConfig, logger *zap.Logger) {
 			err = derr
 		}
 		logger.Warn("cannot reach the session store: requests that need a session get 503 until it answers",
-			zap.String("store", cfg.describe()), zap.String("cause", storeCause(err)), zap.Error(err))
+			zap.String("store", cfg.describe()), zap.String("cause", networkCause(err)), zap.Error(err))
 		return
 	}
 	logger.Info("session store reachable", zap.String("store", cfg.describe()))
 }
 
-// storeCause says in a few words why the store did not answer.
-func storeCause(err error) string {
+// networkCause says in a few words why a server (the store, a provider)
+// did not answer.
+func networkCause(err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

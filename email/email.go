@@ -228,13 +228,36 @@ func (s Server) Send(ctx context.Context, n Notice) error {
 		return err
 	}
 	if err := client.DialAndSendWithContext(ctx, msg); err != nil {
-		// go-mail says it only in words.
-		if strings.Contains(err.Error(), "does not support STARTTLS") {
-			return fmt.Errorf("%w: %s", ErrNoSTARTTLS, s.Addr)
-		}
-		return fmt.Errorf("sending mail through %s: %w", s.Addr, err)
+		return s.failed("sending mail through", err)
 	}
 	return nil
+}
+
+// Probe goes as far with the server as a mail does before its sender:
+// the connection, the greeting and EHLO, STARTTLS or implicit TLS as
+// configured, and the login when s has credentials; then it says QUIT.
+// It sends no mail.
+func (s Server) Probe(ctx context.Context) error {
+	client, err := s.client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := client.DialWithContext(ctx); err != nil {
+		return s.failed("connecting to", err)
+	}
+	if err := client.Close(); err != nil {
+		return s.failed("saying QUIT to", err)
+	}
+	return nil
+}
+
+// failed names the server in err, and a server without STARTTLS (which
+// go-mail says only in words) as ErrNoSTARTTLS.
+func (s Server) failed(doing string, err error) error {
+	if strings.Contains(err.Error(), "does not support STARTTLS") {
+		return fmt.Errorf("%w: %s", ErrNoSTARTTLS, s.Addr)
+	}
+	return fmt.Errorf("%s %s: %w", doing, s.Addr, err)
 }
 
 // message is n as a multipart/alternative mail from s.From.

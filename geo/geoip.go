@@ -141,6 +141,19 @@ func (db *DB) Lookup(ip string) Location {
 	return loc
 }
 
+// Info is what the database in use says of itself.
+type Info struct {
+	Path  string
+	Type  string    // e.g. GeoLite2-City
+	Built time.Time // when MaxMind built it
+}
+
+// Info describes the database in use (the last good one the file held).
+func (db *DB) Info() Info {
+	md := db.cur.Load().Metadata()
+	return Info{Path: db.path, Type: md.DatabaseType, Built: time.Unix(int64(md.BuildEpoch), 0).UTC()}
+}
+
 // Close stops watching the file.
 func (db *DB) Close() error {
 	if db == nil {
