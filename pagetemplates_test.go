@@ -3,8 +3,11 @@ package sessionauth
 import (
 	"bytes"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -110,10 +113,23 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageSignedIn, "/a?b=<c>&d=1")
 		},
 	}
+	for file := range pageTemplates { // every page has a golden: file.html or file-case.html
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(pages)), func(name string) bool {
+			return name == file || strings.HasPrefix(name, strings.TrimSuffix(file, ".html")+"-")
+		}) {
+			t.Errorf("templates/%s has no golden page here", file)
+		}
+	}
 	for name, render := range pages {
 		var b bytes.Buffer
 		if err := render(&b); err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		// Every page is drawn in the layout: one style block, which
+		// gives links the product's colour, and the phone's viewport.
+		if html := b.String(); strings.Count(html, "<style>") != 1 || !strings.Contains(html, "a{color:var(--accent)}") ||
+			!strings.Contains(html, `<meta name="viewport" content="width=device-width, initial-scale=1">`) {
+			t.Errorf("%s is not drawn in the layout:\n%s", name, html)
 		}
 		golden := filepath.Join("testdata", "pages", name)
 		if *updatePages {
