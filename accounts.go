@@ -27,6 +27,8 @@ const (
 	codeStepTTL        = 5 * time.Minute
 	maxSignInForm      = 16 << 10
 	wrongCredentials   = "Wrong user name or password."
+	wrongPassword      = "Wrong password." // the step-up's: its user name is fixed
+	maxTypedName       = 256               // the user name shown again after a wrong password
 	stepExpired        = "That step has expired or was used already. Please enter your user name and password again."
 )
 
@@ -116,6 +118,8 @@ type signInPage struct {
 	Pending string
 	// The user name, fixed (the code step, a step-up).
 	User string
+	// The user name as typed before a wrong password, kept in the form.
+	Typed string
 	// A step-up (the step-up page): who is signed in, and the plain
 	// sign-in page for someone else.
 	StepUp    bool
@@ -156,7 +160,11 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusSeeOther)
 			return nil
 		}
-		return h.renderSignIn(w, r, http.StatusOK, signInPage{Next: next, Notice: endtext.Messages[r.URL.Query().Get("session_ended")]})
+		notice := endtext.Messages[r.URL.Query().Get("session_ended")]
+		if h.takeSignedOut(w, r) && notice == "" {
+			notice = endtext.Messages[session.EndLogout]
+		}
+		return h.renderSignIn(w, r, http.StatusOK, signInPage{Next: next, Notice: notice})
 	case http.MethodPost:
 		return h.accountSignIn(w, r)
 	}
@@ -167,9 +175,9 @@ func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status in
 	page.Host = sanitise(r.Host, 256)
 	page.Action = h.Endpoints + "/sign-in"
 	page.CSRF = h.formToken(w, r)
-	tmpl := signInTemplate
+	tmpl := pageSignIn
 	if page.StepUp {
-		tmpl = stepUpTemplate // its way in is set by stepUpPage
+		tmpl = pageStepUp // its way in is set by stepUpPage
 	} else {
 		page.Accounts = len(h.SignIn.accounts) > 0
 		if page.Pending == "" {
@@ -183,7 +191,7 @@ func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status in
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	return tmpl.Execute(w, page)
+	return renderPage(w, tmpl, page)
 }
 
 // stepUpPage is the step-up page for the session the client holds, when
@@ -284,6 +292,11 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 				h.loginFailed(r, "", "password")
 			}
 			page.Error = wrongCredentials
+			if page.StepUp {
+				page.Error = wrongPassword
+			} else {
+				page.Typed = sanitise(r.PostFormValue("username"), maxTypedName)
+			}
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
 		if page.StepUp && acct.User != page.User {
@@ -311,6 +324,9 @@ func (h *Handler) accountSignIn(w http.ResponseWriter, r *http.Request) error {
 				return h.askCode(w, r, acct, page, http.StatusUnauthorized, codeTries+1)
 			}
 			page.Error += " Enter your user name and password again."
+			if !page.StepUp {
+				page.Typed = acct.User
+			}
 			return h.renderSignIn(w, r, http.StatusUnauthorized, page)
 		}
 		method = session.MethodPasswordTOTP

@@ -138,7 +138,7 @@ func (h *Handler) stripOwnCookies(r *http.Request) {
 	binding := h.oidcCookieName(r) // __Host- on HTTPS, whatever name is
 	own := func(k string) bool {
 		rest, ok := strings.CutPrefix(k, name)
-		return k == binding || ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix)
+		return k == binding || ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix || rest == signedOutCookieSuffix)
 	}
 	kept := lines[:0:0]
 	for _, line := range lines {

@@ -203,6 +203,9 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+	if a.sess != nil {
+		h.flagSignedOut(w, r)
+	}
 	next := safeNext(r.URL.Query().Get("next"))
 	if a.sess != nil && a.sess.Provider != "" {
 		if to := h.providerLogoutURL(r, a.sess, a.secret, next); to != "" {
@@ -231,7 +234,7 @@ func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
 	// same-origin: the sign-out form must carry this origin (see renderSessions).
 	w.Header().Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(http.StatusOK)
-	return pages.ExecuteTemplate(w, "logout.html", logoutData{
+	return renderPage(w, pageLogout, logoutData{
 		Site: siteLabel(h, r), Endpoints: h.Endpoints, Next: safeNext(r.URL.Query().Get("next")),
 	})
 }

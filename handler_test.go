@@ -595,7 +595,7 @@ func TestOwnCookiesDoNotReachTheUpstream(t *testing.T) {
 	for _, path := range []string{"/", "/login"} {
 		r := get(path, nil)
 		r.Header.Add("Cookie", "theme=dark; session="+c.Value+"; session_device=0123456789abcdef0123456789abcdef")
-		r.Header.Add("Cookie", "cart=3; session_signin=5a8b5be1c34dac3a511515e23a5ac6b5; session_oidc=x; session_other=kept")
+		r.Header.Add("Cookie", "cart=3; session_signin=5a8b5be1c34dac3a511515e23a5ac6b5; session_oidc=x; session_signed_out=1; session_other=kept")
 		up := &upstream{}
 		serve(t, h, r, up)
 		got := strings.Join(up.header.Values("Cookie"), " | ")

@@ -57,6 +57,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 	deviceID, deviceCookie := h.deviceID(r)
 	s := h.newSession(r.Context(), id, who.userID, hash, who.method, clientIP(r), r.UserAgent(), deviceID)
 	s.Email, s.Name, s.Roles = sanitise(who.email, maxValue), sanitise(who.name, maxValue), sanitise(who.roles, maxRoles)
+	s.Site = h.sessionSite(r)
 	if who.prepare != nil {
 		if err := who.prepare(s, credentialSecret(cookie)); err != nil {
 			return nil, err

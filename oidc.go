@@ -439,7 +439,7 @@ func (h *Handler) landAfterProvider(w http.ResponseWriter, next string) error {
 	}
 	htmlHeaders(w)
 	w.WriteHeader(http.StatusOK)
-	return signedInTemplate.Execute(w, next)
+	return renderPage(w, pageSignedIn, next)
 }
 
 func sha256Of(s string) []byte {

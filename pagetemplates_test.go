@@ -3,92 +3,133 @@ package sessionauth
 import (
 	"bytes"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
 var updatePages = flag.Bool("update-pages", false, "rewrite testdata/pages from the templates")
 
-// The pages render byte for byte as the golden files in testdata/pages,
-// which were written by the inline templates before they moved to
-// templates/*.html: the move changed nothing a browser sees. The step-up
-// pages (accounts with an error, OIDC, the code step) escape what they
-// show.
+// The pages render byte for byte as the golden files in testdata/pages
+// (rewritten with -update-pages after a deliberate change, and reviewed:
+// the last one moved every page onto templates/layout.html). Each page
+// escapes what it shows.
 func TestPagesRenderAsBefore(t *testing.T) {
 	cards := []sessionCard{
 		{ID: "cur", Device: "Mac", Kind: "desktop", Browser: "Safari", OS: "macOS", Location: "Berlin, DE", IP: "192.0.2.1",
 			SignedIn: "2 hours ago", SignedInAt: "Mon, 01 Jun 2026 10:00:00 UTC", LastActive: "just now", LastAt: "Mon, 01 Jun 2026 12:00:00 UTC", Current: true},
 		{ID: "phone", Device: "iPhone", Kind: "mobile", Browser: "Safari", OS: "iOS", Location: "Unknown location", IP: "198.51.100.7",
-			SignedIn: "3 days ago", SignedInAt: "Fri, 29 May 2026 09:00:00 UTC", LastActive: "1 hour ago", LastAt: "Mon, 01 Jun 2026 11:00:00 UTC"},
+			SignedIn: "3 days ago", SignedInAt: "Fri, 29 May 2026 09:00:00 UTC", LastActive: "1 hour ago", LastAt: "Mon, 01 Jun 2026 11:00:00 UTC", Site: "wiki.example.com"},
 	}
 	ended := sessionCard{ID: "tab", Device: "iPad <b>", Kind: "tablet", Browser: "Chrome", OS: "iPadOS", Location: "DE", IP: "unknown",
-		SignedIn: "5 days ago", Ended: "1 day ago", EndReason: "Signed out remotely"}
+		SignedIn: "5 days ago", Ended: "1 day ago", EndReason: "Signed out remotely", Site: "app.example.com:8443"}
 	pages := map[string]func(*bytes.Buffer) error{
 		"sessions.html": func(b *bytes.Buffer) error {
-			return sessionsTemplate.Execute(b, sessionsPageData{Name: "Alice & Bob", Endpoints: "/.sessions", CSRF: "tok\"en",
+			return renderPage(b, pageSessions, sessionsPageData{Name: "Alice & Bob", Endpoints: "/.sessions", CSRF: "tok\"en", Site: "app.example.com",
 				Active: cards, Ended: []sessionCard{ended}, Others: 1})
 		},
 		"sessions-tokens.html": func(b *bytes.Buffer) error {
 			withTokens := append([]sessionCard(nil), cards...)
 			withTokens[0].Tokens = []string{"laptop script"} // the current session's: its sign-out keeps them
 			withTokens[1].Tokens = []string{"ci <deploy>", "backup"}
-			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: withTokens, Others: 1,
+			return renderPage(b, pageSessions, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: withTokens, Others: 1,
 				OthersTokens: []string{"ci <deploy>", "backup", "nightly"}, TokensOn: true, MaxLifetime: "90 days", StaleFor: "10 minutes",
 				Tokens: []tokenCard{{ID: "tok", Name: "ci <deploy>", Created: "1 hour ago", LastUsed: "never", LastIP: "192.0.2.1", Expires: "1 Sep 2026", ExpiresAt: "Tue, 01 Sep 2026 10:00:00 UTC"}}})
 		},
 		"link-confirm-token.html": func(b *bytes.Buffer) error {
-			return linkTemplate.Execute(b, linkData{Title: "Was this access token yours?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
+			return renderPage(b, pageLink, linkData{Title: "Was this access token yours?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 minutes ago", Confirm: true, Tokens: []string{"ci <deploy>", "backup"},
 				Button: "Revoke the token and sign out that session"})
 		},
 		"sessions-alone.html": func(b *bytes.Buffer) error {
-			return sessionsTemplate.Execute(b, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: cards[:1]})
+			return renderPage(b, pageSessions, sessionsPageData{Name: "alice", Endpoints: "/.sessions", CSRF: "t", Active: cards[:1]})
 		},
 		"link-confirm.html": func(b *bytes.Buffer) error {
-			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
+			return renderPage(b, pageLink, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true})
 		},
 		"stepup.html": func(b *bytes.Buffer) error {
-			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin?x=1&y=<2>", CSRF: "tok\"en", StepUp: true,
+			return renderPage(b, pageStepUp, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin?x=1&y=<2>", CSRF: "tok\"en", StepUp: true,
 				Who: "Alice <A> & Co", User: "alice", Accounts: true, SwitchURL: "/.auth/sign-in?next=%2Fadmin%3Fx%3D1", Error: "Wrong user name or password."})
 		},
 		"stepup-oidc.html": func(b *bytes.Buffer) error {
-			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "alice@example.com",
+			return renderPage(b, pageStepUp, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "alice@example.com",
 				Providers: []providerButton{{Label: "Corp <SSO>", URL: "/.auth/sign-in/corp?step_up=1&next=%2Fadmin"}}, SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
 		"stepup-code.html": func(b *bytes.Buffer) error {
-			return stepUpTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
+			return renderPage(b, pageStepUp, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
 				Accounts: true, Pending: "p3nd1ng", SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
 		"link-confirm-password.html": func(b *bytes.Buffer) error {
-			return linkTemplate.Execute(b, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
+			return renderPage(b, pageLink, linkData{Title: "Was this you?", Site: "app.example.com", Account: "alice@example.com", Home: "/", Device: "iPhone", Browser: "Safari", OS: "iOS",
 				IP: "198.51.100.7", Location: "Paris, FR", When: "3 days ago", Confirm: true, Password: "https://app.example.com/account/password?x=1&y=2"})
 		},
 		"link-signed-out-password.html": func(b *bytes.Buffer) error {
-			return linkTemplate.Execute(b, linkData{Title: "Signed out", Text: "That session is signed out.", Site: "app.example.com", Account: "alice@example.com", Home: "/",
+			return renderPage(b, pageLink, linkData{Title: "Signed out", Text: "That session is signed out.", Site: "app.example.com", Account: "alice@example.com", Home: "/",
 				Password: "/account/password"})
 		},
 		"signin.html": func(b *bytes.Buffer) error {
-			return signInTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/a?b=<c>", CSRF: "t",
+			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/a?b=<c>", CSRF: "t",
 				Notice: "You were signed out from another device.", Accounts: true, Providers: []providerButton{{Label: "Corp & Co", URL: "/.auth/sign-in/corp?next=%2Fa"}}})
 		},
 		"signin-code.html": func(b *bytes.Buffer) error {
-			return signInTemplate.Execute(b, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
+			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
 				Error: "Wrong code. Enter the 6 digits your authenticator app shows now.", Pending: "p", User: "bob"})
 		},
 		"logout.html": func(b *bytes.Buffer) error {
-			return pages.ExecuteTemplate(b, "logout.html", logoutData{Site: "app.example.com", Endpoints: "/.auth", Next: "/a?b=<c>&d=1"})
+			return renderPage(b, pageLogout, logoutData{Site: "app.example.com", Endpoints: "/.auth", Next: "/a?b=<c>&d=1"})
 		},
 		"problem.html": func(b *bytes.Buffer) error {
 			p := problemTooManySessions
-			return linkTemplate.Execute(b, linkData{Title: p.title, Text: p.text})
+			return renderPage(b, pageLink, linkData{Title: p.title, Text: p.text})
 		},
+		"problem-way.html": func(b *bytes.Buffer) error {
+			p := problemRateLimited
+			return renderPage(b, pageLink, linkData{Title: p.title, Text: p.text, Way: &wayOn{"/login?a=1&b=<2>", "Back to the form"}})
+		},
+		"signin-typed.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
+				Error: "Wrong user name or password.", Accounts: true, Typed: "al\"ice <x>"})
+		},
+		"forbidden.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForbidden, forbiddenData{Who: "Alice <A>", UserID: "alice", Endpoints: "/.auth", Next: "/admin?x=<1>"})
+		},
+		"forbidden-max-age.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForbidden, forbiddenData{Who: "alice", UserID: "alice", Endpoints: "/.auth", Next: "/admin",
+				ruleWants: ruleWants{Rule: ruleMaxAge, MaxAge: "10 minutes", SignedIn: "2 hours ago"}})
+		},
+		"forbidden-no-risk.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForbidden, forbiddenData{Who: "Alice", UserID: "alice", Endpoints: "/.auth", Next: "/admin",
+				ruleWants: ruleWants{Rule: ruleNoRisk, Risks: []string{riskWords["new-device"], riskWords["ip-changed"]}}})
+		},
+		"token.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageToken, tokenPageData{tokenResponse: tokenResponse{Name: "ci <deploy>", Token: "sat_abc&def"},
+				Endpoints: "/.auth", Expires: "Tue, 01 Sep 2026 10:00:00 UTC"})
+		},
+		"signed-in.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageSignedIn, "/a?b=<c>&d=1")
+		},
+	}
+	for file := range pageTemplates { // every page has a golden: file.html or file-case.html
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(pages)), func(name string) bool {
+			return name == file || strings.HasPrefix(name, strings.TrimSuffix(file, ".html")+"-")
+		}) {
+			t.Errorf("templates/%s has no golden page here", file)
+		}
 	}
 	for name, render := range pages {
 		var b bytes.Buffer
 		if err := render(&b); err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		// Every page is drawn in the layout: one style block, which
+		// gives links the product's colour, and the phone's viewport.
+		if html := b.String(); strings.Count(html, "<style>") != 1 || !strings.Contains(html, "a{color:var(--accent)}") ||
+			!strings.Contains(html, `<meta name="viewport" content="width=device-width, initial-scale=1">`) {
+			t.Errorf("%s is not drawn in the layout:\n%s", name, html)
 		}
 		golden := filepath.Join("testdata", "pages", name)
 		if *updatePages {

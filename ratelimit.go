@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -101,7 +102,9 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 	return errRateLimited{left}
 }
 
-// tooMany answers 429 with Retry-After.
+// tooMany answers 429 with Retry-After, and a browser a page with a way
+// on: a GET tried again as it was, a form (a sign-in form, posted to its
+// own page) shown again at its path.
 func tooMany(w http.ResponseWriter, r *http.Request, err error) error {
 	var rl errRateLimited
 	errors.As(err, &rl)
@@ -110,5 +113,11 @@ func tooMany(w http.ResponseWriter, r *http.Request, err error) error {
 		secs = 1
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	return answer(w, r, problemRateLimited)
+	uri := originalURI(r)
+	way := &wayOn{safeNext(uri), "Try again"}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		path, _, _ := strings.Cut(uri, "?")
+		way = &wayOn{safeNext(path), "Back to the form"}
+	}
+	return answerWithWay(w, r, problemRateLimited, way)
 }

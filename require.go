@@ -175,7 +175,7 @@ func (q *Require) refuse(w http.ResponseWriter, r *http.Request, id *identity, f
 	if !browserNavigation(r) || wantsJSON(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"forbidden"})
 	}
-	return h.forbiddenPage(w, r, id.sess)
+	return h.forbiddenPage(w, r, id.sess, q.wants(id, failed, h.now()))
 }
 
 // denied counts and logs, as msg, a refusal by the rule kind failed.
@@ -243,26 +243,6 @@ func (q *Require) describe(rule string) string {
 var problemForbidden = problem{http.StatusForbidden, "forbidden",
 	"You don't have access to this page",
 	"This page needs a sign-in that this site could not check. The site's operator has been told in the log."}
-
-type forbiddenData struct {
-	Who, UserID, Endpoints, Next string
-}
-
-// forbiddenPage tells a signed-in person in words that this page is not
-// for them, who they are signed in as, and how to switch accounts.
-func (h *Handler) forbiddenPage(w http.ResponseWriter, r *http.Request, s *session.Session) error {
-	htmlHeaders(w)
-	// same-origin: the sign-out form must carry this origin (see renderSessions).
-	w.Header().Set("Referrer-Policy", "same-origin")
-	w.WriteHeader(http.StatusForbidden)
-	if r.Method == http.MethodHead {
-		return nil
-	}
-	return pages.ExecuteTemplate(w, "forbidden.html", forbiddenData{
-		Who: orDefault(s.Name, s.UserID), UserID: s.UserID, Endpoints: h.Endpoints,
-		Next: safeNext(originalURI(r)),
-	})
-}
 
 // Interface guards
 var (

@@ -48,6 +48,14 @@ type problem struct {
 // answer writes p as a page to a browser (a request that accepts HTML and
 // does not ask for JSON) and as JSON to anything else.
 func answer(w http.ResponseWriter, r *http.Request, p problem) error {
+	return answerWithWay(w, r, p, nil)
+}
+
+// wayOn is a link a problem page offers to go on from it.
+type wayOn struct{ Href, Label string }
+
+// answerWithWay is answer, with a way on from the page (none when nil).
+func answerWithWay(w http.ResponseWriter, r *http.Request, p problem, way *wayOn) error {
 	if r == nil || !wantsPage(r) {
 		return writeJSON(w, p.status, errorBody{p.code})
 	}
@@ -56,7 +64,7 @@ func answer(w http.ResponseWriter, r *http.Request, p problem) error {
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	return linkTemplate.Execute(w, linkData{Title: p.title, Text: p.text})
+	return renderPage(w, pageLink, linkData{Title: p.title, Text: p.text, Way: way})
 }
 
 // wantsPage: a browser navigation or form submission, which accepts HTML;

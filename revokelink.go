@@ -141,6 +141,7 @@ type linkData struct {
 	Confirm                                 bool
 	Tokens                                  []string // the names of the access tokens the link ends
 	Button                                  string   // the confirm button's words; empty: sign out the session
+	Way                                     *wayOn   // a problem page's way on
 }
 
 func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, d linkData) error {
@@ -149,5 +150,5 @@ func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, d
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	return linkTemplate.Execute(w, d)
+	return renderPage(w, pageLink, d)
 }

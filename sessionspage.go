@@ -12,6 +12,7 @@ import (
 // sessionCard is one session as the page shows it.
 type sessionCard struct {
 	ID, Device, Kind, Browser, OS, Location, IP string
+	Site                                        string // where it signed in, when known
 	SignedIn, SignedInAt, LastActive, LastAt    string
 	Ended, EndReason                            string
 	Current                                     bool
@@ -88,7 +89,7 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 			Location: placeOf(v.IP, v.City, v.Country), IP: orDefault(v.IP, "unknown"),
 			SignedIn: relTime(v.CreatedAt, now), SignedInAt: v.CreatedAt.UTC().Format(time.RFC1123),
 			LastActive: relTime(v.LastActiveAt, now), LastAt: v.LastActiveAt.UTC().Format(time.RFC1123),
-			Current: v.ID == cur.ID, Tokens: madeBy[v.ID],
+			Current: v.ID == cur.ID, Tokens: madeBy[v.ID], Site: v.Site,
 		}
 		if v.Active() {
 			data.Active = append(data.Active, c)
@@ -117,7 +118,7 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	return sessionsTemplate.Execute(w, data)
+	return renderPage(w, pageSessions, data)
 }
 
 // placeOf says where a session is, the same way on every page: the
@@ -143,6 +144,20 @@ func siteLabel(h *Handler, r *http.Request) string {
 		return u.Host
 	}
 	return sanitise(r.Host, 256)
+}
+
+// sessionSite names the site a sign-in happens on, which the session
+// keeps for the sessions page (sites may share a store): base_url's
+// host, else the request's Host when a host matcher of the server
+// accepted it; "" for a Host the client chose.
+func (h *Handler) sessionSite(r *http.Request) string {
+	if u, err := url.Parse(h.BaseURL); err == nil && h.BaseURL != "" {
+		return u.Host
+	}
+	if validHost.MatchString(r.Host) && h.hostMatched(r) {
+		return r.Host
+	}
+	return ""
 }
 
 func orDefault(s, d string) string {

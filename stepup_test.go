@@ -145,7 +145,7 @@ func TestStepUpAccountKeepsSession(t *testing.T) {
 	}
 	form := url.Values{"csrf": {field(body, "csrf")}, "next": {field(body, "next")}, "step_up": {"1"}, "username": {"alice"}, "password": {"nope"}}
 	w = c.post(form)
-	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "Wrong user name or password.") ||
+	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "Wrong password.") ||
 		!strings.Contains(w.Body.String(), "Confirm it") || c.sessionID() != id {
 		t.Fatalf("wrong password: %d %s", w.Code, w.Body)
 	}

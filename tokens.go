@@ -202,13 +202,19 @@ func (h *Handler) problemTokenNeedsStepUp() problem {
 			" of signing in. Sign out, sign in again, then create the token."}
 }
 
+// tokenProblem answers a token that was not made, with the way back to
+// the sessions page, where tokens are made.
+func (h *Handler) tokenProblem(w http.ResponseWriter, r *http.Request, p problem) error {
+	return answerWithWay(w, r, p, &wayOn{h.Endpoints + "/sessions", "Back to where you're signed in"})
+}
+
 // tooManyTokens answers a token past max_per_user: 409, with a message
 // for API clients and a page in words for a browser.
 func (h *Handler) tooManyTokens(w http.ResponseWriter, r *http.Request) error {
 	msg := "You have " + plural(h.APITokens.MaxPerUser, "access token") + ", the most this site allows. " +
 		"Revoke one you no longer use on the sessions page, then create the new one."
 	if wantsPage(r) {
-		return answer(w, r, problem{http.StatusConflict, "too_many_tokens", "You have too many access tokens", msg})
+		return h.tokenProblem(w, r, problem{http.StatusConflict, "too_many_tokens", "You have too many access tokens", msg})
 	}
 	return writeJSON(w, http.StatusConflict, struct {
 		Error   string `json:"error"`
@@ -228,7 +234,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if cur.IsToken() {
-		return answer(w, r, problemTokenByToken)
+		return h.tokenProblem(w, r, problemTokenByToken)
 	}
 	var req tokenRequest
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
@@ -255,11 +261,11 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusSeeOther)
 			return nil
 		}
-		return answer(w, r, h.problemTokenNeedsStepUp())
+		return h.tokenProblem(w, r, h.problemTokenNeedsStepUp())
 	}
 	name, life, msg := h.tokenParams(req)
 	if msg != "" {
-		return answer(w, r, problem{http.StatusBadRequest, "bad_request", "The token was not created", msg})
+		return h.tokenProblem(w, r, problem{http.StatusBadRequest, "bad_request", "The token was not created", msg})
 	}
 	ctx := r.Context()
 	// The token keeps what its maker proved and carries: when the user
@@ -284,7 +290,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if wantsPage(r) {
 		htmlHeaders(w)
 		w.WriteHeader(http.StatusCreated)
-		return pages.ExecuteTemplate(w, "token.html", tokenPageData{tokenResponse: out, Endpoints: h.Endpoints,
+		return renderPage(w, pageToken, tokenPageData{tokenResponse: out, Endpoints: h.Endpoints,
 			Expires: out.expires.Format(time.RFC1123)})
 	}
 	return writeJSON(w, http.StatusCreated, out)

@@ -124,7 +124,11 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if p := noLogin.signInForm("/", "alice", "demo"); p.status != 303 {
 			t.Fatalf("no-login site, alice: %d %s", p.status, p.body)
 		}
-		if p := noLogin.get("/"); p.status != 200 || !strings.Contains(p.body, "Hello, Alice Example") || !strings.Contains(p.body, "signed you in as <b>alice</b>") {
+		// Styled as the gateway's pages, and readable on a phone: the
+		// style's braces are no placeholders to Caddy.
+		if p := noLogin.get("/"); p.status != 200 || !strings.Contains(p.body, "Hello, Alice Example") || !strings.Contains(p.body, "signed you in as <b>alice</b>") ||
+			!strings.Contains(p.body, `<meta name="viewport" content="width=device-width, initial-scale=1">`) ||
+			!strings.Contains(p.body, "main{max-width:34rem;margin:0 auto;padding:2rem 1rem}") {
 			t.Fatalf("no-login page: %d %s", p.status, p.body)
 		}
 		bob := newBrowser(t, noLogin.base)

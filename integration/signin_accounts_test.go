@@ -255,7 +255,10 @@ func TestAccountWrongPasswordAndUnknownUser(t *testing.T) {
 		if wrong.status != http.StatusUnauthorized || unknown.status != http.StatusUnauthorized {
 			t.Fatalf("statuses %d %d", wrong.status, unknown.status)
 		}
-		if !strings.Contains(wrong.body, "Wrong user name or password.") || wrong.body != unknown.body {
+		// The same page but for the user name each typed, which the form
+		// keeps: nothing says which name has an account.
+		if !strings.Contains(wrong.body, "Wrong user name or password.") || !strings.Contains(wrong.body, `value="alice"`) ||
+			wrong.body != strings.ReplaceAll(unknown.body, "mallory", "alice") {
 			t.Fatalf("answers differ:\n%s\n---\n%s", wrong.body, unknown.body)
 		}
 		if b.get("/app").status != http.StatusSeeOther {

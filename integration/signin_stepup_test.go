@@ -113,7 +113,7 @@ func TestStepUpAccounts(t *testing.T) {
 			}
 		}
 		form := url.Values{"csrf": {p.field("csrf")}, "next": {p.field("next")}, "step_up": {"1"}, "username": {"alice"}, "password": {"wrong"}}
-		if w := alice.post("/.auth/sign-in", form); w.status != http.StatusUnauthorized || !strings.Contains(w.body, "Wrong user name or password.") {
+		if w := alice.post("/.auth/sign-in", form); w.status != http.StatusUnauthorized || !strings.Contains(w.body, "Wrong password.") {
 			t.Fatalf("wrong password: %d %s", w.status, w.body)
 		}
 		if id, _, at := alice.me(); id != aliceID || !at.Equal(aliceAt) {

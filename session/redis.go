@@ -406,6 +406,7 @@ var textFields = [...]struct {
 	{"sid", func(s *Session) *string { return &s.ProviderSID }, false},
 	{"sip", func(s *Session) *string { return &s.StepUpIP }, false},
 	{"sco", func(s *Session) *string { return &s.StepUpCountry }, false},
+	{"st", func(s *Session) *string { return &s.Site }, false},
 }
 
 // textField finds key in textFields.

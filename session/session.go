@@ -74,6 +74,10 @@ type Session struct {
 	LoginCountry string // where the session was created
 	DeviceID     string // the long-lived device cookie's id, when known
 	Risk         string // flags raised at sign-in (and impossible-travel) that stay with the session
+	// Site is the site the session signed in on (its base_url's host, or
+	// the Host a host matcher accepted), for the sessions page when several
+	// sites share a store; empty when unknown (admin minting, older sessions).
+	Site string
 
 	Kind       string // KindBrowser (also when empty) or KindToken
 	Label      string // a token's name, given by its user

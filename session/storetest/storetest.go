@@ -970,7 +970,8 @@ func testFields(t *testing.T, st session.Store, c *Clock) {
 		Parent:   strings.Repeat("ab", 16),
 		StepUpIP: "2001:db8::2", StepUpCountry: "FR",
 		Provider: "corp", Subject: "248289761001", ProviderSID: "08a5019c-17e1-4977-8f42-65a12843ea02",
-		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC()}
+		SealedTokens: strings.Repeat("sealed-tokens/", 200), CheckedAt: now.Add(2 * time.Minute).UTC(),
+		Site: "app.example.com:8443"}
 	if _, err := st.Create(ctx(t), in, policy, session.Limit{}); err != nil {
 		t.Fatal(err)
 	}
