@@ -281,8 +281,7 @@ func TestEmailOnNewSignIn(t *testing.T) {
 		t.Logf("text part:\n%s", p.text)
 		wantLines := []string{
 			"Hello Ada Lovelace,",
-			"while it was already signed in elsewhere",
-			"device or browser it has not been used on",
+			"Someone signed in to your account on a device or browser you haven't used recently, while you were already signed in somewhere else.",
 			" UTC", "Device:   iPhone", "Browser:  Chrome", "OS:       iOS", "IP:       " + newYorkIP,
 			"This wasn't me",
 		}

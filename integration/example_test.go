@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,9 @@ import (
 func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
 		appAddr := serveLocal(t, demoapp.New())
+		t.Setenv("NOLOGIN_UPSTREAM", serveLocal(t, demoapp.NewNoLogin()))
+		accessLog := filepath.Join(t.TempDir(), "access.log")
+		t.Setenv("ACCESS_LOG", accessLog)
 
 		port, adminPort := redisserver.FreePort(t), redisserver.FreePort(t)
 		t.Setenv("PORT", fmt.Sprint(port))
@@ -124,9 +128,26 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if p := noLogin.signInForm("/", "alice", "demo"); p.status != 303 {
 			t.Fatalf("no-login site, alice: %d %s", p.status, p.body)
 		}
-		if p := noLogin.get("/"); p.status != 200 || !strings.Contains(p.body, "Hello, Alice Example") || !strings.Contains(p.body, "signed you in as <b>alice</b>") {
+		if p := noLogin.get("/"); p.status != 200 || !strings.Contains(p.body, "Hello, Alice Example") || !strings.Contains(p.body, "signed you in as <b>alice</b>") ||
+			!strings.Contains(p.body, `<meta name="viewport"`) || !strings.Contains(p.body, `<form class="inline" method="post" action="/.auth/logout?next=/">`) ||
+			!strings.Contains(p.body, "X-Auth-User") {
 			t.Fatalf("no-login page: %d %s", p.status, p.body)
 		}
+		// The no-login app has no /login: nothing there hands a sign-in
+		// off, so bob cannot skip the gateway's form (and his code).
+		handOff, err := http.PostForm(noLogin.base+"/login", url.Values{"username": {"bob"}, "password": {demoapp.Password}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handOff.Body.Close()
+		if handOff.StatusCode == http.StatusSeeOther || len(handOff.Cookies()) != 0 {
+			t.Fatalf("a hand-off on the no-login site: %d, cookies %v", handOff.StatusCode, handOff.Cookies())
+		}
+		// The full access log, headers and all, is in its file.
+		waitUntil(t, 10*time.Second, func() bool {
+			b, _ := os.ReadFile(accessLog)
+			return strings.Contains(string(b), `"uri":"/headers"`) && strings.Contains(string(b), `"User-Agent":`)
+		})
 		bob := newBrowser(t, noLogin.base)
 		step := bob.signInForm("/", "bob", "demo")
 		if p := bob.codeStep(step, codeFor(t, "JBSWY3DPEHPK3PXP" /* the secret the banner prints */, time.Now())); p.status != 303 {
@@ -158,6 +179,8 @@ func TestREADMEQuickStarts(t *testing.T) {
 	t.Setenv("ADMIN_PORT", fmt.Sprint(adminPort))
 	t.Setenv("UPSTREAM", appAddr)
 	t.Setenv("SESSION_STORE", "memory")
+	t.Setenv("NOLOGIN_UPSTREAM", serveLocal(t, demoapp.NewNoLogin()))
+	t.Setenv("ACCESS_LOG", filepath.Join(t.TempDir(), "access.log"))
 	text, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
