@@ -201,7 +201,7 @@ func TestREADMEQuickStarts(t *testing.T) {
 		return string(out)
 	}
 
-	own := readmeBlocks(t, "### My app has its own login", "sh")
+	own := docBlocks(t, "README.md", "### My app has its own login", "sh")
 	if len(own) != 2 {
 		t.Fatalf("own login: %d sh blocks", len(own))
 	}
@@ -212,7 +212,7 @@ func TestREADMEQuickStarts(t *testing.T) {
 		}
 	}
 
-	mint := readmeBlocks(t, "### My app can't change but can call an API", "sh")
+	mint := docBlocks(t, "README.md", "### My app can't change but can call an API", "sh")
 	if len(mint) != 2 {
 		t.Fatalf("API quick start: %d sh blocks", len(mint))
 	}
@@ -221,35 +221,5 @@ func TestREADMEQuickStarts(t *testing.T) {
 	}
 	if out := run(mint[1]); !strings.Contains(out, `"X-Auth-User":"carol"`) || !strings.Contains(out, `"X-Auth-Roles":"viewer,billing"`) {
 		t.Errorf("the minted cookie, sent as given: %s", out)
-	}
-}
-
-// readmeBlocks is every ```lang code block between heading and the next
-// heading in README.md.
-func readmeBlocks(t *testing.T, heading, lang string) []string {
-	t.Helper()
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README.md has no %q", heading)
-	}
-	if i := strings.Index(section, "\n#"); i >= 0 {
-		section = section[:i]
-	}
-	var blocks []string
-	for {
-		_, rest, ok := strings.Cut(section, "\n```"+lang+"\n")
-		if !ok {
-			return blocks
-		}
-		block, after, ok := strings.Cut(rest, "\n```\n")
-		if !ok {
-			t.Fatalf("README.md: an unclosed block under %q", heading)
-		}
-		blocks = append(blocks, block+"\n")
-		section = after
 	}
 }
