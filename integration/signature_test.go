@@ -204,4 +204,3 @@ func lookPython(t *testing.T) string {
 	}
 	return p
 }
-
