@@ -119,6 +119,8 @@ func TestCLIOutputGolden(t *testing.T) {
 		{"lst"},
 		{"compact"},
 		{"compact", "--file", "/nonexistent/sessions.db"},
+		{"lst", "--user", "alice"},
+		{"--user", "alice"},
 		{"list", "--user", "alice", "--address", "127.0.0.1:1"},
 	}
 	var got strings.Builder
@@ -151,5 +153,20 @@ func TestCLIRevokeUserAloneRevokesNothing(t *testing.T) {
 	out = runSessionsCommand("revoke", "--user", "alice", "--all", "--address", addr)
 	if strings.Contains(out, "Error") || !slices.Equal(calls, []string{"DELETE /session-auth/users/alice/sessions"}) {
 		t.Fatalf("revoke --user --all: %q, admin API calls %v", out, calls)
+	}
+}
+
+// The unknown-subcommand answer lists the subcommands registered, so a
+// subcommand added later (by another file) is offered without an edit here.
+func TestCLIUnknownSubcommandListsWhatIsRegistered(t *testing.T) {
+	def := caddycmd.Commands()["sessions"]
+	cmd := &cobra.Command{Use: def.Name, SilenceUsage: true, SilenceErrors: true}
+	def.CobraFunc(cmd)
+	cmd.AddCommand(&cobra.Command{Use: "inspect", RunE: func(*cobra.Command, []string) error { return nil }})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetArgs([]string{"lst", "--user", "alice"})
+	err := cmd.Execute()
+	if err == nil || !strings.HasPrefix(err.Error(), `unknown subcommand "lst" (did you mean list?): use `) || !strings.Contains(err.Error(), "inspect") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -67,14 +67,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 	pf.Bool("json", false, "Print JSON instead of a table")
 	pf.Int("page-size", 1000, "Entries per admin API request when listing (1 to 1000)")
 
-	// Without this, a mistyped subcommand reaches the parent as an
-	// argument and cobra answers with its help or an unrelated complaint.
-	cmd.Args = func(c *cobra.Command, args []string) error {
-		if len(args) > 0 {
-			return fmt.Errorf("unknown subcommand %q: use list, revoke, events, check, backup, salvage or compact (caddy sessions --help)", args[0])
-		}
-		return nil
-	}
+	refuseUnknownSubcommands(cmd) // command_unknown.go
 
 	list := &cobra.Command{
 		Use: "list --user <id>", Short: "List a user's sessions, active and recently ended",

@@ -393,7 +393,7 @@ func TestNoticeGivenUpAfterADay(t *testing.T) {
 	})
 }
 
-// The README and the runbook state the delivery policy the code has.
+// The configuration page and the runbook state the delivery policy the code has.
 func TestDocsStateTheDeliveryPolicy(t *testing.T) {
 	policy := []string{
 		fmt.Sprintf("every %d minutes", int(retryMax.Minutes())),
@@ -402,7 +402,7 @@ func TestDocsStateTheDeliveryPolicy(t *testing.T) {
 		fmt.Sprintf("%d,%03d", session.OutboxCap/1000, session.OutboxCap%1000),
 		`result="given_up"`,
 	}
-	for _, doc := range []string{"README.md", "docs/operations.md"} {
+	for _, doc := range []string{"docs/configuration.md", "docs/operations.md"} {
 		b, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)

@@ -493,7 +493,18 @@ func (c *CookieConfig) check() error {
 
 // Provision sets the handler up. It opens no connection: go-redis dials
 // on first use, so `caddy validate` needs no Redis.
+//
+// Caddy reports a failed Provision at the end of a long chain of module
+// names; the log line says the reason first, with the site it concerns.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	err := h.provision(ctx)
+	if err != nil {
+		h.logger.Error("session_auth: "+err.Error(), zap.String("site", h.site))
+	}
+	return err
+}
+
+func (h *Handler) provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.now == nil {
 		h.now = time.Now
@@ -571,7 +582,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.geo, err = loadGeo(h.GeoIP, h.logger); err != nil {
 			_, _ = storePool.Delete(h.storeKey)
 			h.storeKey = ""
-			return err
+			return fmt.Errorf("geoip %s: %w", h.GeoIP, err)
 		}
 	}
 	registerHandler(h)

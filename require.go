@@ -62,13 +62,18 @@ const (
 var riskFlags = []string{session.FlagIPChanged, session.FlagCountryChanged, session.FlagNewDevice,
 	session.FlagNewCountry, session.FlagImpossibleTravel, session.FlagConcurrentCountries}
 
-// Provision sets the rule up.
+// Provision sets the rule up; a refusal is logged with the reason first,
+// as session_auth's is.
 func (q *Require) Provision(ctx caddy.Context) error {
 	q.logger = ctx.Logger()
 	for i, u := range q.Users {
 		q.Users[i] = userIDOf(u) // as sessions store them: email ids in lower case
 	}
-	return q.check()
+	err := q.check()
+	if err != nil {
+		q.logger.Error("session_require: " + err.Error())
+	}
+	return err
 }
 
 func (q *Require) check() error {

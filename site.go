@@ -66,11 +66,6 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 	h.rules = &pathRules{srv: srv}
 	var named []caddyhttp.MatchHost // all of them, wildcards too: how the operator names the site
 	defer func() { h.site = siteName(h.siteTLS, named, srv.Listen) }()
-	if h.Cookie.SameSite == "none" && h.Cookie.Secure == "auto" && len(srv.TLSConnPolicies) == 0 {
-		return errors.New("cookie same_site none needs a Secure cookie, and this site is plain HTTP " +
-			"(browsers drop SameSite=None without Secure): use same_site lax or strict, or " +
-			"secure always when TLS ends at a proxy in front of Caddy")
-	}
 	catchAll, wildcard := len(srv.Routes) == 0, false
 	for _, route := range srv.Routes {
 		hasHost := false
@@ -88,6 +83,12 @@ func (h *Handler) learnSite(ctx caddy.Context) error {
 			}
 		}
 		catchAll = catchAll || !hasHost
+	}
+	// After the loop: the log line of the refusal names the site.
+	if h.Cookie.SameSite == "none" && h.Cookie.Secure == "auto" && len(srv.TLSConnPolicies) == 0 {
+		return errors.New("cookie same_site none needs a Secure cookie, and this site is plain HTTP " +
+			"(browsers drop SameSite=None without Secure): use same_site lax or strict, or " +
+			"secure always when TLS ends at a proxy in front of Caddy")
 	}
 	if (catchAll || wildcard) && h.BaseURL == "" && (h.Notify != nil || h.NotifyEmail != nil) {
 		h.logger.Warn("this server has a site without a host matcher, or with a wildcard one, and base_url is not set: " +

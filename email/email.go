@@ -15,6 +15,7 @@ import (
 	htmltemplate "html/template"
 	"net"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	texttemplate "text/template"
@@ -70,18 +71,51 @@ var (
 	htmlTemplate = htmltemplate.Must(htmltemplate.ParseFS(templateFiles, "templates/notice.html.tmpl"))
 )
 
-// what each event says, as subject and as a sentence.
-var wording = map[string]struct{ subject, line string }{
+// What each event says: the subject it gives a mail, and for a sign-in
+// the part of the one sentence that says what was unusual about it.
+var wording = map[string]struct{ subject, why string }{
 	"impossible_travel": {"Unusual sign-in activity on your account",
-		"Your account was used from two places too far apart to travel between in the time between them."},
+		"from a place too far from where your account was last used for anyone to have travelled there in between"},
 	"new_country": {"Sign-in to your account from a new country",
-		"Your account was signed in to from a country it has not been used from recently."},
+		"from a country you haven't signed in from recently"},
 	"new_device": {"Sign-in to your account from a new device",
-		"Your account was signed in to from a device or browser it has not been used on recently."},
+		"on a device or browser you haven't used recently"},
 	"new_login": {"New sign-in to your account",
-		"Your account was signed in to while it was already signed in elsewhere."},
-	"token_created": {"New access token for your account",
-		"An access token was created for your account from the session below. It lets scripts act as you until it expires or is revoked; the link below revokes it and signs out that session."},
+		"while you were already signed in somewhere else"},
+	"token_created": {"New access token for your account", ""},
+}
+
+// tokenCreated is the token_created mail's paragraph: a token is no
+// sign-in, so it is not one of the sentence's reasons.
+const tokenCreated = "Someone created an access token for your account, from the session below. " +
+	"It lets scripts act as you until it expires or is revoked; the link below revokes it and signs that session out."
+
+// signInSentence writes a sign-in's reasons, in the order of Events, as
+// one sentence, as a person would: "Someone signed in to your account on
+// a device or browser you haven't used recently, while you were already
+// signed in somewhere else." new_login, a "while" clause, comes last.
+func signInSentence(events []string) string {
+	var whys []string
+	for _, e := range events {
+		if e != "new_login" {
+			whys = append(whys, wording[e].why)
+		}
+	}
+	s := "Someone signed in to your account"
+	switch len(whys) {
+	case 0:
+	case 1:
+		s += " " + whys[0]
+	default:
+		s += " " + strings.Join(whys[:len(whys)-1], ", ") + " and " + whys[len(whys)-1]
+	}
+	if slices.Contains(events, "new_login") {
+		if len(whys) > 0 {
+			s += ","
+		}
+		s += " " + wording["new_login"].why
+	}
+	return s + "."
 }
 
 // templateData is what the templates see: clean text only.
@@ -108,16 +142,22 @@ func Compose(n Notice) (Message, error) {
 		Place: orUnknown(clean(n.Place)), IP: orUnknown(clean(n.IP)),
 		RevokeURL: cleanURL(n.RevokeURL), SessionsURL: cleanURL(n.SessionsURL),
 	}
+	var signIn []string
 	for _, e := range Events {
-		for _, got := range n.Events {
-			if got == e {
-				if d.Subject == "" {
-					d.Subject = wording[e].subject
-				}
-				d.Lines = append(d.Lines, wording[e].line)
-				break
-			}
+		if !slices.Contains(n.Events, e) {
+			continue
 		}
+		if d.Subject == "" {
+			d.Subject = wording[e].subject
+		}
+		if e == "token_created" {
+			d.Lines = append(d.Lines, tokenCreated)
+		} else {
+			signIn = append(signIn, e)
+		}
+	}
+	if len(signIn) > 0 {
+		d.Lines = append([]string{signInSentence(signIn)}, d.Lines...)
 	}
 	if d.Subject == "" {
 		return Message{}, fmt.Errorf("%w: %q", ErrNothingToSay, n.Events)

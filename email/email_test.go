@@ -23,7 +23,7 @@ func TestComposeSaysWhatHappenedWhenAndWhere(t *testing.T) {
 		t.Errorf("subject %q: the more telling event should name it", m.Subject)
 	}
 	for _, want := range []string{
-		"Hello Ada,", "while it was already signed in elsewhere", "device or browser it has not been used on",
+		"Hello Ada,", "Someone signed in to your account on a device or browser you haven't used recently, while you were already signed in somewhere else.",
 		"Sunday, 29 November 2026 at 10:42 UTC", "iPhone", "Chrome", "iOS", "Berlin, DE", "203.0.113.7",
 		"This wasn't me", "https://app.example.com/.auth/revoke?token=abc.def", "https://app.example.com/.auth/sessions",
 	} {
@@ -146,7 +146,39 @@ func TestComposeTokenCreated(t *testing.T) {
 	m, err := Compose(Notice{Events: []string{"token_created"}, At: at, Device: "Mac", Browser: "Safari", OS: "macOS",
 		RevokeURL: "https://app.example.com/.auth/revoke?token=x"})
 	if err != nil || m.Subject != "New access token for your account" ||
-		!strings.Contains(m.Text, "the link below revokes it and signs out that session") || !strings.Contains(m.Text, "Safari") {
+		!strings.Contains(m.Text, "the link below revokes it and signs that session out") || strings.Contains(m.Text, "signed in to your account") || !strings.Contains(m.Text, "Safari") {
 		t.Fatalf("%v\n%s\n%s", err, m.Subject, m.Text)
+	}
+}
+
+// However many reasons a sign-in has, the mail says them in one sentence,
+// as a person would write it (issue 29: they stacked as separate
+// sentences, "Your account was signed in to from a device…").
+func TestComposeReasonsMakeOneSentence(t *testing.T) {
+	for _, tc := range []struct {
+		events []string
+		want   string
+	}{
+		{[]string{"new_login"}, "Someone signed in to your account while you were already signed in somewhere else."},
+		{[]string{"new_device"}, "Someone signed in to your account on a device or browser you haven't used recently."},
+		{[]string{"new_login", "new_country"}, "Someone signed in to your account from a country you haven't signed in from recently, while you were already signed in somewhere else."},
+		{[]string{"new_device", "new_country"}, "Someone signed in to your account from a country you haven't signed in from recently and on a device or browser you haven't used recently."},
+		{[]string{"new_login", "new_device", "new_country", "impossible_travel"}, "Someone signed in to your account " +
+			"from a place too far from where your account was last used for anyone to have travelled there in between, " +
+			"from a country you haven't signed in from recently and on a device or browser you haven't used recently, " +
+			"while you were already signed in somewhere else."},
+	} {
+		m, err := Compose(Notice{Name: "Ada", Events: tc.events, At: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, body, _ := strings.Cut(m.Text, "Hello Ada,\n\n")
+		first, _, _ := strings.Cut(body, "\n")
+		if first != tc.want {
+			t.Errorf("%v:\n got %q\nwant %q", tc.events, first, tc.want)
+		}
+		if strings.Count(m.Text, "Someone") != 1 || strings.Count(m.HTML, "Someone") != 1 {
+			t.Errorf("%v: the reasons are not one sentence:\n%s", tc.events, m.Text)
+		}
 	}
 }

@@ -127,3 +127,13 @@ func TestCLIUnixAdminSocket(t *testing.T) {
 		t.Fatalf("revoke --all with --config naming %s: %v\n%s", admin, err, out)
 	}
 }
+
+// The built caddy, as a user types it: a mistyped subcommand with its
+// flags is named, with the subcommands there are, not "unknown flag".
+func TestCLIBinaryNamesUnknownSubcommand(t *testing.T) {
+	out, err := caddyCLI(t, t.TempDir(), "sessions", "lst", "--user", "alice")
+	if err == nil || !strings.Contains(out, `unknown subcommand "lst" (did you mean list?): use `) ||
+		!strings.Contains(out, "list, revoke") || strings.Contains(out, "unknown flag") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,27 +92,12 @@ func demo(t *testing.T, env []string) (*exec.Cmd, *lockedBuffer) {
 func TestDemoRefusesBusyPorts(t *testing.T) {
 	bin := binaries(t)
 	port, admin, app := redisserver.FreePort(t), redisserver.FreePort(t), redisserver.FreePort(t)
-	env := []string{"BIN_DIR=" + bin, fmt.Sprintf("PORT=%d", port), fmt.Sprintf("ADMIN_PORT=%d", admin), fmt.Sprintf("APP_PORT=%d", app), "REDIS_URL="}
+	env := []string{"BIN_DIR=" + bin, fmt.Sprintf("PORT=%d", port), fmt.Sprintf("ADMIN_PORT=%d", admin), fmt.Sprintf("APP_PORT=%d", app),
+		fmt.Sprintf("NOLOGIN_APP_PORT=%d", redisserver.FreePort(t)), "REDIS_URL=", "XDG_DATA_HOME=" + t.TempDir()}
 	_, firstOut := demo(t, env)
 
 	site := fmt.Sprintf("http://localhost:%d", port)
-	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		req, _ := http.NewRequest("GET", site+"/", nil)
-		req.Header.Set("Accept", "text/html")
-		res, err := client.Do(req)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 303 && res.Header.Get("Location") == "/login?next=%2F" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first demo did not come up: %v\n%s", err, firstOut)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitForDemo(t, site, firstOut)
 	for _, want := range []string{"store: file ", site + "/.auth/sessions", "Where you're signed in", "this machine only"} {
 		if !strings.Contains(firstOut.String(), want) {
 			t.Errorf("the banner lacks %q:\n%s", want, firstOut)
@@ -162,6 +148,83 @@ func TestDemoRefusesBusyPorts(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d non-loopback addresses", tried)
+}
+
+// waitForDemo waits until the demo's hand-off site sends a browser to sign in.
+func waitForDemo(t *testing.T, site string, out *lockedBuffer) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", site+"/", nil)
+		req.Header.Set("Accept", "text/html")
+		res, err := client.Do(req)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 303 && res.Header.Get("Location") == "/login?next=%2F" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo on %s did not come up: %v\n%s", site, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Two demos side by side, the second on the other ports the advice names
+// (here free ones): each keeps its sessions in a file of its own port, so
+// both serve sign-ins; each prints one short line per request and keeps
+// the full access log in its file.
+func TestDemosRunSideBySide(t *testing.T) {
+	bin := binaries(t)
+	data := t.TempDir() // one data directory: the default store place of both
+	var sites []string
+	var outs []*lockedBuffer
+	for range 2 {
+		port := redisserver.FreePort(t)
+		env := []string{"BIN_DIR=" + bin, "REDIS_URL=", "XDG_DATA_HOME=" + data, fmt.Sprintf("PORT=%d", port)}
+		for _, v := range []string{"SIGNIN_PORT", "ADMIN_PORT", "APP_PORT", "NOLOGIN_APP_PORT", "MAIL_PORT"} {
+			env = append(env, fmt.Sprintf("%s=%d", v, redisserver.FreePort(t)))
+		}
+		_, out := demo(t, env)
+		site := fmt.Sprintf("http://localhost:%d", port)
+		waitForDemo(t, site, out)
+		sites, outs = append(sites, site), append(outs, out)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i, site := range sites {
+		res, err := client.PostForm(site+"/login", url.Values{"username": {"alice"}, "password": {"demo"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 303 || len(res.Cookies()) == 0 {
+			t.Fatalf("signing in at demo %d: %d\n%s", i+1, res.StatusCode, outs[i])
+		}
+		port := strings.TrimPrefix(site, "http://localhost:")
+		store := filepath.Join(data, "caddy", "session_auth", "demo-"+port+".db")
+		accessLog := filepath.Join(data, "caddy", "session_auth", "demo-"+port+"-access.log")
+		if !strings.Contains(outs[i].String(), "store: file "+store) || !strings.Contains(outs[i].String(), accessLog) {
+			t.Errorf("demo %d's banner does not name its store %s and its log %s:\n%s", i+1, store, accessLog, outs[i])
+		}
+		var line string
+		waitUntil(t, 10*time.Second, func() bool {
+			for _, l := range strings.Split(outs[i].String(), "\n") {
+				if strings.Contains(l, "http.log.access") && strings.Contains(l, `"uri": "/login"`) {
+					line = l
+				}
+			}
+			return line != ""
+		})
+		if strings.Contains(line, "User-Agent") || strings.Contains(line, "remote_port") || len(line) > 250 {
+			t.Errorf("demo %d's terminal line is not short (%d characters): %s", i+1, len(line), line)
+		}
+		waitUntil(t, 10*time.Second, func() bool {
+			b, _ := os.ReadFile(accessLog)
+			return strings.Contains(string(b), `"uri":"/login"`) && strings.Contains(string(b), `"User-Agent":["Go-http-client`)
+		})
+	}
 }
 
 // `caddy sessions --config` reads the admin address from the config

@@ -281,8 +281,7 @@ func TestEmailOnNewSignIn(t *testing.T) {
 		t.Logf("text part:\n%s", p.text)
 		wantLines := []string{
 			"Hello Ada Lovelace,",
-			"while it was already signed in elsewhere",
-			"device or browser it has not been used on",
+			"Someone signed in to your account on a device or browser you haven't used recently, while you were already signed in somewhere else.",
 			" UTC", "Device:   iPhone", "Browser:  Chrome", "OS:       iOS", "IP:       " + newYorkIP,
 			"This wasn't me",
 		}
@@ -567,7 +566,7 @@ func TestEmailShowsTheDeviceNotTheUserAgent(t *testing.T) {
 // The README's notify email block adapts to the JSON it documents, and a
 // config with it loads (the password from the environment).
 func TestReadmeEmailExample(t *testing.T) {
-	block := readmeBlock(t, "### Email notices", "caddyfile")
+	block := docBlock(t, "docs/configuration.md", "### Email notices", "caddyfile")
 	t.Setenv("SMTP_PASSWORD", "from-the-environment")
 	text := site("store memory\nbase_url https://app.example.com\n" + block)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(strings.NewReplacer("{PORT}", "1", "{ADMIN}", "2", "{UPSTREAM}", "127.0.0.1:3").Replace(text)), map[string]any{"filename": "README.md"})

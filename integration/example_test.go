@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,9 @@ import (
 func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 	stores(t, func(t *testing.T, storeLine string, srv *redisserver.Server) {
 		appAddr := serveLocal(t, demoapp.New())
+		t.Setenv("NOLOGIN_UPSTREAM", serveLocal(t, demoapp.NewNoLogin()))
+		accessLog := filepath.Join(t.TempDir(), "access.log")
+		t.Setenv("ACCESS_LOG", accessLog)
 
 		port, adminPort := redisserver.FreePort(t), redisserver.FreePort(t)
 		t.Setenv("PORT", fmt.Sprint(port))
@@ -124,13 +128,26 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		if p := noLogin.signInForm("/", "alice", "demo"); p.status != 303 {
 			t.Fatalf("no-login site, alice: %d %s", p.status, p.body)
 		}
-		// Styled as the gateway's pages, and readable on a phone: the
-		// style's braces are no placeholders to Caddy.
 		if p := noLogin.get("/"); p.status != 200 || !strings.Contains(p.body, "Hello, Alice Example") || !strings.Contains(p.body, "signed you in as <b>alice</b>") ||
-			!strings.Contains(p.body, `<meta name="viewport" content="width=device-width, initial-scale=1">`) ||
-			!strings.Contains(p.body, "main{max-width:34rem;margin:0 auto;padding:2rem 1rem}") {
+			!strings.Contains(p.body, `<meta name="viewport"`) || !strings.Contains(p.body, `<form class="inline" method="post" action="/.auth/logout?next=/">`) ||
+			!strings.Contains(p.body, "X-Auth-User") {
 			t.Fatalf("no-login page: %d %s", p.status, p.body)
 		}
+		// The no-login app has no /login: nothing there hands a sign-in
+		// off, so bob cannot skip the gateway's form (and his code).
+		handOff, err := http.PostForm(noLogin.base+"/login", url.Values{"username": {"bob"}, "password": {demoapp.Password}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handOff.Body.Close()
+		if handOff.StatusCode == http.StatusSeeOther || len(handOff.Cookies()) != 0 {
+			t.Fatalf("a hand-off on the no-login site: %d, cookies %v", handOff.StatusCode, handOff.Cookies())
+		}
+		// The full access log, headers and all, is in its file.
+		waitUntil(t, 10*time.Second, func() bool {
+			b, _ := os.ReadFile(accessLog)
+			return strings.Contains(string(b), `"uri":"/headers"`) && strings.Contains(string(b), `"User-Agent":`)
+		})
 		bob := newBrowser(t, noLogin.base)
 		step := bob.signInForm("/", "bob", "demo")
 		if p := bob.codeStep(step, codeFor(t, "JBSWY3DPEHPK3PXP" /* the secret the banner prints */, time.Now())); p.status != 303 {
@@ -162,6 +179,8 @@ func TestREADMEQuickStarts(t *testing.T) {
 	t.Setenv("ADMIN_PORT", fmt.Sprint(adminPort))
 	t.Setenv("UPSTREAM", appAddr)
 	t.Setenv("SESSION_STORE", "memory")
+	t.Setenv("NOLOGIN_UPSTREAM", serveLocal(t, demoapp.NewNoLogin()))
+	t.Setenv("ACCESS_LOG", filepath.Join(t.TempDir(), "access.log"))
 	text, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +201,7 @@ func TestREADMEQuickStarts(t *testing.T) {
 		return string(out)
 	}
 
-	own := readmeBlocks(t, "### My app has its own login", "sh")
+	own := docBlocks(t, "README.md", "### My app has its own login", "sh")
 	if len(own) != 2 {
 		t.Fatalf("own login: %d sh blocks", len(own))
 	}
@@ -193,7 +212,7 @@ func TestREADMEQuickStarts(t *testing.T) {
 		}
 	}
 
-	mint := readmeBlocks(t, "### My app can't change but can call an API", "sh")
+	mint := docBlocks(t, "README.md", "### My app can't change but can call an API", "sh")
 	if len(mint) != 2 {
 		t.Fatalf("API quick start: %d sh blocks", len(mint))
 	}
@@ -202,35 +221,5 @@ func TestREADMEQuickStarts(t *testing.T) {
 	}
 	if out := run(mint[1]); !strings.Contains(out, `"X-Auth-User":"carol"`) || !strings.Contains(out, `"X-Auth-Roles":"viewer,billing"`) {
 		t.Errorf("the minted cookie, sent as given: %s", out)
-	}
-}
-
-// readmeBlocks is every ```lang code block between heading and the next
-// heading in README.md.
-func readmeBlocks(t *testing.T, heading, lang string) []string {
-	t.Helper()
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README.md has no %q", heading)
-	}
-	if i := strings.Index(section, "\n#"); i >= 0 {
-		section = section[:i]
-	}
-	var blocks []string
-	for {
-		_, rest, ok := strings.Cut(section, "\n```"+lang+"\n")
-		if !ok {
-			return blocks
-		}
-		block, after, ok := strings.Cut(rest, "\n```\n")
-		if !ok {
-			t.Fatalf("README.md: an unclosed block under %q", heading)
-		}
-		blocks = append(blocks, block+"\n")
-		section = after
 	}
 }

@@ -34,7 +34,7 @@ import (
 func forwardAuthGateway(t *testing.T, parent, extra, upstream string) *gateway {
 	t.Helper()
 	ownDataDir(t)
-	block := readmeBlock(t, "## Behind another proxy", "caddyfile")
+	block := docBlock(t, "docs/forward-auth.md", "## Behind another proxy", "caddyfile")
 	for _, want := range []string{"\tservers {", "auth.example.com {", "base_url https://auth.example.com", "domain example.com", "allow_hosts *.example.com"} {
 		if !strings.Contains(block, want) {
 			t.Fatalf("the README's gateway changed shape (no %q):\n%s", want, block)
@@ -245,7 +245,7 @@ func TestREADMEBehindNginx(t *testing.T) {
 	nginxPath(t)
 	up := newUpstream(t)
 	g := forwardAuthGateway(t, "test.localhost", "", up.addr)
-	server := readmeBlock(t, "### Behind nginx", "nginx")
+	server := docBlock(t, "docs/forward-auth.md", "### Behind nginx", "nginx")
 	for _, want := range []string{"listen 80;", "server_name app.example.com;", "proxy_pass http://127.0.0.1:3000;", "proxy_pass https://auth.example.com/"} {
 		if !strings.Contains(server, want) {
 			t.Fatalf("the README's nginx block changed shape (no %q):\n%s", want, server)
@@ -278,7 +278,7 @@ func TestREADMEBehindNginx(t *testing.T) {
 // forward_auth, on http://app.<parent>:{PORT}.
 func readmeCaddyApp(t *testing.T, parent string) string {
 	t.Helper()
-	site := readmeBlock(t, "### Behind another Caddy", "caddyfile")
+	site := docBlock(t, "docs/forward-auth.md", "### Behind another Caddy", "caddyfile")
 	for _, want := range []string{"app.example.com {", "uri /.auth/verify?\n", "forward_auth https://auth.example.com {", "header_up Host auth.example.com", "localhost:3000"} {
 		if !strings.Contains(site, want) {
 			t.Fatalf("the README's Caddy block changed shape (no %q):\n%s", want, site)
@@ -392,7 +392,7 @@ func TestREADMEBehindTraefik(t *testing.T) {
 	up := newUpstream(t)
 	g := forwardAuthGateway(t, "test.localhost", "", up.addr)
 	var cfg traefikConfig
-	if err := yaml.Unmarshal([]byte(readmeBlock(t, "### Behind Traefik", "yaml")), &cfg); err != nil {
+	if err := yaml.Unmarshal([]byte(docBlock(t, "docs/forward-auth.md", "### Behind Traefik", "yaml")), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	router, ok := cfg.HTTP.Routers["app"]

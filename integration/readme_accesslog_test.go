@@ -12,7 +12,7 @@ import (
 // write to a file): a provider's code and state and a "Not you?" link's
 // token reach no log line, the rest of each URI does.
 func TestReadmeAccessLogFilter(t *testing.T) {
-	site := readmeSite(t, "### Codes and link tokens in the access log")
+	site := readmeSite(t, "docs/operations.md", "## Codes and link tokens in the access log")
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	if !strings.Contains(site, "\tlog {\n") {
 		t.Fatalf("README block changed shape:\n%s", site)

@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// readmeSite turns a README site block into one on this test's ports: the
+// readmeSite turns a site block of the README or docs/ into one on this test's ports: the
 // README's host and upstream replaced, Caddy's global options added.
-func readmeSite(t *testing.T, heading string) string {
-	block := readmeBlock(t, heading, "caddy")
+func readmeSite(t *testing.T, file, heading string) string {
+	block := docBlock(t, file, heading, "caddy")
 	if !strings.Contains(block, "app.example.com {") || !strings.Contains(block, "localhost:3000") {
 		t.Fatalf("README block under %q changed shape:\n%s", heading, block)
 	}
@@ -22,7 +22,7 @@ func readmeSite(t *testing.T, heading string) string {
 // The README's three "who may see what" examples, run as written.
 func TestReadmeWhoMaySeeWhat(t *testing.T) {
 	t.Run("admin area by role", func(t *testing.T) {
-		g := loadCaddy(t, readmeSite(t, "### An admin area by role"), newUpstream(t))
+		g := loadCaddy(t, readmeSite(t, "docs/configuration.md", "### An admin area by role"), newUpstream(t))
 		admin, user := newClient(t, g), newClient(t, g)
 		admin.signIn("ra-"+randomID(), "roles", "admin")
 		user.signIn("ru-"+randomID(), "roles", "viewer")
@@ -46,7 +46,7 @@ func TestReadmeWhoMaySeeWhat(t *testing.T) {
 	})
 	t.Run("admin area and its own page", func(t *testing.T) {
 		up := newUpstream(t)
-		g := loadCaddy(t, readmeSite(t, "### An admin area and its own page"), up)
+		g := loadCaddy(t, readmeSite(t, "docs/configuration.md", "### An admin area and its own page"), up)
 		admin, user := newClient(t, g), newClient(t, g)
 		admin.signIn("rb-"+randomID(), "roles", "admin")
 		user.signIn("rv-"+randomID(), "roles", "viewer")
@@ -64,7 +64,7 @@ func TestReadmeWhoMaySeeWhat(t *testing.T) {
 		}
 	})
 	t.Run("an API by token", func(t *testing.T) {
-		g := loadCaddy(t, readmeSite(t, "### An API by token"), newUpstream(t))
+		g := loadCaddy(t, readmeSite(t, "docs/configuration.md", "### An API by token"), newUpstream(t))
 		deployer, viewer := newClient(t, g), newClient(t, g)
 		deployer.signIn("td-"+randomID(), "roles", "deploy")
 		viewer.signIn("tv-"+randomID(), "roles", "viewer")
@@ -95,7 +95,7 @@ func TestReadmeWhoMaySeeWhat(t *testing.T) {
 		}
 	})
 	t.Run("a sensitive page with max_age 10m", func(t *testing.T) {
-		g := loadCaddy(t, readmeSite(t, "### A sensitive page with a recent sign-in"), newUpstream(t))
+		g := loadCaddy(t, readmeSite(t, "docs/configuration.md", "### A sensitive page with a recent sign-in"), newUpstream(t))
 		c := newClient(t, g)
 		c.signIn("sp-" + randomID())
 		// Signed in just now and carrying no risk flag: allowed. (The clock

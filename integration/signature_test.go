@@ -26,7 +26,7 @@ import (
 // replayed query, an added X_Auth_Roles, another Host.
 func TestSignatureRecipes(t *testing.T) {
 	python := lookPython(t)
-	recipe := readmeBlock(t, "### Verifying the identity headers (`sign_headers`)", "python")
+	recipe := docBlock(t, "docs/headers.md", "### Verifying the identity headers (`sign_headers`)", "python")
 	const secret = "s3cret-sign"
 	up := newUpstream(t)
 	g := loadCaddy(t, site("store memory\nsign_headers "+secret), up)
@@ -203,25 +203,4 @@ func lookPython(t *testing.T) string {
 		t.Skipf("python3 not found (%v); CI=true makes this a failure", err)
 	}
 	return p
-}
-
-// readmeBlock is the first ```lang code block after heading in README.md.
-func readmeBlock(t *testing.T, heading, lang string) string {
-	t.Helper()
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README.md has no %q", heading)
-	}
-	_, block, ok := strings.Cut(section, "\n```"+lang+"\n")
-	if ok {
-		block, _, ok = strings.Cut(block, "\n```\n")
-	}
-	if !ok {
-		t.Fatalf("README.md has no %s block under %q", lang, heading)
-	}
-	return block + "\n"
 }

@@ -162,7 +162,7 @@ func TestFilePermissions(t *testing.T) {
 	}
 }
 
-var churn = flag.Int("churn", 5000, "sign-ins and sign-outs in TestFileChurnStaysBounded (the README quotes 100000)")
+var churn = flag.Int("churn", 5000, "sign-ins and sign-outs in TestFileChurnStaysBounded (docs/configuration.md quotes 100000)")
 
 // Sign-ins and sign-outs by the thousand: once ended sessions, their
 // events and histories pass retention, the sweep drops them and bbolt

@@ -1,4 +1,6 @@
-// Command demoapp serves the demo upstream for `make demo`.
+// Command demoapp serves the demo upstream for `make demo`: an app with
+// its own login that hands sign-ins off to the gateway, or, with
+// -no-login, a stand-in for an app that has no login at all.
 package main
 
 import (
@@ -12,8 +14,13 @@ import (
 
 func main() {
 	addr := flag.String("listen", "127.0.0.1:9090", "address to listen on")
+	noLogin := flag.Bool("no-login", false, "serve an app with no login of its own, which shows the identity the gateway forwards")
 	flag.Parse()
-	srv := &http.Server{Addr: *addr, Handler: demoapp.New(), ReadHeaderTimeout: 10 * time.Second}
-	log.Printf("demo app listening on http://%s (reach it through Caddy)", *addr)
+	handler, what := demoapp.New(), "demo app"
+	if *noLogin {
+		handler, what = demoapp.NewNoLogin(), "no-login demo app"
+	}
+	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("%s listening on http://%s (reach it through Caddy)", what, *addr)
 	log.Fatal(srv.ListenAndServe())
 }
