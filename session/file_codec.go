@@ -86,6 +86,7 @@ var recordFields = []wireField[recordWire]{
 	{41, func(r *recordWire) any { return &r.emailIsUser }},
 	{42, func(r *recordWire) any { return &r.loginIPIsIP }},
 	{43, func(r *recordWire) any { return &r.loginCountryIsCountry }},
+	{44, func(r *recordWire) any { return &r.Site }},
 	// OthersActive is not stored (see putRecord).
 }
 
