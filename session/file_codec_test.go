@@ -1,6 +1,8 @@
 package session
 
 import (
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -137,7 +139,7 @@ func TestFileCodecRefusesDamagedValues(t *testing.T) {
 			t.Fatalf("a record cut to %d of %d bytes reads as whole", i, len(v))
 		}
 	}
-	if decodeRecordValue(r.ID, []byte{binaryMarker, 4<<3 | 0, 1}) != nil { // the hash as a varint
+	if decodeRecordValue(r.ID, []byte{binaryMarker, byte(protowire.EncodeTag(4, protowire.VarintType)), 1}) != nil { // the hash as a varint
 		t.Fatal("a field of the wrong wire type was taken")
 	}
 }

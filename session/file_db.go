@@ -75,10 +75,3 @@ func (d *fileDB) Close() error {
 	defer d.swap.Unlock()
 	return d.cur.Load().Close()
 }
-
-// identity is the open file's device and inode, as the watch compares.
-func (d *fileDB) identity() os.FileInfo {
-	d.pathMu.Lock()
-	defer d.pathMu.Unlock()
-	return d.ident
-}
