@@ -53,7 +53,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 		return h.serveSessions(w, r, "/"+rest)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/tokens"); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
-		return h.serveTokens(w, r, rest)
+		return h.tokens.serve(w, r, rest)
 	}
 	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 }
@@ -178,7 +178,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.logoutPage(w, r)
 	}
-	if h.crossSiteRefused(r) {
+	if h.tokens.crossSiteRefused(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
 	a := h.authenticate(r)

@@ -91,7 +91,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 	h.stripOwnCookies(r)
-	h.stripBearer(r)
+	h.tokens.stripBearer(r)
 	if a.sess != nil && isUpgrade(r) {
 		var served func()
 		w, r, served = h.trackUpgrade(w, r, a.sess)
@@ -139,8 +139,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) erro
 // be the victim's, ended or expired). Neither case clears a cookie (the
 // clearing could hit the victim's own) or counts as a guess.
 func (h *Handler) authenticate(r *http.Request) auth {
-	if cred, ok := h.bearer(r); ok {
-		return h.authenticateToken(r, cred) // the token alone: cookies are not looked at
+	if cred, ok := h.tokens.bearer(r); ok {
+		return h.tokens.authenticate(r, cred) // the token alone: cookies are not looked at
 	}
 	cookies, sent := h.readCookies(r)
 	if sent == 0 {
@@ -152,7 +152,7 @@ func (h *Handler) authenticate(r *http.Request) auth {
 	var valid, known auth // the first valid session; an expired or ended one
 	failed := false       // a cookie before this one named no valid session
 	for _, raw := range cookies.values() {
-		a, matched := h.checkCredential(r, raw, false)
+		a, matched := cookieOnly(h.checkCookie(r, raw))
 		switch {
 		case a.err != nil:
 			return a

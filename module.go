@@ -176,6 +176,9 @@ type Handler struct {
 	feed        session.RevocationFeed // nil unless the store is shared (Redis)
 	socketWatch *revocationWatch       // the revocation channel, once a connection is upgraded
 
+	// The parts, each nil when off.
+	tokens *apiTokens // api_tokens
+
 	// An unknown account name's password is compared against one of
 	// these (unknownHash); compare is the comparison, which tests see.
 	dummies   [][]byte
@@ -585,6 +588,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 			return fmt.Errorf("geoip %s: %w", h.GeoIP, err)
 		}
 	}
+	h.tokens = newAPITokens(h)
 	registerHandler(h)
 	if h.Notify != nil || h.mail != nil {
 		if h.dispatcher, err = loadDispatcher(h); err != nil {

@@ -96,7 +96,7 @@ func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
 // selfRevoke ends one of the caller's sessions (id), or all the others
 // (id empty).
 func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) error {
-	if h.crossSiteRefused(r) {
+	if h.tokens.crossSiteRefused(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)

@@ -45,11 +45,54 @@ const (
 	tokenRequestLimitBytes = 16 << 10
 )
 
+// apiTokens is the personal access tokens part (SPEC 12): the bearer
+// credential on every request, the /tokens routes of the sessions page
+// and minting, for the user or the admin API. nil when api_tokens is off.
+type apiTokens struct {
+	cfg       *APITokens
+	endpoints string
+	store     session.Store
+	policy    session.Policy
+	limit     session.Limit
+	logger    *zap.Logger
+	now       func() time.Time
+	signIn    bool // the gateway's own sign-in: a stale session is sent to its step-up
+	host      tokenHost
+}
+
+// tokenHost is what tokens take from the handler: its authentication,
+// its answers, and the flows every sign-in shares.
+type tokenHost interface {
+	checkCookie(r *http.Request, raw string) (auth, bool)
+	guessed(r *http.Request) auth
+	requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error)
+	selfRevoke(w http.ResponseWriter, r *http.Request, id string) error
+	riskOf(s *session.Session, ip string) string
+	unauthenticated(w http.ResponseWriter, r *http.Request, clearCookie bool, ended string) error
+	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
+	newSession(ctx context.Context, id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session
+	abandon(s *session.Session, err error)
+	logEvent(e session.Event)
+	notify(r *http.Request, event string, s *session.Session, at time.Time)
+	linkProviderSession(ctx context.Context, provider, userID, sub, sid string, ttl time.Duration) error
+	sealTokenChain(ctx context.Context, r *http.Request, parent *session.Session, out tokenResponse) error
+}
+
+// newAPITokens builds the part from h's config, after its store; nil
+// when api_tokens is off.
+func newAPITokens(h *Handler) *apiTokens {
+	if h.APITokens == nil {
+		return nil
+	}
+	return &apiTokens{cfg: h.APITokens, endpoints: h.Endpoints, store: h.store, policy: h.policy, limit: h.limit,
+		logger: h.logger, now: h.now, signIn: h.signInEnabled, host: h}
+}
+
 // bearer returns the credential of an API token in the Authorization
 // header, when tokens are on and the header holds one of ours. Any other
 // Authorization (the app's own) is left alone.
-func (h *Handler) bearer(r *http.Request) (string, bool) {
-	if h.APITokens == nil {
+func (t *apiTokens) bearer(r *http.Request) (string, bool) {
+	if t == nil {
 		return "", false
 	}
 	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -59,11 +102,18 @@ func (h *Handler) bearer(r *http.Request) (string, bool) {
 	return strings.CutPrefix(strings.TrimSpace(cred), tokenPrefix)
 }
 
-// authenticateToken checks a bearer token: the same one round trip as a
+// bearer is kept for the recheck (recheck.go), which asks whether the
+// request's credential is a token.
+func (h *Handler) bearer(r *http.Request) (string, bool) { return h.tokens.bearer(r) }
+
+// authenticate checks a bearer token: the same one round trip as a
 // cookie. A token that matches nothing counts towards guess_rate; there is
 // never a cookie to clear.
-func (h *Handler) authenticateToken(r *http.Request, cred string) auth {
-	a, matched := h.checkCredential(r, cred, true)
+func (t *apiTokens) authenticate(r *http.Request, cred string) auth {
+	a, matched := t.host.checkCookie(r, cred)
+	if a.sess != nil && !a.sess.IsToken() {
+		a, matched = auth{}, false // a browser's cookie value is no API token
+	}
 	switch {
 	case a.err != nil, a.sess != nil:
 		return a
@@ -71,17 +121,15 @@ func (h *Handler) authenticateToken(r *http.Request, cred string) auth {
 		a.clearCookie = false
 		return a
 	}
-	g := h.guessed(r)
+	g := t.host.guessed(r)
 	g.clearCookie = false
 	return g
 }
 
-// checkCredential validates a cookie's or a bearer's credential; a
-// session of the other kind is not a match (a browser's cookie value is
-// no API token, and a token is no cookie).
-func (h *Handler) checkCredential(r *http.Request, raw string, token bool) (auth, bool) {
-	a, matched := h.checkCookie(r, raw)
-	if a.sess != nil && a.sess.IsToken() != token {
+// cookieOnly keeps a cookie's check from accepting an API token: a
+// token is no cookie.
+func cookieOnly(a auth, matched bool) (auth, bool) {
+	if a.sess != nil && a.sess.IsToken() {
 		return auth{}, false
 	}
 	return a, matched
@@ -89,8 +137,8 @@ func (h *Handler) checkCredential(r *http.Request, raw string, token bool) (auth
 
 // stripBearer removes our API token from the request before it goes
 // upstream, as stripOwnCookies does the cookie: the app never needs it.
-func (h *Handler) stripBearer(r *http.Request) {
-	if _, ok := h.bearer(r); ok {
+func (t *apiTokens) stripBearer(r *http.Request) {
+	if _, ok := t.bearer(r); ok {
 		r.Header.Del("Authorization")
 	}
 }
@@ -98,16 +146,16 @@ func (h *Handler) stripBearer(r *http.Request) {
 // crossSiteRefused: a state-changing request another site made a browser
 // send. A request carrying an API token is exempt: a browser never adds
 // one by itself.
-func (h *Handler) crossSiteRefused(r *http.Request) bool {
-	if _, ok := h.bearer(r); ok {
+func (t *apiTokens) crossSiteRefused(r *http.Request) bool {
+	if _, ok := t.bearer(r); ok {
 		return false
 	}
 	return crossSite(r)
 }
 
 // serveTokens routes POST /tokens and POST /tokens/<id>/revoke.
-func (h *Handler) serveTokens(w http.ResponseWriter, r *http.Request, rest string) error {
-	if h.APITokens == nil {
+func (t *apiTokens) serve(w http.ResponseWriter, r *http.Request, rest string) error {
+	if t == nil {
 		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 	}
 	if r.Method != http.MethodPost {
@@ -115,9 +163,9 @@ func (h *Handler) serveTokens(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	switch {
 	case rest == "":
-		return h.createToken(w, r)
+		return t.create(w, r)
 	case strings.HasSuffix(rest, "/revoke") && strings.Count(rest, "/") == 2:
-		return h.revokeToken(w, r, strings.TrimSuffix(strings.TrimPrefix(rest, "/"), "/revoke"))
+		return t.revoke(w, r, strings.TrimSuffix(strings.TrimPrefix(rest, "/"), "/revoke"))
 	}
 	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 }
@@ -146,12 +194,12 @@ const tokenDevice = "API token"
 // the maker's. The answer is the only place the value is. A token over
 // max_per_user is ErrTooManyTokens; one whose parent was revoked
 // meanwhile, ErrNotFound.
-func (h *Handler) mintToken(ctx context.Context, r *http.Request, st session.Store, who *session.Session, name string, life time.Duration, actor string) (tokenResponse, error) {
+func (t *apiTokens) mint(ctx context.Context, r *http.Request, st session.Store, who *session.Session, name string, life time.Duration, actor string) (tokenResponse, error) {
 	id, cred, hash, err := st.NewCredential(ctx, who.UserID)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	s := h.newSession(ctx, id, who.UserID, hash, session.MethodToken, who.IP, "", "")
+	s := t.host.newSession(ctx, id, who.UserID, hash, session.MethodToken, who.IP, "", "")
 	s.Device, s.DeviceType, s.Browser, s.OS = tokenDevice, "", "", ""
 	s.Kind, s.Label, s.TokenLifetime = session.KindToken, name, life
 	s.Email, s.Name, s.Roles = who.Email, who.Name, who.Roles
@@ -164,12 +212,12 @@ func (h *Handler) mintToken(ctx context.Context, r *http.Request, st session.Sto
 		// logout of that provider session or user, or the provider
 		// refusing that session's refresh (recheck), reaches it too.
 		s.Provider, s.Subject, s.ProviderSID = who.Provider, who.Subject, who.ProviderSID
-		if err := h.linkProviderSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, h.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
+		if err := t.host.linkProviderSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, t.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
 			return tokenResponse{}, err
 		}
 	}
-	if _, err := st.Create(ctx, s, h.policy, h.limit); err != nil {
-		h.abandon(s, err)
+	if _, err := st.Create(ctx, s, t.policy, t.limit); err != nil {
+		t.host.abandon(s, err)
 		return tokenResponse{}, err
 	}
 	// The event and the notice tell where the token was made: the
@@ -181,12 +229,12 @@ func (h *Handler) mintToken(ctx context.Context, r *http.Request, st session.Sto
 	}
 	e := eventOf(maker, session.EventTokenCreated, s.CreatedAt, "")
 	e.Actor = actor
-	if err := st.Record(ctx, e, h.policy); err != nil {
-		h.logger.Warn("recording token_created", zap.String("session_id", id), zap.Error(err))
+	if err := st.Record(ctx, e, t.policy); err != nil {
+		t.logger.Warn("recording token_created", zap.String("session_id", id), zap.Error(err))
 	}
-	h.logEvent(e)
-	h.notify(r, noticeTokenCreated, maker, s.CreatedAt)
-	exp := h.policy.ExpiresAt(s).UTC()
+	t.host.logEvent(e)
+	t.host.notify(r, noticeTokenCreated, maker, s.CreatedAt)
+	exp := t.policy.ExpiresAt(s).UTC()
 	return tokenResponse{ID: id, Name: name, Token: tokenPrefix + cred, ExpiresAt: rfc3339(exp), expires: exp}, nil
 }
 
@@ -196,25 +244,25 @@ var problemTokenByToken = problem{http.StatusForbidden, "token_cannot_create_tok
 
 // problemTokenNeedsStepUp: the session is not fresh enough to make a
 // token (SPEC 12), and there is no step-up to send the browser to.
-func (h *Handler) problemTokenNeedsStepUp() problem {
+func (t *apiTokens) problemNeedsStepUp() problem {
 	return problem{http.StatusForbidden, "step_up_required", "Sign in again to create an access token",
-		"Access tokens are made only within " + humanDuration(time.Duration(h.APITokens.Fresh)) +
+		"Access tokens are made only within " + humanDuration(time.Duration(t.cfg.Fresh)) +
 			" of signing in. Sign out, sign in again, then create the token."}
 }
 
 // tokenProblem answers a token that was not made, with the way back to
 // the sessions page, where tokens are made.
-func (h *Handler) tokenProblem(w http.ResponseWriter, r *http.Request, p problem) error {
-	return answerWithWay(w, r, p, &wayOn{h.Endpoints + "/sessions", "Back to where you're signed in"})
+func (t *apiTokens) problem(w http.ResponseWriter, r *http.Request, p problem) error {
+	return answerWithWay(w, r, p, &wayOn{t.endpoints + "/sessions", "Back to where you're signed in"})
 }
 
 // tooManyTokens answers a token past max_per_user: 409, with a message
 // for API clients and a page in words for a browser.
-func (h *Handler) tooManyTokens(w http.ResponseWriter, r *http.Request) error {
-	msg := "You have " + plural(h.APITokens.MaxPerUser, "access token") + ", the most this site allows. " +
+func (t *apiTokens) tooMany(w http.ResponseWriter, r *http.Request) error {
+	msg := "You have " + plural(t.cfg.MaxPerUser, "access token") + ", the most this site allows. " +
 		"Revoke one you no longer use on the sessions page, then create the new one."
 	if wantsPage(r) {
-		return h.tokenProblem(w, r, problem{http.StatusConflict, "too_many_tokens", "You have too many access tokens", msg})
+		return t.problem(w, r, problem{http.StatusConflict, "too_many_tokens", "You have too many access tokens", msg})
 	}
 	return writeJSON(w, http.StatusConflict, struct {
 		Error   string `json:"error"`
@@ -224,17 +272,17 @@ func (h *Handler) tooManyTokens(w http.ResponseWriter, r *http.Request) error {
 
 // createToken makes an API token for the signed-in user: the value is in
 // the answer and nowhere else, ever.
-func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
+func (t *apiTokens) create(w http.ResponseWriter, r *http.Request) error {
 	if crossSite(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, tokenRequestLimitBytes)
-	cur, err := h.requireSession(w, r)
+	cur, err := t.host.requireSession(w, r)
 	if cur == nil {
 		return err
 	}
 	if cur.IsToken() {
-		return h.tokenProblem(w, r, problemTokenByToken)
+		return t.problem(w, r, problemTokenByToken)
 	}
 	var req tokenRequest
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
@@ -251,21 +299,21 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A token outlives the session that makes it: only a recent proof of
 	// who the user is may make one, never an old or stolen cookie alone.
-	if h.now().Sub(cur.AuthenticatedOrCreated()) > time.Duration(h.APITokens.Fresh) {
-		if c := h.logger.Check(zap.InfoLevel, "API token refused: the session did not sign in or step up recently"); c != nil {
+	if t.now().Sub(cur.AuthenticatedOrCreated()) > time.Duration(t.cfg.Fresh) {
+		if c := t.logger.Check(zap.InfoLevel, "API token refused: the session did not sign in or step up recently"); c != nil {
 			c.Write(zap.String("user_id", cur.UserID), zap.String("session_id", cur.ID))
 		}
-		if h.signInEnabled && wantsPage(r) {
-			w.Header().Set("Location", h.Endpoints+"/sign-in?step_up=1&next="+url.QueryEscape(h.Endpoints+"/sessions"))
+		if t.signIn && wantsPage(r) {
+			w.Header().Set("Location", t.endpoints+"/sign-in?step_up=1&next="+url.QueryEscape(t.endpoints+"/sessions"))
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusSeeOther)
 			return nil
 		}
-		return h.tokenProblem(w, r, h.problemTokenNeedsStepUp())
+		return t.problem(w, r, t.problemNeedsStepUp())
 	}
-	name, life, msg := h.tokenParams(req)
+	name, life, msg := t.params(req)
 	if msg != "" {
-		return h.tokenProblem(w, r, problem{http.StatusBadRequest, "bad_request", "The token was not created", msg})
+		return t.problem(w, r, problem{http.StatusBadRequest, "bad_request", "The token was not created", msg})
 	}
 	ctx := r.Context()
 	// The token keeps what its maker proved and carries: when the user
@@ -273,24 +321,24 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	// no_risk judge it as they judge its maker.
 	tmpl := &session.Session{UserID: cur.UserID, Email: cur.Email, Name: cur.Name, Roles: cur.Roles, IP: clientIP(r), UserAgent: r.UserAgent(),
 		Provider: cur.Provider, Subject: cur.Subject, ProviderSID: cur.ProviderSID,
-		Parent: cur.ID, AuthenticatedAt: cur.AuthenticatedOrCreated(), Risk: h.riskOf(cur, clientIP(r))}
-	out, err := h.mintToken(ctx, r, h.store, tmpl, name, life, session.ActorSelf)
+		Parent: cur.ID, AuthenticatedAt: cur.AuthenticatedOrCreated(), Risk: t.host.riskOf(cur, clientIP(r))}
+	out, err := t.mint(ctx, r, t.store, tmpl, name, life, session.ActorSelf)
 	if err == nil {
-		err = h.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
+		err = t.host.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
 	}
 	switch {
 	case errors.Is(err, session.ErrTooManyTokens):
-		return h.tooManyTokens(w, r)
+		return t.tooMany(w, r)
 	case errors.Is(err, session.ErrNotFound):
 		// The session was revoked while the token was being made.
-		return h.unauthenticated(w, r, true, session.EndRevoked)
+		return t.host.unauthenticated(w, r, true, session.EndRevoked)
 	case err != nil:
-		return h.storeUnavailable(w, r, err)
+		return t.host.storeUnavailable(w, r, err)
 	}
 	if wantsPage(r) {
 		htmlHeaders(w)
 		w.WriteHeader(http.StatusCreated)
-		return renderPage(w, pageToken, tokenPageData{tokenResponse: out, Endpoints: h.Endpoints,
+		return renderPage(w, pageToken, tokenPageData{tokenResponse: out, Endpoints: t.endpoints,
 			Expires: out.expires.Format(time.RFC1123)})
 	}
 	return writeJSON(w, http.StatusCreated, out)
@@ -303,12 +351,12 @@ type tokenPageData struct {
 
 // tokenParams checks a token's name and lifetime, or says in words what
 // is wrong with them.
-func (h *Handler) tokenParams(req tokenRequest) (name string, life time.Duration, msg string) {
+func (t *apiTokens) params(req tokenRequest) (name string, life time.Duration, msg string) {
 	name = strings.TrimSpace(req.Name)
 	if name == "" || utf8.RuneCountInString(name) > maxTokenName || sanitise(name, 4*maxTokenName) != name {
 		return "", 0, "Give the token a name of up to 100 characters, so that you know it again in the list."
 	}
-	maxLife := time.Duration(h.APITokens.MaxLifetime)
+	maxLife := time.Duration(t.cfg.MaxLifetime)
 	life = maxLife
 	if req.Lifetime != "" {
 		d, err := caddy.ParseDuration(req.Lifetime)
@@ -338,19 +386,19 @@ func humanDuration(d time.Duration) string {
 
 // revokeToken ends one of the caller's own API tokens; another user's
 // token, or a browser session's id, is not found.
-func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, id string) error {
+func (t *apiTokens) revoke(w http.ResponseWriter, r *http.Request, id string) error {
 	if !session.ValidID(id) {
 		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 	}
 	ctx := r.Context()
-	s, err := h.store.Get(ctx, id)
+	s, err := t.store.Get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNotFound), err == nil && !s.IsToken():
 		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 	case err != nil:
-		return h.storeUnavailable(w, r, err)
+		return t.host.storeUnavailable(w, r, err)
 	}
-	return h.selfRevoke(w, r, id)
+	return t.host.selfRevoke(w, r, id)
 }
 
 // adminTokenRequest is the body of POST /session-auth/users/<user>/tokens.
@@ -366,7 +414,7 @@ type adminTokenRequest struct {
 func (a adminAPI) mintToken(w http.ResponseWriter, r *http.Request, stores []storeRef, user string) error {
 	var ref *storeRef
 	for i := range stores {
-		if stores[i].h.APITokens != nil {
+		if stores[i].h.tokens != nil {
 			ref = &stores[i]
 			break
 		}
@@ -383,15 +431,15 @@ func (a adminAPI) mintToken(w http.ResponseWriter, r *http.Request, stores []sto
 	if err := checkIdentity(user, req.Email, "", string(req.Roles)); err != nil {
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
-	h := ref.h
-	name, life, msg := h.tokenParams(tokenRequest{Name: req.Name, Lifetime: req.Lifetime})
+	t := ref.h.tokens
+	name, life, msg := t.params(tokenRequest{Name: req.Name, Lifetime: req.Lifetime})
 	if msg != "" {
 		return apiError(http.StatusBadRequest, "%s", msg)
 	}
 	who := &session.Session{UserID: user, Email: sanitise(req.Email, maxValue), Roles: sanitise(string(req.Roles), maxRoles)}
-	out, err := h.mintToken(r.Context(), nil, ref.store, who, name, life, session.ActorAdmin)
+	out, err := t.mint(r.Context(), nil, ref.store, who, name, life, session.ActorAdmin)
 	if errors.Is(err, session.ErrTooManyTokens) {
-		return apiError(http.StatusConflict, "user %s has %d live API tokens, the most api_tokens max_per_user allows: revoke one first", sanitise(user, 64), h.APITokens.MaxPerUser)
+		return apiError(http.StatusConflict, "user %s has %d live API tokens, the most api_tokens max_per_user allows: revoke one first", sanitise(user, 64), t.cfg.MaxPerUser)
 	}
 	if err != nil {
 		return storeError(err)

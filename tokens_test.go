@@ -133,7 +133,7 @@ func TestTokenNeedsAFreshSession(t *testing.T) {
 		if body := serve(t, h, page, &upstream{}).Body.String(); !strings.Contains(body, "You signed in more than 5 minutes ago: creating a token asks you to sign in again first.") {
 			t.Fatalf("the page does not say a token needs a new sign-in:\n%s", body)
 		}
-		h.signInEnabled = true
+		h.signInEnabled, h.tokens.signIn = true, true
 		w = postToken(t, h, c, "192.0.2.10", "stale", "text/html")
 		if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/.auth/sign-in?step_up=1&next=%2F.auth%2Fsessions" {
 			t.Fatalf("browser with sign_in: %d %q", w.Code, w.Header().Get("Location"))
