@@ -64,7 +64,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		// The interceptor reads the cookies (fixation, device) from its
 		// own copy of the request; the upstream gets them stripped.
-		iw := &interceptor{h: h, r: r.Clone(r.Context()), login: true}
+		iw := &interceptor{ho: h.handoff, r: r.Clone(r.Context()), login: true}
 		iw.ResponseWriter = w
 		h.stripOwnCookies(r)
 		// A sign-in must stay reachable whatever rules follow.
@@ -97,7 +97,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w, r, served = h.trackUpgrade(w, r, a.sess)
 		defer served()
 	}
-	iw := &interceptor{h: h, r: r, sess: a.sess}
+	iw := &interceptor{ho: h.handoff, r: r, sess: a.sess}
 	iw.ResponseWriter = w
 	return iw.finish(next.ServeHTTP(iw, r))
 }

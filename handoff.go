@@ -26,12 +26,37 @@ const (
 	loginHdrPrefix = "session-login"
 )
 
+// handOff is the upstream's hand-off (Session-Login, Session-Logout):
+// the interceptor takes it off the upstream's answer, and the part mints
+// or ends sessions by it.
+type handOff struct {
+	store   session.Store
+	policy  session.Policy
+	metrics *metrics
+	now     func() time.Time
+	host    handOffHost
+}
+
+// handOffHost is what the hand-off takes from the handler: minting,
+// ending, the cookie and the log.
+type handOffHost interface {
+	log(ctx context.Context) *zap.Logger
+	mint(w http.ResponseWriter, r *http.Request, who signedIn) (*session.Session, error)
+	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
+	sessionsEnded(ended []*session.Session, e ending)
+	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
+}
+
+func newHandOff(h *Handler) *handOff {
+	return &handOff{store: h.store, policy: h.policy, metrics: h.metrics, now: h.now, host: h}
+}
+
 // interceptor sits between the upstream and the client: before the
 // upstream's status line goes out it takes the hand-off headers off the
 // response and acts on them (mint a session, revoke sessions).
 type interceptor struct {
 	caddyhttp.ResponseWriterWrapper // by value: one allocation per request, not two
-	h                               *Handler
+	ho                              *handOff
 	r                               *http.Request
 	sess                            *session.Session // the request's valid session, if any
 	login                           bool             // the request is on a login path
@@ -50,7 +75,7 @@ func (w *interceptor) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader = true
-	if w.h.onResponse(w, code) {
+	if w.ho.onResponse(w, code) {
 		w.discard = true
 		return
 	}
@@ -112,7 +137,7 @@ func stripHandoff(hdr http.Header) {
 
 // onResponse acts on the hand-off headers before the status line is sent.
 // It returns true when it has answered in the upstream's place.
-func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
+func (ho *handOff) onResponse(w *interceptor, code int) (replaced bool) {
 	hdr := w.Header()
 	userID := hdr.Get(hdrLogin)
 	_, hasLogin := hdr[hdrLogin]
@@ -122,7 +147,7 @@ func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
 	if w.login && !hasLogin && w.r.Method == http.MethodPost {
 		// A sign-in attempt the upstream did not hand off: failed, as far
 		// as the gateway can tell.
-		if c := h.log(w.r.Context()).Check(zap.InfoLevel, "sign-in attempt not handed off"); c != nil {
+		if c := ho.host.log(w.r.Context()).Check(zap.InfoLevel, "sign-in attempt not handed off"); c != nil {
 			c.Write(zap.String("ip_address", clientIP(w.r)), zap.Int("status", code), zap.String("path", sanitise(w.r.URL.Path, 256)))
 		}
 	}
@@ -134,24 +159,24 @@ func (h *Handler) onResponse(w *interceptor, code int) (replaced bool) {
 	if hasLogin {
 		switch {
 		case !w.login:
-			h.log(w.r.Context()).Warn("Session-Login ignored outside the login paths",
+			ho.host.log(w.r.Context()).Warn("Session-Login ignored outside the login paths",
 				zap.String("path", w.r.URL.Path), zap.Int("status", code))
 		case code < 200 || code >= 400:
-			h.log(w.r.Context()).Warn("Session-Login ignored on a response that is not 2xx or 3xx", zap.Int("status", code))
+			ho.host.log(w.r.Context()).Warn("Session-Login ignored on a response that is not 2xx or 3xx", zap.Int("status", code))
 		default:
-			minted, err := h.handOff(w, userID, email, name, roles)
+			minted, err := ho.signIn(w, userID, email, name, roles)
 			if err != nil {
-				h.replaceResponse(w, err)
+				ho.replaceResponse(w, err)
 				return true
 			}
 			cur = minted
 		}
 	}
 	if logout != "" {
-		if err := h.upstreamLogout(w, logout, cur); err != nil {
+		if err := ho.upstreamLogout(w, logout, cur); err != nil {
 			// The app believes the sessions are gone (a password change,
 			// say): its answer must not reach the client as if they were.
-			h.replaceResponse(w, err)
+			ho.replaceResponse(w, err)
 			return true
 		}
 	}
@@ -164,7 +189,7 @@ var errUpstreamHandOff = errors.New("invalid Session-Login from the upstream")
 // replaceResponse answers in the upstream's place when a hand-off could
 // not be honoured: no cookie, none of the upstream's headers, and its
 // body dropped.
-func (h *Handler) replaceResponse(w *interceptor, err error) {
+func (ho *handOff) replaceResponse(w *interceptor, err error) {
 	hdr := w.Header()
 	for k := range hdr {
 		delete(hdr, k)
@@ -176,21 +201,21 @@ func (h *Handler) replaceResponse(w *interceptor, err error) {
 	case errors.As(err, new(errRateLimited)):
 		_ = tooMany(rw, r, err)
 	case errors.Is(err, errUpstreamHandOff):
-		h.log(r.Context()).Error("sign-in hand-off refused", zap.Error(err))
+		ho.host.log(r.Context()).Error("sign-in hand-off refused", zap.Error(err))
 		_ = answer(rw, r, problemBadHandOff)
 	default:
-		h.metrics.request(outcomeStoreError)
-		_ = h.storeUnavailable(rw, r, err)
+		ho.metrics.request(outcomeStoreError)
+		_ = ho.host.storeUnavailable(rw, r, err)
 	}
 }
 
 // handOff mints a session for the user the upstream named, replacing the
 // one the client came with, and sets the cookie on the response.
-func (h *Handler) handOff(w *interceptor, userID, email, name, roles string) (*session.Session, error) {
+func (ho *handOff) signIn(w *interceptor, userID, email, name, roles string) (*session.Session, error) {
 	if err := checkIdentity(userID, email, name, roles); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUpstreamHandOff, err)
 	}
-	return h.mint(w, w.r, signedIn{userID: userIDOf(userID), email: email, name: name, roles: roles, method: session.MethodHandoff})
+	return ho.host.mint(w, w.r, signedIn{userID: userIDOf(userID), email: email, name: name, roles: roles, method: session.MethodHandoff})
 }
 
 // newSession describes a sign-in by method from ip with user agent ua on
@@ -268,39 +293,39 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 // upstreamLogout applies Session-Logout: current, others or all. It
 // answers an error only when the store failed: the client then gets 503,
 // never a silent 200 while the sessions live on.
-func (h *Handler) upstreamLogout(w *interceptor, mode string, cur *session.Session) error {
+func (ho *handOff) upstreamLogout(w *interceptor, mode string, cur *session.Session) error {
 	if cur == nil {
-		h.log(w.r.Context()).Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
+		ho.host.log(w.r.Context()).Warn("Session-Logout ignored: the request has no session", zap.String("mode", mode))
 		return nil
 	}
 	ctx := w.r.Context()
-	now := h.now()
+	now := ho.now()
 	var ended []*session.Session
 	var err error
 	switch mode {
 	case "current":
 		var s *session.Session
-		if s, err = h.store.End(ctx, cur.ID, now, session.EndRevoked, session.ActorUpstream, h.policy); err == nil {
+		if s, err = ho.store.End(ctx, cur.ID, now, session.EndRevoked, session.ActorUpstream, ho.policy); err == nil {
 			ended = []*session.Session{s}
 		}
 		if errors.Is(err, session.ErrNotFound) {
 			err = nil
 		}
 	case "others":
-		ended, err = h.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorUpstream, h.policy)
+		ended, err = ho.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorUpstream, ho.policy)
 	case "all":
-		ended, err = h.store.EndUser(ctx, cur.UserID, "", now, session.EndRevoked, session.ActorUpstream, h.policy)
+		ended, err = ho.store.EndUser(ctx, cur.UserID, "", now, session.EndRevoked, session.ActorUpstream, ho.policy)
 	default:
-		h.log(w.r.Context()).Warn("Session-Logout ignored: must be current, others or all", zap.String("value", sanitise(mode, 64)))
+		ho.host.log(w.r.Context()).Warn("Session-Logout ignored: must be current, others or all", zap.String("value", sanitise(mode, 64)))
 		return nil
 	}
 	if err != nil {
-		h.log(w.r.Context()).Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
+		ho.host.log(w.r.Context()).Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
 		return err
 	}
-	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorUpstream, at: now})
+	ho.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorUpstream, at: now})
 	if mode != "others" {
-		http.SetCookie(w, h.sessionCookie(w.r, "", -1))
+		http.SetCookie(w, ho.host.sessionCookie(w.r, "", -1))
 	}
 	return nil
 }

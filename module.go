@@ -177,7 +177,8 @@ type Handler struct {
 	socketWatch *revocationWatch       // the revocation channel, once a connection is upgraded
 
 	// The parts, each nil when off.
-	tokens *apiTokens // api_tokens
+	tokens  *apiTokens // api_tokens
+	handoff *handOff   // always
 
 	// An unknown account name's password is compared against one of
 	// these (unknownHash); compare is the comparison, which tests see.
@@ -588,7 +589,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 			return fmt.Errorf("geoip %s: %w", h.GeoIP, err)
 		}
 	}
-	h.tokens = newAPITokens(h)
+	wireParts(h)
 	registerHandler(h)
 	if h.Notify != nil || h.mail != nil {
 		if h.dispatcher, err = loadDispatcher(h); err != nil {

@@ -1,0 +1,9 @@
+package sessionauth
+
+// wireParts builds the handler's parts from its config and what
+// Provision set up (store, policy, logger, clock, metrics). A test that
+// swaps one of those afterwards wires the parts again.
+func wireParts(h *Handler) {
+	h.tokens = newAPITokens(h)
+	h.handoff = newHandOff(h)
+}
