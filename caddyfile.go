@@ -583,7 +583,7 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	if d.Val() == "email" {
-		return h.parseNotifyEmail(d)
+		return parseNotifyEmail(d, h)
 	}
 	if h.Notify != nil {
 		if h.Notify.URL == d.Val() {

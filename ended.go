@@ -1,10 +1,7 @@
 package sessionauth
 
 import (
-	"context"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
@@ -40,19 +37,8 @@ func (h *Handler) sessionsEnded(ended []*session.Session, e ending) {
 	for _, s := range ended {
 		h.logEvent(session.EndEvent(s, e.at, e.reason, e.actor))
 	}
-	if e.quiet || h.Notify == nil || !h.notifyWants(noticeRevoke) {
-		return
-	}
-	hooks := make([]session.Notice, len(ended))
-	for i, s := range ended {
-		hooks[i] = webhookNotice(noticeRevoke, s, e.at)
-	}
-	queued, err := session.EnqueueMany(context.Background(), h.store, h.Notify.URL, hooks)
-	if dropped := len(hooks) - queued; dropped > 0 {
-		for range dropped {
-			h.metrics.notification("dropped")
-		}
-		h.logger.Error("queueing a notification", zap.String("event", noticeRevoke), zap.Int("dropped", dropped), zap.Error(err))
+	if !e.quiet {
+		h.notifier.ended(ended, e.at)
 	}
 }
 

@@ -38,6 +38,7 @@ func TestSessionsEndedNoticesOnlyWhatOthersDecided(t *testing.T) {
 	h, clock := testHandler(t, func(h *Handler) { h.Notify = &Notify{URL: "http://127.0.0.1:9/hook", Events: []string{noticeRevoke}} })
 	log := &noticeLog{Store: h.store}
 	h.store = log
+	wireParts(h)
 
 	a := signIn(t, h, "alice")
 	logout := httptest.NewRequest("POST", "/.auth/logout", nil)

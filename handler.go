@@ -324,13 +324,13 @@ func (h *Handler) ipChanged(r *http.Request, s *session.Session) auth {
 		return auth{err: err}
 	}
 	h.logEvent(eventOf(s2, session.EventIPChange, now, ""))
-	h.notify(r, noticeIPChange, s2, now)
+	h.notifier.notify(r, noticeIPChange, s2, now)
 	if sg.Country != "" && prevCountry != "" && sg.Country != prevCountry {
 		h.logEvent(eventOf(s2, session.EventCountryChange, now, ""))
 	}
 	if s2.Risk != prevRisk && session.HasFlag(s2.Risk, session.FlagImpossibleTravel) {
 		h.logEvent(eventOf(s2, session.EventRisk, now, session.FlagImpossibleTravel))
-		h.notify(r, noticeImpossibleTravel, s2, now)
+		h.notifier.notify(r, noticeImpossibleTravel, s2, now)
 	}
 	if h.CountryChange == "deny" && countryChanged(s2) {
 		return h.endByPolicy(ctx, r, s2, session.EndCountryChange, now)

@@ -699,6 +699,7 @@ func TestLogsNeverHoldTokens(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	h, clock := testHandler(t, func(h *Handler) { h.GuessRate = &Rate{Count: 1, Window: caddy.Duration(time.Minute)} })
 	h.logger = zap.New(core)
+	wireParts(h)
 	c := signIn(t, h, "alice")
 	serve(t, h, get("/", c), &upstream{})
 	r := get("/", c)

@@ -287,7 +287,7 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 		h.logEvent(e)
 	}
 	h.sessionsEnded(ended, ending{reason: session.EndLimit, actor: session.ActorLimit, at: s.CreatedAt})
-	h.notifyLogin(r, s)
+	h.notifier.login(r, s)
 }
 
 // upstreamLogout applies Session-Logout: current, others or all. It

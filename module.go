@@ -177,8 +177,9 @@ type Handler struct {
 	socketWatch *revocationWatch       // the revocation channel, once a connection is upgraded
 
 	// The parts, each nil when off.
-	tokens  *apiTokens // api_tokens
-	handoff *handOff   // always
+	tokens   *apiTokens // api_tokens
+	handoff  *handOff   // always
+	notifier *notifier  // notify, notify email
 
 	// An unknown account name's password is compared against one of
 	// these (unknownHash); compare is the comparison, which tests see.

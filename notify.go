@@ -64,27 +64,60 @@ func backoff(n int) time.Duration {
 	return min(retryBase<<n, retryMax)
 }
 
-// notify queues the notices of event about s that the config asks for:
-// to the webhook, and a mail for the events mails tell of. Delivery
-// happens later, in the dispatcher: a slow or dead receiver never touches
-// the request. r is nil for sessions minted by the admin API.
-func (h *Handler) notify(r *http.Request, event string, s *session.Session, at time.Time) {
-	h.notifyWebhook(r, event, s, at)
-	h.notifyMail(r, []string{event}, s, at)
+// notifier is the notifications part (SPEC 7): it queues the notices
+// the config asks for, to the webhook and as mails, in the store's
+// outbox; the dispatcher delivers them later, so a slow or dead receiver
+// never touches the request. nil when neither notify nor notify email
+// is on.
+type notifier struct {
+	hook      *Notify      // nil unless notify
+	mail      *NotifyEmail // nil unless notify email
+	baseURL   string
+	endpoints string
+	store     session.Store
+	logger    *zap.Logger
+	metrics   *metrics
+	links     linkMaker
 }
 
-func (h *Handler) notifyWebhook(r *http.Request, event string, s *session.Session, at time.Time) {
-	if h.Notify == nil || !h.notifyWants(event) {
+// linkMaker makes the "Not you?" links the notices carry (linkkey.go,
+// site.go).
+type linkMaker interface {
+	linkBase(r *http.Request) string
+	linkToken(s *session.Session) string
+}
+
+func newNotifier(h *Handler) *notifier {
+	if h.Notify == nil && h.NotifyEmail == nil {
+		return nil
+	}
+	return &notifier{hook: h.Notify, mail: h.NotifyEmail, baseURL: h.BaseURL, endpoints: h.Endpoints,
+		store: h.store, logger: h.logger, metrics: h.metrics, links: h}
+}
+
+// notify queues the notices of event about s that the config asks for:
+// to the webhook, and a mail for the events mails tell of. r is nil for
+// sessions minted by the admin API.
+func (n *notifier) notify(r *http.Request, event string, s *session.Session, at time.Time) {
+	if n == nil {
 		return
 	}
-	n := webhookNotice(event, s, at)
+	n.webhook(r, event, s, at)
+	n.mailOf(r, []string{event}, s, at)
+}
+
+func (n *notifier) webhook(r *http.Request, event string, s *session.Session, at time.Time) {
+	if !n.hookWants(event) {
+		return
+	}
+	notice := webhookNotice(event, s, at)
 	if event != noticeRevoke && r != nil {
-		n.RevokeURL = h.revokeURL(r, s)
+		notice.RevokeURL = n.revokeURL(r, s)
 	}
 	ctx := context.Background()
-	if err := h.store.Enqueue(ctx, h.Notify.URL, n); err != nil {
-		h.metrics.notification("dropped")
-		h.logger.Error("queueing a notification", zap.String("event", event), zap.Error(err))
+	if err := n.store.Enqueue(ctx, n.hook.URL, notice); err != nil {
+		n.metrics.notification("dropped")
+		n.logger.Error("queueing a notification", zap.String("event", event), zap.Error(err))
 	}
 }
 
@@ -96,11 +129,15 @@ func webhookNotice(event string, s *session.Session, at time.Time) session.Notic
 	}
 }
 
-func (h *Handler) notifyWants(event string) bool {
-	if len(h.Notify.Events) == 0 {
+// hookWants: the webhook is on and takes event.
+func (n *notifier) hookWants(event string) bool {
+	if n == nil || n.hook == nil {
+		return false
+	}
+	if len(n.hook.Events) == 0 {
 		return true
 	}
-	for _, e := range h.Notify.Events {
+	for _, e := range n.hook.Events {
 		if e == event {
 			return true
 		}
@@ -108,9 +145,32 @@ func (h *Handler) notifyWants(event string) bool {
 	return false
 }
 
-// notifyLogin sends what a new session calls for: a webhook notice per
+// ended queues a revoke notice per ended session, in one store
+// operation, when the webhook takes them. Mails tell of sign-ins only
+// (email.Events): an end sends none.
+func (n *notifier) ended(ended []*session.Session, at time.Time) {
+	if !n.hookWants(noticeRevoke) {
+		return
+	}
+	hooks := make([]session.Notice, len(ended))
+	for i, s := range ended {
+		hooks[i] = webhookNotice(noticeRevoke, s, at)
+	}
+	queued, err := session.EnqueueMany(context.Background(), n.store, n.hook.URL, hooks)
+	if dropped := len(hooks) - queued; dropped > 0 {
+		for range dropped {
+			n.metrics.notification("dropped")
+		}
+		n.logger.Error("queueing a notification", zap.String("event", noticeRevoke), zap.Int("dropped", dropped), zap.Error(err))
+	}
+}
+
+// login sends what a new session calls for: a webhook notice per
 // event, and one mail that tells of them all.
-func (h *Handler) notifyLogin(r *http.Request, s *session.Session) {
+func (n *notifier) login(r *http.Request, s *session.Session) {
+	if n == nil {
+		return
+	}
 	var events []string
 	if s.OthersActive > 0 {
 		events = append(events, noticeNewLogin)
@@ -124,21 +184,21 @@ func (h *Handler) notifyLogin(r *http.Request, s *session.Session) {
 		}
 	}
 	for _, e := range events {
-		h.notifyWebhook(r, e, s, s.CreatedAt)
+		n.webhook(r, e, s, s.CreatedAt)
 	}
-	h.notifyMail(r, events, s, s.CreatedAt)
+	n.mailOf(r, events, s, s.CreatedAt)
 }
 
 // validHost is a host[:port] fit to put in a link: the request's Host is
 // the client's word, so anything odd gets no link rather than a bad one.
 var validHost = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
 
-func (h *Handler) revokeURL(r *http.Request, s *session.Session) string {
-	base := h.linkBase(r)
+func (n *notifier) revokeURL(r *http.Request, s *session.Session) string {
+	base := n.links.linkBase(r)
 	if base == "" {
 		return ""
 	}
-	return base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
+	return base + n.endpoints + "/revoke?token=" + n.links.linkToken(s)
 }
 
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.

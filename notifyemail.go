@@ -99,13 +99,13 @@ func (n *NotifyEmail) wants(event string) bool {
 
 // notifyMail queues one mail about s telling of those of events the
 // config wants. r is nil for sessions minted by the admin API.
-func (h *Handler) notifyMail(r *http.Request, events []string, s *session.Session, at time.Time) {
-	if h.NotifyEmail == nil || s.Email == "" {
+func (n *notifier) mailOf(r *http.Request, events []string, s *session.Session, at time.Time) {
+	if n.mail == nil || s.Email == "" {
 		return
 	}
 	var wanted []string
 	for _, e := range events {
-		if h.NotifyEmail.wants(e) {
+		if n.mail.wants(e) {
 			wanted = append(wanted, e)
 		}
 	}
@@ -113,28 +113,28 @@ func (h *Handler) notifyMail(r *http.Request, events []string, s *session.Sessio
 		return
 	}
 	if !email.ValidAddress(s.Email) {
-		if c := h.logger.Check(zap.InfoLevel, "no mail: the session's email is not one address"); c != nil {
+		if c := n.logger.Check(zap.InfoLevel, "no mail: the session's email is not one address"); c != nil {
 			c.Write(zap.String("user_id", s.UserID), zap.String("session_id", s.ID))
 		}
 		return
 	}
-	n := session.Notice{
+	notice := session.Notice{
 		Event: wanted[0], Events: wanted, At: at.UTC(), UserID: s.UserID, SessionID: s.ID,
 		DeviceName: s.Device, Browser: s.Browser, OS: s.OS, IP: s.IP, Country: s.Country, City: s.City,
 		Email: s.Email, Name: s.Name, // never the user agent: the client's own text, links included
 	}
-	base := h.BaseURL
+	base := n.baseURL
 	if base == "" && r != nil {
-		base = h.linkBase(r)
+		base = n.links.linkBase(r)
 	}
 	if base != "" {
-		n.RevokeURL = base + h.Endpoints + "/revoke?token=" + h.linkToken(s)
-		n.SessionsURL = base + h.Endpoints + "/sessions"
+		notice.RevokeURL = base + n.endpoints + "/revoke?token=" + n.links.linkToken(s)
+		notice.SessionsURL = base + n.endpoints + "/sessions"
 	}
 	ctx := context.Background()
-	if err := h.store.Enqueue(ctx, mailTarget, n); err != nil {
-		h.metrics.notification("dropped")
-		h.logger.Error("queueing a notification mail", zap.Strings("events", wanted), zap.Error(err))
+	if err := n.store.Enqueue(ctx, mailTarget, notice); err != nil {
+		n.metrics.notification("dropped")
+		n.logger.Error("queueing a notification mail", zap.Strings("events", wanted), zap.Error(err))
 	}
 }
 
@@ -155,8 +155,8 @@ func sendMail(ctx context.Context, srv *email.Server, n session.Notice) error {
 	})
 }
 
-// parseNotifyEmail reads `notify email { … }`; d is on "email".
-func (h *Handler) parseNotifyEmail(d *caddyfile.Dispenser) error {
+// parseNotifyEmail reads `notify email { … }` into h; d is on "email".
+func parseNotifyEmail(d *caddyfile.Dispenser, h *Handler) error {
 	if h.NotifyEmail != nil {
 		return d.Errf("notify email given more than once")
 	}

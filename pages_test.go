@@ -53,6 +53,7 @@ func TestPeopleGetPagesNotJSON(t *testing.T) {
 		h, _ := testHandler(t, nil)
 		c := signIn(t, h, "alice")
 		h.store = downStore{h.store}
+		wireParts(h)
 		w := serve(t, h, browser("GET", "/app", c), &upstream{})
 		page(t, w, http.StatusServiceUnavailable, "try again in a few seconds")
 		if w.Header().Get("Retry-After") == "" {

@@ -4,6 +4,7 @@ package sessionauth
 // Provision set up (store, policy, logger, clock, metrics). A test that
 // swaps one of those afterwards wires the parts again.
 func wireParts(h *Handler) {
+	h.notifier = newNotifier(h)
 	h.tokens = newAPITokens(h)
 	h.handoff = newHandOff(h)
 }

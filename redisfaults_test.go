@@ -67,6 +67,7 @@ func TestFullRedisServesSignedInSessions(t *testing.T) {
 		h.LoginRate = &Rate{Count: 1000, Window: caddy.Duration(time.Minute)}
 	})
 	h.logger = zap.New(core)
+	wireParts(h)
 	var cookies []*http.Cookie
 	for i := 0; i < 20; i++ {
 		c := signIn(t, h, fmt.Sprintf("user%d", i))

@@ -56,7 +56,8 @@ type apiTokens struct {
 	limit     session.Limit
 	logger    *zap.Logger
 	now       func() time.Time
-	signIn    bool // the gateway's own sign-in: a stale session is sent to its step-up
+	signIn    bool      // the gateway's own sign-in: a stale session is sent to its step-up
+	notifier  *notifier // nil when off
 	host      tokenHost
 }
 
@@ -73,7 +74,6 @@ type tokenHost interface {
 	newSession(ctx context.Context, id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session
 	abandon(s *session.Session, err error)
 	logEvent(e session.Event)
-	notify(r *http.Request, event string, s *session.Session, at time.Time)
 	linkProviderSession(ctx context.Context, provider, userID, sub, sid string, ttl time.Duration) error
 	sealTokenChain(ctx context.Context, r *http.Request, parent *session.Session, out tokenResponse) error
 }
@@ -85,7 +85,7 @@ func newAPITokens(h *Handler) *apiTokens {
 		return nil
 	}
 	return &apiTokens{cfg: h.APITokens, endpoints: h.Endpoints, store: h.store, policy: h.policy, limit: h.limit,
-		logger: h.logger, now: h.now, signIn: h.signInEnabled, host: h}
+		logger: h.logger, now: h.now, signIn: h.signInEnabled, notifier: h.notifier, host: h}
 }
 
 // bearer returns the credential of an API token in the Authorization
@@ -233,7 +233,7 @@ func (t *apiTokens) mint(ctx context.Context, r *http.Request, st session.Store,
 		t.logger.Warn("recording token_created", zap.String("session_id", id), zap.Error(err))
 	}
 	t.host.logEvent(e)
-	t.host.notify(r, noticeTokenCreated, maker, s.CreatedAt)
+	t.notifier.notify(r, noticeTokenCreated, maker, s.CreatedAt)
 	exp := t.policy.ExpiresAt(s).UTC()
 	return tokenResponse{ID: id, Name: name, Token: tokenPrefix + cred, ExpiresAt: rfc3339(exp), expires: exp}, nil
 }

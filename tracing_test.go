@@ -37,6 +37,7 @@ func TestTracedRequestHasStoreSpansAndTraceIDsInLogs(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	h, _ := testHandler(t, nil)
 	h.logger = zap.New(core)
+	wireParts(h)
 	c := signIn(t, h, "alice")
 
 	rec := tracetest.NewSpanRecorder()
