@@ -215,7 +215,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "sign_in":
 			err = h.parseSignIn(d)
 		case "forward_auth":
-			err = h.parseForwardAuth(d)
+			h.ForwardAuth, err = parseForwardAuth(d)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}

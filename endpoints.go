@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -13,49 +14,115 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
-// serveEndpoint answers the gateway's own pages under `endpoints`; they
-// never reach the upstream. sub is the cleaned path below the prefix.
-func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub string) error {
+// endpointRoutes is the table of the gateway's own routes under
+// `endpoints` (default /.auth); they never reach the upstream. Each path
+// has its methods' pattern and a pattern without a method that answers
+// the others 405 in JSON, as the gateway always has; any other path is a
+// JSON 404.
+type endpointRoutes struct {
+	mux *http.ServeMux
+}
+
+// endpointHost is what the routes take from the handler: the sign-in
+// pages, which are the sign-in methods' (accounts.go, oidc.go,
+// backchannel.go).
+type endpointHost interface {
+	serveSignIn(w http.ResponseWriter, r *http.Request) error
+	serveProviderStart(w http.ResponseWriter, r *http.Request, name string) error
+	serveCallback(w http.ResponseWriter, r *http.Request, name string) error
+	serveBackchannelLogout(w http.ResponseWriter, r *http.Request, name string) error
+}
+
+// routeCall carries a routed request's answer back to serve, and the
+// request as it came: the handlers see it, not the table's copy.
+type routeCall struct {
+	r   *http.Request
+	err error
+}
+
+type routeCallKey struct{}
+
+// endpointFunc answers a route; rest is the route's {rest}.
+type endpointFunc func(w http.ResponseWriter, r *http.Request, rest string) error
+
+type route struct {
+	pattern string
+	f       endpointFunc
+}
+
+func newEndpointRoutes(h endpointHost, self *selfService, tokens *apiTokens, fwd *forwardAuth, logger *zap.Logger) *endpointRoutes {
+	e := &endpointRoutes{mux: http.NewServeMux()}
+	page := func(f func(w http.ResponseWriter, r *http.Request) error) endpointFunc {
+		return func(w http.ResponseWriter, r *http.Request, _ string) error { return f(w, r) }
+	}
+	notAllowed := func(allow string) endpointFunc {
+		return func(w http.ResponseWriter, _ *http.Request, _ string) error { return methodNotAllowed(w, allow) }
+	}
+	notFound := func(w http.ResponseWriter, _ *http.Request, _ string) error {
+		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+	}
+	routes := []route{
+		{"GET /me", page(self.serveMe)},
+		{"/me", notAllowed("GET, HEAD")},
+		{"GET /sessions", page(self.sessionsPage)},
+		{"/sessions", notAllowed("GET, HEAD")},
+		{"POST /sessions/revoke-others", func(w http.ResponseWriter, r *http.Request, _ string) error { return self.revoke(w, r, "") }},
+		{"/sessions/revoke-others", notAllowed("POST")},
+		{"POST /sessions/{rest}/revoke", self.revoke},
+		{"/sessions/{rest}/revoke", notAllowed("POST")},
+		{"/sessions/{rest...}", notFound},
+		{"/revoke", page(self.serveRevokeLink)},
+		{"/sign-in", page(h.serveSignIn)},
+		{"/sign-in/{rest...}", func(w http.ResponseWriter, r *http.Request, rest string) error {
+			if crossSiteSubresource(r) {
+				return crossSiteAttempt(logger, w, r)
+			}
+			return h.serveProviderStart(w, r, rest)
+		}},
+		{"/callback/{rest...}", h.serveCallback},
+		{"/callback", notFound},
+		{"/backchannel-logout/{rest...}", h.serveBackchannelLogout},
+		{"/backchannel-logout", notFound},
+		{"/verify", page(fwd.serveVerify)},
+		{"GET /logout", page(self.serveLogout)},
+		{"POST /logout", page(self.serveLogout)},
+		{"/logout", notAllowed("GET, POST")},
+		{"/", notFound},
+	}
+	if tokens != nil {
+		last := routes[len(routes)-1]
+		routes = append(routes[:len(routes)-1],
+			route{"POST /tokens", page(tokens.create)},
+			route{"POST /tokens/{rest}/revoke", tokens.revoke},
+			route{"POST /tokens/{rest...}", notFound},
+			route{"/tokens/{rest...}", notAllowed("POST")},
+			route{"/tokens", notAllowed("POST")},
+			last)
+	}
+	for _, rt := range routes {
+		f := rt.f
+		e.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, routed *http.Request) {
+			c := routed.Context().Value(routeCallKey{}).(*routeCall)
+			c.err = f(w, c.r, routed.PathValue("rest"))
+		})
+	}
+	return e
+}
+
+// serve answers a request under the prefix; sub is its cleaned path
+// below it.
+func (e *endpointRoutes) serve(w http.ResponseWriter, r *http.Request, sub string) error {
 	w.Header().Set("Cache-Control", "no-store")
-	switch sub {
-	case "/me":
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return methodNotAllowed(w, "GET, HEAD")
-		}
-		return h.serveMe(w, r)
-	case "/sessions":
-		return h.serveSessions(w, r, "")
-	case "/revoke":
-		return h.serveRevokeLink(w, r)
-	case "/sign-in":
-		return h.serveSignIn(w, r)
-	case "/verify":
-		return h.serveVerify(w, r)
-	case "/logout":
-		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			return methodNotAllowed(w, "GET, POST")
-		}
-		return h.serveLogout(w, r)
+	if sub == "" {
+		sub = "/" // the prefix itself: no route
 	}
-	if rest, ok := strings.CutPrefix(sub, "/sign-in/"); ok {
-		if crossSiteSubresource(r) {
-			return h.crossSiteAttempt(w, r)
-		}
-		return h.serveProviderStart(w, r, rest)
-	}
-	if rest, ok := strings.CutPrefix(sub, "/callback/"); ok {
-		return h.serveCallback(w, r, rest)
-	}
-	if rest, ok := strings.CutPrefix(sub, "/backchannel-logout/"); ok {
-		return h.serveBackchannelLogout(w, r, rest)
-	}
-	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
-		return h.serveSessions(w, r, "/"+rest)
-	}
-	if rest, ok := strings.CutPrefix(sub, "/tokens"); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
-		return h.tokens.serve(w, r, rest)
-	}
-	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+	c := &routeCall{r: r}
+	routed := r.WithContext(context.WithValue(r.Context(), routeCallKey{}, c))
+	u := *r.URL
+	u.Path, u.RawPath = sub, ""
+	routed.URL, routed.RequestURI = &u, sub
+	e.mux.ServeHTTP(w, routed)
+	return c.err
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) error {
@@ -75,21 +142,21 @@ type userJSON struct {
 	Roles []string `json:"roles,omitempty"`
 }
 
-func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
-	a := h.authenticateVouched(r)
+func (ss *selfService) serveMe(w http.ResponseWriter, r *http.Request) error {
+	a := ss.host.authenticateVouched(r)
 	if a.err != nil {
-		return h.refuse(w, r, a.err)
+		return ss.host.refuse(w, r, a.err)
 	}
 	if a.sess == nil {
-		h.metrics.request(a.outcome)
+		ss.metrics.request(a.outcome)
 		if a.clearCookie {
-			http.SetCookie(w, h.sessionCookie(r, "", -1))
+			http.SetCookie(w, ss.host.sessionCookie(r, "", -1))
 		}
 		return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
 	}
-	h.metrics.request(outcomeAuthenticated)
+	ss.metrics.request(outcomeAuthenticated)
 	s := a.sess
-	h.setIdentity(r, s) // for the access log's user_id and other placeholders
+	ss.host.setIdentity(r, s) // for the access log's user_id and other placeholders
 	w.Header().Set("X-CSRF-Token", csrfToken(s))
 	u := userJSON{ID: s.UserID, Email: s.Email, Name: s.Name}
 	for _, role := range strings.Split(s.Roles, ",") {
@@ -97,7 +164,7 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
 			u.Roles = append(u.Roles, role)
 		}
 	}
-	return writeJSON(w, http.StatusOK, meJSON{User: u, Session: toJSON(s, h.policy, h.now(), s.ID)})
+	return writeJSON(w, http.StatusOK, meJSON{User: u, Session: toJSON(s, ss.policy, ss.now(), s.ID)})
 }
 
 // crossSite reports a state-changing request another site made the
@@ -133,8 +200,8 @@ func crossSiteSubresource(r *http.Request) bool {
 
 // crossSiteAttempt refuses a cross-site sign-in attempt before it counts
 // towards login_rate or reaches the upstream.
-func (h *Handler) crossSiteAttempt(w http.ResponseWriter, r *http.Request) error {
-	if c := h.logger.Check(zap.InfoLevel, "cross-site sign-in attempt that is no navigation: refused, not counted"); c != nil {
+func crossSiteAttempt(logger *zap.Logger, w http.ResponseWriter, r *http.Request) error {
+	if c := logger.Check(zap.InfoLevel, "cross-site sign-in attempt that is no navigation: refused, not counted"); c != nil {
 		c.Write(zap.String("ip_address", clientIP(r)), zap.String("path", sanitise(r.URL.Path, 256)),
 			zap.String("dest", sanitise(r.Header.Get("Sec-Fetch-Dest"), 32)))
 	}
@@ -171,44 +238,44 @@ func hostWithPort(host, scheme string) string {
 // that does not show it comes from this origin (an <img> on a sibling
 // subdomain, a link from elsewhere, a client without Sec-Fetch-*) ends
 // nothing: a browser gets a page whose button posts the sign-out.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if _, bearer := h.bearer(r); r.Method == http.MethodGet && !bearer && !sameOriginShown(r) {
+func (ss *selfService) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if _, bearer := ss.tokens.bearer(r); r.Method == http.MethodGet && !bearer && !sameOriginShown(r) {
 		if !wantsPage(r) {
 			return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 		}
-		return h.logoutPage(w, r)
+		return ss.logoutPage(w, r)
 	}
-	if h.tokens.crossSiteRefused(r) {
+	if ss.tokens.crossSiteRefused(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
-	a := h.authenticate(r)
+	a := ss.host.authenticate(r)
 	if a.err != nil {
-		return h.refuse(w, r, a.err)
+		return ss.host.refuse(w, r, a.err)
 	}
 	if a.sess != nil {
-		h.setIdentity(r, a.sess)
+		ss.host.setIdentity(r, a.sess)
 		ctx := r.Context()
-		now := h.now()
-		s, err := h.store.End(ctx, a.sess.ID, now, session.EndLogout, session.ActorSelf, h.policy)
+		now := ss.now()
+		s, err := ss.store.End(ctx, a.sess.ID, now, session.EndLogout, session.ActorSelf, ss.policy)
 		switch {
 		case err == nil:
-			h.sessionEnded(s, ending{reason: session.EndLogout, actor: session.ActorSelf, at: now, quiet: true})
+			ss.host.sessionEnded(s, ending{reason: session.EndLogout, actor: session.ActorSelf, at: now, quiet: true})
 		case !errors.Is(err, session.ErrNotFound):
 			// The session is still alive: say so rather than pretend.
-			return h.storeUnavailable(w, r, err)
+			return ss.host.storeUnavailable(w, r, err)
 		}
 	}
-	http.SetCookie(w, h.sessionCookie(r, "", -1))
+	http.SetCookie(w, ss.host.sessionCookie(r, "", -1))
 	if wantsJSON(r) {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
 	if a.sess != nil {
-		h.flagSignedOut(w, r)
+		flagSignedOut(ss.host, w, r)
 	}
 	next := safeNext(r.URL.Query().Get("next"))
 	if a.sess != nil && a.sess.Provider != "" {
-		if to := h.providerLogoutURL(r, a.sess, a.secret, next); to != "" {
+		if to := ss.host.providerLogoutURL(r, a.sess, a.secret, next); to != "" {
 			next = to
 		}
 	}
@@ -229,13 +296,13 @@ type logoutData struct {
 }
 
 // logoutPage asks a browser to confirm a sign-out that a GET asked for.
-func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
+func (ss *selfService) logoutPage(w http.ResponseWriter, r *http.Request) error {
 	htmlHeaders(w)
 	// same-origin: the sign-out form must carry this origin (see renderSessions).
 	w.Header().Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(http.StatusOK)
 	return renderPage(w, pageLogout, logoutData{
-		Site: siteLabel(h, r), Endpoints: h.Endpoints, Next: safeNext(r.URL.Query().Get("next")),
+		Site: siteLabel(ss.baseURL, r), Endpoints: ss.endpoints, Next: safeNext(r.URL.Query().Get("next")),
 	})
 }
 

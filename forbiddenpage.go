@@ -57,7 +57,7 @@ func (q *Require) wants(id *identity, failed string, now time.Time) ruleWants {
 // forbiddenPage tells a signed-in person in words that this page is not
 // for them, who they are signed in as, and what would open it: another
 // account, or (wants) a new sign-in.
-func (h *Handler) forbiddenPage(w http.ResponseWriter, r *http.Request, s *session.Session, wants ruleWants) error {
+func forbiddenPage(w http.ResponseWriter, r *http.Request, endpoints string, s *session.Session, wants ruleWants) error {
 	htmlHeaders(w)
 	// same-origin: the sign-out form must carry this origin (see renderSessions).
 	w.Header().Set("Referrer-Policy", "same-origin")
@@ -66,7 +66,7 @@ func (h *Handler) forbiddenPage(w http.ResponseWriter, r *http.Request, s *sessi
 		return nil
 	}
 	return renderPage(w, pageForbidden, forbiddenData{
-		Who: orDefault(s.Name, s.UserID), UserID: s.UserID, Endpoints: h.Endpoints,
+		Who: orDefault(s.Name, s.UserID), UserID: s.UserID, Endpoints: endpoints,
 		Next: safeNext(originalURI(r)), ruleWants: wants,
 	})
 }

@@ -58,8 +58,8 @@ func (f *ForwardAuth) allows(host string) bool {
 // (safeNext), or with forward_auth an absolute http(s) URL on a host that
 // allow_hosts admits, the app that sent the browser here; anything else
 // is "/".
-func (h *Handler) signInNext(next string) string {
-	if strings.HasPrefix(next, "/") || h.ForwardAuth == nil {
+func (f *ForwardAuth) signInNext(next string) string {
+	if strings.HasPrefix(next, "/") || f == nil {
 		return safeNext(next)
 	}
 	// The same characters are refused as in a path: no backslash, no
@@ -69,37 +69,39 @@ func (h *Handler) signInNext(next string) string {
 	}
 	u, err := url.Parse(next)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" ||
-		!validHost.MatchString(u.Host) || !h.ForwardAuth.allows(u.Hostname()) {
+		!validHost.MatchString(u.Host) || !f.allows(u.Hostname()) {
 		return "/"
 	}
 	return next
 }
 
+// signInNext is kept for the sign-in methods (accounts.go, oidc.go).
+func (h *Handler) signInNext(next string) string { return h.ForwardAuth.signInNext(next) }
+
 // parseForwardAuth: forward_auth { allow_hosts <host>... }.
-func (h *Handler) parseForwardAuth(d *caddyfile.Dispenser) error {
+func parseForwardAuth(d *caddyfile.Dispenser) (*ForwardAuth, error) {
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	f := &ForwardAuth{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "allow_hosts":
 			if f.AllowHosts != nil {
-				return d.Errf("forward_auth: allow_hosts given more than once")
+				return nil, d.Errf("forward_auth: allow_hosts given more than once")
 			}
 			f.AllowHosts = d.RemainingArgs()
 			if len(f.AllowHosts) == 0 {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			if err := f.check(); err != nil {
-				return d.Errf("%v", err)
+				return nil, d.Errf("%v", err)
 			}
 		default:
-			return d.Errf("forward_auth: unknown subdirective %q (allow_hosts)", d.Val())
+			return nil, d.Errf("forward_auth: unknown subdirective %q (allow_hosts)", d.Val())
 		}
 	}
-	h.ForwardAuth = f
-	return nil
+	return f, nil
 }
 
 // errForwardAuthBaseURL: the verify endpoint sends browsers to the

@@ -51,11 +51,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	clean, plain := requestPath(r)
 	if pathUnder(clean, h.Endpoints) {
-		return h.serveEndpoint(w, r, strings.TrimPrefix(clean, h.Endpoints))
+		return h.routes.serve(w, r, strings.TrimPrefix(clean, h.Endpoints))
 	}
 	if h.isLogin(clean, plain) {
 		if crossSiteSubresource(r) {
-			return h.crossSiteAttempt(w, r)
+			return crossSiteAttempt(h.logger, w, r)
 		}
 		if r.Method == http.MethodPost {
 			if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {

@@ -180,6 +180,9 @@ type Handler struct {
 	tokens   *apiTokens // api_tokens
 	handoff  *handOff   // always
 	notifier *notifier  // notify, notify email
+	self     *selfService
+	forward  *forwardAuth    // forward_auth
+	routes   *endpointRoutes // the routes under endpoints
 
 	// An unknown account name's password is compared against one of
 	// these (unknownHash); compare is the comparison, which tests see.

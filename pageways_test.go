@@ -173,6 +173,7 @@ func TestSessionsPageNamesTheSite(t *testing.T) {
 	other := &formClient{t: t, h: h, ip: "192.0.2.11", cookies: map[string]*http.Cookie{}}
 	other.signIn("carol", nil)
 	h.BaseURL = "https://app.example.com"
+	wireParts(h) // the pages read base_url from their part
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("carol", nil)
 	w := c.get("/.auth/sessions")

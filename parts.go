@@ -7,4 +7,8 @@ func wireParts(h *Handler) {
 	h.notifier = newNotifier(h)
 	h.tokens = newAPITokens(h)
 	h.handoff = newHandOff(h)
+	h.self = newSelfService(h)
+	h.tokens.setSelf(h.self)
+	h.forward = newForwardAuth(h)
+	h.routes = newEndpointRoutes(h, h.self, h.tokens, h.forward, h.logger)
 }

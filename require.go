@@ -180,7 +180,7 @@ func (q *Require) refuse(w http.ResponseWriter, r *http.Request, id *identity, f
 	if !browserNavigation(r) || wantsJSON(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"forbidden"})
 	}
-	return h.forbiddenPage(w, r, id.sess, q.wants(id, failed, h.now()))
+	return forbiddenPage(w, r, h.Endpoints, id.sess, q.wants(id, failed, h.now()))
 }
 
 // denied counts and logs, as msg, a refusal by the rule kind failed.

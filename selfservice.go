@@ -7,11 +7,47 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
+
+// selfService is the user's own pages and endpoints under `endpoints`:
+// /me, the sign-out, the sessions page and its revocations, and the
+// "Not you?" link of the notices.
+type selfService struct {
+	endpoints string
+	baseURL   string
+	store     session.Store
+	policy    session.Policy
+	metrics   *metrics
+	now       func() time.Time
+	tokens    *apiTokens // nil unless api_tokens: the page lists them, and a bearer is no browser
+	host      selfHost
+}
+
+// selfHost is what the pages take from the handler: authentication,
+// the cookie, ending sessions, the answers, and the links.
+type selfHost interface {
+	authenticate(r *http.Request) auth
+	authenticateVouched(r *http.Request) auth
+	requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error)
+	refuse(w http.ResponseWriter, r *http.Request, err error) error
+	setIdentity(r *http.Request, s *session.Session) string
+	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
+	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
+	cookieName(r *http.Request) string
+	sessionEnded(s *session.Session, e ending)
+	sessionsEnded(ended []*session.Session, e ending)
+	providerLogoutURL(r *http.Request, s *session.Session, secret, next string) string
+	linkToken(s *session.Session) string
+	passwordLink() string
+}
+
+func newSelfService(h *Handler) *selfService {
+	return &selfService{endpoints: h.Endpoints, baseURL: h.BaseURL, store: h.store, policy: h.policy,
+		metrics: h.metrics, now: h.now, tokens: h.tokens, host: h}
+}
 
 // csrfToken is the per-session token the self-service forms carry. It is
 // derived from the hash of the session's secret, which only the store and
@@ -31,29 +67,6 @@ func validCSRF(r *http.Request, s *session.Session) bool {
 	return hmac.Equal([]byte(got), []byte(csrfToken(s)))
 }
 
-// serveSessions routes /sessions, /sessions/revoke-others and
-// /sessions/<id>/revoke under the endpoints prefix.
-func (h *Handler) serveSessions(w http.ResponseWriter, r *http.Request, rest string) error {
-	switch {
-	case rest == "":
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return methodNotAllowed(w, "GET, HEAD")
-		}
-		return h.sessionsPage(w, r)
-	case rest == "/revoke-others":
-		if r.Method != http.MethodPost {
-			return methodNotAllowed(w, "POST")
-		}
-		return h.selfRevoke(w, r, "")
-	case strings.HasSuffix(rest, "/revoke") && strings.Count(rest, "/") == 2:
-		if r.Method != http.MethodPost {
-			return methodNotAllowed(w, "POST")
-		}
-		return h.selfRevoke(w, r, strings.TrimSuffix(strings.TrimPrefix(rest, "/"), "/revoke"))
-	}
-	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
-}
-
 // requireSession authenticates a self-service request. Without a session
 // it has already answered, as the gateway answers any unauthenticated
 // request (with a way back to the page for a browser): it returns a nil
@@ -71,36 +84,36 @@ func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*sessi
 	return a.sess, nil
 }
 
-func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request) error {
-	cur, err := h.requireSession(w, r)
+func (ss *selfService) sessionsPage(w http.ResponseWriter, r *http.Request) error {
+	cur, err := ss.host.requireSession(w, r)
 	if cur == nil {
 		return err
 	}
 	w.Header().Set("X-CSRF-Token", csrfToken(cur)) // for JSON clients' POSTs
 	ctx := r.Context()
-	list, err := h.store.List(ctx, cur.UserID, h.now(), h.policy)
+	list, err := ss.store.List(ctx, cur.UserID, ss.now(), ss.policy)
 	if err != nil {
-		return h.storeUnavailable(w, r, err)
+		return ss.host.storeUnavailable(w, r, err)
 	}
-	now := h.now()
+	now := ss.now()
 	if wantsJSON(r) {
 		out := make([]sessionJSON, 0, len(list))
 		for _, s := range list {
-			out = append(out, toJSON(s, h.policy, now, cur.ID))
+			out = append(out, toJSON(s, ss.policy, now, cur.ID))
 		}
 		return writeJSON(w, http.StatusOK, out)
 	}
-	return h.renderSessions(w, r, cur, list, now)
+	return ss.renderSessions(w, r, cur, list, now)
 }
 
-// selfRevoke ends one of the caller's sessions (id), or all the others
+// revoke ends one of the caller's sessions (id), or all the others
 // (id empty).
-func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) error {
-	if h.tokens.crossSiteRefused(r) {
+func (ss *selfService) revoke(w http.ResponseWriter, r *http.Request, id string) error {
+	if ss.tokens.crossSiteRefused(r) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"cross_site_request"})
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	cur, err := h.requireSession(w, r)
+	cur, err := ss.host.requireSession(w, r)
 	if cur == nil {
 		return err
 	}
@@ -108,46 +121,46 @@ func (h *Handler) selfRevoke(w http.ResponseWriter, r *http.Request, id string) 
 	// Another user's session is "not found", exactly like an unknown id,
 	// whatever else is wrong with the request.
 	if id != "" {
-		s, err := h.store.Get(ctx, id)
+		s, err := ss.store.Get(ctx, id)
 		if !session.ValidID(id) || errors.Is(err, session.ErrNotFound) || (err == nil && s.UserID != cur.UserID) {
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
-			return h.storeUnavailable(w, r, err)
+			return ss.host.storeUnavailable(w, r, err)
 		}
 	}
 	// A bearer token is never sent by a browser on its own: no CSRF.
 	if !cur.IsToken() && !validCSRF(r, cur) {
 		return writeJSON(w, http.StatusForbidden, errorBody{"csrf"})
 	}
-	now := h.now()
+	now := ss.now()
 	var ended []*session.Session
 	if id == "" {
-		ended, err = h.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorSelf, h.policy)
+		ended, err = ss.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, session.ActorSelf, ss.policy)
 		if err != nil {
-			return h.storeUnavailable(w, r, err)
+			return ss.host.storeUnavailable(w, r, err)
 		}
 	} else {
 		// Revoked, not signed out: the tokens it made end with it (SPEC 12).
-		ended, err = h.store.EndWithTokens(ctx, id, now, session.EndRevoked, session.ActorSelf, h.policy)
+		ended, err = ss.store.EndWithTokens(ctx, id, now, session.EndRevoked, session.ActorSelf, ss.policy)
 		if errors.Is(err, session.ErrNotFound) || (err == nil && ended[0].ID != id) {
 			// Not active: its tokens (if any) were ended all the same.
-			h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
+			ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
-			return h.storeUnavailable(w, r, err)
+			return ss.host.storeUnavailable(w, r, err)
 		}
 	}
-	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
+	ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
 	if id == cur.ID {
-		http.SetCookie(w, h.sessionCookie(r, "", -1))
+		http.SetCookie(w, ss.host.sessionCookie(r, "", -1))
 	}
 	if wantsJSON(r) || r.Header.Get("X-CSRF-Token") != "" {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	target := h.Endpoints + "/sessions"
+	target := ss.endpoints + "/sessions"
 	if id == cur.ID {
 		target = "/"
 	}

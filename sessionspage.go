@@ -48,11 +48,11 @@ var endReasons = map[string]string{
 	session.EndIDP: "Ended by the identity provider",
 }
 
-func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {
-	data := sessionsPageData{Name: cur.Name, Endpoints: h.Endpoints, CSRF: csrfToken(cur), Site: siteLabel(h, r), TokensOn: h.APITokens != nil}
+func (ss *selfService) renderSessions(w http.ResponseWriter, r *http.Request, cur *session.Session, list []*session.Session, now time.Time) error {
+	data := sessionsPageData{Name: cur.Name, Endpoints: ss.endpoints, CSRF: csrfToken(cur), Site: siteLabel(ss.baseURL, r), TokensOn: ss.tokens != nil}
 	if data.TokensOn {
-		data.MaxLifetime = humanDuration(time.Duration(h.APITokens.MaxLifetime))
-		if fresh := time.Duration(h.APITokens.Fresh); now.Sub(cur.AuthenticatedOrCreated()) > fresh {
+		data.MaxLifetime = humanDuration(time.Duration(ss.tokens.cfg.MaxLifetime))
+		if fresh := time.Duration(ss.tokens.cfg.Fresh); now.Sub(cur.AuthenticatedOrCreated()) > fresh {
 			data.StaleFor = humanDuration(fresh)
 		}
 	}
@@ -61,7 +61,7 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 	}
 	madeBy := map[string][]string{} // parent id -> its live tokens' names
 	for _, s := range list {
-		if v := h.policy.View(s, now); v.IsToken() && v.Active() {
+		if v := ss.policy.View(s, now); v.IsToken() && v.Active() {
 			madeBy[v.Parent] = append(madeBy[v.Parent], v.Label)
 			if v.Parent != cur.ID {
 				data.OthersTokens = append(data.OthersTokens, v.Label)
@@ -69,10 +69,10 @@ func (h *Handler) renderSessions(w http.ResponseWriter, r *http.Request, cur *se
 		}
 	}
 	for _, s := range list {
-		v := h.policy.View(s, now)
+		v := ss.policy.View(s, now)
 		if v.IsToken() {
 			if v.Active() {
-				exp := h.policy.ExpiresAt(v)
+				exp := ss.policy.ExpiresAt(v)
 				lastUsed := "never"
 				if v.LastActiveAt.After(v.CreatedAt) {
 					lastUsed = relTime(v.LastActiveAt, now)
@@ -139,8 +139,8 @@ func placeOf(ip, city, country string) string {
 
 // siteLabel names the site to the person reading a page: base_url's host,
 // else the Host the request came to.
-func siteLabel(h *Handler, r *http.Request) string {
-	if u, err := url.Parse(h.BaseURL); err == nil && h.BaseURL != "" {
+func siteLabel(baseURL string, r *http.Request) string {
+	if u, err := url.Parse(baseURL); err == nil && baseURL != "" {
 		return u.Host
 	}
 	return sanitise(r.Host, 256)

@@ -16,15 +16,15 @@ const (
 	signedOutMaxAge       = 2 * time.Minute
 )
 
-func (h *Handler) signedOutCookie(r *http.Request, maxAge time.Duration) *http.Cookie {
-	c := h.sessionCookie(r, "1", maxAge)
-	c.Name = h.cookieName(r) + signedOutCookieSuffix
-	return c
+func signedOutCookie(c cookieMaker, r *http.Request, maxAge time.Duration) *http.Cookie {
+	out := c.sessionCookie(r, "1", maxAge)
+	out.Name = c.cookieName(r) + signedOutCookieSuffix
+	return out
 }
 
 // flagSignedOut sets the flag on the sign-out's answer.
-func (h *Handler) flagSignedOut(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, h.signedOutCookie(r, signedOutMaxAge))
+func flagSignedOut(c cookieMaker, w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, signedOutCookie(c, r, signedOutMaxAge))
 }
 
 // takeSignedOut reports whether the browser signed out a moment ago, and
@@ -34,6 +34,12 @@ func (h *Handler) takeSignedOut(w http.ResponseWriter, r *http.Request) bool {
 	if err != nil || c.Value != "1" {
 		return false
 	}
-	http.SetCookie(w, h.signedOutCookie(r, -1))
+	http.SetCookie(w, signedOutCookie(h, r, -1))
 	return true
+}
+
+// cookieMaker makes the session cookie and its siblings (cookie.go).
+type cookieMaker interface {
+	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
+	cookieName(r *http.Request) string
 }

@@ -58,6 +58,7 @@ type apiTokens struct {
 	now       func() time.Time
 	signIn    bool      // the gateway's own sign-in: a stale session is sent to its step-up
 	notifier  *notifier // nil when off
+	self      *selfService
 	host      tokenHost
 }
 
@@ -67,7 +68,6 @@ type tokenHost interface {
 	checkCookie(r *http.Request, raw string) (auth, bool)
 	guessed(r *http.Request) auth
 	requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error)
-	selfRevoke(w http.ResponseWriter, r *http.Request, id string) error
 	riskOf(s *session.Session, ip string) string
 	unauthenticated(w http.ResponseWriter, r *http.Request, clearCookie bool, ended string) error
 	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
@@ -86,6 +86,13 @@ func newAPITokens(h *Handler) *apiTokens {
 	}
 	return &apiTokens{cfg: h.APITokens, endpoints: h.Endpoints, store: h.store, policy: h.policy, limit: h.limit,
 		logger: h.logger, now: h.now, signIn: h.signInEnabled, notifier: h.notifier, host: h}
+}
+
+// setSelf gives the tokens the self-service part, which revokes them.
+func (t *apiTokens) setSelf(s *selfService) {
+	if t != nil {
+		t.self = s
+	}
 }
 
 // bearer returns the credential of an API token in the Authorization
@@ -398,7 +405,7 @@ func (t *apiTokens) revoke(w http.ResponseWriter, r *http.Request, id string) er
 	case err != nil:
 		return t.host.storeUnavailable(w, r, err)
 	}
-	return t.host.selfRevoke(w, r, id)
+	return t.self.revoke(w, r, id)
 }
 
 // adminTokenRequest is the body of POST /session-auth/users/<user>/tokens.

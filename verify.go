@@ -5,12 +5,50 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/signature"
 )
+
+// forwardAuth is the forward-auth part (SPEC 16): it answers other
+// proxies at {endpoints}/verify. nil unless forward_auth.
+type forwardAuth struct {
+	cfg          *ForwardAuth
+	baseURL      string
+	cookie       *CookieConfig
+	headerPrefix string
+	logger       *zap.Logger
+	metrics      *metrics
+	now          func() time.Time
+	host         forwardHost
+	// identify hands a's valid session to what comes after the proxy,
+	// on r's headers, as the handler does for its upstream.
+	identify func(r *http.Request, a auth) *identity
+}
+
+// forwardHost is what forward auth takes from the handler.
+type forwardHost interface {
+	authenticateVouched(r *http.Request) auth
+	refuse(w http.ResponseWriter, r *http.Request, err error) error
+	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
+	loginURL() string
+}
+
+func newForwardAuth(h *Handler) *forwardAuth {
+	if h.ForwardAuth == nil {
+		return nil
+	}
+	return &forwardAuth{cfg: h.ForwardAuth, baseURL: h.BaseURL, cookie: h.Cookie, headerPrefix: h.headers.prefix,
+		logger: h.logger, metrics: h.metrics, now: h.now, host: h,
+		identify: func(r *http.Request, a auth) *identity {
+			id := &identity{h: h, sess: a.sess}
+			id.risk = h.forwardIdentity(r, a)
+			return id
+		}}
+}
 
 // serveVerify answers {endpoints}/verify for another proxy in front of
 // another app (SPEC 16): is the original request's session valid, and
@@ -21,41 +59,40 @@ import (
 //
 // The proxy calls with any method (nginx's auth_request keeps the
 // original one); nothing here reads a body.
-func (h *Handler) serveVerify(w http.ResponseWriter, r *http.Request) error {
-	if h.ForwardAuth == nil {
+func (f *forwardAuth) serveVerify(w http.ResponseWriter, r *http.Request) error {
+	if f == nil {
 		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 	}
-	q, status401, err := h.verifyQuery(r.URL.Query())
+	q, status401, err := f.query(r.URL.Query())
 	if err != nil {
-		return h.badVerify(w, r, "bad_query", err)
+		return f.bad(w, r, "bad_query", err)
 	}
 	orig, err := originalRequest(r)
 	if err != nil {
-		return h.badVerify(w, r, "bad_original_request", err)
+		return f.bad(w, r, "bad_original_request", err)
 	}
-	a := h.authenticateVouched(orig)
+	a := f.host.authenticateVouched(orig)
 	if a.err != nil {
-		return h.refuse(w, orig, a.err)
+		return f.host.refuse(w, orig, a.err)
 	}
 	if a.sess == nil {
-		h.metrics.request(a.outcome)
-		return h.verifyUnauthenticated(w, orig, a, status401)
+		f.metrics.request(a.outcome)
+		return f.unauthenticated(w, orig, a, status401)
 	}
-	h.metrics.request(outcomeAuthenticated)
+	f.metrics.request(outcomeAuthenticated)
 	// The client's own identity headers went at the top of ServeHTTP;
 	// what is under the prefix now is the gateway's, signed for the
 	// original request.
-	id := &identity{h: h, sess: a.sess}
-	id.risk = h.forwardIdentity(orig, a)
+	id := f.identify(orig, a)
 	if q != nil {
-		if failed, _ := q.failing(id, h.now()); failed != "" {
+		if failed, _ := q.failing(id, f.now()); failed != "" {
 			q.denied(orig, id, failed, false, "request refused by a rule of the verify request")
 			return answer(w, orig, problemVerifyForbidden)
 		}
 	}
 	out := w.Header()
 	for name, vals := range orig.Header {
-		if signature.HasPrefix(name, h.headers.prefix) {
+		if signature.HasPrefix(name, f.headerPrefix) {
 			out[name] = vals
 		}
 	}
@@ -71,16 +108,16 @@ var problemVerifyForbidden = problem{http.StatusForbidden, "forbidden",
 // session: a browser navigation is sent to the gateway's sign-in with the
 // original absolute URL as next (302, or 401 with that Location for
 // nginx, whose auth_request takes no redirect); anything else gets 401.
-func (h *Handler) verifyUnauthenticated(w http.ResponseWriter, orig *http.Request, a auth, status401 bool) error {
-	if a.clearCookie && h.Cookie.Domain != "" {
+func (f *forwardAuth) unauthenticated(w http.ResponseWriter, orig *http.Request, a auth, status401 bool) error {
+	if a.clearCookie && f.cookie.Domain != "" {
 		// Only a cookie on the parent domain is the gateway's on the
 		// app's host; a host-only one there would be the app's own.
-		http.SetCookie(w, h.sessionCookie(orig, "", -1))
+		http.SetCookie(w, f.host.sessionCookie(orig, "", -1))
 	}
 	if !browserNavigation(orig) {
 		return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
 	}
-	loc := h.BaseURL + h.loginURL() + "?next=" + url.QueryEscape(absoluteURL(orig))
+	loc := f.baseURL + f.host.loginURL() + "?next=" + url.QueryEscape(absoluteURL(orig))
 	if a.ended != "" {
 		loc += "&" + sessionEndedParam + "=" + url.QueryEscape(a.ended)
 	}
@@ -97,8 +134,8 @@ func (h *Handler) verifyUnauthenticated(w http.ResponseWriter, orig *http.Reques
 // URL: roles, users, max_age, no_risk (as session_require reads them,
 // lists comma-separated) and status=401. An unknown parameter is an
 // error: a mistyped rule must not let everyone in.
-func (h *Handler) verifyQuery(v url.Values) (q *Require, status401 bool, err error) {
-	rule := &Require{logger: h.logger}
+func (f *forwardAuth) query(v url.Values) (q *Require, status401 bool, err error) {
+	rule := &Require{logger: f.logger}
 	given := false
 	list := func(vals []string) []string {
 		var out []string
@@ -237,8 +274,8 @@ func absoluteURL(orig *http.Request) string {
 
 // badVerify answers a verify request the gateway cannot read: the
 // proxy's configuration is at fault, so the log says what to fix.
-func (h *Handler) badVerify(w http.ResponseWriter, r *http.Request, code string, err error) error {
-	if c := h.logger.Check(zap.WarnLevel, "verify request refused: fix the proxy's configuration"); c != nil {
+func (f *forwardAuth) bad(w http.ResponseWriter, r *http.Request, code string, err error) error {
+	if c := f.logger.Check(zap.WarnLevel, "verify request refused: fix the proxy's configuration"); c != nil {
 		c.Write(zap.String("error", err.Error()), zap.String("ip_address", clientIP(r)))
 	}
 	return writeJSON(w, http.StatusBadRequest, verifyError{Error: code, Detail: err.Error()})
