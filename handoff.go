@@ -209,7 +209,7 @@ func (ho *handOff) replaceResponse(w *interceptor, err error) {
 	}
 }
 
-// handOff mints a session for the user the upstream named, replacing the
+// signIn mints a session for the user the upstream named, replacing the
 // one the client came with, and sets the cookie on the response.
 func (ho *handOff) signIn(w *interceptor, userID, email, name, roles string) (*session.Session, error) {
 	if err := checkIdentity(userID, email, name, roles); err != nil {

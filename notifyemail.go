@@ -97,7 +97,7 @@ func (n *NotifyEmail) wants(event string) bool {
 	return false
 }
 
-// notifyMail queues one mail about s telling of those of events the
+// mailOf queues one mail about s telling of those of events the
 // config wants. r is nil for sessions minted by the admin API.
 func (n *notifier) mailOf(r *http.Request, events []string, s *session.Session, at time.Time) {
 	if n.mail == nil || s.Email == "" {

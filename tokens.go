@@ -160,23 +160,6 @@ func (t *apiTokens) crossSiteRefused(r *http.Request) bool {
 	return crossSite(r)
 }
 
-// serveTokens routes POST /tokens and POST /tokens/<id>/revoke.
-func (t *apiTokens) serve(w http.ResponseWriter, r *http.Request, rest string) error {
-	if t == nil {
-		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
-	}
-	if r.Method != http.MethodPost {
-		return methodNotAllowed(w, "POST")
-	}
-	switch {
-	case rest == "":
-		return t.create(w, r)
-	case strings.HasSuffix(rest, "/revoke") && strings.Count(rest, "/") == 2:
-		return t.revoke(w, r, strings.TrimSuffix(strings.TrimPrefix(rest, "/"), "/revoke"))
-	}
-	return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
-}
-
 type tokenRequest struct {
 	Name     string `json:"name"`
 	Lifetime string `json:"lifetime"`
@@ -194,7 +177,7 @@ type tokenResponse struct {
 // to be used from elsewhere, so it is not the browser that made it.
 const tokenDevice = "API token"
 
-// mintToken creates an API token for the user, email, name and roles of
+// mint creates an API token for the user, email, name and roles of
 // who, in st, and records token_created by actor. who is the token as its
 // maker sees it: a session's token carries that session as Parent, with
 // its authenticated_at and risk flags, and who's IP and user agent are
@@ -249,7 +232,7 @@ var problemTokenByToken = problem{http.StatusForbidden, "token_cannot_create_tok
 	"Access tokens are made on the sessions page",
 	"An access token cannot create another one. Sign in with your browser and create it on the sessions page."}
 
-// problemTokenNeedsStepUp: the session is not fresh enough to make a
+// problemNeedsStepUp: the session is not fresh enough to make a
 // token (SPEC 12), and there is no step-up to send the browser to.
 func (t *apiTokens) problemNeedsStepUp() problem {
 	return problem{http.StatusForbidden, "step_up_required", "Sign in again to create an access token",
@@ -257,13 +240,13 @@ func (t *apiTokens) problemNeedsStepUp() problem {
 			" of signing in. Sign out, sign in again, then create the token."}
 }
 
-// tokenProblem answers a token that was not made, with the way back to
+// problem answers a token that was not made, with the way back to
 // the sessions page, where tokens are made.
 func (t *apiTokens) problem(w http.ResponseWriter, r *http.Request, p problem) error {
 	return answerWithWay(w, r, p, &wayOn{t.endpoints + "/sessions", "Back to where you're signed in"})
 }
 
-// tooManyTokens answers a token past max_per_user: 409, with a message
+// tooMany answers a token past max_per_user: 409, with a message
 // for API clients and a page in words for a browser.
 func (t *apiTokens) tooMany(w http.ResponseWriter, r *http.Request) error {
 	msg := "You have " + plural(t.cfg.MaxPerUser, "access token") + ", the most this site allows. " +
@@ -277,7 +260,7 @@ func (t *apiTokens) tooMany(w http.ResponseWriter, r *http.Request) error {
 	}{"too_many_tokens", msg})
 }
 
-// createToken makes an API token for the signed-in user: the value is in
+// create makes an API token for the signed-in user: the value is in
 // the answer and nowhere else, ever.
 func (t *apiTokens) create(w http.ResponseWriter, r *http.Request) error {
 	if crossSite(r) {
@@ -356,7 +339,7 @@ type tokenPageData struct {
 	Endpoints, Expires string
 }
 
-// tokenParams checks a token's name and lifetime, or says in words what
+// params checks a token's name and lifetime, or says in words what
 // is wrong with them.
 func (t *apiTokens) params(req tokenRequest) (name string, life time.Duration, msg string) {
 	name = strings.TrimSpace(req.Name)
@@ -391,7 +374,7 @@ func humanDuration(d time.Duration) string {
 	return d.String()
 }
 
-// revokeToken ends one of the caller's own API tokens; another user's
+// revoke ends one of the caller's own API tokens; another user's
 // token, or a browser session's id, is not found.
 func (t *apiTokens) revoke(w http.ResponseWriter, r *http.Request, id string) error {
 	if !session.ValidID(id) {

@@ -104,7 +104,7 @@ var problemVerifyForbidden = problem{http.StatusForbidden, "forbidden",
 	"You don't have access to this page",
 	"You are signed in, but this page is not open to your account. To use another account, sign out on the sign-in site first."}
 
-// verifyUnauthenticated answers a proxy whose request has no valid
+// unauthenticated answers a proxy whose request has no valid
 // session: a browser navigation is sent to the gateway's sign-in with the
 // original absolute URL as next (302, or 401 with that Location for
 // nginx, whose auth_request takes no redirect); anything else gets 401.
@@ -130,7 +130,7 @@ func (f *forwardAuth) unauthenticated(w http.ResponseWriter, orig *http.Request,
 	return nil
 }
 
-// verifyQuery reads the rules and options the proxy put in the verify
+// query reads the rules and options the proxy put in the verify
 // URL: roles, users, max_age, no_risk (as session_require reads them,
 // lists comma-separated) and status=401. An unknown parameter is an
 // error: a mistyped rule must not let everyone in.
@@ -272,7 +272,7 @@ func absoluteURL(orig *http.Request) string {
 	return scheme + "://" + orig.Host + orig.URL.RequestURI()
 }
 
-// badVerify answers a verify request the gateway cannot read: the
+// bad answers a verify request the gateway cannot read: the
 // proxy's configuration is at fault, so the log says what to fix.
 func (f *forwardAuth) bad(w http.ResponseWriter, r *http.Request, code string, err error) error {
 	if c := f.logger.Check(zap.WarnLevel, "verify request refused: fix the proxy's configuration"); c != nil {
