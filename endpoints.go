@@ -85,6 +85,7 @@ func newEndpointRoutes(h endpointHost, self *selfService, tokens *apiTokens, fwd
 		{"/backchannel-logout", notFound},
 		{"/verify", page(fwd.serveVerify)},
 		{"GET /logout", page(self.serveLogout)},
+		{"HEAD /logout", notAllowed("GET, POST")}, // a GET pattern takes HEAD too: a HEAD never signs out
 		{"POST /logout", page(self.serveLogout)},
 		{"/logout", notAllowed("GET, POST")},
 		{"/", notFound},
