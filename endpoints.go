@@ -41,13 +41,13 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 		if crossSiteSubresource(r) {
 			return h.crossSiteAttempt(w, r)
 		}
-		return h.serveProviderStart(w, r, rest)
+		return h.oidc.serveStart(w, r, rest)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/callback/"); ok {
-		return h.serveCallback(w, r, rest)
+		return h.oidc.serveCallback(w, r, rest)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/backchannel-logout/"); ok {
-		return h.serveBackchannelLogout(w, r, rest)
+		return h.oidc.serveBackchannel(w, r, rest)
 	}
 	if rest, ok := strings.CutPrefix(sub, "/sessions/"); ok {
 		return h.serveSessions(w, r, "/"+rest)
@@ -208,7 +208,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	next := safeNext(r.URL.Query().Get("next"))
 	if a.sess != nil && a.sess.Provider != "" {
-		if to := h.providerLogoutURL(r, a.sess, a.secret, next); to != "" {
+		if to := h.oidc.logoutURL(r, a.sess, a.secret, next); to != "" {
 			next = to
 		}
 	}

@@ -164,7 +164,7 @@ func (h *Handler) mintToken(ctx context.Context, r *http.Request, st session.Sto
 		// logout of that provider session or user, or the provider
 		// refusing that session's refresh (recheck), reaches it too.
 		s.Provider, s.Subject, s.ProviderSID = who.Provider, who.Subject, who.ProviderSID
-		if err := h.linkProviderSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, h.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
+		if err := h.oidc.linkSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, h.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
 			return tokenResponse{}, err
 		}
 	}
@@ -276,7 +276,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 		Parent: cur.ID, AuthenticatedAt: cur.AuthenticatedOrCreated(), Risk: h.riskOf(cur, clientIP(r))}
 	out, err := h.mintToken(ctx, r, h.store, tmpl, name, life, session.ActorSelf)
 	if err == nil {
-		err = h.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
+		err = h.oidc.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
 	}
 	switch {
 	case errors.Is(err, session.ErrTooManyTokens):
