@@ -26,7 +26,7 @@ const maxLogoutBody = 64 << 10
 func subjectLink(provider, sub string) string { return "idp:" + provider + ":sub:" + sub }
 func sidLink(provider, sid string) string     { return "idp:" + provider + ":sid:" + sid }
 
-// linkProviderSession records the subject and sid of an OIDC sign-in (or
+// linkSession records the subject and sid of an OIDC sign-in (or
 // of an API token made by its session), before the session is minted, so
 // that a logout token finds it for as long as the session can live.
 func (o *oidcSignIn) linkSession(ctx context.Context, provider, userID, sub, sid string, ttl time.Duration) error {
@@ -40,7 +40,7 @@ func (o *oidcSignIn) linkSession(ctx context.Context, provider, userID, sub, sid
 	return nil
 }
 
-// serveBackchannelLogout answers POST {endpoints}/backchannel-logout/<name>:
+// serveBackchannel answers POST {endpoints}/backchannel-logout/<name>:
 // 200 once the matching sessions ended, 400 for anything that is not a
 // valid logout token of that provider. Failed attempts count towards
 // guess_rate, so that forged tokens cannot make the gateway hammer the
