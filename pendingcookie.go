@@ -17,8 +17,9 @@ import (
 // An OIDC sign-in under way is kept in the browser, not in the store
 // (issue 23 item 9): the pending record (nonce, PKCE verifier, next, the
 // step-up) sealed with AES-GCM into the binding cookie, and the state a
-// MAC of its own time (both package oidc's). A start writes nothing to the store, so no number
-// of clients, addresses or networks starting sign-ins can fill it. The
+// MAC of its own time (both package oidc's). A start writes nothing to
+// the store, so no number of clients, addresses or networks starting
+// sign-ins can fill it. The
 // keys are the store's (a link set that every gateway sharing the store
 // reads), made by the first gateway that needs one and replaced weekly;
 // a copy of the store could forge pending records, which gives nothing a
