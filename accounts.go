@@ -205,7 +205,7 @@ func (h *Handler) stepUpPage(r *http.Request, next string) (signInPage, error) {
 	if err != nil || s == nil {
 		return page, err
 	}
-	p := h.providers[s.Provider]
+	p := h.oidc.provider(s.Provider)
 	switch {
 	case p != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
 		page.Providers = []providerButton{{Label: p.cfg.label(), URL: h.providerStepUp(p.cfg.Name, next)}}

@@ -98,7 +98,7 @@ func partsToCheck(stores []storeRef) []probe {
 	for _, h := range runningHandlers() {
 		if h.SignIn != nil {
 			for _, c := range h.SignIn.OIDC {
-				p := h.providers[c.Name]
+				p := h.oidc.provider(c.Name)
 				if p == nil || !first("oidc "+c.Name+" "+c.Issuer) {
 					continue
 				}

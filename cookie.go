@@ -135,7 +135,7 @@ func (h *Handler) stripOwnCookies(r *http.Request) {
 		r.Header.Del("Cookie") // only ours: the common case, no allocation
 		return
 	}
-	binding := h.oidcCookieName(r) // __Host- on HTTPS, whatever name is
+	binding := oidcCookieName(name, h.secure(r)) // __Host- on HTTPS, whatever name is
 	own := func(k string) bool {
 		rest, ok := strings.CutPrefix(k, name)
 		return k == binding || ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix || rest == signedOutCookieSuffix)

@@ -24,13 +24,17 @@ type endpointRoutes struct {
 }
 
 // endpointHost is what the routes take from the handler: the sign-in
-// pages, which are the sign-in methods' (accounts.go, oidc.go,
-// backchannel.go).
+// page (signin_page.go).
 type endpointHost interface {
 	serveSignIn(w http.ResponseWriter, r *http.Request) error
-	serveProviderStart(w http.ResponseWriter, r *http.Request, name string) error
+}
+
+// providerRoutes are the OIDC part's routes (signin_oidc.go,
+// backchannel.go).
+type providerRoutes interface {
+	serveStart(w http.ResponseWriter, r *http.Request, name string) error
 	serveCallback(w http.ResponseWriter, r *http.Request, name string) error
-	serveBackchannelLogout(w http.ResponseWriter, r *http.Request, name string) error
+	serveBackchannel(w http.ResponseWriter, r *http.Request, name string) error
 }
 
 // routeCall carries a routed request's answer back to serve, and the
@@ -50,7 +54,7 @@ type route struct {
 	f       endpointFunc
 }
 
-func newEndpointRoutes(h endpointHost, self *selfService, tokens *apiTokens, fwd *forwardAuth, logger *zap.Logger) *endpointRoutes {
+func newEndpointRoutes(h endpointHost, providers providerRoutes, self *selfService, tokens *apiTokens, fwd *forwardAuth, logger *zap.Logger) *endpointRoutes {
 	e := &endpointRoutes{mux: http.NewServeMux()}
 	page := func(f func(w http.ResponseWriter, r *http.Request) error) endpointFunc {
 		return func(w http.ResponseWriter, r *http.Request, _ string) error { return f(w, r) }
@@ -77,11 +81,11 @@ func newEndpointRoutes(h endpointHost, self *selfService, tokens *apiTokens, fwd
 			if crossSiteSubresource(r) {
 				return crossSiteAttempt(logger, w, r)
 			}
-			return h.serveProviderStart(w, r, rest)
+			return providers.serveStart(w, r, rest)
 		}},
-		{"/callback/{rest...}", h.serveCallback},
+		{"/callback/{rest...}", providers.serveCallback},
 		{"/callback", notFound},
-		{"/backchannel-logout/{rest...}", h.serveBackchannelLogout},
+		{"/backchannel-logout/{rest...}", providers.serveBackchannel},
 		{"/backchannel-logout", notFound},
 		{"/verify", page(fwd.serveVerify)},
 		{"GET /logout", page(self.serveLogout)},
@@ -276,7 +280,7 @@ func (ss *selfService) serveLogout(w http.ResponseWriter, r *http.Request) error
 	}
 	next := safeNext(r.URL.Query().Get("next"))
 	if a.sess != nil && a.sess.Provider != "" {
-		if to := ss.host.providerLogoutURL(r, a.sess, a.secret, next); to != "" {
+		if to := ss.providers.logoutURL(r, a.sess, a.secret, next); to != "" {
 			next = to
 		}
 	}

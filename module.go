@@ -186,12 +186,12 @@ type Handler struct {
 
 	// An unknown account name's password is compared against one of
 	// these (unknownHash); compare is the comparison, which tests see.
-	dummies   [][]byte
-	compare   func(hash []byte, password string) bool
-	linkKey   []byte // keys the "Not you?" links (provisionSecret)
-	nameKey   []byte // picks an unknown account name's dummy hash
-	providers map[string]*provider
-	stateRing *stateKeyring // the keys of OIDC sign-ins under way (pendingcookie.go)
+	dummies [][]byte
+	compare func(hash []byte, password string) bool
+	linkKey []byte // keys the "Not you?" links (provisionSecret)
+	nameKey []byte // picks an unknown account name's dummy hash
+
+	oidc *oidcSignIn // sign-ins at OpenID providers (signin_oidc.go)
 }
 
 // CookieConfig sets the session cookie.
@@ -605,6 +605,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 	if err := attachCache(h, h.feed); err != nil {
 		return err
 	}
+	wireOIDC(h)
 	h.explainOptions()
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/oidc"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -51,6 +52,7 @@ func oidcStartHandler(t *testing.T, store *StoreConfig) (*Handler, *writeCounter
 	})
 	wc := &writeCounter{Store: h.store}
 	h.store = wc
+	h.oidc.store = wc // the OIDC part was given the store at provision
 	return h, wc
 }
 
@@ -117,8 +119,8 @@ func TestOIDCStartsLeaveTheStoreAsItWas(t *testing.T) {
 			}
 			// The long next landed on / rather than in the cookie.
 			state, c := start(t, h, "192.0.2.1", long, false)
-			keysNow, _ := h.stateKeys(context.Background(), false)
-			ps, err := openPending(keysNow, c.Value, state)
+			keysNow, _ := h.oidc.stateKeys(context.Background(), false)
+			ps, err := oidc.OpenPending(keysNow, c.Value, state)
 			if err != nil || ps.Next != "/" {
 				t.Fatalf("pending next: %q %v", ps.Next, err)
 			}

@@ -1,11 +1,12 @@
 package sessionauth
 
 import (
+	"errors"
 	"net/http"
-	"net/url"
 
 	"go.uber.org/zap"
 
+	"github.com/sessionauth/caddy-sessionauth/oidc"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -22,33 +23,30 @@ func (h *Handler) cookieSecret(r *http.Request, id string) string {
 	return ""
 }
 
-// providerLogoutURL is where /.auth/logout sends a browser whose session
-// came from a provider with logout_at_provider (OpenID Connect
-// RP-Initiated Logout 1.0): its end_session_endpoint with the ID token as
-// a hint, the client id, and next as an absolute post-logout URI, which
-// the provider must know for this client. Empty when the provider has no
+// logoutURL is where /.auth/logout sends a browser whose session came
+// from a provider with logout_at_provider (OpenID Connect RP-Initiated
+// Logout 1.0): its end_session_endpoint with the ID token as a hint, the
+// client id, and next as an absolute post-logout URI, which the
+// provider must know for this client. Empty when the provider has no
 // such endpoint: the logout then ends here alone, and says so in the log.
-func (h *Handler) providerLogoutURL(r *http.Request, s *session.Session, secret, next string) string {
-	p := h.providers[s.Provider]
+func (o *oidcSignIn) logoutURL(r *http.Request, s *session.Session, secret, next string) string {
+	p := o.provider(s.Provider)
 	if p == nil || !p.cfg.LogoutAtProvider {
 		return ""
 	}
-	if _, _, err := p.discover(r.Context()); err != nil || p.endSession == "" {
-		if c := h.logger.Check(zap.WarnLevel, "logout_at_provider: the provider has no end_session_endpoint (or does not answer); signed out here only"); c != nil {
+	var hint string
+	if t, err := oidc.OpenTokens(secret, s.ID, s.SealedTokens); err == nil {
+		hint = t.ID
+	}
+	to, err := p.rp.EndSessionURL(r.Context(), hint, requestScheme(r)+"://"+r.Host+next)
+	if err != nil {
+		if errors.Is(err, oidc.ErrNoEndSession) {
+			err = nil
+		}
+		if c := o.logger.Check(zap.WarnLevel, "logout_at_provider: the provider has no end_session_endpoint (or does not answer); signed out here only"); c != nil {
 			c.Write(zap.String("provider", p.cfg.Name), zap.Error(err))
 		}
 		return ""
 	}
-	u, err := url.Parse(p.endSession)
-	if err != nil {
-		return ""
-	}
-	q := u.Query()
-	q.Set("client_id", p.cfg.ClientID)
-	q.Set("post_logout_redirect_uri", requestScheme(r)+"://"+r.Host+next)
-	if t, err := openTokens(secret, s.ID, s.SealedTokens); err == nil && t.ID != "" {
-		q.Set("id_token_hint", t.ID)
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
+	return to
 }

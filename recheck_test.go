@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sessionauth/caddy-sessionauth/oidc"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -69,13 +70,13 @@ func (f *fakeTokenEndpoint) count() int      { f.mu.Lock(); defer f.mu.Unlock();
 
 // oidcSession stores a session signed in at corp with the given tokens
 // sealed under its cookie, as the callback does, and returns the cookie.
-func oidcSession(t *testing.T, h *Handler, tk tokens) (*http.Cookie, string) {
+func oidcSession(t *testing.T, h *Handler, tk oidc.Tokens) (*http.Cookie, string) {
 	t.Helper()
 	id, cookie, hash, err := session.LegacyCredential("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := sealTokens(credentialSecret(cookie), id, tk)
+	sealed, err := oidc.SealTokens(credentialSecret(cookie), id, tk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func oidcHandler(t *testing.T, f *fakeTokenEndpoint, recheck time.Duration, pass
 func TestRecheckOnTheHandlersClock(t *testing.T) {
 	f := newFakeTokenEndpoint(t)
 	h, advance, logs := oidcHandler(t, f, time.Minute, false)
-	c, id := oidcSession(t, h, tokens{Refresh: "rt-0", Access: "at-0", Expiry: h.now().Add(time.Hour)})
+	c, id := oidcSession(t, h, oidc.Tokens{Refresh: "rt-0", Access: "at-0", Expiry: h.now().Add(time.Hour)})
 	up := &upstream{}
 	through := func(want int) {
 		t.Helper()
@@ -183,7 +184,7 @@ func TestPassAccessTokenOnTheHandlersClock(t *testing.T) {
 	f := newFakeTokenEndpoint(t)
 	f.expiresIn = 120
 	h, advance, _ := oidcHandler(t, f, 0, true)
-	c, _ := oidcSession(t, h, tokens{Refresh: "rt-0", Access: "at-0", Expiry: h.now().Add(2 * time.Minute)})
+	c, _ := oidcSession(t, h, oidc.Tokens{Refresh: "rt-0", Access: "at-0", Expiry: h.now().Add(2 * time.Minute)})
 	up := &upstream{}
 	sees := func() string {
 		t.Helper()

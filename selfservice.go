@@ -24,6 +24,9 @@ type selfService struct {
 	now       func() time.Time
 	tokens    *apiTokens // nil unless api_tokens: the page lists them, and a bearer is no browser
 	host      selfHost
+	providers interface { // the OIDC part: logout at the provider too
+		logoutURL(r *http.Request, s *session.Session, secret, next string) string
+	}
 }
 
 // selfHost is what the pages take from the handler: authentication,
@@ -39,14 +42,13 @@ type selfHost interface {
 	cookieName(r *http.Request) string
 	sessionEnded(s *session.Session, e ending)
 	sessionsEnded(ended []*session.Session, e ending)
-	providerLogoutURL(r *http.Request, s *session.Session, secret, next string) string
 	linkToken(s *session.Session) string
 	passwordLink() string
 }
 
 func newSelfService(h *Handler) *selfService {
 	return &selfService{endpoints: h.Endpoints, baseURL: h.BaseURL, store: h.store, policy: h.policy,
-		metrics: h.metrics, now: h.now, tokens: h.tokens, host: h}
+		metrics: h.metrics, now: h.now, tokens: h.tokens, host: h, providers: h.oidc}
 }
 
 // csrfToken is the per-session token the self-service forms carry. It is

@@ -84,7 +84,7 @@ func openAtStart(ctx caddy.Context, f *session.File) error {
 // checkAtStart has the config's app try the discovery of h's providers
 // when Caddy starts the config.
 func checkAtStart(ctx caddy.Context, h *Handler) error {
-	if len(h.providers) == 0 {
+	if len(h.oidc.all()) == 0 {
 		return nil
 	}
 	a, err := startApp(ctx)
@@ -96,7 +96,7 @@ func checkAtStart(ctx caddy.Context, h *Handler) error {
 	if a.providers == nil {
 		a.providers = map[string]providerCheck{}
 	}
-	for _, p := range h.providers {
+	for _, p := range h.oidc.all() {
 		a.providers[p.cfg.Name+" "+p.cfg.Issuer] = providerCheck{name: p.cfg.Name, issuer: p.cfg.Issuer, client: p.client, logger: h.logger}
 	}
 	return nil

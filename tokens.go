@@ -60,6 +60,7 @@ type apiTokens struct {
 	notifier  *notifier // nil when off
 	self      *selfService
 	host      tokenHost
+	providers tokenProviders
 }
 
 // tokenHost is what tokens take from the handler: its authentication,
@@ -74,7 +75,12 @@ type tokenHost interface {
 	newSession(ctx context.Context, id, userID string, hash [32]byte, method, ip, ua, deviceID string) *session.Session
 	abandon(s *session.Session, err error)
 	logEvent(e session.Event)
-	linkProviderSession(ctx context.Context, provider, userID, sub, sid string, ttl time.Duration) error
+}
+
+// tokenProviders is what tokens take from the OIDC part (signin_oidc.go):
+// a token of a provider's session is linked to it and checked as it is.
+type tokenProviders interface {
+	linkSession(ctx context.Context, provider, userID, sub, sid string, ttl time.Duration) error
 	sealTokenChain(ctx context.Context, r *http.Request, parent *session.Session, out tokenResponse) error
 }
 
@@ -85,7 +91,7 @@ func newAPITokens(h *Handler) *apiTokens {
 		return nil
 	}
 	return &apiTokens{cfg: h.APITokens, endpoints: h.Endpoints, store: h.store, policy: h.policy, limit: h.limit,
-		logger: h.logger, now: h.now, signIn: h.signInEnabled, notifier: h.notifier, host: h}
+		logger: h.logger, now: h.now, signIn: h.signInEnabled, notifier: h.notifier, host: h, providers: h.oidc}
 }
 
 // setSelf gives the tokens the self-service part, which revokes them.
@@ -202,7 +208,7 @@ func (t *apiTokens) mint(ctx context.Context, r *http.Request, st session.Store,
 		// logout of that provider session or user, or the provider
 		// refusing that session's refresh (recheck), reaches it too.
 		s.Provider, s.Subject, s.ProviderSID = who.Provider, who.Subject, who.ProviderSID
-		if err := t.host.linkProviderSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, t.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
+		if err := t.providers.linkSession(ctx, who.Provider, who.UserID, who.Subject, who.ProviderSID, t.policy.ExpiresAt(s).Sub(s.CreatedAt)); err != nil {
 			return tokenResponse{}, err
 		}
 	}
@@ -314,7 +320,7 @@ func (t *apiTokens) create(w http.ResponseWriter, r *http.Request) error {
 		Parent: cur.ID, AuthenticatedAt: cur.AuthenticatedOrCreated(), Risk: t.host.riskOf(cur, clientIP(r))}
 	out, err := t.mint(ctx, r, t.store, tmpl, name, life, session.ActorSelf)
 	if err == nil {
-		err = t.host.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
+		err = t.providers.sealTokenChain(ctx, r, cur, out) // SPEC 11 Recheck: the token is checked as its session is
 	}
 	switch {
 	case errors.Is(err, session.ErrTooManyTokens):

@@ -1,4 +1,4 @@
-package sessionauth
+package oidc
 
 import (
 	"crypto/aes"
@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// tokens are what an OIDC session keeps of the provider's answer.
-type tokens struct {
+// Tokens are what an OIDC session keeps of the provider's answer.
+type Tokens struct {
 	Refresh string    `json:"r,omitempty"`
 	Access  string    `json:"a,omitempty"`
 	ID      string    `json:"i,omitempty"` // the ID token: logout_at_provider's id_token_hint
@@ -29,28 +29,28 @@ type tokens struct {
 	Synced    time.Time `json:"s,omitzero"`
 }
 
-// tokenKey derives the key that seals a session's provider tokens from
+// TokenKey derives the key that seals a session's provider tokens from
 // the session cookie's secret, which the store holds only as a SHA-256:
 // a copy of the store cannot derive it, a request with the cookie can.
-func tokenKey(secret, sessionID string) ([]byte, error) {
+func TokenKey(secret, sessionID string) ([]byte, error) {
 	if secret == "" {
 		return nil, errors.New("no cookie secret to derive the token key from")
 	}
 	return hkdf.Key(sha256.New, []byte(secret), nil, "session_auth provider tokens "+sessionID, 32)
 }
 
-// sealTokens encrypts t with AES-256-GCM under the session's token key,
+// SealTokens encrypts t with AES-256-GCM under the session's token key,
 // the session id as associated data.
-func sealTokens(secret, sessionID string, t tokens) (string, error) {
-	key, err := tokenKey(secret, sessionID)
+func SealTokens(secret, sessionID string, t Tokens) (string, error) {
+	key, err := TokenKey(secret, sessionID)
 	if err != nil {
 		return "", err
 	}
-	return sealTokensWith(key, sessionID, t)
+	return SealTokensWith(key, sessionID, t)
 }
 
-// sealTokensWith is sealTokens with the session's token key itself.
-func sealTokensWith(key []byte, sessionID string, t tokens) (string, error) {
+// SealTokensWith is SealTokens with the session's token key itself.
+func SealTokensWith(key []byte, sessionID string, t Tokens) (string, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return "", err
@@ -66,18 +66,18 @@ func sealTokensWith(key []byte, sessionID string, t tokens) (string, error) {
 	return base64.RawStdEncoding.EncodeToString(aead.Seal(nil, nil, plain, []byte(sessionID))), nil
 }
 
-// openTokens reverses sealTokens; it fails without the right cookie.
-func openTokens(secret, sessionID, sealed string) (tokens, error) {
-	key, err := tokenKey(secret, sessionID)
+// OpenTokens reverses SealTokens; it fails without the right cookie.
+func OpenTokens(secret, sessionID, sealed string) (Tokens, error) {
+	key, err := TokenKey(secret, sessionID)
 	if err != nil {
-		return tokens{}, err
+		return Tokens{}, err
 	}
-	return openTokensWith(key, sessionID, sealed)
+	return OpenTokensWith(key, sessionID, sealed)
 }
 
-// openTokensWith is openTokens with the session's token key itself.
-func openTokensWith(key []byte, sessionID, sealed string) (tokens, error) {
-	var t tokens
+// OpenTokensWith is OpenTokens with the session's token key itself.
+func OpenTokensWith(key []byte, sessionID, sealed string) (Tokens, error) {
+	var t Tokens
 	raw, err := base64.RawStdEncoding.DecodeString(sealed)
 	if err != nil {
 		return t, err

@@ -1,4 +1,4 @@
-package sessionauth
+package oidc
 
 import (
 	"crypto/sha256"
@@ -19,16 +19,16 @@ func TestSealedTokensNeedTheCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := credentialSecret(cookie)
-	in := tokens{Refresh: "refresh-7f3a", Access: "access-91c2", Expiry: time.Unix(1_800_000_000, 0).UTC()}
-	sealed, err := sealTokens(secret, id, in)
+	secret := cookie[strings.IndexByte(cookie, '.')+1:]
+	in := Tokens{Refresh: "refresh-7f3a", Access: "access-91c2", Expiry: time.Unix(1_800_000_000, 0).UTC()}
+	sealed, err := SealTokens(secret, id, in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(sealed, "refresh-7f3a") || strings.Contains(sealed, "access-91c2") {
 		t.Fatal("sealed text shows the tokens")
 	}
-	out, err := openTokens(secret, id, sealed)
+	out, err := OpenTokens(secret, id, sealed)
 	if err != nil || !reflect.DeepEqual(out, in) {
 		t.Fatalf("open with the cookie: %+v %v", out, err)
 	}
@@ -37,12 +37,12 @@ func TestSealedTokensNeedTheCookie(t *testing.T) {
 		t.Fatal("the store's hash is not the secret's SHA-256")
 	}
 	for _, wrong := range []string{string(hash[:]), hex.EncodeToString(hash[:]), "", secret[1:]} {
-		if _, err := openTokens(wrong, id, sealed); err == nil {
+		if _, err := OpenTokens(wrong, id, sealed); err == nil {
 			t.Fatalf("opened with %q", wrong)
 		}
 	}
 	other, _, _, _ := session.LegacyCredential("alice")
-	if _, err := openTokens(secret, other, sealed); err == nil {
+	if _, err := OpenTokens(secret, other, sealed); err == nil {
 		t.Fatal("opened for another session id")
 	}
 }
