@@ -28,7 +28,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, sub stri
 	case "/revoke":
 		return h.serveRevokeLink(w, r)
 	case "/sign-in":
-		return h.serveSignIn(w, r)
+		return h.signIn.serve(w, r)
 	case "/verify":
 		return h.serveVerify(w, r)
 	case "/logout":

@@ -176,12 +176,9 @@ type Handler struct {
 	feed        session.RevocationFeed // nil unless the store is shared (Redis)
 	socketWatch *revocationWatch       // the revocation channel, once a connection is upgraded
 
-	// An unknown account name's password is compared against one of
-	// these (unknownHash); compare is the comparison, which tests see.
-	dummies   [][]byte
-	compare   func(hash []byte, password string) bool
-	linkKey   []byte // keys the "Not you?" links (provisionSecret)
-	nameKey   []byte // picks an unknown account name's dummy hash
+	signIn    *signInPages // nil unless sign_in (signin_page.go)
+	linkKey   []byte       // keys the "Not you?" links (provisionSecret)
+	nameKey   []byte       // picks an unknown account name's dummy hash
 	providers map[string]*provider
 	stateRing *stateKeyring // the keys of OIDC sign-ins under way (pendingcookie.go)
 }
@@ -530,7 +527,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 	if err := h.provisionSecret(); err != nil {
 		return err
 	}
-	if err := h.provisionSignIn(); err != nil {
+	if h.signIn, err = newSignIn(h); err != nil {
 		return err
 	}
 	h.signInEnabled = h.SignIn != nil

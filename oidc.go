@@ -594,7 +594,7 @@ func (h *Handler) oidcFailed(w http.ResponseWriter, r *http.Request, p *provider
 	if status == http.StatusForbidden {
 		reason = "not_allowed"
 	}
-	h.loginFailed(r, userID, reason)
+	h.signIn.loginFailed(r, userID, reason)
 	return h.signInProblem(w, r, status, text)
 }
 
@@ -607,7 +607,7 @@ func (h *Handler) signInProblem(w http.ResponseWriter, r *http.Request, status i
 		}
 		return writeJSON(w, status, errorBody{code})
 	}
-	return h.renderSignIn(w, r, status, signInPage{Next: "/", Error: text})
+	return h.signIn.render(w, r, status, signInPage{Next: "/", Error: text})
 }
 
 // ID token checks beyond go-oidc's (signature, iss, aud, exp): iat
@@ -663,7 +663,7 @@ func (p *provider) linked(userID string) bool {
 // "the provider <name>") and nothing is recorded.
 func (h *Handler) claimUserID(ctx context.Context, p *provider, userID string) (other string, err error) {
 	linked := p.linked(userID)
-	if !linked && h.SignIn != nil && h.SignIn.accounts[userID] != nil {
+	if !linked && h.signIn.hasAccount(userID) {
 		return "a local account", nil
 	}
 	mine := p.idSource()
