@@ -213,7 +213,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "api_tokens":
 			err = h.parseAPITokens(d)
 		case "sign_in":
-			err = h.parseSignIn(d)
+			h.SignIn, err = parseSignIn(d)
 		case "forward_auth":
 			h.ForwardAuth, err = parseForwardAuth(d)
 		default:

@@ -23,10 +23,10 @@ type endpointRoutes struct {
 	mux *http.ServeMux
 }
 
-// endpointHost is what the routes take from the handler: the sign-in
-// page (signin_page.go).
-type endpointHost interface {
-	serveSignIn(w http.ResponseWriter, r *http.Request) error
+// signInRoute is the sign-in page (signin_page.go); it answers 404
+// without sign_in.
+type signInRoute interface {
+	serve(w http.ResponseWriter, r *http.Request) error
 }
 
 // providerRoutes are the OIDC part's routes (signin_oidc.go,
@@ -54,7 +54,7 @@ type route struct {
 	f       endpointFunc
 }
 
-func newEndpointRoutes(h endpointHost, providers providerRoutes, self *selfService, tokens *apiTokens, fwd *forwardAuth, logger *zap.Logger) *endpointRoutes {
+func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfService, tokens *apiTokens, fwd *forwardAuth, logger *zap.Logger) *endpointRoutes {
 	e := &endpointRoutes{mux: http.NewServeMux()}
 	page := func(f func(w http.ResponseWriter, r *http.Request) error) endpointFunc {
 		return func(w http.ResponseWriter, r *http.Request, _ string) error { return f(w, r) }
@@ -76,7 +76,7 @@ func newEndpointRoutes(h endpointHost, providers providerRoutes, self *selfServi
 		{"/sessions/{rest}/revoke", notAllowed("POST")},
 		{"/sessions/{rest...}", notFound},
 		{"/revoke", page(self.serveRevokeLink)},
-		{"/sign-in", page(h.serveSignIn)},
+		{"/sign-in", page(signIn.serve)},
 		{"/sign-in/{rest...}", func(w http.ResponseWriter, r *http.Request, rest string) error {
 			if crossSiteSubresource(r) {
 				return crossSiteAttempt(logger, w, r)

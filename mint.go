@@ -230,3 +230,16 @@ func credentialSecret(cookie string) string {
 	}
 	return ""
 }
+
+// mintFailed answers a sign-in the store could not complete, or one the
+// limits refused, as the hand-off does.
+func (h *Handler) mintFailed(w http.ResponseWriter, r *http.Request, err error) error {
+	switch {
+	case errors.Is(err, session.ErrLimitReached):
+		return answer(w, r, problemTooManySessions)
+	case errors.As(err, new(errRateLimited)):
+		return tooMany(w, r, err)
+	}
+	h.metrics.request(outcomeStoreError)
+	return h.storeUnavailable(w, r, err)
+}

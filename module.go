@@ -183,15 +183,11 @@ type Handler struct {
 	self     *selfService
 	forward  *forwardAuth    // forward_auth
 	routes   *endpointRoutes // the routes under endpoints
+	signIn   *signInPages    // sign_in (signin_page.go)
+	oidc     *oidcSignIn     // sign-ins at OpenID providers (signin_oidc.go)
 
-	// An unknown account name's password is compared against one of
-	// these (unknownHash); compare is the comparison, which tests see.
-	dummies [][]byte
-	compare func(hash []byte, password string) bool
 	linkKey []byte // keys the "Not you?" links (provisionSecret)
 	nameKey []byte // picks an unknown account name's dummy hash
-
-	oidc *oidcSignIn // sign-ins at OpenID providers (signin_oidc.go)
 }
 
 // CookieConfig sets the session cookie.
@@ -538,7 +534,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 	if err := h.provisionSecret(); err != nil {
 		return err
 	}
-	if err := h.provisionSignIn(); err != nil {
+	if h.signIn, err = newSignIn(h); err != nil {
 		return err
 	}
 	h.signInEnabled = h.SignIn != nil

@@ -13,5 +13,5 @@ func wireParts(h *Handler) {
 	h.self = newSelfService(h)
 	h.tokens.setSelf(h.self)
 	h.forward = newForwardAuth(h)
-	h.routes = newEndpointRoutes(h, h.oidc, h.self, h.tokens, h.forward, h.logger)
+	h.routes = newEndpointRoutes(h.signIn, h.oidc, h.self, h.tokens, h.forward, h.logger)
 }

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sessionauth/caddy-sessionauth/accounts"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 	"github.com/sessionauth/caddy-sessionauth/session"
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
@@ -55,7 +55,7 @@ func testWrongCodes(t *testing.T, store *StoreConfig) {
 	other, _ := gateway(clock.Now) // another gateway on the same store
 
 	code := func(off time.Duration) string {
-		c, err := totp.GenerateCodeCustom(stepUpTOTP, h.now().Add(off), totpOpts)
+		c, err := accounts.TOTPCode(stepUpTOTP, h.now().Add(off))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/sessionauth/caddy-sessionauth/accounts"
 )
 
 // SignIn is the gateway's own sign-in (SPEC 11): OIDC providers and
@@ -21,8 +23,6 @@ type SignIn struct {
 	Accounts []*Account `json:"accounts,omitempty"`
 	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
 	AccountsFile string `json:"accounts_file,omitempty"`
-
-	accounts map[string]*Account // by user id, the file's and the config's
 }
 
 // Account is a local user.
@@ -124,64 +124,66 @@ func (a *Account) check() error {
 	if err := checkIdentity(a.User, a.Email, a.Name, strings.Join(a.Roles, ",")); err != nil {
 		return fmt.Errorf("account %q: %v", a.User, err)
 	}
-	if err := checkHash(a.Hash); err != nil {
+	if err := accounts.CheckHash(a.Hash); err != nil {
 		return fmt.Errorf("account %q: %v", a.User, err)
 	}
 	if a.TOTP != "" && !strings.HasPrefix(a.TOTP, "{env.") {
-		if _, err := totpKey(a.TOTP); err != nil {
+		if _, err := accounts.TOTPSecret(a.TOTP); err != nil {
 			return fmt.Errorf("account %q: totp: %v", a.User, err)
 		}
 	}
 	return nil
 }
 
-// provision reads the accounts file and expands secrets.
-func (si *SignIn) provision() error {
+// provision reads the accounts file and expands secrets: the accounts,
+// the file's and the config's, as the accounts directory holds them.
+func (si *SignIn) provision() ([]accounts.Account, error) {
 	repl := caddy.NewReplacer()
-	accounts := slices.Clone(si.Accounts)
+	list := slices.Clone(si.Accounts)
 	if si.AccountsFile != "" {
 		body, err := os.ReadFile(si.AccountsFile)
 		if err != nil {
-			return fmt.Errorf("sign_in accounts_file: %v", err)
+			return nil, fmt.Errorf("sign_in accounts_file: %v", err)
 		}
 		tokens, err := caddyfile.Tokenize(body, si.AccountsFile)
 		if err != nil {
-			return fmt.Errorf("sign_in accounts_file: %v", err)
+			return nil, fmt.Errorf("sign_in accounts_file: %v", err)
 		}
 		fromFile, err := parseAccountBlocks(caddyfile.NewDispenser(tokens), false)
 		if err != nil {
-			return fmt.Errorf("sign_in accounts_file: %v", err)
+			return nil, fmt.Errorf("sign_in accounts_file: %v", err)
 		}
-		accounts = append(accounts, fromFile...)
+		list = append(list, fromFile...)
 	}
-	si.accounts = make(map[string]*Account, len(accounts))
-	for _, a := range accounts {
+	out := make([]accounts.Account, 0, len(list))
+	seen := make(map[string]bool, len(list))
+	for _, a := range list {
 		if err := a.check(); err != nil {
-			return err
+			return nil, err
 		}
 		a.User = userIDOf(a.User)
-		if si.accounts[a.User] != nil {
-			return fmt.Errorf("account %q given more than once", a.User)
+		if seen[a.User] {
+			return nil, fmt.Errorf("account %q given more than once", a.User)
 		}
-		c := *a
-		c.TOTP = strings.ToUpper(strings.ReplaceAll(repl.ReplaceAll(c.TOTP, ""), " ", ""))
-		if c.TOTP != "" {
-			if _, err := totpKey(c.TOTP); err != nil {
-				return fmt.Errorf("account %q: totp: %v", a.User, err)
+		seen[a.User] = true
+		totp := strings.ToUpper(strings.ReplaceAll(repl.ReplaceAll(a.TOTP, ""), " ", ""))
+		if totp != "" {
+			if _, err := accounts.TOTPSecret(totp); err != nil {
+				return nil, fmt.Errorf("account %q: totp: %v", a.User, err)
 			}
 		}
-		si.accounts[a.User] = &c
+		out = append(out, accounts.Account{User: a.User, Hash: a.Hash, Email: a.Email, Name: a.Name, Roles: a.Roles, TOTP: totp})
 	}
 	for _, p := range si.OIDC {
 		p.ClientSecret = repl.ReplaceAll(p.ClientSecret, "")
 	}
-	return nil
+	return out, nil
 }
 
 // parseSignIn reads a sign_in block.
-func (h *Handler) parseSignIn(d *caddyfile.Dispenser) error {
+func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	si := &SignIn{}
 	seen := map[string]bool{}
@@ -191,44 +193,43 @@ func (h *Handler) parseSignIn(d *caddyfile.Dispenser) error {
 		case "oidc":
 			p, err := parseOIDC(d)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for _, q := range si.OIDC {
 				if q.Name == p.Name {
-					return d.Errf("sign_in: oidc %s given more than once", p.Name)
+					return nil, d.Errf("sign_in: oidc %s given more than once", p.Name)
 				}
 			}
 			si.OIDC = append(si.OIDC, p)
 		case "accounts":
 			if seen[opt] {
-				return d.Errf("sign_in: accounts given more than once")
+				return nil, d.Errf("sign_in: accounts given more than once")
 			}
 			seen[opt] = true
 			if d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
-			accounts, err := parseAccountBlocks(d, true)
+			list, err := parseAccountBlocks(d, true)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			si.Accounts = accounts
+			si.Accounts = list
 		case "accounts_file":
 			if seen[opt] {
-				return d.Errf("sign_in: accounts_file given more than once")
+				return nil, d.Errf("sign_in: accounts_file given more than once")
 			}
 			seen[opt] = true
 			if err := stringArg(d, &si.AccountsFile); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			return d.Errf("sign_in: unknown subdirective %q", opt)
+			return nil, d.Errf("sign_in: unknown subdirective %q", opt)
 		}
 	}
 	if err := si.check(); err != nil {
-		return d.Errf("%v", err)
+		return nil, d.Errf("%v", err)
 	}
-	h.SignIn = si
-	return nil
+	return si, nil
 }
 
 // parseAccountBlocks reads `<user> <hash> { … }` lines: inside the
@@ -247,7 +248,7 @@ func parseAccountBlocks(d *caddyfile.Dispenser, nested bool) ([]*Account, error)
 			return nil, d.Errf("account %q needs a password hash (`caddy hash-password` prints one)", a.User)
 		}
 		a.Hash = d.Val()
-		if err := checkHash(a.Hash); err != nil {
+		if err := accounts.CheckHash(a.Hash); err != nil {
 			return nil, d.Errf("account %q: %v", a.User, err) // the hash's own line
 		}
 		if d.NextArg() {

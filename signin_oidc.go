@@ -54,10 +54,8 @@ type oidcHost interface {
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
 	rateLimit(r *http.Request, kind, who, userID string, rate *Rate) error
 	signInNext(next string) string
-	renderSignIn(w http.ResponseWriter, r *http.Request, status int, page signInPage) error
 	finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, land func() error) error
 	mintFailed(w http.ResponseWriter, r *http.Request, err error) error
-	loginFailed(r *http.Request, userID, reason string)
 	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
 	cookieName(r *http.Request) string
 	secure(r *http.Request) bool
@@ -95,6 +93,12 @@ type oidcSignIn struct {
 	ownerTTL time.Duration
 	// localAccount: a local account (sign_in accounts) has this user id.
 	localAccount func(userID string) bool
+	// pages: the sign-in page (signin_page.go), where a refused callback
+	// is told and counted.
+	pages interface {
+		loginFailed(r *http.Request, userID, reason string)
+		render(w http.ResponseWriter, r *http.Request, status int, page signInPage) error
+	}
 }
 
 // provider is the provider named name, nil when there is none.
@@ -160,8 +164,7 @@ func wireOIDC(h *Handler) {
 		o.ownerTTL = time.Duration(h.APITokens.MaxLifetime)
 	}
 	o.ownerTTL += h.policy.Retention
-	si := h.SignIn
-	o.localAccount = func(userID string) bool { return si != nil && si.accounts[userID] != nil }
+	o.localAccount, o.pages = h.signIn.hasAccount, h.signIn
 }
 
 // traceSpan is childSpan for package oidc.
@@ -469,7 +472,7 @@ func (o *oidcSignIn) failed(w http.ResponseWriter, r *http.Request, p *oidcProvi
 	if status == http.StatusForbidden {
 		reason = "not_allowed"
 	}
-	o.host.loginFailed(r, userID, reason)
+	o.pages.loginFailed(r, userID, reason)
 	return o.signInProblem(w, r, status, text)
 }
 
@@ -482,7 +485,7 @@ func (o *oidcSignIn) signInProblem(w http.ResponseWriter, r *http.Request, statu
 		}
 		return writeJSON(w, status, errorBody{code})
 	}
-	return o.host.renderSignIn(w, r, status, signInPage{Next: "/", Error: text})
+	return o.pages.render(w, r, status, signInPage{Next: "/", Error: text})
 }
 
 // Which source gave a user id (SPEC 11 "One user id, one person"), kept

@@ -12,6 +12,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sessionauth/caddy-sessionauth/accounts"
 )
 
 // accounts_file adds its blocks to the config's; an account in both is
@@ -23,80 +25,24 @@ func TestAccountsFileAddsAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("CAROL_TOTP", "jbsw y3dp ehpk 3pxp")
-	h := &Handler{SignIn: &SignIn{Accounts: []*Account{{User: "alice", Hash: string(hash)}}, AccountsFile: file}}
-	if err := h.provisionSignIn(); err != nil {
-		t.Fatal(err)
-	}
-	carol := h.SignIn.accounts["carol"]
-	if carol == nil || carol.Email != "carol@example.com" || carol.TOTP != "JBSWY3DPEHPK3PXP" {
+	dir := testDirectory(t, &SignIn{Accounts: []*Account{{User: "alice", Hash: string(hash)}}, AccountsFile: file})
+	carol, ok := dir.Lookup("carol")
+	if !ok || carol.Email != "carol@example.com" || carol.TOTP != "JBSWY3DPEHPK3PXP" {
 		t.Fatalf("accounts_file: %+v", carol)
 	}
-	if h.passwordMatches("nobody", nil, "demo") || !h.passwordMatches("alice", h.SignIn.accounts["alice"], "demo") || h.passwordMatches("carol", carol, "other") {
-		t.Fatal("passwordMatches")
+	if _, ok := dir.Check("nobody", "demo"); ok {
+		t.Fatal("an unknown name signed in")
+	}
+	if a, ok := dir.Check("alice", "demo"); !ok || a.User != "alice" {
+		t.Fatal("alice's password")
+	}
+	if _, ok := dir.Check("carol", "other"); ok {
+		t.Fatal("carol's wrong password")
 	}
 
 	dup := &Handler{SignIn: &SignIn{Accounts: []*Account{{User: "carol", Hash: string(hash)}}, AccountsFile: file}}
-	if err := dup.provisionSignIn(); err == nil {
+	if _, err := newSignIn(dup); err == nil {
 		t.Fatal("an account in both the config and the file was accepted")
-	}
-}
-
-// An unknown name is compared with a hash of the class (bcrypt cost,
-// argon2id parameters) of the account its keyed hash picks: over many
-// names every class of the accounts is compared, as often as accounts
-// have it; the same name always with the same hash (a repeated
-// measurement tells nothing); a known name with its own hash. Which
-// class a name gets depends on the key, which the store does not hold.
-func TestUnknownNameCostsWhatAnAccountCosts(t *testing.T) {
-	cheap, _ := bcrypt.GenerateFromPassword([]byte("demo"), 4)
-	dear, _ := bcrypt.GenerateFromPassword([]byte("demo"), 5)
-	argon := caddyHashPassword(t, "demo", "--algorithm", "argon2id", "--argon2id-memory", "1024")
-	h := &Handler{SignIn: &SignIn{Accounts: []*Account{
-		{User: "alice", Hash: string(cheap)}, {User: "bob", Hash: string(cheap)},
-		{User: "carol", Hash: string(dear)}, {User: "dave", Hash: argon},
-	}}, nameKey: []byte("key one")}
-	if err := h.provisionSignIn(); err != nil {
-		t.Fatal(err)
-	}
-	var compared []byte
-	h.compare = func(hash []byte, _ string) bool { compared = hash; return false }
-	classOf := func(name string) string {
-		h.passwordMatches(name, h.SignIn.accounts[name], "wrong")
-		return hashClass(string(compared))
-	}
-	if got := classOf("carol"); got != hashClass(string(dear)) || string(compared) != string(dear) {
-		t.Fatalf("a known name is compared with %q", compared)
-	}
-	counts := map[string]int{}
-	first := map[string]string{}
-	for i := range 400 {
-		name := "user" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('0'+i/26))
-		c := classOf(name)
-		counts[c]++
-		first[name] = string(compared)
-		if classOf(name); string(compared) != first[name] {
-			t.Fatalf("%s compared with two hashes", name)
-		}
-	}
-	want := map[string]float64{hashClass(string(cheap)): 0.5, hashClass(string(dear)): 0.25, hashClass(argon): 0.25}
-	for class, share := range want {
-		if got := float64(counts[class]) / 400; got < share-0.1 || got > share+0.1 {
-			t.Errorf("class %s: %.2f of unknown names, want about %.2f (%v)", class, got, share, counts)
-		}
-	}
-	if len(counts) != len(want) {
-		t.Fatalf("classes compared: %v", counts)
-	}
-	h.nameKey = []byte("key two")
-	moved := 0
-	for name, hash := range first {
-		classOf(name)
-		if string(compared) != hash {
-			moved++
-		}
-	}
-	if moved == 0 {
-		t.Fatal("the key does not decide which hash an unknown name gets")
 	}
 }
 
@@ -109,16 +55,12 @@ func TestPasswordOver72BytesNeverMatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{SignIn: &SignIn{Accounts: []*Account{{User: "alice", Hash: string(hash)}}}}
-	if err := h.provisionSignIn(); err != nil {
-		t.Fatal(err)
-	}
-	alice := h.SignIn.accounts["alice"]
-	if !h.passwordMatches("alice", alice, pw) {
+	dir := testDirectory(t, &SignIn{Accounts: []*Account{{User: "alice", Hash: string(hash)}}})
+	if _, ok := dir.Check("alice", pw); !ok {
 		t.Fatal("the 72-byte password")
 	}
 	for _, longer := range []string{pw + "x", pw + strings.Repeat("y", 100)} {
-		if h.passwordMatches("alice", alice, longer) {
+		if _, ok := dir.Check("alice", longer); ok {
 			t.Fatalf("a %d-byte password matched its 72-byte prefix", len(longer))
 		}
 	}
@@ -144,12 +86,11 @@ func TestArgon2idAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.SignIn.AccountsFile = file
-	if err := h.provisionSignIn(); err != nil {
-		t.Fatal(err)
-	}
+	dir := testDirectory(t, h.SignIn)
 	for _, user := range []string{"alice", "bob"} {
-		acct := h.SignIn.accounts[user]
-		if !h.passwordMatches(user, acct, "demo") || h.passwordMatches(user, acct, "demo2") {
+		_, right := dir.Check(user, "demo")
+		_, wrong := dir.Check(user, "demo2")
+		if !right || wrong {
 			t.Fatalf("%s's argon2id password", user)
 		}
 	}
@@ -170,12 +111,21 @@ func TestArgon2idAccounts(t *testing.T) {
 		if err := os.WriteFile(file, []byte("# accounts\n\ncarol "+bad.hash+" {\n\temail carol@example.com\n}\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		h := &Handler{SignIn: &SignIn{AccountsFile: file}}
-		err = h.provisionSignIn()
+		_, err = newSignIn(&Handler{SignIn: &SignIn{AccountsFile: file}})
 		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), file+":3") || strings.Contains(err.Error(), "crypto/") {
 			t.Errorf("hash %q in accounts_file: %v", bad.hash, err)
 		}
 	}
+}
+
+// testDirectory is the accounts directory of si, as Provision makes it.
+func testDirectory(t *testing.T, si *SignIn) *accounts.Directory {
+	t.Helper()
+	p, err := newSignIn(&Handler{SignIn: si, nameKey: []byte("test key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.local.dir
 }
 
 // caddyHashPassword is what `caddy hash-password --plaintext pw args…`
