@@ -150,9 +150,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt {
 		case "store":
-			err = h.parseStore(d)
+			h.Store, err = parseStore(d)
 		case "cookie":
-			err = h.parseCookie(d)
+			h.Cookie, err = parseCookie(d)
 		case "lifetime":
 			err = durationArg(d, &h.Lifetime)
 		case "idle_timeout":
@@ -166,7 +166,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cache":
 			err = durationArg(d, &h.Cache)
 		case "max_sessions":
-			err = h.parseMaxSessions(d)
+			h.MaxSessions, h.MaxSessionsMode, err = parseMaxSessions(d)
 		case "login":
 			h.Login = d.RemainingArgs()
 			if len(h.Login) == 0 {
@@ -185,7 +185,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Optional = true
 		case "unauthenticated":
-			err = h.parseUnauthenticated(d)
+			h.Unauthenticated, err = parseUnauthenticated(d)
 		case "header_prefix":
 			err = stringArg(d, &h.HeaderPrefix)
 		case "sign_headers":
@@ -201,7 +201,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "guess_rate":
 			h.GuessRate, err = rateArgs(d)
 		case "store_unavailable":
-			err = h.parseStoreUnavailable(d)
+			h.StoreUnavailable, err = parseStoreUnavailable(d)
 		case "notify":
 			err = h.parseNotify(d)
 		case "base_url":
@@ -211,7 +211,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "link_secret":
 			err = stringArg(d, &h.LinkSecret)
 		case "api_tokens":
-			err = h.parseAPITokens(d)
+			h.APITokens, err = parseAPITokens(d)
 		case "sign_in":
 			h.SignIn, err = parseSignIn(d)
 		case "forward_auth":
@@ -336,25 +336,25 @@ func intArg(d *caddyfile.Dispenser, name string, min int) (int, error) {
 	return n, nil
 }
 
-func (h *Handler) parseMaxSessions(d *caddyfile.Dispenser) error {
+// parseMaxSessions reads `max_sessions <n> [oldest|least_recent|reject]`.
+func parseMaxSessions(d *caddyfile.Dispenser) (n *int, mode string, err error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, "", d.ArgErr()
 	}
-	n, err := intArg(d, "max_sessions", 0)
+	v, err := intArg(d, "max_sessions", 0)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	h.MaxSessions = &n
 	if d.NextArg() {
 		if err := oneOf("max_sessions mode", d.Val(), "oldest", "least_recent", "reject"); err != nil {
-			return d.Errf("%v", err)
+			return nil, "", d.Errf("%v", err)
 		}
-		h.MaxSessionsMode = d.Val()
+		mode = d.Val()
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, "", d.ArgErr()
 	}
-	return nil
+	return &v, mode, nil
 }
 
 func rateArgs(d *caddyfile.Dispenser) (*Rate, error) {
@@ -374,9 +374,9 @@ func rateArgs(d *caddyfile.Dispenser) (*Rate, error) {
 	return &Rate{Count: n, Window: caddy.Duration(w)}, nil
 }
 
-func (h *Handler) parseUnauthenticated(d *caddyfile.Dispenser) error {
+func parseUnauthenticated(d *caddyfile.Dispenser) (*Unauthenticated, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	u := &Unauthenticated{}
 	switch d.Val() {
@@ -387,96 +387,92 @@ func (h *Handler) parseUnauthenticated(d *caddyfile.Dispenser) error {
 		}
 	case "status":
 		if !d.NextArg() {
-			return d.ArgErr()
+			return nil, d.ArgErr()
 		}
 		code, err := intArg(d, "unauthenticated status", 400)
 		if err != nil || code > 599 {
-			return d.Errf("unauthenticated status %q must be a 4xx or 5xx code", d.Val())
+			return nil, d.Errf("unauthenticated status %q must be a 4xx or 5xx code", d.Val())
 		}
 		u.Status = code
 	default:
-		return d.Errf("unauthenticated: %q must be redirect or status", d.Val())
+		return nil, d.Errf("unauthenticated: %q must be redirect or status", d.Val())
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
-	h.Unauthenticated = u
-	return nil
+	return u, nil
 }
 
-func (h *Handler) parseStoreUnavailable(d *caddyfile.Dispenser) error {
+func parseStoreUnavailable(d *caddyfile.Dispenser) (*StoreUnavailable, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	su := &StoreUnavailable{Mode: d.Val()}
 	switch su.Mode {
 	case "deny":
 	case "grace":
 		if !d.NextArg() {
-			return d.Errf("store_unavailable grace needs a duration")
+			return nil, d.Errf("store_unavailable grace needs a duration")
 		}
 		g, err := parseDuration(d.Val())
 		if err != nil || g <= 0 {
-			return d.Errf("store_unavailable grace: %q must be a positive duration", d.Val())
+			return nil, d.Errf("store_unavailable grace: %q must be a positive duration", d.Val())
 		}
 		su.Grace = caddy.Duration(g)
 	default:
-		return d.Errf("store_unavailable: %q must be deny or grace", su.Mode)
+		return nil, d.Errf("store_unavailable: %q must be deny or grace", su.Mode)
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
-	h.StoreUnavailable = su
-	return nil
+	return su, nil
 }
 
-func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
+func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	s := &StoreConfig{Type: d.Val()}
 	switch s.Type {
 	case "memory":
 		if d.NextArg() {
-			return d.ArgErr()
+			return nil, d.ArgErr()
 		}
 		if d.NextBlock(d.Nesting()) {
-			return d.Errf("store memory takes no block")
+			return nil, d.Errf("store memory takes no block")
 		}
-		h.Store = s
-		return nil
+		return s, nil
 	case "file":
 		if d.NextArg() {
 			s.Path = d.Val()
 		}
 		if d.NextArg() {
-			return d.ArgErr()
+			return nil, d.ArgErr()
 		}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
 			if d.Val() != "read_timeout" || s.ReadTimeout != 0 {
-				return d.Errf("store file: unknown or repeated subdirective %q (its block takes read_timeout only)", d.Val())
+				return nil, d.Errf("store file: unknown or repeated subdirective %q (its block takes read_timeout only)", d.Val())
 			}
 			if err := durationArg(d, &s.ReadTimeout); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		h.Store = s
-		return nil
+		return s, nil
 	case "redis":
 	default:
-		return d.Errf("store: %q must be file, memory or redis", s.Type)
+		return nil, d.Errf("store: %q must be file, memory or redis", s.Type)
 	}
 	if d.NextArg() {
 		s.URL = d.Val()
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if seen[opt] {
-			return d.Errf("store redis: %s given more than once", opt)
+			return nil, d.Errf("store redis: %s given more than once", opt)
 		}
 		seen[opt] = true
 		var err error
@@ -484,7 +480,7 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 		case "addresses":
 			s.Addresses = d.RemainingArgs()
 			if len(s.Addresses) == 0 {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 		case "master":
 			err = stringArg(d, &s.Master)
@@ -496,19 +492,19 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &s.KeyPrefix)
 		case "db":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			s.DB, err = intArg(d, "db", 0)
 			if err == nil && d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 		case "pool_size":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			s.PoolSize, err = intArg(d, "pool_size", 1)
 			if err == nil && d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 		case "tls_ca":
 			err = stringArg(d, &s.TLSCA)
@@ -523,37 +519,36 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 		case "read_timeout":
 			err = durationArg(d, &s.ReadTimeout)
 		default:
-			return d.Errf("store redis: unknown subdirective %q", opt)
+			return nil, d.Errf("store redis: unknown subdirective %q", opt)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	probe := *s
 	probe.applyDefaults()
 	if err := probe.check(); err != nil {
-		return d.Errf("%v", err)
+		return nil, d.Errf("%v", err)
 	}
-	h.Store = s
-	return nil
+	return s, nil
 }
 
-func (h *Handler) parseCookie(d *caddyfile.Dispenser) error {
+func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 	c := &CookieConfig{}
 	if d.NextArg() {
 		c.Name = d.Val()
 		if !validCookieName(c.Name) {
-			return d.Errf("cookie: %q is not a valid cookie name", c.Name)
+			return nil, d.Errf("cookie: %q is not a valid cookie name", c.Name)
 		}
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if seen[opt] {
-			return d.Errf("cookie: %s given more than once", opt)
+			return nil, d.Errf("cookie: %s given more than once", opt)
 		}
 		seen[opt] = true
 		var err error
@@ -567,14 +562,13 @@ func (h *Handler) parseCookie(d *caddyfile.Dispenser) error {
 		case "secure":
 			err = choiceArg(d, &c.Secure, "auto", "always", "never")
 		default:
-			return d.Errf("cookie: unknown subdirective %q", opt)
+			return nil, d.Errf("cookie: unknown subdirective %q", opt)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	h.Cookie = c
-	return nil
+	return c, nil
 }
 
 func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
@@ -632,48 +626,47 @@ func (h *Handler) parseNotify(d *caddyfile.Dispenser) error {
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
 
 // parseAPITokens: api_tokens [max_lifetime <duration>] { fresh <duration>; max_per_user <n> }.
-func (h *Handler) parseAPITokens(d *caddyfile.Dispenser) error {
+func parseAPITokens(d *caddyfile.Dispenser) (*APITokens, error) {
 	t := &APITokens{}
-	h.APITokens = t
 	if d.NextArg() {
 		if d.Val() != "max_lifetime" {
-			return d.Errf("api_tokens: unknown option %q (max_lifetime)", d.Val())
+			return nil, d.Errf("api_tokens: unknown option %q (max_lifetime)", d.Val())
 		}
 		if err := durationArg(d, &t.MaxLifetime); err != nil {
-			return err
+			return nil, err
 		}
 		if t.MaxLifetime <= 0 {
-			return d.Errf("api_tokens: max_lifetime must be positive")
+			return nil, d.Errf("api_tokens: max_lifetime must be positive")
 		}
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if seen[opt] {
-			return d.Errf("api_tokens: %s given more than once", opt)
+			return nil, d.Errf("api_tokens: %s given more than once", opt)
 		}
 		seen[opt] = true
 		switch opt {
 		case "fresh":
 			if err := durationArg(d, &t.Fresh); err != nil {
-				return err
+				return nil, err
 			}
 			if t.Fresh <= 0 {
-				return d.Errf("api_tokens: fresh must be positive")
+				return nil, d.Errf("api_tokens: fresh must be positive")
 			}
 		case "max_per_user":
 			var v string
 			if err := stringArg(d, &v); err != nil {
-				return err
+				return nil, err
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				return d.Errf("api_tokens: max_per_user must be a whole number of 1 or more, got %q", v)
+				return nil, d.Errf("api_tokens: max_per_user must be a whole number of 1 or more, got %q", v)
 			}
 			t.MaxPerUser = n
 		default:
-			return d.Errf("api_tokens: unknown subdirective %q (fresh, max_per_user)", opt)
+			return nil, d.Errf("api_tokens: unknown subdirective %q (fresh, max_per_user)", opt)
 		}
 	}
-	return nil
+	return t, nil
 }

@@ -75,9 +75,6 @@ func (f *ForwardAuth) signInNext(next string) string {
 	return next
 }
 
-// signInNext is kept for the sign-in methods (accounts.go, oidc.go).
-func (h *Handler) signInNext(next string) string { return h.ForwardAuth.signInNext(next) }
-
 // parseForwardAuth: forward_auth { allow_hosts <host>... }.
 func parseForwardAuth(d *caddyfile.Dispenser) (*ForwardAuth, error) {
 	if d.NextArg() {

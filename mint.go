@@ -182,7 +182,7 @@ func (h *Handler) stepUpSession(r *http.Request, id string) (*session.Session, e
 // heldSession is the valid browser session the request's cookie names,
 // or nil (none, an API token's, or one the store cannot confirm now).
 func (h *Handler) heldSession(r *http.Request) (*session.Session, error) {
-	if _, bearer := h.bearer(r); bearer {
+	if _, bearer := h.tokens.bearer(r); bearer {
 		return nil, nil
 	}
 	a := h.authenticate(r)

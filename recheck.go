@@ -54,7 +54,7 @@ func (h *Handler) authenticateVouched(r *http.Request) auth {
 	if a.sess != nil && a.sess.Provider != "" {
 		if a.sess.IsToken() && a.secret == "" {
 			// A token's own secret opens what it keeps sealed.
-			if cred, ok := h.bearer(r); ok {
+			if cred, ok := h.tokens.bearer(r); ok {
 				a.secret = credentialSecret(cred)
 			}
 		}

@@ -36,6 +36,9 @@ const maxCodeTries = 3
 // then the code of an account with TOTP, checked by the accounts
 // directory; then the handler mints the session.
 type localSignIn struct {
+	// forward: where a browser may go after signing in (forwardauth.go);
+	// nil without forward_auth.
+	forward   *ForwardAuth
 	dir       *accounts.Directory
 	loginRate *Rate
 	pages     *signInPages
@@ -49,7 +52,6 @@ type localSignInHost interface {
 	rateLimit(r *http.Request, kind, who, userID string, rate *Rate) error
 	spendProof(r *http.Request, l proofLimit, userID string) (settle func(right bool), err error)
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
-	signInNext(next string) string
 	finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, land func() error) error
 }
 
@@ -85,7 +87,7 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	if !l.pages.validFormToken(r) {
 		return answer(w, r, problemFormExpired)
 	}
-	next := l.host.signInNext(r.PostFormValue("next"))
+	next := l.forward.signInNext(r.PostFormValue("next"))
 	page := signInPage{Next: next}
 	if r.PostFormValue("step_up") == "1" {
 		// The step-up page again for its errors and code step; whether

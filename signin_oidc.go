@@ -53,7 +53,6 @@ type oidcHost interface {
 	heldSession(r *http.Request) (*session.Session, error)
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
 	rateLimit(r *http.Request, kind, who, userID string, rate *Rate) error
-	signInNext(next string) string
 	finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, land func() error) error
 	mintFailed(w http.ResponseWriter, r *http.Request, err error) error
 	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
@@ -73,6 +72,9 @@ type oidcHost interface {
 // The handler always has one once provisioned; without providers it
 // finds none by name.
 type oidcSignIn struct {
+	// forward: where a browser may go after signing in (forwardauth.go);
+	// nil without forward_auth.
+	forward   *ForwardAuth
 	providers map[string]*oidcProvider
 	stateRing *stateKeyring // the keys of OIDC sign-ins under way (pendingcookie.go)
 	endpoints string
@@ -124,10 +126,11 @@ func (p *OIDCProvider) label() string {
 	return p.Name
 }
 
-// provisionProviders makes the OIDC part of sign_in's providers.
-func (h *Handler) provisionProviders() error {
-	o := &oidcSignIn{providers: make(map[string]*oidcProvider, len(h.SignIn.OIDC)), stateRing: &stateKeyring{}}
-	for _, c := range h.SignIn.OIDC {
+// newOIDCSignIn makes the OIDC part of sign_in's providers; wireOIDC
+// completes it once the handler has its store.
+func newOIDCSignIn(si *SignIn) *oidcSignIn {
+	o := &oidcSignIn{providers: make(map[string]*oidcProvider, len(si.OIDC)), stateRing: &stateKeyring{}}
+	for _, c := range si.OIDC {
 		// User ids that are email addresses compare in lower case.
 		for _, l := range [][]string{c.AllowUsers, c.LinkUsers} {
 			for i, id := range l {
@@ -143,8 +146,7 @@ func (h *Handler) provisionProviders() error {
 		}, client, traceSpan)
 		o.providers[c.Name] = &oidcProvider{cfg: c, rp: rp, client: client}
 	}
-	h.oidc = o
-	return nil
+	return o
 }
 
 // wireOIDC gives the handler's OIDC part (an empty one without sign_in)
@@ -155,7 +157,7 @@ func wireOIDC(h *Handler) {
 		o = &oidcSignIn{stateRing: &stateKeyring{}}
 		h.oidc = o
 	}
-	o.endpoints, o.host = h.Endpoints, h
+	o.endpoints, o.host, o.forward = h.Endpoints, h, h.ForwardAuth
 	o.store, o.policy, o.logger, o.now = h.store, h.policy, h.logger, h.now
 	o.cache, o.grace, o.blocked, o.metrics = h.cache, h.grace, h.blocked, h.metrics
 	o.loginRate, o.guessRate = h.LoginRate, h.GuessRate
@@ -177,18 +179,19 @@ func traceSpan(ctx context.Context, name string) (context.Context, func(error)) 
 // email address in lower case (SPEC 11 "One user id, one person").
 func userIDOf(id string) string { return oidc.UserID(id) }
 
-// providerStart is the URL of a provider's button.
-func (h *Handler) providerStart(name, next string) string {
-	u := h.Endpoints + "/sign-in/" + name
+// providerStartURL is the URL of a provider's button.
+func providerStartURL(endpoints, name, next string) string {
+	u := endpoints + "/sign-in/" + name
 	if next != "/" {
 		u += "?next=" + url.QueryEscape(next)
 	}
 	return u
 }
 
-// providerStepUp is the URL that confirms an OIDC session at its provider.
-func (h *Handler) providerStepUp(name, next string) string {
-	return h.Endpoints + "/sign-in/" + name + "?step_up=1&next=" + url.QueryEscape(next)
+// providerStepUpURL is the URL that confirms an OIDC session at its
+// provider.
+func providerStepUpURL(endpoints, name, next string) string {
+	return endpoints + "/sign-in/" + name + "?step_up=1&next=" + url.QueryEscape(next)
 }
 
 func randomString() string { return oidc.RandomString() }
@@ -208,7 +211,7 @@ func (o *oidcSignIn) serveStart(w http.ResponseWriter, r *http.Request, name str
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
-	next := o.host.signInNext(r.URL.Query().Get("next"))
+	next := o.forward.signInNext(r.URL.Query().Get("next"))
 	var stepUp *session.Session
 	if r.URL.Query().Get("step_up") == "1" {
 		s, err := o.host.heldSession(r)
@@ -415,7 +418,7 @@ func (o *oidcSignIn) serveCallback(w http.ResponseWriter, r *http.Request, name 
 		}
 		return nil
 	}
-	next := o.host.signInNext(ps.Next)
+	next := o.forward.signInNext(ps.Next)
 	return o.host.finishSignIn(w, r, who, stepUpOf{on: ps.StepUp != "", id: ps.StepUp}, func() error { return o.landAfterProvider(w, next) })
 }
 

@@ -26,6 +26,9 @@ const (
 // forms' CSRF cookie, the page of a refusal, the login_failed event).
 // The accounts form itself is local's.
 type signInPages struct {
+	// forward: where a browser may go after signing in (forwardauth.go);
+	// nil without forward_auth.
+	forward   *ForwardAuth
 	endpoints string
 	oidc      []*OIDCProvider
 	local     *localSignIn
@@ -36,15 +39,12 @@ type signInPages struct {
 // signInHost is what the sign-in page takes from the handler: its
 // session, cookies and answers, and the OIDC buttons' addresses.
 type signInHost interface {
-	signInNext(next string) string
 	heldSession(r *http.Request) (*session.Session, error)
 	takeSignedOut(w http.ResponseWriter, r *http.Request) bool
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
 	cookieName(r *http.Request) string
 	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
 	logEvent(e session.Event)
-	providerStart(name, next string) string
-	providerStepUp(name, next string) string
 }
 
 // handlerLive is what the sign-in reads of the handler at each use: the
@@ -77,17 +77,16 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		policy: func() session.Policy { return h.policy },
 		logger: func() *zap.Logger { return h.logger },
 	}
-	p := &signInPages{endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
+	p := &signInPages{forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
 	p.local = &localSignIn{
 		dir:       accountsDirectory(list, h.nameKey, live),
 		loginRate: h.LoginRate,
+		forward:   h.ForwardAuth,
 		pages:     p,
 		host:      h,
 		live:      live,
 	}
-	if err := h.provisionProviders(); err != nil {
-		return nil, err
-	}
+	h.oidc = newOIDCSignIn(si)
 	return p, nil
 }
 
@@ -128,7 +127,7 @@ func (p *signInPages) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		next := p.host.signInNext(r.URL.Query().Get("next"))
+		next := p.forward.signInNext(r.URL.Query().Get("next"))
 		oneProvider := p.local.dir.Len() == 0 && len(p.oidc) == 1
 		if r.URL.Query().Get("step_up") == "1" {
 			page, err := p.stepUpPage(r, next)
@@ -147,7 +146,7 @@ func (p *signInPages) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		if oneProvider {
 			// One way in: straight to the provider.
-			w.Header().Set("Location", p.host.providerStart(p.oidc[0].Name, next))
+			w.Header().Set("Location", providerStartURL(p.endpoints, p.oidc[0].Name, next))
 			w.WriteHeader(http.StatusSeeOther)
 			return nil
 		}
@@ -175,7 +174,7 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 		page.Accounts = p.local.dir.Len() > 0
 		if page.Pending == "" {
 			for _, o := range p.oidc {
-				page.Providers = append(page.Providers, providerButton{Label: o.label(), URL: p.host.providerStart(o.Name, page.Next)})
+				page.Providers = append(page.Providers, providerButton{Label: o.label(), URL: providerStartURL(p.endpoints, o.Name, page.Next)})
 			}
 		}
 	}
@@ -201,7 +200,7 @@ func (p *signInPages) stepUpPage(r *http.Request, next string) (signInPage, erro
 	_, account := p.local.dir.Lookup(s.UserID)
 	switch o := p.provider(s.Provider); {
 	case o != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
-		page.Providers = []providerButton{{Label: o.label(), URL: p.host.providerStepUp(o.Name, next)}}
+		page.Providers = []providerButton{{Label: o.label(), URL: providerStepUpURL(p.endpoints, o.Name, next)}}
 	case s.Provider == "" && (s.AuthMethod == session.MethodPassword || s.AuthMethod == session.MethodPasswordTOTP) && account:
 		page.Accounts, page.User = true, s.UserID
 	default:

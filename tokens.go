@@ -115,10 +115,6 @@ func (t *apiTokens) bearer(r *http.Request) (string, bool) {
 	return strings.CutPrefix(strings.TrimSpace(cred), tokenPrefix)
 }
 
-// bearer is kept for the recheck (recheck.go), which asks whether the
-// request's credential is a token.
-func (h *Handler) bearer(r *http.Request) (string, bool) { return h.tokens.bearer(r) }
-
 // authenticate checks a bearer token: the same one round trip as a
 // cookie. A token that matches nothing counts towards guess_rate; there is
 // never a cookie to clear.

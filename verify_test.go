@@ -340,11 +340,11 @@ func TestSignInNext(t *testing.T) {
 		"https:app.example.com":             "/",
 	}
 	for in, want := range cases {
-		if got := h.signInNext(in); got != want {
+		if got := h.ForwardAuth.signInNext(in); got != want {
 			t.Errorf("signInNext(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if got := (&Handler{}).signInNext("https://app.example.com/"); got != "/" {
+	if got := (&Handler{}).ForwardAuth.signInNext("https://app.example.com/"); got != "/" {
 		t.Errorf("without forward_auth: %q", got)
 	}
 }
