@@ -460,7 +460,7 @@ func (a adminAPI) mint(w http.ResponseWriter, r *http.Request, stores []storeRef
 	// set_cookie is the first site's (sites without sign_in first, then in
 	// address order); sites has every site's own.
 	sites := mintedSites(h.storeKey, token)
-	setCookie := h.siteCookie(token, h.policy.Lifetime).String()
+	setCookie := h.cookies.siteCookie(token, h.policy.Lifetime).String()
 	if len(sites) > 0 {
 		setCookie = sites[0].SetCookie
 	}

@@ -10,9 +10,17 @@ import (
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
+// cookieRules are the session cookie's name and attributes (the cookie
+// option) and the cookies named after it: the device's, the sign-in
+// form's, the signed-out flag and the OIDC binding.
+type cookieRules struct {
+	cfg     *CookieConfig
+	siteTLS bool // the server serves HTTPS: Secure under secure auto, for siteCookie
+}
+
 // secure reports whether the session cookie is Secure for this request.
-func (h *Handler) secure(r *http.Request) bool {
-	switch h.Cookie.Secure {
+func (cr *cookieRules) secure(r *http.Request) bool {
+	switch cr.cfg.Secure {
 	case "always":
 		return true
 	case "never":
@@ -23,21 +31,21 @@ func (h *Handler) secure(r *http.Request) bool {
 
 // cookieName follows the SPEC: an explicit name, else the strongest
 // prefix the cookie qualifies for.
-func (h *Handler) cookieName(r *http.Request) string {
-	if h.Cookie.Name != "" {
-		return h.Cookie.Name
+func (cr *cookieRules) cookieName(r *http.Request) string {
+	if cr.cfg.Name != "" {
+		return cr.cfg.Name
 	}
-	if !h.secure(r) {
+	if !cr.secure(r) {
 		return "session"
 	}
-	if h.Cookie.Domain == "" && h.Cookie.Path == "/" {
+	if cr.cfg.Domain == "" && cr.cfg.Path == "/" {
 		return "__Host-session"
 	}
 	return "__Secure-session"
 }
 
-func (h *Handler) sameSite() http.SameSite {
-	switch h.Cookie.SameSite {
+func (cr *cookieRules) sameSite() http.SameSite {
+	switch cr.cfg.SameSite {
 	case "strict":
 		return http.SameSiteStrictMode
 	case "none":
@@ -47,15 +55,15 @@ func (h *Handler) sameSite() http.SameSite {
 }
 
 // sessionCookie builds the Set-Cookie for value; maxAge < 0 clears it.
-func (h *Handler) sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie {
+func (cr *cookieRules) sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie {
 	c := &http.Cookie{
-		Name:     h.cookieName(r),
+		Name:     cr.cookieName(r),
 		Value:    value,
-		Path:     h.Cookie.Path,
-		Domain:   h.Cookie.Domain,
-		Secure:   h.secure(r),
+		Path:     cr.cfg.Path,
+		Domain:   cr.cfg.Domain,
+		Secure:   cr.secure(r),
 		HttpOnly: true,
-		SameSite: h.sameSite(),
+		SameSite: cr.sameSite(),
 		MaxAge:   int(maxAge / time.Second),
 	}
 	if maxAge < 0 {
@@ -86,8 +94,8 @@ func (c *sessionCookies) values() []string { return c.vals[:c.n] }
 // cookieTries of them; values that cannot be ours, by their length, are
 // passed over and take no place) and how many session cookies were sent,
 // of any length.
-func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, sent int) {
-	name := h.cookieName(r)
+func (cr *cookieRules) readCookies(r *http.Request) (cookies sessionCookies, sent int) {
+	name := cr.cookieName(r)
 	for _, line := range r.Header.Values("Cookie") {
 		for part := range strings.SplitSeq(line, ";") {
 			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -106,12 +114,12 @@ func (h *Handler) readCookies(r *http.Request) (cookies sessionCookies, sent int
 
 // siteCookie is the Set-Cookie this handler's site sends for value: its
 // cookie name and attributes as a browser on the site would get them.
-func (h *Handler) siteCookie(value string, maxAge time.Duration) *http.Cookie {
+func (cr *cookieRules) siteCookie(value string, maxAge time.Duration) *http.Cookie {
 	r := &http.Request{}
-	if h.siteTLS {
+	if cr.siteTLS {
 		r.TLS = tlsPlaceholder
 	}
-	return h.sessionCookie(r, value, maxAge)
+	return cr.sessionCookie(r, value, maxAge)
 }
 
 // tlsPlaceholder marks a synthetic request as HTTPS when the admin API
@@ -122,12 +130,12 @@ var tlsPlaceholder = &tls.ConnectionState{}
 // goes upstream (the session's, the device's, and the sign-in form's and
 // the OIDC binding's): the app never needs them, and a token that never
 // reaches it cannot leak from its logs. Other cookies pass as sent.
-func (h *Handler) stripOwnCookies(r *http.Request) {
+func (cr *cookieRules) stripOwnCookies(r *http.Request) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
 		return
 	}
-	name := h.cookieName(r)
+	name := cr.cookieName(r)
 	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, name) || strings.Contains(l, oidcCookieSuffix) }) {
 		return
 	}
@@ -135,7 +143,7 @@ func (h *Handler) stripOwnCookies(r *http.Request) {
 		r.Header.Del("Cookie") // only ours: the common case, no allocation
 		return
 	}
-	binding := oidcCookieName(name, h.secure(r)) // __Host- on HTTPS, whatever name is
+	binding := oidcCookieName(name, cr.secure(r)) // __Host- on HTTPS, whatever name is
 	own := func(k string) bool {
 		rest, ok := strings.CutPrefix(k, name)
 		return k == binding || ok && (rest == "" || rest == deviceCookieSuffix || rest == signInCookieSuffix || rest == oidcCookieSuffix || rest == signedOutCookieSuffix)

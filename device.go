@@ -15,14 +15,14 @@ const (
 	deviceIDLen        = 32
 )
 
-func (h *Handler) deviceCookieName(r *http.Request) string {
-	return h.cookieName(r) + deviceCookieSuffix
+func (cr *cookieRules) deviceCookieName(r *http.Request) string {
+	return cr.cookieName(r) + deviceCookieSuffix
 }
 
 // deviceID returns the request's device id, or a new one and the cookie
 // that sets it.
-func (h *Handler) deviceID(r *http.Request) (string, *http.Cookie) {
-	if c, err := r.Cookie(h.deviceCookieName(r)); err == nil && validDeviceID(c.Value) {
+func (cr *cookieRules) deviceID(r *http.Request) (string, *http.Cookie) {
+	if c, err := r.Cookie(cr.deviceCookieName(r)); err == nil && validDeviceID(c.Value) {
 		return c.Value, nil
 	}
 	var b [deviceIDLen / 2]byte
@@ -30,8 +30,8 @@ func (h *Handler) deviceID(r *http.Request) (string, *http.Cookie) {
 		return "", nil
 	}
 	id := hex.EncodeToString(b[:])
-	c := h.sessionCookie(r, id, deviceCookieMaxAge)
-	c.Name = h.deviceCookieName(r)
+	c := cr.sessionCookie(r, id, deviceCookieMaxAge)
+	c.Name = cr.deviceCookieName(r)
 	c.SameSite = http.SameSiteLaxMode
 	return id, c
 }

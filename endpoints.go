@@ -155,7 +155,7 @@ func (ss *selfService) serveMe(w http.ResponseWriter, r *http.Request) error {
 	if a.sess == nil {
 		ss.metrics.request(a.outcome)
 		if a.clearCookie {
-			http.SetCookie(w, ss.host.sessionCookie(r, "", -1))
+			http.SetCookie(w, ss.cookies.sessionCookie(r, "", -1))
 		}
 		return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
 	}
@@ -270,13 +270,13 @@ func (ss *selfService) serveLogout(w http.ResponseWriter, r *http.Request) error
 			return ss.host.storeUnavailable(w, r, err)
 		}
 	}
-	http.SetCookie(w, ss.host.sessionCookie(r, "", -1))
+	http.SetCookie(w, ss.cookies.sessionCookie(r, "", -1))
 	if wantsJSON(r) {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
 	if a.sess != nil {
-		flagSignedOut(ss.host, w, r)
+		flagSignedOut(ss.cookies, w, r)
 	}
 	next := safeNext(r.URL.Query().Get("next"))
 	if a.sess != nil && a.sess.Provider != "" {

@@ -66,7 +66,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// own copy of the request; the upstream gets them stripped.
 		iw := &interceptor{ho: h.handoff, r: r.Clone(r.Context()), login: true}
 		iw.ResponseWriter = w
-		h.stripOwnCookies(r)
+		h.cookies.stripOwnCookies(r)
 		// A sign-in must stay reachable whatever rules follow.
 		r = withIdentity(r, &identity{h: h, login: true})
 		return iw.finish(next.ServeHTTP(iw, r))
@@ -90,7 +90,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if done, err := h.refusedByReading(w, r, id); done {
 		return err
 	}
-	h.stripOwnCookies(r)
+	h.cookies.stripOwnCookies(r)
 	h.tokens.stripBearer(r)
 	if a.sess != nil && isUpgrade(r) {
 		var served func()
@@ -142,7 +142,7 @@ func (h *Handler) authenticate(r *http.Request) auth {
 	if cred, ok := h.tokens.bearer(r); ok {
 		return h.tokens.authenticate(r, cred) // the token alone: cookies are not looked at
 	}
-	cookies, sent := h.readCookies(r)
+	cookies, sent := h.cookies.readCookies(r)
 	if sent == 0 {
 		return auth{outcome: outcomeUnauthenticated}
 	}
@@ -536,7 +536,7 @@ func (h *Handler) noSession(w http.ResponseWriter, r *http.Request, a auth) erro
 // lets the login page say why ("You were signed out from another device").
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clearCookie bool, ended string) error {
 	if clearCookie {
-		http.SetCookie(w, h.sessionCookie(r, "", -1))
+		http.SetCookie(w, h.cookies.sessionCookie(r, "", -1))
 	}
 	u := h.Unauthenticated
 	if u != nil && u.Status != 0 {

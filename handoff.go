@@ -30,6 +30,7 @@ const (
 // the interceptor takes it off the upstream's answer, and the part mints
 // or ends sessions by it.
 type handOff struct {
+	cookies *cookieRules
 	store   session.Store
 	policy  session.Policy
 	metrics *metrics
@@ -44,11 +45,10 @@ type handOffHost interface {
 	mint(w http.ResponseWriter, r *http.Request, who signedIn) (*session.Session, error)
 	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
 	sessionsEnded(ended []*session.Session, e ending)
-	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
 }
 
 func newHandOff(h *Handler) *handOff {
-	return &handOff{store: h.store, policy: h.policy, metrics: h.metrics, now: h.now, host: h}
+	return &handOff{cookies: h.cookies, store: h.store, policy: h.policy, metrics: h.metrics, now: h.now, host: h}
 }
 
 // interceptor sits between the upstream and the client: before the
@@ -325,7 +325,7 @@ func (ho *handOff) upstreamLogout(w *interceptor, mode string, cur *session.Sess
 	}
 	ho.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorUpstream, at: now})
 	if mode != "others" {
-		http.SetCookie(w, ho.host.sessionCookie(w.r, "", -1))
+		http.SetCookie(w, ho.cookies.sessionCookie(w.r, "", -1))
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 
 	// No session fixation: a session the client already holds ends here.
 	// Only one it proves it holds: an id alone could end someone else's.
-	cookies, _ := h.readCookies(r)
+	cookies, _ := h.cookies.readCookies(r)
 	for _, raw := range cookies.values() {
 		if id, hash, err := session.ParseCredential(raw); err == nil {
 			if v, err := h.store.Validate(ctx, id, hash, clientIP(r), h.now(), h.policy); err == nil && v.Status == session.Valid {
@@ -54,7 +54,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 	if err != nil {
 		return nil, err
 	}
-	deviceID, deviceCookie := h.deviceID(r)
+	deviceID, deviceCookie := h.cookies.deviceID(r)
 	s := h.newSession(r.Context(), id, who.userID, hash, who.method, clientIP(r), r.UserAgent(), deviceID)
 	s.Email, s.Name, s.Roles = sanitise(who.email, maxValue), sanitise(who.name, maxValue), sanitise(who.roles, maxRoles)
 	s.Site = h.sessionSite(r)
@@ -71,7 +71,7 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request, who signedIn) (*s
 	}
 	h.recordLogin(r, s, ended)
 	h.grace.seen(s, hash, s.CreatedAt)
-	http.SetCookie(w, h.sessionCookie(r, cookie, h.policy.Lifetime))
+	http.SetCookie(w, h.cookies.sessionCookie(r, cookie, h.policy.Lifetime))
 	if deviceCookie != nil {
 		http.SetCookie(w, deviceCookie)
 	}

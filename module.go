@@ -184,6 +184,7 @@ type Handler struct {
 	forward  *forwardAuth    // forward_auth
 	routes   *endpointRoutes // the routes under endpoints
 	signIn   *signInPages    // sign_in (signin_page.go)
+	cookies  *cookieRules    // the session cookie and its siblings (cookie.go)
 	oidc     *oidcSignIn     // sign-ins at OpenID providers (signin_oidc.go)
 
 	linkKey []byte // keys the "Not you?" links (provisionSecret)
@@ -521,6 +522,7 @@ func (h *Handler) provision(ctx caddy.Context) error {
 	if err := h.learnSite(ctx); err != nil {
 		return err
 	}
+	h.cookies = &cookieRules{cfg: h.Cookie, siteTLS: h.siteTLS}
 	repl := caddy.NewReplacer()
 	h.SignHeaders = repl.ReplaceAll(h.SignHeaders, "")
 	if h.Notify != nil {

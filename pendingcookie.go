@@ -102,13 +102,13 @@ func oidcCookieName(name string, secure bool) string {
 
 // cookieName is the binding cookie's name for r.
 func (o *oidcSignIn) cookieName(r *http.Request) string {
-	return oidcCookieName(o.host.cookieName(r), o.host.secure(r))
+	return oidcCookieName(o.cookies.cookieName(r), o.cookies.secure(r))
 }
 
 // bindingCookie is the binding cookie with value (maxAge < 0 clears it):
 // host-only, Path=/ (as __Host- requires), HttpOnly, SameSite=Lax so
 // that it comes back with the provider's redirect.
 func (o *oidcSignIn) bindingCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie {
-	return &http.Cookie{Name: o.cookieName(r), Value: value, Path: "/", Secure: o.host.secure(r),
+	return &http.Cookie{Name: o.cookieName(r), Value: value, Path: "/", Secure: o.cookies.secure(r),
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: int(maxAge / time.Second)}
 }

@@ -236,7 +236,7 @@ func mintedSites(storeKey, token string) []mintedSite {
 		if h.storeKey != storeKey {
 			continue
 		}
-		ms := mintedSite{Site: h.site, SetCookie: h.siteCookie(token, h.policy.Lifetime).String(), ownSignIn: h.SignIn != nil}
+		ms := mintedSite{Site: h.site, SetCookie: h.cookies.siteCookie(token, h.policy.Lifetime).String(), ownSignIn: h.SignIn != nil}
 		if i, ok := at[h.site]; ok {
 			out[i] = ms
 			continue

@@ -14,7 +14,7 @@ import (
 // for a session found otherwise than by authenticate (which keeps it in
 // auth.secret): the key to what the session keeps sealed.
 func (h *Handler) cookieSecret(r *http.Request, id string) string {
-	cookies, _ := h.readCookies(r)
+	cookies, _ := h.cookies.readCookies(r)
 	for _, raw := range cookies.values() {
 		if sid, _, err := session.ParseCredential(raw); err == nil && sid == id {
 			return credentialSecret(raw)

@@ -16,6 +16,7 @@ import (
 // /me, the sign-out, the sessions page and its revocations, and the
 // "Not you?" link of the notices.
 type selfService struct {
+	cookies   *cookieRules
 	endpoints string
 	baseURL   string
 	store     session.Store
@@ -38,8 +39,6 @@ type selfHost interface {
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
 	setIdentity(r *http.Request, s *session.Session) string
 	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
-	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
-	cookieName(r *http.Request) string
 	sessionEnded(s *session.Session, e ending)
 	sessionsEnded(ended []*session.Session, e ending)
 	linkToken(s *session.Session) string
@@ -47,7 +46,7 @@ type selfHost interface {
 }
 
 func newSelfService(h *Handler) *selfService {
-	return &selfService{endpoints: h.Endpoints, baseURL: h.BaseURL, store: h.store, policy: h.policy,
+	return &selfService{cookies: h.cookies, endpoints: h.Endpoints, baseURL: h.BaseURL, store: h.store, policy: h.policy,
 		metrics: h.metrics, now: h.now, tokens: h.tokens, host: h, providers: h.oidc}
 }
 
@@ -156,7 +155,7 @@ func (ss *selfService) revoke(w http.ResponseWriter, r *http.Request, id string)
 	}
 	ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
 	if id == cur.ID {
-		http.SetCookie(w, ss.host.sessionCookie(r, "", -1))
+		http.SetCookie(w, ss.cookies.sessionCookie(r, "", -1))
 	}
 	if wantsJSON(r) || r.Header.Get("X-CSRF-Token") != "" {
 		w.WriteHeader(http.StatusNoContent)

@@ -30,11 +30,11 @@ func flagSignedOut(c cookieMaker, w http.ResponseWriter, r *http.Request) {
 // takeSignedOut reports whether the browser signed out a moment ago, and
 // clears the flag.
 func (h *Handler) takeSignedOut(w http.ResponseWriter, r *http.Request) bool {
-	c, err := r.Cookie(h.cookieName(r) + signedOutCookieSuffix)
+	c, err := r.Cookie(h.cookies.cookieName(r) + signedOutCookieSuffix)
 	if err != nil || c.Value != "1" {
 		return false
 	}
-	http.SetCookie(w, signedOutCookie(h, r, -1))
+	http.SetCookie(w, signedOutCookie(h.cookies, r, -1))
 	return true
 }
 

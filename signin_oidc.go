@@ -56,9 +56,6 @@ type oidcHost interface {
 	finishSignIn(w http.ResponseWriter, r *http.Request, who signedIn, su stepUpOf, land func() error) error
 	mintFailed(w http.ResponseWriter, r *http.Request, err error) error
 	storeUnavailable(w http.ResponseWriter, r *http.Request, err error) error
-	cookieName(r *http.Request) string
-	secure(r *http.Request) bool
-	sameSite() http.SameSite
 	cookieSecret(r *http.Request, id string) string
 	forget(ids ...string)
 	refreshed(id string)
@@ -72,6 +69,7 @@ type oidcHost interface {
 // The handler always has one once provisioned; without providers it
 // finds none by name.
 type oidcSignIn struct {
+	cookies *cookieRules
 	// forward: where a browser may go after signing in (forwardauth.go);
 	// nil without forward_auth.
 	forward   *ForwardAuth
@@ -157,7 +155,7 @@ func wireOIDC(h *Handler) {
 		o = &oidcSignIn{stateRing: &stateKeyring{}}
 		h.oidc = o
 	}
-	o.endpoints, o.host, o.forward = h.Endpoints, h, h.ForwardAuth
+	o.endpoints, o.host, o.forward, o.cookies = h.Endpoints, h, h.ForwardAuth, h.cookies
 	o.store, o.policy, o.logger, o.now = h.store, h.policy, h.logger, h.now
 	o.cache, o.grace, o.blocked, o.metrics = h.cache, h.grace, h.blocked, h.metrics
 	o.loginRate, o.guessRate = h.LoginRate, h.GuessRate
@@ -430,7 +428,7 @@ func (o *oidcSignIn) serveCallback(w http.ResponseWriter, r *http.Request, name 
 // sign-in page. A page of this site's that moves on by itself (a meta
 // refresh, no script) starts a navigation of this site's, which carries it.
 func (o *oidcSignIn) landAfterProvider(w http.ResponseWriter, next string) error {
-	if o.host.sameSite() != http.SameSiteStrictMode {
+	if o.cookies.sameSite() != http.SameSiteStrictMode {
 		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 		return nil

@@ -26,6 +26,7 @@ const (
 // forms' CSRF cookie, the page of a refusal, the login_failed event).
 // The accounts form itself is local's.
 type signInPages struct {
+	cookies *cookieRules
 	// forward: where a browser may go after signing in (forwardauth.go);
 	// nil without forward_auth.
 	forward   *ForwardAuth
@@ -42,8 +43,6 @@ type signInHost interface {
 	heldSession(r *http.Request) (*session.Session, error)
 	takeSignedOut(w http.ResponseWriter, r *http.Request) bool
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
-	cookieName(r *http.Request) string
-	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
 	logEvent(e session.Event)
 }
 
@@ -77,7 +76,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		policy: func() session.Policy { return h.policy },
 		logger: func() *zap.Logger { return h.logger },
 	}
-	p := &signInPages{forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
+	p := &signInPages{cookies: h.cookies, forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
 	p.local = &localSignIn{
 		dir:       accountsDirectory(list, h.nameKey, live),
 		loginRate: h.LoginRate,
@@ -232,7 +231,7 @@ func (p *signInPages) hasAccount(user string) bool {
 }
 
 func (p *signInPages) formCookieName(r *http.Request) string {
-	return p.host.cookieName(r) + signInCookieSuffix
+	return p.cookies.cookieName(r) + signInCookieSuffix
 }
 
 // formToken is the forms' CSRF token: a random value in an HttpOnly
@@ -245,7 +244,7 @@ func (p *signInPages) formToken(w http.ResponseWriter, r *http.Request) string {
 	var b [deviceIDLen / 2]byte
 	_, _ = rand.Read(b[:])
 	v := hex.EncodeToString(b[:])
-	c := p.host.sessionCookie(r, v, signInCookieMaxAge)
+	c := p.cookies.sessionCookie(r, v, signInCookieMaxAge)
 	c.Name = p.formCookieName(r)
 	http.SetCookie(w, c)
 	return v

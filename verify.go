@@ -16,6 +16,7 @@ import (
 // forwardAuth is the forward-auth part (SPEC 16): it answers other
 // proxies at {endpoints}/verify. nil unless forward_auth.
 type forwardAuth struct {
+	cookies      *cookieRules
 	cfg          *ForwardAuth
 	baseURL      string
 	cookie       *CookieConfig
@@ -33,7 +34,6 @@ type forwardAuth struct {
 type forwardHost interface {
 	authenticateVouched(r *http.Request) auth
 	refuse(w http.ResponseWriter, r *http.Request, err error) error
-	sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie
 	loginURL() string
 }
 
@@ -41,7 +41,7 @@ func newForwardAuth(h *Handler) *forwardAuth {
 	if h.ForwardAuth == nil {
 		return nil
 	}
-	return &forwardAuth{cfg: h.ForwardAuth, baseURL: h.BaseURL, cookie: h.Cookie, headerPrefix: h.headers.prefix,
+	return &forwardAuth{cookies: h.cookies, cfg: h.ForwardAuth, baseURL: h.BaseURL, cookie: h.Cookie, headerPrefix: h.headers.prefix,
 		logger: h.logger, metrics: h.metrics, now: h.now, host: h,
 		identify: func(r *http.Request, a auth) *identity {
 			id := &identity{h: h, sess: a.sess}
@@ -112,7 +112,7 @@ func (f *forwardAuth) unauthenticated(w http.ResponseWriter, orig *http.Request,
 	if a.clearCookie && f.cookie.Domain != "" {
 		// Only a cookie on the parent domain is the gateway's on the
 		// app's host; a host-only one there would be the app's own.
-		http.SetCookie(w, f.host.sessionCookie(orig, "", -1))
+		http.SetCookie(w, f.cookies.sessionCookie(orig, "", -1))
 	}
 	if !browserNavigation(orig) {
 		return writeJSON(w, http.StatusUnauthorized, errorBody{"unauthenticated"})
