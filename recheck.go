@@ -46,23 +46,6 @@ type refreshResult struct {
 	err     error            // a store error that leaves the session's fate unknown
 }
 
-// authenticateVouched is authenticate, then vouched for a session
-// signed in at a provider: for the requests that go on with the session
-// (the upstream's, /me, the sessions page), not for a sign-out.
-func (h *Handler) authenticateVouched(r *http.Request) auth {
-	a := h.authenticate(r)
-	if a.sess != nil && a.sess.Provider != "" {
-		if a.sess.IsToken() && a.secret == "" {
-			// A token's own secret opens what it keeps sealed.
-			if cred, ok := h.tokens.bearer(r); ok {
-				a.secret = credentialSecret(cred)
-			}
-		}
-		a = h.oidc.vouched(r, a)
-	}
-	return a
-}
-
 // vouched applies recheck and pass_access_token to a request's valid
 // session. The hot path pays one field check for sessions that did not
 // sign in at a provider with either option.

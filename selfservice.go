@@ -68,23 +68,6 @@ func validCSRF(r *http.Request, s *session.Session) bool {
 	return hmac.Equal([]byte(got), []byte(csrfToken(s)))
 }
 
-// requireSession authenticates a self-service request. Without a session
-// it has already answered, as the gateway answers any unauthenticated
-// request (with a way back to the page for a browser): it returns a nil
-// session and what ServeHTTP should return.
-func (h *Handler) requireSession(w http.ResponseWriter, r *http.Request) (*session.Session, error) {
-	a := h.authenticateVouched(r)
-	if a.err != nil {
-		return nil, h.refuse(w, r, a.err)
-	}
-	if a.sess == nil {
-		return nil, h.noSession(w, r, a)
-	}
-	h.metrics.request(outcomeAuthenticated)
-	h.setIdentity(r, a.sess)
-	return a.sess, nil
-}
-
 func (ss *selfService) sessionsPage(w http.ResponseWriter, r *http.Request) error {
 	cur, err := ss.host.requireSession(w, r)
 	if cur == nil {
