@@ -4,7 +4,7 @@
 // includes the plugin (xcaddy build --with …).
 module github.com/sessionauth/caddy-sessionauth/integration
 
-go 1.26.8
+go 1.26.0
 
 replace github.com/sessionauth/caddy-sessionauth => ../
 
@@ -200,6 +200,6 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc v1.6.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	gopkg.in/yaml.v3 v3.0.1
 	howett.net/plist v1.0.1 // indirect
 )
