@@ -30,7 +30,7 @@ import (
 func testHandler(t testing.TB, configure func(*Handler)) (*Handler, *storetest.Clock) {
 	t.Helper()
 	clock := storetest.NewClock()
-	h := &Handler{now: clock.Now}
+	h := &Handler{now: clock.Now, logger: testLogger(t)}
 	if configure != nil {
 		configure(h)
 	}
