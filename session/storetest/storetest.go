@@ -1553,7 +1553,11 @@ func testOthersActive(t *testing.T, st session.Store, c *Clock) {
 }
 
 func testByIP(t *testing.T, st session.Store, c *Clock) {
-	ip := "203.0.113." + fmt.Sprint(time.Now().UnixNano()%200+1)
+	// Addresses of 198.18.0.0/15, which no other case uses: the cases
+	// share a store, and a case that sees another's sessions fails.
+	n := time.Now().UnixNano() % 30000
+	ip := fmt.Sprintf("198.18.%d.%d", n/120, n%120+1)
+	movedTo := fmt.Sprintf("198.19.%d.%d", n/120, n%120+1)
 	a, _, err := mint(t, st, c, user(), ip, session.Limit{})
 	if err != nil {
 		t.Fatal(err)
@@ -1562,14 +1566,14 @@ func testByIP(t *testing.T, st session.Store, c *Clock) {
 	mustMint(t, st, c, user()) // elsewhere
 	c.Advance(time.Minute)
 	// b moves away; a signs out.
-	if _, err := st.Sight(ctx(t), b.id, session.Sighting{IP: "198.51.100.250"}, c.Now(), policy); err != nil {
+	if _, err := st.Sight(ctx(t), b.id, session.Sighting{IP: movedTo}, c.Now(), policy); err != nil {
 		t.Fatal(err)
 	}
 	got, next, err := st.ByIP(ctx(t), ip, c.Now(), policy, "", 100)
 	if err != nil || len(got) != 1 || got[0].ID != a.id || next != "" {
 		t.Fatalf("by IP: %v %v", got, err)
 	}
-	if moved, _, _ := st.ByIP(ctx(t), "198.51.100.250", c.Now(), policy, "", 100); len(moved) != 1 || moved[0].ID != b.id {
+	if moved, _, _ := st.ByIP(ctx(t), movedTo, c.Now(), policy, "", 100); len(moved) != 1 || moved[0].ID != b.id {
 		t.Fatalf("by the new IP: %v", moved)
 	}
 	if _, err := st.End(ctx(t), a.id, c.Now(), session.EndLogout, session.ActorSelf, policy); err != nil {
