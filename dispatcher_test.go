@@ -33,7 +33,10 @@ import (
 func outboxStores(t *testing.T, fn func(t *testing.T, st session.Store, clock *storetest.Clock)) {
 	t.Run("memory", func(t *testing.T) {
 		clock := storetest.NewClock()
-		st := session.NewMemory(clock.Now, 0)
+		st, err := session.NewMemory(clock.Now, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { st.Close() })
 		fn(t, st, clock)
 	})

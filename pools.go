@@ -59,7 +59,11 @@ func loadStore(c *StoreConfig, logger *zap.Logger) (*pooledStore, string, error)
 	v, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		switch c.Type {
 		case "memory":
-			return &pooledStore{Store: session.NewMemory(nil, time.Minute)}, nil
+			m, err := session.NewMemory(nil, time.Minute)
+			if err != nil {
+				return nil, err
+			}
+			return &pooledStore{Store: m}, nil
 		case "file":
 			// Opened when the config starts (storeapp.go), not here:
 			// `caddy validate` must not take the lock of a running Caddy.

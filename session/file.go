@@ -93,8 +93,9 @@ type FileOptions struct {
 	// Sweep is how often expired records are dropped (0: never, for
 	// tests that call Sweep).
 	Sweep time.Duration
-	// NoSync skips fsync on commit: for benchmarks that measure the
-	// file's size, never for a gateway.
+	// NoSync skips fsync on commit: for the memory store, whose file
+	// dies with the process, and benchmarks that measure the file's size;
+	// never for a store that must survive a crash.
 	NoSync bool
 	// WriteTimeout bounds a write (and a read that commits pending
 	// touches first): past it the call returns ErrFileTimeout (0: no

@@ -218,9 +218,7 @@ func BenchmarkValidate(b *testing.B) {
 		open func(b *testing.B) session.Store
 	}{
 		{"memory", func(b *testing.B) session.Store {
-			m := session.NewMemory(nil, 0)
-			b.Cleanup(func() { m.Close() })
-			return m
+			return newMemory(b, nil)
 		}},
 		{"file", func(b *testing.B) session.Store { return openFile(b, nil, session.FileOptions{}) }},
 	} {
@@ -315,7 +313,7 @@ func TestIDTagsAreKeyed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	m1, m2 := session.NewMemory(nil, 0), session.NewMemory(nil, 0)
+	m1, m2 := newMemory(t, nil), newMemory(t, nil)
 	other := openFile(t, nil, session.FileOptions{})
 	legacy := session.LegacyUserTag("alice")
 	switch {

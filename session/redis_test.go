@@ -238,7 +238,7 @@ func BenchmarkRedisValidateParallel(b *testing.B) {
 }
 
 func BenchmarkMemoryValidate(b *testing.B) {
-	benchValidate(b, session.NewMemory(nil, 0))
+	benchValidate(b, newMemory(b, nil))
 }
 
 // benchValidate times the hot path of st: a valid session, nothing to write.
@@ -417,7 +417,7 @@ func BenchmarkSignIn(b *testing.B) {
 	for _, past := range []int{10, 10_000} {
 		for _, kind := range []string{"memory", "redis"} {
 			b.Run(fmt.Sprintf("%s/past=%d", kind, past), func(b *testing.B) {
-				var st session.Store = session.NewMemory(nil, 0)
+				var st session.Store = newMemory(b, nil)
 				if kind == "redis" {
 					st = session.NewRedis(client, fmt.Sprintf("b%d:", past), nil)
 				}

@@ -36,8 +36,7 @@ func TestTimedCoversEveryOperation(t *testing.T) {
 
 func TestTimedObservesOperationsByName(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	mem := session.NewMemory(func() time.Time { return now }, time.Hour)
-	defer mem.Close()
+	mem := newMemory(t, func() time.Time { return now })
 	var ops []string
 	st := &session.Timed{Store: mem, Kind: "memory",
 		Observe: func(op string, _ time.Duration, _ error) { ops = append(ops, op) }}
@@ -83,8 +82,7 @@ func TestTimedBoundsEachOperation(t *testing.T) {
 
 func TestTimedSpansOnlyUnderATrace(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	mem := session.NewMemory(func() time.Time { return now }, time.Hour)
-	defer mem.Close()
+	mem := newMemory(t, func() time.Time { return now })
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	st := &session.Timed{Store: mem, Kind: "memory"}
