@@ -77,7 +77,8 @@ var (
 	bOutbox   = []byte("outbox")   // channelID(target)+seq -> fileDelivery (JSON)
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
 	bLinks    = []byte("links")    // key -> linkSet (JSON)
-	buckets   = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks}
+	// bAccounts and bAccountIndex: file_accounts.go.
+	buckets = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks, bAccounts, bAccountIndex}
 
 	// The store's own settings, outside buckets (which the sweep reads).
 	bMeta   = []byte("meta")
