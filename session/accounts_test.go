@@ -20,6 +20,13 @@ func TestFileAccountsConformance(t *testing.T) {
 	})
 }
 
+// The memory store is the file store: it has the part too.
+func TestMemoryAccountsConformance(t *testing.T) {
+	storetest.RunAccounts(t, func(t *testing.T, now func() time.Time) session.Store {
+		return newMemory(t, now)
+	})
+}
+
 func TestRedisAccountsConformance(t *testing.T) {
 	_, client := newRedisClient(t)
 	storetest.RunAccounts(t, func(t *testing.T, now func() time.Time) session.Store {
