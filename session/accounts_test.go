@@ -2,8 +2,12 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,4 +61,61 @@ func TestRedisClusterAccountsConformance(t *testing.T) {
 	storetest.RunAccounts(t, func(t *testing.T, now func() time.Time) session.Store {
 		return session.NewRedis(client, "sa:", now)
 	})
+}
+
+// Every operation of Accounts has a timed version of its own in Timed.
+func TestTimedCoversEveryAccountsOperation(t *testing.T) {
+	part := reflect.TypeOf((*session.Accounts)(nil)).Elem()
+	timed := reflect.TypeOf(&session.Timed{})
+	for i := range part.NumMethod() {
+		name := part.Method(i).Name
+		m, ok := timed.MethodByName(name)
+		if !ok {
+			t.Errorf("Timed has no %s", name)
+			continue
+		}
+		file, _ := runtime.FuncForPC(m.Func.Pointer()).FileLine(m.Func.Pointer())
+		if !strings.HasSuffix(file, "timed.go") {
+			t.Errorf("Timed.%s is not timed (%s)", name, file)
+		}
+	}
+}
+
+// The suite through Timed: it passes each call on, bounded and observed
+// by name.
+func TestTimedAccountsConformance(t *testing.T) {
+	var mu sync.Mutex
+	ops := map[string]int{}
+	storetest.RunAccounts(t, func(t *testing.T, now func() time.Time) session.Store {
+		return &session.Timed{Store: openFile(t, now, session.FileOptions{}), Kind: "file", Timeout: 5 * time.Second,
+			Observe: func(op string, _ time.Duration, _ error) { mu.Lock(); ops[op]++; mu.Unlock() }}
+	})
+	for _, op := range []string{"create_account", "get_account", "account_by_email", "account_by_handle",
+		"account_by_passkey", "list_accounts", "update_account", "delete_account"} {
+		if ops[op] == 0 {
+			t.Errorf("no %s observed: %v", op, ops)
+		}
+	}
+}
+
+// plain is a store without the accounts part.
+type plain struct{ session.Store }
+
+// Timed over a store that keeps no accounts answers ErrNoAccounts, and
+// observes it.
+func TestTimedWithoutAccounts(t *testing.T) {
+	var observed []error
+	st := &session.Timed{Store: plain{}, Observe: func(_ string, _ time.Duration, err error) { observed = append(observed, err) }}
+	ctx := context.Background()
+	_, errGet := st.GetAccount(ctx, "alice")
+	errCreate := st.CreateAccount(ctx, &session.Account{UserID: "alice"})
+	_, _, errList := st.ListAccounts(ctx, "", 10)
+	for _, err := range append([]error{errGet, errCreate, errList}, observed...) {
+		if !errors.Is(err, session.ErrNoAccounts) {
+			t.Fatalf("got %v, want ErrNoAccounts", err)
+		}
+	}
+	if len(observed) != 3 {
+		t.Fatalf("observed %d calls, want 3", len(observed))
+	}
 }
