@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -117,5 +118,93 @@ func TestTimedWithoutAccounts(t *testing.T) {
 	}
 	if len(observed) != 3 {
 		t.Fatalf("observed %d calls, want 3", len(observed))
+	}
+}
+
+// Accounts are on disk when the call returns: they are there after the
+// file is opened again, and `caddy sessions salvage` copies them with
+// their indices.
+func TestFileAccountsSurviveReopenAndSalvage(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	f, err := session.OpenFile(path, nil, session.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	a := &session.Account{UserID: "ada", Email: "Ada@example.com", Stored: true, CreatedAt: at,
+		Passkeys: []session.Passkey{{ID: []byte{0, 1, 0xff}, PublicKey: []byte{9}, SignCount: 3, AddedAt: at}}}
+	if err := f.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.UpdateAccount(ctx, "ada", func(x *session.Account) error { x.RecoveryCodes = []string{"h"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(path string) {
+		t.Helper()
+		g, err := session.OpenFile(path, nil, session.FileOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		got, err := g.AccountByPasskey(ctx, []byte{0, 1, 0xff})
+		if err != nil || got.UserID != "ada" || got.Version != 2 || len(got.RecoveryCodes) != 1 || !got.CreatedAt.Equal(at) {
+			t.Fatalf("%s: %+v %v", path, got, err)
+		}
+		if got, err := g.AccountByEmail(ctx, "ada@EXAMPLE.com"); err != nil || got.UserID != "ada" {
+			t.Fatalf("%s: by email: %v", path, err)
+		}
+		if got, err := g.AccountByHandle(ctx, a.Handle); err != nil || got.UserID != "ada" {
+			t.Fatalf("%s: by handle: %v", path, err)
+		}
+	}
+	check(path)
+	to := filepath.Join(t.TempDir(), "salvaged.db")
+	rep, err := session.Salvage(path, to)
+	if err != nil {
+		t.Fatalf("salvage: %v (%+v)", err, rep)
+	}
+	check(to)
+}
+
+// On a frozen disk an account write gives up at the write deadline
+// (ErrFileTimeout, a 503) like any other write, and is then there whole
+// or not at all; once the disk answers, updates go on.
+func TestFileAccountWriteDeadline(t *testing.T) {
+	ctx := context.Background()
+	f := openFile(t, nil, session.FileOptions{WriteTimeout: 50 * time.Millisecond})
+	a := &session.Account{UserID: "ada", Email: "ada@example.com", RecoveryCodes: []string{"h1", "h2"}, CreatedAt: time.Now()}
+	if err := f.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	release := session.HoldCommits()
+	_, err := f.UpdateAccount(ctx, "ada", func(x *session.Account) error {
+		x.RecoveryCodes = x.RecoveryCodes[1:]
+		x.Email = "new@example.com"
+		return nil
+	})
+	if !errors.Is(err, session.ErrFileTimeout) {
+		release()
+		t.Fatalf("an update on a frozen disk: %v", err)
+	}
+	if err := f.CreateAccount(ctx, &session.Account{UserID: "bob"}); !errors.Is(err, session.ErrFileTimeout) {
+		release()
+		t.Fatalf("a create on a frozen disk: %v", err)
+	}
+	release()
+	got, err := f.UpdateAccount(ctx, "ada", func(*session.Account) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := got.Version == 3 && len(got.RecoveryCodes) == 1 && got.Email == "new@example.com"
+	none := got.Version == 2 && len(got.RecoveryCodes) == 2 && got.Email == "ada@example.com"
+	if !whole && !none {
+		t.Fatalf("half an update: %+v", got)
+	}
+	if byEmail, err := f.AccountByEmail(ctx, got.Email); err != nil || byEmail.UserID != "ada" {
+		t.Fatalf("the email index disagrees with the record: %v", err)
 	}
 }
