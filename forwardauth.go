@@ -54,6 +54,17 @@ func (f *ForwardAuth) allows(host string) bool {
 	return false
 }
 
+// formAction is the form-action sources of the sign-in pages: this origin,
+// and the hosts that allow_hosts admits, on either scheme and any port,
+// where a sign-in's redirect takes the browser back to its app.
+func (f *ForwardAuth) formAction() string {
+	sources := []string{"'self'"}
+	for _, p := range f.AllowHosts {
+		sources = append(sources, "http://"+p+":*", "https://"+p+":*")
+	}
+	return strings.Join(sources, " ")
+}
+
 // signInNext is where a browser goes after signing in: a same-site path
 // (safeNext), or with forward_auth an absolute http(s) URL on a host that
 // allow_hosts admits, the app that sent the browser here; anything else

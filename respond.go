@@ -33,7 +33,13 @@ func htmlHeaders(w http.ResponseWriter) {
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hdr.Set("Content-Security-Policy", pageCSP("'self'"))
+}
+
+// pageCSP is the pages' Content-Security-Policy, with formAction the
+// sources a form may post to, and be redirected to after posting.
+func pageCSP(formAction string) string {
+	return "default-src 'none'; style-src 'unsafe-inline'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // problem is an answer the gateway gives in the app's place: a JSON error

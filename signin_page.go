@@ -178,6 +178,11 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 		}
 	}
 	htmlHeaders(w)
+	if p.forward != nil {
+		// Browsers hold a form's redirect to form-action too: a sign-in
+		// goes on to the app's host.
+		w.Header().Set("Content-Security-Policy", pageCSP(p.forward.formAction()))
+	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil
