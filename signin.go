@@ -23,7 +23,14 @@ type SignIn struct {
 	Accounts []*Account `json:"accounts,omitempty"`
 	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
 	AccountsFile string `json:"accounts_file,omitempty"`
+	// SecondFactor is optional (default) or required (SPEC 15): then the
+	// account page does not remove an account's last second factor.
+	// The Caddyfile line is parsed with stored accounts.
+	SecondFactor string `json:"second_factor,omitempty"`
 }
+
+// secondFactorRequired is SignIn.SecondFactor's "required".
+const secondFactorRequired = "required"
 
 // Account is a local user.
 type Account struct {
