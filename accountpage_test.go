@@ -514,6 +514,9 @@ func TestAccountPageRefusesCSRFAndCrossSite(t *testing.T) {
 	if w := c.get("/.auth/account/password"); w.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET on a form: %d", w.Code)
 	}
+	if w := c.form("/.auth/account/nothing", url.Values{"csrf": {csrf}}); w.Code != http.StatusNotFound {
+		t.Fatalf("an unknown form: %d", w.Code)
+	}
 }
 
 // A sign-in older than 10 minutes: a change sends the browser to the

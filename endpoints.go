@@ -114,7 +114,12 @@ func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfS
 			route{"POST /account/totp/confirm", page(acct.totpConfirm)},
 			route{"POST /account/totp/remove", page(acct.totpRemove)},
 			route{"POST /account/recovery-codes", page(acct.recoveryCodes)},
-			route{"/account/{rest...}", notAllowed("POST")},
+			route{"/account/password", notAllowed("POST")},
+			route{"/account/totp", notAllowed("POST")},
+			route{"/account/totp/confirm", notAllowed("POST")},
+			route{"/account/totp/remove", notAllowed("POST")},
+			route{"/account/recovery-codes", notAllowed("POST")},
+			route{"/account/{rest...}", notFound},
 			last)
 	}
 	for _, rt := range routes {
