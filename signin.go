@@ -87,6 +87,11 @@ func (si *SignIn) check() error {
 	if len(si.OIDC) == 0 && len(si.Accounts) == 0 && si.AccountsFile == "" {
 		return errors.New("sign_in needs at least one oidc provider or accounts")
 	}
+	if si.SecondFactor != "" {
+		if err := oneOf("second_factor", si.SecondFactor, "optional", secondFactorRequired); err != nil {
+			return err
+		}
+	}
 	names := map[string]bool{}
 	for _, p := range si.OIDC {
 		if !providerName.MatchString(p.Name) {
