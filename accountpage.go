@@ -86,17 +86,10 @@ func newAccountPages(h *Handler) *accountPages {
 		store:                h.store, policy: h.policy, now: h.now, notifier: h.notifier, logger: h.logger, host: h}
 }
 
-// storeAccounts is the accounts part of st, under its Timed.
+// storeAccounts is the accounts part of st (the handler's Timed has it).
 func storeAccounts(st session.Store) (session.Accounts, error) {
-	for st != nil {
-		if a, ok := st.(session.Accounts); ok {
-			return a, nil
-		}
-		u, ok := st.(interface{ Unwrap() session.Store })
-		if !ok {
-			break
-		}
-		st = u.Unwrap()
+	if a, ok := session.As[session.Accounts](st); ok {
+		return a, nil
 	}
 	return nil, session.ErrNoAccounts
 }
