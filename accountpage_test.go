@@ -41,7 +41,7 @@ func accountHandler(t *testing.T, store *StoreConfig, configure func(*Handler)) 
 		h.LoginRate = &Rate{Count: 1000, Window: caddy.Duration(time.Minute)}
 		h.SignIn = &SignIn{Accounts: []*Account{
 			{User: "alice", Hash: string(hash), Name: "Alice <A>", Email: "alice@example.com"},
-			{User: "bob", Hash: string(hash), TOTP: stepUpTOTP},
+			{User: "bob", Hash: string(hash), TOTP: stepUpTOTP, Email: "bob@example.com"},
 		}}
 		if configure != nil {
 			configure(h)
@@ -346,7 +346,11 @@ func TestRecoveryCodesOnAccountPage(t *testing.T) {
 var recoveryCodeOnPage = regexp.MustCompile(`<code>([a-z0-9]{5}-[a-z0-9]{5})</code>`)
 
 func testRecoveryCodes(t *testing.T, store *StoreConfig) {
-	h, clock := accountHandler(t, store, nil)
+	h, clock := accountHandler(t, store, func(h *Handler) {
+		h.NotifyEmail = &NotifyEmail{SMTP: "127.0.0.1:1", TLS: "none", From: "gw@example.com", Events: []string{"impossible_travel"}}
+	})
+	outbox := &outboxSeen{Store: h.notifier.store}
+	h.notifier.store = outbox // what the dispatcher would send
 	c := newFormClient(t, h, "192.0.2.10")
 	c.signIn("bob", func() string { code, _ := accounts.TOTPCode(stepUpTOTP, h.now()); return code })
 	csrf := c.csrf()
@@ -407,6 +411,20 @@ func testRecoveryCodes(t *testing.T, store *StoreConfig) {
 	}
 	if used != 2 || !slices.Contains(types, eventRecoveryCodes) {
 		t.Fatalf("events: %v", types)
+	}
+	// Mailed whatever events notify email lists for sign-ins: the codes
+	// made, and each code used, about the session it signed in.
+	var mailed []string
+	for _, n := range outbox.got {
+		if n.Email == "bob@example.com" {
+			mailed = append(mailed, n.Event)
+		}
+		if n.Event == eventRecoveryCodeUsed && (n.SessionID == "" || n.SessionID == c.sessionID()) {
+			t.Fatalf("recovery_code_used mail about session %q", n.SessionID)
+		}
+	}
+	if want := []string{eventRecoveryCodes, eventRecoveryCodes, eventRecoveryCodeUsed, eventRecoveryCodeUsed}; !slices.Equal(mailed, want) {
+		t.Fatalf("mails %v, want %v", mailed, want)
 	}
 }
 

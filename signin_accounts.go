@@ -44,6 +44,8 @@ type localSignIn struct {
 	pages     *signInPages
 	host      localSignInHost
 	live      handlerLive
+	// notifier is the handler's, built after the sign-in (nil when off).
+	notifier func() *notifier
 }
 
 // localSignInHost is what the accounts form takes from the handler: its
@@ -196,11 +198,15 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
-	return l.host.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, func() error {
+	land := func() error {
 		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 		return nil
-	})
+	}
+	if method == methodPasswordRecovery {
+		who, land = l.mailRecoveryCodeUsed(r, who, acct.Email, land)
+	}
+	return l.host.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, land)
 }
 
 // codesLocked answers a code step refused because the account's wrong

@@ -84,6 +84,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		pages:     p,
 		host:      h,
 		live:      live,
+		notifier:  func() *notifier { return h.notifier },
 	}
 	h.oidc = newOIDCSignIn(si)
 	return p, nil

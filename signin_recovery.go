@@ -51,3 +51,20 @@ func (l *localSignIn) checkSecondFactor(r *http.Request, acct accounts.Account, 
 	}
 	return "", true, nil
 }
+
+// mailRecoveryCodeUsed is who and land, the sign-in's, with the mail of a
+// recovery code used (to the account's address, about the session it
+// signed in or stepped up) sent as it lands.
+func (l *localSignIn) mailRecoveryCodeUsed(r *http.Request, who signedIn, to string, land func() error) (signedIn, func() error) {
+	var s *session.Session
+	who.prepare = func(m *session.Session, _ string) error {
+		s = m // the new session as minted, or the one stepped up
+		return nil
+	}
+	return who, func() error {
+		if s != nil {
+			l.notifier().accountChanged(r, eventRecoveryCodeUsed, s, to, l.live.now())
+		}
+		return land()
+	}
+}
