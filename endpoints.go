@@ -54,7 +54,7 @@ type route struct {
 	f       endpointFunc
 }
 
-func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfService, tokens *apiTokens, fwd *forwardAuth, logger *zap.Logger) *endpointRoutes {
+func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfService, tokens *apiTokens, fwd *forwardAuth, acct *accountPages, logger *zap.Logger) *endpointRoutes {
 	e := &endpointRoutes{mux: http.NewServeMux()}
 	page := func(f func(w http.ResponseWriter, r *http.Request) error) endpointFunc {
 		return func(w http.ResponseWriter, r *http.Request, _ string) error { return f(w, r) }
@@ -102,6 +102,24 @@ func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfS
 			route{"POST /tokens/{rest...}", notFound},
 			route{"/tokens/{rest...}", notAllowed("POST")},
 			route{"/tokens", notAllowed("POST")},
+			last)
+	}
+	if acct != nil {
+		last := routes[len(routes)-1]
+		routes = append(routes[:len(routes)-1],
+			route{"GET /account", page(acct.show)},
+			route{"/account", notAllowed("GET, HEAD")},
+			route{"POST /account/password", page(acct.password)},
+			route{"POST /account/totp", page(acct.totpStart)},
+			route{"POST /account/totp/confirm", page(acct.totpConfirm)},
+			route{"POST /account/totp/remove", page(acct.totpRemove)},
+			route{"POST /account/recovery-codes", page(acct.recoveryCodes)},
+			route{"/account/password", notAllowed("POST")},
+			route{"/account/totp", notAllowed("POST")},
+			route{"/account/totp/confirm", notAllowed("POST")},
+			route{"/account/totp/remove", notAllowed("POST")},
+			route{"/account/recovery-codes", notAllowed("POST")},
+			route{"/account/{rest...}", notFound},
 			last)
 	}
 	for _, rt := range routes {

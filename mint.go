@@ -206,7 +206,7 @@ func sameUser(s *session.Session, who signedIn) bool {
 	if who.provider != "" {
 		return s.Provider == who.provider && s.Subject == who.subject
 	}
-	return s.Provider == "" && (s.AuthMethod == session.MethodPassword || s.AuthMethod == session.MethodPasswordTOTP)
+	return s.Provider == "" && accountMethod(s.AuthMethod)
 }
 
 // refreshed drops what this process remembers of a session that changed

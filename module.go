@@ -184,6 +184,7 @@ type Handler struct {
 	forward  *forwardAuth    // forward_auth
 	routes   *endpointRoutes // the routes under endpoints
 	signIn   *signInPages    // sign_in (signin_page.go)
+	account  *accountPages   // sign_in: the account page (accountpage.go)
 	cookies  *cookieRules    // the session cookie and its siblings (cookie.go)
 	oidc     *oidcSignIn     // sign-ins at OpenID providers (signin_oidc.go)
 

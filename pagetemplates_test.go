@@ -109,6 +109,23 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageToken, tokenPageData{tokenResponse: tokenResponse{Name: "ci <deploy>", Token: "sat_abc&def"},
 				Endpoints: "/.auth", Expires: "Tue, 01 Sep 2026 10:00:00 UTC"})
 		},
+		"account.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageAccount, accountPageData{Site: "app.example.com", Endpoints: "/.auth", CSRF: "tok\"en", Name: "Alice <A>",
+				Account: accountJSON{UserID: "alice", Password: true, RecoveryCodes: 9}, PasswordOwn: true, TOTPOwn: true, TOTPRemovable: true,
+				RecoveryMade: true, Notice: "Your password was changed. Your other sessions were signed out."})
+		},
+		"account-operator.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageAccount, accountPageData{Site: "app.example.com", Endpoints: "/.auth", CSRF: "t", Name: "bob",
+				Account: accountJSON{UserID: "bob", Password: true, TOTP: true}, StaleFor: "10 minutes", Error: "Wrong <code>."})
+		},
+		"account-totp.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageAccountTOTP, accountTOTPData{Site: "app.example.com", Endpoints: "/.auth", CSRF: "t", Secret: "JBSWY3DPEHPK3PXP",
+				URI: "otpauth://totp/app.example.com:alice?issuer=app.example.com&secret=JBSWY3DPEHPK3PXP", QR: `<svg viewBox="0 0 1 1"></svg>`, Link: otpauthLink("otpauth://totp/app.example.com:alice?issuer=app.example.com&secret=JBSWY3DPEHPK3PXP"),
+				Error: "Wrong code."})
+		},
+		"account-codes.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageAccountCodes, accountCodesData{Site: "app.example.com", Endpoints: "/.auth", Codes: []string{"k3x9q-7mw2p", "<b>"}})
+		},
 		"signed-in.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageSignedIn, "/a?b=<c>&d=1")
 		},

@@ -13,5 +13,6 @@ func wireParts(h *Handler) {
 	h.self = newSelfService(h)
 	h.tokens.setSelf(h.self)
 	h.forward = newForwardAuth(h)
-	h.routes = newEndpointRoutes(h.signIn, h.oidc, h.self, h.tokens, h.forward, h.logger)
+	h.account = newAccountPages(h)
+	h.routes = newEndpointRoutes(h.signIn, h.oidc, h.self, h.tokens, h.forward, h.account, h.logger)
 }

@@ -24,8 +24,10 @@ type selfService struct {
 	metrics   *metrics
 	now       func() time.Time
 	tokens    *apiTokens // nil unless api_tokens: the page lists them, and a bearer is no browser
-	host      selfHost
-	providers interface { // the OIDC part: logout at the provider too
+	// accountPage: sign_in is on, so the sessions page links to the account page.
+	accountPage bool
+	host        selfHost
+	providers   interface { // the OIDC part: logout at the provider too
 		logoutURL(r *http.Request, s *session.Session, secret, next string) string
 	}
 }
@@ -47,7 +49,7 @@ type selfHost interface {
 
 func newSelfService(h *Handler) *selfService {
 	return &selfService{cookies: h.cookies, endpoints: h.Endpoints, baseURL: h.BaseURL, store: h.store, policy: h.policy,
-		metrics: h.metrics, now: h.now, tokens: h.tokens, host: h, providers: h.oidc}
+		metrics: h.metrics, now: h.now, tokens: h.tokens, host: h, providers: h.oidc, accountPage: h.signIn != nil}
 }
 
 // csrfToken is the per-session token the self-service forms carry. It is

@@ -30,6 +30,8 @@ type sessionsPageData struct {
 	TokensOn    bool
 	Tokens      []tokenCard
 	MaxLifetime string
+	// AccountURL: the account page, for a session an account signed in.
+	AccountURL string
 	// StaleFor, when the session signed in longer ago than api_tokens
 	// fresh: that duration, as the page says it (a token asks for a
 	// step-up first).
@@ -58,6 +60,9 @@ func (ss *selfService) renderSessions(w http.ResponseWriter, r *http.Request, cu
 	}
 	if data.Name == "" {
 		data.Name = cur.UserID
+	}
+	if ss.accountPage && cur.Provider == "" && accountMethod(cur.AuthMethod) {
+		data.AccountURL = ss.endpoints + "/account"
 	}
 	madeBy := map[string][]string{} // parent id -> its live tokens' names
 	for _, s := range list {

@@ -23,7 +23,14 @@ type SignIn struct {
 	Accounts []*Account `json:"accounts,omitempty"`
 	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
 	AccountsFile string `json:"accounts_file,omitempty"`
+	// SecondFactor is optional (default) or required (SPEC 15): then the
+	// account page does not remove an account's last second factor.
+	// The Caddyfile line is parsed with stored accounts.
+	SecondFactor string `json:"second_factor,omitempty"`
 }
+
+// secondFactorRequired is SignIn.SecondFactor's "required".
+const secondFactorRequired = "required"
 
 // Account is a local user.
 type Account struct {
@@ -79,6 +86,11 @@ var providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 func (si *SignIn) check() error {
 	if len(si.OIDC) == 0 && len(si.Accounts) == 0 && si.AccountsFile == "" {
 		return errors.New("sign_in needs at least one oidc provider or accounts")
+	}
+	if si.SecondFactor != "" {
+		if err := oneOf("second_factor", si.SecondFactor, "optional", secondFactorRequired); err != nil {
+			return err
+		}
 	}
 	names := map[string]bool{}
 	for _, p := range si.OIDC {

@@ -44,6 +44,8 @@ type localSignIn struct {
 	pages     *signInPages
 	host      localSignInHost
 	live      handlerLive
+	// notifier is the handler's, built after the sign-in (nil when off).
+	notifier func() *notifier
 }
 
 // localSignInHost is what the accounts form takes from the handler: its
@@ -124,7 +126,12 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 		codeTries, _ = strconv.Atoi(tried)
 		var ok bool
-		if acct, ok = l.dir.Lookup(user); !ok || acct.TOTP == "" {
+		if acct, ok = l.dir.Lookup(user); ok {
+			if acct, err = l.withStoredTOTP(ctx, acct); err != nil {
+				return l.host.refuse(w, r, err)
+			}
+		}
+		if !ok || acct.TOTP == "" {
 			page.Error = wrongCredentials
 			return l.pages.render(w, r, http.StatusUnauthorized, page)
 		}
@@ -151,6 +158,10 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		if page.StepUp && acct.User != page.User {
 			page = signInPage{Next: next} // another user: a plain sign-in
 		}
+		var err error
+		if acct, err = l.withStoredTOTP(r.Context(), acct); err != nil {
+			return l.host.refuse(w, r, err)
+		}
 		if acct.TOTP != "" && r.PostFormValue("code") == "" {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
 		}
@@ -162,7 +173,10 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return l.codesLocked(w, r, page, err)
 		}
-		reason := l.checkCode(r, acct, r.PostFormValue("code"))
+		reason, recovered, err := l.checkSecondFactor(r, acct, r.PostFormValue("code"))
+		if err != nil {
+			return l.host.refuse(w, r, err)
+		}
 		settle(reason == "")
 		if reason != "" {
 			l.pages.loginFailed(r, acct.User, "totp")
@@ -179,13 +193,20 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 			return l.pages.render(w, r, http.StatusUnauthorized, page)
 		}
 		method = session.MethodPasswordTOTP
+		if recovered {
+			method = methodPasswordRecovery
+		}
 	}
 	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
-	return l.host.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, func() error {
+	land := func() error {
 		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 		return nil
-	})
+	}
+	if method == methodPasswordRecovery {
+		who, land = l.mailRecoveryCodeUsed(r, who, acct.Email, land)
+	}
+	return l.host.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, land)
 }
 
 // codesLocked answers a code step refused because the account's wrong

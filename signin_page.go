@@ -84,6 +84,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		pages:     p,
 		host:      h,
 		live:      live,
+		notifier:  func() *notifier { return h.notifier },
 	}
 	h.oidc = newOIDCSignIn(si)
 	return p, nil
@@ -205,7 +206,7 @@ func (p *signInPages) stepUpPage(r *http.Request, next string) (signInPage, erro
 	switch o := p.provider(s.Provider); {
 	case o != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
 		page.Providers = []providerButton{{Label: o.label(), URL: providerStepUpURL(p.endpoints, o.Name, next)}}
-	case s.Provider == "" && (s.AuthMethod == session.MethodPassword || s.AuthMethod == session.MethodPasswordTOTP) && account:
+	case s.Provider == "" && accountMethod(s.AuthMethod) && account:
 		page.Accounts, page.User = true, s.UserID
 	default:
 		return page, nil

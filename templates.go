@@ -25,6 +25,10 @@ const (
 	pageForbidden = "forbidden.html"
 	pageToken     = "token.html"
 	pageLogout    = "logout.html"
+	// The account page (accountpage.go) and what its forms show.
+	pageAccount      = "account.html"
+	pageAccountTOTP  = "account-totp.html"
+	pageAccountCodes = "account-codes.html"
 )
 
 const layoutFile = "layout.html"

@@ -39,6 +39,10 @@ const (
 // subject names the first of a notice's events in this order.
 var Events = []string{"impossible_travel", "new_country", "new_device", "new_login", "token_created"}
 
+// AccountEvents are the changes to an account's sign-in methods (SPEC
+// 15): each is mailed, on its own, whenever mails are on.
+var AccountEvents = []string{"password_changed", "totp_added", "totp_removed", "recovery_codes_made", "recovery_code_used"}
+
 // Notice is what one mail tells. Every field but At is text from the
 // session, much of it the client's own word; Compose cleans it.
 type Notice struct {
@@ -83,6 +87,17 @@ var wording = map[string]struct{ subject, why string }{
 	"new_login": {"New sign-in to your account",
 		"while you were already signed in somewhere else"},
 	"token_created": {"New access token for your account", ""},
+	// Account changes: why is the mail's paragraph.
+	"password_changed": {"Your password was changed",
+		"The password of your account was changed from the session below. Your other sessions were signed out."},
+	"totp_added": {"An authenticator app was added to your account",
+		"An authenticator app was added to your account from the session below: signing in now asks for its code."},
+	"totp_removed": {"The authenticator app was removed from your account",
+		"The authenticator app was removed from your account from the session below: signing in no longer asks for its code."},
+	"recovery_codes_made": {"New recovery codes for your account",
+		"New recovery codes were made for your account from the session below. The old ones no longer work."},
+	"recovery_code_used": {"A recovery code was used to sign in to your account",
+		"One of your recovery codes was used to sign in to your account, in place of a code from your authenticator app. It works only once."},
 }
 
 // tokenCreated is the token_created mail's paragraph: a token is no
@@ -143,16 +158,19 @@ func Compose(n Notice) (Message, error) {
 		RevokeURL: cleanURL(n.RevokeURL), SessionsURL: cleanURL(n.SessionsURL),
 	}
 	var signIn []string
-	for _, e := range Events {
+	for _, e := range slices.Concat(Events, AccountEvents) {
 		if !slices.Contains(n.Events, e) {
 			continue
 		}
 		if d.Subject == "" {
 			d.Subject = wording[e].subject
 		}
-		if e == "token_created" {
+		switch {
+		case e == "token_created":
 			d.Lines = append(d.Lines, tokenCreated)
-		} else {
+		case slices.Contains(AccountEvents, e):
+			d.Lines = append(d.Lines, wording[e].why)
+		default:
 			signIn = append(signIn, e)
 		}
 	}
