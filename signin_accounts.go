@@ -38,12 +38,16 @@ const maxCodeTries = 3
 type localSignIn struct {
 	// forward: where a browser may go after signing in (forwardauth.go);
 	// nil without forward_auth.
-	forward   *ForwardAuth
-	dir       *accounts.Directory
-	loginRate *Rate
-	pages     *signInPages
-	host      localSignInHost
-	live      handlerLive
+	forward *ForwardAuth
+	dir     *accounts.Directory
+	// stored: accounts also live in the store (accounts_stored.go);
+	// secondFactor is sign_in's second_factor.
+	stored       bool
+	secondFactor string
+	loginRate    *Rate
+	pages        *signInPages
+	host         localSignInHost
+	live         handlerLive
 }
 
 // localSignInHost is what the accounts form takes from the handler: its
@@ -77,7 +81,7 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	if err := l.host.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", l.loginRate); err != nil {
 		return l.host.refuse(w, r, err)
 	}
-	if l.dir.Len() == 0 {
+	if !l.hasAccounts() {
 		return answer(w, r, problemNoAccounts)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInForm)
@@ -102,7 +106,8 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var acct accounts.Account
-	codeTries := 0 // wrong codes already given after this password
+	var stored *session.Account // a stored account's record
+	codeTries := 0              // wrong codes already given after this password
 	if pending := r.PostFormValue("pending"); pending != "" {
 		// The code step: the password was checked a moment ago.
 		ctx := r.Context()
@@ -124,7 +129,10 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 		codeTries, _ = strconv.Atoi(tried)
 		var ok bool
-		if acct, ok = l.dir.Lookup(user); !ok || acct.TOTP == "" {
+		if acct, stored, ok, err = l.lookup(ctx, user); err != nil {
+			return l.host.refuse(w, r, err)
+		}
+		if !ok || acct.TOTP == "" {
 			page.Error = wrongCredentials
 			return l.pages.render(w, r, http.StatusUnauthorized, page)
 		}
@@ -133,9 +141,13 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 	} else {
 		user := userIDOf(r.PostFormValue("username"))
-		var ok bool
-		if acct, ok = l.dir.Check(user, r.PostFormValue("password")); !ok {
-			if _, known := l.dir.Lookup(user); known {
+		var known, ok bool
+		var err error
+		if acct, stored, known, ok, err = l.checkPassword(r.Context(), user, r.PostFormValue("password")); err != nil {
+			return l.host.refuse(w, r, err)
+		}
+		if !ok {
+			if known {
 				l.pages.loginFailed(r, user, "password")
 			} else {
 				l.pages.loginFailed(r, "", "password")
@@ -153,6 +165,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 		if acct.TOTP != "" && r.PostFormValue("code") == "" {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
+		}
+		if l.needsSecondFactor(stored) {
+			return l.addSecondFactor(w, r, acct, page)
 		}
 	}
 
@@ -182,6 +197,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	}
 	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
 	return l.host.finishSignIn(w, r, who, stepUpOf{on: page.StepUp}, func() error {
+		if stored != nil {
+			l.signedInStored(r, acct.User)
+		}
 		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 		return nil
