@@ -164,3 +164,13 @@ func (l *localSignIn) addSecondFactor(w http.ResponseWriter, r *http.Request, ac
 	l.pages.loginFailed(r, acct.User, "second_factor_required")
 	return answer(w, r, problemSecondFactor)
 }
+
+// hasOperatorAccount reports whether user is an account of the
+// Caddyfile (p may be nil).
+func (p *signInPages) hasOperatorAccount(user string) bool {
+	if p == nil {
+		return false
+	}
+	_, ok := p.local.dir.Lookup(user)
+	return ok
+}
