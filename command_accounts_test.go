@@ -36,7 +36,9 @@ func realAdmin(t *testing.T) string {
 func TestAccountCLI(t *testing.T) {
 	h, _ := storedHandler(t, func(h *Handler) { h.BaseURL = "https://app.example.com" })
 	addr := realAdmin(t)
-	run := func(args ...string) string { return runSessionsCommand(append(append([]string{"accounts"}, args...), "--address", addr)...) }
+	run := func(args ...string) string {
+		return runSessionsCommand(append(append([]string{"accounts"}, args...), "--address", addr)...)
+	}
 
 	out := run("add", "kim", "--email", "kim@example.com", "--roles", "ops,dev")
 	if !regexp.MustCompile(`created account kim\ninvitation \(works once, until .*\):\n  https://app\.example\.com/\.auth/invite\?token=[A-Za-z0-9_-]{43}\n`).MatchString(out) {
