@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
 )
@@ -275,5 +276,29 @@ func TestAccountListPages(t *testing.T) {
 	}
 	if w := adminDo(t, "GET", "/session-auth/accounts?cursor=Zm9v", ""); w.Code != http.StatusBadRequest {
 		t.Fatalf("bad cursor: %d", w.Code)
+	}
+}
+
+// `accounts { stored }` and `second_factor` in the Caddyfile; mistakes
+// name their line.
+func TestAccountsStoredCaddyfile(t *testing.T) {
+	h := &Handler{}
+	input := "session_auth {\n  sign_in {\n    accounts {\n      stored\n    }\n    second_factor required\n  }\n}"
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatal(err)
+	}
+	if !h.SignIn.Stored || h.SignIn.SecondFactor != "required" || len(h.SignIn.Accounts) != 0 {
+		t.Fatalf("parsed %+v", h.SignIn)
+	}
+	for _, bad := range []struct{ input, want string }{
+		{"session_auth {\n  sign_in {\n    accounts {\n      stored\n      stored\n    }\n  }\n}", "Testfile:5"},
+		{"session_auth {\n  sign_in {\n    accounts {\n      stored\n    }\n    second_factor always\n  }\n}", "Testfile:6"},
+		{"session_auth {\n  sign_in {\n    accounts {\n      stored\n    }\n    second_factor\n  }\n}", "Testfile:6"},
+		{"session_auth {\n  sign_in {\n    accounts {\n      stored\n    }\n    second_factor optional\n    second_factor required\n  }\n}", "Testfile:7"},
+	} {
+		err := (&Handler{}).UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad.input))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: %v", bad.input, err)
+		}
 	}
 }
