@@ -17,12 +17,6 @@ import (
 // signed in with on the accounts form (signin_accounts.go), after the
 // Caddyfile's accounts.
 
-// second_factor's values.
-const (
-	secondFactorOptional = "optional"
-	secondFactorRequired = "required"
-)
-
 // Audit events of stored accounts.
 const (
 	eventAccountCreated   = "account_created"

@@ -21,15 +21,20 @@ type SignIn struct {
 	OIDC []*OIDCProvider `json:"oidc,omitempty"`
 	// Local accounts, with bcrypt or argon2id hashes as `caddy hash-password` prints them.
 	Accounts []*Account `json:"accounts,omitempty"`
-	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
-	AccountsFile string `json:"accounts_file,omitempty"`
 	// Stored: accounts also live in the session store, created on the
 	// admin API and managed by their people (SPEC 15; accounts_stored.go).
 	Stored bool `json:"stored,omitempty"`
-	// SecondFactor: optional (default) or required: an account with
-	// neither TOTP nor a passkey adds one right after its password.
+
+	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
+	AccountsFile string `json:"accounts_file,omitempty"`
+	// SecondFactor is optional (default) or required (SPEC 15): then the
+	// account page does not remove an account's last second factor.
+	// The Caddyfile line is parsed with stored accounts.
 	SecondFactor string `json:"second_factor,omitempty"`
 }
+
+// secondFactorRequired is SignIn.SecondFactor's "required".
+const secondFactorRequired = "required"
 
 // Account is a local user.
 type Account struct {
@@ -86,10 +91,10 @@ func (si *SignIn) check() error {
 	if len(si.OIDC) == 0 && len(si.Accounts) == 0 && si.AccountsFile == "" && !si.Stored {
 		return errors.New("sign_in needs at least one oidc provider or accounts")
 	}
-	switch si.SecondFactor {
-	case "", secondFactorOptional, secondFactorRequired:
-	default:
-		return fmt.Errorf("second_factor must be optional or required, not %q", si.SecondFactor)
+	if si.SecondFactor != "" {
+		if err := oneOf("second_factor", si.SecondFactor, "optional", secondFactorRequired); err != nil {
+			return err
+		}
 	}
 	names := map[string]bool{}
 	for _, p := range si.OIDC {
@@ -241,8 +246,8 @@ func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 			if err := stringArg(d, &si.SecondFactor); err != nil {
 				return nil, err
 			}
-			if si.SecondFactor != secondFactorOptional && si.SecondFactor != secondFactorRequired {
-				return nil, d.Errf("sign_in: second_factor must be optional or required, not %q", si.SecondFactor)
+			if err := oneOf("second_factor", si.SecondFactor, "optional", secondFactorRequired); err != nil {
+				return nil, d.Errf("sign_in: %v", err)
 			}
 		default:
 			return nil, d.Errf("sign_in: unknown subdirective %q", opt)
