@@ -27,21 +27,11 @@ const (
 	eventPasswordReset    = "password_reset"
 )
 
-// accountsOf is the Accounts part of the store under s (the handler's
-// store is timed and pooled around it).
+// accountsOf is the Accounts part of the handler's store (Timed has it,
+// and answers ErrNoAccounts for a store without it).
 func accountsOf(s session.Store) (session.Accounts, error) {
-	for s != nil {
-		if a, ok := s.(session.Accounts); ok {
-			return a, nil
-		}
-		switch v := s.(type) {
-		case *session.Timed:
-			s = v.Store
-		case interface{ Unwrap() session.Store }:
-			s = v.Unwrap()
-		default:
-			return nil, session.ErrNoAccounts
-		}
+	if a, ok := session.As[session.Accounts](s); ok {
+		return a, nil
 	}
 	return nil, session.ErrNoAccounts
 }

@@ -289,7 +289,7 @@ func (t *Timed) Linked(ctx context.Context, key string, now time.Time) ([]string
 // accounts is the accounts part of the store Timed wraps. Timed has the
 // part whatever it wraps; a store without it answers ErrNoAccounts.
 func (t *Timed) accounts() (Accounts, error) {
-	if a, ok := t.Store.(Accounts); ok {
+	if a, ok := As[Accounts](t.Store); ok { // under the handler's pool entry too
 		return a, nil
 	}
 	return nil, ErrNoAccounts
