@@ -20,6 +20,9 @@ import (
 // POST only: a GET (a mail client's or a chat's link preview) reads it
 // and puts it back.
 
+// pageInvite is the invitation's page (templates/invite.html).
+const pageInvite = "invite.html"
+
 // problemInviteGone: the token is unknown, expired or used.
 var problemInviteGone = problem{http.StatusGone, "invite_invalid",
 	"This invitation has expired or was used already",

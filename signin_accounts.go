@@ -36,18 +36,19 @@ const maxCodeTries = 3
 // then the code of an account with TOTP, checked by the accounts
 // directory; then the handler mints the session.
 type localSignIn struct {
-	// forward: where a browser may go after signing in (forwardauth.go);
-	// nil without forward_auth.
-	forward *ForwardAuth
-	dir     *accounts.Directory
 	// stored: accounts also live in the store (accounts_stored.go);
 	// secondFactor is sign_in's second_factor.
 	stored       bool
 	secondFactor string
-	loginRate    *Rate
-	pages        *signInPages
-	host         localSignInHost
-	live         handlerLive
+
+	// forward: where a browser may go after signing in (forwardauth.go);
+	// nil without forward_auth.
+	forward   *ForwardAuth
+	dir       *accounts.Directory
+	loginRate *Rate
+	pages     *signInPages
+	host      localSignInHost
+	live      handlerLive
 }
 
 // localSignInHost is what the accounts form takes from the handler: its

@@ -79,16 +79,15 @@ func newSignIn(h *Handler) (*signInPages, error) {
 	}
 	p := &signInPages{cookies: h.cookies, forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
 	p.local = &localSignIn{
-		dir:          accountsDirectory(list, h.nameKey, live),
-		stored:       si.Stored,
-		secondFactor: si.SecondFactor,
-		loginRate:    h.LoginRate,
-		forward:      h.ForwardAuth,
-		pages:        p,
-		host:         h,
-		live:         live,
+		dir:       accountsDirectory(list, h.nameKey, live),
+		loginRate: h.LoginRate,
+		forward:   h.ForwardAuth,
+		pages:     p,
+		host:      h,
+		live:      live,
 	}
 	h.oidc = newOIDCSignIn(si)
+	p.local.stored, p.local.secondFactor = si.Stored, si.SecondFactor
 	return p, nil
 }
 

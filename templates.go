@@ -25,7 +25,6 @@ const (
 	pageForbidden = "forbidden.html"
 	pageToken     = "token.html"
 	pageLogout    = "logout.html"
-	pageInvite    = "invite.html"
 )
 
 const layoutFile = "layout.html"
