@@ -94,6 +94,10 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
 				Error: "Wrong user name or password.", Accounts: true, Typed: "al\"ice <x>"})
 		},
+		"invite.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageInvite, invitePage{Host: "app.example.com", Action: "/.auth/invite", CSRF: "t", Token: "to\"ken", User: "dana <d>",
+				Error: "The password needs at least 8 characters."})
+		},
 		"forbidden.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageForbidden, forbiddenData{Who: "Alice <A>", UserID: "alice", Endpoints: "/.auth", Next: "/admin?x=<1>"})
 		},
