@@ -101,9 +101,16 @@ func getAccount(t *testing.T, user string) (accountJSON, int) {
 
 // An account made on the admin API is activated once by its invitation
 // (a GET, as a link preview makes, spends nothing), signs in with the
-// password it chose, and is refused once disabled, its sessions ended.
+// password it chose, and is refused once disabled, its sessions and API
+// tokens ended. On the file, memory and Redis stores.
 func TestAccountInviteSignInDisable(t *testing.T) {
-	h, _ := storedHandler(t, func(h *Handler) { h.BaseURL = "https://app.example.com" })
+	tokenStores(t, func(h *Handler) {
+		h.SignIn = &SignIn{Stored: true}
+		h.BaseURL = "https://app.example.com"
+	}, testAccountInviteSignInDisable)
+}
+
+func testAccountInviteSignInDisable(t *testing.T, h *Handler, _ *storetest.Clock) {
 	inv := createAccount(t, `{"user_id":"dana","email":"dana@example.com","name":"Dana","roles":["ops","dev"]}`)
 	if !strings.HasPrefix(inv.Invite, "/.auth/invite?token=") || inv.InviteURL != "https://app.example.com"+inv.Invite || inv.ExpiresAt == "" {
 		t.Fatalf("invite: %+v", inv)
@@ -161,6 +168,15 @@ func TestAccountInviteSignInDisable(t *testing.T) {
 	if a, _ := getAccount(t, "dana"); !a.Password || a.LastSignInAt == nil {
 		t.Fatalf("after sign-in: %+v", a)
 	}
+	tok := mustToken(t, h, other.cookies["session"], other.ip, "ci")
+	bearer := func() int {
+		up := &upstream{}
+		serve(t, h, withBearer("/api", tok.Token, other.ip), up)
+		return up.calls
+	}
+	if bearer() != 1 {
+		t.Fatal("the account's API token does not work")
+	}
 
 	w := adminDo(t, "PATCH", "/session-auth/accounts/dana", `{"disabled":true,"name":"Dana D."}`)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"disabled":true`) || !strings.Contains(w.Body.String(), `"Dana D."`) {
@@ -170,6 +186,9 @@ func TestAccountInviteSignInDisable(t *testing.T) {
 		if u, _ := cl.whoAmI(); u != "" {
 			t.Fatal("a disabled account's session still works")
 		}
+	}
+	if bearer() != 0 {
+		t.Fatal("a disabled account's API token still works")
 	}
 	if w := newClient(t, h).signInWith("dana", "correct horse"); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "Wrong user name or password") {
 		t.Fatalf("disabled sign-in: %d", w.Code)
