@@ -132,23 +132,6 @@ func (h *Handler) recordAccountEvent(ctx context.Context, typ, user, actor, ip s
 	}
 }
 
-// problemSecondFactor: `second_factor required` and the account has
-// no second factor to give.
-var problemSecondFactor = problem{http.StatusForbidden, "second_factor_required",
-	"This account needs a second factor first",
-	"This site asks every account for an authenticator app or a passkey after the password, and yours has neither yet. Ask the site's operator to add one, or to reset your account."}
-
-// addSecondFactor is where `second_factor required` sends an account
-// without a second factor, right after its password and before it is
-// signed in. HOOK: the TOTP enrolment (the account page's, branch
-// page25) is to be offered here, bound to this password step like the
-// code step (askCode); until then the person is refused in words and
-// nothing is signed in.
-func (l *localSignIn) addSecondFactor(w http.ResponseWriter, r *http.Request, acct accounts.Account, _ signInPage) error {
-	l.pages.loginFailed(r, acct.User, "second_factor_required")
-	return answer(w, r, problemSecondFactor)
-}
-
 // hasOperatorAccount reports whether user is an account of the
 // Caddyfile (p may be nil).
 func (p *signInPages) hasOperatorAccount(user string) bool {

@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/sessionauth/caddy-sessionauth/accounts"
+
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
 )
 
@@ -319,5 +321,56 @@ func TestAccountsStoredCaddyfile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: %v", bad.input, err)
 		}
+	}
+}
+
+// second_factor required: an account without a second factor adds an
+// authenticator app after its password, before it is signed in; a wrong
+// first code shows the same key again; the next sign-in asks the code.
+func TestAccountSecondFactorRequired(t *testing.T) {
+	h, clock := storedHandler(t, func(h *Handler) { h.SignIn.SecondFactor = "required" })
+	inv := createAccount(t, `{"user_id":"jo"}`)
+	c := newClient(t, h)
+	page := c.get(inv.Invite).Body.String()
+	w := c.postTo("/.auth/invite", url.Values{"csrf": {field(page, "csrf")}, "token": {field(page, "token")}, "password": {"jo's password"}, "confirm": {"jo's password"}})
+	if w.Code != 200 || c.cookies["session"] != nil || field(w.Body.String(), "enrol") == "" {
+		t.Fatalf("after the password: %d, cookie %v: %s", w.Code, c.cookies["session"], w.Body)
+	}
+	if u, _ := c.whoAmI(); u != "" {
+		t.Fatal("signed in before adding a second factor")
+	}
+	secret := func(body string) string {
+		_, rest, _ := strings.Cut(body, `id="secret" value="`)
+		v, _, _ := strings.Cut(rest, `"`)
+		return v
+	}
+	key := secret(w.Body.String())
+	if key == "" || !strings.Contains(w.Body.String(), "<svg") {
+		t.Fatalf("no key or QR code: %s", w.Body)
+	}
+	wrong := url.Values{"csrf": {field(w.Body.String(), "csrf")}, "next": {"/"}, "enrol": {field(w.Body.String(), "enrol")}, "code": {"000000"}}
+	if good, _ := accounts.TOTPCode(key, clock.Now()); good == "000000" {
+		wrong.Set("code", "111111")
+	}
+	w = c.post(wrong)
+	if w.Code != http.StatusUnauthorized || secret(w.Body.String()) != key || c.cookies["session"] != nil {
+		t.Fatalf("wrong first code: %d %s", w.Code, w.Body)
+	}
+	code, _ := accounts.TOTPCode(key, clock.Now())
+	w = c.post(url.Values{"csrf": {field(w.Body.String(), "csrf")}, "next": {"/"}, "enrol": {field(w.Body.String(), "enrol")}, "code": {code}})
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("first code: %d %s", w.Code, w.Body)
+	}
+	if u, m := c.whoAmI(); u != "jo" || m != "password+totp" {
+		t.Fatalf("after adding the app: %q %q", u, m)
+	}
+	if a, _ := getAccount(t, "jo"); !a.TOTP {
+		t.Fatal("the account has no TOTP")
+	}
+	clock.Advance(time.Minute)
+	other := newClient(t, h)
+	w = other.signInWith("jo", "jo's password")
+	if w.Code != 200 || field(w.Body.String(), "pending") == "" || other.cookies["session"] != nil {
+		t.Fatalf("next sign-in does not ask the code: %d %s", w.Code, w.Body)
 	}
 }

@@ -109,6 +109,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	var acct accounts.Account
 	var stored *session.Account // a stored account's record
 	codeTries := 0              // wrong codes already given after this password
+	if enrol := r.PostFormValue("enrol"); enrol != "" {
+		return l.confirmEnrolment(w, r, enrol, next) // signin_enrol.go
+	}
 	if pending := r.PostFormValue("pending"); pending != "" {
 		// The code step: the password was checked a moment ago.
 		ctx := r.Context()

@@ -2,10 +2,15 @@ package accounts
 
 import (
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/hex"
+	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -72,4 +77,29 @@ func CheckStored(hash string, usable bool, password string) bool {
 		return false
 	}
 	return comparePassword([]byte(hash), password)
+}
+
+// TOTPEnrolmentOf is the enrolment of an existing secret (base32 as
+// NewTOTPEnrolment made it): its page again after a wrong first code.
+func TOTPEnrolmentOf(issuer, account, secret string) (TOTPEnrolment, error) {
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(secret, "="))
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	key, err := totp.Generate(totp.GenerateOpts{
+		Issuer:      issuer,
+		AccountName: account,
+		Period:      uint(CodeStep / time.Second),
+		Secret:      raw,
+		Digits:      otp.DigitsSix,
+		Algorithm:   otp.AlgorithmSHA1,
+	})
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	svg, err := qrSVG(key.URL())
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	return TOTPEnrolment{Secret: key.Secret(), URI: key.URL(), QR: svg}, nil
 }
