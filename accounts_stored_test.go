@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/accounts"
 
@@ -119,6 +121,11 @@ func testAccountInviteSignInDisable(t *testing.T, h *Handler, _ *storetest.Clock
 	}
 	if w := adminDo(t, "POST", "/session-auth/accounts", `{"user_id":"dana"}`); w.Code != http.StatusConflict {
 		t.Fatalf("same user id again: %d %s", w.Code, w.Body)
+	}
+	for _, bad := range []string{`{"user_id":""}`, `{"user_id":"x","roles":7}`, `{"user_id":"x","extra":1}`, `not json`} {
+		if w := adminDo(t, "POST", "/session-auth/accounts", bad); w.Code != http.StatusBadRequest {
+			t.Errorf("create %s: %d %s", bad, w.Code, w.Body)
+		}
 	}
 	a, code := getAccount(t, "dana")
 	if code != 200 || a.Password || a.Email != "dana@example.com" || len(a.Roles) != 2 || a.LastSignInAt != nil {
@@ -262,6 +269,17 @@ func TestAccountResetAndDelete(t *testing.T) {
 	if _, code := getAccount(t, "finn"); code != http.StatusNotFound {
 		t.Fatalf("deleted account: %d", code)
 	}
+	var evs []struct{ Type, Actor string }
+	_ = json.Unmarshal(adminDo(t, "GET", "/session-auth/users/finn/events", "").Body.Bytes(), &evs)
+	var types []string
+	for _, e := range evs {
+		types = append(types, e.Type+"/"+e.Actor)
+	}
+	for _, want := range []string{"account_created/admin", "account_activated/self", "password_reset/admin", "account_deleted/admin"} {
+		if !slices.Contains(types, want) {
+			t.Errorf("no %s event among %v", want, types)
+		}
+	}
 	if w := newClient(t, h).signInWith("finn", "second password"); w.Code != http.StatusUnauthorized {
 		t.Fatalf("deleted account's sign-in: %d", w.Code)
 	}
@@ -269,7 +287,11 @@ func TestAccountResetAndDelete(t *testing.T) {
 
 // GET /session-auth/accounts pages as section 6 says.
 func TestAccountListPages(t *testing.T) {
-	storedHandler(t, nil)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
+	h, _ := storedHandler(t, func(h *Handler) { h.SignIn.Accounts = []*Account{{User: "op", Hash: string(hash)}} })
+	if w := adminDo(t, "POST", "/session-auth/accounts", `{"user_id":"op"}`); w.Code != http.StatusConflict {
+		t.Fatalf("an operator's user id: %d %s", w.Code, w.Body)
+	}
 	for _, u := range []string{"gus", "hal", "ivy"} {
 		createAccount(t, `{"user_id":"`+u+`"}`)
 	}
@@ -294,6 +316,9 @@ func TestAccountListPages(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "gus,hal,ivy" {
 		t.Fatalf("listed %v", got)
+	}
+	if !h.signIn.hasAccount("gus") || h.signIn.hasAccount("nobody") {
+		t.Fatal("a provider's sign-in could take a stored account's user id")
 	}
 	if w := adminDo(t, "GET", "/session-auth/accounts?cursor=Zm9v", ""); w.Code != http.StatusBadRequest {
 		t.Fatalf("bad cursor: %d", w.Code)

@@ -34,7 +34,7 @@ func realAdmin(t *testing.T) string {
 // add prints the invitation, list and show the account, disable and
 // enable change it, reset prints a new invitation, remove needs --yes.
 func TestAccountCLI(t *testing.T) {
-	h, _ := storedHandler(t, func(h *Handler) { h.BaseURL = "https://app.example.com" })
+	storedHandler(t, func(h *Handler) { h.BaseURL = "https://app.example.com" })
 	addr := realAdmin(t)
 	run := func(args ...string) string {
 		return runSessionsCommand(append(append([]string{"accounts"}, args...), "--address", addr)...)
@@ -75,5 +75,4 @@ func TestAccountCLI(t *testing.T) {
 	if out := run("show", "kim"); !strings.Contains(out, "no stored account") || !strings.Contains(out, "HTTP 404") {
 		t.Fatalf("show after remove: %q", out)
 	}
-	_ = h
 }
