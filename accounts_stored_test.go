@@ -16,7 +16,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/accounts"
-
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
 )
 
