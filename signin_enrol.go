@@ -33,6 +33,7 @@ const enrolledTOTPEvent = "totp_added"
 type enrolStep struct {
 	User    string `json:"u"`
 	Secret  string `json:"s"`
+	URI     string `json:"uri"`
 	Binding string `json:"b"`
 	Tries   int    `json:"t"`
 }
@@ -49,12 +50,12 @@ func (l *localSignIn) addSecondFactor(w http.ResponseWriter, r *http.Request, ac
 	if err != nil {
 		return l.host.refuse(w, r, err)
 	}
-	return l.enrolStep(w, r, http.StatusOK, enrolStep{User: acct.User, Secret: e.Secret}, page.Next, "")
+	return l.enrolStep(w, r, http.StatusOK, enrolStep{User: acct.User, Secret: e.Secret, URI: e.URI}, page.Next, "")
 }
 
 // enrolStep stashes the step under a new one-use key and shows the page.
 func (l *localSignIn) enrolStep(w http.ResponseWriter, r *http.Request, status int, st enrolStep, next, problemText string) error {
-	e, err := accounts.TOTPEnrolmentOf(sanitise(r.Host, 256), st.User, st.Secret)
+	e, err := accounts.RedrawTOTPEnrolment(st.Secret, st.URI)
 	if err != nil {
 		return l.host.refuse(w, r, err)
 	}
