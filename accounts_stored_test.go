@@ -94,10 +94,10 @@ func createAccount(t *testing.T, body string) inviteJSON {
 	return inv
 }
 
-func getAccount(t *testing.T, user string) (accountJSON, int) {
+func getAccount(t *testing.T, user string) (adminAccountJSON, int) {
 	t.Helper()
 	w := adminDo(t, "GET", "/session-auth/accounts/"+user, "")
-	var a accountJSON
+	var a adminAccountJSON
 	_ = json.Unmarshal(w.Body.Bytes(), &a)
 	return a, w.Code
 }
@@ -301,7 +301,7 @@ func TestAccountListPages(t *testing.T) {
 			t.Fatal("pages never end")
 		}
 		w := adminDo(t, "GET", target, "")
-		var list []accountJSON
+		var list []adminAccountJSON
 		if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &list) != nil {
 			t.Fatalf("list: %d %s", w.Code, w.Body)
 		}

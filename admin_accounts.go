@@ -21,8 +21,8 @@ import (
 // inviteTTL is how long an invitation works.
 const inviteTTL = 7 * 24 * time.Hour
 
-// accountJSON is an account as the admin API shows it.
-type accountJSON struct {
+// adminAccountJSON is an account as the admin API shows it.
+type adminAccountJSON struct {
 	UserID            string   `json:"user_id"`
 	Email             string   `json:"email"`
 	Name              string   `json:"name"`
@@ -36,8 +36,8 @@ type accountJSON struct {
 	LastSignInAt      *string  `json:"last_sign_in_at"` // null: never
 }
 
-func toAccountJSON(a *session.Account) accountJSON {
-	j := accountJSON{UserID: a.UserID, Email: a.Email, Name: a.Name, Roles: a.Roles, Password: a.PasswordHash != "",
+func toAdminAccountJSON(a *session.Account) adminAccountJSON {
+	j := adminAccountJSON{UserID: a.UserID, Email: a.Email, Name: a.Name, Roles: a.Roles, Password: a.PasswordHash != "",
 		TOTP: a.TOTPSecret != "", Passkeys: len(a.Passkeys), RecoveryCodesLeft: len(a.RecoveryCodes), Disabled: a.Disabled,
 		CreatedAt: rfc3339(a.CreatedAt)}
 	if j.Roles == nil {
@@ -136,7 +136,7 @@ func (a adminAPI) serveAccounts(w http.ResponseWriter, r *http.Request, stores [
 		}
 		switch r.Method {
 		case http.MethodGet:
-			return writeJSON(w, http.StatusOK, toAccountJSON(acct))
+			return writeJSON(w, http.StatusOK, toAdminAccountJSON(acct))
 		case http.MethodPatch:
 			return a.patchAccount(w, r, stores, refs[i], parts[i], user)
 		case http.MethodDelete:
@@ -178,7 +178,7 @@ func (a adminAPI) listAccounts(w http.ResponseWriter, r *http.Request, parts []s
 		}
 		cur = rest
 	}
-	out := []accountJSON{}
+	out := []adminAccountJSON{}
 	next := ""
 	for i := first; i < len(parts) && len(out) < limit; i++ {
 		page, more, err := parts[i].ListAccounts(r.Context(), cur, limit-len(out))
@@ -190,7 +190,7 @@ func (a adminAPI) listAccounts(w http.ResponseWriter, r *http.Request, parts []s
 		}
 		cur = ""
 		for _, acct := range page {
-			out = append(out, toAccountJSON(acct))
+			out = append(out, toAdminAccountJSON(acct))
 		}
 		if more != "" {
 			next = strconv.Itoa(i) + "/" + more
@@ -329,7 +329,7 @@ func (a adminAPI) patchAccount(w http.ResponseWriter, r *http.Request, stores []
 	case !acct.Disabled && wasDisabled:
 		ref.h.recordAccountEvent(r.Context(), eventAccountEnabled, user, session.ActorAdmin, "")
 	}
-	return writeJSON(w, http.StatusOK, toAccountJSON(acct))
+	return writeJSON(w, http.StatusOK, toAdminAccountJSON(acct))
 }
 
 func (a adminAPI) deleteAccount(w http.ResponseWriter, r *http.Request, stores []storeRef, ref storeRef, st session.Accounts, user string) error {

@@ -51,7 +51,7 @@ func accountsCommand() *cobra.Command {
 			if asJSON(c) {
 				return printJSON(c, body)
 			}
-			var accts []accountJSON
+			var accts []adminAccountJSON
 			if err := json.Unmarshal(body, &accts); err != nil {
 				return fmt.Errorf("reading the answer: %w", err)
 			}
@@ -69,11 +69,11 @@ func accountsCommand() *cobra.Command {
 			if asJSON(c) {
 				return printJSON(c, body)
 			}
-			var a accountJSON
+			var a adminAccountJSON
 			if err := json.Unmarshal(body, &a); err != nil {
 				return fmt.Errorf("reading the answer: %w", err)
 			}
-			return printAccounts(c, []accountJSON{a})
+			return printAccounts(c, []adminAccountJSON{a})
 		},
 	}
 
@@ -157,7 +157,7 @@ func printInvite(c *cobra.Command, body []byte, what string) error {
 	return nil
 }
 
-func printAccounts(c *cobra.Command, accts []accountJSON) error {
+func printAccounts(c *cobra.Command, accts []adminAccountJSON) error {
 	tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tEMAIL\tNAME\tROLES\tSTATE\tPASSWORD\tTOTP\tPASSKEYS\tRECOVERY\tCREATED\tLAST SIGN-IN")
 	yes := func(b bool) string {

@@ -146,9 +146,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		user := userIDOf(r.PostFormValue("username"))
 		var known, ok bool
-		var err error
-		if acct, stored, known, ok, err = l.checkPassword(r.Context(), user, r.PostFormValue("password")); err != nil {
-			return l.host.refuse(w, r, err)
+		var checkErr error
+		if acct, stored, known, ok, checkErr = l.checkPassword(r.Context(), user, r.PostFormValue("password")); checkErr != nil {
+			return l.host.refuse(w, r, checkErr)
 		}
 		if !ok {
 			if known {
