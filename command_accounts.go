@@ -18,7 +18,12 @@ func accountsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "accounts add|list|show|disable|enable|remove|reset",
 		Short: "Manage the stored accounts (sign_in accounts { stored })",
-		RunE:  func(c *cobra.Command, _ []string) error { return c.Help() },
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown subcommand %q: use add, list, show, disable, enable, remove or reset (caddy sessions accounts --help)", args[0])
+			}
+			return c.Help()
+		},
 	}
 	path := func(user string) string { return "/session-auth/accounts/" + url.PathEscape(user) }
 

@@ -75,4 +75,7 @@ func TestAccountCLI(t *testing.T) {
 	if out := run("show", "kim"); !strings.Contains(out, "no stored account") || !strings.Contains(out, "HTTP 404") {
 		t.Fatalf("show after remove: %q", out)
 	}
+	if out := run("delete", "lee"); !strings.Contains(out, `Error: unknown subcommand "delete"`) {
+		t.Fatalf("unknown subcommand: %q", out)
+	}
 }
