@@ -58,6 +58,8 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		segs[1] = userIDOf(segs[1]) // email ids are one person in any case (SPEC 11)
 	}
 	switch {
+	case segs[0] == "accounts" && len(segs) <= 3:
+		return a.serveAccounts(w, r, stores, segs) // admin_accounts.go
 	case len(segs) == 3 && segs[0] == "users" && segs[2] == "sessions":
 		switch r.Method {
 		case http.MethodGet:

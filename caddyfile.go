@@ -118,6 +118,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	            logout_at_provider
 //	        }
 //	        accounts {
+//	            stored
 //	            <user-id> <bcrypt-hash> {
 //	                email <address>
 //	                name <text>
@@ -126,6 +127,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	            }
 //	        }
 //	        accounts_file <path>
+//	        second_factor optional|required
 //	    }
 //	    forward_auth {
 //	        allow_hosts <host>|*.<domain>...

@@ -29,7 +29,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sessions",
-		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>] | check | backup <file> | salvage <damaged> <new> | compact [--file <path>]",
+		Usage: "list --user <id> | revoke (--user <id> (--all | --except <id>) | --id <id>) | events --user <id> [--limit <n>] | accounts add|list|show|disable|enable|remove|reset | check | backup <file> | salvage <damaged> <new> | compact [--file <path>]",
 		Short: "Lists, revokes and audits session_auth sessions of a running Caddy, and checks its parts",
 		Long: `
 Talks to the session_auth routes of a running Caddy's admin API, like
@@ -181,6 +181,7 @@ func configureSessionsCommand(cmd *cobra.Command) {
 
 	cmd.AddCommand(list, revoke, events)
 	cmd.AddCommand(checkCommand())    // command_check.go
+	cmd.AddCommand(accountsCommand()) // command_accounts.go
 	cmd.AddCommand(fileCommands()...) // command_file.go
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }
@@ -195,7 +196,12 @@ func asJSON(c *cobra.Command) bool {
 // list, or the API's error message as a sentence (caddycmd.AdminAPIRequest,
 // whose dialing this follows, would print the raw JSON of the answer).
 func adminCall(c *cobra.Command, method, path string) (body []byte, next string, err error) {
-	res, addr, err := adminRequest(c, method, path, 30*time.Second)
+	return adminCallWith(c, method, path, nil)
+}
+
+// adminCallWith is adminCall with a JSON request body (nil: none).
+func adminCallWith(c *cobra.Command, method, path string, reqBody []byte) (body []byte, next string, err error) {
+	res, addr, err := adminRequestWith(c, method, path, reqBody, 30*time.Second)
 	if err != nil {
 		return nil, "", err
 	}
@@ -214,6 +220,11 @@ func adminCall(c *cobra.Command, method, path string) (body []byte, next string,
 // --config) and returns its answer, whatever its status, and the address
 // it dialed. timeout 0 is none (a stream of progress).
 func adminRequest(c *cobra.Command, method, path string, timeout time.Duration) (*http.Response, string, error) {
+	return adminRequestWith(c, method, path, nil, timeout)
+}
+
+// adminRequestWith is adminRequest with a JSON request body (nil: none).
+func adminRequestWith(c *cobra.Command, method, path string, reqBody []byte, timeout time.Duration) (*http.Response, string, error) {
 	addr, err := adminAddress(c)
 	if err != nil {
 		return nil, "", err
@@ -230,9 +241,16 @@ func adminRequest(c *cobra.Command, method, path string, timeout time.Duration) 
 		// caddycmd.AdminAPIRequest drops them the same way.
 		parsed.Host, _, _ = strings.Cut(parsed.Host, "|")
 	}
-	req, err := http.NewRequest(method, origin+path, nil)
+	var rd io.Reader
+	if reqBody != nil {
+		rd = bytes.NewReader(reqBody)
+	}
+	req, err := http.NewRequest(method, origin+path, rd)
 	if err != nil {
 		return nil, "", err
+	}
+	if reqBody != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if !parsed.IsUnixNetwork() && !parsed.IsFdNetwork() {
 		req.Header.Set("Origin", origin) // Caddy's admin API checks it

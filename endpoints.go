@@ -27,6 +27,7 @@ type endpointRoutes struct {
 // without sign_in.
 type signInRoute interface {
 	serve(w http.ResponseWriter, r *http.Request) error
+	serveInvite(w http.ResponseWriter, r *http.Request) error // invite.go
 }
 
 // providerRoutes are the OIDC part's routes (signin_oidc.go,
@@ -77,6 +78,9 @@ func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfS
 		{"/sessions/{rest...}", notFound},
 		{"/revoke", page(self.serveRevokeLink)},
 		{"/sign-in", page(signIn.serve)},
+		{"GET /invite", page(signIn.serveInvite)},
+		{"POST /invite", page(signIn.serveInvite)},
+		{"/invite", notAllowed("GET, HEAD, POST")},
 		{"/sign-in/{rest...}", func(w http.ResponseWriter, r *http.Request, rest string) error {
 			if crossSiteSubresource(r) {
 				return crossSiteAttempt(logger, w, r)

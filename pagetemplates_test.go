@@ -94,6 +94,14 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
 				Error: "Wrong user name or password.", Accounts: true, Typed: "al\"ice <x>"})
 		},
+		"invite.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageInvite, invitePage{Host: "app.example.com", Action: "/.auth/invite", CSRF: "t", Token: "to\"ken", User: "dana <d>",
+				Error: "The password needs at least 8 characters."})
+		},
+		"signin-totp.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageSignInTOTP, enrolPage{Host: "app.example.com", Action: "/.auth/sign-in", CSRF: "t", Next: "/a?b=<c>", Enrol: "e",
+				User: "jo <j>", Secret: "JBSWY3DPEHPK3PXP", Error: "Wrong code.", QR: `<svg viewBox="0 0 1 1"></svg>`})
+		},
 		"forbidden.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageForbidden, forbiddenData{Who: "Alice <A>", UserID: "alice", Endpoints: "/.auth", Next: "/admin?x=<1>"})
 		},

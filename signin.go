@@ -21,6 +21,10 @@ type SignIn struct {
 	OIDC []*OIDCProvider `json:"oidc,omitempty"`
 	// Local accounts, with bcrypt or argon2id hashes as `caddy hash-password` prints them.
 	Accounts []*Account `json:"accounts,omitempty"`
+	// Stored: accounts also live in the session store, created on the
+	// admin API and managed by their people (SPEC 15; accounts_stored.go).
+	Stored bool `json:"stored,omitempty"`
+
 	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
 	AccountsFile string `json:"accounts_file,omitempty"`
 	// SecondFactor is optional (default) or required (SPEC 15): then the
@@ -84,7 +88,7 @@ var providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
 // check reports the first impossible setting of the sign-in block.
 func (si *SignIn) check() error {
-	if len(si.OIDC) == 0 && len(si.Accounts) == 0 && si.AccountsFile == "" {
+	if len(si.OIDC) == 0 && len(si.Accounts) == 0 && si.AccountsFile == "" && !si.Stored {
 		return errors.New("sign_in needs at least one oidc provider or accounts")
 	}
 	if si.SecondFactor != "" {
@@ -161,7 +165,7 @@ func (si *SignIn) provision() ([]accounts.Account, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sign_in accounts_file: %v", err)
 		}
-		fromFile, err := parseAccountBlocks(caddyfile.NewDispenser(tokens), false)
+		fromFile, err := parseAccountBlocks(caddyfile.NewDispenser(tokens), nil)
 		if err != nil {
 			return nil, fmt.Errorf("sign_in accounts_file: %v", err)
 		}
@@ -221,7 +225,7 @@ func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
-			list, err := parseAccountBlocks(d, true)
+			list, err := parseAccountBlocks(d, &si.Stored)
 			if err != nil {
 				return nil, err
 			}
@@ -234,6 +238,17 @@ func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 			if err := stringArg(d, &si.AccountsFile); err != nil {
 				return nil, err
 			}
+		case "second_factor":
+			if seen[opt] {
+				return nil, d.Errf("sign_in: second_factor given more than once")
+			}
+			seen[opt] = true
+			if err := stringArg(d, &si.SecondFactor); err != nil {
+				return nil, err
+			}
+			if err := oneOf("second_factor", si.SecondFactor, "optional", secondFactorRequired); err != nil {
+				return nil, d.Errf("sign_in: %v", err)
+			}
 		default:
 			return nil, d.Errf("sign_in: unknown subdirective %q", opt)
 		}
@@ -245,8 +260,10 @@ func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 }
 
 // parseAccountBlocks reads `<user> <hash> { … }` lines: inside the
-// accounts block (nested) or as a whole accounts_file.
-func parseAccountBlocks(d *caddyfile.Dispenser, nested bool) ([]*Account, error) {
+// accounts block (stored not nil: there, a `stored` line sets it) or as
+// a whole accounts_file.
+func parseAccountBlocks(d *caddyfile.Dispenser, stored *bool) ([]*Account, error) {
+	nested := stored != nil
 	var out []*Account
 	next := func() bool { return d.Next() }
 	if nested {
@@ -255,6 +272,13 @@ func parseAccountBlocks(d *caddyfile.Dispenser, nested bool) ([]*Account, error)
 	}
 	seen := map[string]bool{}
 	for next() {
+		if nested && d.Val() == "stored" && d.CountRemainingArgs() == 0 {
+			if *stored {
+				return nil, d.Errf("accounts: stored given more than once")
+			}
+			*stored = true
+			continue
+		}
 		a := &Account{User: d.Val()}
 		if !d.NextArg() {
 			return nil, d.Errf("account %q needs a password hash (`caddy hash-password` prints one)", a.User)

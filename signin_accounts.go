@@ -36,6 +36,11 @@ const maxCodeTries = 3
 // then the code of an account with TOTP, checked by the accounts
 // directory; then the handler mints the session.
 type localSignIn struct {
+	// stored: accounts also live in the store (accounts_stored.go);
+	// secondFactor is sign_in's second_factor.
+	stored       bool
+	secondFactor string
+
 	// forward: where a browser may go after signing in (forwardauth.go);
 	// nil without forward_auth.
 	forward   *ForwardAuth
@@ -79,7 +84,7 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	if err := l.host.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", l.loginRate); err != nil {
 		return l.host.refuse(w, r, err)
 	}
-	if l.dir.Len() == 0 {
+	if !l.hasAccounts() {
 		return answer(w, r, problemNoAccounts)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInForm)
@@ -104,7 +109,11 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var acct accounts.Account
-	codeTries := 0 // wrong codes already given after this password
+	var stored *session.Account // a stored account's record
+	codeTries := 0              // wrong codes already given after this password
+	if enrol := r.PostFormValue("enrol"); enrol != "" {
+		return l.confirmEnrolment(w, r, enrol, next) // signin_enrol.go
+	}
 	if pending := r.PostFormValue("pending"); pending != "" {
 		// The code step: the password was checked a moment ago.
 		ctx := r.Context()
@@ -126,7 +135,10 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 		codeTries, _ = strconv.Atoi(tried)
 		var ok bool
-		if acct, ok = l.dir.Lookup(user); ok {
+		if acct, stored, ok, err = l.lookup(ctx, user); err != nil {
+			return l.host.refuse(w, r, err)
+		}
+		if ok {
 			if acct, err = l.withStoredTOTP(ctx, acct); err != nil {
 				return l.host.refuse(w, r, err)
 			}
@@ -140,9 +152,13 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 	} else {
 		user := userIDOf(r.PostFormValue("username"))
-		var ok bool
-		if acct, ok = l.dir.Check(user, r.PostFormValue("password")); !ok {
-			if _, known := l.dir.Lookup(user); known {
+		var known, ok bool
+		var checkErr error
+		if acct, stored, known, ok, checkErr = l.checkPassword(r.Context(), user, r.PostFormValue("password")); checkErr != nil {
+			return l.host.refuse(w, r, checkErr)
+		}
+		if !ok {
+			if known {
 				l.pages.loginFailed(r, user, "password")
 			} else {
 				l.pages.loginFailed(r, "", "password")
@@ -164,6 +180,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		}
 		if acct.TOTP != "" && r.PostFormValue("code") == "" {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
+		}
+		if l.needsSecondFactor(stored) {
+			return l.addSecondFactor(w, r, acct, page)
 		}
 	}
 
@@ -199,6 +218,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	}
 	who := signedIn{userID: acct.User, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: method}
 	land := func() error {
+		if stored != nil {
+			l.signedInStored(r, acct.User)
+		}
 		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 		return nil

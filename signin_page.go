@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -87,6 +88,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		notifier:  func() *notifier { return h.notifier },
 	}
 	h.oidc = newOIDCSignIn(si)
+	p.local.stored, p.local.secondFactor = si.Stored, si.SecondFactor
 	return p, nil
 }
 
@@ -128,7 +130,7 @@ func (p *signInPages) serve(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		next := p.forward.signInNext(r.URL.Query().Get("next"))
-		oneProvider := p.local.dir.Len() == 0 && len(p.oidc) == 1
+		oneProvider := !p.local.hasAccounts() && len(p.oidc) == 1
 		if r.URL.Query().Get("step_up") == "1" {
 			page, err := p.stepUpPage(r, next)
 			if err != nil {
@@ -171,7 +173,7 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 	if page.StepUp {
 		tmpl = pageStepUp // its way in is set by stepUpPage
 	} else {
-		page.Accounts = p.local.dir.Len() > 0
+		page.Accounts = p.local.hasAccounts()
 		if page.Pending == "" {
 			for _, o := range p.oidc {
 				page.Providers = append(page.Providers, providerButton{Label: o.label(), URL: providerStartURL(p.endpoints, o.Name, page.Next)})
@@ -202,7 +204,10 @@ func (p *signInPages) stepUpPage(r *http.Request, next string) (signInPage, erro
 	if err != nil || s == nil {
 		return page, err
 	}
-	_, account := p.local.dir.Lookup(s.UserID)
+	_, _, account, err := p.local.lookup(r.Context(), s.UserID)
+	if err != nil {
+		return page, err
+	}
 	switch o := p.provider(s.Provider); {
 	case o != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
 		page.Providers = []providerButton{{Label: o.label(), URL: providerStepUpURL(p.endpoints, o.Name, next)}}
@@ -233,6 +238,12 @@ func (p *signInPages) hasAccount(user string) bool {
 		return false
 	}
 	_, ok := p.local.dir.Lookup(user)
+	if !ok && p.local.stored {
+		// A store that cannot say counts as taken: a provider's sign-in
+		// must not become a stored account's id by chance.
+		sa, err := p.local.storedAccount(context.Background(), user)
+		ok = sa != nil || err != nil
+	}
 	return ok
 }
 
