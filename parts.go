@@ -14,4 +14,6 @@ func wireParts(h *Handler) {
 	h.tokens.setSelf(h.self)
 	h.forward = newForwardAuth(h)
 	h.routes = newEndpointRoutes(h.signIn, h.oidc, h.self, h.tokens, h.forward, h.logger)
+	h.passkeys = newPasskeySignIn(h)
+	h.passkeys.addRoutes(h.routes)
 }

@@ -23,6 +23,8 @@ type SignIn struct {
 	Accounts []*Account `json:"accounts,omitempty"`
 	// A file of account blocks (the Caddyfile's accounts syntax), read at provision.
 	AccountsFile string `json:"accounts_file,omitempty"`
+	// Passkeys (WebAuthn) for every account: on when given (SPEC 15).
+	Passkeys *PasskeysConfig `json:"passkeys,omitempty"`
 }
 
 // Account is a local user.
@@ -214,6 +216,16 @@ func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 				return nil, err
 			}
 			si.Accounts = list
+		case "passkeys":
+			if seen[opt] {
+				return nil, d.Errf("sign_in: passkeys given more than once")
+			}
+			seen[opt] = true
+			pk, err := parsePasskeys(d)
+			if err != nil {
+				return nil, err
+			}
+			si.Passkeys = pk
 		case "accounts_file":
 			if seen[opt] {
 				return nil, d.Errf("sign_in: accounts_file given more than once")

@@ -33,8 +33,10 @@ type signInPages struct {
 	endpoints string
 	oidc      []*OIDCProvider
 	local     *localSignIn
-	host      signInHost
-	live      handlerLive
+	// passkeysOn: sign_in has passkeys; the pages get their button.
+	passkeysOn bool
+	host       signInHost
+	live       handlerLive
 }
 
 // signInHost is what the sign-in page takes from the handler: its
@@ -76,7 +78,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		policy: func() session.Policy { return h.policy },
 		logger: func() *zap.Logger { return h.logger },
 	}
-	p := &signInPages{cookies: h.cookies, forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
+	p := &signInPages{cookies: h.cookies, forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live, passkeysOn: si.Passkeys != nil}
 	p.local = &localSignIn{
 		dir:       accountsDirectory(list, h.nameKey, live),
 		loginRate: h.LoginRate,
@@ -114,6 +116,10 @@ type signInPage struct {
 	StepUp    bool
 	Who       string
 	SwitchURL string
+	// Passkeys: the "Sign in with a passkey" button (passkeys.js, under
+	// Endpoints).
+	Passkeys  bool
+	Endpoints string
 }
 
 type providerButton struct{ Label, URL string }
@@ -166,6 +172,8 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 	page.Host = sanitise(r.Host, 256)
 	page.Action = p.endpoints + "/sign-in"
 	page.CSRF = p.formToken(w, r)
+	page.Endpoints = p.endpoints
+	page.Passkeys = p.passkeysOn && (!page.StepUp || page.Accounts)
 	tmpl := pageSignIn
 	if page.StepUp {
 		tmpl = pageStepUp // its way in is set by stepUpPage
@@ -178,6 +186,9 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 		}
 	}
 	htmlHeaders(w)
+	if page.Passkeys {
+		scriptPageHeaders(w)
+	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil
@@ -200,7 +211,7 @@ func (p *signInPages) stepUpPage(r *http.Request, next string) (signInPage, erro
 	switch o := p.provider(s.Provider); {
 	case o != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
 		page.Providers = []providerButton{{Label: o.label(), URL: providerStepUpURL(p.endpoints, o.Name, next)}}
-	case s.Provider == "" && (s.AuthMethod == session.MethodPassword || s.AuthMethod == session.MethodPasswordTOTP) && account:
+	case s.Provider == "" && accountSession(s) && account:
 		page.Accounts, page.User = true, s.UserID
 	default:
 		return page, nil

@@ -25,6 +25,7 @@ const (
 	pageForbidden = "forbidden.html"
 	pageToken     = "token.html"
 	pageLogout    = "logout.html"
+	pagePasskeys  = "passkeys.html"
 )
 
 const layoutFile = "layout.html"
