@@ -42,6 +42,8 @@ func (p *passkeySignIn) addRoutes(e *endpointRoutes) {
 		{"/passkeys.js", func(w http.ResponseWriter, _ *http.Request, _ string) error { return methodNotAllowed(w, "GET, HEAD") }},
 		{"/passkeys/login/begin", post(p.loginBegin)},
 		{"/passkeys/login/finish", post(p.loginFinish)},
+		{"/passkeys/second/begin", post(p.secondBegin)},
+		{"/passkeys/second/finish", post(p.secondFinish)},
 		{"/passkeys/register/begin", post(p.registerBegin)},
 		{"/passkeys/register/finish", post(p.registerFinish)},
 		{"GET /account/passkeys", page(p.servePage)},

@@ -151,7 +151,13 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		if page.StepUp && acct.User != page.User {
 			page = signInPage{Next: next} // another user: a plain sign-in
 		}
-		if acct.TOTP != "" && r.PostFormValue("code") == "" {
+		withPasskey, err := l.pages.hasPasskey(r, acct.User)
+		if err != nil {
+			return l.host.refuse(w, r, err)
+		}
+		// A passkey is a second factor too: its account never signs in
+		// with the password alone.
+		if (acct.TOTP != "" && r.PostFormValue("code") == "") || (withPasskey && acct.TOTP == "") {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
 		}
 	}
@@ -221,6 +227,11 @@ func (l *localSignIn) askCode(w http.ResponseWriter, r *http.Request, acct accou
 		return l.host.refuse(w, r, err)
 	}
 	page.Pending, page.User = pending, acct.User
+	withPasskey, err := l.pages.hasPasskey(r, acct.User)
+	if err != nil {
+		return l.host.refuse(w, r, err)
+	}
+	page.SecondPasskey = withPasskey
 	return l.pages.render(w, r, status, page)
 }
 

@@ -120,6 +120,8 @@ type signInPage struct {
 	// Endpoints).
 	Passkeys  bool
 	Endpoints string
+	// SecondPasskey: the code step's "Use a passkey" (the account has one).
+	SecondPasskey bool
 }
 
 type providerButton struct{ Label, URL string }

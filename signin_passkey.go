@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,6 +82,9 @@ func (pk *PasskeysConfig) check() error {
 // methodPasskey: a passkey sign-in with user verification, as
 // X-Auth-Method says it.
 const methodPasskey = "passkey"
+
+// methodPasswordPasskey: a password, then a passkey as the second step.
+const methodPasswordPasskey = "password+passkey"
 
 // Audit events of the passkeys page.
 const (
@@ -569,4 +573,185 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) error {
 	w.WriteHeader(status)
 	_, err := w.Write(body)
 	return err
+}
+
+// hasPasskey reports whether passkeys are on and user's account has one:
+// then a passkey may be the second step after the password.
+func (p *signInPages) hasPasskey(r *http.Request, user string) (bool, error) {
+	if !p.passkeysOn {
+		return false, nil
+	}
+	st, err := storeAccounts(p.live.store())
+	if err != nil {
+		return false, err
+	}
+	a, err := st.GetAccount(r.Context(), user)
+	if errors.Is(err, session.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(a.Passkeys) > 0 && !a.Disabled, nil
+}
+
+// passwordStep takes the password step ?pending= names (signin_accounts.go's
+// askCode), if it is this browser's: its user and wrong proofs so far.
+func (p *passkeySignIn) passwordStep(r *http.Request) (user string, tries int, ok bool, err error) {
+	pending := r.URL.Query().Get("pending")
+	if pending == "" || len(pending) > 64 {
+		return "", 0, false, nil
+	}
+	v, err := p.h.store.Take(r.Context(), "account:"+pending, p.h.now())
+	if errors.Is(err, session.ErrNotFound) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, err
+	}
+	user, rest, _ := strings.Cut(string(v), "\x00")
+	tried, binding, _ := strings.Cut(rest, "\x00")
+	if binding == "" || !hmac.Equal([]byte(binding), []byte(p.h.signIn.formBinding(r))) {
+		return "", 0, false, nil // another browser's: gone for both
+	}
+	tries, _ = strconv.Atoi(tried)
+	return user, tries, true, nil
+}
+
+func (p *passkeySignIn) keepStep(r *http.Request, user string, tries int) error {
+	v := user + "\x00" + strconv.Itoa(tries) + "\x00" + p.h.signIn.formBinding(r)
+	return p.h.store.Stash(r.Context(), "account:"+r.URL.Query().Get("pending"), []byte(v), codeStepTTL, p.h.now())
+}
+
+// secondBegin starts the passkey check after a right password: the
+// account's passkeys offered, the state kept beside the password step.
+func (p *passkeySignIn) secondBegin(w http.ResponseWriter, r *http.Request) error {
+	if !p.checkForm(w, r) {
+		return nil
+	}
+	user, tries, ok, err := p.passwordStep(r)
+	if err != nil {
+		return p.h.storeUnavailable(w, r, err)
+	}
+	if !ok {
+		return passkeyRefused(w, http.StatusBadRequest, "passkey_expired", stepExpired)
+	}
+	if err := p.keepStep(r, user, tries); err != nil {
+		return p.h.storeUnavailable(w, r, err)
+	}
+	st, err := storeAccounts(p.h.store)
+	if err != nil {
+		return p.h.storeUnavailable(w, r, err)
+	}
+	rec, err := st.GetAccount(r.Context(), user)
+	if err != nil {
+		return passkeyRefused(w, http.StatusBadRequest, "no_passkey", "This account has no passkey.")
+	}
+	rp, err := p.relyingParty(r)
+	if err != nil {
+		return writeJSON(w, http.StatusBadRequest, errorBody{"bad_request"})
+	}
+	options, state, err := rp.BeginLogin(passkeyUser(rec))
+	if errors.Is(err, accounts.ErrNoPasskey) {
+		return passkeyRefused(w, http.StatusBadRequest, "no_passkey", "This account has no passkey.")
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.h.store.Stash(r.Context(), "pkstate2:"+r.URL.Query().Get("pending"), state, accounts.PasskeyCeremonyTimeout, p.h.now()); err != nil {
+		return p.h.storeUnavailable(w, r, err)
+	}
+	return writeRawJSON(w, http.StatusOK, options)
+}
+
+// secondFinish checks the passkey after the password and signs in as
+// password+passkey (or steps up). A refused passkey counts like a wrong
+// code and keeps the password step for the next try, a few times.
+func (p *passkeySignIn) secondFinish(w http.ResponseWriter, r *http.Request) error {
+	if !p.checkForm(w, r) {
+		return nil
+	}
+	h := p.h
+	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
+		return h.refuse(w, r, err)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		return passkeyRefused(w, http.StatusBadRequest, "bad_request", msgPasskeyWrong)
+	}
+	user, tries, ok, err := p.passwordStep(r)
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	ctx := r.Context()
+	now := h.now()
+	state, serr := h.store.Take(ctx, "pkstate2:"+r.URL.Query().Get("pending"), now)
+	next := h.ForwardAuth.signInNext(r.URL.Query().Get("next"))
+	again := h.Endpoints + "/sign-in?next=" + url.QueryEscape(next)
+	if !ok || serr != nil {
+		return writeJSON(w, http.StatusBadRequest, passkeyStepAnswer{"passkey_expired", stepExpired, again})
+	}
+	st, err := storeAccounts(h.store)
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	rec, err := st.GetAccount(ctx, user)
+	if err != nil {
+		return writeJSON(w, http.StatusBadRequest, passkeyStepAnswer{"passkey_expired", stepExpired, again})
+	}
+	who, known := p.person(rec)
+	if !known {
+		return writeJSON(w, http.StatusBadRequest, passkeyStepAnswer{"passkey_expired", stepExpired, again})
+	}
+	settle, err := h.spendProof(r, codeLimit, user)
+	if err != nil {
+		var rl errRateLimited
+		if !errors.As(err, &rl) {
+			return h.storeUnavailable(w, r, err)
+		}
+		return writeJSON(w, http.StatusTooManyRequests, passkeyStepAnswer{"rate_limited", msgPasskeyLocked, ""})
+	}
+	rp, err := p.relyingParty(r)
+	if err != nil {
+		return writeJSON(w, http.StatusBadRequest, errorBody{"bad_request"})
+	}
+	login, err := rp.FinishLogin(ctx, passkeyUser(rec), state, body, now)
+	settle(err == nil)
+	if err != nil {
+		reason := "passkey"
+		if errors.Is(err, accounts.ErrPasskeyCloned) {
+			reason = "passkey_cloned"
+			h.logger.Warn("passkey refused: its sign count went back, the authenticator may be cloned",
+				zap.String("user_id", user), zap.String("ip_address", clientIP(r)), zap.Error(err))
+		}
+		h.signIn.loginFailed(r, user, reason)
+		if tries+1 < maxCodeTries {
+			if err := p.keepStep(r, user, tries+1); err != nil {
+				return h.storeUnavailable(w, r, err)
+			}
+			return writeJSON(w, http.StatusBadRequest, passkeyStepAnswer{"passkey_refused", msgPasskeyWrong, ""})
+		}
+		return writeJSON(w, http.StatusBadRequest, passkeyStepAnswer{"passkey_refused", msgPasskeyWrong + " Enter your user name and password again.", again})
+	}
+	if _, err := st.UpdateAccount(ctx, user, func(a *session.Account) error {
+		usedPasskey(a, login.Credential, now.UTC())
+		a.LastSignInAt = now.UTC()
+		return nil
+	}); err != nil {
+		h.logger.Warn("passkey second step: its sign count and last use not stored", zap.String("user_id", user), zap.Error(err))
+	}
+	who.method = methodPasswordPasskey
+	return h.finishSignIn(w, r, who, stepUpOf{on: r.URL.Query().Get("step_up") == "1"}, func() error {
+		return writeJSON(w, http.StatusOK, struct {
+			Location string `json:"location"`
+		}{next})
+	})
+}
+
+// passkeyStepAnswer is a refused second step: with Location, the page
+// to go back to (the password again).
+type passkeyStepAnswer struct {
+	Error    string `json:"error"`
+	Message  string `json:"message"`
+	Location string `json:"location,omitempty"`
 }

@@ -285,3 +285,44 @@ func TestPasskeyScriptAndOff(t *testing.T) {
 		t.Fatalf("sign-in page without passkeys: %s", p)
 	}
 }
+
+// After a password, an account with a passkey gets the second step (the
+// password alone signs nobody in); its "Use a passkey" signs in as
+// password+passkey. A wrong passkey keeps the step for another try.
+func TestPasskeySecondFactor(t *testing.T) {
+	h, _, _ := passkeyHandler(t, "")
+	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
+	c.signIn("alice", nil)
+	k := newSoftKey(t, "example.com", "http://example.com")
+	if w := c.addPasskey(k); w.Code != http.StatusCreated {
+		t.Fatalf("register: %d %s", w.Code, w.Body)
+	}
+	delete(c.cookies, "session")
+	p := c.get("/.auth/sign-in?next=%2Fadmin")
+	w := c.post(url.Values{"csrf": {field(p.Body.String(), "csrf")}, "next": {"/admin"}, "username": {"alice"}, "password": {"demo"}, "code": {"123456"}})
+	body := w.Body.String()
+	pending := field(body, "pending")
+	if w.Code != 200 || pending == "" || !strings.Contains(body, "Use a passkey") || !strings.Contains(body, `data-pending="`+pending+`"`) || c.cookies["session"] != nil {
+		t.Fatalf("password of an account with a passkey: %d %s", w.Code, body)
+	}
+	csrf := field(body, "csrf")
+	q := "?next=%2Fadmin&pending=" + pending
+	begin := c.jsonPost("/.auth/passkeys/second/begin"+q, csrf, []byte("{}"))
+	if begin.Code != 200 || !strings.Contains(begin.Body.String(), "allowCredentials") {
+		t.Fatalf("second begin: %d %s", begin.Code, begin.Body)
+	}
+	if w := c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.getWith("bm90LXRoZS1jaGFsbGVuZ2U")); w.Code != http.StatusBadRequest || c.cookies["session"] != nil {
+		t.Fatalf("wrong passkey: %d %s", w.Code, w.Body)
+	}
+	begin = c.jsonPost("/.auth/passkeys/second/begin"+q, csrf, []byte("{}"))
+	w = c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.get(begin.Body.Bytes()))
+	if w.Code != 200 || c.cookies["session"] == nil {
+		t.Fatalf("second step: %d %s", w.Code, w.Body)
+	}
+	if seen, a := c.admin(); seen == nil || seen.Get("X-Auth-Method") != "password+passkey" {
+		t.Fatalf("upstream: %d %v", a.Code, seen)
+	}
+	if w := c.jsonPost("/.auth/passkeys/second/begin"+q, csrf, []byte("{}")); w.Code != http.StatusBadRequest {
+		t.Fatalf("the step again after signing in: %d %s", w.Code, w.Body)
+	}
+}
