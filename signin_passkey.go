@@ -291,6 +291,11 @@ func (p *passkeySignIn) loginBegin(w http.ResponseWriter, r *http.Request) error
 	if !p.checkForm(w, r) {
 		return nil
 	}
+	// login_rate counts each ceremony once, here: a finish needs a state
+	// of its own, used once.
+	if err := p.h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", p.h.LoginRate); err != nil {
+		return p.h.refuse(w, r, err)
+	}
 	rp, err := p.relyingParty(r)
 	if err != nil {
 		return writeJSON(w, http.StatusBadRequest, errorBody{"bad_request"})
@@ -318,9 +323,6 @@ func (p *passkeySignIn) loginFinish(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	}
 	h := p.h
-	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
-		return h.refuse(w, r, err)
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		return passkeyRefused(w, http.StatusBadRequest, "bad_request", msgPasskeyWrong)
@@ -629,6 +631,9 @@ func (p *passkeySignIn) secondBegin(w http.ResponseWriter, r *http.Request) erro
 	if !p.checkForm(w, r) {
 		return nil
 	}
+	if err := p.h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", p.h.LoginRate); err != nil {
+		return p.h.refuse(w, r, err)
+	}
 	user, tries, ok, err := p.passwordStep(r)
 	if err != nil {
 		return p.h.storeUnavailable(w, r, err)
@@ -672,9 +677,6 @@ func (p *passkeySignIn) secondFinish(w http.ResponseWriter, r *http.Request) err
 		return nil
 	}
 	h := p.h
-	if err := h.rateLimit(r, limitLogin, clientKey(clientIP(r)), "", h.LoginRate); err != nil {
-		return h.refuse(w, r, err)
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		return passkeyRefused(w, http.StatusBadRequest, "bad_request", msgPasskeyWrong)

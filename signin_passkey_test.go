@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -324,5 +325,37 @@ func TestPasskeySecondFactor(t *testing.T) {
 	}
 	if w := c.jsonPost("/.auth/passkeys/second/begin"+q, csrf, []byte("{}")); w.Code != http.StatusBadRequest {
 		t.Fatalf("the step again after signing in: %d %s", w.Code, w.Body)
+	}
+}
+
+// The Caddyfile's passkeys block inside sign_in: its two settings, and a
+// clear error with the file and line for anything else.
+func TestPasskeyCaddyfile(t *testing.T) {
+	const accts = "    accounts {\n      alice $2a$04$7/ZbNn1hVdN3ID7uhTOTcu2ZcsolP3E2a9PqJQYNHflMcgNgdq5Xa\n    }\n"
+	var h Handler
+	in := "session_auth {\n  sign_in {\n" + accts + "    passkeys {\n      rp_id example.com\n      user_verification required\n    }\n  }\n}"
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
+		t.Fatal(err)
+	}
+	if pk := h.SignIn.Passkeys; pk == nil || pk.RPID != "example.com" || pk.UserVerification != "required" {
+		t.Fatalf("passkeys %+v", h.SignIn.Passkeys)
+	}
+	var on Handler
+	if err := on.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_auth {\n  sign_in {\n" + accts + "    passkeys\n  }\n}")); err != nil || on.SignIn.Passkeys == nil {
+		t.Fatalf("a bare passkeys: %v %+v", err, on.SignIn)
+	}
+	for block, want := range map[string]string{
+		"passkeys {\n      user_verification discouraged\n    }": "user_verification must be required or preferred",
+		"passkeys {\n      rp_id https://example.com/\n    }":    "rp_id must be a domain name",
+		"passkeys {\n      rp_id 192.0.2.1\n    }":               "rp_id must be a domain name",
+		"passkeys {\n      colour blue\n    }":                   `passkeys: unknown subdirective "colour"`,
+		"passkeys on":                                            "wrong argument count",
+		"passkeys\n    passkeys":                                 "passkeys given more than once",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_auth {\n  sign_in {\n" + accts + "    " + block + "\n  }\n}"))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Testfile:") {
+			t.Errorf("%q: error %v, want %q with file:line", block, err, want)
+		}
 	}
 }
