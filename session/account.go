@@ -132,6 +132,8 @@ type Accounts interface {
 	// fn may run more than once (the store retries when another write
 	// came between), so it must only change the account it is given;
 	// its error aborts the update, writes nothing and is returned. The
+	// file store runs fn holding its write lock: fn must be quick (hash
+	// a recovery code before, and compare hashes in fn). The
 	// user id and the handle are fixed (ErrBadAccount), and CreatedAt is
 	// kept. An email or passkey id that another account holds is
 	// ErrAccountExists. It returns the account as written.

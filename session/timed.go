@@ -286,6 +286,97 @@ func (t *Timed) Linked(ctx context.Context, key string, now time.Time) ([]string
 	return ms, err
 }
 
+// accounts is the accounts part of the store Timed wraps. Timed has the
+// part whatever it wraps; a store without it answers ErrNoAccounts.
+func (t *Timed) accounts() (Accounts, error) {
+	if a, ok := t.Store.(Accounts); ok {
+		return a, nil
+	}
+	return nil, ErrNoAccounts
+}
+
+// CreateAccount is Accounts.CreateAccount, timed.
+func (t *Timed) CreateAccount(ctx context.Context, a *Account) error {
+	ctx, end := t.begin(ctx, "create_account", 0)
+	as, err := t.accounts()
+	if err == nil {
+		err = as.CreateAccount(ctx, a)
+	}
+	end(err)
+	return err
+}
+
+// GetAccount is Accounts.GetAccount, timed.
+func (t *Timed) GetAccount(ctx context.Context, userID string) (*Account, error) {
+	return t.oneAccount(ctx, "get_account", func(ctx context.Context, as Accounts) (*Account, error) {
+		return as.GetAccount(ctx, userID)
+	})
+}
+
+// AccountByEmail is Accounts.AccountByEmail, timed.
+func (t *Timed) AccountByEmail(ctx context.Context, email string) (*Account, error) {
+	return t.oneAccount(ctx, "account_by_email", func(ctx context.Context, as Accounts) (*Account, error) {
+		return as.AccountByEmail(ctx, email)
+	})
+}
+
+// AccountByHandle is Accounts.AccountByHandle, timed.
+func (t *Timed) AccountByHandle(ctx context.Context, handle []byte) (*Account, error) {
+	return t.oneAccount(ctx, "account_by_handle", func(ctx context.Context, as Accounts) (*Account, error) {
+		return as.AccountByHandle(ctx, handle)
+	})
+}
+
+// AccountByPasskey is Accounts.AccountByPasskey, timed.
+func (t *Timed) AccountByPasskey(ctx context.Context, credentialID []byte) (*Account, error) {
+	return t.oneAccount(ctx, "account_by_passkey", func(ctx context.Context, as Accounts) (*Account, error) {
+		return as.AccountByPasskey(ctx, credentialID)
+	})
+}
+
+// UpdateAccount is Accounts.UpdateAccount, timed (fn's time included).
+func (t *Timed) UpdateAccount(ctx context.Context, userID string, fn func(*Account) error) (*Account, error) {
+	return t.oneAccount(ctx, "update_account", func(ctx context.Context, as Accounts) (*Account, error) {
+		return as.UpdateAccount(ctx, userID, fn)
+	})
+}
+
+// oneAccount times op, an operation that answers one account.
+func (t *Timed) oneAccount(ctx context.Context, op string, fn func(context.Context, Accounts) (*Account, error)) (*Account, error) {
+	ctx, end := t.begin(ctx, op, 0)
+	var a *Account
+	as, err := t.accounts()
+	if err == nil {
+		a, err = fn(ctx, as)
+	}
+	end(err)
+	return a, err
+}
+
+// ListAccounts is Accounts.ListAccounts, timed.
+func (t *Timed) ListAccounts(ctx context.Context, after string, limit int) ([]*Account, string, error) {
+	ctx, end := t.begin(ctx, "list_accounts", 0)
+	var page []*Account
+	var next string
+	as, err := t.accounts()
+	if err == nil {
+		page, next, err = as.ListAccounts(ctx, after, limit)
+	}
+	end(err)
+	return page, next, err
+}
+
+// DeleteAccount is Accounts.DeleteAccount, timed.
+func (t *Timed) DeleteAccount(ctx context.Context, userID string) error {
+	ctx, end := t.begin(ctx, "delete_account", 0)
+	as, err := t.accounts()
+	if err == nil {
+		err = as.DeleteAccount(ctx, userID)
+	}
+	end(err)
+	return err
+}
+
 // As finds a T among s and the stores it wraps (those that say so with
 // Unwrap): what a store can do beyond Store, such as *File's backup.
 func As[T any](s Store) (T, bool) {
@@ -302,4 +393,7 @@ func As[T any](s Store) (T, bool) {
 	}
 }
 
-var _ Store = (*Timed)(nil)
+var (
+	_ Store    = (*Timed)(nil)
+	_ Accounts = (*Timed)(nil)
+)
