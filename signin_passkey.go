@@ -142,18 +142,12 @@ func (p *passkeySignIn) relyingParty(r *http.Request) (*accounts.Passkeys, error
 	}, liveLedger(func() session.Store { return p.h.store }))
 }
 
-// storeAccounts is the accounts part of st, under its wrappers.
+// storeAccounts is the accounts part of st (the Timed store has it).
 func storeAccounts(st session.Store) (session.Accounts, error) {
-	for {
-		if a, ok := st.(session.Accounts); ok {
-			return a, nil
-		}
-		u, ok := st.(interface{ Unwrap() session.Store })
-		if !ok {
-			return nil, session.ErrNoAccounts
-		}
-		st = u.Unwrap()
+	if a, ok := session.As[session.Accounts](st); ok {
+		return a, nil
 	}
+	return nil, session.ErrNoAccounts
 }
 
 // person is who an account's record signs in as: the stored account's

@@ -289,7 +289,8 @@ func (t *Timed) Linked(ctx context.Context, key string, now time.Time) ([]string
 // accounts is the accounts part of the store Timed wraps. Timed has the
 // part whatever it wraps; a store without it answers ErrNoAccounts.
 func (t *Timed) accounts() (Accounts, error) {
-	if a, ok := t.Store.(Accounts); ok {
+	// Through the wrappers: a handler's store is the pool's, around the file or Redis store.
+	if a, ok := As[Accounts](t.Store); ok {
 		return a, nil
 	}
 	return nil, ErrNoAccounts
