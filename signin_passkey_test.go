@@ -16,15 +16,19 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
 // passkeyHandler is stepUpHandler with passkeys on: the site is
 // http://example.com (httptest's Host), its rp_id example.com.
-func passkeyHandler(t *testing.T, uv string) (*Handler, func() time.Time, func(time.Duration)) {
+func passkeyHandler(t *testing.T, uv string, store ...*StoreConfig) (*Handler, func() time.Time, func(time.Duration)) {
 	t.Helper()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
 	h, clock := testHandler(t, func(h *Handler) {
+		if len(store) > 0 {
+			h.Store = store[0]
+		}
 		h.SignIn = &SignIn{Accounts: []*Account{
 			{User: "alice", Hash: string(hash), Name: "Alice", Email: "alice@example.com", Roles: []string{"admin"}},
 			{User: "carol", Hash: string(hash)},
@@ -79,8 +83,16 @@ func passkeyError(w *httptest.ResponseRecorder) string {
 // (an audit event, listed with its name); another browser signs in with
 // it and no user name, and the upstream sees X-Auth-Method passkey and
 // the account's identity; the sign count and last use are stored.
+// On the file store and on a real Redis.
 func TestPasskeyRegisterAndSignIn(t *testing.T) {
-	h, now, _ := passkeyHandler(t, "")
+	t.Run("file", func(t *testing.T) { testPasskeyRegisterAndSignIn(t) })
+	t.Run("redis", func(t *testing.T) {
+		testPasskeyRegisterAndSignIn(t, &StoreConfig{Type: "redis", URL: "redis://" + redisserver.Start(t).Addr})
+	})
+}
+
+func testPasskeyRegisterAndSignIn(t *testing.T, store ...*StoreConfig) {
+	h, now, _ := passkeyHandler(t, "", store...)
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
 	page := c.get("/.auth/account/passkeys")
