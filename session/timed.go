@@ -289,8 +289,7 @@ func (t *Timed) Linked(ctx context.Context, key string, now time.Time) ([]string
 // accounts is the accounts part of the store Timed wraps. Timed has the
 // part whatever it wraps; a store without it answers ErrNoAccounts.
 func (t *Timed) accounts() (Accounts, error) {
-	// Through the wrappers: a handler's store is the pool's, around the file or Redis store.
-	if a, ok := As[Accounts](t.Store); ok {
+	if a, ok := As[Accounts](t.Store); ok { // under the handler's pool entry too
 		return a, nil
 	}
 	return nil, ErrNoAccounts
