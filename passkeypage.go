@@ -160,7 +160,7 @@ func (p *passkeySignIn) change(w http.ResponseWriter, r *http.Request, id, op st
 		}
 		return writeJSON(w, http.StatusForbidden, errorBody{"step_up_required"})
 	}
-	st, err := storeAccounts(p.h.store)
+	st, err := accountsPartOf(p.h.store)
 	if err != nil {
 		return p.h.storeUnavailable(w, r, err)
 	}

@@ -142,8 +142,8 @@ func (p *passkeySignIn) relyingParty(r *http.Request) (*accounts.Passkeys, error
 	}, liveLedger(func() session.Store { return p.h.store }))
 }
 
-// storeAccounts is the accounts part of st (the Timed store has it).
-func storeAccounts(st session.Store) (session.Accounts, error) {
+// accountsPartOf is the accounts part of st (the Timed store has it).
+func accountsPartOf(st session.Store) (session.Accounts, error) {
 	if a, ok := session.As[session.Accounts](st); ok {
 		return a, nil
 	}
@@ -187,7 +187,7 @@ func (p *passkeySignIn) record(ctx context.Context, s *session.Session) (*sessio
 	if !accountSession(s) {
 		return nil, nil
 	}
-	st, err := storeAccounts(p.h.store)
+	st, err := accountsPartOf(p.h.store)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +335,7 @@ func (p *passkeySignIn) loginFinish(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
-	st, err := storeAccounts(h.store)
+	st, err := accountsPartOf(h.store)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
@@ -537,7 +537,7 @@ func (p *passkeySignIn) registerFinish(w http.ResponseWriter, r *http.Request) e
 			}
 		}
 	}
-	st, err := storeAccounts(p.h.store)
+	st, err := accountsPartOf(p.h.store)
 	if err != nil {
 		return p.h.storeUnavailable(w, r, err)
 	}
@@ -577,7 +577,7 @@ func (p *signInPages) hasPasskey(r *http.Request, user string) (bool, error) {
 	if !p.passkeysOn {
 		return false, nil
 	}
-	st, err := storeAccounts(p.live.store())
+	st, err := accountsPartOf(p.live.store())
 	if err != nil {
 		return false, err
 	}
@@ -638,7 +638,7 @@ func (p *passkeySignIn) secondBegin(w http.ResponseWriter, r *http.Request) erro
 	if err := p.keepStep(r, user, tries); err != nil {
 		return p.h.storeUnavailable(w, r, err)
 	}
-	st, err := storeAccounts(p.h.store)
+	st, err := accountsPartOf(p.h.store)
 	if err != nil {
 		return p.h.storeUnavailable(w, r, err)
 	}
@@ -687,7 +687,7 @@ func (p *passkeySignIn) secondFinish(w http.ResponseWriter, r *http.Request) err
 	if !ok || serr != nil {
 		return writeJSON(w, http.StatusBadRequest, passkeyStepAnswer{"passkey_expired", stepExpired, again})
 	}
-	st, err := storeAccounts(h.store)
+	st, err := accountsPartOf(h.store)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}

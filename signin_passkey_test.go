@@ -134,7 +134,7 @@ func testPasskeyRegisterAndSignIn(t *testing.T, store ...*StoreConfig) {
 	if seen == nil || seen.Get("X-Auth-Method") != "passkey" || seen.Get("X-Auth-User") != "alice" || seen.Get("X-Auth-Email") != "alice@example.com" {
 		t.Fatalf("upstream after a passkey sign-in: %d %v", a.Code, seen)
 	}
-	st, _ := storeAccounts(h.store)
+	st, _ := accountsPartOf(h.store)
 	rec, err := st.GetAccount(context.Background(), "alice")
 	if err != nil || len(rec.Passkeys) != 1 || rec.Passkeys[0].SignCount != 1 || !rec.Passkeys[0].LastUsedAt.Equal(now().UTC()) || rec.Stored {
 		t.Fatalf("record %+v %v", rec, err)
