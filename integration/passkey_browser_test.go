@@ -58,7 +58,7 @@ func TestPasskeyInABrowser(t *testing.T) {
 		t.Errorf("the passkeys page after adding:\n%s", page)
 	}
 	s := b.screenshot("passkeys-page")
-	t.Logf("screenshot passkeys page %s: %d colours", s.size, s.colours)
+	t.Logf("screenshot passkeys page %s: %d colours; %s", s.size, s.colours, boxShows(b, s, `button[data-passkey="register"]`, true))
 
 	b.do("forgetting the cookies", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
@@ -66,6 +66,8 @@ func TestPasskeyInABrowser(t *testing.T) {
 	}))
 	b.do("opening the app", chromedp.Navigate(base+"/app"))
 	b.until("the sign-in page's passkey button", `location.pathname === "/.auth/sign-in" && !!document.querySelector('button[data-passkey="login"]') && !document.querySelector('button[data-passkey="login"]').hidden`)
+	s = b.screenshot("sign-in-passkey")
+	t.Logf("screenshot sign-in page %s: %d colours; %s", s.size, s.colours, boxShows(b, s, `button[data-passkey="login"]`, true))
 	b.click(`button[data-passkey="login"]`)
 	b.until("the app, signed in by passkey", `location.pathname === "/app" && !!document.querySelector("#method")`)
 	if user, method := b.textOf("#user"), b.textOf("#method"); user != "alice" || method != "passkey" {
