@@ -371,3 +371,42 @@ func TestPasskeyCaddyfile(t *testing.T) {
 		}
 	}
 }
+
+// Renaming works without script and without a recent sign-in; the page's
+// JSON lists the passkey by its new name. Another site cannot add one.
+func TestPasskeyRenameAndJSON(t *testing.T) {
+	h, _, advance := passkeyHandler(t, "")
+	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
+	c.signIn("alice", nil)
+	k := newSoftKey(t, "example.com", "http://example.com")
+	if w := c.addPasskey(k); w.Code != http.StatusCreated {
+		t.Fatalf("register: %d %s", w.Code, w.Body)
+	}
+	advance(time.Hour)
+	page := c.get("/.auth/account/passkeys").Body.String()
+	_, rest, _ := strings.Cut(page, `action="/.auth/account/passkeys/`)
+	credID, _, _ := strings.Cut(rest, "/")
+	r := httptest.NewRequest("POST", "/.auth/account/passkeys/"+credID+"/rename",
+		strings.NewReader(url.Values{"csrf": {field(page, "csrf")}, "name": {"Work <laptop>"}}.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if w := c.do(r, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("rename: %d %s", w.Code, w.Body)
+	}
+	r = httptest.NewRequest("GET", "/.auth/account/passkeys", nil)
+	for _, k := range c.cookies {
+		r.AddCookie(k)
+	}
+	r.Header.Set("Accept", "application/json")
+	r.Header.Set("Test-Client-IP", c.ip)
+	w := serve(t, h, r, &upstream{})
+	var list []struct{ ID, Name string }
+	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || len(list) != 1 || list[0].Name != "Work <laptop>" || list[0].ID != credID {
+		t.Fatalf("JSON: %d %s %v", w.Code, w.Body, err)
+	}
+	r = httptest.NewRequest("POST", "/.auth/passkeys/register/begin", strings.NewReader("{}"))
+	r.Header.Set("X-CSRF-Token", field(page, "csrf"))
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	if w := c.do(r, nil); w.Code != http.StatusForbidden {
+		t.Fatalf("cross-site register: %d", w.Code)
+	}
+}
