@@ -126,6 +126,12 @@ func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfS
 			route{"/account/{rest...}", notFound},
 			last)
 	}
+	e.add(routes)
+	return e
+}
+
+// add puts routes in the table (a part that is on adds its own).
+func (e *endpointRoutes) add(routes []route) {
 	for _, rt := range routes {
 		f := rt.f
 		e.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, routed *http.Request) {
@@ -133,7 +139,6 @@ func newEndpointRoutes(signIn signInRoute, providers providerRoutes, self *selfS
 			c.err = f(w, c.r, routed.PathValue("rest"))
 		})
 	}
-	return e
 }
 
 // serve answers a request under the prefix; sub is its cleaned path

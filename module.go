@@ -187,6 +187,7 @@ type Handler struct {
 	account  *accountPages   // sign_in: the account page (accountpage.go)
 	cookies  *cookieRules    // the session cookie and its siblings (cookie.go)
 	oidc     *oidcSignIn     // sign-ins at OpenID providers (signin_oidc.go)
+	passkeys *passkeySignIn  // sign_in passkeys (signin_passkey.go, passkeypage.go)
 
 	linkKey []byte // keys the "Not you?" links (provisionSecret)
 	nameKey []byte // picks an unknown account name's dummy hash

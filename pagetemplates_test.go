@@ -59,6 +59,21 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageStepUp, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "alice@example.com",
 				Providers: []providerButton{{Label: "Corp <SSO>", URL: "/.auth/sign-in/corp?step_up=1&next=%2Fadmin"}}, SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
 		},
+		"passkeys.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pagePasskeys, passkeysPageData{Name: "Alice & Bob", Endpoints: "/.auth", CSRF: "tok\"en", Site: "app.example.com", Stale: true,
+				Passkeys: []passkeyCard{{ID: "AbC-_1", Name: "Chrome on <macOS>", Added: "2 days ago", AddedAt: "Mon, 01 Jun 2026 10:00:00 UTC", LastUsed: "1 hour ago", Warning: true}}})
+		},
+		"passkeys-none.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pagePasskeys, passkeysPageData{Name: "alice", Endpoints: "/.auth", CSRF: "t", Site: "app.example.com"})
+		},
+		"signin-passkey.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin?x=1&y=<2>", CSRF: "tok\"en", Accounts: true,
+				Passkeys: true, Endpoints: "/.auth"})
+		},
+		"stepup-passkey.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageStepUp, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true,
+				Who: "alice", User: "alice", Accounts: true, Passkeys: true, Endpoints: "/.auth", SwitchURL: "/.auth/sign-in?next=%2Fadmin"})
+		},
 		"stepup-code.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageStepUp, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/admin", CSRF: "t", StepUp: true, Who: "bob", User: "bob",
 				Accounts: true, Pending: "p3nd1ng", SwitchURL: "/.auth/sign-in?next=%2Fadmin"})

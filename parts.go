@@ -15,4 +15,6 @@ func wireParts(h *Handler) {
 	h.forward = newForwardAuth(h)
 	h.account = newAccountPages(h)
 	h.routes = newEndpointRoutes(h.signIn, h.oidc, h.self, h.tokens, h.forward, h.account, h.logger)
+	h.passkeys = newPasskeySignIn(h)
+	h.passkeys.addRoutes(h.routes)
 }

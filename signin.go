@@ -31,6 +31,8 @@ type SignIn struct {
 	// account page does not remove an account's last second factor.
 	// The Caddyfile line is parsed with stored accounts.
 	SecondFactor string `json:"second_factor,omitempty"`
+	// Passkeys (WebAuthn) for every account: on when given (SPEC 15).
+	Passkeys *PasskeysConfig `json:"passkeys,omitempty"`
 }
 
 // secondFactorRequired is SignIn.SecondFactor's "required".
@@ -230,6 +232,16 @@ func parseSignIn(d *caddyfile.Dispenser) (*SignIn, error) {
 				return nil, err
 			}
 			si.Accounts = list
+		case "passkeys":
+			if seen[opt] {
+				return nil, d.Errf("sign_in: passkeys given more than once")
+			}
+			seen[opt] = true
+			pk, err := parsePasskeys(d)
+			if err != nil {
+				return nil, err
+			}
+			si.Passkeys = pk
 		case "accounts_file":
 			if seen[opt] {
 				return nil, d.Errf("sign_in: accounts_file given more than once")

@@ -178,7 +178,13 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		if acct, err = l.withStoredTOTP(r.Context(), acct); err != nil {
 			return l.host.refuse(w, r, err)
 		}
-		if acct.TOTP != "" && r.PostFormValue("code") == "" {
+		withPasskey, err := l.pages.hasPasskey(r, acct.User)
+		if err != nil {
+			return l.host.refuse(w, r, err)
+		}
+		// A passkey is a second factor too: its account never signs in
+		// with the password alone.
+		if (acct.TOTP != "" && r.PostFormValue("code") == "") || (withPasskey && acct.TOTP == "") {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
 		}
 		if l.needsSecondFactor(stored) {
@@ -264,6 +270,11 @@ func (l *localSignIn) askCode(w http.ResponseWriter, r *http.Request, acct accou
 		return l.host.refuse(w, r, err)
 	}
 	page.Pending, page.User = pending, acct.User
+	withPasskey, err := l.pages.hasPasskey(r, acct.User)
+	if err != nil {
+		return l.host.refuse(w, r, err)
+	}
+	page.SecondPasskey = withPasskey
 	return l.pages.render(w, r, status, page)
 }
 

@@ -34,8 +34,10 @@ type signInPages struct {
 	endpoints string
 	oidc      []*OIDCProvider
 	local     *localSignIn
-	host      signInHost
-	live      handlerLive
+	// passkeysOn: sign_in has passkeys; the pages get their button.
+	passkeysOn bool
+	host       signInHost
+	live       handlerLive
 }
 
 // signInHost is what the sign-in page takes from the handler: its
@@ -77,7 +79,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 		policy: func() session.Policy { return h.policy },
 		logger: func() *zap.Logger { return h.logger },
 	}
-	p := &signInPages{cookies: h.cookies, forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live}
+	p := &signInPages{cookies: h.cookies, forward: h.ForwardAuth, endpoints: h.Endpoints, oidc: si.OIDC, host: h, live: live, passkeysOn: si.Passkeys != nil}
 	p.local = &localSignIn{
 		dir:       accountsDirectory(list, h.nameKey, live),
 		loginRate: h.LoginRate,
@@ -117,6 +119,12 @@ type signInPage struct {
 	StepUp    bool
 	Who       string
 	SwitchURL string
+	// Passkeys: the "Sign in with a passkey" button (passkeys.js, under
+	// Endpoints).
+	Passkeys  bool
+	Endpoints string
+	// SecondPasskey: the code step's "Use a passkey" (the account has one).
+	SecondPasskey bool
 }
 
 type providerButton struct{ Label, URL string }
@@ -169,6 +177,8 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 	page.Host = sanitise(r.Host, 256)
 	page.Action = p.endpoints + "/sign-in"
 	page.CSRF = p.formToken(w, r)
+	page.Endpoints = p.endpoints
+	page.Passkeys = p.passkeysOn && (!page.StepUp || page.Accounts)
 	tmpl := pageSignIn
 	if page.StepUp {
 		tmpl = pageStepUp // its way in is set by stepUpPage
@@ -181,11 +191,17 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 		}
 	}
 	htmlHeaders(w)
+	formAction := "'self'"
 	if p.forward != nil {
 		// Browsers hold a form's redirect to form-action too: a sign-in
 		// goes on to the app's host.
-		w.Header().Set("Content-Security-Policy", pageCSP(p.forward.formAction()))
+		formAction = p.forward.formAction()
 	}
+	csp := pageCSP(formAction)
+	if page.Passkeys {
+		csp = "script-src 'self'; connect-src 'self'; " + csp // passkeys.js
+	}
+	w.Header().Set("Content-Security-Policy", csp)
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil
@@ -211,7 +227,7 @@ func (p *signInPages) stepUpPage(r *http.Request, next string) (signInPage, erro
 	switch o := p.provider(s.Provider); {
 	case o != nil && s.AuthMethod == session.MethodOIDC(s.Provider):
 		page.Providers = []providerButton{{Label: o.label(), URL: providerStepUpURL(p.endpoints, o.Name, next)}}
-	case s.Provider == "" && accountMethod(s.AuthMethod) && account:
+	case s.Provider == "" && accountSession(s) && account:
 		page.Accounts, page.User = true, s.UserID
 	default:
 		return page, nil

@@ -29,6 +29,7 @@ const (
 	pageAccount      = "account.html"
 	pageAccountTOTP  = "account-totp.html"
 	pageAccountCodes = "account-codes.html"
+	pagePasskeys     = "passkeys.html"
 )
 
 const layoutFile = "layout.html"
