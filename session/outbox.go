@@ -28,6 +28,10 @@ type Notice struct {
 	Email       string   `json:"email,omitempty"`  // the recipient
 	Name        string   `json:"name,omitempty"`
 	SessionsURL string   `json:"sessions_url,omitempty"`
+
+	// Trace is the W3C traceparent of the request that queued the notice,
+	// for the delivery's span; never sent to a receiver.
+	Trace string `json:"trace,omitempty"`
 }
 
 // Delivery is a notice taken from the outbox for one attempt.
