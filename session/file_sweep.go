@@ -130,6 +130,7 @@ func (f *File) sweepEvery(d time.Duration) {
 		select {
 		case <-t.C:
 			began := time.Now()
+			swept := true
 			for more := true; more; {
 				select {
 				case <-f.stop:
@@ -141,10 +142,15 @@ func (f *File) sweepEvery(d time.Duration) {
 					// A damaged page was logged where it was read (see
 					// recovered); the next tick tries again.
 					f.log.Warn("sweeping expired sessions failed", zap.String("path", f.path), zap.Error(err))
+					swept = false
 					break
 				}
 			}
-			t.Reset(max(d, sweepRest*time.Since(began)))
+			rest := max(d, sweepRest*time.Since(began))
+			if swept {
+				f.compactIfSparse() // file_autocompact.go
+			}
+			t.Reset(rest)
 		case <-f.stop:
 			return
 		}
