@@ -105,12 +105,9 @@ func dropEvent(tx *bolt.Tx, k []byte, _ time.Time) error {
 	if user == nil {
 		return errs[0]
 	}
-	counts := tx.Bucket(bEvCount)
-	user = prefixKey(string(user))
-	if c := counts.Get(user); len(c) == 8 && binary.BigEndian.Uint64(c) > 1 {
-		errs = append(errs, counts.Put(user, u64(binary.BigEndian.Uint64(c)-1)))
-	} else {
-		errs = append(errs, counts.Delete(user))
+	prefix := prefixKey(string(user))
+	if n, counted := trailLength(tx, prefix); counted { // file_evcount.go; uncounted, it counts itself
+		errs = append(errs, setTrailLength(tx, prefix, max(n, 1)-1))
 	}
 	return errors.Join(errs...)
 }
