@@ -151,8 +151,7 @@ func eventTypes(t *testing.T, h *Handler, user string) []string {
 // hand-off's session has no account here.
 func TestAccountPageShowsMethods(t *testing.T) {
 	for _, store := range []*StoreConfig{{Type: "memory"}, nil} {
-		// The app's hand-off beside the form, for a hand-off's session.
-		h, _ := accountHandler(t, store, func(h *Handler) { h.Login = []string{"/login"} })
+		h, _ := accountHandler(t, store, nil)
 		c := newFormClient(t, h, "192.0.2.10")
 		c.signIn("bob", func() string { code, _ := accounts.TOTPCode(stepUpTOTP, h.now()); return code })
 		w := c.get("/.auth/account")

@@ -291,10 +291,7 @@ func (h *Handler) applyDefaults() {
 	if h.MaxSessionsMode == "" {
 		h.MaxSessionsMode = string(session.LimitOldest)
 	}
-	if len(h.Login) == 0 && h.SignIn == nil {
-		// With sign_in the gateway's form is the way in: a login path
-		// would let anyone reach the app there without a session (and
-		// let it hand a sign-in off), so there is one only when asked.
+	if len(h.Login) == 0 {
 		h.Login = []string{defaultLoginPath}
 	}
 	if h.Endpoints == "" {

@@ -31,7 +31,6 @@ func stepUpHandler(t *testing.T) (*Handler, *storetest.Clock) {
 			{User: "bob", Hash: string(hash), TOTP: stepUpTOTP},
 			{User: "carol", Hash: string(hash)},
 		}}
-		h.Login = []string{"/login"} // the app's hand-off beside the form: its sessions too
 	})
 }
 

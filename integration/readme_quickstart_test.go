@@ -35,14 +35,6 @@ func TestREADMEQuickStart(t *testing.T) {
 	if p := b.get("/reports"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/.auth/sign-in?next=%2Freports" {
 		t.Fatalf("unauthenticated: %d %q", p.status, p.header.Get("Location"))
 	}
-	// No path of the app is open without a session: /login, a login
-	// path on a site without sign_in, is behind the form too.
-	if p := b.get("/login"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/.auth/sign-in?next=%2Flogin" {
-		t.Fatalf("unauthenticated /login: %d %q", p.status, p.header.Get("Location"))
-	}
-	if n := up.count("/login"); n != 0 {
-		t.Fatalf("the app's /login was reached %d times without a session", n)
-	}
 	if p := b.signInForm("/reports", "alice", "demo"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/reports" {
 		t.Fatalf("alice / demo: %d %s", p.status, p.body)
 	}
