@@ -198,7 +198,10 @@ func (p *signInPages) renderInvite(w http.ResponseWriter, r *http.Request, statu
 	} else {
 		htmlHeaders(w)
 	}
-	w.Header().Set("Referrer-Policy", "no-referrer") // the token is in the address
+	// The token is in the address: no Referer carries more than the
+	// origin. Not no-referrer: under it a browser posts the form with
+	// Origin: null, which crossSite refuses.
+	w.Header().Set("Referrer-Policy", "strict-origin")
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil

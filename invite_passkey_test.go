@@ -67,6 +67,11 @@ func testInvitePasskeyOnly(t *testing.T, h *Handler, _ *storetest.Clock) {
 	if csp := page.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline'; script") {
 		t.Errorf("invitation page CSP %q", csp)
 	}
+	// The origin only: the token stays out of Referer, and the form's POST
+	// carries a real Origin (no-referrer makes it "null", refused).
+	if rp := page.Header().Get("Referrer-Policy"); rp != "strict-origin" {
+		t.Errorf("invitation page Referrer-Policy %q", rp)
+	}
 	if strings.Contains(strings.ReplaceAll(body, `<script src=`, ""), "<script") {
 		t.Errorf("inline script on the invitation page: %s", body)
 	}
