@@ -119,6 +119,11 @@ func testInvitePasskeyOnly(t *testing.T, h *Handler, _ *storetest.Clock) {
 		t.Fatalf("after the invitation's passkey: %q %q", u, m)
 	}
 
+	// A passkey's session is an account's: the account page is hers.
+	if w := c.get("/.auth/account"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Make recovery codes") {
+		t.Errorf("the account page after the invitation's passkey: %d %s", w.Code, w.Body)
+	}
+
 	// Spent: every way in is gone.
 	if w := c.get(inv.Invite); w.Code != http.StatusGone {
 		t.Errorf("the spent invitation's page: %d", w.Code)
