@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
@@ -371,4 +372,33 @@ func TestPasskeySecondFactorAndStepUpInABrowser(t *testing.T) {
 // sameIDs reports whether a and b hold the same ids, in any order.
 func sameIDs(a, b []string) bool {
 	return len(a) == len(b) && !slices.ContainsFunc(a, func(id string) bool { return !slices.Contains(b, id) })
+}
+
+// The invitation page without script in real Chromium: the passkey
+// button and its hint stay out of sight (the layout's [hidden] wins over
+// the button style), and the password form alone sets the account up.
+func TestInvitationWithoutScriptInABrowser(t *testing.T) {
+	chrome := chromiumPath(t)
+	g, base := passkeySite(t)
+	link := invite(t, g, base, `{"user_id":"finn"}`)
+
+	b := openTab(t, chrome, 1280, 800, 60*time.Second, "about:blank")
+	b.do("turning script off", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	}))
+	b.do("opening the invitation", chromedp.Navigate(link))
+	b.until("the invitation page", `!!document.querySelector("#confirm")`)
+	if shownNow := eval[[]string](b, `[...document.querySelectorAll("[data-passkey], [data-passkey-hint], [data-passkey-error]")].map(e => getComputedStyle(e).display)`); len(shownNow) != 3 || slices.ContainsFunc(shownNow, func(d string) bool { return d != "none" }) {
+		t.Errorf("without script the passkey parts display as %v", shownNow)
+	}
+	s := b.screenshot("invitation-page-no-script")
+	t.Logf("screenshot invitation page without script %s: %d colours; %s", s.size, s.colours, boxShows(b, s, `button[type="submit"]`, true))
+	b.typeInto("#password", "finn's password")
+	b.typeInto("#confirm", "finn's password")
+	b.click(`button[type="submit"]`)
+	b.until("the app, signed in by the invitation's password", `location.pathname === "/" && !!document.querySelector("#method")`)
+	if user, method := b.textOf("#user"), b.textOf("#method"); user != "finn" || method != "password" {
+		t.Fatalf("the app shows user %q, method %q", user, method)
+	}
 }
