@@ -42,10 +42,14 @@ const (
 const methodPasswordRecovery = "password+recovery"
 
 // accountMethod: a session an account signed in (password, then maybe a
-// second factor), which the account page and a step-up with the
-// accounts form may confirm.
+// second factor; or a passkey), which the account page and a step-up with
+// the accounts form or a passkey may confirm.
 func accountMethod(m string) bool {
-	return m == session.MethodPassword || m == session.MethodPasswordTOTP || m == methodPasswordRecovery
+	switch m {
+	case session.MethodPassword, session.MethodPasswordTOTP, methodPasswordRecovery, methodPasskey, methodPasswordPasskey:
+		return true
+	}
+	return false
 }
 
 // passwordLimit bounds wrong current passwords on the account page, per

@@ -113,6 +113,10 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageInvite, invitePage{Host: "app.example.com", Action: "/.auth/invite", CSRF: "t", Token: "to\"ken", User: "dana <d>",
 				Error: "The password needs at least 8 characters."})
 		},
+		"invite-passkey.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageInvite, invitePage{Host: "app.example.com", Action: "/.auth/invite", CSRF: "t", Token: "to\"ken", User: "dana",
+				Passkeys: true, Endpoints: "/.auth"})
+		},
 		"signin-totp.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageSignInTOTP, enrolPage{Host: "app.example.com", Action: "/.auth/sign-in", CSRF: "t", Next: "/a?b=<c>", Enrol: "e",
 				User: "jo <j>", Secret: "JBSWY3DPEHPK3PXP", Error: "Wrong code.", QR: `<svg viewBox="0 0 1 1"></svg>`})
