@@ -78,7 +78,9 @@ func (f *forgotPassword) addRoutes(e *endpointRoutes) {
 	e.add([]route{
 		{"GET /forgot", serve},
 		{"POST /forgot", serve},
-		{"/forgot", func(w http.ResponseWriter, _ *http.Request, _ string) error { return methodNotAllowed(w, "GET, HEAD, POST") }},
+		{"/forgot", func(w http.ResponseWriter, _ *http.Request, _ string) error {
+			return methodNotAllowed(w, "GET, HEAD, POST")
+		}},
 	})
 }
 

@@ -38,8 +38,8 @@ type signInPages struct {
 	passkeysOn bool
 	// forgot: the forgot-password page is on (forgot.go); the page links it.
 	forgot bool
-	host       signInHost
-	live       handlerLive
+	host   signInHost
+	live   handlerLive
 }
 
 // signInHost is what the sign-in page takes from the handler: its
