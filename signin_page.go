@@ -36,10 +36,11 @@ type signInPages struct {
 	local     *localSignIn
 	// passkeysOn: sign_in has passkeys; the pages get their button.
 	passkeysOn bool
+	host       signInHost
+	live       handlerLive
+
 	// forgot: the forgot-password page is on (forgot.go); the page links it.
 	forgot bool
-	host   signInHost
-	live   handlerLive
 }
 
 // signInHost is what the sign-in page takes from the handler: its
