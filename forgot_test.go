@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/sessionauth/caddy-sessionauth/accounts"
 	"github.com/sessionauth/caddy-sessionauth/email"
@@ -286,5 +288,34 @@ func TestForgotPasswordRateAndOff(t *testing.T) {
 	}
 	if p := oc.get("/.auth/sign-in").Body.String(); strings.Contains(p, "Forgot your password") {
 		t.Fatal("the sign-in page links a forgot page that is off")
+	}
+}
+
+// docs/sign-in.md's "Forgot password" recipe turns the page on, as
+// written, and the sign-in page links it.
+func TestDocsForgotPasswordRecipe(t *testing.T) {
+	b, err := os.ReadFile("docs/sign-in.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n### Forgot password\n")
+	_, block, ok2 := strings.Cut(section, "```caddyfile\n")
+	block, _, ok3 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal(`docs/sign-in.md has no caddyfile block under "### Forgot password"`)
+	}
+	parsed := &Handler{}
+	if err := parsed.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_auth {\n" + block + "}")); err != nil {
+		t.Fatalf("the recipe: %v\n%s", err, block)
+	}
+	h, _ := testHandler(t, func(h *Handler) {
+		h.SignIn, h.NotifyEmail, h.BaseURL = parsed.SignIn, parsed.NotifyEmail, parsed.BaseURL
+	})
+	c := newClient(t, h)
+	if w := c.get("/.auth/forgot"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "<h1>Forgot your password?</h1>") {
+		t.Fatalf("forgot page: %d %s", w.Code, w.Body)
+	}
+	if p := c.get("/.auth/sign-in").Body.String(); !strings.Contains(p, "Forgot your password?") {
+		t.Fatal("the sign-in page does not link the forgot page")
 	}
 }
