@@ -199,7 +199,7 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		if (acct.TOTP != "" && r.PostFormValue("code") == "") || (withPasskey && acct.TOTP == "") {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
 		}
-		if l.needsSecondFactor(stored) || l.operatorNeedsSecondFactor(stored, acct, withPasskey) {
+		if l.mustAddSecondFactor(stored, acct, withPasskey) { // signin_enrol_operator.go
 			return l.addSecondFactor(w, r, acct, page)
 		}
 	}

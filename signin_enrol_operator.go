@@ -14,14 +14,20 @@ import (
 // and no passkey adds an authenticator app right after its password, as
 // a stored account does (signin_enrol.go). Its TOTP then lives in the
 // store, in the record that keeps the account's passkeys and recovery
-// codes, and its password stays the Caddyfile's.
+// codes, and its password stays the Caddyfile's. The one rule of who
+// must enrol, for both kinds of account, is mustAddSecondFactor.
 
-// operatorNeedsSecondFactor: acct, an operator's account whose password
-// was right, must add a second factor before it is signed in. acct's
-// TOTP is the Caddyfile's or the store's (withStoredTOTP).
-func (l *localSignIn) operatorNeedsSecondFactor(stored *session.Account, acct accounts.Account, withPasskey bool) bool {
-	if l.secondFactor != secondFactorRequired || stored != nil || acct.TOTP != "" || withPasskey {
+// mustAddSecondFactor: acct, whose password was right, must add a second
+// factor before it is signed in: an operator's account or a stored one
+// (stored, its record) with no TOTP (the Caddyfile's or the store's,
+// withStoredTOTP) and no passkey that works here (withPasskey: passkeys
+// on and one added; a passkey kept while passkeys are off is none).
+func (l *localSignIn) mustAddSecondFactor(stored *session.Account, acct accounts.Account, withPasskey bool) bool {
+	if l.secondFactor != secondFactorRequired || acct.TOTP != "" || withPasskey {
 		return false
+	}
+	if stored != nil {
+		return true
 	}
 	_, ok := l.dir.Lookup(acct.User)
 	return ok
