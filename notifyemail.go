@@ -131,6 +131,7 @@ func (n *notifier) mailOf(r *http.Request, events []string, s *session.Session, 
 		notice.RevokeURL = base + n.endpoints + "/revoke?token=" + n.links.linkToken(s)
 		notice.SessionsURL = base + n.endpoints + "/sessions"
 	}
+	n.traceNotice(r, &notice)
 	ctx := context.Background()
 	if err := n.store.Enqueue(ctx, mailTarget, notice); err != nil {
 		n.metrics.notification("dropped")
