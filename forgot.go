@@ -215,8 +215,7 @@ func (f *forgotPassword) sendLink(r *http.Request, acct *session.Account, now ti
 	}
 	notice := f.notice(r, email.ResetLink, acct, now)
 	notice.ResetURL = base + h.Endpoints + "/forgot?token=" + token
-	if err := h.notifier.store.Enqueue(context.Background(), mailTarget, notice); err != nil {
-		h.metrics.notification("dropped")
+	if err := f.enqueue(r, notice); err != nil {
 		return err
 	}
 	if c := h.logger.Check(zap.InfoLevel, "password reset link mailed"); c != nil {
@@ -233,6 +232,16 @@ func (f *forgotPassword) notice(r *http.Request, event string, acct *session.Acc
 		DeviceName: d.Name, Browser: d.Browser, OS: d.OS, IP: clientIP(r),
 		Email: acct.Email, Name: acct.Name,
 	}
+}
+
+// enqueue queues a mail in the durable outbox, in r's trace.
+func (f *forgotPassword) enqueue(r *http.Request, n session.Notice) error {
+	f.h.notifier.traceNotice(r, &n)
+	if err := f.h.notifier.store.Enqueue(context.Background(), mailTarget, n); err != nil {
+		f.h.metrics.notification("dropped")
+		return err
+	}
+	return nil
 }
 
 // take takes the link of token from the store (spent unless put back);
@@ -352,8 +361,7 @@ func (f *forgotPassword) setPassword(w http.ResponseWriter, r *http.Request, tok
 	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
 	h.recordAccountEvent(ctx, eventPasswordReset, acct.UserID, session.ActorSelf, clientIP(r))
 	if email.ValidAddress(acct.Email) {
-		if err := h.notifier.store.Enqueue(context.Background(), mailTarget, f.notice(r, eventPasswordReset, acct, now)); err != nil {
-			h.metrics.notification("dropped")
+		if err := f.enqueue(r, f.notice(r, eventPasswordReset, acct, now)); err != nil {
 			h.logger.Error("queueing an account change mail", zap.String("event", eventPasswordReset), zap.Error(err))
 		}
 	}
