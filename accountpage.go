@@ -379,8 +379,9 @@ func (p *accountPages) refusedChange(w http.ResponseWriter, r *http.Request, cur
 }
 
 // accountChanged mails the account's address about event (SPEC 15),
-// whichever events notify email lists for sign-ins.
-func (n *notifier) accountChanged(r *http.Request, event string, s *session.Session, to string, at time.Time) {
+// whichever events notify email lists for sign-ins; with adds what the
+// event's mail names besides (a passkey's name).
+func (n *notifier) accountChanged(r *http.Request, event string, s *session.Session, to string, at time.Time, with ...func(*session.Notice)) {
 	if n == nil || n.mail == nil {
 		return
 	}
@@ -402,6 +403,9 @@ func (n *notifier) accountChanged(r *http.Request, event string, s *session.Sess
 	if base != "" {
 		notice.RevokeURL = base + n.endpoints + "/revoke?token=" + n.links.linkToken(s)
 		notice.SessionsURL = base + n.endpoints + "/sessions"
+	}
+	for _, f := range with {
+		f(&notice)
 	}
 	if err := n.store.Enqueue(context.Background(), mailTarget, notice); err != nil {
 		n.metrics.notification("dropped")

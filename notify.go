@@ -214,7 +214,7 @@ func (n *notifier) revokeURL(r *http.Request, s *session.Session) string {
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
 // The body has SPEC 7's fields only: what a mail needs stays out.
 func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
-	n.Events, n.Email, n.Name, n.SessionsURL, n.Trace = nil, "", "", "", ""
+	n.Events, n.Email, n.Name, n.SessionsURL, n.Trace, n.Passkey, n.ResetURL = nil, "", "", "", "", "", ""
 	body, err := json.Marshal(n)
 	if err != nil {
 		return err

@@ -189,6 +189,7 @@ func (p *passkeySignIn) change(w http.ResponseWriter, r *http.Request, id, op st
 	}
 	if op == "" {
 		p.audit(r, cur, eventPasskeyRemoved, was)
+		p.mailPasskey(r, cur, rec, eventPasskeyRemoved, was)
 	}
 	if !wantsPage(r) {
 		w.WriteHeader(http.StatusNoContent)

@@ -549,6 +549,7 @@ func (p *passkeySignIn) registerFinish(w http.ResponseWriter, r *http.Request) e
 		return p.h.storeUnavailable(w, r, err)
 	}
 	p.audit(r, cur, eventPasskeyAdded, name)
+	p.mailPasskey(r, cur, rec, eventPasskeyAdded, name)
 	return writeJSON(w, http.StatusCreated, struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
