@@ -141,7 +141,7 @@ func testForgotPassword(t *testing.T, h *Handler, clock *storetest.Clock) {
 	// The link: a preview spends nothing; a short password keeps it.
 	c := newClient(t, h)
 	for range 2 {
-		if w := c.get(links[0]); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="dana"`) || w.Header().Get("Referrer-Policy") != "no-referrer" {
+		if w := c.get(links[0]); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `value="dana"`) || w.Header().Get("Referrer-Policy") != "strict-origin" {
 			t.Fatalf("link page: %d %s", w.Code, w.Body)
 		}
 	}

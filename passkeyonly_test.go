@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/accounts"
+	"github.com/sessionauth/caddy-sessionauth/internal/webauthntest"
 	"github.com/sessionauth/caddy-sessionauth/session"
 	"github.com/sessionauth/caddy-sessionauth/session/storetest"
 )
@@ -39,7 +40,7 @@ func TestPasskeyAddedAndRemovedMailed(t *testing.T) {
 	h, _, outbox := passkeyMailHandler(t)
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -73,7 +74,7 @@ func TestPasskeyOnlySecondStep(t *testing.T) {
 	h, clock, _ := passkeyMailHandler(t)
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -115,7 +116,7 @@ func TestPasskeyOnlySecondStep(t *testing.T) {
 	csrf := field(w.Body.String(), "csrf")
 	q := "?step_up=1&next=%2Fadmin&pending=" + pending
 	begin := c.jsonPost("/.auth/passkeys/second/begin"+q, csrf, []byte("{}"))
-	if w := c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.get(begin.Body.Bytes())); w.Code != http.StatusOK {
+	if w := c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.Get(begin.Body.Bytes())); w.Code != http.StatusOK {
 		t.Fatalf("the passkey's step-up: %d %s", w.Code, w.Body)
 	}
 	seen, _ := c.admin()
