@@ -149,7 +149,8 @@ func TestREADMEPeopleManageTheirOwnSignIn(t *testing.T) {
 	if h := other.upstreamSees("/reports"); h["X-Auth-User"] != "dana" || h["X-Auth-Email"] != "dana@example.com" || h["X-Auth-Name"] != "Dana" {
 		t.Fatalf("the app saw %v", h)
 	}
-	if p := other.get("/.auth/account"); p.status != 200 || !strings.Contains(p.body, "Your account") || !strings.Contains(p.body, `action="/.auth/account/password"`) {
+	if p := other.get("/.auth/account"); p.status != 200 || !strings.Contains(p.body, "Your account") || !strings.Contains(p.body, `action="/.auth/account/password"`) ||
+		!strings.Contains(p.body, `href="/.auth/account/passkeys"`) {
 		t.Fatalf("dana's account page: %d\n%s", p.status, p.body)
 	}
 	if p := other.get("/.auth/account/passkeys"); p.status != 200 || !strings.Contains(p.body, "Add a passkey") {
