@@ -69,6 +69,9 @@ type accountPages struct {
 	notifier             *notifier
 	logger               *zap.Logger
 	host                 accountHost
+
+	// passkeysOn: sign_in has passkeys; the page links to the passkeys page.
+	passkeysOn bool
 }
 
 // accountHost is what the account page takes from the handler.
@@ -87,7 +90,8 @@ func newAccountPages(h *Handler) *accountPages {
 	}
 	return &accountPages{endpoints: h.Endpoints, baseURL: h.BaseURL, dir: h.signIn.local.dir,
 		secondFactorRequired: h.SignIn.SecondFactor == secondFactorRequired,
-		store:                h.store, policy: h.policy, now: h.now, notifier: h.notifier, logger: h.logger, host: h}
+		store:                h.store, policy: h.policy, now: h.now, notifier: h.notifier, logger: h.logger, host: h,
+		passkeysOn: h.SignIn.Passkeys != nil}
 }
 
 // storeAccounts is the accounts part of st (the handler's Timed has it).
@@ -246,6 +250,9 @@ type accountPageData struct {
 	StaleFor string
 	Notice   string
 	Error    string
+
+	// PasskeysOn: the passkeys page exists (sign_in passkeys); linked here.
+	PasskeysOn bool
 }
 
 // Notices after a change, by ?done=.
@@ -279,7 +286,7 @@ func (p *accountPages) render(w http.ResponseWriter, r *http.Request, cur *sessi
 	data := accountPageData{Site: siteLabel(p.baseURL, r), Endpoints: p.endpoints, CSRF: csrfToken(cur),
 		Name: orDefault(cur.Name, cur.UserID), Account: a.json(), PasswordOwn: a.stored(),
 		TOTPOwn: !a.operatorTOTP(), TOTPRemovable: p.totpRemovable(a), Notice: notice, Error: problem}
-	data.RecoveryMade = data.Account.recoveryChosen
+	data.RecoveryMade, data.PasskeysOn = data.Account.recoveryChosen, p.passkeysOn
 	if p.now().Sub(cur.AuthenticatedOrCreated()) > accountFresh {
 		data.StaleFor = humanDuration(accountFresh)
 	}
