@@ -287,6 +287,9 @@ func (l *localSignIn) askCode(w http.ResponseWriter, r *http.Request, acct accou
 		return l.host.refuse(w, r, err)
 	}
 	page.SecondPasskey = withPasskey
+	if page.NoRecoveryCodes, err = l.noRecoveryCodes(ctx, acct.User); err != nil {
+		return l.host.refuse(w, r, err)
+	}
 	return l.pages.render(w, r, status, page)
 }
 

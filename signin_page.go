@@ -131,6 +131,9 @@ type signInPage struct {
 	SecondPasskey bool
 	// Forgot: the "Forgot your password?" link (forgot.go); empty when off.
 	Forgot string
+	// NoRecoveryCodes: the code step's account has no recovery code
+	// left, so the field takes the app's digits alone and offers none.
+	NoRecoveryCodes bool
 }
 
 type providerButton struct{ Label, URL string }
