@@ -162,6 +162,10 @@ func TestProblemPagesOfferAWayOn(t *testing.T) {
 		c.post(wrong)
 		mustShow(t, c.post(wrong), http.StatusTooManyRequests,
 			[]string{"Too many attempts", `<p><a href="/.auth/sign-in">Back to the form</a></p>`})
+		// The way back keeps where the sign-in was going.
+		wrong.Set("next", "/reports?q=1")
+		mustShow(t, c.post(wrong), http.StatusTooManyRequests,
+			[]string{"Too many attempts", `<p><a href="/.auth/sign-in?next=%2Freports%3Fq%3D1">Back to the form</a></p>`})
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +103,22 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 	return errRateLimited{left}
 }
 
+// formNext is "?next=…" when the refused form carried a next the form
+// can be shown again with (a sign-in's way back to where it was going),
+// else "". The body is read within the sign-in form's limit; it is not
+// forwarded after a refusal.
+func formNext(w http.ResponseWriter, r *http.Request) string {
+	if r.Body == nil {
+		return ""
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignInForm)
+	next := r.PostFormValue("next")
+	if next == "" || safeNext(next) != next || next == "/" {
+		return ""
+	}
+	return "?next=" + url.QueryEscape(next)
+}
+
 // tooMany answers 429 with Retry-After, and a browser a page with a way
 // on: a GET tried again as it was, a form (a sign-in form, posted to its
 // own page) shown again at its path.
@@ -117,7 +134,7 @@ func tooMany(w http.ResponseWriter, r *http.Request, err error) error {
 	way := &wayOn{safeNext(uri), "Try again"}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		path, _, _ := strings.Cut(uri, "?")
-		way = &wayOn{safeNext(path), "Back to the form"}
+		way = &wayOn{safeNext(path) + formNext(w, r), "Back to the form"}
 	}
 	return answerWithWay(w, r, problemRateLimited, way)
 }
