@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,7 @@ type TOTPEnrolment struct {
 // 6 digits, SHA-1, 30 s.
 func NewTOTPEnrolment(issuer, account string) (TOTPEnrolment, error) {
 	key, err := totp.Generate(totp.GenerateOpts{
-		Issuer:      issuer,
+		Issuer:      issuerLabel(issuer),
 		AccountName: account,
 		Period:      uint(CodeStep / time.Second),
 		SecretSize:  20,
@@ -45,6 +46,17 @@ func NewTOTPEnrolment(issuer, account string) (TOTPEnrolment, error) {
 		return TOTPEnrolment{}, err
 	}
 	return TOTPEnrolment{Secret: key.Secret(), URI: key.URL(), QR: svg}, nil
+}
+
+// issuerLabel keeps a colon out of the issuer: the URI's label is
+// "issuer:account", and apps split it at the first colon, so a site's
+// "host:port" would show the port as part of the account's name. The
+// port is kept in words, as two sites may differ only in it.
+func issuerLabel(issuer string) string {
+	if host, port, err := net.SplitHostPort(issuer); err == nil {
+		issuer = host + " (port " + port + ")"
+	}
+	return strings.ReplaceAll(issuer, ":", " ")
 }
 
 // ConfirmTOTP checks the first code of an authenticator app being added

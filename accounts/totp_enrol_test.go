@@ -197,3 +197,21 @@ func TestTOTPEnrolmentQR(t *testing.T) {
 		}
 	}
 }
+
+// A site's port stays out of the account's name in the app: the label
+// is split at its first colon, so the issuer carries none.
+func TestTOTPEnrolmentIssuerWithAPort(t *testing.T) {
+	for _, site := range []string{"127.0.0.1:37650", "[::1]:8443", "wiki.example.com"} {
+		e, err := NewTOTPEnrolment(site, "nora")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := otp.NewKeyFromURL(e.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key.AccountName() != "nora" || strings.Contains(key.Issuer(), ":") {
+			t.Fatalf("%s: account %q, issuer %q (%s)", site, key.AccountName(), key.Issuer(), e.URI)
+		}
+	}
+}
