@@ -217,7 +217,7 @@ func timeRefusal(site, hdr string, revokeAt func() error) (time.Duration, int, e
 				return
 			}
 		}
-		done <- fmt.Errorf("B still accepts the credential 10 s after the revocation")
+		done <- fmt.Errorf("gateway B still accepts the credential 10 s after the revocation")
 	}()
 	time.Sleep(20 * time.Millisecond) // a few requests before
 	if err := revokeAt(); err != nil {
@@ -273,10 +273,10 @@ func timeSocketClose(site, hdr string, revokeAt func() error) (time.Duration, er
 	select {
 	case at := <-closed:
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("B kept the socket open 15 s")
+			return 0, fmt.Errorf("gateway B kept the socket open 15 s")
 		}
 		return at.Sub(answered), nil
 	case <-ctx.Done():
-		return 0, fmt.Errorf("B kept the socket open 15 s")
+		return 0, fmt.Errorf("gateway B kept the socket open 15 s")
 	}
 }
