@@ -21,7 +21,9 @@ import (
 // maxRecentEvents before it.
 var bStats = []byte("stats")
 
-func statsKey(kind byte, n int64) []byte { return binary.BigEndian.AppendUint64([]byte{kind}, uint64(n)) }
+func statsKey(kind byte, n int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{kind}, uint64(n))
+}
 
 // countStat adds one of kind to the hour and the day of at.
 func countStat(tx *bolt.Tx, kind byte, at time.Time) error {
