@@ -126,7 +126,7 @@ func (c *adminConsole) show(w http.ResponseWriter, r *http.Request) error {
 		}}
 	for _, e := range st.Recent {
 		data.Recent = append(data.Recent, recentRow{When: relTime(e.At, now), At: e.At.UTC().Format(time.RFC1123),
-			Who: orDefault(e.UserID, "(no such user)"), What: eventWords(e), Where: placeOf(e.IP, e.City, e.Country) + ipSuffix(e.IP), Why: e.Reason})
+			Who: orDefault(e.UserID, "an unknown account"), What: eventWords(e), Where: placeOf(e.IP, e.City, e.Country) + ipSuffix(e.IP), Why: e.Reason})
 	}
 	if c.h.now().Sub(cur.AuthenticatedOrCreated()) > adminFresh {
 		data.StaleFor = humanDuration(adminFresh)
