@@ -330,11 +330,11 @@ func adminPageFixture() adminPageData {
 		days = append(days, session.StatsBucket{At: at.AddDate(0, 0, i-consoleDays+1), SignIns: int64(i * 3), FailedSignIns: int64(i % 4)})
 	}
 	return adminPageData{Site: "app.example.com", Endpoints: "/.auth", CSRF: "tok\"en", Name: "Alice <A>", Active: 7, Confirm: adminConfirm,
-		Hourly:  drawTimeChart("hourly", "Per hour", hours, "15:04", 6),
-		Daily:   drawTimeChart("daily", "Per day", days, "2 Jan", 7),
-		Shares:  []shareChart{drawShareChart("by-country", "By country", map[string]int{"DE": 4, "US": 2, "<b>": 1}), drawShareChart("by-browser", "By browser", nil)},
-		Recent:  []recentRow{{When: "just now", At: "Mon, 01 Jun 2026 12:00:00 UTC", Who: "bob<script>", What: "Failed sign-in", Where: "Berlin, DE (192.0.2.1)", Why: "password"}},
-		Query:   "bob\"", Searched: true, Notice: "Signed out 1 session.", StaleFor: "10 minutes",
+		Hourly: drawTimeChart("hourly", "Per hour", hours, "15:04", 6),
+		Daily:  drawTimeChart("daily", "Per day", days, "2 Jan", 7),
+		Shares: []shareChart{drawShareChart("by-country", "By country", map[string]int{"DE": 4, "US": 2, "<b>": 1}), drawShareChart("by-browser", "By browser", nil)},
+		Recent: []recentRow{{When: "just now", At: "Mon, 01 Jun 2026 12:00:00 UTC", Who: "bob<script>", What: "Failed sign-in", Where: "Berlin, DE (192.0.2.1)", Why: "password"}},
+		Query:  "bob\"", Searched: true, Notice: "Signed out 1 session.", StaleFor: "10 minutes",
 		Results: []adminSessionRow{{ID: "abc", UserID: "bob\"", Device: "iPhone", Browser: "Safari", OS: "iOS", IP: "192.0.2.1", Place: "Berlin, DE", SignedIn: "2 hours ago", LastActive: "just now", Risk: "new-device"}},
 		Users:   []adminUserRow{{ID: "bob\"", Path: "bob%22"}},
 	}
