@@ -211,8 +211,8 @@ type svgBar struct {
 }
 
 type svgText struct {
-	X    float64
-	Text string
+	X            float64
+	Text, Anchor string
 }
 
 type timeRow struct {
@@ -258,7 +258,11 @@ func drawTimeChart(id, title string, bs []session.StatsBucket, layout string, ti
 				Fill: s.fill, Title: label + ": " + plural(int(s.n), s.what)})
 		}
 		if (len(bs)-1-i)%tickEvery == 0 {
-			ch.Ticks = append(ch.Ticks, svgText{X: round1(plotLeft + (float64(i)+0.5)*group), Text: label})
+			t := svgText{X: round1(plotLeft + (float64(i)+0.5)*group), Text: label, Anchor: "middle"}
+			if i == len(bs)-1 { // the newest ends at the plot's edge, not past it
+				t.X, t.Anchor = plotRight, "end"
+			}
+			ch.Ticks = append(ch.Ticks, t)
 		}
 		ch.Rows = append(ch.Rows, timeRow{label, b.SignIns, b.FailedSignIns, b.Revocations})
 	}
@@ -308,8 +312,8 @@ func drawShareChart(id, title string, counts map[string]int) shareChart {
 		y := float64(i) * 32
 		w := round1(math.Max(220*float64(e.n)/float64(top), 2))
 		label := e.k
-		if r := []rune(label); len(r) > 16 {
-			label = string(r[:15]) + "…"
+		if r := []rune(label); len(r) > 13 {
+			label = string(r[:12]) + "…"
 		}
 		ch.Rows = append(ch.Rows, shareRow{Label: label, Count: e.n, Y: y, W: w, TX: round1(136 + w + 6), TextY: y + 22, BarY: y + 7})
 	}
