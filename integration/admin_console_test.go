@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -180,5 +181,31 @@ func TestAdminConsoleInABrowser(t *testing.T) {
 	}
 	if n := eval[int](b, `document.querySelectorAll("[data-session]").length`); n != 0 {
 		t.Fatalf("bob still has %d sessions listed", n)
+	}
+}
+
+// The admin console's recipes run as written: the README's adapts, and
+// the configuration page's (alice, password demo, with the role) opens
+// the console for alice.
+func TestDocsAdminConsoleRecipes(t *testing.T) {
+	readme := docBlock(t, "README.md", "## The admin console", "caddyfile")
+	if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(readme), map[string]any{"filename": "README.md"}); err != nil {
+		t.Fatalf("the README's console config: %v\n%s", err, readme)
+	}
+	block := docBlock(t, "docs/configuration.md", "### The admin console", "caddyfile")
+	if !strings.HasPrefix(block, "app.example.com {\n") || !strings.Contains(block, "reverse_proxy localhost:3000") {
+		t.Fatalf("the recipe changed shape:\n%s", block)
+	}
+	text := strings.Replace(strings.Replace(block, "app.example.com {", "http://127.0.0.1:{PORT} {", 1), "localhost:3000", "{UPSTREAM}", 1)
+	g := loadCaddy(t, "{\n\tadmin 127.0.0.1:{ADMIN}\n\tpersist_config off\n}\n"+text, newUpstream(t))
+	alice := newBrowser(t, g.base)
+	if p := alice.signInForm("/", "alice", "demo"); p.status != http.StatusSeeOther {
+		t.Fatalf("alice: %d %s", p.status, p.body)
+	}
+	if p := alice.get("/.auth/admin"); p.status != http.StatusOK || !strings.Contains(p.body, "<h1>Admin console</h1>") {
+		t.Fatalf("the console: %d %s", p.status, p.body)
+	}
+	if st := alice.consoleStats(g.base); st.ActiveSessions != 1 {
+		t.Fatalf("active sessions: %d", st.ActiveSessions)
 	}
 }
