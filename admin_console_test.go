@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
 	"github.com/sessionauth/caddy-sessionauth/accounts"
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -337,5 +339,26 @@ func adminPageFixture() adminPageData {
 		Query:  "bob\"", Searched: true, Notice: "Signed out 1 session.", StaleFor: "10 minutes",
 		Results: []adminSessionRow{{ID: "abc", UserID: "bob\"", Device: "iPhone", Browser: "Safari", OS: "iOS", IP: "192.0.2.1", Place: "Berlin, DE", SignedIn: "2 hours ago", LastActive: "just now", Risk: "new-device"}},
 		Users:   []adminUserRow{{ID: "bob\"", Path: "bob%22"}},
+	}
+}
+
+// admin_role takes one role name; a mistake names the file and line.
+func TestAdminRoleCaddyfile(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_auth {\n  admin_role ops\n}")); err != nil || h.AdminRole != "ops" {
+		t.Fatalf("admin_role ops: %v %q", err, h.AdminRole)
+	}
+	for input, want := range map[string]string{
+		"session_auth {\n  admin_role\n}":                       "wrong argument count",
+		"session_auth {\n  admin_role a b\n}":                   "wrong argument count",
+		"session_auth {\n  admin_role \"a,b\"\n}":               `admin_role "a,b" must be one role name`,
+		"session_auth {\n  admin_role a\n  admin_role b\n}":     "admin_role given more than once",
+		"session_auth {\n  lifetime 1h\n  admin_role \" a\"\n}": "Testfile:3",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Testfile:") {
+			t.Errorf("%q: %v, want %q with file:line", input, err, want)
+		}
 	}
 }
