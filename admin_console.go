@@ -62,8 +62,10 @@ func (c *adminConsole) addRoutes(e *endpointRoutes) {
 		{"/admin/stats", notAllowed("GET, HEAD")},
 		{"POST /admin/sessions/{rest}/revoke", c.revokeSession},
 		{"/admin/sessions/{rest}/revoke", notAllowed("POST")},
-		{"POST /admin/users/{rest}/revoke", c.revokeUser},
-		{"/admin/users/{rest}/revoke", notAllowed("POST")},
+		// A user id may hold a "/" (escaped in the path): the route takes
+		// the rest and revokeUser reads the id from the path as sent.
+		{"POST /admin/users/{rest...}", c.revokeUser},
+		{"/admin/users/{rest...}", notAllowed("POST")},
 		{"POST /admin/revoke-everyone", page(c.revokeEveryone)},
 		{"/admin/revoke-everyone", notAllowed("POST")},
 		{"/admin/{rest...}", func(w http.ResponseWriter, _ *http.Request, _ string) error {
@@ -191,7 +193,14 @@ func (c *adminConsole) revokeSession(w http.ResponseWriter, r *http.Request, id 
 
 // revokeUser answers POST {endpoints}/admin/users/<id>/revoke: every
 // session of the user, but the admin's own one here.
-func (c *adminConsole) revokeUser(w http.ResponseWriter, r *http.Request, user string) error {
+func (c *adminConsole) revokeUser(w http.ResponseWriter, r *http.Request, rest string) error {
+	if !strings.HasSuffix(rest, "/revoke") {
+		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+	}
+	user := pathUser(r.URL.EscapedPath())
+	if user == "" {
+		return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
+	}
 	cur, done, err := c.act(w, r)
 	if done {
 		return err
@@ -207,6 +216,21 @@ func (c *adminConsole) revokeUser(w http.ResponseWriter, r *http.Request, user s
 		return c.h.storeUnavailable(w, r, err)
 	}
 	return c.done(w, r, ended, "user")
+}
+
+// pathUser is the user id in …/admin/users/<id>/revoke as the client
+// sent it (escaped: the id may hold a "/"), or "".
+func pathUser(escaped string) string {
+	_, raw, ok := strings.Cut(escaped, "/admin/users/")
+	raw, found := strings.CutSuffix(raw, "/revoke")
+	if !ok || !found {
+		return ""
+	}
+	user, err := url.PathUnescape(raw)
+	if err != nil {
+		return ""
+	}
+	return user
 }
 
 // revokeEveryone answers POST {endpoints}/admin/revoke-everyone with

@@ -306,6 +306,27 @@ func TestAdminConsoleSignOutEveryone(t *testing.T) {
 	}
 }
 
+// A user id with a "/" and a space is signed out everywhere by the form
+// the search shows for it.
+func TestAdminConsoleUserIDWithSlash(t *testing.T) {
+	h, _ := adminHandler(t, &StoreConfig{Type: "memory"})
+	alice := newFormClient(t, h, "192.0.2.70")
+	alice.signInPassword("alice")
+	team := signIn(t, h, "team/ops a")
+	teamID, _, _ := session.ParseCredential(team.Value)
+	page := alice.get("/.auth/admin?q=" + url.QueryEscape("team/ops a")).Body.String()
+	action := "/.auth/admin/users/team%2Fops%20a/revoke"
+	if !strings.Contains(page, `action="`+action+`"`) {
+		t.Fatalf("no sign out everywhere for team/ops a:\n%s", page)
+	}
+	if w := alice.form(action, url.Values{"csrf": {alice.csrf()}}); w.Code != http.StatusSeeOther || active(t, h, teamID) {
+		t.Fatalf("sign out team/ops a everywhere: %d, still active %v", w.Code, active(t, h, teamID))
+	}
+	if w := alice.form("/.auth/admin/users/team/ops", url.Values{"csrf": {alice.csrf()}}); w.Code != http.StatusNotFound {
+		t.Fatalf("a users path without /revoke: %d", w.Code)
+	}
+}
+
 func wantRevokedBy(t *testing.T, h *Handler, user, id, actor string) {
 	t.Helper()
 	evs, err := h.store.Events(context.Background(), user, time.Time{}, 0)
