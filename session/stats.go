@@ -56,9 +56,9 @@ type StatsBucket struct {
 }
 
 // What the counters count: a sign-in is a new session (an API token is
-// not one), a failed sign-in a login_failed event, a revocation a revoke
-// event (a session ended by anyone but its user signing out; expiry is
-// not one).
+// not one; a sign-in that Discard undoes, its reply lost, stays counted),
+// a failed sign-in a login_failed event, a revocation a revoke event (a
+// session ended by anyone but its user signing out; expiry is not one).
 const (
 	statSignIn = 'i'
 	statFailed = 'f'
