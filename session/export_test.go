@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -129,4 +130,30 @@ func CrashFile(f *File) error {
 		err = errors.Join(err, f.releaseHeld())
 	})
 	return err
+}
+
+// FilePages is the file's pages: in all, free and pending.
+func FilePages(f *File) (all, free, pending int) {
+	_ = f.db.View(func(tx *bolt.Tx) error {
+		all = int(tx.Size() / int64(f.db.Info().PageSize))
+		return nil
+	})
+	s := f.db.Stats()
+	return all, s.FreePageN, s.PendingPageN
+}
+
+// SetAutoCompact sets the sweep's compaction thresholds.
+func SetAutoCompact(minFile int64, free float64, every time.Duration) (restore func()) {
+	old := autoCompact
+	autoCompact.minFile, autoCompact.free, autoCompact.every = minFile, free, every
+	return func() { autoCompact = old }
+}
+
+// CompactIfSparse runs the sweep's compaction check once.
+func CompactIfSparse(f *File) bool { return f.compactIfSparse() }
+
+// BackingUp makes the store count a backup in progress until done.
+func BackingUp(f *File) (done func()) {
+	f.auto.backups.Add(1)
+	return func() { f.auto.backups.Add(-1) }
 }

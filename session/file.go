@@ -345,14 +345,11 @@ func addEvent(tx *bolt.Tx, user string, e Event, p Policy) error {
 	}
 	v := encodeFileEvent(&fileEvent{E: e, PurgeAt: e.At.Add(p.Retention)}, user)
 	prefix := prefixKey(user)
+	n, _ := trailLength(tx, prefix) // file_evcount.go
 	if err := b.Put(append(slices.Clip(prefix), u64(seq)...), v); err != nil {
 		return err
 	}
-	counts := tx.Bucket(bEvCount)
-	n := uint64(1)
-	if old := counts.Get(prefix); len(old) == 8 {
-		n += binary.BigEndian.Uint64(old)
-	}
+	n++
 	if n > maxEventsPerUser {
 		if k, _ := b.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 			if err := b.Delete(k); err != nil {
@@ -361,7 +358,7 @@ func addEvent(tx *bolt.Tx, user string, e Event, p Policy) error {
 			n--
 		}
 	}
-	return counts.Put(prefix, u64(n))
+	return setTrailLength(tx, prefix, n)
 }
 
 func getHistory(tx *bolt.Tx, user string, now time.Time, p Policy) *fileHistory {

@@ -40,6 +40,7 @@ const purgeField protowire.Number = 1
 type recordWire struct {
 	fileRecord
 	emailIsUser, loginIPIsIP, loginCountryIsCountry bool
+	agentShort                                      string // the user agent's short form (file_agent.go)
 }
 
 var recordFields = []wireField[recordWire]{
@@ -87,6 +88,7 @@ var recordFields = []wireField[recordWire]{
 	{42, func(r *recordWire) any { return &r.loginIPIsIP }},
 	{43, func(r *recordWire) any { return &r.loginCountryIsCountry }},
 	{44, func(r *recordWire) any { return &r.Site }},
+	{45, func(r *recordWire) any { return &r.agentShort }},
 	// OthersActive is not stored (see putRecord).
 }
 
@@ -136,6 +138,9 @@ func encodeRecord(r *fileRecord) []byte {
 	if w.LoginCountry != "" && w.LoginCountry == w.Country {
 		w.LoginCountry, w.loginCountryIsCountry = "", true
 	}
+	if short := shortAgent(w.UserAgent); short != "" {
+		w.UserAgent, w.agentShort = "", short
+	}
 	return appendFields([]byte{binaryMarker}, recordFields, &w)
 }
 
@@ -157,6 +162,9 @@ func decodeRecordValue(id string, v []byte) *fileRecord {
 		}
 		if w.loginCountryIsCountry {
 			r.LoginCountry = r.Country
+		}
+		if w.agentShort != "" {
+			r.UserAgent, _ = longAgent(w.agentShort) // a later version's phrase: no agent rather than no session
 		}
 		return &r
 	}

@@ -44,6 +44,7 @@ type fileState struct {
 
 	sweepMu   sync.Mutex
 	sweepDone map[string]bool // buckets at their end in this round (file_sweep.go)
+	auto      fileAutoCompact // compaction during the sweep (file_autocompact.go)
 }
 
 // maxWriters bounds the writes waiting for the file at once: with a

@@ -22,6 +22,8 @@ func (f *File) Backup(w io.Writer) (n int64, err error) {
 	if err := f.ready(); err != nil {
 		return 0, err
 	}
+	f.auto.backups.Add(1) // the sweep does not compact meanwhile
+	defer f.auto.backups.Add(-1)
 	if err := f.update(nil); err != nil {
 		return 0, err
 	}

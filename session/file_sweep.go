@@ -106,12 +106,9 @@ func dropEvent(tx *bolt.Tx, k []byte, _ time.Time) error {
 	if user == nil {
 		return errs[0]
 	}
-	counts := tx.Bucket(bEvCount)
-	user = prefixKey(string(user))
-	if c := counts.Get(user); len(c) == 8 && binary.BigEndian.Uint64(c) > 1 {
-		errs = append(errs, counts.Put(user, u64(binary.BigEndian.Uint64(c)-1)))
-	} else {
-		errs = append(errs, counts.Delete(user))
+	prefix := prefixKey(string(user))
+	if n, counted := trailLength(tx, prefix); counted { // file_evcount.go; uncounted, it counts itself
+		errs = append(errs, setTrailLength(tx, prefix, max(n, 1)-1))
 	}
 	return errors.Join(errs...)
 }
@@ -131,6 +128,7 @@ func (f *File) sweepEvery(d time.Duration) {
 		select {
 		case <-t.C:
 			began := time.Now()
+			swept := true
 			for more := true; more; {
 				select {
 				case <-f.stop:
@@ -142,10 +140,15 @@ func (f *File) sweepEvery(d time.Duration) {
 					// A damaged page was logged where it was read (see
 					// recovered); the next tick tries again.
 					f.log.Warn("sweeping expired sessions failed", zap.String("path", f.path), zap.Error(err))
+					swept = false
 					break
 				}
 			}
-			t.Reset(max(d, sweepRest*time.Since(began)))
+			rest := max(d, sweepRest*time.Since(began))
+			if swept {
+				f.compactIfSparse() // file_autocompact.go
+			}
+			t.Reset(rest)
 		case <-f.stop:
 			return
 		}

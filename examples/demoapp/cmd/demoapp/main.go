@@ -6,6 +6,7 @@ package main
 import (
 	"flag"
 	"log"
+	"net"
 	"net/http"
 	"time"
 
@@ -20,7 +21,13 @@ func main() {
 	if *noLogin {
 		handler, what = demoapp.NewNoLogin(), "no-login demo app"
 	}
-	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	log.Printf("%s listening on http://%s (reach it through Caddy)", what, *addr)
-	log.Fatal(srv.ListenAndServe())
+	// Listen before saying so: a port in use is the one line printed,
+	// with -listen named as the way out.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatalf("%s: %v (another port: -listen 127.0.0.1:<port>, and the same port in the Caddyfile's reverse_proxy)", what, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("%s listening on http://%s (reach it through Caddy)", what, ln.Addr())
+	log.Fatal(srv.Serve(ln))
 }
