@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
@@ -184,13 +184,18 @@ func TestAdminConsoleInABrowser(t *testing.T) {
 	}
 }
 
-// The admin console's recipes run as written: the README's adapts, and
-// the configuration page's (alice, password demo, with the role) opens
+// The admin console's recipes run as written: the README's demo names
+// Caddyfile.example's line, and the configuration page's (alice, password demo, with the role) opens
 // the console for alice.
 func TestDocsAdminConsoleRecipes(t *testing.T) {
-	readme := docBlock(t, "README.md", "## The admin console", "caddyfile")
-	if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(readme), map[string]any{"filename": "README.md"}); err != nil {
-		t.Fatalf("the README's console config: %v\n%s", err, readme)
+	// The README's demo names the line Caddyfile.example gives alice's site
+	// (TestCaddyfileExampleWithDemoApp opens the console with it).
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(docSection(t, "README.md", "## The demo"), "(`admin_role admin`)") || !strings.Contains(string(example), "\t\tadmin_role admin\n") {
+		t.Fatal("the README's demo and Caddyfile.example disagree on admin_role")
 	}
 	block := docBlock(t, "docs/configuration.md", "### The admin console", "caddyfile")
 	if !strings.HasPrefix(block, "app.example.com {\n") || !strings.Contains(block, "reverse_proxy localhost:3000") {
