@@ -132,6 +132,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    forward_auth {
 //	        allow_hosts <host>|*.<domain>...
 //	    }
+//	    admin_role <role>
 //	}
 //
 // Unknown and repeated subdirectives, bad values and impossible
@@ -218,6 +219,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.SignIn, err = parseSignIn(d)
 		case "forward_auth":
 			h.ForwardAuth, err = parseForwardAuth(d)
+		case "admin_role":
+			err = parseAdminRole(d, &h.AdminRole)
 		default:
 			return d.Errf("unknown subdirective %q", opt)
 		}

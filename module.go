@@ -148,6 +148,12 @@ type Handler struct {
 	// {endpoints}/verify. Needs base_url. Off unless given.
 	ForwardAuth *ForwardAuth `json:"forward_auth,omitempty"`
 
+	// Users with this role get the admin console at {endpoints}/admin
+	// (SPEC 17): the store's figures as charts, the latest risk events and
+	// failed sign-ins, and sessions found by user id or IP to sign out.
+	// Off unless given.
+	AdminRole string `json:"admin_role,omitempty"`
+
 	store      session.Store
 	storeKey   string
 	policy     session.Policy
@@ -419,6 +425,9 @@ func (h *Handler) check() error {
 	}
 	if err := checkPasswordURL(h.PasswordURL); err != nil {
 		return err
+	}
+	if err := checkAdminRole(h.AdminRole); err != nil {
+		return blame(err, "admin_role")
 	}
 	if f := h.ForwardAuth; f != nil {
 		if h.BaseURL == "" {

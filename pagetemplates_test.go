@@ -153,6 +153,9 @@ func TestPagesRenderAsBefore(t *testing.T) {
 		"account-codes.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageAccountCodes, accountCodesData{Site: "app.example.com", Endpoints: "/.auth", Codes: []string{"k3x9q-7mw2p", "<b>"}})
 		},
+		"admin.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageAdmin, adminPageFixture())
+		},
 		"signed-in.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageSignedIn, "/a?b=<c>&d=1")
 		},

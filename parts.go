@@ -18,4 +18,5 @@ func wireParts(h *Handler) {
 	h.passkeys = newPasskeySignIn(h)
 	h.passkeys.addRoutes(h.routes)
 	newForgotPassword(h).addRoutes(h.routes)
+	newAdminConsole(h).addRoutes(h.routes)
 }

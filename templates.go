@@ -30,6 +30,7 @@ const (
 	pageAccountTOTP  = "account-totp.html"
 	pageAccountCodes = "account-codes.html"
 	pagePasskeys     = "passkeys.html"
+	pageAdmin        = "admin.html" // the admin console (admin_console.go)
 )
 
 const layoutFile = "layout.html"

@@ -93,6 +93,8 @@ cat <<MSG
                                                bob's TOTP secret: ${DEMO_TOTP_SECRET} — add it to an
                                                authenticator app, or: oathtool --totp -b ${DEMO_TOTP_SECRET});
                                                carol: the invitation printed below, once Caddy is up)
+    console   http://localhost:${SIGNIN_PORT}/.auth/admin   (the admin console: sign in as alice, who has the
+                                               admin role; both sites' traffic, from the shared store)
     admin     curl localhost:${ADMIN_PORT}/session-auth/users/alice/sessions
     logs      one line per request here; every request in full in ${ACCESS_LOG}
     stop      Ctrl-C

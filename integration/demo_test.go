@@ -98,7 +98,7 @@ func TestDemoRefusesBusyPorts(t *testing.T) {
 
 	site := fmt.Sprintf("http://localhost:%d", port)
 	waitForDemo(t, site, firstOut)
-	for _, want := range []string{"store: file ", site + "/.auth/sessions", "Where you're signed in", "this machine only"} {
+	for _, want := range []string{"store: file ", site + "/.auth/sessions", "Where you're signed in", "this machine only", "/.auth/admin   (the admin console: sign in as alice"} {
 		if !strings.Contains(firstOut.String(), want) {
 			t.Errorf("the banner lacks %q:\n%s", want, firstOut)
 		}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/mail"
@@ -155,6 +156,24 @@ func TestCaddyfileExampleWithDemoApp(t *testing.T) {
 		}
 		if p := bob.get("/"); !strings.Contains(p.body, "Hello, Bob Example") {
 			t.Fatalf("bob's page: %s", p.body)
+		}
+		// alice, the demo's admin, sees the demo's own traffic in the
+		// console; bob may not open it.
+		if p := bob.get("/.auth/admin"); p.status != http.StatusForbidden {
+			t.Fatalf("bob at the console: %d", p.status)
+		}
+		if p := noLogin.get("/.auth/admin"); p.status != 200 || !strings.Contains(p.body, "<h1>Admin console</h1>") || !strings.Contains(p.body, `data-chart="hourly"`) {
+			t.Fatalf("alice at the console: %d %s", p.status, p.body)
+		}
+		p := noLogin.get("/.auth/admin/stats", "Accept", "application/json")
+		var st struct {
+			Active int `json:"active_sessions"`
+			Daily  []struct {
+				SignIns int `json:"sign_ins"`
+			} `json:"daily"`
+		}
+		if err := json.Unmarshal([]byte(p.body), &st); err != nil || st.Active < 2 || st.Daily[len(st.Daily)-1].SignIns < 3 {
+			t.Fatalf("the console's figures of the demo: %v %s", err, p.body)
 		}
 	})
 }

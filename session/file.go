@@ -78,7 +78,7 @@ var (
 	bStash    = []byte("stash")    // key -> until (ms, uint64) and value: one-use records
 	bLinks    = []byte("links")    // key -> linkSet (JSON)
 	// bAccounts and bAccountIndex: file_accounts.go.
-	buckets = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks, bAccounts, bAccountIndex}
+	buckets = [][]byte{bSessions, bUsers, bIPs, bEvents, bEvCount, bHistory, bCounters, bOutbox, bStash, bLinks, bAccounts, bAccountIndex, bStats}
 
 	// The store's own settings, outside buckets (which the sweep reads).
 	bMeta   = []byte("meta")
@@ -335,6 +335,9 @@ func moveIP(tx *bolt.Tx, id, from, to string) error {
 // addEvent appends to the user's trail (user "" is the trail of events
 // without a user) and drops the oldest past maxEventsPerUser.
 func addEvent(tx *bolt.Tx, user string, e Event, p Policy) error {
+	if err := noteEvent(tx, &e); err != nil {
+		return err
+	}
 	b := tx.Bucket(bEvents)
 	seq, err := b.NextSequence()
 	if err != nil {
@@ -641,6 +644,9 @@ func (f *File) Create(_ context.Context, s *Session, p Policy, lim Limit) ([]*Se
 			tx.Bucket(bUsers).Put(joinKey(s.UserID, s.ID), nil),
 			tx.Bucket(bIPs).Put(joinKey(s.IP, s.ID), nil),
 			addEvent(tx, s.UserID, LoginEvent(s), p))
+		if !s.IsToken() {
+			err = errors.Join(err, countStat(tx, statSignIn, now))
+		}
 		for _, e := range RiskEvents(s, flags, now) {
 			err = errors.Join(err, addEvent(tx, s.UserID, e, p))
 		}

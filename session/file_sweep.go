@@ -74,6 +74,7 @@ var sweepBuckets = []sweepBucket{
 	{bLinks, func(_, v []byte, now time.Time) bool {
 		return decodeLinkSet(v).last() <= now.UnixMilli()
 	}, nil},
+	{bStats, func(k, _ []byte, now time.Time) bool { return statsExpired(k, now) }, nil},
 }
 
 // purgeTime reads a record's purge time without decoding the rest of it,

@@ -609,7 +609,7 @@ func (r *Redis) Sight(ctx context.Context, id string, sg Sighting, at time.Time,
 		return nil, fmt.Errorf("recording sighting: %w", err)
 	}
 	tp := r.tagPrefix(TagOfID(id))
-	res, err := sightScript.Run(ctx, r.client, []string{r.sessionKey(id), r.userKey(user), r.eventsKey(user)},
+	res, err := sightScript.Run(ctx, r.client, []string{r.sessionKey(id), r.userKey(user), r.eventsKey(user), r.statsKey(r.eventsKey(user))},
 		tp+"u:", tp+"e:", id, ms(at), lifetime, idle, retention, sg.IP, sg.Country, sg.City, lat, lon).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
@@ -743,8 +743,8 @@ func (r *Redis) Record(ctx context.Context, e Event, p Policy) error {
 	if e.UserID != "" {
 		key = r.eventsKey(e.UserID)
 	}
-	args := append([]any{ms(e.At), p.Retention.Milliseconds()}, eventValues(e)...)
-	if err := recordScript.Run(ctx, r.client, []string{key}, args...).Err(); err != nil {
+	args := append([]any{ms(e.At), p.Retention.Milliseconds(), e.UserID}, eventValues(e)...)
+	if err := recordScript.Run(ctx, r.client, []string{key, r.statsKey(key)}, args...).Err(); err != nil {
 		return fmt.Errorf("recording event: %w", err)
 	}
 	return nil
@@ -801,6 +801,9 @@ func (r *Redis) runOverUser(ctx context.Context, script *redis.Script, userID st
 				all = append(all, skp+m)
 			}
 		}
+		if countsStats(script) {
+			all = append(all, r.statsKey(r.userKey(userID)))
+		}
 		res, err := script.Run(ctx, r.client, all, args...).Slice()
 		if err == nil || !strings.HasPrefix(err.Error(), "STALEKEYS") || attempt == maxStaleRetries {
 			return res, err
@@ -852,7 +855,7 @@ func (r *Redis) End(ctx context.Context, id string, at time.Time, reason, actor 
 	if err != nil {
 		return nil, fmt.Errorf("ending session: %w", err)
 	}
-	res, err := endScript.Run(ctx, r.client, []string{r.sessionKey(id), r.eventsKey(user)},
+	res, err := endScript.Run(ctx, r.client, []string{r.sessionKey(id), r.eventsKey(user), r.statsKey(r.eventsKey(user))},
 		r.tagPrefix(TagOfID(id))+"e:", id, ms(at), reason, actor, lifetime, idle, retention).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound

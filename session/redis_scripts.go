@@ -70,17 +70,63 @@ local function extend(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
 
+-- The admin console's counters (redis_stats.go): the hash STATS, the
+-- last of KEYS in the scripts that count (nil in the others). Each of the
+-- StatsHours hours and StatsDays days is a slot of a ring: field h<n>
+-- holds which hour the slot counts, h<n>i, h<n>f and h<n>r its sign-ins,
+-- failed sign-ins and revocations; a new hour clears the slot it takes
+-- over. r<n> are the latest risk and login_failed events, rn the count
+-- of them written. So the hash never holds more than a few hundred fields.
+local STATS = nil
+
+local function stat_bump(f, n, stamp, kind)
+  local sk = f .. string.format('%d', n)
+  if redis.call('HGET', STATS, sk) ~= stamp then
+    redis.call('HSET', STATS, sk, stamp, sk .. 'i', '0', sk .. 'f', '0', sk .. 'r', '0')
+  end
+  local ck = sk .. kind
+  redis.call('HSET', STATS, ck, string.format('%d', tonumber(redis.call('HGET', STATS, ck) or '0') + 1))
+end
+
+-- count_stat adds one of kind (i, f, r) to the hour and the day of at
+local function count_stat(kind, at)
+  if not STATS then return end
+  local h, d = math.floor(at / 3600000), math.floor(at / 86400000)
+  stat_bump('h', h % ` + statsHoursLua + `, string.format('%d', h), kind)
+  stat_bump('d', d % ` + statsDaysLua + `, string.format('%d', d), kind)
+  redis.call('PEXPIRE', STATS, (` + statsDaysLua + ` + 1) * 86400000)
+end
+
+-- note_event counts an event and keeps it among the recent ones, as its
+-- type says (the twin of noteEvent, file_stats.go); values.u is its user
+local function note_event(values)
+  if not STATS then return end
+  local typ = values[1]
+  if typ == 'revoke' then count_stat('r', tonumber(values[2])) end
+  if typ == 'login_failed' then count_stat('f', tonumber(values[2])) end
+  if typ == 'risk' or typ == 'login_failed' then
+    local v = {unpack(values)}
+    if v[3] == '' and values.u then v[3] = values.u end
+    local n = tonumber(redis.call('HGET', STATS, 'rn') or '0') + 1
+    redis.call('HSET', STATS, 'rn', string.format('%d', n),
+      'r' .. string.format('%d', n % ` + maxRecentEventsLua + `), table.concat(v, '\31'))
+  end
+end
+
 -- add_event puts an event at the head of a capped list (newest first) and
 -- refreshes the list's TTL; values in the order of eventValues (Go).
 local function add_event(key, at, retention, values)
+  note_event(values)
   redis.call('LPUSH', key, table.concat(values, '\31'))
   redis.call('LTRIM', key, 0, ` + maxEventsPerUserLua + ` - 1)
   extend(key, retention)
 end
 
 local function event_fields(typ, at, id, m, reason, actor)
-  return {typ, string.format('%d', at), '', id, m.ip or '', m.co or '', m.ci or '', m.dn or '',
+  local t = {typ, string.format('%d', at), '', id, m.ip or '', m.co or '', m.ci or '', m.dn or '',
     m.br or '', m.os or '', m.di or '', reason, actor}
+  t.u = m.u -- not written to the user's own list; note_event reads it
+  return t
 end
 
 -- end_one ends the session in key (hash m) and records the event.
@@ -225,6 +271,9 @@ end
 var (
 	maxEventsPerUserLua = strconv.Itoa(maxEventsPerUser)
 	maxEndedPerUserLua  = strconv.Itoa(maxEndedPerUser)
+	statsHoursLua       = strconv.Itoa(StatsHours)
+	statsDaysLua        = strconv.Itoa(StatsDays)
+	maxRecentEventsLua  = strconv.Itoa(maxRecentEvents)
 	earthRadiusLua      = luaNumber(earthRadiusKm)
 	minTravelKmLua      = luaNumber(MinTravelKm)
 	maxTravelKmhLua     = luaNumber(MaxTravelKmh)
@@ -314,7 +363,7 @@ return {VALID, flat, 0}
 var validateScript = redis.NewScript(validateSource)
 
 // createScript: KEYS session, user index (with the history), events, then
-// the key of every session in the index.
+// the key of every session in the index, then the stats hash.
 // ARGV session key prefix, id, now, lifetime, idle, retention, max, mode,
 // the most live API tokens (0: no cap), then the session's field/value
 // pairs.
@@ -325,6 +374,7 @@ var validateScript = redis.NewScript(validateSource)
 // other session of the user), the sign-in risk flags, how many other
 // sessions stay active, and the sessions the limit ended.
 var createScript = redis.NewScript(luaPrelude + `
+STATS = KEYS[#KEYS]
 local skp, id = ARGV[1], ARGV[2]
 local now, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local retention, max, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
@@ -391,6 +441,7 @@ for i = 1, #fields, 2 do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 local m = hmap(fields)
+if not new_token then count_stat('i', now) end
 
 local flags = m.rk or ''
 -- risk: the first sign-in within retention is the baseline; a token has
@@ -479,10 +530,11 @@ end
 return out
 `)
 
-// endScript: KEYS session, the owner's events. ARGV events key prefix, id,
+// endScript: KEYS session, the owner's events, the stats hash. ARGV events key prefix, id,
 // at, reason, actor, lifetime, idle, retention. Returns the ended
 // session's flat hash, or nothing when there is no active session.
 var endScript = redis.NewScript(luaPrelude + `
+STATS = KEYS[#KEYS]
 local m = hmap(redis.call('HGETALL', KEYS[1]))
 local at, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if not is_active(m, at, lifetime, idle) or KEYS[2] ~= ARGV[1] .. m.u then return false end
@@ -527,9 +579,10 @@ return flatten(m)
 `)
 
 // endUserScript: KEYS user index, events, then the key of every session
-// in the index. ARGV session key prefix, except, at, reason, actor,
+// in the index, then the stats hash. ARGV session key prefix, except, at, reason, actor,
 // lifetime, idle, retention. Returns {id, flat…}.
 var endUserScript = redis.NewScript(luaPrelude + `
+STATS = KEYS[#KEYS]
 local skp, except = ARGV[1], ARGV[2]
 local at, lifetime, idle = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
@@ -557,11 +610,12 @@ return out
 `)
 
 // endWithTokensScript: KEYS session, the owner's user index, events, then
-// the key of every session in the index. ARGV session key prefix, id, at,
+// the key of every session in the index, then the stats hash. ARGV session key prefix, id, at,
 // reason, actor, lifetime, idle, retention, events key prefix. It ends the
 // session when active and every active API token it made (pa). Returns
 // {id, flat…} of those it ended, the session first.
 var endWithTokensScript = redis.NewScript(luaPrelude + `
+STATS = KEYS[#KEYS]
 local skp, id = ARGV[1], ARGV[2]
 local at, lifetime, idle, retention = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local ids = read_index(KEYS[2])
@@ -626,12 +680,14 @@ end
 return out
 `)
 
-// sightScript: KEYS session, the owner's user index and events. ARGV user
+// sightScript: KEYS session, the owner's user index and events, the stats
+// hash. ARGV user
 // index key prefix, events key prefix,
 // id, at, lifetime, idle, retention, ip, country, city, lat, lon (lat and
 // lon empty when unknown). Returns the session's flat hash as updated, or
 // nothing when it is no longer active.
 var sightScript = redis.NewScript(luaPrelude + `
+STATS = KEYS[#KEYS]
 local m = hmap(redis.call('HGETALL', KEYS[1]))
 local id, at = ARGV[3], tonumber(ARGV[4])
 local lifetime, idle, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -741,11 +797,13 @@ if redis.call('DECR', KEYS[1]) < 0 then redis.call('INCR', KEYS[1]) end
 return 0
 `)
 
-// recordScript: KEYS events list. ARGV at, retention, then the event's
-// values in eventValues order.
+// recordScript: KEYS events list, the stats hash. ARGV at, retention, the
+// event's user, then its values in eventValues order.
 var recordScript = redis.NewScript(luaPrelude + `
+STATS = KEYS[2]
 local values = {}
-for i = 3, #ARGV do values[#values + 1] = ARGV[i] end
+for i = 4, #ARGV do values[#values + 1] = ARGV[i] end
+values.u = ARGV[3]
 add_event(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), values)
 return 1
 `)

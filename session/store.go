@@ -85,6 +85,7 @@ type Store interface {
 	Outbox
 	Pending
 	Links
+	Statistics
 
 	// Close releases what the store holds.
 	Close() error

@@ -181,6 +181,14 @@ func (t *Timed) Users(ctx context.Context) ([]string, error) {
 	return us, err
 }
 
+// Stats is Store.Stats, timed.
+func (t *Timed) Stats(ctx context.Context, now time.Time, p Policy) (*Stats, error) {
+	ctx, end := t.begin(ctx, "stats", 0)
+	st, err := t.Store.Stats(ctx, now, p)
+	end(err)
+	return st, err
+}
+
 // Hit is Store.Hit, timed.
 func (t *Timed) Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int64, time.Duration, error) {
 	ctx, end := t.begin(ctx, "hit", 0)

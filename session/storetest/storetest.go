@@ -109,6 +109,9 @@ func Run(t *testing.T, newStore Factory, hooks ...Hooks) {
 		{"MarkCheckedCompareAndSet", testMarkChecked},
 		{"MarkCheckedOneWinner", testMarkCheckedOnce},
 		{"SetRolesReplaces", testSetRoles},
+		{"StatsCounts", testStatsCounts},
+		{"StatsBuckets", testStatsBuckets},
+		{"StatsRecent", testStatsRecent},
 	}
 	for _, h := range hooks {
 		if drop := h.DropIndex; drop != nil {
