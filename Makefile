@@ -3,6 +3,8 @@
 # make lint   gofmt, go vet, staticcheck
 # make bench  load against plain reverse_proxy and the store benchmarks (a few minutes)
 # make bench-size  the file store's figures at 10^6 sessions (10 to 20 minutes, estimated)
+# make bench-peers session_auth beside Caddy forward_auth → oauth2-proxy (built here at a pinned version),
+#                  latency at fixed rates, revocation timings, Redis memory at 10^6 sessions (about 15 minutes)
 # make fuzz   every fuzz target for FUZZTIME (default 1m) each; the seed corpora run in make test
 
 SHELL     := bash
@@ -22,7 +24,7 @@ FUZZTIME  ?= 1m
 FUZZMINIMIZE ?= 5s
 FUZZ_TARGETS := .:FuzzSafeNext .:FuzzLoginPath .:FuzzSanitise .:FuzzCaddyfile .:FuzzCookieAndHandOff .:FuzzConnectionTokens .:FuzzCallbackQuery .:FuzzAccountsForm .:FuzzRuleReadings ./session:FuzzParseCredential
 
-.PHONY: all build demo test lint unit bench bench-size fuzz clean
+.PHONY: all build demo test lint unit bench bench-size bench-peers fuzz clean
 
 all: build
 
@@ -65,6 +67,19 @@ bench: build
 # CPU at rest (over a minute) and signing everyone out.
 bench-size: build
 	cd integration && $(GO) run ./bench -caddy ../bin/caddy -file-only -file-sessions 1000000 -idle 1m $(BENCHFLAGS)
+
+# oauth2-proxy, the peer of make bench-peers, built from its Go module at
+# a pinned version into bin/ (never committed).
+OAUTH2_PROXY ?= github.com/oauth2-proxy/oauth2-proxy/v7@v7.15.6
+
+# session_auth (file, Redis, Redis + cache), Caddy forward_auth → oauth2-proxy
+# with Redis sessions and forward_auth → this gateway, in one interleaved run
+# with plain reverse_proxy; then latency at fixed rates (open loop), the time
+# from a revocation at one gateway to the first refusal at another, Redis
+# commands per request and Redis memory per session at 10^6 sessions.
+bench-peers: build
+	GOBIN=$(CURDIR)/bin $(GO) install $(OAUTH2_PROXY)
+	cd integration && $(GO) run ./bench -caddy ../bin/caddy -peers -oauth2-proxy ../bin/oauth2-proxy -rounds 5 -sessions 1000000 $(BENCHFLAGS)
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

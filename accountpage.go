@@ -42,10 +42,14 @@ const (
 const methodPasswordRecovery = "password+recovery"
 
 // accountMethod: a session an account signed in (password, then maybe a
-// second factor), which the account page and a step-up with the
-// accounts form may confirm.
+// second factor; or a passkey), which the account page and a step-up with
+// the accounts form or a passkey may confirm.
 func accountMethod(m string) bool {
-	return m == session.MethodPassword || m == session.MethodPasswordTOTP || m == methodPasswordRecovery
+	switch m {
+	case session.MethodPassword, session.MethodPasswordTOTP, methodPasswordRecovery, methodPasskey, methodPasswordPasskey:
+		return true
+	}
+	return false
 }
 
 // passwordLimit bounds wrong current passwords on the account page, per
@@ -65,6 +69,9 @@ type accountPages struct {
 	notifier             *notifier
 	logger               *zap.Logger
 	host                 accountHost
+
+	// passkeysOn: sign_in has passkeys; the page links to the passkeys page.
+	passkeysOn bool
 }
 
 // accountHost is what the account page takes from the handler.
@@ -83,7 +90,8 @@ func newAccountPages(h *Handler) *accountPages {
 	}
 	return &accountPages{endpoints: h.Endpoints, baseURL: h.BaseURL, dir: h.signIn.local.dir,
 		secondFactorRequired: h.SignIn.SecondFactor == secondFactorRequired,
-		store:                h.store, policy: h.policy, now: h.now, notifier: h.notifier, logger: h.logger, host: h}
+		store:                h.store, policy: h.policy, now: h.now, notifier: h.notifier, logger: h.logger, host: h,
+		passkeysOn: h.SignIn.Passkeys != nil}
 }
 
 // storeAccounts is the accounts part of st (the handler's Timed has it).
@@ -242,6 +250,9 @@ type accountPageData struct {
 	StaleFor string
 	Notice   string
 	Error    string
+
+	// PasskeysOn: the passkeys page exists (sign_in passkeys); linked here.
+	PasskeysOn bool
 }
 
 // Notices after a change, by ?done=.
@@ -275,7 +286,7 @@ func (p *accountPages) render(w http.ResponseWriter, r *http.Request, cur *sessi
 	data := accountPageData{Site: siteLabel(p.baseURL, r), Endpoints: p.endpoints, CSRF: csrfToken(cur),
 		Name: orDefault(cur.Name, cur.UserID), Account: a.json(), PasswordOwn: a.stored(),
 		TOTPOwn: !a.operatorTOTP(), TOTPRemovable: p.totpRemovable(a), Notice: notice, Error: problem}
-	data.RecoveryMade = data.Account.recoveryChosen
+	data.RecoveryMade, data.PasskeysOn = data.Account.recoveryChosen, p.passkeysOn
 	if p.now().Sub(cur.AuthenticatedOrCreated()) > accountFresh {
 		data.StaleFor = humanDuration(accountFresh)
 	}
@@ -375,8 +386,9 @@ func (p *accountPages) refusedChange(w http.ResponseWriter, r *http.Request, cur
 }
 
 // accountChanged mails the account's address about event (SPEC 15),
-// whichever events notify email lists for sign-ins.
-func (n *notifier) accountChanged(r *http.Request, event string, s *session.Session, to string, at time.Time) {
+// whichever events notify email lists for sign-ins; with adds what the
+// event's mail names besides (a passkey's name).
+func (n *notifier) accountChanged(r *http.Request, event string, s *session.Session, to string, at time.Time, with ...func(*session.Notice)) {
 	if n == nil || n.mail == nil {
 		return
 	}
@@ -398,6 +410,9 @@ func (n *notifier) accountChanged(r *http.Request, event string, s *session.Sess
 	if base != "" {
 		notice.RevokeURL = base + n.endpoints + "/revoke?token=" + n.links.linkToken(s)
 		notice.SessionsURL = base + n.endpoints + "/sessions"
+	}
+	for _, f := range with {
+		f(&notice)
 	}
 	if err := n.store.Enqueue(context.Background(), mailTarget, notice); err != nil {
 		n.metrics.notification("dropped")

@@ -110,7 +110,7 @@ func accountRefs(stores []storeRef) ([]storeRef, []session.Accounts, error) {
 
 // serveAccounts answers /session-auth/accounts[/<id>[/reset]].
 func (a adminAPI) serveAccounts(w http.ResponseWriter, r *http.Request, stores []storeRef, segs []string) error {
-	refs, parts, err := accountRefs(stores)
+	refs, parts, err := accountRefs(storesWithAccounts()) // pools_accounts.go
 	if err != nil {
 		return err
 	}

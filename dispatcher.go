@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/email"
@@ -39,6 +40,9 @@ type dispatcher struct {
 	// The newest config's metrics: each config load has its own metrics
 	// registry, and a reload drops the old one from /metrics.
 	metrics atomic.Pointer[metrics]
+	// tracer: the tracer provider of the newest traced request that
+	// queued a notice, for the delivery spans (notifytrace.go).
+	tracer atomic.Pointer[trace.TracerProvider]
 
 	mu        sync.Mutex
 	stopped   bool
@@ -367,7 +371,9 @@ func (d *dispatcher) deliver(client *http.Client, del session.Delivery) outcome 
 			return settled
 		}
 		actx, cancel := context.WithTimeout(d.ctx, deliveryTimeout)
+		sp := d.deliverySpan(del)
 		err = sendMail(actx, srv, del.Notice)
+		endDeliverySpan(sp, err)
 		cancel()
 	} else {
 		secret, known := d.secret(del.Target)
@@ -379,7 +385,9 @@ func (d *dispatcher) deliver(client *http.Client, del session.Delivery) outcome 
 			return settled
 		}
 		actx, cancel := context.WithTimeout(d.ctx, deliveryTimeout)
+		sp := d.deliverySpan(del)
 		err = post(actx, client, del.Target, secret, del.Notice)
+		endDeliverySpan(sp, err)
 		cancel()
 	}
 	if d.ctx.Err() != nil {

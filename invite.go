@@ -16,7 +16,8 @@ import (
 
 // The invitation of a stored account (SPEC 15): {endpoints}/invite?token=…
 // as the admin API gave it (admin_accounts.go). The page lets the person
-// choose a password, then signs them in. The token is spent by the form's
+// choose a password, or add a passkey (invite_passkey.go), then signs
+// them in. The token is spent by the form's
 // POST only: a GET (a mail client's or a chat's link preview) reads it
 // and puts it back.
 
@@ -35,6 +36,10 @@ var errInviteStale = errors.New("invitation no longer applies")
 // invitePage is what the invitation page shows.
 type invitePage struct {
 	Host, Action, CSRF, Token, User, Error string
+	// Passkeys: passkeys are on, the page has "Add a passkey" (passkeys.js
+	// from Endpoints).
+	Passkeys  bool
+	Endpoints string
 }
 
 // serveInvite answers {endpoints}/invite: the page on GET, the password
@@ -129,8 +134,6 @@ func (p *signInPages) acceptInvite(w http.ResponseWriter, r *http.Request) error
 	if l.needsSecondFactor(acct) {
 		return l.addSecondFactor(w, r, da, signInPage{})
 	}
-	// A passkey may be added here too once passkeys are built: an "Add a
-	// passkey" button on the page, its sign-in X-Auth-Method passkey.
 	if acct.TOTPSecret != "" {
 		// A reset that kept the second factor: the password alone is not
 		// a sign-in; the code is asked at the next one.
@@ -189,8 +192,16 @@ func (p *signInPages) renderInvite(w http.ResponseWriter, r *http.Request, statu
 	page.Host = sanitise(r.Host, 256)
 	page.Action = p.endpoints + "/invite"
 	page.CSRF = p.formToken(w, r)
-	htmlHeaders(w)
-	w.Header().Set("Referrer-Policy", "no-referrer") // the token is in the address
+	page.Passkeys, page.Endpoints = p.passkeysOn, p.endpoints
+	if page.Passkeys {
+		scriptPageHeaders(w)
+	} else {
+		htmlHeaders(w)
+	}
+	// The token is in the address: no Referer carries more than the
+	// origin. Not no-referrer: under it a browser posts the form with
+	// Origin: null, which crossSite refuses.
+	w.Header().Set("Referrer-Policy", "strict-origin")
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -78,6 +79,9 @@ type notifier struct {
 	logger    *zap.Logger
 	metrics   *metrics
 	links     linkMaker
+	// tracers hands a traced request's tracer provider to the dispatcher
+	// (notifytrace.go).
+	tracers func(trace.TracerProvider)
 }
 
 // linkMaker makes the "Not you?" links the notices carry (linkkey.go,
@@ -92,7 +96,12 @@ func newNotifier(h *Handler) *notifier {
 		return nil
 	}
 	return &notifier{hook: h.Notify, mail: h.NotifyEmail, baseURL: h.BaseURL, endpoints: h.Endpoints,
-		store: h.store, logger: h.logger, metrics: h.metrics, links: h}
+		store: h.store, logger: h.logger, metrics: h.metrics, links: h,
+		tracers: func(tp trace.TracerProvider) {
+			if h.dispatcher != nil {
+				h.dispatcher.useTracer(tp)
+			}
+		}}
 }
 
 // notify queues the notices of event about s that the config asks for:
@@ -114,6 +123,7 @@ func (n *notifier) webhook(r *http.Request, event string, s *session.Session, at
 	if event != noticeRevoke && r != nil {
 		notice.RevokeURL = n.revokeURL(r, s)
 	}
+	n.traceNotice(r, &notice)
 	ctx := context.Background()
 	if err := n.store.Enqueue(ctx, n.hook.URL, notice); err != nil {
 		n.metrics.notification("dropped")
@@ -204,7 +214,7 @@ func (n *notifier) revokeURL(r *http.Request, s *session.Session) string {
 // post sends one notice, signed: X-Signature-256: sha256=<hex HMAC of the body>.
 // The body has SPEC 7's fields only: what a mail needs stays out.
 func post(ctx context.Context, client *http.Client, target, secret string, n session.Notice) error {
-	n.Events, n.Email, n.Name, n.SessionsURL = nil, "", "", ""
+	n.Events, n.Email, n.Name, n.SessionsURL, n.Trace, n.Passkey, n.ResetURL = nil, "", "", "", "", "", ""
 	body, err := json.Marshal(n)
 	if err != nil {
 		return err

@@ -131,6 +131,7 @@ func (n *notifier) mailOf(r *http.Request, events []string, s *session.Session, 
 		notice.RevokeURL = base + n.endpoints + "/revoke?token=" + n.links.linkToken(s)
 		notice.SessionsURL = base + n.endpoints + "/sessions"
 	}
+	n.traceNotice(r, &notice)
 	ctx := context.Background()
 	if err := n.store.Enqueue(ctx, mailTarget, notice); err != nil {
 		n.metrics.notification("dropped")
@@ -151,7 +152,7 @@ func sendMail(ctx context.Context, srv *email.Server, n session.Notice) error {
 	return srv.Send(ctx, email.Notice{
 		To: n.Email, Name: n.Name, Events: events, At: n.At,
 		Device: n.DeviceName, Browser: n.Browser, OS: n.OS, Place: place, IP: n.IP,
-		RevokeURL: n.RevokeURL, SessionsURL: n.SessionsURL,
+		RevokeURL: n.RevokeURL, SessionsURL: n.SessionsURL, Passkey: n.Passkey, ResetURL: n.ResetURL,
 	})
 }
 

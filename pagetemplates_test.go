@@ -113,6 +113,10 @@ func TestPagesRenderAsBefore(t *testing.T) {
 			return renderPage(b, pageInvite, invitePage{Host: "app.example.com", Action: "/.auth/invite", CSRF: "t", Token: "to\"ken", User: "dana <d>",
 				Error: "The password needs at least 8 characters."})
 		},
+		"invite-passkey.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageInvite, invitePage{Host: "app.example.com", Action: "/.auth/invite", CSRF: "t", Token: "to\"ken", User: "dana",
+				Passkeys: true, Endpoints: "/.auth"})
+		},
 		"signin-totp.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageSignInTOTP, enrolPage{Host: "app.example.com", Action: "/.auth/sign-in", CSRF: "t", Next: "/a?b=<c>", Enrol: "e",
 				User: "jo <j>", Secret: "JBSWY3DPEHPK3PXP", Error: "Wrong code.", QR: `<svg viewBox="0 0 1 1"></svg>`})
@@ -151,6 +155,23 @@ func TestPagesRenderAsBefore(t *testing.T) {
 		},
 		"signed-in.html": func(b *bytes.Buffer) error {
 			return renderPage(b, pageSignedIn, "/a?b=<c>&d=1")
+		},
+		"signin-forgot.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageSignIn, signInPage{Host: "app.example.com", Action: "/.auth/sign-in", Next: "/", CSRF: "t",
+				Accounts: true, Forgot: "/.auth/forgot"})
+		},
+		"forgot.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForgot, forgotPage{Host: "app.example.com", Action: "/.auth/forgot", SignIn: "/.auth/sign-in", CSRF: "t\"", Error: forgotNoName})
+		},
+		"forgot-sent.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForgot, forgotPage{Host: "app.example.com", Action: "/.auth/forgot", SignIn: "/.auth/sign-in", CSRF: "t", Sent: forgotSent})
+		},
+		"forgot-link.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForgot, forgotPage{Host: "app.example.com", Action: "/.auth/forgot", SignIn: "/.auth/sign-in", CSRF: "t",
+				Token: "to\"ken", User: "dana <d>", Error: "The two passwords differ. Type the same password twice."})
+		},
+		"forgot-done.html": func(b *bytes.Buffer) error {
+			return renderPage(b, pageForgot, forgotPage{Host: "app.example.com", Action: "/.auth/forgot", SignIn: "/.auth/sign-in", CSRF: "t", Done: forgotDone})
 		},
 	}
 	for file := range pageTemplates { // every page has a golden: file.html or file-case.html

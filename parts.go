@@ -17,4 +17,5 @@ func wireParts(h *Handler) {
 	h.routes = newEndpointRoutes(h.signIn, h.oidc, h.self, h.tokens, h.forward, h.account, h.logger)
 	h.passkeys = newPasskeySignIn(h)
 	h.passkeys.addRoutes(h.routes)
+	newForgotPassword(h).addRoutes(h.routes)
 }

@@ -46,6 +46,8 @@ func (p *passkeySignIn) addRoutes(e *endpointRoutes) {
 		{"/passkeys/second/finish", post(p.secondFinish)},
 		{"/passkeys/register/begin", post(p.registerBegin)},
 		{"/passkeys/register/finish", post(p.registerFinish)},
+		{"/passkeys/invite/begin", post(p.inviteBegin)},
+		{"/passkeys/invite/finish", post(p.inviteFinish)},
 		{"GET /account/passkeys", page(p.servePage)},
 		{"/account/passkeys", func(w http.ResponseWriter, _ *http.Request, _ string) error { return methodNotAllowed(w, "GET, HEAD") }},
 		{"POST /account/passkeys/{rest}/remove", func(w http.ResponseWriter, r *http.Request, id string) error { return p.change(w, r, id, "") }},
@@ -187,6 +189,7 @@ func (p *passkeySignIn) change(w http.ResponseWriter, r *http.Request, id, op st
 	}
 	if op == "" {
 		p.audit(r, cur, eventPasskeyRemoved, was)
+		p.mailPasskey(r, cur, rec, eventPasskeyRemoved, was)
 	}
 	if !wantsPage(r) {
 		w.WriteHeader(http.StatusNoContent)

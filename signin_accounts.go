@@ -111,6 +111,9 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 	var acct accounts.Account
 	var stored *session.Account // a stored account's record
 	codeTries := 0              // wrong codes already given after this password
+	// secondStep: the code field answers a second step (TOTP, or a
+	// recovery code in place of a passkey or TOTP).
+	secondStep := false
 	if enrol := r.PostFormValue("enrol"); enrol != "" {
 		return l.confirmEnrolment(w, r, enrol, next) // signin_enrol.go
 	}
@@ -143,10 +146,19 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 				return l.host.refuse(w, r, err)
 			}
 		}
-		if !ok || acct.TOTP == "" {
+		// An account whose only second factor is a passkey has this step
+		// too (askCode): its code field takes a recovery code.
+		withPasskey := false
+		if ok && acct.TOTP == "" {
+			if withPasskey, err = l.pages.hasPasskey(r, acct.User); err != nil {
+				return l.host.refuse(w, r, err)
+			}
+		}
+		if !ok || (acct.TOTP == "" && !withPasskey) {
 			page.Error = wrongCredentials
 			return l.pages.render(w, r, http.StatusUnauthorized, page)
 		}
+		secondStep = true
 		if page.StepUp && acct.User != page.User {
 			page = signInPage{Next: next} // another user: a plain sign-in
 		}
@@ -187,13 +199,13 @@ func (l *localSignIn) serveForm(w http.ResponseWriter, r *http.Request) error {
 		if (acct.TOTP != "" && r.PostFormValue("code") == "") || (withPasskey && acct.TOTP == "") {
 			return l.askCode(w, r, acct, page, http.StatusOK, 0)
 		}
-		if l.needsSecondFactor(stored) {
+		if l.mustAddSecondFactor(stored, acct, withPasskey) { // signin_enrol_operator.go
 			return l.addSecondFactor(w, r, acct, page)
 		}
 	}
 
 	method := session.MethodPassword
-	if acct.TOTP != "" {
+	if acct.TOTP != "" || secondStep {
 		settle, err := l.host.spendProof(r, codeLimit, acct.User)
 		if err != nil {
 			return l.codesLocked(w, r, page, err)

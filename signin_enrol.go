@@ -8,7 +8,6 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
-	"strings"
 
 	"github.com/sessionauth/caddy-sessionauth/accounts"
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -27,7 +26,9 @@ const pageSignInTOTP = "signin-totp.html"
 // account page's totp_added).
 const enrolledTOTPEvent = "totp_added"
 
-// A passkey, once passkeys are built, is the other way through here.
+// An account with a passkey is past this step already (askCode asks
+// for it); the operator's accounts enrol here too
+// (signin_enrol_operator.go).
 
 // enrolStep is what the enrolment's Stash keeps.
 type enrolStep struct {
@@ -116,6 +117,9 @@ func (l *localSignIn) confirmEnrolment(w http.ResponseWriter, r *http.Request, k
 	if err != nil {
 		return l.host.refuse(w, r, err)
 	}
+	if err := operatorRecord(ctx, parts, st.User, l); err != nil {
+		return l.host.refuse(w, r, err)
+	}
 	acct, err := parts.UpdateAccount(ctx, st.User, func(a *session.Account) error {
 		if a.Disabled {
 			return errInviteStale
@@ -131,11 +135,14 @@ func (l *localSignIn) confirmEnrolment(w http.ResponseWriter, r *http.Request, k
 		return l.host.refuse(w, r, err)
 	}
 	l.pages.accountEvent(r, enrolledTOTPEvent, acct.UserID)
-	who := signedIn{userID: acct.UserID, email: acct.Email, name: acct.Name, roles: strings.Join(acct.Roles, ","), method: session.MethodPasswordTOTP}
-	return l.host.finishSignIn(w, r, who, stepUpOf{}, func() error {
-		l.signedInStored(r, acct.UserID)
+	who, to := l.enrolledWho(acct)
+	who, land := l.mailOnLanding(r, who, enrolledTOTPEvent, to, func() error {
+		if acct.Stored {
+			l.signedInStored(r, acct.UserID)
+		}
 		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 		return nil
 	})
+	return l.host.finishSignIn(w, r, who, stepUpOf{}, land)
 }

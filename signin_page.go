@@ -38,6 +38,9 @@ type signInPages struct {
 	passkeysOn bool
 	host       signInHost
 	live       handlerLive
+
+	// forgot: the forgot-password page is on (forgot.go); the page links it.
+	forgot bool
 }
 
 // signInHost is what the sign-in page takes from the handler: its
@@ -91,6 +94,7 @@ func newSignIn(h *Handler) (*signInPages, error) {
 	}
 	h.oidc = newOIDCSignIn(si)
 	p.local.stored, p.local.secondFactor = si.Stored, si.SecondFactor
+	p.forgot = forgotOn(si, h)
 	return p, nil
 }
 
@@ -125,6 +129,8 @@ type signInPage struct {
 	Endpoints string
 	// SecondPasskey: the code step's "Use a passkey" (the account has one).
 	SecondPasskey bool
+	// Forgot: the "Forgot your password?" link (forgot.go); empty when off.
+	Forgot string
 }
 
 type providerButton struct{ Label, URL string }
@@ -184,6 +190,9 @@ func (p *signInPages) render(w http.ResponseWriter, r *http.Request, status int,
 		tmpl = pageStepUp // its way in is set by stepUpPage
 	} else {
 		page.Accounts = p.local.hasAccounts()
+		if p.forgot && page.Pending == "" {
+			page.Forgot = p.endpoints + "/forgot"
+		}
 		if page.Pending == "" {
 			for _, o := range p.oidc {
 				page.Providers = append(page.Providers, providerButton{Label: o.label(), URL: providerStartURL(p.endpoints, o.Name, page.Next)})

@@ -20,7 +20,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionauth/caddy-sessionauth/accounts"
-	"github.com/sessionauth/caddy-sessionauth/geo"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -529,13 +528,7 @@ func (p *passkeySignIn) registerFinish(w http.ResponseWriter, r *http.Request) e
 	}
 	name := sanitise(strings.TrimSpace(r.URL.Query().Get("name")), maxPasskeyName)
 	if name == "" {
-		name = "Passkey"
-		if d := geo.ParseUserAgent(r.UserAgent()); d.Browser != "" && !strings.HasPrefix(d.Browser, "Unknown") {
-			name = d.Browser
-			if d.OS != "" && !strings.HasPrefix(d.OS, "Unknown") {
-				name += " on " + d.OS
-			}
-		}
+		name = passkeyDeviceName(r)
 	}
 	st, err := accountsPartOf(p.h.store)
 	if err != nil {
@@ -556,6 +549,7 @@ func (p *passkeySignIn) registerFinish(w http.ResponseWriter, r *http.Request) e
 		return p.h.storeUnavailable(w, r, err)
 	}
 	p.audit(r, cur, eventPasskeyAdded, name)
+	p.mailPasskey(r, cur, rec, eventPasskeyAdded, name)
 	return writeJSON(w, http.StatusCreated, struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessionauth/caddy-sessionauth/internal/redisserver"
+	"github.com/sessionauth/caddy-sessionauth/internal/webauthntest"
 	"github.com/sessionauth/caddy-sessionauth/session"
 )
 
@@ -50,7 +51,7 @@ func (c *formClient) jsonPost(target, csrf string, body []byte) *httptest.Respon
 
 // addPasskey registers k for the signed-in client through the passkeys
 // page's endpoints.
-func (c *formClient) addPasskey(k *softKey) *httptest.ResponseRecorder {
+func (c *formClient) addPasskey(k *webauthntest.SoftKey) *httptest.ResponseRecorder {
 	c.t.Helper()
 	page := c.get("/.auth/account/passkeys")
 	csrf := page.Header().Get("X-CSRF-Token")
@@ -58,11 +59,11 @@ func (c *formClient) addPasskey(k *softKey) *httptest.ResponseRecorder {
 	if begin.Code != http.StatusOK {
 		return begin
 	}
-	return c.jsonPost("/.auth/passkeys/register/finish", csrf, k.create(begin.Body.Bytes()))
+	return c.jsonPost("/.auth/passkeys/register/finish", csrf, k.Create(begin.Body.Bytes()))
 }
 
 // passkeySignIn signs in with k from the sign-in page's button.
-func (c *formClient) passkeySignIn(k *softKey, query string) *httptest.ResponseRecorder {
+func (c *formClient) passkeySignIn(k *webauthntest.SoftKey, query string) *httptest.ResponseRecorder {
 	c.t.Helper()
 	page := c.get("/.auth/sign-in?next=%2Fadmin")
 	csrf := field(page.Body.String(), "csrf")
@@ -70,7 +71,7 @@ func (c *formClient) passkeySignIn(k *softKey, query string) *httptest.ResponseR
 	if begin.Code != http.StatusOK {
 		c.t.Fatalf("login begin: %d %s", begin.Code, begin.Body)
 	}
-	return c.jsonPost("/.auth/passkeys/login/finish"+query, csrf, k.get(begin.Body.Bytes()))
+	return c.jsonPost("/.auth/passkeys/login/finish"+query, csrf, k.Get(begin.Body.Bytes()))
 }
 
 func passkeyError(w *httptest.ResponseRecorder) string {
@@ -102,7 +103,7 @@ func testPasskeyRegisterAndSignIn(t *testing.T, store ...*StoreConfig) {
 		!strings.Contains(page.Header().Get("Content-Security-Policy"), "script-src 'self'") {
 		t.Fatalf("passkeys page: %d %v %s", page.Code, page.Header(), body)
 	}
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -149,7 +150,7 @@ func TestPasskeySignInRefusals(t *testing.T) {
 	h, _, _ := passkeyHandler(t, "")
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -167,7 +168,7 @@ func TestPasskeySignInRefusals(t *testing.T) {
 		t.Fatalf("cross-site: %d", w.Code)
 	}
 	begin := b.jsonPost("/.auth/passkeys/login/begin", csrf, []byte("{}"))
-	answer := k.get(begin.Body.Bytes())
+	answer := k.Get(begin.Body.Bytes())
 	saved := b.cookies["session_passkey"]
 	if w := b.jsonPost("/.auth/passkeys/login/finish", csrf, answer); w.Code != 200 {
 		t.Fatalf("sign-in: %d %s", w.Code, w.Body)
@@ -177,14 +178,14 @@ func TestPasskeySignInRefusals(t *testing.T) {
 		t.Fatalf("replayed: %d %s", w.Code, w.Body)
 	}
 
-	k.uv = false
+	k.UV = false
 	d := &formClient{t: t, h: h, ip: "198.51.100.8", cookies: map[string]*http.Cookie{}}
 	if w := d.passkeySignIn(k, ""); w.Code != http.StatusForbidden || passkeyError(w) != "user_verification_required" || d.cookies["session"] != nil {
 		t.Fatalf("without user verification: %d %s", w.Code, w.Body)
 	}
-	k.uv = true
+	k.UV = true
 
-	k.count = 0 // stored count is 2 now: the next assertion says 1
+	k.Count = 0 // stored count is 2 now: the next assertion says 1
 	if w := d.passkeySignIn(k, ""); w.Code != http.StatusForbidden || passkeyError(w) != "passkey_cloned" || d.cookies["session"] != nil {
 		t.Fatalf("cloned: %d %s", w.Code, w.Body)
 	}
@@ -206,7 +207,7 @@ func TestPasskeyWrongAssertionsCountLikeCodes(t *testing.T) {
 	h, _, _ := passkeyHandler(t, "")
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -215,7 +216,7 @@ func TestPasskeyWrongAssertionsCountLikeCodes(t *testing.T) {
 		page := b.get("/.auth/sign-in")
 		csrf := field(page.Body.String(), "csrf")
 		b.jsonPost("/.auth/passkeys/login/begin", csrf, []byte("{}"))
-		wrong := k.getWith("bm90LXRoZS1jaGFsbGVuZ2U") // signed over another challenge
+		wrong := k.GetWith("bm90LXRoZS1jaGFsbGVuZ2U") // signed over another challenge
 		if w := b.jsonPost("/.auth/passkeys/login/finish", csrf, wrong); w.Code != http.StatusBadRequest || passkeyError(w) != "passkey_refused" {
 			t.Fatalf("wrong assertion %d: %d %s", i, w.Code, w.Body)
 		}
@@ -233,13 +234,13 @@ func TestPasskeyStepUpAndRemove(t *testing.T) {
 	h, _, advance := passkeyHandler(t, "")
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
 	id := c.sessionID()
 	advance(11 * time.Minute)
-	k2 := newSoftKey(t, "example.com", "http://example.com")
+	k2 := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k2); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), `"location":"/.auth/sign-in?step_up=1`) {
 		t.Fatalf("stale add: %d %s", w.Code, w.Body)
 	}
@@ -260,7 +261,7 @@ func TestPasskeyStepUpAndRemove(t *testing.T) {
 		t.Fatalf("step-up page lacks the passkey button: %s", stepUp)
 	}
 	begin := c.jsonPost("/.auth/passkeys/login/begin?step_up=1", field(stepUp, "csrf"), []byte("{}"))
-	w := c.jsonPost("/.auth/passkeys/login/finish?step_up=1&next=%2F.auth%2Faccount%2Fpasskeys", field(stepUp, "csrf"), k.get(begin.Body.Bytes()))
+	w := c.jsonPost("/.auth/passkeys/login/finish?step_up=1&next=%2F.auth%2Faccount%2Fpasskeys", field(stepUp, "csrf"), k.Get(begin.Body.Bytes()))
 	if w.Code != 200 || c.sessionID() != id {
 		t.Fatalf("passkey step-up: %d %s (session %s, was %s)", w.Code, w.Body, c.sessionID(), id)
 	}
@@ -306,7 +307,7 @@ func TestPasskeySecondFactor(t *testing.T) {
 	h, _, _ := passkeyHandler(t, "")
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -324,11 +325,11 @@ func TestPasskeySecondFactor(t *testing.T) {
 	if begin.Code != 200 || !strings.Contains(begin.Body.String(), "allowCredentials") {
 		t.Fatalf("second begin: %d %s", begin.Code, begin.Body)
 	}
-	if w := c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.getWith("bm90LXRoZS1jaGFsbGVuZ2U")); w.Code != http.StatusBadRequest || c.cookies["session"] != nil {
+	if w := c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.GetWith("bm90LXRoZS1jaGFsbGVuZ2U")); w.Code != http.StatusBadRequest || c.cookies["session"] != nil {
 		t.Fatalf("wrong passkey: %d %s", w.Code, w.Body)
 	}
 	begin = c.jsonPost("/.auth/passkeys/second/begin"+q, csrf, []byte("{}"))
-	w = c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.get(begin.Body.Bytes()))
+	w = c.jsonPost("/.auth/passkeys/second/finish"+q, csrf, k.Get(begin.Body.Bytes()))
 	if w.Code != 200 || c.cookies["session"] == nil {
 		t.Fatalf("second step: %d %s", w.Code, w.Body)
 	}
@@ -378,7 +379,7 @@ func TestPasskeyRenameAndJSON(t *testing.T) {
 	h, _, advance := passkeyHandler(t, "")
 	c := &formClient{t: t, h: h, ip: "192.0.2.10", cookies: map[string]*http.Cookie{}}
 	c.signIn("alice", nil)
-	k := newSoftKey(t, "example.com", "http://example.com")
+	k := webauthntest.New(t, "example.com", "http://example.com")
 	if w := c.addPasskey(k); w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}

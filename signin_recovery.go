@@ -14,7 +14,10 @@ import (
 // added on the account page is asked like the Caddyfile's, and the
 // code field takes one recovery code in place of a TOTP code.
 
-const wrongRecoveryCode = "That recovery code is not one of yours, or it was used already."
+const (
+	wrongRecoveryCode    = "That recovery code is not one of yours, or it was used already."
+	wrongCodePasskeyOnly = "This account has no authenticator app: use your passkey, or enter one of your recovery codes."
+)
 
 // withStoredTOTP is acct with the TOTP its person added on the account
 // page, kept in the store, when the Caddyfile gives it none.
@@ -38,6 +41,9 @@ func (l *localSignIn) withStoredTOTP(ctx context.Context, acct accounts.Account)
 // is good); err is the store's.
 func (l *localSignIn) checkSecondFactor(r *http.Request, acct accounts.Account, code string) (reason string, recovered bool, err error) {
 	if !accounts.LooksLikeRecoveryCode(code) {
+		if acct.TOTP == "" {
+			return wrongCodePasskeyOnly, false, nil // no app: only a recovery code goes here
+		}
 		return l.checkCode(r, acct, code), false, nil
 	}
 	ok, err := useRecoveryCode(r, l.live.store(), acct.User, code)

@@ -3,171 +3,17 @@ package accounts
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/sessionauth/caddy-sessionauth/internal/webauthntest"
 )
 
-// softKey is a software authenticator holding one passkey: a test
-// fixture that builds what a browser and a platform authenticator send
-// (attestation "none", ES256 assertions), not product crypto.
-type softKey struct {
-	t      *testing.T
-	rpID   string
-	origin string // where the browser says the page was
-	key    *ecdsa.PrivateKey
-	id     []byte
-	handle []byte // the user handle stored with the passkey
-	count  uint32
-	uv     bool // the authenticator verifies the person
-	synced bool // backup eligible and backed up (a synced passkey)
-}
-
-func newSoftKey(t *testing.T, rpID, origin string) *softKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	return &softKey{t: t, rpID: rpID, origin: origin, key: k, id: id, uv: true}
-}
-
-var b64 = base64.RawURLEncoding
-
-// ceremonyOptions is what the tests read of the options.
-type ceremonyOptions struct {
-	PublicKey struct {
-		Challenge string `json:"challenge"`
-		RP        struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		} `json:"rp"`
-		RPID string `json:"rpId"`
-		User struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		} `json:"user"`
-		AuthenticatorSelection struct {
-			ResidentKey      string `json:"residentKey"`
-			UserVerification string `json:"userVerification"`
-		} `json:"authenticatorSelection"`
-		UserVerification   string `json:"userVerification"`
-		ExcludeCredentials []struct {
-			ID string `json:"id"`
-		} `json:"excludeCredentials"`
-		AllowCredentials []struct {
-			ID string `json:"id"`
-		} `json:"allowCredentials"`
-	} `json:"publicKey"`
-}
-
-func readOptions(t *testing.T, options []byte) ceremonyOptions {
-	t.Helper()
-	var o ceremonyOptions
-	if err := json.Unmarshal(options, &o); err != nil {
-		t.Fatalf("options %s: %v", options, err)
-	}
-	return o
-}
-
-func (k *softKey) clientData(typ, challenge string) []byte {
-	cd, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": k.origin, "crossOrigin": false})
-	return cd
-}
-
-func (k *softKey) authData(attested []byte) []byte {
-	rp := sha256.Sum256([]byte(k.rpID))
-	flags := byte(0x01) // UP
-	if k.uv {
-		flags |= 0x04
-	}
-	if k.synced {
-		flags |= 0x08 | 0x10
-	}
-	if attested != nil {
-		flags |= 0x40
-	}
-	ad := append(rp[:], flags)
-	ad = binary.BigEndian.AppendUint32(ad, k.count)
-	return append(ad, attested...)
-}
-
-// create answers registration options as navigator.credentials.create
-// would: the JSON of the PublicKeyCredential.
-func (k *softKey) create(options []byte) []byte {
-	o := readOptions(k.t, options)
-	var err error
-	if k.handle, err = b64.DecodeString(o.PublicKey.User.ID); err != nil {
-		k.t.Fatal(err)
-	}
-	cose, err := cbor.Marshal(map[int]any{
-		1: 2, 3: -7, -1: 1, // EC2, ES256, P-256
-		-2: k.key.X.FillBytes(make([]byte, 32)), -3: k.key.Y.FillBytes(make([]byte, 32)),
-	})
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	attested := make([]byte, 16) // AAGUID: none given
-	attested = binary.BigEndian.AppendUint16(attested, uint16(len(k.id)))
-	attested = append(append(attested, k.id...), cose...)
-	att, err := cbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(attested)})
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{
-		"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
-		"authenticatorAttachment": "platform",
-		"clientExtensionResults":  map[string]any{},
-		"response": map[string]any{
-			"clientDataJSON":    b64.EncodeToString(k.clientData("webauthn.create", o.PublicKey.Challenge)),
-			"attestationObject": b64.EncodeToString(att),
-			"transports":        []string{"internal", "hybrid"},
-		},
-	})
-	return body
-}
-
-// get answers sign-in options as navigator.credentials.get would, the
-// counter advanced first.
-func (k *softKey) get(options []byte) []byte {
-	return k.getWith(readOptions(k.t, options).PublicKey.Challenge)
-}
-
-func (k *softKey) getWith(challenge string) []byte {
-	k.count++
-	ad := k.authData(nil)
-	cd := k.clientData("webauthn.get", challenge)
-	h := sha256.Sum256(cd)
-	digest := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, k.key, digest[:])
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{
-		"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
-		"authenticatorAttachment": "platform",
-		"clientExtensionResults":  map[string]any{},
-		"response": map[string]any{
-			"clientDataJSON":    b64.EncodeToString(cd),
-			"authenticatorData": b64.EncodeToString(ad),
-			"signature":         b64.EncodeToString(sig),
-			"userHandle":        b64.EncodeToString(k.handle),
-		},
-	})
-	return body
-}
+var b64 = webauthntest.B64
 
 const (
 	testRPID   = "gw.example.com"
@@ -187,13 +33,13 @@ func newTestPasskeys(t *testing.T, uv string) (*Passkeys, *ledger) {
 var testNow = time.Date(2026, 12, 5, 21, 0, 0, 0, time.UTC)
 
 // register adds k to u through a full registration ceremony.
-func register(t *testing.T, p *Passkeys, u *PasskeyUser, k *softKey) PasskeyCredential {
+func register(t *testing.T, p *Passkeys, u *PasskeyUser, k *webauthntest.SoftKey) PasskeyCredential {
 	t.Helper()
 	options, state, err := p.BeginRegistration(*u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := p.FinishRegistration(context.Background(), *u, state, k.create(options), testNow)
+	c, err := p.FinishRegistration(context.Background(), *u, state, k.Create(options), testNow)
 	if err != nil {
 		t.Fatalf("FinishRegistration: %v", err)
 	}
@@ -210,14 +56,14 @@ func newUser(name string) PasskeyUser {
 func TestPasskeyRegistrationAndDiscoverableLogin(t *testing.T) {
 	p, _ := newTestPasskeys(t, "")
 	alice := newUser("alice")
-	k := newSoftKey(t, testRPID, testOrigin)
-	k.synced = true
+	k := webauthntest.New(t, testRPID, testOrigin)
+	k.Synced = true
 
 	options, state, err := p.BeginRegistration(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := readOptions(t, options)
+	o := webauthntest.ReadOptions(t, options)
 	if o.PublicKey.RP.ID != testRPID || o.PublicKey.RP.Name != "Example" || o.PublicKey.User.Name != "alice" {
 		t.Errorf("options: %s", options)
 	}
@@ -227,11 +73,11 @@ func TestPasskeyRegistrationAndDiscoverableLogin(t *testing.T) {
 	if h, _ := b64.DecodeString(o.PublicKey.User.ID); !bytes.Equal(h, alice.Handle) {
 		t.Errorf("user.id %q is not the handle", o.PublicKey.User.ID)
 	}
-	cred, err := p.FinishRegistration(context.Background(), alice, state, k.create(options), testNow)
+	cred, err := p.FinishRegistration(context.Background(), alice, state, k.Create(options), testNow)
 	if err != nil {
 		t.Fatalf("FinishRegistration: %v", err)
 	}
-	if !bytes.Equal(cred.ID, k.id) || len(cred.PublicKey) == 0 || cred.SignCount != 0 || len(cred.AAGUID) != 16 {
+	if !bytes.Equal(cred.ID, k.ID) || len(cred.PublicKey) == 0 || cred.SignCount != 0 || len(cred.AAGUID) != 16 {
 		t.Errorf("credential %+v", cred)
 	}
 	if fmt.Sprint(cred.Transports) != "[internal hybrid]" || !cred.UserPresent || !cred.UserVerified || !cred.BackupEligible || !cred.BackupState {
@@ -245,10 +91,10 @@ func TestPasskeyRegistrationAndDiscoverableLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := readOptions(t, options); len(o.PublicKey.ExcludeCredentials) != 1 || o.PublicKey.ExcludeCredentials[0].ID != b64.EncodeToString(k.id) {
+	if o := webauthntest.ReadOptions(t, options); len(o.PublicKey.ExcludeCredentials) != 1 || o.PublicKey.ExcludeCredentials[0].ID != b64.EncodeToString(k.ID) {
 		t.Errorf("existing passkey not excluded: %s", options)
 	}
-	if _, err := p.FinishRegistration(context.Background(), alice, state, k.create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishRegistration(context.Background(), alice, state, k.Create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("the same passkey twice: %v", err)
 	}
 
@@ -257,7 +103,7 @@ func TestPasskeyRegistrationAndDiscoverableLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := readOptions(t, options); o.PublicKey.RPID != testRPID || len(o.PublicKey.AllowCredentials) != 0 || o.PublicKey.Challenge == "" {
+	if o := webauthntest.ReadOptions(t, options); o.PublicKey.RPID != testRPID || len(o.PublicKey.AllowCredentials) != 0 || o.PublicKey.Challenge == "" {
 		t.Errorf("discoverable options: %s", options)
 	}
 	var looked [2][]byte
@@ -268,38 +114,38 @@ func TestPasskeyRegistrationAndDiscoverableLogin(t *testing.T) {
 		}
 		return PasskeyUser{}, errors.New("no such account")
 	}
-	login, err := p.FinishDiscoverableLogin(context.Background(), state, k.get(options), lookup, testNow)
+	login, err := p.FinishDiscoverableLogin(context.Background(), state, k.Get(options), lookup, testNow)
 	if err != nil {
 		t.Fatalf("FinishDiscoverableLogin: %v", err)
 	}
-	if !bytes.Equal(looked[0], alice.Handle) || !bytes.Equal(looked[1], k.id) {
+	if !bytes.Equal(looked[0], alice.Handle) || !bytes.Equal(looked[1], k.ID) {
 		t.Errorf("lookup got %x", looked)
 	}
-	if login.User.Name != "alice" || !bytes.Equal(login.Credential.ID, k.id) || login.Credential.SignCount != 1 || !login.UserVerified {
+	if login.User.Name != "alice" || !bytes.Equal(login.Credential.ID, k.ID) || login.Credential.SignCount != 1 || !login.UserVerified {
 		t.Errorf("login %+v", login)
 	}
 
 	// Without user verification the passkey still signs in, but says so:
 	// it is not complete on its own.
 	alice.Passkeys[0] = login.Credential
-	k.uv = false
+	k.UV = false
 	options, state, _ = p.BeginDiscoverableLogin()
-	login, err = p.FinishDiscoverableLogin(context.Background(), state, k.get(options), lookup, testNow)
+	login, err = p.FinishDiscoverableLogin(context.Background(), state, k.Get(options), lookup, testNow)
 	if err != nil || login.UserVerified || login.Credential.SignCount != 2 {
 		t.Errorf("without UV: %+v, %v", login, err)
 	}
 
 	// An authenticator whose handle no account has.
-	stranger := newSoftKey(t, testRPID, testOrigin)
-	stranger.handle = []byte("nobody's handle")
+	stranger := webauthntest.New(t, testRPID, testOrigin)
+	stranger.Handle = []byte("nobody's handle")
 	options, state, _ = p.BeginDiscoverableLogin()
-	if _, err := p.FinishDiscoverableLogin(context.Background(), state, stranger.get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishDiscoverableLogin(context.Background(), state, stranger.Get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("unknown account: %v", err)
 	}
 	// Alice's handle, but a passkey she does not have.
-	stranger.handle = alice.Handle
+	stranger.Handle = alice.Handle
 	options, state, _ = p.BeginDiscoverableLogin()
-	if _, err := p.FinishDiscoverableLogin(context.Background(), state, stranger.get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishDiscoverableLogin(context.Background(), state, stranger.Get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("a passkey the account does not have: %v", err)
 	}
 }
@@ -307,7 +153,7 @@ func TestPasskeyRegistrationAndDiscoverableLogin(t *testing.T) {
 func TestPasskeySecondFactor(t *testing.T) {
 	p, _ := newTestPasskeys(t, "preferred")
 	alice, bob := newUser("alice"), newUser("bob")
-	ka, kb := newSoftKey(t, testRPID, testOrigin), newSoftKey(t, testRPID, testOrigin)
+	ka, kb := webauthntest.New(t, testRPID, testOrigin), webauthntest.New(t, testRPID, testOrigin)
 	register(t, p, &alice, ka)
 	register(t, p, &bob, kb)
 
@@ -318,11 +164,11 @@ func TestPasskeySecondFactor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := readOptions(t, options); len(o.PublicKey.AllowCredentials) != 1 || o.PublicKey.AllowCredentials[0].ID != b64.EncodeToString(ka.id) {
+	if o := webauthntest.ReadOptions(t, options); len(o.PublicKey.AllowCredentials) != 1 || o.PublicKey.AllowCredentials[0].ID != b64.EncodeToString(ka.ID) {
 		t.Errorf("allowCredentials: %s", options)
 	}
-	ka.uv = false // a security key touched, no PIN: fine as a second factor
-	login, err := p.FinishLogin(context.Background(), alice, state, ka.get(options), testNow)
+	ka.UV = false // a security key touched, no PIN: fine as a second factor
+	login, err := p.FinishLogin(context.Background(), alice, state, ka.Get(options), testNow)
 	if err != nil {
 		t.Fatalf("FinishLogin: %v", err)
 	}
@@ -332,11 +178,11 @@ func TestPasskeySecondFactor(t *testing.T) {
 
 	// Bob's passkey does not pass Alice's check, nor Alice's state Bob's.
 	options, state, _ = p.BeginLogin(alice)
-	if _, err := p.FinishLogin(context.Background(), alice, state, kb.get(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishLogin(context.Background(), alice, state, kb.Get(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("another user's passkey: %v", err)
 	}
 	options, state, _ = p.BeginLogin(alice)
-	if _, err := p.FinishLogin(context.Background(), bob, state, kb.get(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishLogin(context.Background(), bob, state, kb.Get(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("another user's state: %v", err)
 	}
 
@@ -345,7 +191,7 @@ func TestPasskeySecondFactor(t *testing.T) {
 	_, discState, _ := p.BeginDiscoverableLogin()
 	options, _, _ = p.BeginLogin(alice)
 	for name, s := range map[string][]byte{"registration": regState, "discoverable": discState, "empty": nil, "garbage": []byte("lxyz")} {
-		if _, err := p.FinishLogin(context.Background(), alice, s, ka.get(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+		if _, err := p.FinishLogin(context.Background(), alice, s, ka.Get(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("a %s state in FinishLogin: %v", name, err)
 		}
 	}
@@ -360,7 +206,7 @@ func TestPasskeySecondFactor(t *testing.T) {
 	// A forged signature.
 	options, state, _ = p.BeginLogin(alice)
 	var forged map[string]any
-	_ = json.Unmarshal(ka.get(options), &forged)
+	_ = json.Unmarshal(ka.Get(options), &forged)
 	forged["response"].(map[string]any)["signature"] = b64.EncodeToString([]byte("0E\x02\x20not a signature at all......\x02\x21"))
 	body, _ := json.Marshal(forged)
 	if _, err := p.FinishLogin(context.Background(), alice, state, body, testNow); !errors.Is(err, ErrPasskeyRefused) {
@@ -371,21 +217,21 @@ func TestPasskeySecondFactor(t *testing.T) {
 func TestPasskeyUserVerificationRequired(t *testing.T) {
 	p, _ := newTestPasskeys(t, "required")
 	alice := newUser("alice")
-	k := newSoftKey(t, testRPID, testOrigin)
-	k.uv = false
+	k := webauthntest.New(t, testRPID, testOrigin)
+	k.UV = false
 	options, state, _ := p.BeginRegistration(alice)
-	if o := readOptions(t, options); o.PublicKey.AuthenticatorSelection.UserVerification != "required" {
+	if o := webauthntest.ReadOptions(t, options); o.PublicKey.AuthenticatorSelection.UserVerification != "required" {
 		t.Errorf("options: %s", options)
 	}
-	if _, err := p.FinishRegistration(context.Background(), alice, state, k.create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishRegistration(context.Background(), alice, state, k.Create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("registration without UV: %v", err)
 	}
-	k.uv = true
+	k.UV = true
 	register(t, p, &alice, k)
-	k.uv = false
+	k.UV = false
 	options, state, _ = p.BeginDiscoverableLogin()
 	lookup := func([]byte, []byte) (PasskeyUser, error) { return alice, nil }
-	if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
+	if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.Get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
 		t.Errorf("sign-in without UV: %v", err)
 	}
 }
@@ -393,26 +239,26 @@ func TestPasskeyUserVerificationRequired(t *testing.T) {
 func TestPasskeyRefusals(t *testing.T) {
 	p, l := newTestPasskeys(t, "")
 	alice := newUser("alice")
-	k := newSoftKey(t, testRPID, testOrigin)
+	k := webauthntest.New(t, testRPID, testOrigin)
 	register(t, p, &alice, k)
 	lookup := func([]byte, []byte) (PasskeyUser, error) { return alice, nil }
 
 	t.Run("wrong origin", func(t *testing.T) {
 		evil := *k
-		evil.origin = "https://gw.example.com.evil.test"
+		evil.Origin = "https://gw.example.com.evil.test"
 		options, state, _ := p.BeginDiscoverableLogin()
-		if _, err := p.FinishDiscoverableLogin(context.Background(), state, evil.get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
+		if _, err := p.FinishDiscoverableLogin(context.Background(), state, evil.Get(options), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("sign-in from another origin: %v", err)
 		}
-		other := newSoftKey(t, testRPID, "http://gw.example.com")
+		other := webauthntest.New(t, testRPID, "http://gw.example.com")
 		options, state, _ = p.BeginRegistration(alice)
-		if _, err := p.FinishRegistration(context.Background(), alice, state, other.create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+		if _, err := p.FinishRegistration(context.Background(), alice, state, other.Create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("registration from another origin: %v", err)
 		}
 		// The right origin, another relying party's key scope.
-		otherRP := newSoftKey(t, "example.org", testOrigin)
+		otherRP := webauthntest.New(t, "example.org", testOrigin)
 		options, state, _ = p.BeginRegistration(alice)
-		if _, err := p.FinishRegistration(context.Background(), alice, state, otherRP.create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
+		if _, err := p.FinishRegistration(context.Background(), alice, state, otherRP.Create(options), testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("registration for another RP ID: %v", err)
 		}
 	})
@@ -420,30 +266,30 @@ func TestPasskeyRefusals(t *testing.T) {
 	t.Run("wrong challenge", func(t *testing.T) {
 		_, state, _ := p.BeginDiscoverableLogin()
 		other, _, _ := p.BeginDiscoverableLogin()
-		if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.get(other), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
+		if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.Get(other), lookup, testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("answer to another challenge: %v", err)
 		}
 		_, state, _ = p.BeginLogin(alice)
-		if _, err := p.FinishLogin(context.Background(), alice, state, k.getWith(b64.EncodeToString(make([]byte, 32))), testNow); !errors.Is(err, ErrPasskeyRefused) {
+		if _, err := p.FinishLogin(context.Background(), alice, state, k.GetWith(b64.EncodeToString(make([]byte, 32))), testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("answer to a made-up challenge: %v", err)
 		}
 		_, state, _ = p.BeginRegistration(alice)
 		other, _, _ = p.BeginRegistration(alice)
-		k2 := newSoftKey(t, testRPID, testOrigin)
-		if _, err := p.FinishRegistration(context.Background(), alice, state, k2.create(other), testNow); !errors.Is(err, ErrPasskeyRefused) {
+		k2 := webauthntest.New(t, testRPID, testOrigin)
+		if _, err := p.FinishRegistration(context.Background(), alice, state, k2.Create(other), testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Errorf("registration answering another challenge: %v", err)
 		}
 	})
 
 	t.Run("replayed state", func(t *testing.T) {
 		options, state, _ := p.BeginDiscoverableLogin()
-		login, err := p.FinishDiscoverableLogin(context.Background(), state, k.get(options), lookup, testNow)
+		login, err := p.FinishDiscoverableLogin(context.Background(), state, k.Get(options), lookup, testNow)
 		if err != nil {
 			t.Fatal(err)
 		}
 		alice.Passkeys[0] = login.Credential
 		// The same state again, with a fresh and valid answer to it.
-		if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.get(options), lookup, testNow.Add(time.Second)); !errors.Is(err, ErrPasskeyStateUsed) {
+		if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.Get(options), lookup, testNow.Add(time.Second)); !errors.Is(err, ErrPasskeyStateUsed) {
 			t.Errorf("state used twice: %v", err)
 		}
 		// A failed answer uses the state up too.
@@ -451,13 +297,13 @@ func TestPasskeyRefusals(t *testing.T) {
 		if _, err := p.FinishLogin(context.Background(), alice, state, []byte("{}"), testNow); !errors.Is(err, ErrPasskeyRefused) {
 			t.Fatal(err)
 		}
-		if _, err := p.FinishLogin(context.Background(), alice, state, k.get(options), testNow); !errors.Is(err, ErrPasskeyStateUsed) {
+		if _, err := p.FinishLogin(context.Background(), alice, state, k.Get(options), testNow); !errors.Is(err, ErrPasskeyStateUsed) {
 			t.Errorf("state after a failed answer: %v", err)
 		}
 		// A registration's state too.
 		options, state, _ = p.BeginRegistration(alice)
-		k3 := newSoftKey(t, testRPID, testOrigin)
-		body := k3.create(options)
+		k3 := webauthntest.New(t, testRPID, testOrigin)
+		body := k3.Create(options)
 		if _, err := p.FinishRegistration(context.Background(), alice, state, body, testNow); err != nil {
 			t.Fatal(err)
 		}
@@ -467,7 +313,7 @@ func TestPasskeyRefusals(t *testing.T) {
 		// When the ledger cannot say, the state is refused.
 		l.err = errors.New("store down")
 		options, state, _ = p.BeginLogin(alice)
-		if _, err := p.FinishLogin(context.Background(), alice, state, k.get(options), testNow); !errors.Is(err, ErrPasskeyStateUsed) {
+		if _, err := p.FinishLogin(context.Background(), alice, state, k.Get(options), testNow); !errors.Is(err, ErrPasskeyStateUsed) {
 			t.Errorf("ledger down: %v", err)
 		}
 		l.err = nil
@@ -475,36 +321,36 @@ func TestPasskeyRefusals(t *testing.T) {
 
 	t.Run("counter going back", func(t *testing.T) {
 		options, state, _ := p.BeginLogin(alice)
-		login, err := p.FinishLogin(context.Background(), alice, state, k.get(options), testNow)
+		login, err := p.FinishLogin(context.Background(), alice, state, k.Get(options), testNow)
 		if err != nil {
 			t.Fatal(err)
 		}
 		alice.Passkeys[0] = login.Credential
 		stored := login.Credential.SignCount
 		// A copy of the key, behind: its count goes back.
-		k.count = stored - 2
+		k.Count = stored - 2
 		options, state, _ = p.BeginLogin(alice)
-		login, err = p.FinishLogin(context.Background(), alice, state, k.get(options), testNow)
+		login, err = p.FinishLogin(context.Background(), alice, state, k.Get(options), testNow)
 		if !errors.Is(err, ErrPasskeyCloned) {
-			t.Fatalf("count %d after %d: %v", k.count, stored, err)
+			t.Fatalf("count %d after %d: %v", k.Count, stored, err)
 		}
-		if login.User.Name != "alice" || !bytes.Equal(login.Credential.ID, k.id) || login.Credential.SignCount != stored {
+		if login.User.Name != "alice" || !bytes.Equal(login.Credential.ID, k.ID) || login.Credential.SignCount != stored {
 			t.Errorf("a clone's result names %+v", login)
 		}
 		// The same count again is a clone's too.
-		k.count = stored - 1
+		k.Count = stored - 1
 		options, state, _ = p.BeginDiscoverableLogin()
-		if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.get(options), lookup, testNow); !errors.Is(err, ErrPasskeyCloned) {
+		if _, err := p.FinishDiscoverableLogin(context.Background(), state, k.Get(options), lookup, testNow); !errors.Is(err, ErrPasskeyCloned) {
 			t.Errorf("count %d again: %v", stored, err)
 		}
 		// Authenticators that keep no count (always 0) are not clones.
-		zero := newSoftKey(t, testRPID, testOrigin)
+		zero := webauthntest.New(t, testRPID, testOrigin)
 		bob := newUser("bob")
 		register(t, p, &bob, zero)
 		for range 2 {
-			zero.count = ^uint32(0) // get adds one: 0
+			zero.Count = ^uint32(0) // get adds one: 0
 			options, state, _ = p.BeginLogin(bob)
-			if _, err := p.FinishLogin(context.Background(), bob, state, zero.get(options), testNow); err != nil {
+			if _, err := p.FinishLogin(context.Background(), bob, state, zero.Get(options), testNow); err != nil {
 				t.Errorf("an authenticator without a counter: %v", err)
 			}
 		}

@@ -1,6 +1,7 @@
 package email
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -19,5 +20,29 @@ func TestComposeAccountChanges(t *testing.T) {
 			!strings.Contains(m.Text, "https://app.example.com/.auth/revoke?token=x") || !strings.Contains(m.HTML, "Mac") {
 			t.Fatalf("%s:\n%s\n%s", e, m.Subject, m.Text)
 		}
+	}
+}
+
+// A passkey's mail names the passkey beside the session's device.
+func TestComposePasskeyNamesIt(t *testing.T) {
+	m, err := Compose(Notice{Events: []string{"passkey_added"}, At: time.Now(), Device: "Mac", Passkey: "Chrome on macOS",
+		RevokeURL: "https://app.example.com/.auth/revoke?token=x"})
+	if err != nil || m.Subject != "A passkey was added to your account" || !strings.Contains(m.Text, "Passkey:  Chrome on macOS") ||
+		!strings.Contains(m.HTML, "Chrome on macOS") || !strings.Contains(m.Text, "This wasn't me") {
+		t.Fatalf("%v\n%s\n%s", err, m.Subject, m.Text)
+	}
+}
+
+// The forgot-password mail is the link alone: no "This wasn't me" link
+// to a session, words for whoever did not ask; without a link, no mail.
+func TestComposeResetLink(t *testing.T) {
+	link := "https://app.example.com/.auth/forgot?token=abc"
+	m, err := Compose(Notice{Events: []string{ResetLink}, At: time.Now(), ResetURL: link, RevokeURL: "https://app.example.com/.auth/revoke?token=x"})
+	if err != nil || m.Subject != "Reset your password" || !strings.Contains(m.Text, link) || !strings.Contains(m.HTML, `href="`+link+`"`) ||
+		strings.Contains(m.Text, "revoke") || !strings.Contains(m.Text, "If you did not ask for this") || strings.Contains(m.Text, "If this was you") {
+		t.Fatalf("%v\n%s\n%s", err, m.Subject, m.Text)
+	}
+	if _, err := Compose(Notice{Events: []string{ResetLink}, At: time.Now(), ResetURL: "javascript:alert(1)"}); !errors.Is(err, ErrNothingToSay) {
+		t.Fatalf("a reset mail without a usable link: %v", err)
 	}
 }

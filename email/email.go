@@ -41,7 +41,13 @@ var Events = []string{"impossible_travel", "new_country", "new_device", "new_log
 
 // AccountEvents are the changes to an account's sign-in methods (SPEC
 // 15): each is mailed, on its own, whenever mails are on.
-var AccountEvents = []string{"password_changed", "totp_added", "totp_removed", "recovery_codes_made", "recovery_code_used"}
+var AccountEvents = []string{"password_changed", "password_reset", "totp_added", "totp_removed",
+	"passkey_added", "passkey_removed", "recovery_codes_made", "recovery_code_used"}
+
+// ResetLink is the forgot-password mail (SPEC 15): the single-use link
+// that sets a new password, in Notice.ResetURL. It is no notice of
+// something done, so it offers no "This wasn't me" link.
+const ResetLink = "password_reset_link"
 
 // Notice is what one mail tells. Every field but At is text from the
 // session, much of it the client's own word; Compose cleans it.
@@ -58,6 +64,8 @@ type Notice struct {
 	IP          string
 	RevokeURL   string // the "This wasn't me" link; empty when no link can be made
 	SessionsURL string
+	Passkey     string // passkey_added, passkey_removed: the passkey's name
+	ResetURL    string // ResetLink's link
 }
 
 // Message is a composed notice.
@@ -98,6 +106,15 @@ var wording = map[string]struct{ subject, why string }{
 		"New recovery codes were made for your account from the session below. The old ones no longer work."},
 	"recovery_code_used": {"A recovery code was used to sign in to your account",
 		"One of your recovery codes was used to sign in to your account, in place of a code from your authenticator app. It works only once."},
+	"password_reset": {"Your password was reset",
+		"The password of your account was reset with a link mailed to this address. Every session of your account was signed out."},
+	"passkey_added": {"A passkey was added to your account",
+		"A passkey was added to your account from the session below: it can now sign you in."},
+	"passkey_removed": {"A passkey was removed from your account",
+		"A passkey was removed from your account from the session below: it no longer signs you in."},
+	ResetLink: {"Reset your password",
+		"Someone asked to reset the password of your account. To choose a new password, open the link below within 30 minutes; it works once. " +
+			"The second step of your sign-in (authenticator app or passkey), if you have one, is still asked."},
 }
 
 // tokenCreated is the token_created mail's paragraph: a token is no
@@ -146,6 +163,8 @@ type templateData struct {
 	IP          string
 	RevokeURL   string
 	SessionsURL string
+	Passkey     string
+	ResetURL    string
 }
 
 // Compose renders n. User-controlled text loses its control characters
@@ -155,7 +174,17 @@ func Compose(n Notice) (Message, error) {
 		Name: clean(n.Name), When: n.At.UTC().Format("Monday, 2 January 2006 at 15:04 UTC"),
 		Device: orUnknown(clean(n.Device)), Browser: orUnknown(clean(n.Browser)), OS: orUnknown(clean(n.OS)),
 		Place: orUnknown(clean(n.Place)), IP: orUnknown(clean(n.IP)),
-		RevokeURL: cleanURL(n.RevokeURL), SessionsURL: cleanURL(n.SessionsURL),
+		RevokeURL: cleanURL(n.RevokeURL), SessionsURL: cleanURL(n.SessionsURL), Passkey: clean(n.Passkey),
+	}
+	if slices.Contains(n.Events, ResetLink) {
+		// The link alone: no other event shares its mail, and without a
+		// link it says nothing.
+		d.ResetURL = cleanURL(n.ResetURL)
+		if d.ResetURL == "" {
+			return Message{}, fmt.Errorf("%w: %s without a link", ErrNothingToSay, ResetLink)
+		}
+		d.Subject, d.Lines, d.RevokeURL, d.SessionsURL = wording[ResetLink].subject, []string{wording[ResetLink].why}, "", ""
+		return render(d)
 	}
 	var signIn []string
 	for _, e := range slices.Concat(Events, AccountEvents) {
@@ -180,6 +209,11 @@ func Compose(n Notice) (Message, error) {
 	if d.Subject == "" {
 		return Message{}, fmt.Errorf("%w: %q", ErrNothingToSay, n.Events)
 	}
+	return render(d)
+}
+
+// render writes d's text and HTML parts.
+func render(d templateData) (Message, error) {
 	var text, html bytes.Buffer
 	if err := textTemplate.Execute(&text, d); err != nil {
 		return Message{}, fmt.Errorf("rendering the text part: %w", err)

@@ -4,7 +4,9 @@
 # (the demo app with -no-login, on 127.0.0.1:9091) on
 # http://localhost:8081 behind the gateway's sign-in, and a mail sink on
 # 127.0.0.1:2525 that prints the gateway's new-sign-in mails here, all
-# listening on this machine only. Ctrl-C stops all. PORT, SIGNIN_PORT,
+# listening on this machine only. Once Caddy is up it invites carol, a
+# stored account of the no-login site, and prints her invitation link.
+# Ctrl-C stops all. PORT, SIGNIN_PORT,
 # ADMIN_PORT, APP_PORT, NOLOGIN_APP_PORT and MAIL_PORT move them to other
 # ports; BIN_DIR (default ./bin) says where the binaries are.
 set -euo pipefail
@@ -89,7 +91,8 @@ cat <<MSG
     no-login  http://localhost:${SIGNIN_PORT}/          (an app with no login of its own, behind the gateway's
                                                sign-in: alice or bob, password: demo;
                                                bob's TOTP secret: ${DEMO_TOTP_SECRET} — add it to an
-                                               authenticator app, or: oathtool --totp -b ${DEMO_TOTP_SECRET})
+                                               authenticator app, or: oathtool --totp -b ${DEMO_TOTP_SECRET});
+                                               carol: the invitation printed below, once Caddy is up)
     admin     curl localhost:${ADMIN_PORT}/session-auth/users/alice/sessions
     logs      one line per request here; every request in full in ${ACCESS_LOG}
     stop      Ctrl-C
@@ -98,4 +101,50 @@ MSG
 "$BIN_DIR/caddy" run --config Caddyfile.example --adapter caddyfile &
 caddy=$!
 trap 'kill $app $nologin $sink $caddy 2>/dev/null || true' EXIT INT TERM
+
+# carol is a stored account of the no-login site, invited here as an
+# operator would (the admin API, through `caddy sessions accounts`): her
+# link lets a newcomer choose a password and then add a passkey in their
+# own browser. The store keeps her across runs: while she has not used her
+# link, a new one replaces it (reset); once she has, she signs in.
+invite_carol() {
+	local cli=("$BIN_DIR/caddy" sessions accounts --address "localhost:${ADMIN_PORT}") out=""
+	for _ in $(seq 100); do
+		kill -0 "$caddy" 2>/dev/null || return 0
+		if out=$("${cli[@]}" add carol --email carol@example.com --name "Carol Example" --json 2>&1); then
+			break
+		fi
+		case "$out" in
+		*"HTTP 409"*)
+			if "${cli[@]}" show carol --json 2>/dev/null | grep -q '"password": *false'; then
+				out=$("${cli[@]}" reset carol --json 2>&1) && break
+			fi
+			cat <<MSG
+
+  carol has used her invitation: sign in as carol on http://localhost:${SIGNIN_PORT}/
+  (a new invitation: $BIN_DIR/caddy sessions accounts reset carol --address localhost:${ADMIN_PORT})
+
+MSG
+			return 0
+			;;
+		esac
+		sleep 0.1 # Caddy is still starting
+	done
+	local path
+	path=$(printf '%s' "$out" | sed -n 's/.*"invite": *"\([^"]*\)".*/\1/p')
+	if [ -z "$path" ]; then
+		echo "demo: inviting carol failed: $out" >&2
+		return 0
+	fi
+	cat <<MSG
+
+  invitation  carol, a stored account, is invited (the link works once, for 7 days):
+                http://localhost:${SIGNIN_PORT}${path}
+              open it and choose a password (you are signed in), then add a passkey on
+                http://localhost:${SIGNIN_PORT}/.auth/account/passkeys
+              sign out, and "Sign in with a passkey" needs no user name
+
+MSG
+}
+invite_carol
 wait $caddy

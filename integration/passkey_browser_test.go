@@ -1,15 +1,11 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
 
@@ -29,16 +25,7 @@ func TestPasskeyInABrowser(t *testing.T) {
 	base := fmt.Sprintf("http://localhost:%d", g.port)
 
 	b := openTab(t, chrome, 1280, 800, 90*time.Second, base+"/app")
-	b.do("adding a virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-			return err
-		}
-		_, err := cdp.Call(ctx, tg, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21, Transport: webauthn.AuthenticatorTransportInternal,
-			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
-		}})
-		return err
-	}))
+	b.withAuthenticator()
 
 	b.until("the sign-in page", `location.pathname === "/.auth/sign-in" && !!document.querySelector("#password")`)
 	b.until("the passkey button, shown by the script", `!!document.querySelector('button[data-passkey="login"]') && !document.querySelector('button[data-passkey="login"]').hidden`)
@@ -60,10 +47,7 @@ func TestPasskeyInABrowser(t *testing.T) {
 	s := b.screenshot("passkeys-page")
 	t.Logf("screenshot passkeys page %s: %d colours; %s", s.size, s.colours, boxShows(b, s, `button[data-passkey="register"]`, true))
 
-	b.do("forgetting the cookies", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
-		return err
-	}))
+	b.forgetCookies()
 	b.do("opening the app", chromedp.Navigate(base+"/app"))
 	b.until("the sign-in page's passkey button", `location.pathname === "/.auth/sign-in" && !!document.querySelector('button[data-passkey="login"]') && !document.querySelector('button[data-passkey="login"]').hidden`)
 	s = b.screenshot("sign-in-passkey")

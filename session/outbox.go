@@ -28,6 +28,12 @@ type Notice struct {
 	Email       string   `json:"email,omitempty"`  // the recipient
 	Name        string   `json:"name,omitempty"`
 	SessionsURL string   `json:"sessions_url,omitempty"`
+	Passkey     string   `json:"passkey,omitempty"`   // a passkey's mail: its name
+	ResetURL    string   `json:"reset_url,omitempty"` // the forgot-password mail's link (SPEC 15)
+
+	// Trace is the W3C traceparent of the request that queued the notice,
+	// for the delivery's span; never sent to a receiver.
+	Trace string `json:"trace,omitempty"`
 }
 
 // Delivery is a notice taken from the outbox for one attempt.

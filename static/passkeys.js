@@ -1,7 +1,8 @@
 // Passkeys (WebAuthn) for the gateway's pages: the buttons marked
 // data-passkey="login" (sign-in, step-up, the second step after a
-// password) and data-passkey="register" (the passkeys page). JSON goes to
-// and from {endpoints}/passkeys/…; the server keeps each ceremony's state.
+// password), data-passkey="register" (the passkeys page) and
+// data-passkey="invite" (the invitation page). JSON goes to and from
+// {endpoints}/passkeys/…; the server keeps each ceremony's state.
 (function () {
   "use strict";
   if (!window.PublicKeyCredential || !navigator.credentials) {
@@ -31,10 +32,12 @@
     });
   }
 
-  function post(url, csrf, body) {
+  function post(url, csrf, body, token) {
+    var headers = { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" };
+    if (token) { headers["X-Invite-Token"] = token; } // in a header: never in an address or a log line
     return fetch(url, {
       method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
+      headers: headers,
       body: body
     }).then(function (res) {
       return res.json().catch(function () { return {}; }).then(function (data) {
@@ -89,9 +92,13 @@
     });
   }
 
+  // register adds a passkey: to the signed-in account (the passkeys
+  // page, then reloaded), or to an invitation's (data-token; the answer
+  // says where to go, signed in).
   function register(button) {
-    var ep = button.dataset.endpoints, csrf = button.dataset.csrf;
-    return post(ep + "/passkeys/register/begin", csrf, "{}").then(function (opts) {
+    var ep = button.dataset.endpoints, csrf = button.dataset.csrf, token = button.dataset.token;
+    var kind = token ? "invite" : "register";
+    return post(ep + "/passkeys/" + kind + "/begin", csrf, "{}", token).then(function (opts) {
       var pk = opts.publicKey;
       pk.challenge = toBytes(pk.challenge);
       pk.user.id = toBytes(pk.user.id);
@@ -99,7 +106,7 @@
       return navigator.credentials.create({ publicKey: pk });
     }).then(function (cred) {
       var r = cred.response;
-      return post(ep + "/passkeys/register/finish", csrf, JSON.stringify({
+      return post(ep + "/passkeys/" + kind + "/finish", csrf, JSON.stringify({
         id: cred.id, rawId: toText(cred.rawId), type: cred.type,
         authenticatorAttachment: cred.authenticatorAttachment || undefined,
         clientExtensionResults: cred.getClientExtensionResults(),
@@ -107,13 +114,18 @@
           clientDataJSON: toText(r.clientDataJSON), attestationObject: toText(r.attestationObject),
           transports: r.getTransports ? r.getTransports() : []
         }
-      }));
-    }).then(function () {
-      window.location.reload();
+      }), token);
+    }).then(function (done) {
+      if (token) {
+        window.location.assign(done.location || "/");
+      } else {
+        window.location.reload();
+      }
     });
   }
 
-  var actions = { login: login, register: register };
+  var actions = { login: login, register: register, invite: register };
+  document.querySelectorAll("[data-passkey-hint]").forEach(function (hint) { hint.hidden = false; });
   document.querySelectorAll("button[data-passkey]").forEach(function (button) {
     var act = actions[button.dataset.passkey];
     if (!act) { return; }

@@ -41,7 +41,8 @@ var page = template.Must(template.New("page").Parse(`<!doctype html>
 <style>
 body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#1d2433}
 h1{font-size:1.5rem}.card{border:1px solid #d8dde6;border-radius:.6rem;padding:1rem 1.25rem;margin:1rem 0}
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eef0f4;word-break:break-all}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eef0f4;overflow-wrap:anywhere}
+@media (max-width:30rem){td,th{font-size:.85rem}.card{padding:.75rem}}
 th{width:40%;font-weight:600}input{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.2rem 0 .8rem}
 button{font:inherit;padding:.45rem 1rem;border-radius:.4rem;border:1px solid #2f5bd3;background:#2f5bd3;color:#fff;cursor:pointer}
 button.secondary{background:#fff;color:#2f5bd3}.error{color:#b42318}.muted{color:#667085}form.inline{display:inline}

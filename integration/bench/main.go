@@ -117,6 +117,9 @@ func run() error {
 	if *fileOnly {
 		return fileStoreFigures(dir, *fileSessions)
 	}
+	if *peersRun {
+		return runPeers(dir) // peers.go
+	}
 
 	// Redis, on a free port, nothing on disk.
 	rport := freePort()
