@@ -149,6 +149,14 @@ func SetAutoCompact(minFile int64, free float64, every time.Duration) (restore f
 	return func() { autoCompact = old }
 }
 
+// SetAutoCompactMaxLive sets the bytes in use past which the sweep
+// does not compact.
+func SetAutoCompactMaxLive(n int64) (restore func()) {
+	old := autoCompact.maxLive
+	autoCompact.maxLive = n
+	return func() { autoCompact.maxLive = old }
+}
+
 // CompactIfSparse runs the sweep's compaction check once.
 func CompactIfSparse(f *File) bool { return f.compactIfSparse() }
 

@@ -107,11 +107,13 @@ func sparseFile(t *testing.T, f *session.File, clock *storetest.Clock, from, n i
 
 // The sweep compacts at most once per interval of the store's clock,
 // never a file whose pages are mostly in use or smaller than the
-// threshold, and never while a backup is being written.
+// threshold, never while a backup is being written, and not a file
+// with more in use than it copies quickly: that one is named in the log.
 func TestFileSweepCompactsOncePerInterval(t *testing.T) {
 	defer session.SetAutoCompact(64<<10, 0.5, 7*24*time.Hour)()
 	clock := storetest.NewClock()
-	f := openFile(t, clock.Now, session.FileOptions{NoSync: true})
+	core, logs := observer.New(zap.InfoLevel)
+	f := openFile(t, clock.Now, session.FileOptions{NoSync: true, Logger: zap.New(core)})
 	for i := range 400 {
 		if _, err := f.Create(context.Background(), realSession(t, f, i, clock.Now()), filePolicy, session.Limit{}); err != nil {
 			t.Fatal(err)
@@ -138,6 +140,16 @@ func TestFileSweepCompactsOncePerInterval(t *testing.T) {
 		t.Fatal("not compacted once the interval passed")
 	}
 	sparseFile(t, f, clock, 3000, 400)
+	clock.Advance(7 * 24 * time.Hour)
+	restore := session.SetAutoCompactMaxLive(4096) // more in use than that
+	if session.CompactIfSparse(f) {
+		t.Fatal("compacted a file with more in use than the bound")
+	}
+	if got := logs.FilterMessageSnippet("run `caddy sessions compact` at a quiet hour").Len(); got != 1 {
+		t.Fatalf("%d hints to compact by hand logged, want 1", got)
+	}
+	restore()
+	sparseFile(t, f, clock, 4000, 400)
 	clock.Advance(7 * 24 * time.Hour)
 	fi, err := os.Stat(f.Path())
 	if err != nil {

@@ -243,13 +243,19 @@ func appendFields[T any](b []byte, fields []wireField[T], v *T) []byte {
 	for _, f := range fields {
 		switch p := f.ptr(v).(type) {
 		case *string:
-			switch {
-			case isHexID(*p):
+			if *p == "" {
+				break
+			}
+			if isHexID(*p) {
 				raw, _ := hex.DecodeString(*p)
 				b = protowire.AppendBytes(protowire.AppendTag(b, f.num+hexField, protowire.BytesType), raw)
-			case *p != "":
-				b = protowire.AppendString(protowire.AppendTag(b, f.num, protowire.BytesType), *p)
+				break
 			}
+			if c, ok := appendCommon(b, f.num, *p); ok { // file_common.go
+				b = c
+				break
+			}
+			b = protowire.AppendString(protowire.AppendTag(b, f.num, protowire.BytesType), *p)
 		case *time.Time:
 			b = appendTime(b, f.num, *p)
 		case *time.Duration:
@@ -257,9 +263,14 @@ func appendFields[T any](b []byte, fields []wireField[T], v *T) []byte {
 				b = protowire.AppendVarint(protowire.AppendTag(b, f.num, protowire.VarintType), protowire.EncodeZigZag(int64(*p)))
 			}
 		case *float64:
-			if *p != 0 {
-				b = protowire.AppendFixed64(protowire.AppendTag(b, f.num, protowire.Fixed64Type), math.Float64bits(*p))
+			if *p == 0 {
+				break
 			}
+			if c, ok := appendScaled(b, f.num, *p); ok { // file_scaled.go
+				b = c
+				break
+			}
+			b = protowire.AppendFixed64(protowire.AppendTag(b, f.num, protowire.Fixed64Type), math.Float64bits(*p))
 		case *bool:
 			if *p {
 				b = protowire.AppendVarint(protowire.AppendTag(b, f.num, protowire.VarintType), 1)
@@ -306,6 +317,18 @@ func consumeFields[T any](b []byte, fields []wireField[T], v *T) bool {
 				}
 				break
 			}
+			if f.num+scaledField == num {
+				if p, ok := f.ptr(v).(*float64); ok {
+					ptr = (*scaledFloat)(p)
+				}
+				break
+			}
+			if f.num+commonField == num {
+				if p, ok := f.ptr(v).(*string); ok {
+					ptr = (*commonString)(p)
+				}
+				break
+			}
 		}
 		if ptr == nil {
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
@@ -340,6 +363,10 @@ func consumeValue(typ protowire.Type, b []byte, ptr any) int {
 		}
 		*p = hexString(hex.EncodeToString(x))
 		return n
+	case *scaledFloat:
+		return consumeScaled(typ, b, p)
+	case *commonString:
+		return consumeCommon(typ, b, p)
 	case *time.Time:
 		return consumeTime(typ, b, p)
 	case *time.Duration:

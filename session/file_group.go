@@ -197,6 +197,9 @@ func (f *File) commitQueued() {
 		if len(members) == 0 && len(touches) == 0 && len(counts) == 0 {
 			return
 		}
+		for len(touches) > maxTouchesPerCommit { // file_touchslices.go
+			f.commitGroup(nil, sliceOfTouches(touches), nil)
+		}
 		f.commitGroup(members, touches, counts)
 	}
 }

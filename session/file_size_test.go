@@ -31,8 +31,10 @@ func realSession(t testing.TB, st session.Store, i int, now time.Time) *session.
 // The file holds at most 1 KiB per session: N sign-ins, one per user
 // (every user's own keys count against one session), each with every
 // field a browser's sign-in fills, its index entries, its audit event
-// and its user's history, once compacted. Written to, bbolt's pages are
-// about two thirds full (keys come in no order), which the log shows.
+// and its user's history, as written and once compacted. Written to,
+// bbolt's pages are about two thirds full (keys come in no order), which
+// the log shows; compacted, they are full. (A file also touched and
+// swept: TestFileLiveBytesPerSession.)
 // Sizes are bbolt's pages in use (File.Size): below 16 MiB the file
 // itself is that rounded up to a power of two, above it 16 MiB more.
 func TestFileBytesPerSession(t *testing.T) {
@@ -52,6 +54,9 @@ func TestFileBytesPerSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d sessions written: %d bytes (%d per session); in use by bucket %v", n, live, live/n, session.FileBucketBytes(f))
+	if live/n > 1024 {
+		t.Fatalf("%d bytes per session in the file as written, more than 1 KiB", live/n)
+	}
 	start := time.Now()
 	if _, err := f.Compact(); err != nil {
 		t.Fatal(err)
