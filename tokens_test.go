@@ -28,7 +28,10 @@ func tokenStores(t *testing.T, configure func(*Handler), fn func(t *testing.T, h
 					h.Store = &StoreConfig{Type: "memory"}
 				case "redis":
 					srv := redisserver.Start(t)
-					h.Store = &StoreConfig{Type: "redis", URL: "redis://" + srv.Addr, KeyPrefix: "tok:"}
+					// A loaded CI machine (-race, other suites) can hold a
+					// reply past the 500 ms default; these tests are not
+					// about the deadline (redisfaults_test.go is).
+					h.Store = &StoreConfig{Type: "redis", URL: "redis://" + srv.Addr, KeyPrefix: "tok:", ReadTimeout: caddy.Duration(5 * time.Second)}
 				}
 				h.APITokens = &APITokens{}
 				h.LoginRate = &Rate{Count: 1000, Window: caddy.Duration(time.Minute)}
