@@ -34,8 +34,13 @@ func openLoop(t *target, rate int, d time.Duration, h *hdrhistogram.Histogram) (
 	// At most 512 connections, all kept: a request that finds them busy
 	// waits for one, and that wait counts in its latency (opening a new
 	// connection per request would run this machine out of ports).
-	atk := vegeta.NewAttacker(vegeta.Connections(512), vegeta.MaxConnections(512), vegeta.Timeout(10*time.Second),
-		vegeta.Redirects(vegeta.NoFollow), vegeta.KeepAlive(true))
+	// Its own client, whose connections are closed after the run: each
+	// run's 512 would otherwise stay open on both sides.
+	tr := &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	atk := vegeta.NewAttacker(vegeta.Client(client))
 	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: t.addr + "/app", Header: hdr})
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
