@@ -70,7 +70,7 @@ func (d *dispatcher) deliverySpan(del session.Delivery) trace.Span {
 	if del.Target == mailTarget {
 		channel = "mail"
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("session_auth.notify.channel", channel),
 		attribute.String("session_auth.notify.event", del.Notice.Event),
 		attribute.String("server.address", receiverName(del.Target)),
