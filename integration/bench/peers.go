@@ -42,8 +42,8 @@ var oauth2ProxyHeaders = []string{"X-Auth-Request-User>X-Auth-User", "X-Auth-Req
 	"X-Auth-Request-Groups>X-Auth-Roles", "X-Auth-Request-Preferred-Username>X-Auth-Name"}
 
 // peerIdentityHeaders are the same four identities from the gateway's
-// verify answer: both forward_auth rows copy as many headers, since Caddy
-// spends a route per copied header.
+// verify answer: both forward_auth rows copy as many headers, since
+// Caddy's forward_auth runs two routes per copied header.
 var peerIdentityHeaders = []string{"X-Auth-User", "X-Auth-Email", "X-Auth-Roles", "X-Auth-Name"}
 
 // forwardAuthFrontCopying is forwardAuthFront copying only headers.
