@@ -25,15 +25,23 @@ var traceContext = propagation.TraceContext{}
 // (Caddy's tracing keeps its own, not OpenTelemetry's global one).
 // Nothing when r is nil or not traced.
 func (nt *notifier) traceNotice(r *http.Request, n *session.Notice) {
-	if r == nil {
+	if r != nil {
+		nt.traceNoticeIn(r.Context(), n)
+	}
+}
+
+// traceNoticeIn is traceNotice for the request context ctx; nil when
+// no request ended the sessions (a sweep, the admin API).
+func (nt *notifier) traceNoticeIn(ctx context.Context, n *session.Notice) {
+	if ctx == nil {
 		return
 	}
-	sp := trace.SpanFromContext(r.Context())
+	sp := trace.SpanFromContext(ctx)
 	if !sp.SpanContext().IsValid() {
 		return
 	}
 	carrier := propagation.MapCarrier{}
-	traceContext.Inject(r.Context(), carrier)
+	traceContext.Inject(ctx, carrier)
 	n.Trace = carrier.Get("traceparent")
 	if nt.tracers != nil {
 		nt.tracers(sp.TracerProvider())
