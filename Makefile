@@ -4,7 +4,7 @@
 # make bench  load against plain reverse_proxy and the store benchmarks (a few minutes)
 # make bench-size  the file store's figures at 10^6 sessions (10 to 20 minutes, estimated)
 # make bench-peers session_auth beside Caddy forward_auth → oauth2-proxy (built here at a pinned version),
-#                  latency at fixed rates, revocation timings, Redis memory at 10^6 sessions (about 15 minutes)
+#                  latency at fixed rates, revocation timings, Redis memory at 10^6 sessions (about 12 to 15 minutes)
 # make fuzz   every fuzz target for FUZZTIME (default 1m) each; the seed corpora run in make test
 
 SHELL     := bash

@@ -65,6 +65,6 @@ func (p *accountPages) password(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return p.host.storeUnavailable(w, r, err)
 	}
-	p.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
+	p.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now, ctx: r.Context()})
 	return p.changed(w, r, cur, a, eventPasswordChanged)
 }

@@ -255,7 +255,7 @@ func (h *Handler) endByPolicy(ctx context.Context, r *http.Request, s *session.S
 	ended, err := h.store.End(ctx, s.ID, now, reason, session.ActorPolicy, h.policy)
 	switch {
 	case err == nil:
-		h.sessionEnded(ended, ending{reason: reason, actor: session.ActorPolicy, at: now})
+		h.sessionEnded(ended, ending{reason: reason, actor: session.ActorPolicy, at: now, ctx: ctx})
 	case !errors.Is(err, session.ErrNotFound):
 		return auth{err: err}
 	}

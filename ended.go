@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"time"
 
 	"github.com/sessionauth/caddy-sessionauth/session"
@@ -15,6 +16,9 @@ type ending struct {
 	// sign-in over an old session) or at their provider (back-channel
 	// logout): a notice would tell them what they just did.
 	quiet bool
+	// ctx is the request's that ended them, for the trace of their
+	// notices (notifytrace.go); nil when no request did.
+	ctx context.Context
 }
 
 // sessionsEnded does what follows every end of sessions, wherever it
@@ -38,7 +42,7 @@ func (h *Handler) sessionsEnded(ended []*session.Session, e ending) {
 		h.logEvent(session.EndEvent(s, e.at, e.reason, e.actor))
 	}
 	if !e.quiet {
-		h.notifier.ended(ended, e.at)
+		h.notifier.ended(e.ctx, ended, e.at)
 	}
 }
 

@@ -158,13 +158,14 @@ func (n *notifier) hookWants(event string) bool {
 // ended queues a revoke notice per ended session, in one store
 // operation, when the webhook takes them. Mails tell of sign-ins only
 // (email.Events): an end sends none.
-func (n *notifier) ended(ended []*session.Session, at time.Time) {
+func (n *notifier) ended(ctx context.Context, ended []*session.Session, at time.Time) {
 	if !n.hookWants(noticeRevoke) {
 		return
 	}
 	hooks := make([]session.Notice, len(ended))
 	for i, s := range ended {
 		hooks[i] = webhookNotice(noticeRevoke, s, at)
+		n.traceNoticeIn(ctx, &hooks[i])
 	}
 	queued, err := session.EnqueueMany(context.Background(), n.store, n.hook.URL, hooks)
 	if dropped := len(hooks) - queued; dropped > 0 {

@@ -25,15 +25,23 @@ var traceContext = propagation.TraceContext{}
 // (Caddy's tracing keeps its own, not OpenTelemetry's global one).
 // Nothing when r is nil or not traced.
 func (nt *notifier) traceNotice(r *http.Request, n *session.Notice) {
-	if r == nil {
+	if r != nil {
+		nt.traceNoticeIn(r.Context(), n)
+	}
+}
+
+// traceNoticeIn is traceNotice for the request context ctx; nil when
+// no request ended the sessions (a sweep, the admin API).
+func (nt *notifier) traceNoticeIn(ctx context.Context, n *session.Notice) {
+	if ctx == nil {
 		return
 	}
-	sp := trace.SpanFromContext(r.Context())
+	sp := trace.SpanFromContext(ctx)
 	if !sp.SpanContext().IsValid() {
 		return
 	}
 	carrier := propagation.MapCarrier{}
-	traceContext.Inject(r.Context(), carrier)
+	traceContext.Inject(ctx, carrier)
 	n.Trace = carrier.Get("traceparent")
 	if nt.tracers != nil {
 		nt.tracers(sp.TracerProvider())
@@ -70,7 +78,7 @@ func (d *dispatcher) deliverySpan(del session.Delivery) trace.Span {
 	if del.Target == mailTarget {
 		channel = "mail"
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("session_auth.notify.channel", channel),
 		attribute.String("session_auth.notify.event", del.Notice.Event),
 		attribute.String("server.address", receiverName(del.Target)),

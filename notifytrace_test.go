@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -136,7 +137,7 @@ func TestUntracedNoticeMakesNoDeliverySpan(t *testing.T) {
 	d.useTracer(tp)
 
 	n.webhook(httptest.NewRequest("POST", "/.auth/logout", nil), noticeRevoke, &session.Session{ID: "s1", UserID: "ada"}, clock.Now())
-	n.ended([]*session.Session{{ID: "s2", UserID: "ada"}}, clock.Now())
+	n.ended(context.Background(), []*session.Session{{ID: "s2", UserID: "ada"}}, clock.Now())
 	eventually(t, "both delivered", func() bool { return results("delivered") == 2 })
 	if got := deliveries(rec); len(got) != 0 {
 		t.Fatalf("%d delivery spans for untraced notices", len(got))
@@ -155,5 +156,30 @@ func TestUntracedNoticeMakesNoDeliverySpan(t *testing.T) {
 	got := deliveries(rec)
 	if len(got) != 1 || got[0].Parent().SpanID() != parent.SpanContext().SpanID() || spanAttr(got[0], "session_auth.notify.channel") != "mail" {
 		t.Fatalf("mail attempt: spans %v", spanNames(got))
+	}
+}
+
+// Revoke notices, queued together when sessions end during a traced
+// request (the sessions page, a policy), are delivered under its trace.
+func TestEndedSessionsNoticesFollowTheRequestsTrace(t *testing.T) {
+	clock := storetest.NewClock()
+	st, err := session.NewMemory(clock.Now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	hook := newFlakyHook(t, 0)
+	d, results, _ := testDispatcher(t, st, clock, &Notify{URL: hook.url}, nil)
+	n := &notifier{hook: &Notify{URL: hook.url}, store: st, logger: zap.NewNop(), tracers: d.useTracer}
+	rec := tracetest.NewSpanRecorder()
+	r, parent := tracedRequest(httptest.NewRequest("POST", "/.auth/sessions/s1/revoke", nil), rec)
+	n.ended(r.Context(), []*session.Session{{ID: "s1", UserID: "ada"}, {ID: "s2", UserID: "ada"}}, clock.Now())
+	parent.End()
+	eventually(t, "both delivered", func() bool { return results("delivered") == 2 })
+	eventually(t, "both spans ended", func() bool { return len(deliveries(rec)) == 2 })
+	for _, sp := range deliveries(rec) {
+		if sp.Parent().SpanID() != parent.SpanContext().SpanID() || spanAttr(sp, "session_auth.notify.event") != noticeRevoke {
+			t.Fatalf("revoke notice's delivery: parent %v, attributes %v", sp.Parent(), sp.Attributes())
+		}
 	}
 }

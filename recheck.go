@@ -328,7 +328,7 @@ func (o *oidcSignIn) endRefused(r *http.Request, p *oidcProvider, s *session.Ses
 	ended, err := o.store.End(sctx, s.ID, now, session.EndIDP, session.ActorIDP, o.policy)
 	switch {
 	case err == nil:
-		o.host.sessionEnded(ended, ending{reason: session.EndIDP, actor: session.ActorIDP, at: now})
+		o.host.sessionEnded(ended, ending{reason: session.EndIDP, actor: session.ActorIDP, at: now, ctx: r.Context()})
 		if s.IsToken() {
 			break
 		}

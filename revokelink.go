@@ -107,7 +107,7 @@ func (ss *selfService) serveRevokeLink(w http.ResponseWriter, r *http.Request) e
 		data.Title, data.Text, data.Tokens = "This session has already ended", "Nothing more to do.", nil
 		return ss.linkPage(w, r, http.StatusGone, data)
 	}
-	ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorLink, at: now})
+	ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorLink, at: now, ctx: r.Context()})
 	data.Title = "Signed out"
 	data.Text = "That session is signed out. If it wasn't you, change your password on " + data.Site + " now."
 	if !targetActive {

@@ -131,14 +131,14 @@ func (ss *selfService) revoke(w http.ResponseWriter, r *http.Request, id string)
 		ended, err = ss.store.EndWithTokens(ctx, id, now, session.EndRevoked, session.ActorSelf, ss.policy)
 		if errors.Is(err, session.ErrNotFound) || (err == nil && ended[0].ID != id) {
 			// Not active: its tokens (if any) were ended all the same.
-			ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
+			ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now, ctx: r.Context()})
 			return writeJSON(w, http.StatusNotFound, errorBody{"not_found"})
 		}
 		if err != nil {
 			return ss.host.storeUnavailable(w, r, err)
 		}
 	}
-	ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
+	ss.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now, ctx: r.Context()})
 	if id == cur.ID {
 		http.SetCookie(w, ss.cookies.sessionCookie(r, "", -1))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -26,7 +27,7 @@ var latencyFractions = []float64{0.25, 0.50, 0.75}
 // each request's latency from the moment the schedule meant to send it:
 // a request that waited for the generator counts its wait, so queueing is
 // not hidden (no coordinated omission).
-func openLoop(t *target, rate int, d time.Duration, h *hdrhistogram.Histogram) (sent, failed, unsent int64) {
+func openLoop(t *target, rate int, d time.Duration, h *hdrhistogram.Histogram, failed map[uint16]int64) (sent, unsent int64) {
 	hdr := http.Header{}
 	if t.cookie != "" {
 		hdr.Set("Cookie", t.cookie)
@@ -34,15 +35,20 @@ func openLoop(t *target, rate int, d time.Duration, h *hdrhistogram.Histogram) (
 	// At most 512 connections, all kept: a request that finds them busy
 	// waits for one, and that wait counts in its latency (opening a new
 	// connection per request would run this machine out of ports).
-	atk := vegeta.NewAttacker(vegeta.Connections(512), vegeta.MaxConnections(512), vegeta.Timeout(10*time.Second),
-		vegeta.Redirects(vegeta.NoFollow), vegeta.KeepAlive(true))
+	// Its own client, whose connections are closed after the run: each
+	// run's 512 would otherwise stay open on both sides.
+	tr := &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	atk := vegeta.NewAttacker(vegeta.Client(client))
 	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: t.addr + "/app", Header: hdr})
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, t.name) {
 		sent++
 		if res.Code != http.StatusOK {
-			failed++
+			failed[res.Code]++ // 0: no answer
 			continue
 		}
 		// The sequence number orders requests by start: the seq-th was
@@ -52,7 +58,7 @@ func openLoop(t *target, rate int, d time.Duration, h *hdrhistogram.Histogram) (
 	}
 	// A generator that falls behind its schedule stops at the end of d
 	// with requests never sent: they are counted, not hidden.
-	return sent, failed, max(int64(rate)*int64(d/time.Second)-sent, 0)
+	return sent, max(int64(rate)*int64(d/time.Second)-sent, 0)
 }
 
 // latencyAtRates prints p50, p99 and p99.9 of each target at 25%, 50% and
@@ -66,7 +72,7 @@ func latencyAtRates(targets []*target, plainPeak float64) error {
 		frac float64
 	}
 	hists := map[key]*hdrhistogram.Histogram{}
-	failed, unsent := map[key]int64{}, map[key]int64{}
+	failed, unsent := map[key]map[uint16]int64{}, map[key]int64{}
 	for r := 0; r < *latencyRounds; r++ {
 		for _, frac := range latencyFractions {
 			order := slices.Clone(targets)
@@ -76,8 +82,10 @@ func latencyAtRates(targets []*target, plainPeak float64) error {
 				if hists[k] == nil {
 					hists[k] = hdrhistogram.New(1, 60_000_000, 3) // 1 µs to 60 s
 				}
-				_, f, u := openLoop(t, int(frac*plainPeak), *latencyTime, hists[k])
-				failed[k] += f
+				if failed[k] == nil {
+					failed[k] = map[uint16]int64{}
+				}
+				_, u := openLoop(t, int(frac*plainPeak), *latencyTime, hists[k], failed[k])
 				unsent[k] += u
 			}
 		}
@@ -95,9 +103,31 @@ func latencyAtRates(targets []*target, plainPeak float64) error {
 				}
 				return (time.Duration(h.ValueAtQuantile(p)) * time.Microsecond).Round(10 * time.Microsecond).String()
 			}
-			fmt.Printf("%-36s %5.0f%% %9d %10s %10s %10s %8d %8d\n", t.name, frac*100, int(frac*plainPeak), q(50), q(99), q(99.9), failed[k], unsent[k])
+			var nf int64
+			for _, n := range failed[k] {
+				nf += n
+			}
+			fmt.Printf("%-36s %5.0f%% %9d %10s %10s %10s %8d %8d\n", t.name, frac*100, int(frac*plainPeak), q(50), q(99), q(99.9), nf, unsent[k])
 		}
 	}
 	fmt.Println("(failed: answers other than 200 and requests with no answer within 10 s; unsent: requests of the schedule the generator had not sent when the run ended; the Go load generator shares the two cores with what it measures)")
+	for _, frac := range latencyFractions {
+		for _, t := range targets {
+			k := key{t.name, frac}
+			codes := slices.Sorted(maps.Keys(failed[k]))
+			if len(codes) == 0 {
+				continue
+			}
+			fmt.Printf("  failed, %s at %.0f%%:", t.name, frac*100)
+			for _, c := range codes {
+				if c == 0 {
+					fmt.Printf(" no answer %d", failed[k][c])
+				} else {
+					fmt.Printf(" %d × %d", failed[k][c], c)
+				}
+			}
+			fmt.Println()
+		}
+	}
 	return nil
 }
