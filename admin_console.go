@@ -139,7 +139,7 @@ func actor(cur *session.Session) string { return session.ActorAdmin + ":" + cur.
 // sessionsEnded): the metric (by the fixed actor "admin", a label of a
 // small set), forgetting them in this process, the log line naming the
 // admin, and the users' notices.
-func (c *adminConsole) ended(ended []*session.Session, at time.Time, who string) {
+func (c *adminConsole) ended(ctx context.Context, ended []*session.Session, at time.Time, who string) {
 	if len(ended) == 0 {
 		return
 	}
@@ -148,7 +148,7 @@ func (c *adminConsole) ended(ended []*session.Session, at time.Time, who string)
 	for _, s := range ended {
 		c.h.logEvent(session.EndEvent(s, at, session.EndRevoked, who))
 	}
-	c.h.notifier.ended(ended, at)
+	c.h.notifier.ended(ctx, ended, at)
 }
 
 // done answers an action: back to the console with a notice for a
@@ -178,7 +178,7 @@ func (c *adminConsole) revokeSession(w http.ResponseWriter, r *http.Request, id 
 	}
 	now := c.h.now()
 	ended, err := c.h.store.EndWithTokens(r.Context(), id, now, session.EndRevoked, actor(cur), c.h.policy)
-	c.ended(ended, now, actor(cur))
+	c.ended(r.Context(), ended, now, actor(cur))
 	if errors.Is(err, session.ErrNotFound) || (err == nil && ended[0].ID != id) {
 		return answer(w, r, problemAdminNoSession)
 	}
@@ -211,7 +211,7 @@ func (c *adminConsole) revokeUser(w http.ResponseWriter, r *http.Request, rest s
 	}
 	now := c.h.now()
 	ended, err := c.h.store.EndUser(r.Context(), user, except, now, session.EndRevoked, actor(cur), c.h.policy)
-	c.ended(ended, now, actor(cur))
+	c.ended(r.Context(), ended, now, actor(cur))
 	if err != nil {
 		return c.h.storeUnavailable(w, r, err)
 	}
@@ -257,14 +257,14 @@ func (c *adminConsole) revokeEveryone(w http.ResponseWriter, r *http.Request) er
 	for start := 0; start < len(users); start += revokeBatch {
 		batch := users[start:min(start+revokeBatch, len(users))]
 		ended, err := session.EndUsers(ctx, c.h.store, batch, now, session.EndRevoked, actor(cur), c.h.policy)
-		c.ended(ended, now, actor(cur))
+		c.ended(ctx, ended, now, actor(cur))
 		all = append(all, ended...)
 		if err != nil {
 			return c.h.storeUnavailable(w, r, err)
 		}
 	}
 	own, err := c.h.store.EndUser(ctx, cur.UserID, cur.ID, now, session.EndRevoked, actor(cur), c.h.policy)
-	c.ended(own, now, actor(cur))
+	c.ended(ctx, own, now, actor(cur))
 	if err != nil {
 		return c.h.storeUnavailable(w, r, err)
 	}
