@@ -1,6 +1,7 @@
 package sessionauth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -218,15 +219,15 @@ func (a adminAPI) revokeUser(w http.ResponseWriter, r *http.Request, stores []st
 		if err != nil {
 			return storeError(err)
 		}
-		revoked = append(revoked, adminEnded(ref, ended, now)...)
+		revoked = append(revoked, adminEnded(r.Context(), ref, ended, now)...)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": revoked})
 }
 
 // adminEnded records sessions the admin ended, and drops them from every
 // handler of this process, not only the store's own; it returns their ids.
-func adminEnded(ref storeRef, ended []*session.Session, now time.Time) []string {
-	ref.h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorAdmin, at: now})
+func adminEnded(ctx context.Context, ref storeRef, ended []*session.Session, now time.Time) []string {
+	ref.h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorAdmin, at: now, ctx: ctx})
 	return idsOf(ended)
 }
 
@@ -306,7 +307,7 @@ func (a adminAPI) revoke(w http.ResponseWriter, r *http.Request, stores []storeR
 		if err != nil {
 			return storeError(err)
 		}
-		adminEnded(ref, ended, now)
+		adminEnded(r.Context(), ref, ended, now)
 		if ended[0].ID != id {
 			continue // it had ended; its tokens have now
 		}

@@ -388,7 +388,7 @@ func endAccountSessions(ctx context.Context, stores []storeRef, user string) ([]
 		if err != nil {
 			return nil, storeError(err)
 		}
-		revoked = append(revoked, adminEnded(ref, ended, now)...)
+		revoked = append(revoked, adminEnded(ctx, ref, ended, now)...)
 	}
 	return revoked, nil
 }

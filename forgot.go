@@ -358,7 +358,7 @@ func (f *forgotPassword) setPassword(w http.ResponseWriter, r *http.Request, tok
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
-	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now})
+	h.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorSelf, at: now, ctx: r.Context()})
 	h.recordAccountEvent(ctx, eventPasswordReset, acct.UserID, session.ActorSelf, clientIP(r))
 	if email.ValidAddress(acct.Email) {
 		if err := f.enqueue(r, f.notice(r, eventPasswordReset, acct, now)); err != nil {

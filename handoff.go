@@ -286,7 +286,11 @@ func (h *Handler) recordLogin(r *http.Request, s *session.Session, ended []*sess
 	for _, e := range session.RiskEvents(s, s.Risk, s.CreatedAt) {
 		h.logEvent(e)
 	}
-	h.sessionsEnded(ended, ending{reason: session.EndLimit, actor: session.ActorLimit, at: s.CreatedAt})
+	e := ending{reason: session.EndLimit, actor: session.ActorLimit, at: s.CreatedAt}
+	if r != nil {
+		e.ctx = r.Context() // the sign-in's trace
+	}
+	h.sessionsEnded(ended, e)
 	h.notifier.login(r, s)
 }
 
@@ -323,7 +327,7 @@ func (ho *handOff) upstreamLogout(w *interceptor, mode string, cur *session.Sess
 		ho.host.log(w.r.Context()).Error("Session-Logout failed: the client gets 503", zap.String("mode", mode), zap.Error(err))
 		return err
 	}
-	ho.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorUpstream, at: now})
+	ho.host.sessionsEnded(ended, ending{reason: session.EndRevoked, actor: session.ActorUpstream, at: now, ctx: w.r.Context()})
 	if mode != "others" {
 		http.SetCookie(w, ho.cookies.sessionCookie(w.r, "", -1))
 	}

@@ -67,7 +67,7 @@ func (a adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request, stores 
 			batch := users[i][start:min(start+revokeBatch, len(users[i]))]
 			now := ref.h.now()
 			ended, err := session.EndUsers(ctx, ref.store, batch, now, session.EndRevoked, session.ActorAdmin, ref.h.policy)
-			p.Revoked += len(adminEnded(ref, ended, now))
+			p.Revoked += len(adminEnded(ctx, ref, ended, now))
 			if err != nil {
 				if !progress {
 					return storeError(err)
