@@ -53,6 +53,25 @@ func (l *localSignIn) storedAccount(ctx context.Context, user string) (*session.
 	return a, err
 }
 
+// operatorDisabled: the Caddyfile's account user has a record in the
+// store (its TOTP or passkeys live there) that an admin disabled. Such an
+// account signs in no more; without this, disabling would drop its stored
+// second factor and leave the password alone to sign in.
+func (l *localSignIn) operatorDisabled(ctx context.Context, user string) (bool, error) {
+	st, err := accountsOf(l.live.store())
+	if err != nil {
+		return false, nil // a store without accounts keeps no record
+	}
+	a, err := st.GetAccount(ctx, user)
+	if errors.Is(err, session.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return a.Disabled, nil
+}
+
 // directoryAccount is a stored account as the accounts form checks it.
 func directoryAccount(a *session.Account) accounts.Account {
 	return accounts.Account{User: a.UserID, Hash: a.PasswordHash, Email: a.Email, Name: a.Name, Roles: a.Roles, TOTP: a.TOTPSecret}
@@ -67,6 +86,13 @@ func directoryAccount(a *session.Account) accounts.Account {
 func (l *localSignIn) checkPassword(ctx context.Context, user, password string) (acct accounts.Account, stored *session.Account, known, ok bool, err error) {
 	if _, inFile := l.dir.Lookup(user); inFile || !l.stored {
 		acct, ok = l.dir.Check(user, password)
+		if ok && inFile {
+			disabled, err := l.operatorDisabled(ctx, user)
+			if err != nil {
+				return accounts.Account{}, nil, false, false, err
+			}
+			ok = !disabled
+		}
 		return acct, nil, inFile, ok, nil
 	}
 	sa, err := l.storedAccount(ctx, user)
@@ -88,6 +114,10 @@ func (l *localSignIn) checkPassword(ctx context.Context, user, password string) 
 // enabled stored one.
 func (l *localSignIn) lookup(ctx context.Context, user string) (accounts.Account, *session.Account, bool, error) {
 	if a, ok := l.dir.Lookup(user); ok {
+		disabled, err := l.operatorDisabled(ctx, user)
+		if err != nil || disabled {
+			return accounts.Account{}, nil, false, err
+		}
 		return a, nil, true, nil
 	}
 	sa, err := l.storedAccount(ctx, user)

@@ -140,11 +140,17 @@ func (f *forgotPassword) request(w http.ResponseWriter, r *http.Request) error {
 		return f.render(w, r, http.StatusBadRequest, forgotPage{Error: forgotNoName})
 	}
 	now := h.now()
-	n, _, err := h.store.Hit(ctx, "forgot:"+hex.EncodeToString(sha256Of(strings.ToLower(name))), resetTTL, now)
+	acct, err := f.find(ctx, name)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
-	acct, err := f.find(ctx, name)
+	// The cap counts per account when one matches, so that its user name
+	// and its email do not get a cap each; else per name typed.
+	capKey := strings.ToLower(name)
+	if acct != nil {
+		capKey = "account\x00" + acct.UserID
+	}
+	n, _, err := h.store.Hit(ctx, "forgot:"+hex.EncodeToString(sha256Of(capKey)), resetTTL, now)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}

@@ -319,3 +319,26 @@ func TestDocsForgotPasswordRecipe(t *testing.T) {
 		t.Fatal("the sign-in page does not link the forgot page")
 	}
 }
+
+// The cap of reset mails counts per account: its user name and its email
+// typed in turn share one cap, not one each.
+func TestForgotPasswordCapIsPerAccount(t *testing.T) {
+	h, _ := storedHandler(t, forgotConfig)
+	outbox := &outboxSeen{Store: h.notifier.store}
+	h.notifier.store = outbox
+	inv := createAccount(t, `{"user_id":"erin","email":"erin@example.com"}`)
+	activate(t, h, inv, "correct horse")
+	c := newClient(t, h)
+	for i := range 2 * forgotPerName {
+		name := "erin"
+		if i%2 == 1 {
+			name = "erin@example.com"
+		}
+		if w := c.askReset(name); w.Code != http.StatusOK {
+			t.Fatalf("ask %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if links := outbox.resetLinks("erin@example.com"); len(links) != forgotPerName {
+		t.Fatalf("%d reset mails for one account, want %d", len(links), forgotPerName)
+	}
+}

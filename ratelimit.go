@@ -108,7 +108,8 @@ func (h *Handler) rateLimit(r *http.Request, kind, who, userID string, rate *Rat
 // else "". The body is read within the sign-in form's limit; it is not
 // forwarded after a refusal.
 func formNext(w http.ResponseWriter, r *http.Request) string {
-	if r.Body == nil {
+	// Only a form's body: a refused upload or API call is not read.
+	if r.Body == nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		return ""
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInForm)

@@ -78,3 +78,28 @@ func TestSecondFactorRequiredOperatorAccount(t *testing.T) {
 		t.Fatalf("bob, whose TOTP is the Caddyfile's: %d %s", w.Code, w.Body)
 	}
 }
+
+// A Caddyfile account whose record in the store (its app, its passkeys)
+// an admin disabled signs in no more, neither with its password alone
+// (the disabled record's TOTP is not asked) nor at all.
+func TestDisabledOperatorRecordSignsInNoMore(t *testing.T) {
+	h, clock := accountHandler(t, &StoreConfig{Type: "memory"}, nil)
+	accts, _ := storeAccounts(h.store)
+	rec := &session.Account{UserID: "alice", TOTPSecret: stepUpTOTP, CreatedAt: clock.Now(), Disabled: true}
+	if err := accts.CreateAccount(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	c := newFormClient(t, h, "192.0.2.10")
+	if w := c.signInWith("alice", "demo"); w.Code == http.StatusSeeOther {
+		t.Fatalf("a disabled operator record signed in: %d %s", w.Code, w.Body)
+	}
+	if u, _ := c.whoAmI(); u != "" {
+		t.Fatalf("signed in as %q", u)
+	}
+	// bob, with no record, still signs in.
+	b := newFormClient(t, h, "192.0.2.11")
+	code, _ := accounts.TOTPCode(stepUpTOTP, clock.Now())
+	if w := b.signInCode("bob", code); w.Code != http.StatusSeeOther {
+		t.Fatalf("bob: %d %s", w.Code, w.Body)
+	}
+}
