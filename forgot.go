@@ -92,11 +92,9 @@ type forgotPage struct {
 	Token, User string
 }
 
-// resetRecord is what the store keeps of a link, under its token's hash.
-type resetRecord struct {
-	User    string    `json:"u"`
-	Expires time.Time `json:"e"`
-}
+// resetRecord is what the store keeps of a link, under its token's hash:
+// an invitation's record (whose, until when), read and spent the same way.
+type resetRecord = invitation
 
 func resetKey(token string) string { return "reset:" + hex.EncodeToString(sha256Of(token)) }
 
@@ -253,25 +251,11 @@ func (f *forgotPassword) enqueue(r *http.Request, n session.Notice) error {
 // take takes the link of token from the store (spent unless put back);
 // ErrNotFound when there is none or it has expired.
 func (f *forgotPassword) take(ctx context.Context, token string) (resetRecord, error) {
-	var rec resetRecord
-	if len(token) > 128 {
-		return rec, session.ErrNotFound
-	}
-	now := f.h.now()
-	v, err := f.h.store.Take(ctx, resetKey(token), now)
-	if err != nil {
-		return rec, err
-	}
-	if json.Unmarshal(v, &rec) != nil || rec.User == "" || !now.Before(rec.Expires) {
-		return rec, session.ErrNotFound
-	}
-	return rec, nil
+	return takeTicket(ctx, f.h.store, token, resetKey(token), f.h.now())
 }
 
 func (f *forgotPassword) putBack(ctx context.Context, token string, rec resetRecord) error {
-	now := f.h.now()
-	v, _ := json.Marshal(rec)
-	return f.h.store.Stash(ctx, resetKey(token), v, max(rec.Expires.Sub(now), time.Second), now)
+	return putTicketBack(ctx, f.h.store, resetKey(token), rec, f.h.now())
 }
 
 // usable: the link's account may still set its password.

@@ -2,11 +2,9 @@ package sessionauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -153,26 +151,12 @@ func (p *signInPages) acceptInvite(w http.ResponseWriter, r *http.Request) error
 // takeInvite takes the invitation of token from the store (spent unless
 // put back); ErrNotFound when there is none or it has expired.
 func (p *signInPages) takeInvite(ctx context.Context, token string) (invitation, error) {
-	var inv invitation
-	if token == "" || len(token) > 128 {
-		return inv, session.ErrNotFound
-	}
-	now := p.live.now()
-	v, err := p.live.store().Take(ctx, inviteKey(token), now)
-	if err != nil {
-		return inv, err
-	}
-	if json.Unmarshal(v, &inv) != nil || inv.User == "" || !now.Before(inv.Expires) {
-		return inv, session.ErrNotFound
-	}
-	return inv, nil
+	return takeTicket(ctx, p.live.store(), token, inviteKey(token), p.live.now())
 }
 
 // putInviteBack stashes a taken invitation again, until it expires.
 func (p *signInPages) putInviteBack(ctx context.Context, token string, inv invitation) error {
-	now := p.live.now()
-	v, _ := json.Marshal(inv)
-	return p.live.store().Stash(ctx, inviteKey(token), v, max(inv.Expires.Sub(now), time.Second), now)
+	return putTicketBack(ctx, p.live.store(), inviteKey(token), inv, p.live.now())
 }
 
 // inviteAccount is the account an invitation sets up: errInviteStale
